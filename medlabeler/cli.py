@@ -1,0 +1,392 @@
+"""The ``medlabeler`` command line: the same engine the app drives, without a display.
+
+Every command ends with a one-line summary; errors name the file and the problem and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_DEMO_DIR = Path.home() / ".medlabeler" / "demo"
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def _open(path: str, *, readonly: bool = False):
+    from medlabeler.engine.project_import import require_project
+    from medlabeler.engine.store import Project
+
+    return Project.open(require_project(path), readonly=readonly)
+
+
+def _config(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        from medlabeler.engine.errors import InputError
+
+        raise InputError(path, f"cannot read config JSON: {exc}") from exc
+
+
+def drive(events, label: str):
+    """Run an engine generator to its end, showing progress; returns the generator's result."""
+    bar = None
+    interactive = sys.stderr.isatty()
+    try:
+        while True:
+            event = next(events)
+            total = getattr(event, "total_steps", None) or getattr(event, "total", None)
+            if interactive and total and bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr)
+            if bar is not None and getattr(event, "kind", "") == "step":
+                bar.n = getattr(event, "step", bar.n)
+                loss = getattr(event, "loss", None)
+                if loss is not None:
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.refresh()
+            elif not interactive and getattr(event, "kind", "") in ("epoch", "log", "metric"):
+                print(f"{label}: {_describe(event)}", file=sys.stderr, flush=True)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _describe(event) -> str:
+    parts = []
+    if getattr(event, "epoch", None) is not None:
+        parts.append(f"epoch {event.epoch}")
+    if getattr(event, "loss", None) is not None:
+        parts.append(f"loss {event.loss:.4f}")
+    for key, value in (getattr(event, "metrics", None) or {}).items():
+        if isinstance(value, float):
+            parts.append(f"{key} {value:.4f}")
+    if getattr(event, "message", None):
+        parts.append(event.message)
+    return ", ".join(parts)
+
+
+def _metrics_text(metrics: dict) -> str:
+    keys = [k for k in ("dice", "auc", "accuracy", "balanced_accuracy") if isinstance(metrics.get(k), (int, float))]
+    return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys) or "no metrics"
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_init(args) -> int:
+    from medlabeler.engine.project_import import create_project
+
+    names = _names(args.classes) if args.task == "classification" else _names(args.labels)
+    project, report = create_project(args.project, args.images, task=args.task, names=names, unit=args.unit, seed=args.seed)
+    with project:
+        for error in report.errors:
+            print(f"skipped {error}", file=sys.stderr)
+        status = project.status()
+    print(f"created {args.project}: {report.summary()}; splits " + _splits_text(status))
+    return 0
+
+
+def _splits_text(status: dict) -> str:
+    return ", ".join(f"{name} {part['samples']}" for name, part in status["per_split"].items())
+
+
+def cmd_import_labels(args) -> int:
+    from medlabeler.engine.project_import import import_labels
+
+    with _open(args.project) as project:
+        report = import_labels(project, args.path)
+    for error in report.errors:
+        print(f"skipped {error}", file=sys.stderr)
+    print(f"imported {report.labeled} labels from {args.path}" + (f", {len(report.errors)} problems" if report.errors else ""))
+    return 0
+
+
+def cmd_status(args) -> int:
+    with _open(args.project, readonly=True) as project:
+        status = project.status()
+        active = project.active_model()
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    print(f"{status['samples']} samples, {status['labeled']} labeled")
+    for name, part in status["per_split"].items():
+        print(f"  {name:<6} {part['samples']:>6} samples  {part['labeled']:>6} labeled")
+    for name, count in status["per_class"].items():
+        print(f"  {name}: {count}")
+    print(f"active model: {f'v{active.version} ({active.method}, {_metrics_text(active.metrics)})' if active else 'none'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from medlabeler.engine.export import export_project
+
+    with _open(args.project, readonly=True) as project:
+        files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names)
+    print(f"exported {len(files)} files to {args.out}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from medlabeler.engine.pipeline import pretrain_project
+
+    config = _config(args.config)
+    with _open(args.project) as project:
+        result = drive(pretrain_project(project, method=args.method, epochs=args.epochs, config=config), f"pretrain {args.method}")
+    print(f"pretrained {args.method}: {_result_text(result)}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from medlabeler.engine.pipeline import train_project
+
+    config = _config(args.config)
+    init = args.init
+    if init and init.isdigit():
+        init = int(init)
+    with _open(args.project) as project:
+        result = drive(train_project(project, method=args.method, init=init, epochs=args.epochs, config=config), f"train {args.method}")
+    print(f"trained {args.method}: {_result_text(result)}")
+    return 0
+
+
+def _result_text(result) -> str:
+    if result is None:
+        return "done"
+    parts = []
+    version = getattr(result, "version", None) or getattr(result, "model_version", None)
+    if version is not None:
+        parts.append(f"model v{version}")
+    metrics = getattr(result, "metrics", None) or {}
+    if metrics:
+        parts.append("val " + _metrics_text(metrics))
+    for name, unit in (("images_per_second", "images/s"), ("seconds", "s")):
+        value = getattr(result, name, None)
+        if value:
+            parts.append(f"{value:.1f} {unit}")
+    if getattr(result, "cancelled", False):
+        parts.append("cancelled")
+    return ", ".join(parts) or "done"
+
+
+def cmd_evaluate(args) -> int:
+    from medlabeler.engine.pipeline import evaluate_project
+
+    with _open(args.project, readonly=True) as project:
+        metrics = evaluate_project(project, split=args.split, version=args.version)
+    if args.json:
+        print(json.dumps(metrics, indent=1, default=float))
+    else:
+        print(f"{args.split}: {_metrics_text(metrics)}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from medlabeler.engine.prediction_export import write_predictions
+
+    ids = [int(i) for i in args.samples.split(",")] if args.samples else None
+    with _open(args.project, readonly=True) as project:
+        count = write_predictions(project, args.out, sample_ids=ids, keep_names=args.keep_names)
+    print(f"wrote predictions for {count} samples to {args.out}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    with _open(args.project, readonly=args.activate is None) as project:
+        if args.activate is not None:
+            project.activate(args.activate)
+        models = project.models()
+        active = project.active_model()
+    if args.json:
+        rows = [{"version": m.version, "method": m.method, "metrics": m.metrics, "parent": m.parent,
+                 "n_labels": m.n_labels, "active": bool(active and m.version == active.version)} for m in models]
+        print(json.dumps(rows, indent=1, default=float))
+        return 0
+    for m in models:
+        mark = "*" if active and m.version == active.version else " "
+        print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} {_metrics_text(m.metrics)}")
+    print(f"{len(models)} model versions; active: {f'v{active.version}' if active else 'none'}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from medlabeler.engine.active_loop import score_project
+
+    with _open(args.project) as project:
+        result = drive(score_project(project, mc_passes=args.mc_passes), "score")
+    print(f"scored {result['scored']} samples with model v{result['model_version']} ({result['samples_per_second']:.1f} samples/s)")
+    return 0
+
+
+def cmd_queue(args) -> int:
+    from medlabeler.engine.active_loop import next_samples
+
+    with _open(args.project, readonly=True) as project:
+        picks = next_samples(project, strategy=args.strategy, n=args.n)
+        samples = {s.id: s for s in project.samples()}
+    if args.json:
+        print(json.dumps([{"sample": p.sample, "score": p.score, "reason": p.reason} for p in picks], indent=1))
+        return 0
+    for p in picks:
+        s = samples[p.sample]
+        where = f"slice {s.slice_index}" if s.slice_index is not None else s.split
+        print(f"  sample {p.sample:<6} {where:<10} score {p.score:.3f}  {p.reason}")
+    print(f"{len(picks)} samples to label next ({args.strategy})")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from medlabeler.benchmarks import run_benchmark
+
+    return run_benchmark(args)
+
+
+def cmd_demo(args) -> int:
+    from medlabeler.engine.demo_loop import run_demo
+
+    return run_demo(Path(args.dir), headless=args.headless, fresh=args.fresh)
+
+
+def cmd_app(args) -> int:
+    from medlabeler.ui.app import run_app
+
+    run_app(args.project)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medlabeler", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create a project from a file or folder of images")
+    p.add_argument("project")
+    p.add_argument("--images", required=True, help="file, folder of DICOM/NIfTI/images, or class_name/ folders")
+    p.add_argument("--task", required=True, choices=["classification", "segmentation"])
+    p.add_argument("--classes", help="comma-separated class names (classification)")
+    p.add_argument("--labels", help="comma-separated label names (segmentation)")
+    p.add_argument("--unit", choices=["image", "slice"], help="one sample per image/volume, or per slice")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("import-labels", help="import masks (NIfTI/PNG named after the images) or a CSV image,label")
+    p.add_argument("project")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_import_labels)
+
+    p = sub.add_parser("status", help="counts of samples and labels")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="export labels (de-identified file names unless --keep-names)")
+    p.add_argument("project")
+    p.add_argument("--format", required=True, choices=["nifti", "csv"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--keep-names", action="store_true", help="name files after the source images (may identify patients)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("pretrain", help="self-supervised pretraining on all images")
+    p.add_argument("project")
+    p.add_argument("--method", default="simclr", choices=["simclr", "pcl", "gravis", "curriculum"])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--config", help="JSON file of method/training options")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("train", help="train on the labels (and unlabeled images for semi-supervised methods)")
+    p.add_argument("project")
+    p.add_argument("--method", default="supervised", choices=["supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl"])
+    p.add_argument("--init", help="'pretrained' or a model version to start from")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--config", help="JSON file of method/training options")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="write predictions of the active model")
+    p.add_argument("project")
+    p.add_argument("--samples", help="comma-separated sample ids (default: all)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--keep-names", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="metrics of the active model on a split")
+    p.add_argument("project")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="model versions; --activate V rolls back or forward")
+    p.add_argument("project")
+    p.add_argument("--activate", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("score", help="score unlabeled samples with the active model")
+    p.add_argument("project")
+    p.add_argument("--strategy", default="hybrid")
+    p.add_argument("--mc-passes", type=int, default=0, help="MC dropout passes for BALD (0: off)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("queue", help="the samples to label next")
+    p.add_argument("project")
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--strategy", default="hybrid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser("benchmark", help="measure: active-learning curves, pipelines, UI responsiveness")
+    p.add_argument("name", choices=["active-learning", "pipelines"])
+    p.add_argument("--dataset", default="mni-tissue-seg")
+    p.add_argument("--strategies", default="random,entropy,bald,kcenter,hybrid")
+    p.add_argument("--methods", default="supervised,pcl+supervised,mean-teacher")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--per-round", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--out", default="benchmark-out")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("demo", help="create the demo project (a real brain MRI) and open it")
+    p.add_argument("--dir", default=str(DEFAULT_DEMO_DIR))
+    p.add_argument("--headless", action="store_true", help="run the same loop without a display")
+    p.add_argument("--fresh", action="store_true", help="start the demo project again from scratch")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("app", help="start the app (napari with the medlabeler widgets)")
+    p.add_argument("project", nargs="?")
+    p.set_defaults(func=cmd_app)
+    return parser
+
+
+def _version() -> str:
+    from medlabeler import __version__
+
+    return f"medlabeler {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from medlabeler.engine.errors import MedlabelerError
+
+    try:
+        return args.func(args)
+    except MedlabelerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The engine: reading, storing, learning and scoring. Never imports Qt or napari."""

@@ -1,0 +1,38 @@
+"""Errors the engine raises for bad input: each names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedlabelerError(Exception):
+    """Base class of every error meant to be shown to the user as it is."""
+
+
+class InputError(MedlabelerError):
+    """A file could not be used; the message names the file and what is wrong with it."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = str(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ImageReadError(InputError):
+    """An image, volume or series could not be read."""
+
+
+class MissingDecoderError(ImageReadError):
+    """Compressed pixel data whose decoder package is not installed."""
+
+
+class ProjectError(MedlabelerError):
+    """The project folder is missing, damaged, or used by another app."""
+
+
+class ProjectLockedError(ProjectError):
+    """Another app holds the project open for writing."""
+
+
+class TrainingError(MedlabelerError):
+    """A training run stopped (NaN loss, out of memory, ...); the previous model stays active."""

@@ -1,0 +1,104 @@
+"""Export a project's labels: masks as NIfTI, classes as CSV.
+
+Exports are de-identified by default: files are named by volume/sample number, never by the
+source file name (which often carries a patient name or ID); ``keep_names=True`` is the user
+asking for source names.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from medlabeler.engine.store import Project
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: bool = False) -> list[Path]:
+    """Write the current labels to ``out``; returns the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        files = [_export_csv(project, out, keep_names)]
+    elif fmt == "nifti":
+        if project.task.kind != "segmentation":
+            raise ValueError("NIfTI export needs a segmentation project; use --format csv")
+        files = _export_nifti(project, out, keep_names)
+    else:
+        raise ValueError(f"unknown export format {fmt!r} (nifti or csv)")
+    project.audit("export", format=fmt, files=len(files), keep_names=keep_names)
+    return files
+
+
+def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
+    task = project.task
+    path = out / "labels.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample", "split", "slice", "label", "origin"] + (["source"] if keep_names else []))
+        for sample in project.samples(labeled=True):
+            version = project.label(sample.id)
+            value = project.load_label(sample.id)
+            if task.kind == "classification":
+                label = task.names[int(value)]
+            else:
+                present = sorted(int(v) for v in np.unique(value) if v)
+                label = ";".join(task.names[v - 1] for v in present)
+            row = [sample.id, sample.split, "" if sample.slice_index is None else sample.slice_index, label, version.origin]
+            writer.writerow(row + ([sample.path] if keep_names else []))
+    return path
+
+
+def nifti_affine(image) -> np.ndarray:
+    """Affine for NIfTI (i, j, k) = our array's (X, Y, Z) order, in RAS millimetres."""
+    affine = np.asarray(image.affine if image.affine is not None else np.diag([*image.spacing[::-1], 1.0]))
+    if image.affine is None:
+        return np.diag([*image.spacing[::-1], 1.0])
+    reorder = np.zeros((4, 4))
+    reorder[0, 2] = reorder[1, 1] = reorder[2, 0] = reorder[3, 3] = 1.0
+    affine = affine @ reorder
+    if image.metadata.get("coordinate_system", "RAS") == "LPS":
+        affine = LPS_TO_RAS @ affine
+    return affine
+
+
+def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
+    import nibabel as nib
+
+    from medlabeler.engine.io import read_image
+
+    by_volume: dict[tuple[str, str | None], list] = defaultdict(list)
+    for sample in project.samples(labeled=True):
+        by_volume[(sample.path, sample.series_uid)].append(sample)
+    files, index = [], []
+    for number, ((path, series_uid), samples) in enumerate(sorted(by_volume.items(), key=lambda kv: kv[0][0]), 1):
+        image = read_image(path, series_uid)
+        spatial = image.array.shape[:3] if image.is_volume else image.array.shape[:2]
+        mask = np.zeros(spatial, dtype=np.uint16 if len(project.task.names) > 255 else np.uint8)
+        labeled_slices = []
+        for sample in samples:
+            if sample.slice_index is None:
+                mask[...] = project.load_label(sample.id)
+            else:
+                mask[sample.slice_index] = project.load_label(sample.id)
+                labeled_slices.append(sample.slice_index)
+        stem = _stem(path) if keep_names else f"volume_{number:04d}"
+        target = out / f"{stem}_labels.nii.gz"
+        data = mask.transpose(2, 1, 0) if mask.ndim == 3 else mask.T[:, :, None]
+        nib.save(nib.Nifti1Image(data, nifti_affine(image) if mask.ndim == 3 else np.eye(4)), target)
+        files.append(target)
+        index.append({"file": target.name, "labeled_slices": sorted(labeled_slices) or "all",
+                      **({"source": path} if keep_names else {})})
+    names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "volumes": index}
+    (out / "labels.json").write_text(json.dumps(names, indent=1))
+    return files + [out / "labels.json"]
+
+
+def _stem(path: str) -> str:
+    name = Path(path).name
+    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem

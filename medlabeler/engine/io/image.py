@@ -1,0 +1,52 @@
+"""The one record every reader returns: pixels, geometry, and metadata kept apart from identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(repr=False)
+class Image:
+    """A 2D image or a 3D volume.
+
+    array: (Z, Y, X) for volumes, (Y, X) for grey 2D, (Y, X, 3) for RGB 2D. Values are
+        physical where the format defines them (CT in HU after rescale slope/intercept).
+    spacing: millimetres per voxel along each spatial axis of ``array`` (Z, Y, X) or (Y, X).
+    affine: 4x4 voxel-index (array axis order) to patient/world mm, or None if unknown.
+    modality: DICOM modality ("CT", "MR", "CR", "US", ...) or "RGB"/"OT" for plain images.
+    window: (centre, width) for display, from the file when it has one.
+    metadata: non-identifying facts (series description, transfer syntax, ...), safe to log.
+    identifiers: patient name/ID, accession number, UIDs that may identify a person. Never
+        logged or exported unless the user asks; kept out of ``repr``.
+    source: the path it was read from (file or folder).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...]
+    affine: np.ndarray | None = None
+    modality: str = "OT"
+    window: tuple[float, float] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    identifiers: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def is_rgb(self) -> bool:
+        return self.array.ndim == 3 and self.array.shape[-1] in (3, 4) and self.array.dtype == np.uint8
+
+    @property
+    def ndim_spatial(self) -> int:
+        return self.array.ndim - 1 if self.is_rgb else self.array.ndim
+
+    @property
+    def is_volume(self) -> bool:
+        return self.ndim_spatial == 3
+
+    def __repr__(self) -> str:  # identifiers deliberately left out
+        return (
+            f"Image(shape={self.array.shape}, dtype={self.array.dtype}, spacing={self.spacing}, "
+            f"modality={self.modality!r}, source={self.source!r})"
+        )

@@ -1,0 +1,219 @@
+"""Create a project from a folder of images, and import existing labels into it.
+
+An import keeps the good files and reports the bad ones: every problem is an InputError naming
+the file, collected in the returned report rather than raised.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medlabeler.engine.errors import InputError, ProjectError
+from medlabeler.engine.io import read_image, scan_sources
+from medlabeler.engine.store import Project
+
+MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".npy")
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts of what worked and one error per bad file."""
+
+    added: int = 0
+    labeled: int = 0
+    errors: list[InputError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.added} samples added, {self.labeled} labels imported"
+        if self.errors:
+            text += f", {len(self.errors)} files skipped"
+        return text
+
+
+def create_project(
+    root: str | Path,
+    images: str | Path,
+    *,
+    task: str,
+    names: list[str] | None = None,
+    colors: list[str] | None = None,
+    unit: str | None = None,
+    seed: int = 0,
+) -> tuple[Project, ImportReport]:
+    """Index ``images`` (file, DICOM/NIfTI/image folder, or ISIC-style class folders) into a new project.
+
+    For classification without ``names``, class names come from the ISIC-style folder names, and
+    those images are labeled with their folder's class. Volumes become slice samples for 2D
+    segmentation unless ``unit`` says otherwise.
+    """
+    infos, errors = scan_sources(images)
+    if not infos:
+        problem = "no readable images found"
+        if errors:
+            problem += f" ({len(errors)} unreadable files, first: {errors[0]})"
+        raise InputError(images, problem)
+    hints = sorted({i.label_hint for i in infos if i.label_hint})
+    if task == "classification" and not names:
+        if len(hints) < 2:
+            raise InputError(images, "classification needs --classes, or class_name/ sub-folders")
+        names = hints
+    if not names:
+        raise InputError(images, f"{task} needs names (--classes or --labels)")
+    if unit is None:
+        unit = "slice" if task == "segmentation" and any(i.is_volume for i in infos) else "image"
+    project = Project.create(root, task=task, names=list(names), colors=colors, unit=unit, seed=seed)
+    report = ImportReport(errors=list(errors))
+    ids = project.add_sources(infos)
+    report.added = len(ids)
+    if task == "classification" and hints:
+        report.labeled = _label_from_folder_names(project, names, report)
+    project.audit("create", images=str(images), samples=report.added, skipped=len(errors))
+    return project, report
+
+
+def _label_from_folder_names(project: Project, names: list[str], report: ImportReport) -> int:
+    """Label each sample of an ISIC-style folder with the class its parent folder names."""
+    count = 0
+    for sample in project.samples():
+        folder = Path(sample.path).parent.name
+        if folder in names:
+            project.save_label(sample.id, names.index(folder), origin="imported")
+            count += 1
+    return count
+
+
+def _source_key(path: str) -> str:
+    """File name without image suffixes: the key masks and CSV rows are matched on."""
+    name = Path(path).name
+    for suffix in (".nii.gz", *MASK_SUFFIXES, ".dcm", ".jpg", ".jpeg", ".bmp"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def import_labels(project: Project, path: str | Path) -> ImportReport:
+    """Import a CSV of ``image,label`` (classification) or a folder of masks named after the images."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _import_csv(project, path)
+    if path.is_dir():
+        return _import_masks(project, path)
+    raise InputError(path, "expected a CSV file (image,label) or a folder of masks")
+
+
+def _samples_by_key(project: Project) -> dict[str, list]:
+    by_key: dict[str, list] = {}
+    for sample in project.samples():
+        by_key.setdefault(_source_key(sample.path), []).append(sample)
+        if Path(sample.path).is_dir() and sample.series_uid:
+            by_key.setdefault(sample.series_uid, []).append(sample)
+    return by_key
+
+
+def _import_csv(project: Project, path: Path) -> ImportReport:
+    task = project.task
+    if task.kind != "classification":
+        raise InputError(path, "a CSV of labels needs a classification project")
+    report = ImportReport()
+    by_key = _samples_by_key(project)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(path, f"cannot read CSV: {exc}") from exc
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["image", "label"]:
+        rows = rows[1:]
+    for line, row in enumerate(rows, start=2):
+        where = f"{path}, line {line}"
+        if len(row) < 2:
+            report.errors.append(InputError(where, "expected two columns: image,label"))
+            continue
+        image, label = row[0].strip(), row[1].strip()
+        samples = by_key.get(_source_key(image))
+        if not samples:
+            report.errors.append(InputError(where, f"no sample in the project matches image {image!r}"))
+            continue
+        if label not in task.names:
+            report.errors.append(
+                InputError(where, f"unknown class {label!r} (classes: {', '.join(task.names)})")
+            )
+            continue
+        for sample in samples:
+            project.save_label(sample.id, task.names.index(label), origin="imported")
+            report.labeled += 1
+    return report
+
+
+def _import_masks(project: Project, folder: Path) -> ImportReport:
+    if project.task.kind != "segmentation":
+        raise InputError(folder, "a folder of masks needs a segmentation project")
+    report = ImportReport()
+    by_key = _samples_by_key(project)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(MASK_SUFFIXES))
+    if not files:
+        raise InputError(folder, f"no mask files ({', '.join(MASK_SUFFIXES)}) found")
+    for mask_path in files:
+        samples = by_key.get(_source_key(str(mask_path)))
+        if not samples:
+            report.errors.append(InputError(mask_path, "no image in the project has this name"))
+            continue
+        try:
+            report.labeled += _save_mask_file(project, mask_path, samples)
+        except InputError as exc:
+            report.errors.append(exc)
+    return report
+
+
+def read_mask(mask_path: Path) -> np.ndarray:
+    """Read a mask file as an integer array in the image's axis order."""
+    if mask_path.suffix.lower() == ".npy":
+        try:
+            array = np.load(mask_path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(mask_path, f"cannot read mask: {exc}") from exc
+    else:
+        array = read_image(mask_path).array
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype == np.uint8:
+        raise InputError(mask_path, "mask is an RGB image; expected one integer label per pixel")
+    if not np.all(np.isfinite(array)) or np.any(array != np.round(array)) or np.any(array < 0):
+        raise InputError(mask_path, "mask values must be non-negative integers")
+    return array.astype(np.int64)
+
+
+def _save_mask_file(project: Project, mask_path: Path, samples: list) -> int:
+    mask = read_mask(mask_path)
+    n_labels = len(project.task.names)
+    if mask.max(initial=0) > n_labels:
+        raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} labels")
+    saved = 0
+    for sample in samples:
+        part = mask[sample.slice_index] if sample.slice_index is not None and mask.ndim == 3 else mask
+        if tuple(part.shape) != tuple(sample.shape[: part.ndim]) or part.ndim != len(_spatial(sample)):
+            raise InputError(
+                mask_path,
+                f"mask shape {mask.shape} does not match image shape {_volume_shape(sample)}",
+            )
+        project.save_label(sample.id, part.astype(np.uint16 if n_labels > 255 else np.uint8), origin="imported")
+        saved += 1
+    return saved
+
+
+def _spatial(sample) -> tuple[int, ...]:
+    shape = tuple(sample.shape)
+    return shape[:2] if len(shape) == 3 and shape[-1] in (3, 4) and not sample.is_volume else shape
+
+
+def _volume_shape(sample) -> tuple[int, ...]:
+    return tuple(sample.shape) if sample.slice_index is None else ("n_slices", *sample.shape)
+
+
+def require_project(path: str | Path) -> Path:
+    """The project folder, or a clear error when it is not one."""
+    root = Path(path)
+    if not (root / "project.sqlite").exists():
+        raise ProjectError(f"{root}: not a medlabeler project (no project.sqlite); create one with 'medlabeler init'")
+    return root
