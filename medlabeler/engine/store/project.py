@@ -1,0 +1,969 @@
+"""The project: a folder holding ``project.sqlite`` (the index), ``masks/``, ``models/`` and ``lock``.
+
+Source images stay where they are (absolute paths, never copied). Masks, models and embeddings are
+files inside the project written atomically (see ``files.py``); the database row that points to a
+file is committed only after the file is durable, in one transaction, so a crash at any instant
+leaves the old or the new state, never a mixture. One writer at a time (``lock.py``); any number of
+read-only openers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, ProjectError
+from . import files
+from .lock import ProjectLock
+from .records import (
+    DEFAULT_COLORS,
+    ORIGINS,
+    SPLITS,
+    TASK_KINDS,
+    UNITS,
+    LabelVersion,
+    ModelVersion,
+    Sample,
+    TaskSpec,
+)
+from .schema import SCHEMA_VERSION, migrate, schema_version
+from .splits import assign_splits, check_fractions
+
+DB_NAME = "project.sqlite"
+MASKS_DIR = "masks"
+MODELS_DIR = "models"
+
+_MASK_FILE = re.compile(r"^s\d+-v\d+-[0-9a-f]{12}\.npz$")
+_MODEL_FILE = re.compile(r"^[me]\d+-[0-9a-f]{12}(\.[A-Za-z0-9_.]+)?$")
+# Audit details never carry anything that could identify a patient: keys naming an identifier are
+# dropped whatever their value, keys naming a file or folder lose their text values, and any string
+# that looks like a path is dropped too (folder names often hold patient names).
+_IDENTITY_KEYS = ("patient", "accession", "birth", "uid", "identifier", "mrn")
+_PATH_KEYS = ("path", "file", "folder", "dir")
+_REMOVED = "<removed>"
+
+_SAMPLE_COLUMNS = ("id, path, series_uid, slice_index, group_key, split, shape, spacing, "
+                   "source_shape, modality, is_volume")
+_LABEL_COLUMNS = ("sample_id, version, value, mask_relpath, checksum, author, created, origin, "
+                  "is_current, present")
+_MODEL_COLUMNS = "version, method, relpath, record, metrics, parent, created, n_labels, active, checksum"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, os.PathLike)):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, sort_keys=True)
+
+
+def _scrub(value: Any) -> Any:
+    """Audit detail with identifying keys and path-like strings removed."""
+    if isinstance(value, Mapping):
+        clean = {}
+        for key, item in value.items():
+            key = str(key)
+            lowered = key.lower()
+            if any(w in lowered for w in _IDENTITY_KEYS):
+                clean[key] = _REMOVED
+            elif any(w in lowered for w in _PATH_KEYS) and isinstance(item, (str, bytes, os.PathLike)):
+                clean[key] = _REMOVED
+            else:
+                clean[key] = _scrub(item)
+        return clean
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_scrub(v) for v in value]
+    if isinstance(value, (os.PathLike,)):
+        return _REMOVED
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        return _REMOVED
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Project:
+    """An open project. Create with ``Project.create``, open with ``Project.open``; close when done.
+
+    Thread-safe: one connection guarded by a lock, so a worker thread may read scores while the
+    main thread saves labels. Use it as a context manager to release the writer lock.
+    """
+
+    pixel_cache_size = 2  # volumes kept in memory by load_pixels
+
+    def __init__(self, root: Path, lock: ProjectLock | None, readonly: bool):
+        """Internal: use ``Project.create`` or ``Project.open``."""
+        self.root = root
+        self.readonly = readonly
+        self._lock = lock
+        self._owner_pid = os.getpid()
+        self._mutex = threading.RLock()
+        self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
+        self._pixels_mutex = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        db = root / DB_NAME
+        try:
+            if readonly:
+                conn = sqlite3.connect(db.as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+            else:
+                conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=30)
+            self._conn = conn
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise ProjectError(f"{root}: cannot switch the database to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")  # a committed label survives power loss
+            if readonly:
+                found = schema_version(conn)
+                if found != SCHEMA_VERSION:
+                    raise ProjectError(
+                        f"{root}: project schema is version {found}, this medlabeler uses "
+                        f"{SCHEMA_VERSION}; open it once for writing to upgrade it"
+                    )
+            else:
+                old = migrate(conn, str(root))
+                if old and old < SCHEMA_VERSION:
+                    self._audit_now("schema_migrated", {"from": old, "to": SCHEMA_VERSION})
+            self.task = self._load_task()
+            if not readonly:
+                self._remove_orphans()
+        except sqlite3.DatabaseError as exc:
+            self._close_connection()
+            raise ProjectError(f"{db}: project database is unreadable or damaged ({exc})") from None
+        except BaseException:
+            self._close_connection()
+            raise
+
+    # ----------------------------------------------------------------------------- open / close
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        *,
+        task: str,
+        names: list[str],
+        colors: list[str] | None = None,
+        unit: str = "image",
+        seed: int = 0,
+        split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+        slabs: int = 0,
+    ) -> Project:
+        """Make a new project in ``root`` (created if needed) and open it for writing."""
+        root = Path(root).expanduser().absolute()
+        spec = _check_task(root, task, names, colors, unit, seed, split_fractions, slabs)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProjectError(f"{root}: cannot create the project folder: {exc.strerror or exc}") from None
+        lock = ProjectLock(root)
+        lock.acquire()
+        try:
+            if (root / DB_NAME).exists():
+                raise ProjectError(f"{root}: already holds a medlabeler project; open it instead")
+            for sub in (MASKS_DIR, MODELS_DIR):
+                (root / sub).mkdir(exist_ok=True)
+            # Build the database under a temporary name and rename it: a crash mid-creation leaves
+            # no half-made project behind.
+            tmp = root / (files.temp_name() + ".sqlite")
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                migrate(conn, str(root))
+                created = _now()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO task (id, kind, names, colors, unit, seed, split_fractions, slabs, created) "
+                    "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (spec.kind, _dumps(list(spec.names)), _dumps(list(spec.colors)), spec.unit,
+                     spec.seed, _dumps(list(spec.split_fractions)), spec.slabs, created),
+                )
+                conn.execute(
+                    "INSERT INTO audit (time, action, detail) VALUES (?, 'project_created', ?)",
+                    (created, _dumps({"kind": spec.kind, "classes": len(spec.names), "unit": spec.unit})),
+                )
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, root / DB_NAME)
+            files.fsync_dir(root)
+            return cls(root, lock, readonly=False)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def open(cls, root: str | Path, *, readonly: bool = False) -> Project:
+        """Open an existing project; for writing unless ``readonly`` (which takes no lock)."""
+        root = Path(root).expanduser().absolute()
+        if not (root / DB_NAME).is_file():
+            raise ProjectError(f"{root}: no medlabeler project here (no {DB_NAME})")
+        lock = None
+        if not readonly:
+            lock = ProjectLock(root)
+            lock.acquire()
+        try:
+            return cls(root, lock, readonly=readonly)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def close(self) -> None:
+        """Close the database and release the writer lock. Safe to call twice.
+
+        In a forked child (a DataLoader worker) this only drops the handle: closing the inherited
+        connection or unlocking there would disturb the parent, which still owns both.
+        """
+        if os.getpid() != self._owner_pid:
+            self._conn = None
+            if self._lock is not None:
+                self._lock.forget()
+                self._lock = None
+            return
+        with self._mutex:
+            self._close_connection()
+            with self._pixels_mutex:
+                self._pixels.clear()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.readonly else "writable"
+        state = "closed" if self.closed else mode
+        return f"Project({str(self.root)!r}, {self.task.kind if hasattr(self, 'task') else '?'}, {state})"
+
+    # ------------------------------------------------------------------------------ internals
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ProjectError(f"{self.root}: project is closed")
+        if os.getpid() != self._owner_pid:
+            raise ProjectError(f"{self.root}: a project handle cannot be used in a forked process; "
+                               "open the project again there (read-only)")
+        return self._conn
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise ProjectError(f"{self.root}: project was opened read-only")
+        self._db  # noqa: B018 - raises if closed
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
+        with self._mutex:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error."""
+        self._check_writable()
+        with self._mutex:
+            conn = self._db
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _insert_audit(self, conn: sqlite3.Connection, action: str, detail: Mapping[str, Any]) -> None:
+        conn.execute("INSERT INTO audit (time, action, detail) VALUES (?, ?, ?)",
+                     (_now(), str(action), _dumps(_scrub(dict(detail)))))
+
+    def _audit_now(self, action: str, detail: Mapping[str, Any]) -> None:
+        with self._write() as conn:
+            self._insert_audit(conn, action, detail)
+
+    def _load_task(self) -> TaskSpec:
+        row = self._query("SELECT kind, names, colors, unit, seed, split_fractions, slabs FROM task WHERE id = 1")
+        if not row:
+            raise ProjectError(f"{self.root}: project database has no task (damaged project)")
+        kind, names, colors, unit, seed, fractions, slabs = row[0]
+        return TaskSpec(kind=kind, names=tuple(json.loads(names)), colors=tuple(json.loads(colors)),
+                        unit=unit, seed=int(seed), split_fractions=tuple(json.loads(fractions)), slabs=int(slabs))
+
+    def _remove_orphans(self) -> None:
+        """Delete what a crash can leave: temporary files, and files no committed row points to."""
+        referenced = {r[0] for r in self._query("SELECT mask_relpath FROM labels WHERE mask_relpath IS NOT NULL")}
+        model_stems = {Path(r[0]).name.split(".")[0] for r in self._query(
+            "SELECT relpath FROM models UNION ALL SELECT relpath FROM embeddings")}
+        removed = 0
+        for folder, keep in ((self.root, None), (self.root / MASKS_DIR, "mask"), (self.root / MODELS_DIR, "model")):
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                continue
+            changed = False
+            for entry in os.scandir(folder):
+                name = entry.name
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                orphan = name.startswith(files.TMP_PREFIX) and (keep is not None or ".sqlite" in name)
+                if keep == "mask" and _MASK_FILE.match(name):
+                    orphan = orphan or f"{MASKS_DIR}/{name}" not in referenced
+                elif keep == "model" and _MODEL_FILE.match(name):
+                    orphan = orphan or name.split(".")[0] not in model_stems
+                if orphan:
+                    try:
+                        os.unlink(entry.path)
+                        removed += 1
+                        changed = True
+                    except FileNotFoundError:
+                        pass
+            if changed:
+                files.fsync_dir(folder)
+        if removed:
+            self._audit_now("orphans_removed", {"count": removed})
+
+    # -------------------------------------------------------------------------------- samples
+    def _by_slab(self, is_volume: bool) -> bool:
+        return self.task.slabs > 0 and self.task.unit == "slice" and is_volume
+
+    def _slice_group(self, group: str, slice_index: int | None, n_slices: int) -> str:
+        """The split group of a slice: its volume's, or its slab's when the task splits by slab."""
+        if slice_index is None:
+            return group
+        return f"{group}/slab{slice_index * self.task.slabs // n_slices}"
+
+    def add_sources(self, infos: Iterable[Any], *, import_label_hints: bool = False) -> list[int]:
+        """Add samples for ``SourceInfo`` records (one per slice for unit "slice", else per source).
+
+        Sources already in the project are skipped; returns the ids of the samples added.
+        Splits are assigned per group. With ``import_label_hints`` a classification project also
+        saves each new sample's ``label_hint`` (if it names a class) as an "imported" label.
+        """
+        self._check_writable()
+        infos = list(infos)
+        prepared = []
+        for info in infos:
+            path = os.path.abspath(os.fspath(info.path))
+            shape = tuple(int(n) for n in info.shape)
+            spacing = tuple(float(s) for s in info.spacing)
+            is_volume = bool(info.is_volume)
+            if len(shape) not in (2, 3, 4) or min(shape) < 1:
+                raise InputError(path, f"unusable image shape {shape}")
+            fingerprint = files.source_fingerprint(path)
+            group = str(getattr(info, "group", "") or "") or files.sha256_bytes(path.encode())[:40]
+            hint = getattr(info, "label_hint", None)
+            prepared.append((info, path, shape, spacing, is_volume, fingerprint, group, hint))
+        added: list[int] = []
+        with self._write() as conn:
+            existing = dict(conn.execute("SELECT key, split FROM groups").fetchall())
+            all_groups = {self._slice_group(p[6], z, p[2][0]) for p in prepared
+                          for z in (range(p[2][0]) if self._by_slab(p[4]) else [None])}
+            new_splits = assign_splits(all_groups, existing, self.task.seed, self.task.split_fractions)
+            conn.executemany("INSERT INTO groups (key, split) VALUES (?, ?)", sorted(new_splits.items()))
+            splits = {**existing, **new_splits}
+            now = _now()
+            for info, path, shape, spacing, is_volume, fingerprint, group, hint in prepared:
+                series = getattr(info, "series_uid", None)
+                modality = str(getattr(info, "modality", "") or "OT")
+                if self.task.unit == "slice" and is_volume:
+                    per_slice = spacing[1:] if len(spacing) >= 3 else spacing
+                    items = [(z, shape[1:], per_slice) for z in range(shape[0])]
+                else:
+                    items = [(None, shape, spacing)]
+                for slice_index, sample_shape, sample_spacing in items:
+                    slice_group = self._slice_group(group, slice_index if self._by_slab(is_volume) else None, shape[0])
+                    cur = conn.execute(
+                        "INSERT OR IGNORE INTO samples (path, series_uid, slice_index, group_key, split, "
+                        "shape, spacing, source_shape, modality, is_volume, content_hash, added) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (path, series, slice_index, slice_group, splits[slice_group], _dumps(list(sample_shape)),
+                         _dumps(list(sample_spacing)), _dumps(list(shape)), modality, int(is_volume),
+                         fingerprint, now),
+                    )
+                    if cur.rowcount != 1:
+                        continue
+                    sample_id = int(cur.lastrowid)
+                    added.append(sample_id)
+                    if import_label_hints and hint is not None and self.task.kind == "classification" \
+                            and hint in self.task.names:
+                        self._insert_label(conn, sample_id, value=self.task.names.index(hint),
+                                           relpath=None, checksum=None, present=(self.task.names.index(hint),),
+                                           author="", origin="imported")
+            self._insert_audit(conn, "sources_added", {
+                "sources": len(prepared), "samples": len(added), "new_groups": len(new_splits),
+                "splits": dict(Counter(new_splits.values())),
+            })
+        return added
+
+    def _sample_from_row(self, row: tuple) -> Sample:
+        sid, path, series, slice_index, group, split, shape, spacing, source_shape, modality, is_volume = row
+        source_shape = tuple(json.loads(source_shape))
+        return Sample(
+            id=int(sid), path=path, series_uid=series,
+            slice_index=None if slice_index is None else int(slice_index),
+            group=group, split=split, shape=tuple(json.loads(shape)), spacing=tuple(json.loads(spacing)),
+            modality=modality, is_volume=bool(is_volume),
+            n_slices=source_shape[0] if slice_index is not None else None,
+        )
+
+    def samples(self, split: str | None = None, labeled: bool | None = None) -> list[Sample]:
+        """Samples in id order, optionally only one split and only (un)labeled ones."""
+        where, args = [], []
+        if split is not None:
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            where.append("split = ?")
+            args.append(split)
+        if labeled is not None:
+            exists = "EXISTS (SELECT 1 FROM labels l WHERE l.sample_id = samples.id AND l.is_current = 1)"
+            where.append(exists if labeled else f"NOT {exists}")
+        sql = f"SELECT {_SAMPLE_COLUMNS} FROM samples"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [self._sample_from_row(r) for r in self._query(sql + " ORDER BY id", args)]
+
+    def sample(self, sample_id: int) -> Sample:
+        """One sample by id; ProjectError if there is none."""
+        rows = self._query(f"SELECT {_SAMPLE_COLUMNS} FROM samples WHERE id = ?", (int(sample_id),))
+        if not rows:
+            raise ProjectError(f"{self.root}: no sample with id {sample_id}")
+        return self._sample_from_row(rows[0])
+
+    def verify_sources(self) -> list[InputError]:
+        """One InputError per source that is missing or changed since it was added."""
+        problems = []
+        for path, recorded in self._query("SELECT DISTINCT path, content_hash FROM samples ORDER BY path"):
+            try:
+                if files.source_fingerprint(path) != recorded:
+                    problems.append(InputError(path, "source changed since it was added to the project"))
+            except InputError as exc:
+                problems.append(exc)
+        return problems
+
+    def load_pixels(self, sample: Sample | int) -> np.ndarray:
+        """float32 pixels of a sample: the slice for slice samples, RGB kept as (Y, X, 3)."""
+        s = sample if isinstance(sample, Sample) else self.sample(sample)
+        array = self._source_array(s)
+        if s.slice_index is not None:
+            if array.ndim < 3 or s.slice_index >= array.shape[0]:
+                raise InputError(s.path, f"has no slice {s.slice_index} any more (shape {array.shape}); "
+                                         "the file changed since it was added")
+            array = array[s.slice_index]
+        if tuple(array.shape) != tuple(s.shape):
+            raise _sample_error(s, f"image now has shape {tuple(array.shape)} but the project recorded "
+                                   f"{tuple(s.shape)}; the file changed since it was added")
+        return np.array(array, dtype=np.float32)
+
+    def _source_array(self, s: Sample) -> np.ndarray:
+        key = (s.path, s.series_uid)
+        with self._pixels_mutex:
+            if key in self._pixels:
+                self._pixels.move_to_end(key)
+                return self._pixels[key]
+        if not os.path.exists(s.path):
+            raise InputError(s.path, "source image is missing: it was moved or deleted after it was "
+                                     "added to the project")
+        from ..io import read_image  # imported late: the store works without the readers loaded
+
+        array = np.asarray(read_image(s.path, s.series_uid).array)
+        if s.is_volume and self.pixel_cache_size > 0:
+            array.flags.writeable = False
+            with self._pixels_mutex:
+                self._pixels[key] = array
+                while len(self._pixels) > self.pixel_cache_size:
+                    self._pixels.popitem(last=False)
+        return array
+
+    # --------------------------------------------------------------------------------- labels
+    def save_label(self, sample_id: int, value: int | np.ndarray, *, author: str = "",
+                   origin: str = "manual") -> LabelVersion:
+        """Save a new label version and make it current (atomic; older versions are kept)."""
+        self._check_writable()
+        if origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
+        s = self.sample(sample_id)
+        if self.task.kind == "classification":
+            class_index = self._check_class(s, value)
+            data = checksum = None
+            present: tuple[int, ...] = (class_index,)
+        else:
+            mask = self._check_mask(s, value)
+            data = files.encode_mask(mask)
+            checksum = files.sha256_bytes(data)
+            present = tuple(int(v) for v in np.unique(mask) if v != 0)
+            class_index = None
+        with self._mutex:
+            self._check_writable()
+            version = self._next_label_version(s.id)
+            relpath = None
+            if data is not None:
+                name = f"s{s.id}-v{version}-{uuid.uuid4().hex[:12]}.npz"
+                files.write_atomic(self.root / MASKS_DIR, name, data)
+                relpath = f"{MASKS_DIR}/{name}"
+            try:
+                with self._write() as conn:
+                    label = self._insert_label(conn, s.id, value=class_index, relpath=relpath,
+                                               checksum=checksum, present=present, author=str(author),
+                                               origin=origin, version=version)
+            except BaseException:
+                if relpath is not None:
+                    (self.root / relpath).unlink(missing_ok=True)
+                raise
+        return label
+
+    def _next_label_version(self, sample_id: int) -> int:
+        return int(self._query("SELECT ifnull(max(version), 0) + 1 FROM labels WHERE sample_id = ?",
+                               (sample_id,))[0][0])
+
+    def _insert_label(self, conn: sqlite3.Connection, sample_id: int, *, value: int | None,
+                      relpath: str | None, checksum: str | None, present: tuple[int, ...], author: str,
+                      origin: str, version: int | None = None) -> LabelVersion:
+        if version is None:
+            version = int(conn.execute("SELECT ifnull(max(version), 0) + 1 FROM labels WHERE sample_id = ?",
+                                       (sample_id,)).fetchone()[0])
+        created = _now()
+        conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (sample_id,))
+        conn.execute(
+            "INSERT INTO labels (sample_id, version, value, mask_relpath, checksum, present, author, "
+            "created, origin, is_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (sample_id, version, value, relpath, checksum, _dumps(list(present)), author, created, origin),
+        )
+        self._insert_audit(conn, "label_saved", {"sample": sample_id, "version": version, "origin": origin})
+        return LabelVersion(sample_id=sample_id, version=version, value=value, mask_relpath=relpath,
+                            checksum=checksum, author=author, created=created, origin=origin,
+                            is_current=True, present=tuple(present))
+
+    def _check_class(self, s: Sample, value: Any) -> int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise _sample_error(s, f"a classification label is a class index (int), got {type(value).__name__}")
+        n = len(self.task.names)
+        if not 0 <= int(value) < n:
+            raise _sample_error(s, f"class index {int(value)} out of range 0..{n - 1} ({', '.join(self.task.names)})")
+        return int(value)
+
+    def _check_mask(self, s: Sample, value: Any) -> np.ndarray:
+        if value is None or isinstance(value, (int, float, np.integer, np.floating, str, bool)):
+            raise _sample_error(s, f"a segmentation label is a mask array, got {type(value).__name__}")
+        try:
+            mask = np.asarray(value)
+        except Exception as exc:  # noqa: BLE001 - any array-like that fails to convert
+            raise _sample_error(s, f"mask could not be read as an array ({exc})") from None
+        if mask.dtype == np.bool_:
+            mask = mask.astype(np.uint8)
+        if mask.dtype.kind not in "iu":
+            raise _sample_error(s, f"mask must hold integers, got dtype {mask.dtype}")
+        if tuple(mask.shape) != s.spatial_shape:
+            raise _sample_error(s, f"mask shape {tuple(mask.shape)} does not match the image shape {s.spatial_shape}")
+        n = len(self.task.names)
+        if mask.size:
+            low, high = int(mask.min()), int(mask.max())
+            if low < 0 or high > n:
+                raise _sample_error(s, f"mask values must be 0..{n} (0 = background), found {low}..{high}")
+        return np.ascontiguousarray(mask, dtype=np.uint8 if n < 256 else np.uint16)
+
+    def _label_from_row(self, row: tuple) -> LabelVersion:
+        sample_id, version, value, relpath, checksum, author, created, origin, is_current, present = row
+        return LabelVersion(sample_id=int(sample_id), version=int(version),
+                            value=None if value is None else int(value), mask_relpath=relpath,
+                            checksum=checksum, author=author, created=created, origin=origin,
+                            is_current=bool(is_current), present=tuple(json.loads(present)))
+
+    def label(self, sample_id: int) -> LabelVersion | None:
+        """The current label version of a sample, or None."""
+        rows = self._query(f"SELECT {_LABEL_COLUMNS} FROM labels WHERE sample_id = ? AND is_current = 1",
+                           (int(sample_id),))
+        return self._label_from_row(rows[0]) if rows else None
+
+    def label_history(self, sample_id: int) -> list[LabelVersion]:
+        """Every saved version of a sample's label, oldest first."""
+        rows = self._query(f"SELECT {_LABEL_COLUMNS} FROM labels WHERE sample_id = ? ORDER BY version",
+                           (int(sample_id),))
+        return [self._label_from_row(r) for r in rows]
+
+    def load_label(self, sample_id: int, version: int | None = None) -> int | np.ndarray | None:
+        """The current label (or a given version): a class index or a mask; None if unlabeled.
+
+        A damaged mask file raises ProjectError naming it (and the newest intact older version,
+        which ``revert_label`` can make current); it never falls back silently.
+        """
+        if version is None:
+            lv = self.label(sample_id)
+            if lv is None:
+                self.sample(sample_id)  # ProjectError for an unknown id
+                return None
+        else:
+            lv = self._label_version(sample_id, version)
+        return self._label_content(lv)
+
+    def _label_version(self, sample_id: int, version: int) -> LabelVersion:
+        rows = self._query(f"SELECT {_LABEL_COLUMNS} FROM labels WHERE sample_id = ? AND version = ?",
+                           (int(sample_id), int(version)))
+        if not rows:
+            raise ProjectError(f"{self.root}: sample {sample_id} has no label version {version}")
+        return self._label_from_row(rows[0])
+
+    def _label_content(self, lv: LabelVersion, s: Sample | None = None) -> int | np.ndarray:
+        if lv.value is not None:
+            return lv.value
+        problem = self._mask_problem(lv, s)
+        if isinstance(problem, np.ndarray):
+            return problem
+        s = s or self.sample(lv.sample_id)
+        intact = next((old.version for old in reversed(self.label_history(lv.sample_id))
+                       if old.version < lv.version and not isinstance(self._mask_problem(old, s), str)), None)
+        hint = (f"version {intact} is intact: revert_label({lv.sample_id}, {intact}) makes it current"
+                if intact else "no earlier intact version")
+        raise ProjectError(f"{self.root / lv.mask_relpath}: mask of {s.describe()} (sample {lv.sample_id}, "
+                           f"label version {lv.version}) {problem}; {hint}")
+
+    def _mask_problem(self, lv: LabelVersion, s: Sample | None) -> np.ndarray | str:
+        """The mask of a label version, or a string saying what is wrong with its file."""
+        if lv.value is not None:
+            return np.asarray(lv.value)
+        path = files.resolve_inside(self.root, lv.mask_relpath)  # ProjectError if it escapes
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return "is missing"
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or exc})"
+        if files.sha256_bytes(data) != lv.checksum:
+            return "is damaged (checksum mismatch: torn or changed file)"
+        try:
+            mask = files.decode_mask(data)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged file
+            return f"is damaged ({exc})"
+        s = s or self.sample(lv.sample_id)
+        if tuple(mask.shape) != s.spatial_shape:
+            return f"has shape {mask.shape}, expected {s.spatial_shape}"
+        return mask
+
+    def revert_label(self, sample_id: int, version: int) -> LabelVersion:
+        """Make an older (intact) version current again, e.g. after a damaged mask is reported."""
+        lv = self._label_version(sample_id, version)
+        self._label_content(lv)  # refuses a damaged version
+        with self._write() as conn:
+            conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (lv.sample_id,))
+            conn.execute("UPDATE labels SET is_current = 1 WHERE sample_id = ? AND version = ?",
+                         (lv.sample_id, lv.version))
+            self._insert_audit(conn, "label_reverted", {"sample": lv.sample_id, "version": lv.version})
+        return self.label(sample_id)
+
+    def labels(self, split: str | None = None) -> dict[int, int | np.ndarray]:
+        """Current labels by sample id (class indices or masks), optionally of one split."""
+        samples = {s.id: s for s in self.samples(split=split, labeled=True)}
+        rows = self._query(f"SELECT {_LABEL_COLUMNS} FROM labels WHERE is_current = 1 ORDER BY sample_id")
+        out: dict[int, int | np.ndarray] = {}
+        for row in rows:
+            lv = self._label_from_row(row)
+            if lv.sample_id in samples:
+                out[lv.sample_id] = self._label_content(lv, samples[lv.sample_id])
+        return out
+
+    def check_labels(self) -> list[ProjectError]:
+        """One ProjectError per current label whose mask file is missing or damaged."""
+        problems = []
+        for s in self.samples(labeled=True):
+            lv = self.label(s.id)
+            try:
+                self._label_content(lv, s)
+            except ProjectError as exc:
+                problems.append(exc)
+        return problems
+
+    # --------------------------------------------------------------------------------- models
+    def add_model(self, *, method: str, weights_file: str | Path, record: Mapping[str, Any],
+                  metrics: Mapping[str, Any], parent: int | None = None,
+                  activate: bool = True) -> ModelVersion:
+        """Copy a weights file (and its ``.json`` sidecar, if any) into models/ as a new version."""
+        self._check_writable()
+        source = Path(weights_file)
+        if not source.is_file():
+            raise InputError(source, "weights file not found")
+        record, metrics = dict(record), dict(metrics)
+        record_json, metrics_json = _dumps(record), _dumps(metrics)
+        with self._mutex:
+            version = int(self._query("SELECT ifnull(max(version), 0) + 1 FROM models")[0][0])
+            if parent is not None and not self._query("SELECT 1 FROM models WHERE version = ?", (int(parent),)):
+                raise ProjectError(f"{self.root}: parent model version {parent} does not exist")
+            stem = f"m{version:04d}-{uuid.uuid4().hex[:12]}"
+            models_dir = self.root / MODELS_DIR
+            written: list[Path] = []
+            try:
+                final, checksum = files.copy_atomic(source, models_dir, stem + (source.suffix or ".bin"))
+                written.append(final)
+                for sidecar in (source.with_suffix(".json"), Path(f"{source}.json")):
+                    if sidecar.is_file() and sidecar != source:
+                        written.append(files.copy_atomic(sidecar, models_dir, stem + ".json")[0])
+                        break
+                n_labels = int(record.get("n_labels", self._count_labels()))
+                created = _now()
+                relpath = f"{MODELS_DIR}/{final.name}"
+                with self._write() as conn:
+                    if activate:
+                        conn.execute("UPDATE models SET active = 0 WHERE active = 1")
+                    conn.execute(
+                        "INSERT INTO models (version, method, relpath, checksum, record, metrics, parent, "
+                        "created, active, n_labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (version, str(method), relpath, checksum, record_json, metrics_json,
+                         None if parent is None else int(parent), created, int(bool(activate)), n_labels),
+                    )
+                    self._insert_audit(conn, "model_added", {"version": version, "method": str(method),
+                                                             "parent": parent, "active": bool(activate)})
+            except BaseException:
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
+        return self.model(version)
+
+    def _count_labels(self) -> int:
+        return int(self._query("SELECT count(*) FROM labels WHERE is_current = 1")[0][0])
+
+    def _model_from_row(self, row: tuple) -> ModelVersion:
+        version, method, relpath, record, metrics, parent, created, n_labels, active, checksum = row
+        return ModelVersion(version=int(version), method=method, path=files.resolve_inside(self.root, relpath),
+                            record=json.loads(record), metrics=json.loads(metrics),
+                            parent=None if parent is None else int(parent), created=created,
+                            n_labels=int(n_labels), active=bool(active), checksum=checksum)
+
+    def models(self) -> list[ModelVersion]:
+        """All model versions, oldest first."""
+        return [self._model_from_row(r) for r in self._query(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY version")]
+
+    def model(self, version: int) -> ModelVersion:
+        rows = self._query(f"SELECT {_MODEL_COLUMNS} FROM models WHERE version = ?", (int(version),))
+        if not rows:
+            raise ProjectError(f"{self.root}: no model version {version}")
+        return self._model_from_row(rows[0])
+
+    def active_model(self) -> ModelVersion | None:
+        rows = self._query(f"SELECT {_MODEL_COLUMNS} FROM models WHERE active = 1")
+        return self._model_from_row(rows[0]) if rows else None
+
+    def activate(self, version: int) -> None:
+        """Make a model version the active one (the one predictions and scores come from)."""
+        self.model(version)
+        with self._write() as conn:
+            conn.execute("UPDATE models SET active = 0 WHERE active = 1")
+            conn.execute("UPDATE models SET active = 1 WHERE version = ?", (int(version),))
+            self._insert_audit(conn, "model_activated", {"version": int(version)})
+
+    def _model_key(self, model_version: int | None) -> int:
+        """The scores/embeddings key: a model version, the active one for None, 0 if none is active."""
+        if model_version is None:
+            active = self.active_model()
+            return active.version if active else 0
+        if int(model_version) != 0:
+            self.model(model_version)
+        return int(model_version)
+
+    # --------------------------------------------------------------------------------- scores
+    def write_scores(self, model_version: int | None, scores: Mapping[int, Mapping[str, float]]) -> None:
+        """Store (or replace) per-sample scores; None means the active model (0 when there is none)."""
+        self._check_writable()
+        key = self._model_key(model_version)
+        rows = [(int(sid), key, str(name), _finite_or_none(value))
+                for sid, named in scores.items() for name, value in named.items()]
+        try:
+            with self._write() as conn:
+                conn.executemany("INSERT OR REPLACE INTO scores (sample_id, model_version, name, value) "
+                                 "VALUES (?, ?, ?, ?)", rows)
+                self._insert_audit(conn, "scores_written", {"model_version": key, "samples": len(scores)})
+        except sqlite3.IntegrityError:
+            known = {r[0] for r in self._query("SELECT id FROM samples")}
+            unknown = sorted({int(s) for s in scores} - known)[:5]
+            raise ProjectError(f"{self.root}: scores for unknown sample ids {unknown}") from None
+
+    def scores(self, model_version: int | None = None, name: str | None = None) -> dict[int, dict[str, float]]:
+        """Scores by sample id, of a model version (default: the active model), maybe one name only."""
+        key = self._model_key(model_version)
+        sql, args = "SELECT sample_id, name, value FROM scores WHERE model_version = ?", [key]
+        if name is not None:
+            sql += " AND name = ?"
+            args.append(name)
+        out: dict[int, dict[str, float]] = {}
+        for sid, score_name, value in self._query(sql + " ORDER BY sample_id", args):
+            out.setdefault(int(sid), {})[score_name] = math.nan if value is None else float(value)
+        return out
+
+    def stale_score_samples(self, unlabeled_only: bool = False) -> list[int]:
+        """Ids of samples with no score from the active model (new samples, or a new model)."""
+        key = self._model_key(None)
+        sql = ("SELECT id FROM samples WHERE NOT EXISTS "
+               "(SELECT 1 FROM scores s WHERE s.sample_id = samples.id AND s.model_version = ?)")
+        if unlabeled_only:
+            sql += " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.sample_id = samples.id AND l.is_current = 1)"
+        return [int(r[0]) for r in self._query(sql + " ORDER BY id", (key,))]
+
+    # ----------------------------------------------------------------------------- embeddings
+    def write_embeddings(self, model_version: int | None, ids: Iterable[int], array: np.ndarray) -> None:
+        """Store one (N, D) embedding matrix for a model version (replacing an older one)."""
+        self._check_writable()
+        key = self._model_key(model_version)
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64).reshape(-1)
+        array = np.asarray(array)
+        if array.ndim != 2 or array.shape[0] != ids.shape[0]:
+            raise ValueError(f"embeddings must be (N, D) with N = len(ids) = {ids.shape[0]}, got {array.shape}")
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=ids, embeddings=np.ascontiguousarray(array, dtype=np.float32))
+        data = buffer.getvalue()
+        with self._mutex:
+            name = f"e{key:04d}-{uuid.uuid4().hex[:12]}.npz"
+            files.write_atomic(self.root / MODELS_DIR, name, data)
+            relpath = f"{MODELS_DIR}/{name}"
+            try:
+                with self._write() as conn:
+                    old = conn.execute("SELECT relpath FROM embeddings WHERE model_version = ?", (key,)).fetchone()
+                    conn.execute("INSERT OR REPLACE INTO embeddings (model_version, relpath, checksum, n, dim, "
+                                 "created) VALUES (?, ?, ?, ?, ?, ?)",
+                                 (key, relpath, files.sha256_bytes(data), int(array.shape[0]),
+                                  int(array.shape[1]), _now()))
+                    self._insert_audit(conn, "embeddings_written", {"model_version": key, "n": int(array.shape[0])})
+            except BaseException:
+                (self.root / relpath).unlink(missing_ok=True)
+                raise
+            if old:
+                try:
+                    files.resolve_inside(self.root, old[0]).unlink(missing_ok=True)
+                except (OSError, ProjectError):
+                    pass  # a leftover is removed as an orphan on the next open
+
+    def embeddings(self, model_version: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids, (N, D) float32 embeddings) of a model version (default: active), or None."""
+        key = self._model_key(model_version)
+        rows = self._query("SELECT relpath, checksum FROM embeddings WHERE model_version = ?", (key,))
+        if not rows:
+            return None
+        path = files.resolve_inside(self.root, rows[0][0])
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ProjectError(f"{path}: embeddings file cannot be read ({exc.strerror or exc})") from None
+        if files.sha256_bytes(data) != rows[0][1]:
+            raise ProjectError(f"{path}: embeddings file is damaged (checksum mismatch)")
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return archive["ids"], archive["embeddings"]
+
+    # ---------------------------------------------------------------------------------- audit
+    def audit(self, action: str, **detail: Any) -> None:
+        """Record an event. Keys that suggest identifiers and path-like strings are removed."""
+        self._audit_now(action, detail)
+
+    def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit entries, oldest first (the newest ``limit`` when given)."""
+        sql = "SELECT time, action, detail FROM audit ORDER BY id"
+        if limit is not None:
+            sql = (f"SELECT * FROM (SELECT id, time, action, detail FROM audit ORDER BY id DESC "
+                   f"LIMIT {int(limit)}) ORDER BY id")
+        rows = self._query(sql)
+        return [{"time": r[-3], "action": r[-2], "detail": json.loads(r[-1])} for r in rows]
+
+    # --------------------------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        """Counts: samples, labeled, per_split {split: {samples, labeled}}, per_class {name: count}.
+
+        per_class counts current labels of each class (classification) or labeled samples whose
+        mask contains each label (segmentation).
+        """
+        per_split = {split: {"samples": 0, "labeled": 0} for split in SPLITS}
+        rows = self._query(
+            "SELECT split, count(*), sum(EXISTS (SELECT 1 FROM labels l WHERE l.sample_id = samples.id "
+            "AND l.is_current = 1)) FROM samples GROUP BY split")
+        for split, n, labeled in rows:
+            per_split[split] = {"samples": int(n), "labeled": int(labeled or 0)}
+        counts: Counter[int] = Counter()
+        for (present,) in self._query("SELECT present FROM labels WHERE is_current = 1"):
+            offset = 0 if self.task.kind == "classification" else 1
+            counts.update(int(v) - offset for v in json.loads(present))
+        active = self.active_model()
+        return {
+            "samples": sum(v["samples"] for v in per_split.values()),
+            "labeled": sum(v["labeled"] for v in per_split.values()),
+            "per_split": per_split,
+            "per_class": {name: counts.get(i, 0) for i, name in enumerate(self.task.names)},
+            "models": int(self._query("SELECT count(*) FROM models")[0][0]),
+            "active_model": active.version if active else None,
+        }
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the database file: "ok" when healthy."""
+        return "; ".join(str(r[0]) for r in self._query("PRAGMA integrity_check"))
+
+
+def _finite_or_none(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _sample_error(s: Sample, problem: str) -> InputError:
+    where = f"slice {s.slice_index}, " if s.slice_index is not None else ""
+    return InputError(s.path, f"{where}sample {s.id}: {problem}")
+
+
+def _check_task(root: Path, kind: str, names: list[str], colors: list[str] | None, unit: str, seed: int,
+                fractions: tuple[float, float, float], slabs: int = 0) -> TaskSpec:
+    if kind not in TASK_KINDS:
+        raise ProjectError(f"{root}: task must be one of {TASK_KINDS}, got {kind!r}")
+    if unit not in UNITS:
+        raise ProjectError(f"{root}: unit must be one of {UNITS}, got {unit!r}")
+    names = [str(n).strip() for n in names]
+    minimum = 2 if kind == "classification" else 1
+    if len(names) < minimum or any(not n for n in names) or len(set(names)) != len(names):
+        raise ProjectError(f"{root}: a {kind} project needs at least {minimum} distinct non-empty names, got {names}")
+    if kind == "segmentation" and len(names) > 65535:
+        raise ProjectError(f"{root}: at most 65535 segmentation labels")
+    if colors is None:
+        colors = [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(names))]
+    if len(colors) != len(names):
+        raise ProjectError(f"{root}: {len(colors)} colors for {len(names)} names")
+    try:
+        fractions = check_fractions(fractions)
+    except ValueError as exc:
+        raise ProjectError(f"{root}: {exc}") from None
+    if slabs < 0 or (slabs and unit != "slice"):
+        raise ProjectError(f"{root}: slabs (split a volume by contiguous slices) needs unit 'slice' and a count >= 0")
+    return TaskSpec(kind=kind, names=tuple(names), colors=tuple(str(c) for c in colors), unit=unit,
+                    seed=int(seed), split_fractions=fractions, slabs=int(slabs))

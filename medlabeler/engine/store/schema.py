@@ -1,0 +1,131 @@
+"""The SQLite schema, versioned with ``PRAGMA user_version``; one list of statements per version.
+
+To change the schema add ``MIGRATIONS[n + 1]`` (statements taking a version-n database to n + 1)
+and bump nothing else: ``SCHEMA_VERSION`` follows the list. Never edit an applied migration.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import ProjectError
+
+_V1 = [
+    """CREATE TABLE task (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        kind TEXT NOT NULL CHECK (kind IN ('classification', 'segmentation')),
+        names TEXT NOT NULL,
+        colors TEXT NOT NULL,
+        unit TEXT NOT NULL CHECK (unit IN ('image', 'slice')),
+        seed INTEGER NOT NULL,
+        split_fractions TEXT NOT NULL,
+        slabs INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE groups (
+        key TEXT PRIMARY KEY,
+        split TEXT NOT NULL CHECK (split IN ('train', 'val', 'test'))
+    )""",
+    """CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        series_uid TEXT,
+        slice_index INTEGER,
+        group_key TEXT NOT NULL REFERENCES groups(key),
+        split TEXT NOT NULL CHECK (split IN ('train', 'val', 'test')),
+        shape TEXT NOT NULL,
+        spacing TEXT NOT NULL,
+        source_shape TEXT NOT NULL,
+        modality TEXT NOT NULL,
+        is_volume INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        added TEXT NOT NULL
+    )""",
+    """CREATE UNIQUE INDEX samples_source ON samples
+        (path, ifnull(series_uid, ''), ifnull(slice_index, -1))""",
+    "CREATE INDEX samples_split ON samples (split)",
+    """CREATE TABLE labels (
+        id INTEGER PRIMARY KEY,
+        sample_id INTEGER NOT NULL REFERENCES samples(id),
+        version INTEGER NOT NULL,
+        value INTEGER,
+        mask_relpath TEXT,
+        checksum TEXT,
+        present TEXT NOT NULL DEFAULT '[]',
+        author TEXT NOT NULL DEFAULT '',
+        created TEXT NOT NULL,
+        origin TEXT NOT NULL CHECK (origin IN
+            ('manual', 'accepted_prediction', 'corrected_prediction', 'imported')),
+        is_current INTEGER NOT NULL DEFAULT 0,
+        CHECK ((value IS NULL) != (mask_relpath IS NULL)),
+        UNIQUE (sample_id, version)
+    )""",
+    "CREATE UNIQUE INDEX labels_one_current ON labels (sample_id) WHERE is_current = 1",
+    """CREATE TABLE models (
+        version INTEGER PRIMARY KEY,
+        method TEXT NOT NULL,
+        relpath TEXT NOT NULL,
+        checksum TEXT NOT NULL,
+        record TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        parent INTEGER REFERENCES models(version),
+        created TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        n_labels INTEGER NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX models_one_active ON models (active) WHERE active = 1",
+    """CREATE TABLE scores (
+        sample_id INTEGER NOT NULL REFERENCES samples(id),
+        model_version INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL,
+        PRIMARY KEY (sample_id, model_version, name)
+    )""",
+    "CREATE INDEX scores_model ON scores (model_version, name)",
+    """CREATE TABLE embeddings (
+        model_version INTEGER PRIMARY KEY,
+        relpath TEXT NOT NULL,
+        checksum TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        dim INTEGER NOT NULL,
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        time TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+]
+
+# MIGRATIONS[n] takes a database at version n - 1 to version n.
+MIGRATIONS: dict[int, list[str]] = {1: _V1}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, where: str) -> int:
+    """Bring the database up to ``SCHEMA_VERSION``, one transaction per step; returns the old version.
+
+    ``conn`` must be in autocommit mode (isolation_level=None). ``where`` names the project in errors.
+    """
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise ProjectError(
+            f"{where}: project was written by a newer medlabeler (schema {current}, "
+            f"this version knows up to {SCHEMA_VERSION}); update medlabeler to open it"
+        )
+    for target in range(current + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(target)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return current
