@@ -1,0 +1,59 @@
+"""The active-learning round on a project: score the unlabeled pool with the active model, then rank.
+
+Scoring is the costly part (one forward pass per sample, plus MC-dropout passes for BALD); it
+writes scores and embeddings into the store under the model version that made them. Ranking
+(`next_samples`) only reads stored scores, so the queue can re-rank instantly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import numpy as np
+
+from medlabeler.engine.errors import ProjectError
+
+
+def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str = "train",
+                  batch_size: int = 16) -> Generator[Any, None, dict]:
+    """Score every unlabeled sample of ``split`` with the active model; yields progress events.
+
+    Returns {"scored", "model_version", "samples_per_second", "cancelled"}. Scores and encoder
+    embeddings are written with the model version, so older scores become visibly stale.
+    """
+    from medlabeler.engine.active.scoring import score_pool, write_embeddings_to_project, write_scores_to_project
+    from medlabeler.engine.pipeline import embed_samples, load_model, predict_samples
+
+    bundle = load_model(project)
+    version = bundle[2].version
+    samples = project.samples(split=split, labeled=False)
+    if not samples:
+        return {"scored": 0, "model_version": version, "samples_per_second": 0.0, "cancelled": False}
+    # Segmentation probabilities come back at each sample's own size: batch only equal shapes.
+    same_shape = len({tuple(s.shape) for s in samples}) == 1
+    batch = batch_size if project.task.kind == "classification" or same_shape else 1
+
+    def predict_fn(ids: list[int]):
+        probs = np.stack([p for _, p in predict_samples(project, ids, mc_samples=mc_passes, model_bundle=bundle)])
+        if mc_passes:
+            probs = np.swapaxes(probs, 0, 1)  # (N, T, C, ...) -> (T, N, C, ...)
+        _, features = embed_samples(project, ids, model_bundle=bundle)
+        return probs, features
+
+    result = yield from score_pool(predict_fn, [s.id for s in samples], task=project.task.kind,
+                                   mc_passes=mc_passes, batch_size=batch, cancel=cancel)
+    write_scores_to_project(project, version, result.scores)
+    if result.embeddings:
+        write_embeddings_to_project(project, version, result.embeddings)
+    return {"scored": len(result.scores), "model_version": version,
+            "samples_per_second": result.samples_per_s, "cancelled": result.cancelled}
+
+
+def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str = "train"):
+    """The ``n`` unlabeled samples to label next, each with its score and the reason it was chosen."""
+    from medlabeler.engine.active.strategies import select_for_project
+
+    try:
+        return select_for_project(project, strategy=strategy, n=n, split=split)
+    except ValueError as exc:
+        raise ProjectError(f"{project.root}: cannot rank with strategy {strategy!r}: {exc}") from exc
