@@ -55,16 +55,16 @@ def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
 
 
 def nifti_affine(image) -> np.ndarray:
-    """Affine for NIfTI (i, j, k) = our array's (X, Y, Z) order, in RAS millimetres."""
-    affine = np.asarray(image.affine if image.affine is not None else np.diag([*image.spacing[::-1], 1.0]))
+    """Affine for NIfTI, whose (i, j, k) is our array's (X, Y, Z), in RAS millimetres.
+
+    Readers give affines in our array's (Z, Y, X) order and DICOM's LPS space.
+    """
     if image.affine is None:
         return np.diag([*image.spacing[::-1], 1.0])
     reorder = np.zeros((4, 4))
     reorder[0, 2] = reorder[1, 1] = reorder[2, 0] = reorder[3, 3] = 1.0
-    affine = affine @ reorder
-    if image.metadata.get("coordinate_system", "RAS") == "LPS":
-        affine = LPS_TO_RAS @ affine
-    return affine
+    affine = np.asarray(image.affine) @ reorder
+    return LPS_TO_RAS @ affine if image.metadata.get("space", "LPS") == "LPS" else affine
 
 
 def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:

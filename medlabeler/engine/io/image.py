@@ -15,7 +15,9 @@ class Image:
     array: (Z, Y, X) for volumes, (Y, X) for grey 2D, (Y, X, 3) for RGB 2D. Values are
         physical where the format defines them (CT in HU after rescale slope/intercept).
     spacing: millimetres per voxel along each spatial axis of ``array`` (Z, Y, X) or (Y, X).
-    affine: 4x4 voxel-index (array axis order) to patient/world mm, or None if unknown.
+    affine: 4x4 voxel-index (array axis order) to patient/world mm, or None if unknown. World is
+        the DICOM patient system (LPS) for DICOM and NIfTI alike; a 2D image gets the affine of a
+        one-slice volume (index (0, y, x)).
     modality: DICOM modality ("CT", "MR", "CR", "US", ...) or "RGB"/"OT" for plain images.
     window: (centre, width) for display, from the file when it has one.
     metadata: non-identifying facts (series description, transfer syntax, ...), safe to log.

@@ -1,0 +1,179 @@
+"""Finding readable sources in a file or folder tree without decoding any pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from medlabeler.engine.errors import ImageReadError, InputError
+
+_IGNORED_NAMES = {"DICOMDIR"}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One readable image, volume or DICOM series, described from headers only.
+
+    path: the file, or the folder holding a DICOM series (``read_image(path, series_uid)``).
+    shape / spacing: as ``read_image`` will return them. group: a non-identifying key (sha1 of
+    the PatientID, else of the series UID or file path) so one patient never spans splits.
+    label_hint: the parent folder name of a PNG/JPEG/TIFF/BMP below the scanned folder
+    (ISIC-style ``class_name/*.png``). description: series description or file name, for lists.
+    """
+
+    path: str
+    series_uid: str | None
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    modality: str
+    is_volume: bool
+    group: str
+    label_hint: str | None = None
+    description: str = ""
+
+
+def group_key(text: str) -> str:
+    """First 16 hex digits of sha1(text): stable, and not the identifier itself."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def classify(path: Path) -> str | None:
+    """'nifti', 'raster', 'dicom' or None (not something medlabeler reads)."""
+    from medlabeler.engine.io.dicom import looks_like_dicom
+    from medlabeler.engine.io.nifti import is_nifti
+    from medlabeler.engine.io.raster import is_raster
+
+    if path.name in _IGNORED_NAMES:
+        return None
+    if is_nifti(path):
+        return "nifti"
+    if is_raster(path):
+        return "raster"
+    if looks_like_dicom(path):
+        return "dicom"
+    return None
+
+
+def _walk(root: Path, errors: list[InputError]) -> list[Path]:
+    files: list[Path] = []
+
+    def on_error(exc: OSError) -> None:
+        errors.append(InputError(getattr(exc, "filename", None) or root, f"folder could not be listed ({exc.strerror or exc})"))
+
+    for folder, dirs, names in os.walk(root, onerror=on_error):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith("."):
+                files.append(Path(folder) / name)
+    return files
+
+
+def scan_sources(path: str | Path) -> tuple[list[SourceInfo], list[InputError]]:
+    """Readable sources under a file or folder, and one InputError per unreadable one.
+
+    Reads headers only: DICOM without pixel data (series checked for a regular geometry,
+    compressed syntaxes checked for an installed decoder), the NIfTI header, the image size
+    through Pillow/tifffile. Never raises for a bad file.
+    """
+    root = Path(os.path.abspath(path))
+    errors: list[InputError] = []
+    if not root.exists():
+        return [], [InputError(root, "does not exist")]
+    walked = root.is_dir()
+    candidates = _walk(root, errors) if walked else [root]
+    dicom_files: list[Path] = []
+    infos: list[SourceInfo] = []
+    for file in candidates:
+        try:
+            kind = classify(file)
+        except OSError as exc:
+            errors.append(InputError(file, f"could not be read ({exc})"))
+            continue
+        if kind is None and not walked:
+            kind = "dicom"  # a single file given explicitly: let the DICOM reader judge it
+        if kind == "dicom":
+            dicom_files.append(file)
+        elif kind == "nifti":
+            _add(infos, errors, file, lambda f=file: _nifti_info(f))
+        elif kind == "raster":
+            hint = file.parent.name if walked and file.parent != root else None
+            _add(infos, errors, file, lambda f=file, h=hint: _raster_info(f, h))
+    if dicom_files:
+        dicom_infos, dicom_errors = _dicom_infos(dicom_files)
+        infos.extend(dicom_infos)
+        errors.extend(dicom_errors)
+    if not walked and not infos and not errors:
+        errors.append(ImageReadError(root, "holds no image"))
+    infos.sort(key=lambda info: (info.path, info.series_uid or ""))
+    return infos, errors
+
+
+def _add(infos: list[SourceInfo], errors: list[InputError], file: Path, make) -> None:  # noqa: ANN001
+    try:
+        infos.append(make())
+    except InputError as exc:
+        errors.append(exc)
+    except Exception as exc:  # noqa: BLE001 - never raise for one bad file
+        errors.append(ImageReadError(file, f"unexpected error while scanning ({type(exc).__name__}: {exc})"))
+
+
+def _nifti_info(file: Path) -> SourceInfo:
+    from medlabeler.engine.io.nifti import describe_nifti
+
+    shape, spacing = describe_nifti(file)
+    return SourceInfo(
+        path=str(file),
+        series_uid=None,
+        shape=shape,
+        spacing=spacing,
+        modality="OT",
+        is_volume=len(shape) == 3,
+        group=group_key(str(file.resolve())),
+        description=file.name,
+    )
+
+
+def _raster_info(file: Path, hint: str | None) -> SourceInfo:
+    from medlabeler.engine.io.raster import describe_raster
+
+    shape, colour = describe_raster(file)
+    volume = len(shape) == 3 and not colour
+    return SourceInfo(
+        path=str(file),
+        series_uid=None,
+        shape=shape,
+        spacing=(1.0,) * (3 if volume else 2),
+        modality="RGB" if colour else "OT",
+        is_volume=volume,
+        group=group_key(str(file.resolve())),
+        label_hint=hint,
+        description=file.name,
+    )
+
+
+def _dicom_infos(files: list[Path]) -> tuple[list[SourceInfo], list[InputError]]:
+    from medlabeler.engine.io.dicom import describe_dicom_files
+
+    try:
+        sources, errors = describe_dicom_files(files)
+    except Exception as exc:  # noqa: BLE001 - never raise from a scan
+        return [], [ImageReadError(files[0].parent, f"unexpected error while scanning DICOM ({type(exc).__name__}: {exc})")]
+    infos = []
+    for source in sources:
+        colour = len(source.shape) == 3 and source.shape[-1] == 3 and len(source.spacing) == 2
+        key = source.patient_id or source.series_uid or str(source.path.resolve())
+        infos.append(
+            SourceInfo(
+                path=str(source.path),
+                series_uid=source.series_uid,
+                shape=source.shape,
+                spacing=source.spacing,
+                modality=source.modality,
+                is_volume=len(source.shape) == 3 and not colour,
+                group=group_key(key),
+                description=source.description,
+            )
+        )
+    return infos, list(errors)
