@@ -131,7 +131,7 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     from medlabeler.engine.export import export_project
 
-    with _open(args.project, readonly=True) as project:
+    with _open(args.project) as project:  # writable: the export is recorded in the audit log
         files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names)
     print(f"exported {len(files)} files to {args.out}")
     return 0
@@ -252,9 +252,15 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from medlabeler.engine.demo_loop import run_demo
+    from medlabeler.engine.demo_loop import prepare_demo, run_headless_round
 
-    return run_demo(Path(args.dir), headless=args.headless, fresh=args.fresh)
+    root = prepare_demo(Path(args.dir), fresh=args.fresh)
+    if args.headless:
+        return run_headless_round(root)
+    from medlabeler.ui.app import run_app
+
+    run_app(str(root))
+    return 0
 
 
 def cmd_app(args) -> int:

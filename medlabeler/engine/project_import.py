@@ -16,6 +16,7 @@ from medlabeler.engine.errors import InputError, ProjectError
 from medlabeler.engine.io import read_image, scan_sources
 from medlabeler.engine.store import Project
 
+SLABS_PER_VOLUME = 10
 MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".npy")
 
 
@@ -65,7 +66,8 @@ def create_project(
         raise InputError(images, f"{task} needs names (--classes or --labels)")
     if unit is None:
         unit = "slice" if task == "segmentation" and any(i.is_volume for i in infos) else "image"
-    project = Project.create(root, task=task, names=list(names), colors=colors, unit=unit, seed=seed)
+    project = Project.create(root, task=task, names=list(names), colors=colors, unit=unit, seed=seed,
+                             slabs=_slabs_needed(infos, unit))
     report = ImportReport(errors=list(errors))
     ids = project.add_sources(infos)
     report.added = len(ids)
@@ -73,6 +75,18 @@ def create_project(
         report.labeled = _label_from_folder_names(project, names, report)
     project.audit("create", images=str(images), samples=report.added, skipped=len(errors))
     return project, report
+
+
+def _slabs_needed(infos, unit: str) -> int:
+    """Slabs per volume when a slice project has too few scans for a train/val/test split by scan.
+
+    With fewer than 3 patients or volumes, splitting by volume would put every slice in one split;
+    contiguous slabs of slices are then the split groups (neighbouring slabs still share anatomy,
+    which ``medlabeler status`` says).
+    """
+    if unit != "slice":
+        return 0
+    return SLABS_PER_VOLUME if len({i.group for i in infos if i.is_volume}) < 3 else 0
 
 
 def _label_from_folder_names(project: Project, names: list[str], report: ImportReport) -> int:
