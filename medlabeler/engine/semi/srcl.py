@@ -1,0 +1,89 @@
+"""SRCL: Semi-Supervised Relational Contrastive Learning, joint objective.
+
+Purpura-Pontoniere, Terzopoulos, Wang, Imran. "Semi-Supervised Relational Contrastive
+Learning", arXiv:2304.05047, 2023 (ISIC 2018 skin lesion classification).
+
+Two modes, both supported:
+(b) joint, this method with mode "joint": every term from the start.
+(a) pretrain then fine-tune: pipeline "srcl-pretrain-finetune" in the registry
+    (`medlabeler.engine.methods.PIPELINES`): stage 1 "simclr" (NT-Xent only) on all images,
+    its `encoder_state()` loaded with `load_encoder_state`, then stage 2 this method with
+    mode "finetune" (contrastive term off: Mean Teacher + relation consistency).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from medlabeler.engine.data.augment import augment, get_spec
+from medlabeler.engine.semi.mean_teacher import MeanTeacher
+from medlabeler.engine.ssl.nt_xent import NTXentLoss, contrastive_accuracy
+from medlabeler.engine.ssl.simclr import projection_head
+from medlabeler.engine.training.method import to_float_logs
+
+MODES = ("joint", "finetune")
+
+
+class SRCL(MeanTeacher):
+    """SRCL (Purpura-Pontoniere et al. 2023):
+    `L = CE(labeled) + lambda_c * NT-Xent(z1, z2) + lambda(t) * (L_consistency + L_rel)`.
+
+    NT-Xent runs on two contrastive views of every image in the batch (labeled and unlabeled)
+    through the student encoder and a projection head Linear(d,d)-BN-ReLU-Linear(d,128); the
+    rest is `MeanTeacher` (EMA teacher, softmax-MSE consistency, relation consistency,
+    sigmoid ramp over ramp_fraction of the run). Mode "finetune" sets lambda_c to 0.
+
+    Config: mode "joint" | "finetune", contrastive_weight (lambda_c) 1.0, temperature 0.1,
+    projection_dim 128, contrastive_augment "contrastive", plus MeanTeacher's keys.
+    """
+
+    name: ClassVar[str] = "srcl"
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        **MeanTeacher.DEFAULTS,
+        "mode": "joint",
+        "contrastive_weight": 1.0,
+        "temperature": 0.1,
+        "projection_dim": 128,
+        "contrastive_augment": "contrastive",
+    }
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        task: str,
+        num_classes: int,
+        mode: str = "joint",
+        contrastive_weight: float = 1.0,
+        temperature: float = 0.1,
+        projection_dim: int = 128,
+        contrastive_augment: str = "contrastive",
+        **mean_teacher: Any,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"SRCL mode must be one of {MODES}, not {mode!r}")
+        super().__init__(model, task=task, num_classes=num_classes, **mean_teacher)
+        self.mode = mode
+        self.contrastive_weight = float(contrastive_weight) if mode == "joint" else 0.0
+        d = int(model.feature_dim)
+        self.head = projection_head(d, d, projection_dim)
+        self.contrastive_spec = get_spec(contrastive_augment)
+        self.nt_xent = NTXentLoss(temperature)
+
+    def training_step(self, batch: dict[str, Tensor], progress: float) -> tuple[Tensor, dict[str, float]]:
+        loss, logs = self.semi_supervised_terms(batch, progress)
+        if self.contrastive_weight > 0:
+            images = torch.cat([batch[k] for k in ("x", "u") if self._has(batch, k)])
+            if images.shape[0] >= 2:
+                views = torch.cat(
+                    [augment(images, self.contrastive_spec, generator=self.generator) for _ in range(2)]
+                )
+                z1, z2 = self.head(self.student.forward_features(views)).chunk(2)
+                contrastive = self.nt_xent(z1, z2)
+                loss = loss + self.contrastive_weight * contrastive
+                logs.update(contrastive=contrastive, contrastive_acc=contrastive_accuracy(z1, z2))
+        logs["loss"] = loss
+        return loss, to_float_logs(logs)

@@ -1,0 +1,1 @@
+"""Self-supervised pretraining: SimCLR, PCL, GraVIS and the curriculum runner spec."""

@@ -1,0 +1,149 @@
+"""Semi-supervised losses against plain-loop references: relation consistency, softmax MSE,
+soft Dice, FixMatch's masked CE, cross teaching's detached pseudo-labels."""
+
+import math
+
+import pytest
+import torch
+
+from medlabeler.engine.semi.cross_teaching import cross_teaching_terms
+from medlabeler.engine.semi.dice import SoftDiceLoss, soft_dice_loss
+from medlabeler.engine.semi.fixmatch import IGNORE, FixMatchLoss, pseudo_labels
+from medlabeler.engine.semi.mean_teacher import SoftmaxMSELoss
+from medlabeler.engine.semi.relation_consistency import RelationConsistencyLoss
+
+
+def softmax_list(values):
+    m = max(values)
+    e = [math.exp(v - m) for v in values]
+    return [v / sum(e) for v in e]
+
+
+# ------------------------------------------------------------------ relation consistency
+def reference_relation(fs, ft):
+    b = fs.shape[0]
+
+    def gram_rows_normalised(f):
+        g = [[float((f[i] * f[j]).sum()) for j in range(b)] for i in range(b)]
+        out = []
+        for row in g:
+            norm = math.sqrt(sum(v * v for v in row))
+            out.append([v / max(norm, 1e-12) for v in row])
+        return out
+
+    gs, gt = gram_rows_normalised(fs.double()), gram_rows_normalised(ft.double())
+    return sum((gs[i][j] - gt[i][j]) ** 2 for i in range(b) for j in range(b)) / b
+
+
+@pytest.mark.parametrize("b,d", [(2, 3), (5, 16), (8, 4)])
+def test_relation_consistency_matches_loop_reference(b, d):
+    g = torch.Generator().manual_seed(b + d)
+    fs, ft = torch.randn(b, d, generator=g), torch.randn(b, d, generator=g)
+    got = float(RelationConsistencyLoss()(fs, ft))
+    assert got == pytest.approx(reference_relation(fs, ft), rel=1e-5, abs=1e-7)
+
+
+def test_relation_consistency_is_zero_for_equal_features_and_teacher_gets_no_gradient():
+    f = torch.randn(6, 10)
+    assert float(RelationConsistencyLoss()(f, f.clone())) == pytest.approx(0.0, abs=1e-10)
+    fs = torch.randn(6, 10, requires_grad=True)
+    ft = torch.randn(6, 10, requires_grad=True)
+    RelationConsistencyLoss()(fs, ft).backward()
+    assert fs.grad.abs().sum() > 0 and ft.grad is None
+
+
+# ------------------------------------------------------------------ softmax MSE consistency
+@pytest.mark.parametrize("shape", [(4, 3), (2, 2, 3, 5)])
+def test_softmax_mse_matches_loop_reference(shape):
+    g = torch.Generator().manual_seed(len(shape))
+    s, t = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+    s_moved = s.movedim(1, -1).reshape(-1, shape[1]).tolist()
+    t_moved = t.movedim(1, -1).reshape(-1, shape[1]).tolist()
+    total, count = 0.0, 0
+    for rs, rt in zip(s_moved, t_moved):
+        for ps, pt in zip(softmax_list(rs), softmax_list(rt)):
+            total += (ps - pt) ** 2
+            count += 1
+    assert float(SoftmaxMSELoss()(s, t)) == pytest.approx(total / count, rel=1e-5)
+
+
+# ------------------------------------------------------------------ soft Dice
+def reference_dice(logits, target, smooth=1e-5, include_background=True):
+    b, c, h, w = logits.shape
+    dices = []
+    for k in range(0 if include_background else 1, c):
+        inter = p_sum = t_sum = 0.0
+        for i in range(b):
+            for y in range(h):
+                for x in range(w):
+                    p = softmax_list([float(logits[i, j, y, x]) for j in range(c)])[k]
+                    t = 1.0 if int(target[i, y, x]) == k else 0.0
+                    inter += p * t
+                    p_sum += p
+                    t_sum += t
+        dices.append((2 * inter + smooth) / (p_sum + t_sum + smooth))
+    return 1.0 - sum(dices) / len(dices)
+
+
+@pytest.mark.parametrize("b,c,h,w", [(1, 2, 3, 4), (2, 3, 4, 4), (3, 4, 2, 5)])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_soft_dice_matches_loop_reference(b, c, h, w, include_background):
+    g = torch.Generator().manual_seed(b * c * h * w)
+    logits = torch.randn(b, c, h, w, generator=g) * 2
+    target = torch.randint(0, c, (b, h, w), generator=g)
+    got = float(soft_dice_loss(logits, target, include_background=include_background))
+    assert got == pytest.approx(
+        reference_dice(logits, target, include_background=include_background), rel=1e-5
+    )
+
+
+def test_soft_dice_perfect_prediction_is_near_zero_and_wrong_is_near_one():
+    target = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(0))
+    onehot = torch.nn.functional.one_hot(target, 3).movedim(-1, 1).float()
+    assert float(SoftDiceLoss()(onehot * 50, target)) < 1e-3
+    assert float(SoftDiceLoss()(onehot.roll(1, dims=1) * 50, target)) > 0.99
+
+
+# ------------------------------------------------------------------ FixMatch
+def test_pseudo_labels_keep_only_confident_predictions():
+    probs = torch.tensor([[0.97, 0.03], [0.6, 0.4], [0.02, 0.98], [0.5, 0.5]])
+    targets = pseudo_labels(probs.log(), 0.95)
+    assert targets.tolist() == [0, IGNORE, 1, IGNORE]
+    pixel_logits = torch.zeros(1, 2, 2, 2)
+    pixel_logits[0, 1, 0, 0] = 10.0  # only this pixel is confident (class 1)
+    assert pseudo_labels(pixel_logits, 0.95).tolist() == [[[1, IGNORE], [IGNORE, IGNORE]]]
+
+
+def reference_fixmatch(strong_logits, weak_logits, threshold):
+    total, count = 0.0, 0
+    for s_row, w_row in zip(strong_logits.tolist(), weak_logits.tolist()):
+        p_weak = softmax_list(w_row)
+        confidence = max(p_weak)
+        label = p_weak.index(confidence)
+        if confidence >= threshold:
+            total += -math.log(softmax_list(s_row)[label])
+        count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("n,c,threshold", [(8, 2, 0.95), (12, 4, 0.6), (5, 3, 0.4)])
+def test_fixmatch_loss_matches_loop_reference(n, c, threshold):
+    g = torch.Generator().manual_seed(n + c)
+    weak = torch.randn(n, c, generator=g) * 4
+    strong = torch.randn(n, c, generator=g)
+    got = float(FixMatchLoss()(strong, pseudo_labels(weak, threshold)))
+    assert got == pytest.approx(reference_fixmatch(strong, weak, threshold), rel=1e-5, abs=1e-7)
+
+
+# ------------------------------------------------------------------ cross teaching
+def test_cross_teaching_pseudo_labels_carry_no_gradient_to_the_teacher():
+    torch.manual_seed(0)
+    net_a = torch.nn.Conv2d(1, 3, 3, padding=1)
+    net_b = torch.nn.Conv2d(1, 3, 1)
+    x = torch.randn(2, 1, 6, 6)
+    loss_a, loss_b = cross_teaching_terms(net_a(x), net_b(x))
+    loss_a.backward()
+    assert net_a.weight.grad.abs().sum() > 0
+    assert net_b.weight.grad is None  # b only taught, through a detached argmax
+    target_b = net_b(x).argmax(dim=1)
+    assert float(loss_a) == pytest.approx(float(soft_dice_loss(net_a(x), target_b)), rel=1e-6)
