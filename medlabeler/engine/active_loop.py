@@ -49,11 +49,54 @@ def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str
             "samples_per_second": result.samples_per_s, "cancelled": result.cancelled}
 
 
-def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str = "train"):
-    """The ``n`` unlabeled samples to label next, each with its score and the reason it was chosen."""
-    from medlabeler.engine.active.strategies import select_for_project
+HELD_OUT_REASONS = {
+    "val": "held out to choose the best model (validation): never trained on",
+    "test": "held out to measure the model (test): never trained on nor used to choose",
+}
+
+
+def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str | None = None):
+    """The ``n`` unlabeled samples to label next, each with its score and the reason it was chosen.
+
+    Without ``split``, the queue is mostly the strategy's picks from the train split, with
+    validation and test samples mixed in whenever their share of the labels falls behind the
+    split fractions: a model can only be chosen and measured on labels someone gave.
+    """
+    from medlabeler.engine.active.strategies import Selection, select_for_project
 
     try:
-        return select_for_project(project, strategy=strategy, n=n, split=split)
+        if split is not None:
+            return select_for_project(project, strategy=strategy, n=n, split=split)
+        plan = held_out_plan(project, n)
+        picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train")
     except ValueError as exc:
         raise ProjectError(f"{project.root}: cannot rank with strategy {strategy!r}: {exc}") from exc
+    held = {name: iter(select_for_project(project, strategy="random", n=plan.count(name), split=name))
+            for name in ("val", "test")}
+    train = iter(picks)
+    queue = []
+    for name in plan:
+        pick = next(train if name == "train" else held[name], None)
+        if pick is not None:
+            queue.append(pick if name == "train" else Selection(pick.sample, pick.score, HELD_OUT_REASONS[name]))
+    return queue
+
+
+def held_out_plan(project, n: int) -> list[str]:
+    """The split each of the next ``n`` labels should come from, keeping labels in split proportion."""
+    fractions = dict(zip(("train", "val", "test"), project.task.split_fractions))
+    status = project.status()["per_split"]
+    labeled = {name: status.get(name, {}).get("labeled", 0) for name in fractions}
+    open_ = {name: status.get(name, {}).get("samples", 0) - labeled[name] for name in fractions}
+    plan = []
+    for _ in range(n):
+        total = sum(labeled.values()) + 1
+        behind = [(fractions[s] * total - labeled[s], s) for s in ("val", "test") if open_[s] > 0 and fractions[s] > 0]
+        deficit, name = max(behind, default=(0.0, "train"))
+        name = name if deficit >= 1.0 or (labeled[name] == 0 and sum(labeled.values()) >= 2) else "train"
+        if name == "train" and open_["train"] <= 0:
+            break
+        plan.append(name)
+        labeled[name] += 1
+        open_[name] -= 1
+    return plan

@@ -45,8 +45,11 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
             print(f"one scan: train/val/test are {project.task.slabs} contiguous slabs of slices (neighbours share anatomy)")
         print(f"demo project {root}: {status['samples']} slices of a real brain MRI, {status['labeled']} labeled")
         if status["labeled"] < labels:
-            ids = label_like_a_clinician(project, labels - status["labeled"])
-            print(f"labeled {len(ids)} slices with the reference tissue masks (a stand-in for a clinician)")
+            ids = label_like_a_clinician(project, labels)
+            ids += label_like_a_clinician(project, max(2, labels // 4), split="val")
+            ids += label_like_a_clinician(project, max(2, labels // 4), split="test")
+            print(f"labeled {len(ids)} slices (train, validation, test) with the reference tissue masks "
+                  "(a stand-in for a clinician)")
         drive(pretrain_project(project, method="pcl", epochs=1, config=DEMO_CONFIG), "pretrain pcl")
         result = drive(
             train_project(project, method="mean-teacher", init="pretrained", epochs=epochs, config=DEMO_CONFIG),

@@ -1,0 +1,39 @@
+"""The queue on a project: strategy picks from train, held-out splits kept in proportion."""
+
+import numpy as np
+
+from medlabeler.engine.active_loop import held_out_plan, next_samples
+from medlabeler.engine.project_import import create_project
+from tests.engine.io_fixtures import mni_volume, write_nifti
+
+
+def _project(tmp_path):
+    brain = mni_volume(step=3)  # a real MRI, 63 slices
+    source = write_nifti(tmp_path / "brain.nii.gz", brain)
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue"])
+    return project, brain
+
+
+def test_queue_asks_for_validation_and_test_labels_when_they_fall_behind(tmp_path):
+    project, brain = _project(tmp_path)
+    with project:
+        for sample in project.samples(split="train")[:6]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        plan = held_out_plan(project, 10)
+        assert plan[:2] == ["val", "test"] and plan.count("train") >= 5
+        queue = next_samples(project, strategy="random", n=10)
+        splits = {s.id: s.split for s in project.samples()}
+        assert [splits[p.sample] for p in queue] == plan
+        assert all("held out" in p.reason for p in queue if splits[p.sample] != "train")
+        assert len({p.sample for p in queue}) == 10
+
+
+def test_queue_is_all_train_once_held_out_splits_have_their_share(tmp_path):
+    project, _ = _project(tmp_path)
+    with project:
+        for split, count in (("train", 6), ("val", 3), ("test", 3)):
+            for sample in project.samples(split=split)[:count]:
+                project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        assert set(held_out_plan(project, 4)) == {"train"}
+        labeled = {s.id for s in project.samples(labeled=True)}
+        assert not labeled & {p.sample for p in next_samples(project, strategy="random", n=4)}
