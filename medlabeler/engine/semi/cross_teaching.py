@@ -46,15 +46,7 @@ class CrossTeaching(Method):
     tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
     uses_labels: ClassVar[bool] = True
     uses_unlabeled: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "unlabeled_weight": 0.1,
-        "ramp_fraction": 0.3,
-        "arch_a": "unet",
-        "arch_b": "unet-alt",
-        "augment": "weak",
-        "predict_with": "a",
-        "seed": None,
-    }
+    FACTORY_DEFAULTS: ClassVar[dict[str, Any]] = {"arch_a": "unet", "arch_b": "unet-alt"}
 
     def __init__(
         self,

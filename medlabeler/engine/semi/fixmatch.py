@@ -62,14 +62,6 @@ class FixMatch(Method):
     kind: ClassVar[str] = "train"
     uses_labels: ClassVar[bool] = True
     uses_unlabeled: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "threshold": 0.95,
-        "unlabeled_weight": 1.0,
-        "mu": 7,
-        "weak": "weak",
-        "strong": "strong",
-        "seed": None,
-    }
 
     def __init__(
         self,

@@ -75,15 +75,6 @@ class MeanTeacher(Method):
     kind: ClassVar[str] = "train"
     uses_labels: ClassVar[bool] = True
     uses_unlabeled: ClassVar[bool] = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "consistency_weight": 1.0,
-        "relation_weight": 1.0,
-        "ramp_fraction": 0.3,
-        "ema_max": 0.99,
-        "augment": "weak",
-        "predict_with": "teacher",
-        "seed": None,
-    }
 
     def __init__(
         self,

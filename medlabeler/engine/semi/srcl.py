@@ -41,14 +41,6 @@ class SRCL(MeanTeacher):
     """
 
     name: ClassVar[str] = "srcl"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        **MeanTeacher.DEFAULTS,
-        "mode": "joint",
-        "contrastive_weight": 1.0,
-        "temperature": 0.1,
-        "projection_dim": 128,
-        "contrastive_augment": "contrastive",
-    }
 
     def __init__(
         self,

@@ -41,7 +41,6 @@ class Supervised(Method):
     kind: ClassVar[str] = "train"
     uses_labels: ClassVar[bool] = True
     uses_unlabeled: ClassVar[bool] = False
-    DEFAULTS: ClassVar[dict[str, Any]] = {"augment": "weak", "seed": None}
 
     def __init__(
         self, model: nn.Module, *, task: str, num_classes: int, augment: str = "weak", seed: int | None = None

@@ -95,16 +95,6 @@ class GraVIS(ContrastivePretraining):
     """
 
     name: ClassVar[str] = "gravis"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "views": 4,
-        "anneal": 0.2,
-        "tau_h": 0.5,
-        "hardness": True,
-        "max_embeddings": 128,
-        "projection_dim": 128,
-        "augment": "gravis",
-        "seed": None,
-    }
 
     def __init__(
         self,

@@ -119,16 +119,6 @@ class PCL(ContrastivePretraining):
     """
 
     name: ClassVar[str] = "pcl"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "temperature": 0.1,
-        "theta": 0.1,
-        "base_temperature": 0.07,
-        "n_slices": None,
-        "hidden_dim": None,
-        "projection_dim": 512,
-        "augment": "pcl",
-        "seed": None,
-    }
 
     def __init__(
         self,

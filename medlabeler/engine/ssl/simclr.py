@@ -79,12 +79,6 @@ class SimCLR(ContrastivePretraining):
     """
 
     name: ClassVar[str] = "simclr"
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "temperature": 0.1,
-        "projection_dim": 128,
-        "augment": "contrastive",
-        "seed": None,
-    }
 
     def __init__(
         self,

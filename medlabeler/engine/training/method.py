@@ -8,6 +8,7 @@ optimiser over `trainable_parameters()`, then calls `after_optimizer_step(step)`
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, Iterator, Literal
 
 import torch
@@ -21,8 +22,9 @@ class Method(nn.Module):
     """Base class of every self- and semi-supervised method (see contracts.md, "The seam").
 
     Subclasses set the class attributes and implement `training_step` and `predictor`.
-    `DEFAULTS` lists every config key the method accepts with its default; the registry rejects
-    unknown keys. `kind` is "pretrain" (SSL: the saved product is `encoder_state()`) or
+    `DEFAULTS` lists every config key the method accepts with its default, read from the
+    keyword-only defaults of `__init__` (plus `FACTORY_DEFAULTS`, keys `from_config` consumes);
+    the registry rejects unknown keys. `kind` is "pretrain" (SSL: the saved product is `encoder_state()`) or
     "train" (the saved product is `predictor()`).
     """
 
@@ -32,8 +34,14 @@ class Method(nn.Module):
     uses_labels: ClassVar[bool] = True
     uses_unlabeled: ClassVar[bool] = False
     DEFAULTS: ClassVar[dict[str, Any]] = {}
+    FACTORY_DEFAULTS: ClassVar[dict[str, Any]] = {}
     # advisory unlabeled:labeled batch-size ratio for the loop (FixMatch's mu)
     unlabeled_ratio: float = 1.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "DEFAULTS" not in cls.__dict__:  # a plugin may still spell its DEFAULTS out
+            cls.DEFAULTS = {**_init_defaults(cls), **cls.FACTORY_DEFAULTS}
 
     def __init__(self, task: str):
         super().__init__()
@@ -141,3 +149,15 @@ def to_float_logs(logs: dict[str, Any]) -> dict[str, float]:
             value = value.detach().float().item()
         out[key] = float(value)
     return out
+
+
+def _init_defaults(cls: type) -> dict[str, Any]:
+    """Keyword-only defaults of ``cls.__init__``; ``**kwargs`` passed on inherit the parent's."""
+    defaults: dict[str, Any] = {}
+    for param in inspect.signature(cls.__init__).parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            parent = next(b for b in cls.__mro__[1:] if hasattr(b, "DEFAULTS"))
+            defaults.update(parent.DEFAULTS)
+        elif param.kind is param.KEYWORD_ONLY and param.default is not param.empty and param.name != "num_classes":
+            defaults[param.name] = param.default
+    return defaults
