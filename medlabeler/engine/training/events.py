@@ -1,0 +1,61 @@
+"""What a training run reports: one `Event` per step/epoch/validation, a `RunResult` at the end."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EventKind = Literal["step", "epoch", "metric", "checkpoint", "log", "done"]
+
+
+@dataclass
+class Event:
+    """One progress report of a run (plain data: safe to hand to another thread)."""
+
+    kind: EventKind
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    lr: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+    images_per_second: float | None = None
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run done, in [0, 1]."""
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+
+@dataclass
+class RunResult:
+    """The generator's return value.
+
+    `metrics` are the validation metrics of the weights kept (the best by `monitor`, else the
+    last); `version` is set by the pipeline once the weights are stored as a model version.
+    """
+
+    steps: int = 0
+    total_steps: int = 0
+    epochs: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    cancelled: bool = False
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    best_step: int | None = None
+    monitor: str | None = None
+    final_loss: float = math.nan
+    batch_size: int = 0
+    version: int | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.best_metrics or self.last_metrics
+
+    @property
+    def model_version(self) -> int | None:
+        return self.version

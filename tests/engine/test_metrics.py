@@ -1,0 +1,122 @@
+"""Metrics against hand-computed cases, including classes/labels missing from a split."""
+
+import math
+
+import numpy as np
+import pytest
+
+from medlabeler.engine.metrics import (
+    SegmentationScores, average_ranks, binary_auc, classification_metrics, dice_iou, hd95,
+    segmentation_case_metrics, segmentation_metrics,
+)
+
+
+def test_binary_auc_by_hand():
+    # positives 0.8, 0.4; negatives 0.5, 0.1: pairs (0.8>0.5, 0.8>0.1, 0.4<0.5, 0.4>0.1) -> 3/4
+    assert binary_auc([1, 0, 1, 0], [0.8, 0.5, 0.4, 0.1]) == pytest.approx(0.75)
+    # a tie between a positive and a negative counts one half
+    assert binary_auc([1, 0], [0.3, 0.3]) == pytest.approx(0.5)
+    assert math.isnan(binary_auc([1, 1], [0.2, 0.9]))
+    assert average_ranks([3.0, 1.0, 3.0]).tolist() == [2.5, 1.0, 2.5]
+
+
+def test_classification_by_hand():
+    y = [0, 0, 1, 1, 2, 2]
+    probs = np.array([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.2, 0.7, 0.1],
+                      [0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.5, 0.2, 0.3]])
+    m = classification_metrics(y, probs, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["recall_a"] == pytest.approx(0.5) and m["recall_b"] == 1.0 and m["recall_c"] == pytest.approx(0.5)
+    assert m["balanced_accuracy"] == pytest.approx(2 / 3)
+    # one-vs-rest AUCs by hand: class a: pos {0.8,0.3} vs neg {0.2,0.1,0.1,0.5} -> 7/8;
+    # class b: pos {0.7,0.8} vs neg {0.1,0.6,0.2,0.2} -> 1; class c: pos {0.7,0.3} vs all 0.1 -> 1
+    assert m["auc"] == pytest.approx((7 / 8 + 1 + 1) / 3)
+    assert m["n"] == 6
+
+
+def test_classification_matches_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    probs = rng.dirichlet(np.ones(4), 200)
+    probs[np.arange(200), y] += rng.random(200)
+    probs /= probs.sum(1, keepdims=True)
+    m = classification_metrics(y, probs)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, probs.argmax(1)))
+    recalls = recall_score(y, probs.argmax(1), average=None)
+    assert [m[f"recall_{c}"] for c in range(4)] == pytest.approx(list(recalls))
+    binary = classification_metrics(y % 2, np.stack([1 - probs[:, 1], probs[:, 1]], 1))
+    assert binary["auc"] == pytest.approx(roc_auc_score(y % 2, probs[:, 1]))
+
+
+def test_class_missing_from_split_is_robust():
+    probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1]])
+    m = classification_metrics([0, 1, 0], probs, ["a", "b", "c"])
+    assert math.isnan(m["recall_c"])
+    assert m["balanced_accuracy"] == pytest.approx(0.75)  # mean of recall a (1/2) and b (1); c absent
+    assert math.isfinite(m["auc"])  # from the classes present with positives and negatives
+    single = classification_metrics([1, 1], np.array([[0.2, 0.8], [0.6, 0.4]]))
+    assert math.isnan(single["auc"]) and single["accuracy"] == 0.5
+    empty = classification_metrics([], np.zeros((0, 2)))
+    assert empty["n"] == 0 and math.isnan(empty["accuracy"])
+
+
+def test_dice_iou_by_hand_and_empty_cases():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[0, :3] = True  # 3 pixels
+    b[0, 1:] = True  # 3 pixels, 2 shared
+    dice, iou = dice_iou(a, b)
+    assert dice == pytest.approx(4 / 6) and iou == pytest.approx(2 / 4)
+    assert dice_iou(np.zeros((3, 3)), np.zeros((3, 3))) == (1.0, 1.0)
+    assert dice_iou(a, np.zeros_like(a)) == (0.0, 0.0)
+
+
+def test_hd95_by_hand():
+    ref = np.zeros((20, 20), bool)
+    ref[5:10, 5:10] = True
+    moved = np.roll(ref, 3, axis=1)
+    assert hd95(ref, ref) == 0.0
+    assert hd95(moved, ref) == pytest.approx(3.0)
+    assert hd95(moved, ref, spacing=(1.0, 2.0)) == pytest.approx(6.0)
+    assert math.isnan(hd95(ref, np.zeros_like(ref))) and math.isnan(hd95(np.zeros_like(ref), np.zeros_like(ref)))
+
+
+def test_hd95_matches_monai_on_a_blob():
+    import torch
+    from monai.metrics import compute_hausdorff_distance
+
+    yy, xx = np.mgrid[:40, :40]
+    ref = (yy - 20) ** 2 + (xx - 20) ** 2 < 100
+    pred = (yy - 22) ** 2 + (xx - 19) ** 2 < 80
+    to = lambda m: torch.from_numpy(np.stack([~m, m]))[None].float()  # noqa: E731
+    monai = float(compute_hausdorff_distance(to(pred), to(ref), percentile=95)[0, 0])
+    assert hd95(pred, ref) == pytest.approx(monai, abs=0.5)
+
+
+def test_segmentation_case_and_split_metrics():
+    names = ["liver", "tumour"]
+    ref = np.zeros((6, 6), int)
+    ref[:3, :3] = 1
+    pred = ref.copy()
+    pred[0, 0] = 0
+    case = segmentation_case_metrics(pred, ref, names)
+    assert case["liver"]["dice"] == pytest.approx(16 / 17)
+    assert case["tumour"] == {"dice": 1.0, "iou": 1.0, "hd95": case["tumour"]["hd95"], "present": 0.0}
+    assert math.isnan(case["tumour"]["hd95"])
+    # a second case where the tumour is missed entirely
+    ref2 = np.zeros((6, 6), int)
+    ref2[4:, 4:] = 2
+    m = segmentation_metrics([pred, np.zeros((6, 6), int)], [ref, ref2], names)
+    assert m["dice_liver"] == pytest.approx(16 / 17)  # case 2 holds no liver: not counted
+    assert m["dice_tumour"] == 0.0  # only case 2 has tumour, and it was missed
+    assert m["dice"] == pytest.approx((16 / 17 + 0.0) / 2)
+    assert math.isnan(m["hd95_tumour"]) and m["n"] == 2
+    # a label never present anywhere scores 1 (nothing to find, nothing found)
+    never = segmentation_metrics([pred], [ref], ["liver", "tumour"])
+    assert never["dice_tumour"] == 1.0
+    assert math.isnan(SegmentationScores(names).result()["dice"])
+    with pytest.raises(ValueError, match="differ in shape"):
+        segmentation_case_metrics(np.zeros((2, 2)), np.zeros((3, 3)), names)

@@ -1,0 +1,270 @@
+"""The pipeline on real projects: train, pretrain -> fine-tune, evaluate, predict, cancel, NaN."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medlabeler.engine.errors import ProjectError, TrainingError
+from medlabeler.engine.pipeline import (
+    DEFAULTS, evaluate_project, load_model, predict_samples, pretrain_project, resolve_config, train_project,
+)
+from medlabeler.engine.training import CancelToken, load_weights, run_to_end
+from medlabeler.engine.training.method import Method
+
+from .test_pipeline_datasets import make_cls_project, make_seg_project
+
+SEG = {"cap_threads": False, "image_size": 32, "features": [8, 16, 32], "batch_size": 4, "unlabeled_batch_size": 4, "lr": 3e-3}
+CLS = {"cap_threads": False, "image_size": 32, "batch_size": 4, "unlabeled_batch_size": 4, "steps_per_epoch": 2, "lr": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def seg_project(tmp_path_factory):
+    project = make_seg_project(tmp_path_factory.mktemp("seg"), n=4, depth=6)
+    yield project
+    project.close()
+
+
+def test_train_segmentation_stores_an_active_version_with_its_record(seg_project):
+    events = []
+    result = run_to_end(train_project(seg_project, method="supervised", epochs=8, config=SEG), events.append)
+    assert result.version is not None and not result.cancelled
+    mv = seg_project.active_model()
+    assert mv.version == result.version and mv.method == "supervised" and mv.parent is None
+    record = mv.record
+    train_labeled = len(seg_project.samples(split="train", labeled=True))
+    assert record["labels"]["count"] == train_labeled + len(seg_project.samples(split="val", labeled=True))
+    assert len(record["labels"]["ids_sha1"]) == 40 and record["n_labels"] == train_labeled == mv.n_labels
+    assert record["model"]["arch"] == "unet" and record["model"]["features"] == [8, 16, 32]
+    assert record["config"]["image_size"] == 32 and record["preprocess"]["size"] == 32
+    assert "dice" in record["metrics"] and mv.metrics["dice"] == record["metrics"]["dice"]
+    assert events[-1].kind == "done" and f"v{mv.version}" in events[-1].message
+    assert [e.kind for e in events].count("done") == 1
+    # the weights file is safetensors carrying the same record
+    state, saved = load_weights(mv.path)
+    assert saved["method"] == "supervised" and any(k.startswith("encoder.") for k in state)
+    # it learned the bright square: validation and test Dice well above an empty or full guess
+    assert result.metrics["dice"] > 0.6
+    test = evaluate_project(seg_project, split="test")
+    assert {"dice", "iou", "dice_lesion", "iou_lesion", "hd95_lesion", "n"} <= set(test)
+    assert test["n"] == len(seg_project.samples(split="test", labeled=True)) and test["dice"] > 0.6
+    assert math.isfinite(test["hd95_lesion"])
+
+
+def test_predict_samples_maps_back_to_original_size(seg_project):
+    samples = seg_project.samples()[:3]
+    out = dict(predict_samples(seg_project, [s.id for s in samples], batch_size=2))
+    for s in samples:
+        assert out[s.id].shape == (2, *s.shape) and out[s.id].dtype == np.float32
+        assert np.allclose(out[s.id].sum(0), 1, atol=1e-4)
+    mc = dict(predict_samples(seg_project, [samples[0].id], mc_samples=3, seed=0))
+    assert mc[samples[0].id].shape == (3, 2, *samples[0].shape)
+
+
+def test_pretrain_then_finetune_from_the_encoder(seg_project):
+    before = {m.version for m in seg_project.models()}
+    active = seg_project.active_model()
+    result = run_to_end(pretrain_project(seg_project, method="simclr", epochs=1,
+                                         config={**SEG, "steps_per_epoch": 2}))
+    pre = seg_project.model(result.version)
+    assert pre.method == "pretrain:simclr" and pre.version not in before
+    assert seg_project.active_model() == active  # an encoder never becomes the active predictor
+    encoder_state, record = load_weights(pre.path)
+    assert record["kind"] == "encoder" and not any(k.startswith("encoder.") for k in encoder_state)
+    with pytest.raises(ProjectError, match="pretrained encoder"):
+        load_model(seg_project, pre.version)
+
+    seen = {}
+    import medlabeler.engine.methods as methods
+
+    real_build = methods.build_method
+
+    def spy(*args, **kw):
+        method = real_build(*args, **kw)
+        original = method.load_encoder_state
+
+        def load(state):
+            seen["state"] = {k: v.clone() for k, v in state.items()}
+            original(state)
+            seen["after"] = {k: v.clone() for k, v in method.predictor().encoder.state_dict().items()}
+
+        method.load_encoder_state = load
+        return method
+
+    methods.build_method = spy
+    try:
+        result = run_to_end(train_project(seg_project, method="supervised", init="pretrained", epochs=1,
+                                          config={**SEG, "steps_per_epoch": 1}))
+    finally:
+        methods.build_method = real_build
+    assert all(torch.equal(seen["after"][k], encoder_state[k]) for k in encoder_state)
+    tuned = seg_project.model(result.version)
+    assert tuned.parent == pre.version and "pretrain:simclr" in tuned.record["init"]
+
+
+def test_cancel_keeps_the_previous_model(seg_project):
+    before = seg_project.models()
+    active = seg_project.active_model()
+    cancel = CancelToken()
+    steps = []
+
+    def on_event(event):
+        if event.kind == "step":
+            steps.append(event.step)
+            cancel.cancel()
+
+    result = run_to_end(train_project(seg_project, epochs=5, config=SEG, cancel=cancel), on_event)
+    assert result.cancelled and result.version is None and steps == [1]
+    assert seg_project.models() == before and seg_project.active_model() == active
+
+
+class NaNMethod(Method):
+    name = "nan"
+    uses_labels = True
+
+    def __init__(self, model, task):
+        super().__init__(task)
+        self.model = model
+
+    def training_step(self, batch, progress):
+        return self.model(batch["x"]).mean() * float("nan"), {}
+
+    def predictor(self):
+        return self.model
+
+
+def test_nan_loss_saves_nothing(seg_project, monkeypatch):
+    import medlabeler.engine.methods as methods
+
+    monkeypatch.setattr(methods, "build_method",
+                        lambda name, *, task, model_factory, **kw: NaNMethod(model_factory(), task))
+    before = seg_project.models()
+    files = sorted(p.name for p in (seg_project.root / "models").iterdir())
+    with pytest.raises(TrainingError, match="loss became nan"):
+        run_to_end(train_project(seg_project, epochs=1, config=SEG))
+    assert seg_project.models() == before
+    assert sorted(p.name for p in (seg_project.root / "models").iterdir()) == files
+    assert not list(seg_project.root.glob(".train-*"))
+
+
+def test_classification_pipeline(tmp_path):
+    project = make_cls_project(tmp_path, n=24)
+    result = run_to_end(train_project(project, method="supervised", epochs=2, config=CLS))
+    mv = project.active_model()
+    assert mv.version == result.version and mv.record["model"]["arch"] == "resnet18"
+    metrics = evaluate_project(project, split="test")
+    assert {"auc", "accuracy", "balanced_accuracy", "recall_normal", "recall_lesion", "n"} <= set(metrics)
+    ids = [s.id for s in project.samples(split="test")]
+    probs = dict(predict_samples(project, ids))
+    assert all(p.shape == (2,) and abs(float(p.sum()) - 1) < 1e-4 for p in probs.values())
+    with pytest.raises(TrainingError, match="init must be"):
+        run_to_end(train_project(project, init="yesterday", epochs=1, config=CLS))
+    project.close()
+
+
+def test_no_labels_is_a_clear_error(tmp_path):
+    project = make_seg_project(tmp_path, n=2, depth=3, label_fraction=0.0)
+    assert project.status()["labeled"] == 0
+    with pytest.raises(TrainingError, match="none are labeled"):
+        run_to_end(train_project(project, epochs=1, config=SEG))
+    with pytest.raises(TrainingError, match="no pretrained encoder"):
+        run_to_end(train_project(project, init="pretrained", epochs=1, config=SEG))
+    with pytest.raises(ProjectError, match="no trained model"):
+        evaluate_project(project)
+    project.close()
+
+
+def test_config_resolution():
+    run, method_cfg = resolve_config({"image_size": 64, "augment": "strong"}, "supervised", epochs=3, seed=7)
+    assert run["image_size"] == 64 and run["epochs"] == 3 and run["seed"] == 7
+    assert method_cfg == {"augment": "strong", "seed": 7}
+    assert set(DEFAULTS) <= set(run)
+    with pytest.raises(ValueError, match="unknown config keys.*'imagesize'"):
+        resolve_config({"imagesize": 64}, "supervised")
+
+
+class PlainSupervised(Method):
+    """Cross-entropy without augmentation (the methods' augmentations are 2D only)."""
+
+    name = "plain"
+    uses_labels = True
+
+    def __init__(self, model, task):
+        super().__init__(task)
+        self.model = model
+
+    def training_step(self, batch, progress):
+        loss = torch.nn.functional.cross_entropy(self.model(batch["x"]), batch["y"])
+        return loss, {}
+
+    def predictor(self):
+        return self.model
+
+
+def test_whole_volumes_train_a_3d_unet(tmp_path, monkeypatch):
+    import medlabeler.engine.methods as methods
+    from medlabeler.engine.io import scan_sources
+    from medlabeler.engine.store import Project
+
+    from .test_pipeline_datasets import fixed_groups, write_volumes
+
+    write_volumes(tmp_path / "images", n=4, depth=8, shape=(20, 24))
+    infos, _ = scan_sources(tmp_path / "images")
+    project = Project.create(tmp_path / "project", task="segmentation", names=["lesion"], unit="image")
+    project.add_sources(fixed_groups(infos))
+    for sample in project.samples():
+        project.save_label(sample.id, (project.load_pixels(sample) > 140).astype(np.uint8))
+    monkeypatch.setattr(methods, "build_method",
+                        lambda name, *, task, model_factory, **kw: PlainSupervised(model_factory(), task))
+    config = {"cap_threads": False, "volume_size": 16, "features": [4, 8], "batch_size": 2, "steps": 2}
+    result = run_to_end(train_project(project, epochs=1, config=config))
+    mv = project.model(result.version)
+    assert mv.record["model"]["arch"] == "unet3d" and mv.record["spatial_dims"] == 3
+    sample = project.samples()[0]
+    (sid, probs), = predict_samples(project, [sample.id])
+    assert probs.shape == (2, 8, 20, 24)
+    assert "dice_lesion" in evaluate_project(project, split="test")
+    with pytest.raises(TrainingError, match="whole volumes"):
+        run_to_end(train_project(project, epochs=1, config={**config, "arch": "unet"}))
+    project.close()
+
+
+def test_curriculum_pretraining_runs_its_stages(seg_project, tmp_path):
+    from .test_pipeline_datasets import write_pngs
+
+    write_pngs(tmp_path / "generic", n=6, shape=(40, 40), rgb=True)  # colour: converted to grey
+    stages = [
+        {"name": "generic", "method": "simclr", "pool": "generic", "source": str(tmp_path / "generic"),
+         "max_epochs": 1},
+        {"name": "project", "method": "simclr", "pool": "all", "max_epochs": 3, "patience": 1,
+         "min_rel_improvement": 10.0},  # "plateaus" after 2 epochs: the stage ends early
+        {"name": "finetune", "method": "supervised", "pool": "labeled", "max_epochs": 1},
+    ]
+    events = []
+    result = run_to_end(pretrain_project(seg_project, method="curriculum",
+                                         config={**SEG, "steps_per_epoch": 1, "curriculum": stages}), events.append)
+    mv = seg_project.model(result.version)
+    assert mv.method == "pretrain:curriculum" and mv.record["kind"] == "encoder"
+    assert [(s["name"], s["epochs"]) for s in mv.record["stages"]] == [("generic", 1), ("project", 2)]
+    messages = " ".join(e.message for e in events if e.kind == "log")
+    assert "stage 'finetune'" in messages and "train_project(init='pretrained')" in messages
+    assert "stopped after epoch 2" in messages
+
+
+def test_training_without_validation_labels_keeps_the_last_weights(tmp_path):
+    """A clinician's first labels are often all in the train split: training still completes."""
+    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.training import run_to_end
+    from tests.engine.io_fixtures import mni_volume, write_nifti
+
+    brain = mni_volume(step=6)
+    project, _ = create_project(tmp_path / "p", write_nifti(tmp_path / "b.nii.gz", brain), task="segmentation",
+                                names=["tissue"])
+    with project:
+        for sample in project.samples(split="train")[:3]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype("uint8"))
+        config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 3, "batch_size": 2}
+        result = run_to_end(train_project(project, method="supervised", config=config))
+        assert result.version is not None and project.active_model().version == result.version
