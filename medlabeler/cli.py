@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def _describe(event) -> str:
     if getattr(event, "loss", None) is not None:
         parts.append(f"loss {event.loss:.4f}")
     for key, value in (getattr(event, "metrics", None) or {}).items():
-        if isinstance(value, float):
-            parts.append(f"{key} {value:.4f}")
+        headline = key in ("dice", "auc", "accuracy") or key.startswith("dice_")
+        if headline and isinstance(value, float) and math.isfinite(value):
+            parts.append(f"{key} {value:.3f}")
     if getattr(event, "message", None):
         parts.append(event.message)
     return ", ".join(parts)
@@ -350,16 +352,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue)
 
-    p = sub.add_parser("benchmark", help="measure: active-learning curves, pipelines, UI responsiveness")
-    p.add_argument("name", choices=["active-learning", "pipelines"])
-    p.add_argument("--dataset", default="mni-tissue-seg")
+    p = sub.add_parser("benchmark", help="measure: active-learning curves, pipelines, training throughput")
+    p.add_argument("name", choices=["active-learning", "pipelines", "throughput"])
+    p.add_argument("--dataset", default="mni-tissue-seg", help="mni-tissue-seg, mni-tissue-cls or a labeled project folder")
     p.add_argument("--strategies", default="random,entropy,bald,kcenter,hybrid")
     p.add_argument("--methods", default="supervised,pcl+supervised,mean-teacher")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--per-round", type=int, default=4)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="epochs per training run (default: a fixed --steps budget)")
     p.add_argument("--out", default="benchmark-out")
+    p.add_argument("--labels", type=int, default=8, help="labeled train samples (pipelines, throughput)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (default 40 segmentation, 60 classification)")
+    p.add_argument("--full-steps", type=int, default=None, help="steps of the full-supervision reference (default: --steps)")
+    p.add_argument("--pretrain-steps", type=int, default=None, help="SSL pretraining steps (default 60)")
+    p.add_argument("--image-size", type=int, default=None, help="model input side (default 64 segmentation, 32 classification)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--config", default=None, help="JSON object (or file) of extra training options")
+    p.add_argument("--method", default="supervised", help="training method of the active-learning rounds")
+    p.add_argument("--warm-start", action="store_true", help="each round starts from the previous round's model")
+    p.add_argument("--mc-passes", type=int, default=4, help="MC-dropout passes when scoring for BALD")
+    p.add_argument("--fraction", type=float, default=0.95, help="fraction of full supervision to reach")
+    p.add_argument("--patches", type=int, default=900, help="patches of mni-tissue-cls")
+    p.add_argument("--classes", type=int, default=3, choices=[2, 3], help="classes of mni-tissue-cls")
+    p.add_argument("--repeats", type=int, default=2, help="throughput: repeats (best counts)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the engine's cap)")
+    p.add_argument("--keep-projects", action="store_true", help="keep the projects each run made")
+    p.add_argument("--verbose", action="store_true", help="print every epoch of every run")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("demo", help="create the demo project (a real brain MRI) and open it")
@@ -387,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except MedlabelerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that cannot be written, a disk full: name the path, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

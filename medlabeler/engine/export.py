@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medlabeler.engine.errors import ProjectError
 from medlabeler.engine.store import Project
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -27,7 +28,7 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
         files = [_export_csv(project, out, keep_names)]
     elif fmt == "nifti":
         if project.task.kind != "segmentation":
-            raise ValueError("NIfTI export needs a segmentation project; use --format csv")
+            raise ProjectError(f"{project.root}: NIfTI export needs a segmentation project; use --format csv")
         files = _export_nifti(project, out, keep_names)
     else:
         raise ValueError(f"unknown export format {fmt!r} (nifti or csv)")

@@ -52,6 +52,7 @@ def create_project(
     segmentation unless ``unit`` says otherwise.
     """
     infos, errors = scan_sources(images)
+    infos, errors = _usable(infos, list(errors))
     if not infos:
         problem = "no readable images found"
         if errors:
@@ -69,12 +70,28 @@ def create_project(
     project = Project.create(root, task=task, names=list(names), colors=colors, unit=unit, seed=seed,
                              slabs=_slabs_needed(infos, unit))
     report = ImportReport(errors=list(errors))
-    ids = project.add_sources(infos)
-    report.added = len(ids)
-    if task == "classification" and hints:
-        report.labeled = _label_from_folder_names(project, names, report)
-    project.audit("create", images=str(images), samples=report.added, skipped=len(errors))
+    try:
+        ids = project.add_sources(infos)
+        report.added = len(ids)
+        if task == "classification" and hints:
+            report.labeled = _label_from_folder_names(project, names, report)
+        project.audit("create", images=str(images), samples=report.added, skipped=len(report.errors))
+    except BaseException:
+        project.close()  # release the writer lock; the folder keeps what was committed
+        raise
     return project, report
+
+
+def _usable(infos: list, errors: list[InputError]) -> tuple[list, list[InputError]]:
+    """Sources whose announced shape a project can hold; the others become errors naming them."""
+    kept = []
+    for info in infos:
+        shape = tuple(info.shape)
+        if len(shape) not in (2, 3, 4) or min(shape, default=0) < 1:
+            errors.append(InputError(info.path, f"image has an unusable shape {shape} (no pixels)"))
+        else:
+            kept.append(info)
+    return kept, errors
 
 
 def _slabs_needed(infos, unit: str) -> int:
@@ -136,12 +153,16 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
     by_key = _samples_by_key(project)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read CSV: {exc}") from exc
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["image", "label"]:
+    if rows and [c.strip().lower() for c in rows[0][1][:2]] == ["image", "label"]:
         rows = rows[1:]
-    for line, row in enumerate(rows, start=2):
+    rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
+    if not rows:
+        raise InputError(path, "CSV is empty: no image,label rows to import")
+    for line, row in rows:
         where = f"{path}, line {line}"
         if len(row) < 2:
             report.errors.append(InputError(where, "expected two columns: image,label"))
@@ -187,42 +208,54 @@ def read_mask(mask_path: Path) -> np.ndarray:
     if mask_path.suffix.lower() == ".npy":
         try:
             array = np.load(mask_path, allow_pickle=False)
+        except EOFError:
+            raise InputError(mask_path, "cannot read mask: the file is empty or cut short") from None
         except (OSError, ValueError) as exc:
             raise InputError(mask_path, f"cannot read mask: {exc}") from exc
+        if not isinstance(array, np.ndarray):  # np.load opens a .npz archive whatever its name
+            array.close()
+            raise InputError(mask_path, "cannot read mask: not a .npy array (a .npz archive?)")
     else:
         array = read_image(mask_path).array
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype == np.uint8:
         raise InputError(mask_path, "mask is an RGB image; expected one integer label per pixel")
+    if array.dtype.kind not in "biuf":
+        raise InputError(mask_path, f"mask values must be non-negative integers, not {array.dtype} values")
     if not np.all(np.isfinite(array)) or np.any(array != np.round(array)) or np.any(array < 0):
         raise InputError(mask_path, "mask values must be non-negative integers")
     return array.astype(np.int64)
 
 
 def _save_mask_file(project: Project, mask_path: Path, samples: list) -> int:
+    """Check the mask against every image it names, then save it (nothing is saved if a check fails)."""
     mask = read_mask(mask_path)
     n_labels = len(project.task.names)
     if mask.max(initial=0) > n_labels:
         raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} labels")
-    saved = 0
+    sources: dict[tuple[str, str | None], list] = {}
     for sample in samples:
-        part = mask[sample.slice_index] if sample.slice_index is not None and mask.ndim == 3 else mask
-        if tuple(part.shape) != tuple(sample.shape[: part.ndim]) or part.ndim != len(_spatial(sample)):
-            raise InputError(
-                mask_path,
-                f"mask shape {mask.shape} does not match image shape {_volume_shape(sample)}",
-            )
-        project.save_label(sample.id, part.astype(np.uint16 if n_labels > 255 else np.uint8), origin="imported")
-        saved += 1
-    return saved
+        sources.setdefault((sample.path, sample.series_uid), []).append(sample)
+    if len(sources) > 1:
+        raise InputError(mask_path, f"{len(sources)} images in the project have this name; name the mask "
+                                    "after one of them unambiguously (a DICOM series: by its SeriesInstanceUID)")
+    members = next(iter(sources.values()))
+    expected = _source_mask_shape(members)
+    if tuple(mask.shape) != expected:
+        raise InputError(mask_path, f"mask shape {tuple(mask.shape)} does not match image shape {expected}")
+    dtype = np.uint16 if n_labels > 255 else np.uint8
+    for sample in members:
+        part = mask if sample.slice_index is None else mask[sample.slice_index]
+        project.save_label(sample.id, part.astype(dtype), origin="imported")
+    return len(members)
 
 
-def _spatial(sample) -> tuple[int, ...]:
-    shape = tuple(sample.shape)
-    return shape[:2] if len(shape) == 3 and shape[-1] in (3, 4) and not sample.is_volume else shape
-
-
-def _volume_shape(sample) -> tuple[int, ...]:
-    return tuple(sample.shape) if sample.slice_index is None else ("n_slices", *sample.shape)
+def _source_mask_shape(members: list) -> tuple[int, ...]:
+    """The shape a mask file of one source must have: the whole volume for slice samples."""
+    first = members[0]
+    if first.slice_index is None:
+        return tuple(first.spatial_shape)
+    depth = first.n_slices or max(s.slice_index for s in members) + 1
+    return (int(depth), *first.spatial_shape)
 
 
 def require_project(path: str | Path) -> Path:
