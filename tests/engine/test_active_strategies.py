@@ -263,3 +263,16 @@ def test_select_for_project_uses_active_scores_and_newest_embeddings():
     sel = S.select_for_project(p, "hybrid", 2)
     assert all(s.reason.startswith("no uncertainty scores yet: ") and "k-center" in s.reason for s in sel)
     assert 0 not in ids_of(sel)
+
+
+def test_a_run_of_look_alike_top_candidates_sends_the_search_deeper():
+    """Twenty identical, most-uncertain samples (e.g. empty slices) must not fill the batch."""
+    look_alike = {i: {"entropy": 1.0 - i * 1e-4} for i in range(20)}
+    varied = {i: {"entropy": 0.5 - (i - 20) * 1e-3} for i in range(20, 60)}
+    rng = np.random.default_rng(0)
+    embeddings = {i: np.ones(8) if i < 20 else rng.normal(size=8) for i in range(60)}
+    picks = select("entropy", candidates=list(range(60)), scores={**look_alike, **varied},
+                   embeddings=embeddings, labeled=[], n=5, oversample=2)
+    assert len(picks) == 5
+    assert sum(p.sample < 20 for p in picks) == 1
+    assert not any("few other samples left" in p.reason for p in picks)

@@ -330,7 +330,9 @@ def current_scores(scores: Mapping[int, Mapping[str, float]], model_version: int
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na < 1e-12 or nb < 1e-12:
+    if na < 1e-9 and nb < 1e-9:
+        return 1.0  # both sit on the (centring) mean: the same point
+    if na < 1e-9 or nb < 1e-9:
         return 0.0
     return float(a @ b / (na * nb))
 
@@ -354,8 +356,10 @@ def build_batch(
     groups: Groups | None = None,
     dedup_threshold: float | None = 0.98,
     min_slice_gap: int = 2,
+    refill: bool = True,
 ) -> list[Selection]:
-    """Take `ranked` in order, skipping near-duplicates of samples already taken; refill if short.
+    """Take `ranked` in order, skipping near-duplicates of samples already taken; refill if short
+    (unless `refill` is False: then a short batch is returned short).
 
     Near-duplicate: cosine similarity > `dedup_threshold` (None: off) of embeddings centred on
     the mean of the ranked samples' embeddings (pooled ReLU features are all positive, so raw
@@ -378,7 +382,7 @@ def build_batch(
             skipped.append((sel, why))
         else:
             chosen.append(sel)
-    for sel, why in skipped[: max(0, n - len(chosen))]:
+    for sel, why in skipped[: max(0, n - len(chosen))] if refill else []:
         chosen.append(Selection(sel.sample, sel.score, f"{sel.reason}; {why} (few other samples left)"))
     return chosen
 
@@ -432,18 +436,26 @@ def select(
             hint = " (BALD needs scoring with MC dropout)" if name == "bald" else ""
             raise ValueError(f"no unlabeled sample has a {name!r} score{hint}")
     want = min(len(pool), max(n, n * max(1, oversample)))
-    ranked = fn(
-        candidates=pool, scores=scores, embeddings=embeddings, labeled=sorted(labeled_set),
-        n=want, seed=seed, groups=groups, batch=n, **options,
-    )
     pool_set = set(pool)
-    seen: set[int] = set()
-    clean = []
-    for s in ranked:  # guard against plugins returning labeled, unknown or repeated samples
-        if s.sample in pool_set and s.sample not in seen:
-            seen.add(s.sample)
-            clean.append(s)
-    return build_batch(clean, n, embeddings=embeddings, groups=groups, dedup_threshold=dedup_threshold, min_slice_gap=min_slice_gap)
+    while True:
+        ranked = fn(
+            candidates=pool, scores=scores, embeddings=embeddings, labeled=sorted(labeled_set),
+            n=want, seed=seed, groups=groups, batch=n, **options,
+        )
+        seen: set[int] = set()
+        clean = []
+        for s in ranked:  # guard against plugins returning labeled, unknown or repeated samples
+            if s.sample in pool_set and s.sample not in seen:
+                seen.add(s.sample)
+                clean.append(s)
+        # Many near-duplicates at the top (e.g. a run of empty slices): look deeper before
+        # settling for near-duplicates.
+        last = want >= len(pool)
+        batch = build_batch(clean, n, embeddings=embeddings, groups=groups, dedup_threshold=dedup_threshold,
+                            min_slice_gap=min_slice_gap, refill=last)
+        if len(batch) >= n or last:
+            return batch
+        want = min(len(pool), want * 4)
 
 
 def rank(strategy: str, scores, embeddings, labeled_ids, n: int, **kw: Any) -> list[tuple[int, float, str]]:
