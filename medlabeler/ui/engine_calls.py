@@ -1,0 +1,217 @@
+"""Every engine call the UI makes, in one place (the seam between the UI and the engine).
+
+Generators returned here are handed to :class:`medlabeler.ui.workers.EngineJob` and run on a
+worker thread; everything else runs on the main thread and must stay cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
+TRAIN_METHODS = ("supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl")
+DEFAULT_STRATEGY = "hybrid"  # the engine's default (engine.active.strategies.DEFAULT_STRATEGY)
+
+
+# --- warming up -------------------------------------------------------------------------------
+
+
+def warm_up() -> None:
+    """Import torch and the training modules (seconds); run on a worker when a project opens, so
+    that pressing Retrain starts at once."""
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401  (imported by the first optimizer step anyway)
+
+    from medlabeler.engine import methods, pipeline  # noqa: F401
+    from medlabeler.engine.data import datasets  # noqa: F401
+    from medlabeler.engine.training import loop  # noqa: F401
+
+
+# --- projects -----------------------------------------------------------------------------------
+
+
+def open_project(path: str | Path, *, readonly: bool = False):
+    from medlabeler.engine.project_import import require_project
+    from medlabeler.engine.store import Project
+
+    return Project.open(require_project(path), readonly=readonly)
+
+
+def create_project(root, images, *, task: str, names: list[str] | None, colors: list[str] | None, unit: str | None):
+    """A new project indexing ``images``; returns (project, one-line summary, skipped-file errors)."""
+    from medlabeler.engine.project_import import create_project as create
+
+    project, report = create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
+    return project, report.summary(), list(report.errors)
+
+
+def create_demo_project(root: str | Path):
+    """The bundled demo (the MNI152 brain MRI in nilearn), created once then reopened."""
+    from medlabeler.engine.demo_loop import open_or_create_demo
+
+    return open_or_create_demo(Path(root))
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def training_run(project, *, method: str, init: str | int | None, epochs: int | None, config: dict) -> Callable[[Any], Iterator]:
+    """A function of the cancel token that starts the engine run for ``method``."""
+
+    def start(token):
+        from medlabeler.engine import pipeline
+
+        if method in PRETRAIN_METHODS:
+            return pipeline.pretrain_project(project, method=method, epochs=epochs, config=config, cancel=token)
+        return pipeline.train_project(project, method=method, init=init, epochs=epochs, config=config, cancel=token)
+
+    return start
+
+
+def result_version(result) -> int | None:
+    """The model version a finished run stored (None for a run that stored nothing)."""
+    return getattr(result, "version", None)
+
+
+# --- prediction and scoring ---------------------------------------------------------------------
+
+
+@dataclass
+class PredictionReady:
+    """Yielded by the refresh generator when the open sample's prediction is ready."""
+
+    kind: str
+    sample_id: int
+    label: Any
+    probabilities: np.ndarray | None
+    uncertainty: np.ndarray | None
+    cam: np.ndarray | None
+    model_version: int | None
+
+
+def _entropy_map(probs: np.ndarray) -> np.ndarray:
+    """Per-pixel entropy of class probabilities (C, H, W), scaled to [0, 1]."""
+    p = np.clip(probs, 1e-8, 1.0)
+    return (-(p * np.log(p)).sum(axis=0) / np.log(p.shape[0])).astype(np.float32)
+
+
+def prediction_parts(probs, *, task: str) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    """(class or mask, probabilities, uncertainty map) from a sample's class probabilities.
+
+    ``probs``: (C,) for classification, (C, *spatial) for segmentation, as
+    ``pipeline.predict_samples`` returns them at the sample's own size.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    if task == "classification":
+        return int(probs.argmax()), probs, None
+    return probs.argmax(axis=0).astype(np.uint8), probs, _entropy_map(probs)
+
+
+def refresh_run(project, sample_id: int | None, *, score: bool = True, mc_passes: int = 0) -> Callable[[Any], Generator]:
+    """After a model change: predict the open sample (yields PredictionReady), then re-score the pool."""
+
+    def start(token):
+        return _refresh(project, sample_id, token, score, mc_passes)
+
+    return start
+
+
+def _refresh(project, sample_id, token, score, mc_passes) -> Generator:
+    from medlabeler.engine import pipeline
+
+    if project.active_model() is None:
+        return {"scored": 0, "model_version": None}
+    bundle = pipeline.load_model(project)
+    version = bundle[2].version
+    if sample_id is not None:
+        yield from _predict(project, sample_id, bundle)
+    result = {"scored": 0, "model_version": version}
+    if score and not token.cancelled:
+        result = yield from score_pool_run(project, token, mc_passes=mc_passes)
+    return result
+
+
+def score_pool_run(project, token, *, mc_passes: int = 0) -> Generator:
+    """Score the unlabeled pool with the active model and store the scores (the queue reads them)."""
+    from medlabeler.engine.active_loop import score_project
+
+    return (yield from score_project(project, mc_passes=mc_passes, cancel=token))
+
+
+def _predict(project, sample_id: int, bundle) -> Generator:
+    """Yield a PredictionReady for one sample (probabilities, mask/class, uncertainty, Grad-CAM)."""
+    from medlabeler.engine import pipeline
+
+    task = project.task.kind
+    for sid, probs in pipeline.predict_samples(project, [sample_id], model_bundle=bundle):
+        label, probs, umap = prediction_parts(probs, task=task)
+        cam = grad_cam_map(project, sid, bundle) if task == "classification" else None
+        yield PredictionReady("prediction", sid, label, probs, umap, cam, bundle[2].version)
+
+
+def grad_cam_map(project, sample_id: int, bundle) -> np.ndarray:
+    """Grad-CAM of the predicted class at the sample's own size, in [0, 1]."""
+    from medlabeler.engine.data.datasets import SampleTensors
+    from medlabeler.engine.inference.saliency import grad_cam
+    from medlabeler.engine.pipeline import _preprocess_from_record
+
+    model, record, _mv = bundle
+    tensors = SampleTensors(project, _preprocess_from_record(record), cache_mb=0)
+    sample = project.sample(sample_id)
+    cam = grad_cam(model, tensors.image(sample)[None])
+    return tensors.geometry(sample).to_original(cam).numpy()[0].astype(np.float32)
+
+
+def prediction_only_run(project, sample_id: int) -> Callable[[Any], Generator]:
+    """Predict one sample with the active model (opening a sample that has no cached prediction)."""
+
+    def start(token):
+        from medlabeler.engine import pipeline
+
+        if project.active_model() is None:
+            return iter(())
+        return _predict(project, sample_id, pipeline.load_model(project))
+
+    return start
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    sample: int
+    score: float | None
+    reason: str
+
+
+def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = DEFAULT_STRATEGY) -> list[QueueRow]:
+    """Rows of the queue table: the next samples to label (ranked; validation and test samples mixed
+    in as their share of the labels falls behind), or the first ``n`` labeled / all samples."""
+    if view == "to label":
+        from medlabeler.engine.active_loop import next_samples
+
+        return [QueueRow(p.sample, float(p.score), p.reason) for p in next_samples(project, strategy=strategy, n=n)]
+    active = project.active_model()
+    scores = project.scores(active.version) if active is not None else {}
+    labeled = {s.id for s in project.samples(labeled=True)}
+    rows = []
+    for s in project.samples(labeled=True if view == "labeled" else None)[:n]:
+        entry = scores.get(s.id) or {}
+        value = entry.get("entropy", next(iter(entry.values()), None))
+        rows.append(QueueRow(s.id, value, f"{'labeled' if s.id in labeled else 'not labeled'} ({s.split})"))
+    return rows
+
+
+def model_metric(metrics: dict) -> tuple[str, float] | None:
+    """The headline validation metric of a model version (Dice for segmentation, else AUC/accuracy)."""
+    for key in ("dice", "auc", "balanced_accuracy", "accuracy"):
+        value = metrics.get(key) if metrics else None
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            return key, float(value)
+    return None

@@ -1,0 +1,410 @@
+"""The store <-> napari layers, always on the main thread.
+
+:class:`SampleView` shows the open sample: its pixels with spacing as scale and the window as
+contrast limits (a slice sample shows its whole volume, jumped to the slice), a Labels layer with
+the project's label names and colours, and the model's prediction overlay, uncertainty map and
+Grad-CAM. It knows which label slices changed since they were loaded or saved, so saving writes
+only those through ``Project.save_label``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medlabeler.ui.workers import main_thread_only
+
+IMAGE = "image"
+LABELS = "labels"
+PREDICTION = "prediction"
+UNCERTAINTY = "uncertainty"
+GRADCAM = "grad-cam"
+LAYER_PREFIX = "medlabeler "
+
+#: The uncertainty map is a hint over the image, not a replacement for it.
+UNCERTAINTY_OPACITY = 0.35
+#: Largest number of pixels for which robust contrast limits are computed on every voxel.
+_CONTRAST_SAMPLE = 2_000_000
+
+
+def layer_name(kind: str) -> str:
+    return LAYER_PREFIX + kind
+
+
+def hex_to_rgba(color: str) -> np.ndarray:
+    """'#rrggbb' (or a napari colour name) -> RGBA floats."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    return np.asarray(transform_color(color)[0], dtype=np.float32)
+
+
+def label_colormap(names, colors):
+    """DirectLabelColormap: 0 transparent, value i+1 the colour of names[i], anything else grey."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    mapping = {None: np.array([0.5, 0.5, 0.5, 1.0], np.float32), 0: np.zeros(4, np.float32)}
+    for i, color in enumerate(colors[: len(names)]):
+        mapping[i + 1] = hex_to_rgba(color)
+    return DirectLabelColormap(color_dict=mapping)
+
+
+def label_features(names) -> dict[str, list]:
+    """Labels-layer features: one row per value, so napari's status bar names the label under the cursor."""
+    return {"index": list(range(len(names) + 1)), "name": ["background", *names]}
+
+
+def contrast_limits(array: np.ndarray, window: tuple[float, float] | None) -> tuple[float, float]:
+    """The file's window (centre, width) when it has one, else robust percentiles of the pixels."""
+    if window is not None and window[1] and window[1] > 0:
+        centre, width = float(window[0]), float(window[1])
+        return centre - width / 2, centre + width / 2
+    flat = array.reshape(-1)
+    if flat.size > _CONTRAST_SAMPLE:
+        flat = flat[:: flat.size // _CONTRAST_SAMPLE + 1]
+    low, high = np.percentile(flat, [0.5, 99.5]) if flat.size else (0.0, 1.0)
+    if not np.isfinite(low) or not np.isfinite(high) or high <= low:
+        low, high = float(np.min(flat, initial=0)), float(np.max(flat, initial=1))
+        high = high if high > low else low + 1
+    return float(low), float(high)
+
+
+@dataclass
+class Shown:
+    """What the viewer holds for the open volume or image."""
+
+    key: tuple  # (path, series_uid) for a volume, ("sample", id) for a 2D sample
+    pixels: np.ndarray
+    scale: tuple[float, ...]
+    rgb: bool
+    is_stack: bool  # slices of one volume, each a sample
+    slices: dict[int, int] = field(default_factory=dict)  # slice index -> sample id (stack only)
+    baseline: np.ndarray | None = None  # labels as last loaded or saved
+
+
+@dataclass
+class PredictionView:
+    """A prediction ready for display: the mask or class, probabilities, uncertainty map, Grad-CAM."""
+
+    sample_id: int
+    label: int | np.ndarray | None
+    probabilities: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
+    cam: np.ndarray | None = None
+    model_version: int | None = None
+
+
+class SampleView:
+    """Layers of the open sample in one napari viewer."""
+
+    def __init__(self, viewer, project):
+        self.viewer = viewer
+        self.project = project
+        self.task = project.task
+        self.sample = None
+        self.shown: Shown | None = None
+        self.layers: dict[str, object] = {}
+        self.prediction_on_screen: int | None = None  # sample id whose overlays are shown
+        self._overlay_slices: dict[str, int] = {}  # overlay kind -> the slice written in its volume
+        self._volume_cache: dict[tuple, tuple] = {}
+
+    # --- opening ------------------------------------------------------------------------------
+    @main_thread_only
+    def show(self, sample) -> None:
+        """Show ``sample``: reuse the volume on screen when it is another slice of it."""
+        key = self._key(sample)
+        if self.shown is None or self.shown.key != key:
+            self._replace_layers(sample, key)
+        self.sample = sample
+        self.clear_prediction()
+        if self.shown.is_stack:
+            self.viewer.dims.set_point(0, sample.slice_index * self.shown.scale[0])
+        if LABELS in self.layers:
+            self.layers[LABELS].selected_label = max(1, self.layers[LABELS].selected_label)
+            self.viewer.layers.selection.active = self.layers[LABELS]
+        else:
+            self.viewer.layers.selection.active = self.layers[IMAGE]
+
+    def _key(self, sample) -> tuple:
+        if sample.slice_index is not None:
+            return (sample.path, sample.series_uid)
+        return ("sample", sample.id)
+
+    def _replace_layers(self, sample, key) -> None:
+        """Put another volume or image on screen, reusing the layers (adding napari layers is slow)."""
+        if sample.slice_index is not None:
+            pixels, scale, window = self._volume(sample)
+            slices = {
+                s.slice_index: s.id
+                for s in self.project.samples()
+                if (s.path, s.series_uid) == key and s.slice_index is not None
+            }
+            is_stack = True
+        else:
+            pixels = self.project.load_pixels(sample)  # a 2D image, or a whole volume
+            scale = tuple(float(v) for v in sample.spacing)
+            window = None
+            slices = {}
+            is_stack = False
+        rgb = not sample.is_volume and pixels.ndim == 3 and pixels.shape[-1] in (3, 4)
+        if rgb and pixels.dtype != np.uint8:
+            pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+        previous = self.shown
+        self.shown = Shown(key=key, pixels=pixels, scale=scale, rgb=rgb, is_stack=is_stack, slices=slices)
+        image_kwargs = {"scale": scale, "rgb": rgb}
+        if not rgb:
+            image_kwargs["contrast_limits"] = contrast_limits(pixels, window)
+            image_kwargs["colormap"] = "gray"
+        self._set_layer(IMAGE, pixels, "image", **image_kwargs)
+        if self.task.kind == "segmentation":
+            labels = self._load_labels()
+            self.shown.baseline = labels.copy()
+            self._set_layer(LABELS, labels, "labels", scale=scale, opacity=0.6,
+                            colormap=label_colormap(self.task.names, self.task.colors),
+                            features=label_features(self.task.names))
+        self._blank_overlays()
+        if previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
+            self.viewer.reset_view()
+
+    def _volume(self, sample):
+        """Pixels, scale and window of the volume a slice sample belongs to (one volume cached)."""
+        key = (sample.path, sample.series_uid)
+        if key not in self._volume_cache:
+            from medlabeler.engine.io import read_image
+
+            image = read_image(sample.path, sample.series_uid)
+            array = image.array
+            if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
+                array = array.astype(np.float32)
+            self._volume_cache = {key: (array, tuple(float(v) for v in image.spacing[:3]), image.window)}
+        return self._volume_cache[key]
+
+    def _label_shape(self) -> tuple[int, ...]:
+        pixels = self.shown.pixels
+        return pixels.shape[:2] if self.shown.rgb else pixels.shape
+
+    def _load_labels(self) -> np.ndarray:
+        """The current labels of every sample on screen, as one array the Labels layer edits."""
+        labels = np.zeros(self._label_shape(), dtype=np.uint8)
+        if self.shown.is_stack:
+            labeled = {s.id for s in self.project.samples(labeled=True)}
+            for index, sample_id in self.shown.slices.items():
+                if sample_id in labeled:
+                    mask = self.project.load_label(sample_id)
+                    if isinstance(mask, np.ndarray) and mask.shape == labels.shape[1:]:
+                        labels[index] = mask
+        else:
+            mask = self.project.load_label(self.shown.key[1])
+            if isinstance(mask, np.ndarray) and mask.shape == labels.shape:
+                labels[...] = mask
+        return labels
+
+    @main_thread_only
+    def remove_layers(self) -> None:
+        for layer in list(self.layers.values()):
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers.clear()
+        self.shown = None
+
+    # --- labels -------------------------------------------------------------------------------
+    @property
+    def labels_layer(self):
+        return self.layers.get(LABELS)
+
+    def changed_masks(self) -> list[tuple[int, np.ndarray]]:
+        """(sample id, mask) of every sample on screen whose labels changed since load/save."""
+        layer = self.labels_layer
+        if layer is None or self.shown is None or self.shown.baseline is None:
+            return []
+        data = np.asarray(layer.data)
+        if not self.shown.is_stack:
+            if np.array_equal(data, self.shown.baseline):
+                return []
+            return [(self.shown.key[1], data.astype(np.uint8, copy=True))]
+        changed = np.flatnonzero((data != self.shown.baseline).reshape(data.shape[0], -1).any(axis=1))
+        return [
+            (self.shown.slices[int(z)], data[z].astype(np.uint8, copy=True))
+            for z in changed
+            if int(z) in self.shown.slices
+        ]
+
+    def mark_saved(self, sample_id: int, mask: np.ndarray) -> None:
+        """Remember ``mask`` as the stored labels of ``sample_id``."""
+        if self.shown is None or self.shown.baseline is None:
+            return
+        if self.shown.is_stack:
+            index = next((z for z, sid in self.shown.slices.items() if sid == sample_id), None)
+            if index is not None:
+                self.shown.baseline[index] = mask
+        else:
+            self.shown.baseline[...] = mask
+
+    def current_mask(self) -> np.ndarray | None:
+        """The labels of the open sample as painted (not necessarily saved)."""
+        layer = self.labels_layer
+        if layer is None or self.sample is None:
+            return None
+        data = np.asarray(layer.data)
+        return data[self.sample.slice_index] if self.shown.is_stack else data
+
+    @main_thread_only
+    def set_current_mask(self, mask: np.ndarray) -> None:
+        """Put ``mask`` into the Labels layer for the open sample (e.g. a prediction to edit)."""
+        layer = self.labels_layer
+        if layer is None or self.sample is None:
+            return
+        data = layer.data
+        if self.shown.is_stack:
+            data[self.sample.slice_index] = mask
+        else:
+            data[...] = mask
+        layer.refresh()
+
+    # --- predictions --------------------------------------------------------------------------
+    @main_thread_only
+    def show_prediction(self, pred: PredictionView) -> None:
+        """Overlay a prediction of the open sample (mask, uncertainty map, Grad-CAM)."""
+        if self.sample is None or pred.sample_id != self.sample.id or self.shown is None:
+            return
+        scale = self.shown.scale
+        if self.task.kind == "segmentation" and isinstance(pred.label, np.ndarray):
+            self._overlay(PREDICTION, pred.label, np.uint8, "labels", scale=scale, opacity=0.45,
+                          colormap=label_colormap(self.task.names, self.task.colors),
+                          features=label_features(self.task.names))
+        if pred.uncertainty is not None:
+            self._overlay(UNCERTAINTY, pred.uncertainty, np.float32, "image", scale=scale, colormap="inferno",
+                          blending="additive", opacity=UNCERTAINTY_OPACITY, contrast_limits=(0.0, 1.0))
+        if pred.cam is not None:
+            self._overlay(GRADCAM, pred.cam, np.float32, "image", scale=scale, colormap="inferno",
+                          blending="additive", opacity=0.5, contrast_limits=(0.0, 1.0))
+        self.prediction_on_screen = pred.sample_id
+        keep = self.labels_layer or self.layers.get(IMAGE)
+        if keep is not None:
+            self.viewer.layers.selection.active = keep
+
+    def _overlay(self, kind: str, array, dtype, layer_type: str, **kwargs) -> None:
+        """Put a sample-shaped map on screen: on a volume, only its slice is written (in place)."""
+        array = np.asarray(array, dtype=dtype)
+        shape = self._label_shape()
+        layer = self.layers.get(kind)
+        if not self.shown.is_stack:
+            self._set_layer(kind, array if array.shape == shape else np.zeros(shape, dtype), layer_type, **kwargs)
+            return
+        z = self.sample.slice_index
+        in_place = (layer is not None and layer in self.viewer.layers and layer.data.shape == shape
+                    and layer.data.dtype == dtype and array.shape == shape[1:])
+        if not in_place:
+            full = np.zeros(shape, dtype=dtype)
+            if array.shape == shape[1:]:
+                full[z] = array
+            self._set_layer(kind, full, layer_type, **kwargs)
+        else:
+            written = self._overlay_slices.get(kind)
+            if written is not None and written != z:
+                layer.data[written] = 0  # one prediction on screen at a time: the open slice's
+            layer.data[z] = array
+            layer.visible = True
+            layer.refresh()
+        self._overlay_slices[kind] = z
+
+    def _set_layer(self, kind: str, data: np.ndarray, layer_type: str, **kwargs) -> None:
+        """Show ``data`` in this kind's layer: the existing layer gets the new data when it can."""
+        layer = self.layers.get(kind)
+        reusable = (
+            layer is not None
+            and layer in self.viewer.layers
+            and layer.data.ndim == data.ndim
+            and getattr(layer, "rgb", False) == kwargs.get("rgb", False)
+            and layer.data.dtype == data.dtype
+        )
+        if not reusable:
+            self._drop_layer(kind)
+            add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
+            self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
+            return
+        limits = kwargs.get("contrast_limits")
+        if limits is not None:  # widen the range first so the new data never clips
+            layer.contrast_limits_range = (min(limits[0], layer.contrast_limits_range[0]),
+                                           max(limits[1], layer.contrast_limits_range[1]))
+        layer.data = data
+        if tuple(layer.scale) != tuple(kwargs.get("scale", layer.scale)):
+            layer.scale = kwargs["scale"]
+        if limits is not None:
+            layer.contrast_limits_range = limits
+            layer.contrast_limits = limits
+        if "opacity" in kwargs and kind in (PREDICTION, UNCERTAINTY, GRADCAM):
+            layer.visible = True
+
+    @main_thread_only
+    def prepare_overlays(self) -> None:
+        """Create the (hidden, empty) overlay layers now, at a user action, rather than when a
+        prediction arrives in the background: adding a napari layer can take a second."""
+        if self.shown is None:
+            return
+        shape = self._label_shape()
+        scale = self.shown.scale
+        if self.task.kind == "segmentation":
+            wanted = {PREDICTION: ("labels", np.uint8, {"opacity": 0.45, "colormap": label_colormap(self.task.names, self.task.colors),
+                                                        "features": label_features(self.task.names)}),
+                      UNCERTAINTY: ("image", np.float32, {"colormap": "inferno", "blending": "additive", "opacity": UNCERTAINTY_OPACITY,
+                                                          "contrast_limits": (0.0, 1.0)})}
+        else:
+            wanted = {GRADCAM: ("image", np.float32, {"colormap": "inferno", "blending": "additive", "opacity": 0.5,
+                                                      "contrast_limits": (0.0, 1.0)})}
+        for kind, (layer_type, dtype, kwargs) in wanted.items():
+            if kind in self.layers and self.layers[kind] in self.viewer.layers:
+                continue
+            add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
+            self.layers[kind] = add(np.zeros(shape, dtype), name=layer_name(kind), scale=scale, visible=False, **kwargs)
+        keep = self.labels_layer or self.layers.get(IMAGE)
+        if keep is not None:
+            self.viewer.layers.selection.active = keep
+
+    def _blank_overlays(self) -> None:
+        """Overlays of the previous image become empty ones of the new image's shape (hidden).
+
+        Kept rather than removed (adding a napari layer is slow); resized so that the viewer's
+        extent follows the image on screen.
+        """
+        shape = self._label_shape()
+        for kind in (PREDICTION, UNCERTAINTY, GRADCAM):
+            layer = self.layers.get(kind)
+            if layer is None or layer not in self.viewer.layers:
+                continue
+            layer.visible = False
+            if layer.data.shape != shape:
+                layer.data = np.zeros(shape, dtype=layer.data.dtype)
+                layer.scale = self.shown.scale
+            self._overlay_slices.pop(kind, None)
+
+    def _drop_layer(self, kind: str) -> None:
+        layer = self.layers.pop(kind, None)
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+
+    @main_thread_only
+    def clear_prediction(self) -> None:
+        """Hide the overlays of the previous sample (kept as layers: adding layers is slow)."""
+        for kind in (PREDICTION, UNCERTAINTY, GRADCAM):
+            layer = self.layers.get(kind)
+            if layer is not None:
+                layer.visible = False
+        self.prediction_on_screen = None
+
+    @main_thread_only
+    def set_overlay_visible(self, kind: str, visible: bool) -> None:
+        layer = self.layers.get(kind)
+        if layer is not None:
+            layer.visible = visible
+
+    @main_thread_only
+    def set_overlay_opacity(self, kind: str, opacity: float) -> None:
+        layer = self.layers.get(kind)
+        if layer is not None:
+            layer.opacity = opacity
+
+    def has_layer(self, kind: str) -> bool:
+        """Whether this kind of overlay is on screen for the open sample."""
+        layer = self.layers.get(kind)
+        return layer is not None and layer in self.viewer.layers and self.prediction_on_screen is not None

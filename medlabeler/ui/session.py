@@ -1,0 +1,512 @@
+"""The app's state for one napari viewer: the open project, the open sample, the workers.
+
+Widgets are thin: they call a :class:`Session` method and redraw on its signals. Every method
+here runs on the main thread; long work goes to :class:`~medlabeler.ui.workers.EngineJob`s whose
+results come back through signal handlers.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import threading
+import weakref
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
+
+from medlabeler.ui import engine_calls as calls
+from medlabeler.ui.layers import PredictionView, SampleView
+from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
+
+log = logging.getLogger(__name__)
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
+
+
+def _warm_up() -> None:
+    try:
+        calls.warm_up()
+    except Exception as exc:  # noqa: BLE001 - only a head start: training imports it again
+        log.warning("importing the training code in the background failed: %s", exc)
+
+
+def wait_for_warm_up(timeout_s: float = 60.0) -> None:
+    """Let the background import finish (an import cut short by interpreter exit fails noisily)."""
+    if _WARM_THREAD is not None:
+        _WARM_THREAD.join(timeout_s)
+
+
+def get_session(viewer) -> Session:
+    """The one session of ``viewer`` (created on first use; widgets docked in it share it).
+
+    napari hands plugin widgets a proxy of the viewer (a new one per widget): the session is
+    keyed by the viewer behind it, so every widget of one window shares one session.
+    """
+    viewer = getattr(viewer, "__wrapped__", viewer)
+    session = _SESSIONS.get(viewer)
+    if session is None:
+        from medlabeler.ui.keys import install_viewer_keys
+
+        session = Session(viewer)
+        _SESSIONS[viewer] = session
+        install_viewer_keys(viewer, session)
+    return session
+
+
+def medlabeler_home() -> Path:
+    return Path(os.environ.get("MEDLABELER_HOME", Path.home() / ".medlabeler"))
+
+
+def recent_projects() -> list[str]:
+    try:
+        items = json.loads((medlabeler_home() / "recent.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [p for p in items if isinstance(p, str) and (Path(p) / "project.sqlite").exists()]
+
+
+def _remember(path: Path) -> None:
+    items = [str(path)] + [p for p in recent_projects() if p != str(path)]
+    try:
+        home = medlabeler_home()
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "recent.json").write_text(json.dumps(items[:10], indent=1))
+    except OSError:
+        log.debug("could not write the recent-projects list")
+
+
+def _author() -> str:
+    try:
+        return os.environ.get("MEDLABELER_AUTHOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+class _CloseWatcher(QObject):
+    """Shuts the session down once the viewer's window really closes (saves, releases the lock).
+
+    napari may veto a close (its "confirm close" dialog), so the Close event alone is not
+    enough: the window is hidden right after an accepted close, within the same call.
+    """
+
+    def __init__(self, session: Session, window):
+        super().__init__(window)
+        self._session = weakref.ref(session)
+        self._closing = False
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt name
+        kind = event.type()
+        if kind == QEvent.Type.Close:
+            self._closing = True
+            QTimer.singleShot(0, self._forget)  # a vetoed close leaves the window shown
+        elif kind == QEvent.Type.Hide and self._closing:
+            self._closing = False
+            session = self._session()
+            if session is not None:
+                session.shutdown()
+        return False
+
+    def _forget(self) -> None:
+        self._closing = False
+
+
+class Session(QObject):
+    """One viewer's project, open sample, predictions and workers."""
+
+    project_changed = Signal()
+    sample_opened = Signal(object)  # Sample | None
+    labels_changed = Signal()
+    models_changed = Signal()
+    queue_changed = Signal()
+    prediction_changed = Signal(object)  # PredictionView | None, for the open sample
+    training_event = Signal(object)  # engine Event
+    training_started = Signal(str)  # method
+    training_ended = Signal(str)  # "done" | "cancelled" | "failed"
+    background_state = Signal(bool)  # prediction/scoring running
+
+    def __init__(self, viewer):
+        super().__init__()
+        self._viewer = weakref.ref(viewer)
+        self.project = None
+        self.view: SampleView | None = None
+        self.sample = None
+        self.jobs = JobSlots(self)
+        self.jobs.changed.connect(self._jobs_changed)
+        self.predictions: dict[int, PredictionView] = {}
+        self._from_prediction: set[int] = set()
+        self.strategy = calls.DEFAULT_STRATEGY
+        self.author = _author()
+        self.auto_refresh = True
+        self.advance_after_class = True  # a class key labels and opens the next sample
+        self.warm_up_on_open = True  # import torch in the background when a project opens
+        self.last_training = None  # the EngineJob of the last run
+        self.timings: dict[str, float] = {}
+        # Save and release the project when the window closes. napari has no public "closing"
+        # signal, so watch its main window (private attribute: guarded), and the app quitting.
+        self._close_watcher = None
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if isinstance(window, QObject):
+            self._close_watcher = _CloseWatcher(self, window)
+            window.installEventFilter(self._close_watcher)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+    @property
+    def viewer(self):
+        return self._viewer()
+
+    # --- project --------------------------------------------------------------------------------
+    @main_thread_only
+    def open_project(self, path, *, open_first: bool = True) -> bool:
+        """Open a project folder (closing the one open); False with a message when it cannot."""
+        from medlabeler.engine.errors import MedlabelerError
+
+        self.close_project()
+        try:
+            project = calls.open_project(path)
+        except MedlabelerError as exc:
+            show_error_message(f"Cannot open the project: {exc}")
+            return False
+        self._attach(project, open_first=open_first)
+        return True
+
+    @main_thread_only
+    def create_project(self, root, images, *, task: str, names, colors=None, unit=None) -> str | None:
+        """Create a project from a folder of images and open it; returns a summary or None."""
+        from medlabeler.engine.errors import MedlabelerError
+
+        self.close_project()
+        try:
+            project, summary, errors = calls.create_project(root, images, task=task, names=names, colors=colors, unit=unit)
+        except MedlabelerError as exc:
+            show_error_message(f"Cannot create the project: {exc}")
+            return None
+        if errors:  # shown to the user, not logged: file names may identify patients
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{len(errors)} files could not be read and were skipped; the first: {errors[0]}")
+        self._attach(project)
+        return summary
+
+    @main_thread_only
+    def open_demo(self, root=None) -> bool:
+        from medlabeler.engine.errors import MedlabelerError
+
+        self.close_project()
+        try:
+            project = calls.create_demo_project(root or medlabeler_home() / "demo")
+        except MedlabelerError as exc:
+            show_error_message(f"Cannot open the demo: {exc}")
+            return False
+        self._attach(project)
+        return True
+
+    def _attach(self, project, *, open_first: bool = True) -> None:
+        self.project = project
+        self.view = SampleView(self.viewer, project)
+        self.predictions.clear()
+        self._from_prediction.clear()
+        _remember(Path(project.root))
+        self._warm_up()
+        self.project_changed.emit()
+        self.models_changed.emit()
+        self.queue_changed.emit()
+        if open_first:
+            first = self.next_sample_id()
+            if first is not None:
+                self.open_sample(first)
+
+    def _warm_up(self) -> None:
+        """Import torch and the engine's training code on a thread, once per process."""
+        global _WARM_THREAD
+        if _WARM_THREAD is not None or not self.warm_up_on_open:
+            return
+        from medlabeler.ui.workers import keep_torch_clear_of_gl_llvm
+
+        keep_torch_clear_of_gl_llvm()
+        _WARM_THREAD = threading.Thread(target=_warm_up, name="medlabeler-warm-up", daemon=True)
+        _WARM_THREAD.start()
+
+    @main_thread_only
+    def close_project(self) -> None:
+        if self.project is None:
+            return
+        self.save_current()
+        self.jobs.cancel_all()
+        self.jobs.wait_idle(60)
+        if self.view is not None:
+            self.view.remove_layers()
+        self.project.close()
+        self.project = None
+        self.view = None
+        self.sample = None
+        self.predictions.clear()
+        self.project_changed.emit()
+        self.sample_opened.emit(None)
+
+    def shutdown(self) -> None:
+        """Save, stop the workers and release the project (window closing)."""
+        try:
+            self.close_project()
+        except Exception:  # noqa: BLE001 - closing must not raise into Qt
+            log.exception("closing the project failed")
+        wait_for_warm_up()
+
+    @property
+    def task(self):
+        return None if self.project is None else self.project.task
+
+    def counts(self) -> dict:
+        return {} if self.project is None else self.project.status()
+
+    # --- samples and labels ---------------------------------------------------------------------
+    @main_thread_only
+    def open_sample(self, sample_id: int) -> None:
+        """Show a sample (saving the labels of the one open first)."""
+        if self.project is None:
+            return
+        self.save_current()
+        sample = self.project.sample(int(sample_id))
+        self.sample = sample
+        self.view.show(sample)
+        if self.project.task.kind == "classification":
+            from medlabeler.ui.keys import install_layer_class_keys
+
+            install_layer_class_keys(self.view.layers["image"], self)
+        self.sample_opened.emit(sample)
+        cached = self.predictions.get(sample.id)
+        active = self.project.active_model()
+        if cached is not None and active is not None and cached.model_version == active.version:
+            self.view.show_prediction(cached)
+            self.prediction_changed.emit(cached)
+        else:
+            self.prediction_changed.emit(None)
+            if active is not None:
+                self.view.prepare_overlays()
+                self._start_background(calls.prediction_only_run(self.project, sample.id), "Predicting", preempt=False)
+
+    def next_sample_id(self) -> int | None:
+        """The top of the queue that is not the open sample."""
+        if self.project is None:
+            return None
+        from medlabeler.engine.errors import MedlabelerError
+
+        try:
+            rows = calls.queue_rows(self.project, view="to label", n=2, strategy=self.strategy)
+        except (MedlabelerError, ValueError) as exc:  # a strategy the active model has no scores for
+            log.warning("queue: %s", exc)
+            rows = []
+        for row in rows:
+            if self.sample is None or row.sample != self.sample.id:
+                return row.sample
+        remaining = [s.id for s in self.project.samples(labeled=False)]
+        return next((i for i in remaining if self.sample is None or i != self.sample.id), None)
+
+    @main_thread_only
+    def open_next(self) -> None:
+        next_id = self.next_sample_id()
+        if next_id is not None:
+            self.open_sample(next_id)
+
+    @main_thread_only
+    def save_current(self) -> int:
+        """Save every label slice on screen that changed; returns how many were saved."""
+        if self.project is None or self.view is None or self.project.readonly:
+            return 0
+        from medlabeler.engine.errors import MedlabelerError
+
+        saved = 0
+        for sample_id, mask in self.view.changed_masks():
+            origin = self._origin_for(sample_id, mask)
+            try:
+                self.project.save_label(sample_id, mask, author=self.author, origin=origin)
+            except MedlabelerError as exc:
+                show_error_message(f"The label was not saved: {exc}")
+                continue
+            self.view.mark_saved(sample_id, mask)
+            self._from_prediction.discard(sample_id)
+            saved += 1
+        if saved:
+            self.labels_changed.emit()
+            self.viewer.status = f"saved {saved} label{'s' if saved > 1 else ''}"
+        return saved
+
+    def _origin_for(self, sample_id: int, mask: np.ndarray) -> str:
+        if sample_id not in self._from_prediction:
+            return "manual"
+        pred = self.predictions.get(sample_id)
+        if pred is not None and isinstance(pred.label, np.ndarray) and np.array_equal(pred.label, mask):
+            return "accepted_prediction"
+        return "corrected_prediction"
+
+    @main_thread_only
+    def label_class(self, value: int, *, origin: str = "manual") -> bool:
+        """Classification: save ``value`` as the open sample's class."""
+        if self.project is None or self.sample is None:
+            return False
+        from medlabeler.engine.errors import MedlabelerError
+
+        try:
+            self.project.save_label(self.sample.id, int(value), author=self.author, origin=origin)
+        except MedlabelerError as exc:
+            show_error_message(f"The label was not saved: {exc}")
+            return False
+        name = self.project.task.names[int(value)]
+        self.labels_changed.emit()
+        if self.advance_after_class and origin == "manual":
+            self.open_next()
+        self.viewer.status = f"labeled as {name}"
+        return True
+
+    def current_label(self):
+        if self.project is None or self.sample is None:
+            return None
+        return self.project.load_label(self.sample.id)
+
+    # --- predictions ----------------------------------------------------------------------------
+    @property
+    def current_prediction(self) -> PredictionView | None:
+        if self.sample is None:
+            return None
+        return self.predictions.get(self.sample.id)
+
+    @main_thread_only
+    def accept_prediction(self) -> bool:
+        """Save the model's prediction of the open sample as its label (origin accepted_prediction)."""
+        pred = self.current_prediction
+        if pred is None or pred.label is None:
+            show_error_message("There is no prediction for this sample yet.")
+            return False
+        if self.project.task.kind == "classification":
+            return self.label_class(int(pred.label), origin="accepted_prediction")
+        self.view.set_current_mask(pred.label)
+        self._from_prediction.add(self.sample.id)
+        return self.save_current() > 0 or self._already_saved(pred)
+
+    def _already_saved(self, pred) -> bool:
+        stored = self.project.load_label(pred.sample_id)
+        return isinstance(stored, np.ndarray) and np.array_equal(stored, pred.label)
+
+    @main_thread_only
+    def edit_prediction(self) -> bool:
+        """Copy the prediction into the Labels layer to correct it; saving records corrected_prediction."""
+        pred = self.current_prediction
+        if pred is None or not isinstance(pred.label, np.ndarray):
+            return False
+        self.view.set_current_mask(pred.label)
+        self._from_prediction.add(self.sample.id)
+        return True
+
+    @main_thread_only
+    def _apply_prediction(self, ready: calls.PredictionReady) -> None:
+        pred = PredictionView(ready.sample_id, ready.label, ready.probabilities, ready.uncertainty, ready.cam, ready.model_version)
+        self.predictions[pred.sample_id] = pred
+        if self.sample is not None and pred.sample_id == self.sample.id and self.view is not None:
+            self.view.show_prediction(pred)
+            self.timings["overlay_at"] = _now()
+            self.prediction_changed.emit(pred)
+
+    # --- training -------------------------------------------------------------------------------
+    @property
+    def training_running(self) -> bool:
+        return self.jobs.training_running
+
+    @main_thread_only
+    def start_training(self, method: str, *, init=None, epochs: int | None = None, config: dict | None = None) -> bool:
+        """Start a training (or pretraining) run on a worker; one at a time."""
+        if self.project is None:
+            show_error_message("Open a project first.")
+            return False
+        if self.project.readonly:
+            show_error_message("This project is open read-only; training needs it open for writing.")
+            return False
+        self.save_current()
+        job = EngineJob(
+            f"Training ({method})" if method in calls.TRAIN_METHODS else f"Pretraining ({method})",
+            calls.training_run(self.project, method=method, init=init, epochs=epochs, config=dict(config or {})),
+        )
+        job.event.connect(self.training_event.emit)
+        job.done.connect(self._training_done)
+        job.ended.connect(lambda: self.training_ended.emit(job.outcome or "failed"))
+        if not self.jobs.start_training(job):
+            return False
+        self.timings = {"train_started_at": _now()}
+        self.last_training = job
+        self.training_started.emit(method)
+        if self.view is not None and method in calls.TRAIN_METHODS:
+            self.view.prepare_overlays()
+        return True
+
+    @main_thread_only
+    def cancel_training(self) -> None:
+        if self.jobs.training is not None:
+            self.jobs.training.cancel()
+
+    @main_thread_only
+    def _training_done(self, result) -> None:
+        self.timings["train_done_at"] = _now()
+        version = calls.result_version(result)
+        if version is not None and self.viewer is not None:
+            self.viewer.status = f"model v{version} stored"
+        self.models_changed.emit()
+        active = self.project.active_model() if self.project is not None else None
+        if self.auto_refresh and active is not None and active.version == version:
+            self.refresh_after_model()  # a pretraining run stores an encoder and changes nothing shown
+
+    @main_thread_only
+    def activate_model(self, version: int) -> None:
+        """Make ``version`` the active model (roll back or forward) and refresh predictions."""
+        from medlabeler.engine.errors import MedlabelerError
+
+        try:
+            self.project.activate(int(version))
+        except MedlabelerError as exc:
+            show_error_message(f"Cannot activate model v{version}: {exc}")
+            return
+        self.predictions.clear()
+        if self.view is not None:
+            self.view.clear_prediction()
+        self.prediction_changed.emit(None)
+        self.models_changed.emit()
+        self.queue_changed.emit()
+        self.refresh_after_model()
+
+    @main_thread_only
+    def refresh_after_model(self) -> None:
+        """Re-predict the open sample and re-score the pool in the background; the queue re-ranks after."""
+        if self.project is None or self.project.active_model() is None:
+            return
+        sample_id = self.sample.id if self.sample is not None else None
+        self._start_background(calls.refresh_run(self.project, sample_id), "Updating predictions", rerank=True)
+
+    def _start_background(self, make_gen, action: str, *, rerank: bool = False, preempt: bool = True) -> None:
+        job = EngineJob(action, make_gen)
+        job.event.connect(self._background_event)
+        if rerank:
+            job.done.connect(self._scores_written)
+        self.jobs.start_inference(job, preempt=preempt)
+
+    @main_thread_only
+    def _background_event(self, event) -> None:
+        if isinstance(event, calls.PredictionReady):
+            self._apply_prediction(event)
+
+    @main_thread_only
+    def _scores_written(self, _result) -> None:
+        self.timings["rescored_at"] = _now()
+        self.queue_changed.emit()
+
+    def _jobs_changed(self) -> None:
+        self.background_state.emit(self.jobs.inference_running)
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()

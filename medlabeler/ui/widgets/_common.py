@@ -1,0 +1,56 @@
+"""Small pieces the dock widgets share."""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+
+from qtpy.QtWidgets import QLabel, QWidget
+
+
+def session_for(viewer):
+    from medlabeler.ui.session import get_session
+
+    return get_session(viewer)
+
+
+def hint(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setStyleSheet("color: gray;")
+    return label
+
+
+def _alive(widget: QWidget) -> bool:
+    try:
+        widget.objectName()
+    except RuntimeError:  # its C++ object was deleted
+        return False
+    return True
+
+
+def connect(widget: QWidget, signal, slot) -> None:
+    """Connect a session signal to ``slot`` for as long as ``widget`` lives.
+
+    The session outlives its widgets (a dock can be closed and opened again), so the connection
+    holds the widget weakly and goes quiet once the widget is gone.
+    """
+    ref = weakref.ref(widget)
+    method = weakref.WeakMethod(slot) if inspect.ismethod(slot) else None
+
+    def call(*args):
+        target = ref()
+        fn = method() if method is not None else slot
+        if target is None or fn is None or not _alive(target):
+            return
+        fn(*args)
+
+    signal.connect(call)
+
+
+def sample_text(sample) -> str:
+    """Where a sample is, without its file path (paths may carry patient names)."""
+    if sample is None:
+        return "no sample open"
+    where = f"slice {sample.slice_index}" if sample.slice_index is not None else "image"
+    return f"sample {sample.id} ({where}, {sample.split})"

@@ -1,0 +1,128 @@
+"""Label: one button per class (keys 1-9) for classification; paint labels and save for segmentation."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medlabeler.ui.widgets._common import connect, hint, sample_text, session_for
+
+
+class LabelWidget(QWidget):
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        layout = QVBoxLayout(self)
+        self.sample_label = QLabel("no sample open")
+        layout.addWidget(self.sample_label)
+        self.current_label = QLabel("")
+        layout.addWidget(self.current_label)
+        self.grid_holder = QWidget()
+        self.grid = QGridLayout(self.grid_holder)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.grid_holder)
+        self.class_buttons: list[QPushButton] = []
+
+        brush_row = QHBoxLayout()
+        self.brush_label = QLabel("Brush")
+        self.brush = QSlider(Qt.Orientation.Horizontal)
+        self.brush.setRange(1, 60)
+        self.brush.setValue(10)
+        brush_row.addWidget(self.brush_label)
+        brush_row.addWidget(self.brush, 1)
+        layout.addLayout(brush_row)
+
+        buttons = QHBoxLayout()
+        self.save_button = QPushButton("Save (s)")
+        self.next_button = QPushButton("Next (n)")
+        buttons.addWidget(self.save_button)
+        buttons.addWidget(self.next_button)
+        layout.addLayout(buttons)
+        self.help = hint("")
+        layout.addWidget(self.help)
+        layout.addStretch(1)
+
+        self.save_button.clicked.connect(self.save)
+        self.next_button.clicked.connect(self.session.open_next)
+        self.brush.valueChanged.connect(self._brush_changed)
+        connect(self, self.session.project_changed, self.rebuild)
+        connect(self, self.session.sample_opened, self._sample_opened)
+        connect(self, self.session.labels_changed, self._show_current)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        for button in self.class_buttons:
+            self.grid.removeWidget(button)
+            button.deleteLater()
+        self.class_buttons = []
+        task = self.session.task
+        if task is None:
+            self.help.setText("Open a project to label.")
+            self._show_current()
+            return
+        segmentation = task.kind == "segmentation"
+        for i, (name, color) in enumerate(zip(task.names, task.colors)):
+            text = f"{name}" if segmentation else f"{i + 1}: {name}" if i < 9 else name
+            button = QPushButton(text)
+            button.setStyleSheet(f"border-left: 8px solid {color}; padding: 4px; text-align: left;")
+            if segmentation:
+                button.setToolTip(f"Paint {name} (label value {i + 1})")
+                button.clicked.connect(lambda _=False, v=i + 1: self.paint_with(v))
+            else:
+                button.setToolTip(f"Label this image as {name}" + (f" (key {i + 1})" if i < 9 else ""))
+                button.clicked.connect(lambda _=False, v=i: self.session.label_class(v))
+            self.grid.addWidget(button, i // 2, i % 2)
+            self.class_buttons.append(button)
+        for w in (self.brush, self.brush_label, self.save_button):
+            w.setVisible(segmentation)
+        self.help.setText(
+            "Paint on the labels layer; labels save when you move to another sample, or with 's'."
+            if segmentation else "Press a class button or its number key; 'n' opens the next sample."
+        )
+        self._show_current()
+
+    def paint_with(self, value: int) -> None:
+        layer = self.session.view.labels_layer if self.session.view else None
+        if layer is None:
+            return
+        layer.selected_label = value
+        layer.brush_size = self.brush.value()
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+
+    def _brush_changed(self, size: int) -> None:
+        layer = self.session.view.labels_layer if self.session.view else None
+        if layer is not None:
+            layer.brush_size = size
+
+    def save(self) -> int:
+        return self.session.save_current()
+
+    def _sample_opened(self, sample) -> None:
+        self.sample_label.setText(sample_text(sample))
+        self._show_current()
+
+    def _show_current(self) -> None:
+        session = self.session
+        if session.project is None or session.sample is None:
+            self.current_label.setText("")
+            return
+        label = session.project.label(session.sample.id)
+        if label is None:
+            self.current_label.setText("not labeled yet")
+            return
+        origin = label.origin.replace("_", " ")
+        if label.value is not None:
+            name = session.task.names[label.value]
+            self.current_label.setText(f"label: <b>{name}</b> (v{label.version}, {origin})")
+        else:
+            self.current_label.setText(f"mask saved (v{label.version}, {origin})")

@@ -1,0 +1,153 @@
+"""Project: open or create a project, open the demo, counts per split and class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medlabeler.ui.widgets._common import connect, hint, session_for
+
+
+class ProjectWidget(QWidget):
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        layout = QVBoxLayout(self)
+
+        open_row = QHBoxLayout()
+        self.open_button = QPushButton("Open project…")
+        self.demo_button = QPushButton("Open demo")
+        self.demo_button.setToolTip("A real brain MRI (MNI152 template) as a slice segmentation project")
+        open_row.addWidget(self.open_button)
+        open_row.addWidget(self.demo_button)
+        layout.addLayout(open_row)
+
+        recent_row = QHBoxLayout()
+        self.recent = QComboBox()
+        self.recent_button = QPushButton("Open recent")
+        recent_row.addWidget(self.recent, 1)
+        recent_row.addWidget(self.recent_button)
+        layout.addLayout(recent_row)
+
+        self.path_label = QLabel("No project open")
+        self.path_label.setWordWrap(True)
+        layout.addWidget(self.path_label)
+        self.counts_label = QLabel("")
+        self.counts_label.setWordWrap(True)
+        layout.addWidget(self.counts_label)
+
+        create = QGroupBox("New project from a folder")
+        form = QFormLayout(create)
+        self.images_edit = QLineEdit()
+        self.images_edit.setPlaceholderText("DICOM / NIfTI / PNG folder or file")
+        browse_images = QPushButton("…")
+        row = QHBoxLayout()
+        row.addWidget(self.images_edit, 1)
+        row.addWidget(browse_images)
+        form.addRow("Images", row)
+        self.root_edit = QLineEdit()
+        self.root_edit.setPlaceholderText("new, empty folder for the project")
+        browse_root = QPushButton("…")
+        row = QHBoxLayout()
+        row.addWidget(self.root_edit, 1)
+        row.addWidget(browse_root)
+        form.addRow("Project folder", row)
+        self.task_combo = QComboBox()
+        self.task_combo.addItems(["segmentation", "classification"])
+        form.addRow("Task", self.task_combo)
+        self.names_edit = QLineEdit()
+        self.names_edit.setPlaceholderText("e.g. tumour, oedema (classification: empty = folder names)")
+        form.addRow("Names", self.names_edit)
+        self.colors_edit = QLineEdit()
+        self.colors_edit.setPlaceholderText("optional, e.g. #e6194b, #3cb44b")
+        form.addRow("Colours", self.colors_edit)
+        self.unit_combo = QComboBox()
+        self.unit_combo.addItems(["automatic", "slice", "image"])
+        self.unit_combo.setToolTip("slice: one sample per slice of each volume; image: one per file/series")
+        form.addRow("Samples", self.unit_combo)
+        self.create_button = QPushButton("Create and open")
+        form.addRow(self.create_button)
+        layout.addWidget(create)
+        layout.addWidget(hint("Labels are saved in the project folder; source images stay where they are."))
+        layout.addStretch(1)
+
+        self.open_button.clicked.connect(self._choose_and_open)
+        self.demo_button.clicked.connect(lambda: self.session.open_demo())
+        self.recent_button.clicked.connect(self._open_recent)
+        browse_images.clicked.connect(lambda: self._browse(self.images_edit))
+        browse_root.clicked.connect(lambda: self._browse(self.root_edit))
+        self.create_button.clicked.connect(self.create_from_form)
+        connect(self, self.session.project_changed, self.refresh)
+        connect(self, self.session.labels_changed, self.refresh)
+        self.refresh()
+
+    def _browse(self, edit: QLineEdit) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text() or str(Path.home()))
+        if folder:
+            edit.setText(folder)
+
+    def _choose_and_open(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a medlabeler project", str(Path.home()))
+        if folder:
+            self.session.open_project(folder)
+
+    def _open_recent(self) -> None:
+        path = self.recent.currentText()
+        if path:
+            self.session.open_project(path)
+
+    def create_from_form(self) -> str | None:
+        names = [n.strip() for n in self.names_edit.text().split(",") if n.strip()]
+        colors = [c.strip() for c in self.colors_edit.text().split(",") if c.strip()]
+        unit = self.unit_combo.currentText()
+        summary = self.session.create_project(
+            self.root_edit.text().strip(),
+            self.images_edit.text().strip(),
+            task=self.task_combo.currentText(),
+            names=names,
+            colors=colors or None,
+            unit=None if unit == "automatic" else unit,
+        )
+        if summary:
+            self.viewer.status = summary
+        return summary
+
+    def refresh(self) -> None:
+        from medlabeler.ui.session import recent_projects
+
+        self.recent.clear()
+        self.recent.addItems(recent_projects())
+        project = self.session.project
+        if project is None:
+            self.path_label.setText("No project open")
+            self.counts_label.setText("")
+            return
+        task = project.task
+        self.path_label.setText(f"<b>{Path(project.root).name}</b>: {task.kind} of {', '.join(task.names)} "
+                                f"(one sample per {task.unit})" + (" — read-only" if project.readonly else ""))
+        self.counts_label.setText(counts_text(self.session.counts()))
+
+
+def counts_text(status: dict) -> str:
+    if not status:
+        return ""
+    lines = [f"{status.get('labeled', 0)} of {status.get('samples', 0)} samples labeled"]
+    for split, part in (status.get("per_split") or {}).items():
+        lines.append(f"{split}: {part.get('labeled', 0)}/{part.get('samples', 0)}")
+    per_class = status.get("per_class") or {}
+    if per_class:
+        lines.append("; ".join(f"{name} {count}" for name, count in per_class.items()))
+    return "\n".join(lines)

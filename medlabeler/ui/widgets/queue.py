@@ -1,0 +1,153 @@
+"""Queue: the samples the model is least sure about, with score and reason; click to open."""
+
+from __future__ import annotations
+
+import logging
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medlabeler.ui import engine_calls as calls
+from medlabeler.ui.widgets._common import connect, hint, session_for
+
+log = logging.getLogger(__name__)
+VIEWS = ("to label", "labeled", "all")
+
+
+class QueueWidget(QWidget):
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.rows: list[calls.QueueRow] = []
+        layout = QVBoxLayout(self)
+
+        controls = QHBoxLayout()
+        self.view_combo = QComboBox()
+        self.view_combo.addItems(VIEWS)
+        self.strategy_combo = QComboBox()
+        self.strategy_combo.addItems(_strategies())
+        self.strategy_combo.setCurrentText(self.session.strategy)
+        controls.addWidget(QLabel("Show"))
+        controls.addWidget(self.view_combo)
+        controls.addWidget(QLabel("ranked by"))
+        controls.addWidget(self.strategy_combo, 1)
+        layout.addLayout(controls)
+
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["sample", "where", "score", "why"])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(True)
+        self.table.setMinimumHeight(160)
+        layout.addWidget(self.table, 1)
+
+        buttons = QHBoxLayout()
+        self.next_button = QPushButton("Open next (n)")
+        self.refresh_button = QPushButton("Refresh")
+        buttons.addWidget(self.next_button)
+        buttons.addWidget(self.refresh_button)
+        layout.addLayout(buttons)
+        self.status = hint("")
+        layout.addWidget(self.status)
+
+        self.table.cellClicked.connect(self._clicked)
+        self.next_button.clicked.connect(self.session.open_next)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.view_combo.currentTextChanged.connect(lambda _: self.refresh())
+        self.strategy_combo.currentTextChanged.connect(self._strategy_changed)
+        for signal in (self.session.project_changed, self.session.queue_changed, self.session.labels_changed):
+            connect(self, signal, self.refresh)
+        connect(self, self.session.sample_opened, self._sample_opened)
+        connect(self, self.session.background_state, self._background)
+        self.refresh()
+
+    def _sample_opened(self, _sample) -> None:
+        self._mark_open()
+
+    def _strategy_changed(self, name: str) -> None:
+        self.session.strategy = name
+        self.refresh()
+
+    def _background(self, running: bool) -> None:
+        self.status.setText("updating scores in the background…" if running else self._summary())
+
+    def refresh(self) -> None:
+        project = self.session.project
+        self.rows = []
+        if project is not None:
+            from medlabeler.engine.errors import MedlabelerError
+
+            try:
+                self.rows = calls.queue_rows(project, view=self.view_combo.currentText(), n=50, strategy=self.session.strategy)
+            except (MedlabelerError, ValueError) as exc:  # e.g. a score the active model never wrote
+                self.status.setText(str(exc))
+                return
+        samples = {s.id: s for s in project.samples()} if project is not None and self.rows else {}
+        self.table.setRowCount(len(self.rows))
+        for r, row in enumerate(self.rows):
+            sample = samples.get(row.sample)
+            where = "" if sample is None else (f"slice {sample.slice_index}" if sample.slice_index is not None else sample.split)
+            score = "" if row.score is None else f"{row.score:.3f}"
+            for c, text in enumerate((str(row.sample), where, score, row.reason)):
+                item = QTableWidgetItem(text)
+                if c == 0:
+                    item.setData(Qt.ItemDataRole.UserRole, row.sample)
+                self.table.setItem(r, c, item)
+        for column in range(3):
+            self.table.resizeColumnToContents(column)
+        self.table.resizeRowsToContents()
+        self._mark_open()
+        self.status.setText(self._summary())
+
+    def _summary(self) -> str:
+        if self.session.project is None:
+            return "Open a project to see what to label next."
+        active = self.session.project.active_model()
+        model = f"model v{active.version}" if active else "no model yet (diverse first picks)"
+        return f"{len(self.rows)} samples; {model}"
+
+    def _mark_open(self) -> None:
+        sample = self.session.sample
+        for r, row in enumerate(self.rows):
+            font = self.table.item(r, 0).font() if self.table.item(r, 0) else None
+            if font is None:
+                continue
+            font.setBold(sample is not None and row.sample == sample.id)
+            for c in range(self.table.columnCount()):
+                item = self.table.item(r, c)
+                if item is not None:
+                    item.setFont(font)
+
+    def _clicked(self, row: int, _column: int) -> None:
+        if 0 <= row < len(self.rows):
+            self.session.open_sample(self.rows[row].sample)
+
+    def sample_ids(self) -> list[int]:
+        return [row.sample for row in self.rows]
+
+
+def _strategies() -> list[str]:
+    try:
+        from medlabeler.engine.active.strategies import available_strategies
+
+        names = list(available_strategies())
+    except ImportError:
+        names = []
+    preferred = ["hybrid", "entropy", "margin", "least_confidence", "bald", "kcenter", "random"]
+    return [n for n in preferred if n in names or n in ("entropy", "margin", "least_confidence", "bald")] + [
+        n for n in names if n not in preferred and n != "cold-start"
+    ]

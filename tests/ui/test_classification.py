@@ -1,0 +1,79 @@
+"""Classification in the app: class keys and buttons, retrain, probabilities, Grad-CAM, accept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from medlabeler.ui.app import build_app
+from medlabeler.ui.layers import GRADCAM
+from tests.ui.projects import CLASSES, TINY
+from tests.ui.test_loop import grab, press, save_screenshot
+
+pytestmark = pytest.mark.gui
+LEFT = Qt.MouseButton.LeftButton
+
+
+def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_project, brain_pngs, tmp_path):
+    _, classes = brain_pngs
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, class_project)
+    session = widget.session
+    project = session.project
+    assert session.view.labels_layer is None  # no painting for classification
+    assert [b.text() for b in widget.label.class_buttons] == [f"1: {CLASSES[0]}", f"2: {CLASSES[1]}"]
+
+    def truth():
+        return classes[Path(session.sample.path).name]
+
+    # Keys 1-9 label the open image and open the next one (the Image layer's own 1/2 keys lose).
+    done = {}
+    for _ in range(6):
+        sample, value = session.sample, truth()
+        press(viewer, str(value + 1))
+        done[sample.id] = value
+        assert session.sample.id != sample.id
+    # Validation images, with the buttons.
+    for sample in project.samples(split="val"):
+        session.open_sample(sample.id)
+        done[sample.id] = truth()
+        qtbot.mouseClick(widget.label.class_buttons[truth()], LEFT)
+    assert {sid: project.load_label(sid) for sid in done} == done
+    assert all(project.label(sid).origin == "manual" for sid in done)
+
+    widget.train.method_combo.setCurrentIndex(widget.train.method_combo.findData("supervised"))
+    widget.train.init_combo.setCurrentText("from scratch")
+    widget.train.epochs.setValue(1)
+    widget.train.extra_config = {**TINY, "stem": "small", "steps_per_epoch": 2}
+    session.open_next()
+    qtbot.mouseClick(widget.train.train_button, LEFT)
+    job = session.last_training
+    qtbot.waitUntil(lambda: job.outcome is not None, timeout=120_000)
+    assert job.outcome == "done", job.error
+    qtbot.waitUntil(lambda: not session.jobs.busy, timeout=120_000)
+
+    # Review: class probabilities, and the Grad-CAM of the predicted class over the image.
+    pred = session.current_prediction
+    assert pred is not None and pred.probabilities.shape == (2,)
+    assert np.isclose(pred.probabilities.sum(), 1.0, atol=1e-4)
+    assert [bar.format().split(":")[0] for bar in widget.review.bars] == CLASSES
+    cam = session.view.layers[GRADCAM]
+    assert cam.data.shape == session.view.layers["image"].data.shape[:2]
+    assert 0.0 <= cam.data.min() and cam.data.max() <= 1.0 + 1e-6
+    assert cam.colormap.name == "inferno" and cam.blending == "additive"
+    widget.review.show_cam.setChecked(False)
+    assert not cam.visible
+    widget.review.show_cam.setChecked(True)
+
+    widget.tabs.setCurrentWidget(widget.review)
+    qtbot.wait(50)  # let the newly shown tab lay out its probability bars
+    assert all(bar.isVisible() and bar.height() > 0 for bar in widget.review.bars)
+    save_screenshot(grab(widget), tmp_path, "review-classification")
+    # Accept the prediction: stored with its origin.
+    sample = session.sample
+    qtbot.mouseClick(widget.review.accept_button, LEFT)
+    assert project.label(sample.id).origin == "accepted_prediction"
+    assert project.load_label(sample.id) == int(pred.label)

@@ -1,0 +1,190 @@
+"""The whole labeling round in the app, on a real brain MRI project: label, retrain, review, cancel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qtpy.QtCore import Qt
+
+from medlabeler.ui import workers
+from medlabeler.ui.app import build_app
+from medlabeler.ui.layers import PREDICTION, UNCERTAINTY, hex_to_rgba
+from tests.ui.projects import COLORS, NAMES, TINY, truth_slice
+
+pytestmark = pytest.mark.gui
+LEFT = Qt.MouseButton.LeftButton
+
+
+def press(viewer, key: str) -> None:
+    """A key press as napari's canvas dispatches it (active layer first, then the viewer)."""
+    handler = viewer.window._qt_viewer._key_map_handler
+    handler.press_key(key)
+    handler.release_key(key)
+
+
+def paint_truth(session, masks) -> int:
+    sample = session.sample
+    layer = session.view.labels_layer
+    layer.data[sample.slice_index] = truth_slice(masks, sample)
+    layer.refresh()
+    return sample.id
+
+
+def choose(widget, method: str, *, epochs: int, init: str = "from scratch") -> None:
+    widget.train.method_combo.setCurrentIndex(widget.train.method_combo.findData(method))
+    widget.train.init_combo.setCurrentText(init)
+    widget.train.epochs.setValue(epochs)
+    widget.train.extra_config = dict(TINY)
+
+
+def save_screenshot(image: np.ndarray, tmp_path: Path, name: str) -> Path:
+    """Write a screenshot (tmp dir, and MEDLABELER_SCREENSHOTS when set) and check it is not blank."""
+    from PIL import Image
+
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert float(image[..., :3].std()) > 10, f"{name} screenshot is blank"
+    folders = [tmp_path] + ([Path(os.environ["MEDLABELER_SCREENSHOTS"])] if os.environ.get("MEDLABELER_SCREENSHOTS") else [])
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(image[..., :3])).save(folder / f"{name}.png")
+    return tmp_path / f"{name}.png"
+
+
+def grab(widget) -> np.ndarray:
+    image = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGBA8888)
+    ptr = image.constBits()
+    array = np.frombuffer(ptr, np.uint8, count=image.sizeInBytes()).reshape(image.height(), image.bytesPerLine() // 4, 4)
+    return array[:, : image.width()].copy()
+
+
+def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, brain_files, tmp_path, monkeypatch):
+    _, masks = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    project = session.project
+
+    # The first sample of the queue is open: its whole volume, jumped to its slice, with labels.
+    first = session.sample
+    assert first is not None and first.split == "train"
+    image = session.view.layers["image"]
+    assert image.data.ndim == 3 and tuple(image.scale) == (4.0, 4.0, 4.0)
+    assert viewer.dims.point[0] == pytest.approx(first.slice_index * 4.0)
+    labels = session.view.labels_layer
+    assert list(labels.features["name"]) == ["background", *NAMES]
+    for value, color in enumerate(COLORS, start=1):
+        assert np.allclose(labels.colormap.map(value), hex_to_rgba(color))
+
+    # Label three training slices: paint, then 'n' saves and opens the next one.
+    labeled = []
+    for _ in range(3):
+        labeled.append(paint_truth(session, masks))
+        press(viewer, "n")
+        assert session.sample.id not in labeled
+    # ...and one validation slice, saved explicitly with 's'.
+    val = project.samples(split="val")[2]
+    session.open_sample(val.id)
+    paint_truth(session, masks)
+    press(viewer, "s")
+    for sample_id in [*labeled, val.id]:
+        assert project.label(sample_id).origin == "manual"
+        assert project.label(sample_id).author == "tester"
+    assert project.status()["labeled"] == 4
+    assert "4 of 24 samples labeled" in widget.project.counts_label.text()
+
+    session.open_next()
+    queue_before = [(row.sample, row.reason) for row in widget.queue.rows]
+    assert queue_before and not any(row.sample in labeled for row in widget.queue.rows)
+
+    # Retrain: a tiny U-Net for one epoch on a worker; the UI stays live.
+    choose(widget, "supervised", epochs=2)
+    qtbot.mouseClick(widget.train.train_button, LEFT)
+    assert not widget.train.train_button.isEnabled() and widget.train.cancel_button.isEnabled()
+    job = session.last_training
+    qtbot.waitUntil(lambda: job.outcome is not None, timeout=120_000)
+    assert job.outcome == "done", job.error
+    qtbot.waitUntil(lambda: not session.jobs.busy, timeout=120_000)
+
+    # New model version listed with its metric; loss plotted per epoch on the main thread.
+    assert [m.version for m in project.models()] == [1]
+    assert widget.train.models_table.rowCount() == 1
+    assert "dice" in widget.train.models_table.item(0, 4).text()
+    assert len(widget.train.plot.losses) == 2
+    assert widget.metrics.points  # performance vs labels
+    # The open sample got its prediction overlay and uncertainty map; the queue re-ranked.
+    assert session.view.has_layer(PREDICTION) and session.view.has_layer(UNCERTAINTY)
+    overlay = session.view.layers[PREDICTION].data[session.sample.slice_index]
+    assert overlay.shape == (59, 50) and overlay.max() > 0
+    assert "Model v1" in widget.review.summary.text()
+    queue_after = [(row.sample, row.reason) for row in widget.queue.rows]
+    assert queue_after != queue_before
+    assert project.scores(1), "the pool was re-scored with the new model"
+
+    # Accept the prediction of the open sample as its label.
+    accepted = session.sample.id
+    qtbot.mouseClick(widget.review.accept_button, LEFT)
+    assert project.label(accepted).origin == "accepted_prediction"
+    assert np.array_equal(project.load_label(accepted), session.current_prediction.label)
+
+    # Correct the prediction of the next one: copy it, paint over it, save.
+    press(viewer, "n")
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    corrected = session.sample.id
+    qtbot.mouseClick(widget.review.edit_button, LEFT)
+    session.view.labels_layer.data[session.sample.slice_index, :5, :5] = 2
+    qtbot.mouseClick(widget.label.save_button, LEFT)
+    assert project.label(corrected).origin == "corrected_prediction"
+
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "app-after-retrain")
+    save_screenshot(grab(widget), tmp_path, "medlabeler-dock")
+    widget.tabs.setCurrentWidget(widget.train)
+    qtbot.wait(50)
+    save_screenshot(grab(widget), tmp_path, "train-tab")
+    widget.tabs.setCurrentWidget(widget.label)
+
+    # Cancel a run mid-way: nothing saved, the previous model stays active.
+    choose(widget, "supervised", epochs=500)
+    qtbot.mouseClick(widget.train.train_button, LEFT)
+    job = session.last_training
+    qtbot.waitUntil(lambda: job.events_seen >= 2, timeout=60_000)
+    qtbot.mouseClick(widget.train.cancel_button, LEFT)
+    qtbot.waitUntil(lambda: job.outcome is not None, timeout=60_000)
+    assert job.outcome == "cancelled"
+    assert [m.version for m in project.models()] == [1] and project.active_model().version == 1
+    assert widget.train.train_button.isEnabled() and not widget.train.cancel_button.isEnabled()
+    assert "previous model stays active" in widget.train.status.text()
+
+    # A run that fails: the error in plain words, buttons back, the previous model still active.
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+    assert session.start_training("supervised", init="pretrained", epochs=1, config=TINY)
+    job = session.last_training
+    qtbot.waitUntil(lambda: job.outcome is not None, timeout=60_000)
+    assert job.outcome == "failed"
+    assert shown == ["Training (supervised) stopped: no pretrained encoder in this project yet: run pretraining first"]
+    assert widget.train.train_button.isEnabled() and project.active_model().version == 1
+
+    # A second model, then roll back to the first from the versions table.
+    choose(widget, "supervised", epochs=1)
+    qtbot.mouseClick(widget.train.train_button, LEFT)
+    job = session.last_training
+    qtbot.waitUntil(lambda: job.outcome is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: not session.jobs.busy, timeout=120_000)
+    assert project.active_model().version == 2 and session.current_prediction.model_version == 2
+    widget.train.models_table.selectRow(1)  # newest first: row 1 is v1
+    qtbot.mouseClick(widget.train.activate_button, LEFT)
+    qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
+    assert project.active_model().version == 1
+    assert session.current_prediction.model_version == 1
+    assert widget.train.models_table.item(1, 0).text() == "●"
+
+    # The queue's other view: the labeled samples.
+    widget.queue.view_combo.setCurrentText("labeled")
+    assert set(widget.queue.sample_ids()) == {*labeled, val.id, accepted, corrected}
+    assert workers.THREAD_CHECKS["calls"] > 50 and not workers.THREAD_CHECKS["violations"]
+    session.shutdown()
+    assert session.project is None and not any(layer.name.startswith("medlabeler") for layer in viewer.layers)

@@ -1,0 +1,73 @@
+"""The Project widget: create a project from a folder through the form, counts, recent projects."""
+
+from __future__ import annotations
+
+import pytest
+from qtpy.QtCore import Qt
+
+from medlabeler.ui.widgets import ProjectWidget
+from tests.ui.projects import NAMES
+
+pytestmark = pytest.mark.gui
+
+
+def test_create_from_folder_then_reopen_from_recent(make_napari_viewer, qtbot, brain_files, tmp_path):
+    images, _ = brain_files
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    session = widget.session
+    session.warm_up_on_open = False
+    widget.images_edit.setText(str(images))
+    widget.root_edit.setText(str(tmp_path / "made-here"))
+    widget.task_combo.setCurrentText("segmentation")
+    widget.names_edit.setText(", ".join(NAMES))
+    widget.colors_edit.setText("#ff0000, #00ff00")
+    widget.unit_combo.setCurrentText("slice")
+    qtbot.mouseClick(widget.create_button, Qt.MouseButton.LeftButton)
+
+    project = session.project
+    assert project is not None and project.task.names == tuple(NAMES)
+    assert project.task.colors == ("#ff0000", "#00ff00") and project.task.unit == "slice"
+    assert "0 of 24 samples labeled" in widget.counts_label.text()
+    assert "train: 0/" in widget.counts_label.text()
+    assert session.sample is not None and session.view.labels_layer is not None
+
+    session.close_project()
+    assert widget.path_label.text() == "No project open" and not list(viewer.layers)
+    assert widget.recent.findText(str(tmp_path / "made-here")) == 0
+    qtbot.mouseClick(widget.recent_button, Qt.MouseButton.LeftButton)
+    assert session.project is not None and session.project.root == tmp_path / "made-here"
+
+
+def test_a_bad_folder_is_reported_not_raised(make_napari_viewer, monkeypatch, tmp_path):
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    (tmp_path / "empty").mkdir()
+    widget.images_edit.setText(str(tmp_path / "empty"))
+    widget.root_edit.setText(str(tmp_path / "p"))
+    widget.names_edit.setText("tumour")
+    assert widget.create_from_form() is None
+    assert len(shown) == 1 and shown[0].startswith("Cannot create the project: ") and "empty" in shown[0]
+    assert widget.session.open_project(tmp_path / "nowhere") is False
+    assert "not a medlabeler project" in shown[-1]
+
+
+def test_closing_the_window_saves_labels_and_releases_the_project(make_napari_viewer, brain_project):
+    import numpy as np
+
+    from medlabeler.engine.store import Project
+    from medlabeler.ui.app import build_app
+
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    session.warm_up_on_open = False
+    sample = session.sample
+    session.view.labels_layer.data[sample.slice_index, 10:20, 10:20] = 1
+    viewer.close()
+    assert session.project is None
+    with Project.open(brain_project) as project:  # the writer lock was released
+        mask = project.load_label(sample.id)
+    assert isinstance(mask, np.ndarray) and mask[10:20, 10:20].all() and mask.sum() == 100

@@ -1,0 +1,212 @@
+"""The worker plumbing: events reach the main thread, cancel, errors in plain words, one run at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+from qtpy.QtCore import QCoreApplication, QThread
+
+from medlabeler.ui import workers
+from medlabeler.ui.workers import EngineJob, JobSlots
+
+pytestmark = pytest.mark.gui
+
+
+@dataclass
+class Ev:
+    kind: str
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    loss: float | None = None
+
+
+@dataclass
+class Result:
+    steps: int
+    cancelled: bool = False
+
+
+def counting(n, delay=0.0):
+    def make(token):
+        def gen():
+            for i in range(1, n + 1):
+                if token.cancelled:
+                    return Result(i - 1, cancelled=True)
+                time.sleep(delay)
+                yield Ev("step", i, n, loss=1.0 / i)
+            yield Ev("epoch", n, n, epoch=1, loss=0.5)
+            return Result(n)
+
+        return gen()
+
+    return make
+
+
+def run(qtbot, job, timeout=10_000):
+    with qtbot.waitSignal(job.ended, timeout=timeout):
+        job.start()
+    return job
+
+
+def test_events_arrive_on_main_thread_and_result_returns(qtbot):
+    threads, events, results = [], [], []
+    job = EngineJob("Test run", counting(5, delay=0.01))
+    job.event.connect(lambda e: (events.append(e), threads.append(QThread.currentThread())))
+    job.done.connect(results.append)
+    run(qtbot, job)
+    assert job.outcome == "done"
+    assert results and results[0].steps == 5
+    assert events[-1].kind == "epoch"
+    main = QCoreApplication.instance().thread()
+    assert threads and all(t is main for t in threads)
+    assert workers.THREAD_CHECKS["calls"] > 0  # the handlers were checked
+
+
+def test_fast_step_events_are_thinned_but_the_last_arrives(qtbot):
+    events = []
+    job = EngineJob("Fast run", counting(5000))
+    job.event.connect(events.append)
+    run(qtbot, job)
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) < 500  # a 5000-step loop must not flood the event loop
+    assert events[-1].step == 5000  # the end always arrives (here on the epoch event)
+
+
+def test_cancel_sets_the_engine_token(qtbot):
+    job = EngineJob("Slow run", counting(10_000, delay=0.005))
+    cancelled, done = [], []
+    job.cancelled.connect(lambda: cancelled.append(True))
+    job.done.connect(done.append)
+    job.event.connect(lambda e: job.cancel() if e.step >= 3 else None)
+    run(qtbot, job)
+    assert job.token.cancelled
+    assert job.outcome == "cancelled" and cancelled and not done
+    assert job.result.steps < 10_000
+
+
+def test_a_generator_that_ignores_cancel_is_closed_after_a_grace(qtbot, monkeypatch):
+    monkeypatch.setattr(workers, "CANCEL_GRACE_S", 0.05)
+    closed = []
+
+    def stubborn(token):
+        def gen():
+            try:
+                while True:
+                    time.sleep(0.005)
+                    yield Ev("log")
+            finally:
+                closed.append(True)
+
+        return gen()
+
+    job = EngineJob("Stubborn run", stubborn)
+    job.event.connect(lambda e: job.cancel())
+    run(qtbot, job)
+    assert job.outcome == "cancelled" and closed
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "ran out of memory"),
+        (ValueError("bad shape"), "internal error (ValueError: bad shape)"),
+    ],
+)
+def test_errors_are_shown_in_plain_words(qtbot, monkeypatch, error, words):
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+
+    def failing(token):
+        def gen():
+            yield Ev("step", 1, 2)
+            raise error
+
+        return gen()
+
+    job = EngineJob("Training", failing)
+    failed = []
+    job.failed.connect(failed.append)
+    run(qtbot, job)
+    assert job.outcome == "failed"
+    assert failed and words in failed[0] and failed[0].startswith("Training")
+    assert shown == failed
+
+
+def test_engine_errors_keep_their_file_and_problem(qtbot, monkeypatch):
+    from medlabeler.engine.errors import InputError
+
+    monkeypatch.setattr("napari.utils.notifications.show_error", lambda m: None)
+
+    def failing(token):
+        raise InputError("/data/ct/slice7.dcm", "pixel data is truncated")
+        yield  # pragma: no cover - makes this a generator
+
+    job = run(qtbot, EngineJob("Training", failing))
+    assert job.error == "Training stopped: /data/ct/slice7.dcm: pixel data is truncated"
+
+
+def test_only_one_training_run_at_a_time(qtbot, monkeypatch):
+    monkeypatch.setattr("napari.utils.notifications.show_info", lambda m: None)
+    slots = JobSlots()
+    first = EngineJob("First", counting(10_000, delay=0.002))
+    second = EngineJob("Second", counting(3))
+    assert slots.start_training(first)
+    assert not slots.start_training(second)
+    assert slots.training is first and second.worker is None
+    with qtbot.waitSignal(first.ended, timeout=10_000):
+        first.cancel()
+    assert slots.start_training(second)
+    assert slots.wait_idle(10)
+
+
+def test_a_newer_background_job_replaces_the_running_one(qtbot):
+    slots = JobSlots()
+    old = EngineJob("Old scores", counting(10_000, delay=0.002))
+    new = EngineJob("New scores", counting(3))
+    slots.start_inference(old)
+    slots.start_inference(new)
+    assert slots.wait_idle(10)
+    assert old.outcome == "cancelled" and new.outcome == "done"
+
+
+def test_the_thread_check_catches_a_worker_thread():
+    calls = []
+
+    @workers.main_thread_only
+    def touch_widget():
+        calls.append(True)
+
+    caught = []
+
+    def from_thread():
+        try:
+            touch_widget()
+        except workers.WrongThreadError as exc:
+            caught.append(exc)
+
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.instance() or QApplication([])
+    thread = threading.Thread(target=from_thread)
+    thread.start()
+    thread.join()
+    assert caught and not calls
+    assert workers.THREAD_CHECKS["violations"] == ["test_the_thread_check_catches_a_worker_thread.<locals>.touch_widget"]
+    workers.THREAD_CHECKS["violations"].clear()  # expected here; the fixture checks the rest
+    touch_widget()
+    assert calls == [True]
+
+
+def test_napari_progress_bar_follows_the_run(qtbot):
+    from napari.utils import progress
+
+    seen = []
+    job = EngineJob("Bar run", counting(20, delay=0.01), show_progress=True)
+    job.event.connect(lambda e: seen.append({p.total for p in progress._all_instances if p.desc.startswith("Bar run")}))
+    run(qtbot, job)
+    assert {20} in seen  # the bar took the run's total number of steps
+    assert not [p for p in progress._all_instances if p.desc.startswith("Bar run")]  # closed at the end
