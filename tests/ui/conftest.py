@@ -15,6 +15,8 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return
     reason = "needs a display: run the GUI tests under xvfb-run -a (napari cannot render offscreen)"
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"GUI tests {reason}; CI must not skip them")
     for item in items:
         if "tests/ui/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.skip(reason=reason))

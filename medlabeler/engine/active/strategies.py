@@ -436,6 +436,7 @@ def select(
             hint = " (BALD needs scoring with MC dropout)" if name == "bald" else ""
             raise ValueError(f"no unlabeled sample has a {name!r} score{hint}")
     want = min(len(pool), max(n, n * max(1, oversample)))
+    deepest = want * 4
     pool_set = set(pool)
     while True:
         ranked = fn(
@@ -450,12 +451,13 @@ def select(
                 clean.append(s)
         # Many near-duplicates at the top (e.g. a run of empty slices): look deeper before
         # settling for near-duplicates.
-        last = want >= len(pool)
+        # One wider look only: hybrid's diversity must stay among the uncertain candidates.
+        last = want >= min(len(pool), deepest)
         batch = build_batch(clean, n, embeddings=embeddings, groups=groups, dedup_threshold=dedup_threshold,
                             min_slice_gap=min_slice_gap, refill=last)
         if len(batch) >= n or last:
             return batch
-        want = min(len(pool), want * 4)
+        want = min(len(pool), deepest)
 
 
 def rank(strategy: str, scores, embeddings, labeled_ids, n: int, **kw: Any) -> list[tuple[int, float, str]]:
