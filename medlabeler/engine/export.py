@@ -69,35 +69,41 @@ def nifti_affine(image) -> np.ndarray:
 
 
 def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
-    import nibabel as nib
-
-    from medlabeler.engine.io import read_image
-
-    by_volume: dict[tuple[str, str | None], list] = defaultdict(list)
+    by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
     for sample in project.samples(labeled=True):
-        by_volume[(sample.path, sample.series_uid)].append(sample)
+        by_source[(sample.path, sample.series_uid)][sample.slice_index] = project.load_label(sample.id)
     files, index = [], []
-    for number, ((path, series_uid), samples) in enumerate(sorted(by_volume.items(), key=lambda kv: kv[0][0]), 1):
-        image = read_image(path, series_uid)
-        spatial = image.array.shape[:3] if image.is_volume else image.array.shape[:2]
-        mask = np.zeros(spatial, dtype=np.uint16 if len(project.task.names) > 255 else np.uint8)
-        labeled_slices = []
-        for sample in samples:
-            if sample.slice_index is None:
-                mask[...] = project.load_label(sample.id)
-            else:
-                mask[sample.slice_index] = project.load_label(sample.id)
-                labeled_slices.append(sample.slice_index)
+    dtype = np.uint16 if len(project.task.names) > 255 else np.uint8
+    for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
         stem = _stem(path) if keep_names else f"volume_{number:04d}"
-        target = out / f"{stem}_labels.nii.gz"
-        data = mask.transpose(2, 1, 0) if mask.ndim == 3 else mask.T[:, :, None]
-        nib.save(nib.Nifti1Image(data, nifti_affine(image) if mask.ndim == 3 else np.eye(4)), target)
+        target = write_mask_nifti(out / f"{stem}_labels.nii.gz", path, series_uid, masks, dtype)
         files.append(target)
-        index.append({"file": target.name, "labeled_slices": sorted(labeled_slices) or "all",
+        labeled_slices = sorted(k for k in masks if k is not None)
+        index.append({"file": target.name, "labeled_slices": labeled_slices or "all",
                       **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "volumes": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))
     return files + [out / "labels.json"]
+
+
+def write_mask_nifti(target: Path, path: str, series_uid: str | None, masks: dict, dtype=np.uint8) -> Path:
+    """Write masks of one source as NIfTI in its geometry: ``masks`` maps slice index (None for
+    the whole image or volume) to a mask; slices without one stay 0."""
+    import nibabel as nib
+
+    from medlabeler.engine.io import read_image
+
+    image = read_image(path, series_uid)
+    spatial = image.array.shape[:3] if image.is_volume else image.array.shape[:2]
+    mask = np.zeros(spatial, dtype=dtype)
+    for slice_index, part in masks.items():
+        if slice_index is None:
+            mask[...] = part
+        else:
+            mask[slice_index] = part
+    data = mask.transpose(2, 1, 0) if mask.ndim == 3 else mask.T[:, :, None]
+    nib.save(nib.Nifti1Image(data, nifti_affine(image) if mask.ndim == 3 else np.eye(4)), target)
+    return target
 
 
 def _stem(path: str) -> str:

@@ -268,3 +268,28 @@ def test_training_without_validation_labels_keeps_the_last_weights(tmp_path):
         config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 3, "batch_size": 2}
         result = run_to_end(train_project(project, method="supervised", config=config))
         assert result.version is not None and project.active_model().version == result.version
+
+
+def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
+    """`medlabeler predict` after `train`: a NIfTI of the predicted slices, readable back."""
+    from medlabeler.cli import main
+    from medlabeler.engine.io import read_image
+    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.training import run_to_end
+    from tests.engine.io_fixtures import mni_volume, write_nifti
+
+    brain = mni_volume(step=6)
+    source = write_nifti(tmp_path / "b.nii.gz", brain, spacing=(6.0, 6.0, 6.0))
+    project, _ = create_project(tmp_path / "p", source, task="segmentation", names=["tissue"])
+    with project:
+        for sample in project.samples()[:4]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype("uint8"))
+        config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size": 2}
+        run_to_end(train_project(project, method="supervised", config=config))
+        ids = [s.id for s in project.samples()[5:8]]
+    assert main(["predict", str(tmp_path / "p"), "--samples", ",".join(map(str, ids)), "--out", str(tmp_path / "o")]) == 0
+    assert "wrote predictions for 3 samples" in capsys.readouterr().out
+    predicted = read_image(tmp_path / "o" / "volume_0001_prediction.nii.gz")
+    assert predicted.array.shape == brain.shape and predicted.spacing == (6.0, 6.0, 6.0)
+    assert not predicted.array[:5].any() and not predicted.array[8:].any()

@@ -1,0 +1,61 @@
+"""`medlabeler predict`: write the active model's predictions to a folder.
+
+Segmentation: one NIfTI per volume (predicted slices filled in, the rest 0) or per 2D image, in
+the source's geometry. Classification: ``predictions.csv`` with the class and its probabilities.
+File names are de-identified (volume/sample numbers) unless ``keep_names``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None = None,
+                      keep_names: bool = False, version: int | None = None) -> int:
+    """Predict ``sample_ids`` (default: all samples) and write them under ``out``; returns the count."""
+    from medlabeler.engine.pipeline import load_model, predict_samples
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = load_model(project, version)
+    samples = {s.id: s for s in project.samples()}
+    ids = list(sample_ids) if sample_ids is not None else sorted(samples)
+    unknown = [i for i in ids if i not in samples]
+    if unknown:
+        raise ValueError(f"no samples with ids {unknown[:10]} in {project.root}")
+    predictions = predict_samples(project, ids, model_bundle=bundle)
+    if project.task.kind == "classification":
+        _write_classes(project, out, predictions, samples, keep_names)
+    else:
+        _write_masks(project, out, predictions, samples, keep_names)
+    (out / "model.json").write_text(json.dumps({"model_version": bundle[2].version, "method": bundle[2].method,
+                                                "names": list(project.task.names)}, indent=1))
+    return len(ids)
+
+
+def _write_classes(project, out: Path, predictions, samples, keep_names: bool) -> None:
+    names = list(project.task.names)
+    with open(out / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample", "split", "prediction", *[f"p_{n}" for n in names]] + (["source"] if keep_names else []))
+        for sample_id, probs in predictions:
+            sample = samples[sample_id]
+            row = [sample_id, sample.split, names[int(np.argmax(probs))], *[f"{p:.4f}" for p in probs]]
+            writer.writerow(row + ([sample.path] if keep_names else []))
+
+
+def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> None:
+    from medlabeler.engine.export import _stem, write_mask_nifti
+
+    by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
+    for sample_id, probs in predictions:
+        sample = samples[sample_id]
+        by_source[(sample.path, sample.series_uid)][sample.slice_index] = probs.argmax(0).astype(np.uint8)
+    for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
+        stem = _stem(path) if keep_names else f"volume_{number:04d}"
+        write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)
