@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -32,6 +33,7 @@ from pydicom.uid import (
 
 from medlabeler.engine.errors import ImageReadError, MissingDecoderError
 from medlabeler.engine.io.image import Image
+from medlabeler.engine.io.reader import unexpected_error
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -120,6 +122,26 @@ _DECODER_PACKAGES = {
 }
 _ALL_DECODERS = "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls"
 
+# Attributes a scan uses, converted while the header is read: pydicom converts values lazily, so a
+# damaged value (unknown VR, odd byte count ...) is found here, and its file reported on its own,
+# instead of failing the series it belongs to. (Most are converted by the scan anyway.)
+_SCANNED_TAGS = frozenset(
+    tag_for_keyword(keyword)
+    for keyword in (
+        "SOPClassUID", "SeriesInstanceUID", "PatientID", "Modality", "SeriesDescription", "SeriesNumber",
+        "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation",
+        "BitsAllocated", "BitsStored", "PixelRepresentation", "PlanarConfiguration", "PixelSpacing",
+        "ImagerPixelSpacing", "ImagePositionPatient", "ImageOrientationPatient", "InstanceNumber",
+        "SliceThickness", "SpacingBetweenSlices",
+    )
+)
+
+# SOP classes that hold no image by design (reports, RT plans, presentation states, DICOMDIR ...):
+# a scan passes over them silently. Any other file without Rows/Columns is reported.
+_NON_IMAGE_SOP_WORDS = ("SR Storage", "Presentation State", "RT Plan", "RT Structure", "RT Beams",
+                        "RT Treatment", "Encapsulated", "Waveform", "Key Object", "Directory",
+                        "Raw Data", "Spectroscopy", "Registration", "Segmentation", "Measurement")
+
 
 # ----------------------------------------------------------------------------- headers
 
@@ -151,8 +173,19 @@ def read_header(path: Path) -> Dataset:
             raise ImageReadError(path, "not a DICOM file (no DICOM marker and no image attributes)")
     except Exception as exc:  # noqa: BLE001 - OSError, EOFError, bad values ...
         raise ImageReadError(path, f"DICOM header could not be read ({exc})") from exc
-    _ensure_transfer_syntax(ds)
+    try:
+        for tag in _SCANNED_TAGS.intersection(ds.keys()):
+            ds[tag]  # noqa: B018 - converts the raw value
+        _ensure_transfer_syntax(ds)
+    except Exception as exc:  # noqa: BLE001 - NotImplementedError, BytesLengthException ...
+        raise ImageReadError(
+            path, f"DICOM header could not be read: a value is damaged ({type(exc).__name__}: {exc})"
+        ) from exc
     ds._medlabeler_pixel_offset = stop  # where the pixel data element starts
+    try:
+        ds._medlabeler_file_size = os.path.getsize(path)
+    except OSError:
+        ds._medlabeler_file_size = None
     return ds
 
 
@@ -203,6 +236,40 @@ def is_image(ds: Dataset) -> bool:
     return bool(ds.get("Rows")) and bool(ds.get("Columns"))
 
 
+def no_image_problem(ds: Dataset) -> str:
+    """Why a header read by read_header gives no image: cut short, a zero size, or a non-image class."""
+    size = getattr(ds, "_medlabeler_file_size", None)
+    offset = getattr(ds, "_medlabeler_pixel_offset", None)
+    sop = _sop_name(ds)
+    if "Rows" in ds and "Columns" in ds:
+        return f"holds no image (Rows {ds.get('Rows')!r}, Columns {ds.get('Columns')!r}; SOP class {sop})"
+    if offset is not None and size is not None and offset >= size and _expects_image(ds):
+        return (
+            f"holds no image: the DICOM header is truncated (the file ends after {size} bytes, "
+            f"before Rows and Columns; SOP class {sop})"
+        )
+    return f"holds no image (SOP class {sop})"
+
+
+def _expects_image(ds: Dataset) -> bool:
+    """True unless the SOP class is one that holds no image by design."""
+    uid = ds.get("SOPClassUID")
+    if not uid:
+        return True
+    name = UID(str(uid)).name
+    if str(uid) == DICOMDIR_SOP_CLASS:
+        return False
+    return not any(word in name for word in _NON_IMAGE_SOP_WORDS)
+
+
+def silently_skipped(ds: Dataset) -> bool:
+    """A header without an image that a scan need not report: a report, plan, DICOMDIR ...
+    (a file cut short, with a zero size, or of an image class, is reported)."""
+    if "Rows" in ds or "Columns" in ds or "PixelData" in ds:
+        return False
+    return not _expects_image(ds)
+
+
 def n_frames(ds: Dataset) -> int:
     try:
         return max(1, int(ds.get("NumberOfFrames") or 1))
@@ -215,9 +282,18 @@ def is_colour(ds: Dataset) -> bool:
     return int(ds.get("SamplesPerPixel", 1) or 1) > 1 or photometric.startswith("PALETTE")
 
 
-def check_decoder(path: Path, ds: Dataset) -> None:
-    """MissingDecoderError when the pixel data is compressed and no decoder is installed."""
+def known_transfer_syntax(path: Path, ds: Dataset) -> UID | None:
+    """The transfer syntax, or ImageReadError when its UID is not a transfer syntax pydicom knows."""
     uid = transfer_syntax(ds)
+    if uid is not None and not uid.is_transfer_syntax:
+        raise ImageReadError(path, f"unknown transfer syntax {uid} (not a DICOM transfer syntax UID)")
+    return uid
+
+
+def check_decoder(path: Path, ds: Dataset) -> None:
+    """MissingDecoderError when the pixel data is compressed and no decoder is installed;
+    ImageReadError for an unknown transfer syntax."""
+    uid = known_transfer_syntax(path, ds)
     if uid is None or not uid.is_compressed:
         return
     from pydicom.pixels import get_decoder
@@ -243,12 +319,15 @@ def _missing_decoder_text(uid: UID, package: str) -> str:
 
 def truncation_problem(path: Path, ds: Dataset) -> str | None:
     """For uncompressed pixel data: a problem text if the file is shorter than its pixels."""
-    uid = transfer_syntax(ds)
+    uid = known_transfer_syntax(path, ds)
     if uid is None or uid.is_compressed or uid.is_deflated:
         return None
     offset = getattr(ds, "_medlabeler_pixel_offset", None)
     if offset is None:
         return None
+    size = getattr(ds, "_medlabeler_file_size", None)
+    if size is not None and offset >= size:  # the header reaches the end: no pixel data element
+        return "has no pixel data (the file ends after its header)"
     try:
         from pydicom.pixels.utils import get_expected_length
 
@@ -792,7 +871,7 @@ def read_dicom_file(path: Path) -> Image:
     """One DICOM file: a 2D image, or a volume for a multi-frame file."""
     header = read_header(path)
     if not is_image(header):
-        raise ImageReadError(path, f"holds no image (SOP class {_sop_name(header)})")
+        raise ImageReadError(path, no_image_problem(header))
     ds = _read_full(path)
     frames = n_frames(ds)
     metadata = metadata_of(ds)
@@ -958,14 +1037,21 @@ def group_series(
                 continue
         try:
             ds = read_header(path)
+            image = is_image(ds)
+            if not image and not silently_skipped(ds):
+                raise ImageReadError(path, no_image_problem(ds))
+            uid = str(ds.get("SeriesInstanceUID", "") or "") if image else ""
         except ImageReadError as exc:
             if errors is not None:
                 errors.append(exc)
             continue
-        if not is_image(ds):
+        except Exception as exc:  # noqa: BLE001 - one damaged header never stops the others
+            if errors is not None:
+                errors.append(unexpected_error(path, exc))
+            continue
+        if not image:
             _remember_uid(path, _NOT_IMAGE)
             continue
-        uid = str(ds.get("SeriesInstanceUID", "") or "")
         _remember_uid(path, uid)
         if wanted_uid is not None and uid != wanted_uid:
             continue
@@ -1040,6 +1126,8 @@ def read_dicom_paths(paths: Sequence[Path]) -> tuple[list[Image], list[ImageRead
                 images.append(read_group(common_folder(members), group))
         except ImageReadError as exc:
             errors.append(exc)
+        except Exception as exc:  # noqa: BLE001 - one damaged series never drops the others
+            errors.append(unexpected_error(common_folder(members), exc))
     return images, errors
 
 
@@ -1060,7 +1148,8 @@ class DicomSource:
 
 
 def describe_dicom_files(files: Sequence[Path]) -> tuple[list[DicomSource], list[ImageReadError]]:
-    """Sources among DICOM files without decoding pixels: headers, decoder and size checks."""
+    """Sources among DICOM files without decoding pixels: headers, decoder and size checks.
+    Never raises: a file or series that fails unexpectedly becomes one error naming it."""
     errors: list[ImageReadError] = []
     groups = group_series(files, errors)
     sources: list[DicomSource] = []
@@ -1072,27 +1161,30 @@ def describe_dicom_files(files: Sequence[Path]) -> tuple[list[DicomSource], list
                 problem = truncation_problem(path, ds)
                 if problem:
                     raise ImageReadError(path, problem)
+                if n_frames(ds) > 1:
+                    shape, spacing = file_shape(ds)
+                    sources.append(_source(path, ds, shape, spacing))
+                else:
+                    good_single.append((path, ds))
             except ImageReadError as exc:
                 errors.append(exc)
-                continue
-            if n_frames(ds) > 1:
-                shape, spacing = file_shape(ds)
-                sources.append(_source(path, ds, shape, spacing))
+            except Exception as exc:  # noqa: BLE001 - one damaged file never drops the others
+                errors.append(unexpected_error(path, exc))
+        if not good_single:
+            continue
+        paths = [p for p, _ in good_single]
+        where = paths[0] if len(paths) == 1 else common_folder(paths)
+        try:
+            if len(good_single) == 1:
+                shape, spacing = file_shape(good_single[0][1])
+                sources.append(_source(where, good_single[0][1], shape, spacing))
             else:
-                good_single.append((path, ds))
-        if len(good_single) == 1:
-            path, ds = good_single[0]
-            shape, spacing = file_shape(ds)
-            sources.append(_source(path, ds, shape, spacing))
-        elif good_single:
-            paths = [p for p, _ in good_single]
-            where = common_folder(paths)
-            try:
                 plan = plan_series(where, paths, [h for _, h in good_single])
-            except ImageReadError as exc:
-                errors.append(exc)
-                continue
-            sources.append(_source(where, plan.headers[0], plan.shape, plan.spacing))
+                sources.append(_source(where, plan.headers[0], plan.shape, plan.spacing))
+        except ImageReadError as exc:
+            errors.append(exc)
+        except Exception as exc:  # noqa: BLE001 - one damaged series never drops the others
+            errors.append(unexpected_error(where, exc))
     return sources, errors
 
 

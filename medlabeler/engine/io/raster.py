@@ -53,7 +53,12 @@ def _open(path: Path) -> PIL.Image.Image:
         raise ImageReadError(path, "not a readable image (the file is no PNG/JPEG/TIFF/BMP)") from exc
     except OSError as exc:
         raise ImageReadError(path, f"image could not be opened ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - ValueError('Truncated IHDR chunk'), SyntaxError, struct.error ...
+        raise ImageReadError(path, f"not a readable image ({type(exc).__name__}: {exc})") from exc
     width, height = image.size
+    if width < 1 or height < 1:
+        image.close()
+        raise ImageReadError(path, f"not a readable image (its size is {width}x{height} pixels)")
     if _too_large(width * height):
         image.close()
         raise _bomb_error(path, f"{width}x{height} pixels, limit {PIL.Image.MAX_IMAGE_PIXELS}")
@@ -111,6 +116,8 @@ def _tiff_plan(path: Path, shape: tuple[int, ...], axes: str, photometric: str) 
         raise ImageReadError(
             path, f"TIFF has axes {axes!r} of shape {shape}; only a 2D image or one 3D stack can be read"
         )
+    if 0 in shape:
+        raise ImageReadError(path, f"TIFF of shape {shape} (axes {axes!r}) has no pixels")
     y, x = sizes["Y"], sizes["X"]
     if _too_large(y * x) or int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
         raise _bomb_error(path, f"TIFF of shape {shape}")
@@ -131,6 +138,11 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             data = tif.series[0].asarray()
     except Exception as exc:  # noqa: BLE001
         raise ImageReadError(path, f"TIFF pixel data could not be read ({exc})") from exc
+    if tuple(data.shape) != tuple(shape):
+        raise ImageReadError(
+            path, f"TIFF pixel data of shape {tuple(data.shape)} do not match its header's shape {shape}; "
+            "the file is damaged or truncated"
+        )
     letters = list(axes)
     # drop singleton axes other than Y, X (and colour samples)
     for index in reversed(range(len(letters))):
@@ -186,6 +198,8 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
             raise _bomb_error(path, str(exc)) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageReadError(path, f"image data is truncated or damaged ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - struct.error, IndexError ... from a damaged file
+            raise ImageReadError(path, f"image data is truncated or damaged ({type(exc).__name__}: {exc})") from exc
     finally:
         image.close()
     if grey:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medlabeler.engine.errors import ImageReadError
+from medlabeler.engine.errors import ImageReadError, InputError
 from medlabeler.engine.io.image import Image
 from medlabeler.engine.io.sources import classify
 
 SUPPORTED = "DICOM, NIfTI (.nii, .nii.gz), PNG, JPEG, TIFF or BMP"
+
+
+def unexpected_error(path: str | Path, exc: BaseException) -> ImageReadError:
+    """An ImageReadError for a failure no reader foresaw (a library's own exception type)."""
+    if isinstance(exc, MemoryError):
+        return ImageReadError(path, "could not be read: it needs more memory than is available (MemoryError)")
+    return ImageReadError(path, f"could not be read ({type(exc).__name__}: {exc})")
 
 
 def read_image(path: str | Path, series_uid: str | None = None) -> Image:
@@ -16,9 +23,17 @@ def read_image(path: str | Path, series_uid: str | None = None) -> Image:
     DICOM (series_uid picks the series; None means the folder must hold exactly one).
 
     Raises ImageReadError (MissingDecoderError for a compressed DICOM without its decoder) naming
-    the file or folder and the problem.
+    the file or folder and the problem; never another exception type for a bad file.
     """
-    target = Path(path)
+    try:
+        return _read(Path(path), series_uid)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged files make libraries raise anything
+        raise unexpected_error(path, exc) from exc
+
+
+def _read(target: Path, series_uid: str | None) -> Image:
     if not target.exists():
         raise ImageReadError(target, "does not exist")
     if target.is_dir():

@@ -157,9 +157,10 @@ def _dicom_infos(files: list[Path]) -> tuple[list[SourceInfo], list[InputError]]
     from medlabeler.engine.io.dicom import describe_dicom_files
 
     try:
-        sources, errors = describe_dicom_files(files)
-    except Exception as exc:  # noqa: BLE001 - never raise from a scan
-        return [], [ImageReadError(files[0].parent, f"unexpected error while scanning DICOM ({type(exc).__name__}: {exc})")]
+        sources, errors = describe_dicom_files(files)  # reports bad files and series one by one
+    except Exception as exc:  # noqa: BLE001 - a last resort: never raise from a scan, name every file
+        problem = f"could not be scanned (unexpected {type(exc).__name__} while scanning DICOM: {exc})"
+        return [], [ImageReadError(file, problem) for file in files]
     infos = []
     for source in sources:
         colour = len(source.shape) == 3 and source.shape[-1] == 3 and len(source.spacing) == 2
