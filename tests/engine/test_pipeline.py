@@ -283,7 +283,7 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
     source = write_nifti(tmp_path / "b.nii.gz", brain, spacing=(6.0, 6.0, 6.0))
     project, _ = create_project(tmp_path / "p", source, task="segmentation", names=["tissue"])
     with project:
-        for sample in project.samples()[:4]:
+        for sample in project.samples(split="train")[:4]:
             project.save_label(sample.id, (project.load_pixels(sample) > 80).astype("uint8"))
         config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size": 2}
         run_to_end(train_project(project, method="supervised", config=config))
