@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="benchmark-out")
     p.add_argument("--labels", type=int, default=8, help="labeled train samples (pipelines, throughput)")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default 40 segmentation, 60 classification)")
-    p.add_argument("--full-steps", type=int, default=None, help="steps of the full-supervision reference (default: --steps)")
+    p.add_argument("--full-steps", type=int, default=None, help="steps of the full-supervision reference (default: --steps; with --warm-start, --steps x (rounds + 1))")
     p.add_argument("--pretrain-steps", type=int, default=None, help="SSL pretraining steps (default 60)")
     p.add_argument("--image-size", type=int, default=None, help="model input side (default 64 segmentation, 32 classification)")
     p.add_argument("--batch-size", type=int, default=None)
