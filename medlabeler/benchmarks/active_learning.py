@@ -29,27 +29,6 @@ from .common import say
 SCORED = ("entropy", "margin", "least_confidence", "bald", "kcenter", "hybrid")
 
 
-def embed_labeled_too(project, version: int) -> int:
-    """Add the labeled samples' embeddings to those `score_project` stored (unlabeled only), so
-    k-center and hybrid start from the labeled samples as centers. Returns how many were added.
-    (Workaround: see the report; a no-op once score_project embeds labeled samples itself.)"""
-    from medlabeler.engine.pipeline import embed_samples
-
-    stored = project.embeddings(version)
-    ids, array = (stored if stored is not None else (np.zeros(0, np.int64), None))
-    have = {int(i) for i in ids}
-    missing = [s.id for s in project.samples(labeled=True) if s.id not in have]
-    if not missing:
-        return 0
-    new_ids, features = embed_samples(project, missing, version)
-    if array is not None and len(ids):
-        all_ids, all_features = np.concatenate([ids, np.asarray(new_ids)]), np.concatenate([array, features])
-    else:
-        all_ids, all_features = np.asarray(new_ids), features
-    project.write_embeddings(version, all_ids, all_features)
-    return len(missing)
-
-
 def _train_eval(project, data, config: dict, args, label: str, init=None) -> tuple[float, dict, dict]:
     from medlabeler.engine.pipeline import train_project
 
@@ -71,8 +50,6 @@ def _choose(project, strategy: str, n: int, seed: int, rnd: int, mc_passes: int,
     if strategy != "random":
         passes = mc_passes if strategy == "bald" else 0
         common.drive_quietly(score_project(project, mc_passes=passes), "score", verbose)
-        if strategy in ("kcenter", "hybrid"):
-            embed_labeled_too(project, project.active_model().version)
     scoring = watch()
     picks = select_for_project(project, strategy=strategy, n=n, seed=seed * 1000 + rnd)
     return picks, scoring

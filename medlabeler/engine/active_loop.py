@@ -44,7 +44,10 @@ def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str
                                    mc_passes=mc_passes, batch_size=batch, cancel=cancel)
     write_scores_to_project(project, version, result.scores)
     if result.embeddings:
-        write_embeddings_to_project(project, version, result.embeddings)
+        # Labeled samples are k-center's starting centres: embed them with the same model.
+        labeled_ids, features = embed_samples(project, [s.id for s in project.samples(labeled=True)], model_bundle=bundle)
+        embeddings = {**result.embeddings, **dict(zip(labeled_ids, features))}
+        write_embeddings_to_project(project, version, embeddings)
     return {"scored": len(result.scores), "model_version": version,
             "samples_per_second": result.samples_per_s, "cancelled": result.cancelled}
 
@@ -55,7 +58,7 @@ HELD_OUT_REASONS = {
 }
 
 
-def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str | None = None):
+def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str | None = None, seed: int = 0):
     """The ``n`` unlabeled samples to label next, each with its score and the reason it was chosen.
 
     Without ``split``, the queue is mostly the strategy's picks from the train split, with
@@ -66,12 +69,12 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
 
     try:
         if split is not None:
-            return select_for_project(project, strategy=strategy, n=n, split=split)
+            return select_for_project(project, strategy=strategy, n=n, split=split, seed=seed)
         plan = held_out_plan(project, n)
-        picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train")
+        picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train", seed=seed)
     except ValueError as exc:
         raise ProjectError(f"{project.root}: cannot rank with strategy {strategy!r}: {exc}") from exc
-    held = {name: iter(select_for_project(project, strategy="random", n=plan.count(name), split=name))
+    held = {name: iter(select_for_project(project, strategy="random", n=plan.count(name), split=name, seed=seed))
             for name in ("val", "test")}
     train = iter(picks)
     queue = []

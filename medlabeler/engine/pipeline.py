@@ -475,7 +475,7 @@ def load_model(project, version: int | None = None, device=None):
     """(network in eval mode, record, ModelVersion) of `version` (default: the active model)."""
     from medlabeler.engine.models import build_model
     from medlabeler.engine.training.checkpoint import load_weights
-    from medlabeler.engine.training.device import pick_device
+    from medlabeler.engine.training.device import cap_threads, pick_device
 
     mv = project.model(version) if version is not None else project.active_model()
     if mv is None:
@@ -490,6 +490,8 @@ def load_model(project, version: int | None = None, device=None):
     model = build_model(**args)
     model.load_state_dict(state)
     device = device if device is not None and not isinstance(device, str) else pick_device(device)
+    if device.type == "cpu":
+        cap_threads(leave_one=True)  # predicting and scoring also leave the GUI a core
     return model.to(device).eval(), record, mv
 
 

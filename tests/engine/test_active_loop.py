@@ -37,3 +37,24 @@ def test_queue_is_all_train_once_held_out_splits_have_their_share(tmp_path):
         assert set(held_out_plan(project, 4)) == {"train"}
         labeled = {s.id for s in project.samples(labeled=True)}
         assert not labeled & {p.sample for p in next_samples(project, strategy="random", n=4)}
+
+
+def test_scoring_embeds_labeled_samples_as_kcenter_starting_points(tmp_path):
+    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.training import run_to_end
+
+    project, _ = _project(tmp_path)
+    with project:
+        for sample in project.samples(split="train")[:4]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size": 2}
+        version = run_to_end(train_project(project, method="supervised", config=config)).version
+        result = run_to_end(score_project(project))
+        ids, features = project.embeddings(version)
+        labeled = {s.id for s in project.samples(labeled=True)}
+        unlabeled_train = {s.id for s in project.samples(split="train", labeled=False)}
+        assert result["scored"] == len(unlabeled_train) and set(project.scores(version)) == unlabeled_train
+        assert set(int(i) for i in ids) == labeled | unlabeled_train and np.isfinite(features).all()
+        picks = next_samples(project, strategy="kcenter", n=3, split="train")
+        assert all("k-center" in p.reason or "far" in p.reason for p in picks)
