@@ -104,34 +104,10 @@ def show_error_message(message: str) -> None:
 
 
 def make_cancel_token():
-    """A cancel token with the engine CancelToken's interface (cancel, is_set, cancelled).
+    """The engine's cancel token; its module imports no torch, so the window never waits on it."""
+    from medlabeler.engine.training.cancel import CancelToken
 
-    Built here rather than imported: importing ``medlabeler.engine.training`` imports torch, which
-    takes seconds and would freeze the window on the first Retrain. Workers import torch instead.
-    """
-    return CancelFlag()
-
-
-class CancelFlag:
-    """Thread-safe flag: the main thread sets it, the engine loop checks it before each batch."""
-
-    def __init__(self):
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    set = cancel
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
+    return CancelToken()
 
 
 def keep_torch_clear_of_gl_llvm() -> None:

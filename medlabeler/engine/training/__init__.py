@@ -1,17 +1,24 @@
 """The training loop (a generator of events), cancel token, checkpoints, device choice.
 
-Import the Method base class from `medlabeler.engine.training.method`.
+Import the Method base class from `medlabeler.engine.training.method`. Names load on first use,
+so `from medlabeler.engine.training.cancel import CancelToken` does not import torch.
 """
 
-from .cancel import CancelToken
-from .checkpoint import load_resume_point, load_weights, save_resume_point, save_weights
-from .device import amp_plan, cap_threads, pick_device, seed_everything
-from .events import Event, RunResult
-from .loop import fit, run_to_end, train
-from .schedule import warmup_cosine
+import importlib
 
-__all__ = [
-    "CancelToken", "Event", "RunResult", "amp_plan", "cap_threads", "fit", "load_resume_point",
-    "load_weights", "pick_device", "run_to_end", "save_resume_point", "save_weights", "seed_everything",
-    "train", "warmup_cosine",
-]
+_WHERE = {
+    "CancelToken": "cancel",
+    "load_resume_point": "checkpoint", "load_weights": "checkpoint", "save_resume_point": "checkpoint",
+    "save_weights": "checkpoint",
+    "amp_plan": "device", "cap_threads": "device", "pick_device": "device", "seed_everything": "device",
+    "Event": "events", "RunResult": "events",
+    "fit": "loop", "run_to_end": "loop", "train": "loop",
+    "warmup_cosine": "schedule",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
