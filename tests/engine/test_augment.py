@@ -165,3 +165,21 @@ def test_autocast_does_not_change_the_augmented_dtype():
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         out = A.strong(x, generator=torch.Generator().manual_seed(0))
     assert out.dtype == torch.float32
+
+
+def test_volumes_get_one_in_plane_geometry_for_all_their_slices():
+    """(B, C, D, H, W): every slice of a volume moves the same way, and its mask with it."""
+    import torch
+
+    from medlabeler.engine.data.augment import augment
+
+    base = torch.zeros(2, 1, 1, 24, 24)
+    base[:, :, :, 6:12, 4:16] = 1.0
+    volume = base.expand(2, 1, 5, 24, 24).clone()
+    mask = volume[:, 0].round().long()
+    out, moved = augment(volume, "strong", mask, generator=torch.Generator().manual_seed(3), intensity=False)
+    assert out.shape == volume.shape and moved.shape == mask.shape
+    for k in range(1, 5):
+        assert torch.allclose(out[:, :, k], out[:, :, 0]) and torch.equal(moved[:, k], moved[:, 0])
+    assert (moved[:, 0] != (out[:, 0, 0] > 0.5).long()).float().mean() < 0.05  # mask follows the image
+    assert not torch.equal(moved, mask)  # it did move

@@ -293,3 +293,25 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
     predicted = read_image(tmp_path / "o" / "volume_0001_prediction.nii.gz")
     assert predicted.array.shape == brain.shape and predicted.spacing == (6.0, 6.0, 6.0)
     assert not predicted.array[:5].any() and not predicted.array[8:].any()
+
+
+def test_whole_volumes_train_with_the_built_in_semi_supervised_method(tmp_path):
+    """arch unet3d on (D, H, W) volumes: mean teacher's augmentation handles 5D batches."""
+    from medlabeler.engine.pipeline import evaluate_project, train_project
+    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.training import run_to_end
+    from tests.engine.io_fixtures import mni_volume, write_nifti
+
+    brain = mni_volume(step=6)
+    for i in range(10):  # splits hash the paths: ten scans leave the train split unlabeled ones
+        write_nifti(tmp_path / "images" / f"scan{i}.nii.gz", np.roll(brain, i, axis=2))
+    project, _ = create_project(tmp_path / "p", tmp_path / "images", task="segmentation", names=["tissue"],
+                                unit="image")
+    with project:
+        labeled = project.samples(split="train")[:1] + project.samples(split="val") + project.samples(split="test")
+        for sample in labeled:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        config = {"arch": "unet3d", "volume_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size": 2}
+        result = run_to_end(train_project(project, method="mean-teacher", config=config))
+        assert result.version is not None and result.record["spatial_dims"] == 3
+        assert 0.0 <= evaluate_project(project, split="test")["dice"] <= 1.0

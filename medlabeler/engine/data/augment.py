@@ -257,10 +257,9 @@ def _geometry(x: Tensor, mask: Tensor | None, spec: AugmentSpec, generator) -> t
     out = out.to(x.dtype)
     if mask is None:
         return out, None
-    m = F.grid_sample(
-        mask.unsqueeze(1).to(work), grid, mode="nearest", padding_mode="reflection", align_corners=False
-    )
-    return out, m.squeeze(1).round().to(mask.dtype)
+    planes = mask.unsqueeze(1) if mask.dim() == 3 else mask  # (B, H, W) or (B, slices, H, W)
+    m = F.grid_sample(planes.to(work), grid, mode="nearest", padding_mode="reflection", align_corners=False)
+    return out, (m.squeeze(1) if mask.dim() == 3 else m).round().to(mask.dtype)
 
 
 # --- intensity -----------------------------------------------------------------------------
@@ -287,8 +286,9 @@ def _gaussian_blur(x: Tensor, sigma: Tensor, max_sigma: float | None = None) -> 
     return flat.view(b, c, h, w)
 
 
-def _intensity(x: Tensor, spec: AugmentSpec, generator) -> Tensor:
+def _intensity(x: Tensor, spec: AugmentSpec, generator, colour: bool | None = None) -> Tensor:
     b, c, h, w = x.shape
+    colour = c == 3 if colour is None else colour
     dev, dt = x.device, x.dtype
 
     def col(values: Tensor) -> Tensor:
@@ -308,10 +308,10 @@ def _intensity(x: Tensor, spec: AugmentSpec, generator) -> Tensor:
         span = (hi - lo).clamp(min=1e-6)
         unit = ((x - lo) / span).clamp(0, 1)
         x = lo + unit.pow(col(g)) * span
-    if c == 3 and spec.saturation > 0:
+    if colour and spec.saturation > 0:
         gray = x.mean(dim=1, keepdim=True)
         x = gray + (x - gray) * col(_uniform(b, 1 - spec.saturation, 1 + spec.saturation, generator))
-    if c == 3 and spec.grayscale_p > 0:
+    if colour and spec.grayscale_p > 0:
         on = col(_bernoulli(b, spec.grayscale_p, generator).double())
         gray = x.mean(dim=1, keepdim=True).expand_as(x)
         x = on * gray + (1 - on) * x
@@ -358,8 +358,10 @@ def augment(
     one geometry for pixelwise consistency). Runs in the input's precision, outside autocast.
     """
     spec = get_spec(spec)
+    if x.dim() == 5:
+        return _augment_volumes(x, spec, mask, generator=generator, geometry=geometry, intensity=intensity)
     if x.dim() != 4:
-        raise ValueError(f"augment expects a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+        raise ValueError(f"augment expects a (B, C, H, W) or (B, C, D, H, W) batch, got shape {tuple(x.shape)}")
     if mask is not None and (mask.dim() != 3 or mask.shape[0] != x.shape[0] or mask.shape[1:] != x.shape[2:]):
         raise ValueError(f"mask shape {tuple(mask.shape)} does not match images {tuple(x.shape)}")
     if generator is not None and generator.device.type != "cpu":
@@ -372,6 +374,25 @@ def augment(
         if intensity:
             x = _intensity(x, spec, generator)
     return (x, mask) if mask is not None else x
+
+
+def _augment_volumes(x: Tensor, spec: AugmentSpec, mask: Tensor | None, *, generator, geometry: bool,
+                     intensity: bool) -> Tensor | tuple[Tensor, Tensor]:
+    """Volumes (B, C, D, H, W): the same in-plane augmentation for every slice of a volume (the
+    usual choice for scans whose slices are thicker than their pixels); no colour operations."""
+    b, c, d, h, w = x.shape
+    if mask is not None and (mask.dim() != 4 or mask.shape[0] != b or mask.shape[1:] != x.shape[2:]):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match volumes {tuple(x.shape)}")
+    flat = x.reshape(b, c * d, h, w)
+    if b == 0:
+        return (x, mask) if mask is not None else x
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        if geometry and not _is_identity_geometry(spec):
+            flat, mask = _geometry(flat, mask, spec, generator)
+        if intensity:
+            flat = _intensity(flat, spec, generator, colour=False)
+    out = flat.reshape(b, c, d, h, w)
+    return (out, mask) if mask is not None else out
 
 
 def weak(x: Tensor, mask: Tensor | None = None, *, generator: torch.Generator | None = None):
