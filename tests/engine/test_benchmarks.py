@@ -46,7 +46,7 @@ def test_active_learning_benchmark_runs_the_loop_and_writes_curves(tmp_path, cap
         assert png.size[0] > 300
     rounds = _rows(out / "rounds.csv")
     full = [r for r in rounds if r["strategy"] == "(full supervision)"]
-    assert len(full) == 1 and int(full[0]["labels"]) == 132  # every train slice of the 10-slab split
+    assert len(full) == 1 and int(full[0]["labels"]) == 151  # every train slice of the 10-slab split
 
     # the run's project: val/test revealed up front, train labels only what was chosen, by the oracle
     with Project.open(out / "projects" / "seed0" / "entropy", readonly=True) as project:

@@ -18,7 +18,8 @@ class SourceInfo:
 
     path: the file, or the folder holding a DICOM series (``read_image(path, series_uid)``).
     shape / spacing: as ``read_image`` will return them. group: a non-identifying key (sha1 of
-    the PatientID, else of the series UID or file path) so one patient never spans splits.
+    the PatientID, else of the series UID or the file's path below the scanned folder) so one
+    patient never spans splits.
     label_hint: the parent folder name of a PNG/JPEG/TIFF/BMP below the scanned folder
     (ISIC-style ``class_name/*.png``). description: series description or file name, for lists.
     """
@@ -96,10 +97,10 @@ def scan_sources(path: str | Path) -> tuple[list[SourceInfo], list[InputError]]:
         if kind == "dicom":
             dicom_files.append(file)
         elif kind == "nifti":
-            _add(infos, errors, file, lambda f=file: _nifti_info(f))
+            _add(infos, errors, file, lambda f=file: _nifti_info(f, _stable_key(f, root)))
         elif kind == "raster":
             hint = file.parent.name if walked and file.parent != root else None
-            _add(infos, errors, file, lambda f=file, h=hint: _raster_info(f, h))
+            _add(infos, errors, file, lambda f=file, h=hint: _raster_info(f, h, _stable_key(f, root)))
     if dicom_files:
         dicom_infos, dicom_errors = _dicom_infos(dicom_files)
         infos.extend(dicom_infos)
@@ -119,7 +120,18 @@ def _add(infos: list[SourceInfo], errors: list[InputError], file: Path, make) ->
         errors.append(ImageReadError(file, f"unexpected error while scanning ({type(exc).__name__}: {exc})"))
 
 
-def _nifti_info(file: Path) -> SourceInfo:
+def _stable_key(file: Path, root: Path) -> str:
+    """The file's path below the scanned folder (its name when a file was given): the same
+    wherever the data lives, so a project's splits do not depend on where it was installed."""
+    if file.resolve() == root.resolve():
+        return file.name
+    try:
+        return file.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return file.name
+
+
+def _nifti_info(file: Path, key: str) -> SourceInfo:
     from medlabeler.engine.io.nifti import describe_nifti
 
     shape, spacing = describe_nifti(file)
@@ -130,12 +142,12 @@ def _nifti_info(file: Path) -> SourceInfo:
         spacing=spacing,
         modality="OT",
         is_volume=len(shape) == 3,
-        group=group_key(str(file.resolve())),
+        group=group_key(key),
         description=file.name,
     )
 
 
-def _raster_info(file: Path, hint: str | None) -> SourceInfo:
+def _raster_info(file: Path, hint: str | None, key: str) -> SourceInfo:
     from medlabeler.engine.io.raster import describe_raster
 
     shape, colour = describe_raster(file)
@@ -147,7 +159,7 @@ def _raster_info(file: Path, hint: str | None) -> SourceInfo:
         spacing=(1.0,) * (3 if volume else 2),
         modality="RGB" if colour else "OT",
         is_volume=volume,
-        group=group_key(str(file.resolve())),
+        group=group_key(key),
         label_hint=hint,
         description=file.name,
     )
