@@ -4,9 +4,6 @@ The corpus (tests/engine/bad_inputs.py) is generated into tmp_path. Each broken 
 InputError whose message names the file (or series folder) and the problem, from ``read_image``,
 ``scan_sources``, ``create_project``, ``import_labels`` and the command line alike, while the good
 files next to it are kept and labels saved before a bad import stay as they were.
-
-Known bugs in code other helpers own are strict xfails naming the file and the fix: when the bug
-is fixed the test passes, the xfail turns into a failure, and the entry below is removed.
 """
 
 from __future__ import annotations
@@ -31,20 +28,13 @@ pytestmark = [  # pydicom, nibabel and Pillow warn about the broken files, as th
     pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning"),
 ]
 
-READ_BUGS: dict[str, str] = {}
-SCAN_BUGS: dict[str, str] = {}
 # A valid DICOM object that is not an image (a structured report) is ignored by a folder scan:
 # it is not a broken file. read_image still refuses it by name.
 NOT_REPORTED_BY_SCAN = {"dicom_report_not_image"}
 
 
-def _params(cases: list[Case], bugs: dict[str, str] | None = None) -> list:
-    bugs = bugs or {}
-    out = []
-    for index, case in enumerate(cases, 1):
-        marks = [pytest.mark.xfail(strict=True, reason=bugs[case.name])] if case.name in bugs else []
-        out.append(pytest.param(case, id=f"{index:02d}of{len(cases)}-{case.name}", marks=marks))
-    return out
+def _params(cases: list[Case]) -> list:
+    return [pytest.param(case, id=f"{index:02d}of{len(cases)}-{case.name}") for index, case in enumerate(cases, 1)]
 
 
 def _assert_names(exc: BaseException, path: Path, case: Case) -> None:
@@ -75,7 +65,7 @@ def test_corpus_has_at_least_40_distinct_broken_inputs():
 # ----------------------------------------------------------------------------- images
 
 
-@pytest.mark.parametrize("case", _params(IMAGE_CASES, READ_BUGS))
+@pytest.mark.parametrize("case", _params(IMAGE_CASES))
 def test_read_image_refuses_with_file_and_problem(case, tmp_path, monkeypatch):
     path = _build(case, tmp_path, monkeypatch)
     with pytest.raises(Exception) as info:
@@ -83,7 +73,7 @@ def test_read_image_refuses_with_file_and_problem(case, tmp_path, monkeypatch):
     _assert_names(info.value, path, case)
 
 
-@pytest.mark.parametrize("case", _params(IMAGE_CASES, SCAN_BUGS))
+@pytest.mark.parametrize("case", _params(IMAGE_CASES))
 def test_scan_sources_reports_it_and_keeps_the_good_files(case, tmp_path, monkeypatch):
     path = _build(case, tmp_path / "data", monkeypatch)
     good = corpus.write_good_sources(tmp_path / "data")
@@ -106,9 +96,8 @@ def test_scan_sources_reports_it_and_keeps_the_good_files(case, tmp_path, monkey
 
 def _mixed_tree(root: Path, monkeypatch) -> tuple[dict[str, Path], dict[str, Path]]:
     """Every image case without a known scan bug, each in its own folder, plus the good files."""
-    cases = [c for c in IMAGE_CASES if c.name not in SCAN_BUGS]
-    corpus.setup_all(cases, monkeypatch)
-    bad = {c.name: c.build(root / "bad" / c.name) for c in cases}
+    corpus.setup_all(IMAGE_CASES, monkeypatch)
+    bad = {c.name: c.build(root / "bad" / c.name) for c in IMAGE_CASES}
     good = corpus.write_good_sources(root / "good")
     return bad, good
 

@@ -138,6 +138,6 @@ def test_models_never_download(monkeypatch):
     def refuse(*_a, **_k):
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)  # offline: fail if a download is tried
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     build_classifier("resnet18", 1, 2)
