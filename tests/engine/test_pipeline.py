@@ -315,3 +315,31 @@ def test_whole_volumes_train_with_the_built_in_semi_supervised_method(tmp_path):
         result = run_to_end(train_project(project, method="mean-teacher", config=config))
         assert result.version is not None and result.record["spatial_dims"] == 3
         assert 0.0 <= evaluate_project(project, split="test")["dice"] <= 1.0
+
+
+def test_a_deleted_source_stops_training_with_its_name_and_keeps_the_active_model(tmp_path):
+    from pathlib import Path
+
+    from medlabeler.engine.errors import MedlabelerError
+    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training import run_to_end
+    from tests.engine.io_fixtures import mni_volume, write_nifti
+
+    brain = mni_volume(step=6)
+    for i in range(2):
+        write_nifti(tmp_path / "images" / f"scan{i}.nii.gz", np.roll(brain, i, axis=1))
+    project, _ = create_project(tmp_path / "p", tmp_path / "images", task="segmentation", names=["tissue"])
+    config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size": 2, "cache_mb": 0}
+    with project:
+        labeled = project.samples(split="train")[:6]
+        for sample in labeled:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        before = run_to_end(train_project(project, method="supervised", config=config)).version
+    deleted = Path(labeled[0].path)
+    deleted.unlink()
+    with Project.open(tmp_path / "p") as project:  # a new session: nothing of the scan in memory
+        with pytest.raises(MedlabelerError, match=deleted.name):
+            run_to_end(train_project(project, method="supervised", config=config))
+        assert project.active_model().version == before and len(project.models()) == 1
