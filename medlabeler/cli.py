@@ -118,10 +118,14 @@ def cmd_status(args) -> int:
     with _open(args.project, readonly=True) as project:
         status = project.status()
         active = project.active_model()
+        slabs = project.task.slabs
     if args.json:
         print(json.dumps(status, indent=1))
         return 0
     print(f"{status['samples']} samples, {status['labeled']} labeled")
+    if slabs:
+        print(f"  splits: {slabs} contiguous slabs of slices per scan (too few scans to split by scan; "
+              "neighbouring slabs share anatomy)")
     for name, part in status["per_split"].items():
         print(f"  {name:<6} {part['samples']:>6} samples  {part['labeled']:>6} labeled")
     for name, count in status["per_class"].items():

@@ -41,6 +41,13 @@ def test_init_on_a_folder_of_dicom_series_gives_one_sample_per_slice(tmp_path, b
         assert pixels.shape == (39, 33)
 
 
+def test_status_says_when_a_single_scan_is_split_by_slabs(tmp_path, brain, capsys):
+    source = write_nifti(tmp_path / "brain.nii.gz", brain)
+    create_project(tmp_path / "proj", source, task="segmentation", names=["tissue"])[0].close()
+    assert main(["status", str(tmp_path / "proj")]) == 0
+    assert "10 contiguous slabs of slices per scan" in capsys.readouterr().out
+
+
 def test_single_scan_is_split_by_contiguous_slabs(tmp_path, brain):
     source = write_nifti(tmp_path / "brain.nii.gz", brain, spacing=(6.0, 6.0, 6.0))
     project, report = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue"])
