@@ -38,26 +38,29 @@ def _config(path: str | None) -> dict:
 
 def drive(events, label: str):
     """Run an engine generator to its end, showing progress; returns the generator's result."""
-    bar = None
-    interactive = sys.stderr.isatty()
-    try:
-        while True:
-            event = next(events)
-            total = getattr(event, "total_steps", None) or getattr(event, "total", None)
-            if interactive and total and bar is None:
-                from tqdm import tqdm
+    from medlabeler.engine.training.events import run_to_end
 
-                bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr)
-            if bar is not None and getattr(event, "kind", "") == "step":
-                bar.n = getattr(event, "step", bar.n)
-                loss = getattr(event, "loss", None)
-                if loss is not None:
-                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                bar.refresh()
-            elif not interactive and getattr(event, "kind", "") in ("epoch", "log", "metric"):
-                print(f"{label}: {_describe(event)}", file=sys.stderr, flush=True)
-    except StopIteration as stop:
-        return stop.value
+    interactive = sys.stderr.isatty()
+    bar = None
+
+    def show(event) -> None:
+        nonlocal bar
+        total = getattr(event, "total_steps", None) or getattr(event, "total", None)
+        if interactive and total and bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr)
+        if bar is not None and getattr(event, "kind", "") == "step":
+            bar.n = getattr(event, "step", bar.n)
+            loss = getattr(event, "loss", None)
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            bar.refresh()
+        elif not interactive and getattr(event, "kind", "") in ("epoch", "log", "metric"):
+            print(f"{label}: {_describe(event)}", file=sys.stderr, flush=True)
+
+    try:
+        return run_to_end(events, show)
     finally:
         if bar is not None:
             bar.close()

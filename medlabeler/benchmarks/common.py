@@ -93,11 +93,9 @@ def drive_quietly(gen, label: str, verbose: bool = False):
         from medlabeler.cli import drive
 
         return drive(gen, label)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    from medlabeler.engine.training.events import run_to_end
+
+    return run_to_end(gen)
 
 
 def set_threads(threads: int | None) -> None:

@@ -22,14 +22,16 @@ from .common import say
 
 def _timed_events(gen) -> tuple[list[float], object]:
     """Drive an engine generator; (end time of every "step" event, the RunResult)."""
+    from medlabeler.engine.training.events import run_to_end
+
     times = []
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return times, stop.value
+
+    def stamp(event) -> None:
         if getattr(event, "kind", "") == "step":
             times.append(time.perf_counter())
+
+    result = run_to_end(gen, stamp)
+    return times, result
 
 
 def steady_rate(times: list[float], warmup: int, batch: int) -> float:

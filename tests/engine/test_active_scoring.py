@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from medlabeler.engine.active import aggregate, scoring, uncertainty
+from medlabeler.engine.training.events import run_to_end
 
 
 def softmax(x, axis):
@@ -19,7 +20,7 @@ def softmax(x, axis):
 
 def drive(gen):
     events = []
-    result = scoring.run_scoring(gen, events.append)
+    result = run_to_end(gen, events.append)
     return events, result
 
 

@@ -2,7 +2,7 @@
 
 This is the expensive half of active learning (strategies only rank what is written here).
 `score_pool` is a generator: it yields `ScoringEvent`s (progress, throughput) and RETURNS a
-`ScoringResult`; drive it with `run_scoring(gen)` or a for loop catching StopIteration.value.
+`ScoringResult`; drive it with `medlabeler.engine.training.events.run_to_end(gen)` or a for loop catching StopIteration.value.
 Inference is a callable the caller supplies, so this module never builds or loads a model:
 
     predict_fn(sample_ids) -> probs (N, C, ...)            when mc_passes == 0
@@ -178,17 +178,6 @@ def score_pool(
     msg = f"cancelled after {done}/{total} samples" if cancelled else f"scored {total} samples"
     yield ScoringEvent("log", done, total, rate(), msg)
     return ScoringResult(scores, maps, feats or None, cancelled, rate(), seconds, tuple(names))
-
-
-def run_scoring(gen: Generator[ScoringEvent, None, ScoringResult], on_event: Callable[[ScoringEvent], None] | None = None) -> ScoringResult:
-    """Drive a `score_pool` generator to its end and return its result."""
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_event is not None:
-            on_event(ev)
 
 
 # ----------------------------------------------------------------------------- store

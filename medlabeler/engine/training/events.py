@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable, Generator
 from typing import Any, Literal
 
 EventKind = Literal["step", "epoch", "metric", "checkpoint", "log", "done"]
@@ -59,3 +60,14 @@ class RunResult:
     @property
     def model_version(self) -> int | None:
         return self.version
+
+
+def run_to_end(gen: Generator[Any, None, Any], on_event: Callable[[Any], None] | None = None) -> Any:
+    """Drive any engine generator (training, pretraining, scoring) synchronously; returns its result."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(event)

@@ -24,7 +24,7 @@ from medlabeler.engine.errors import TrainingError
 from .cancel import CancelToken
 from .checkpoint import load_resume_point, save_resume_point
 from .device import amp_plan, deterministic, pick_device, seed_everything
-from .events import Event, RunResult
+from .events import Event, RunResult, run_to_end  # noqa: F401  (re-exported: the loop's driver)
 from .schedule import warmup_cosine, warmup_steps_for
 
 RESUME_FILE = "resume.safetensors"
@@ -301,15 +301,3 @@ def fit(
 
 
 train = fit
-
-
-def run_to_end(gen: Generator[Event, None, RunResult],
-               on_event: Callable[[Event], None] | None = None) -> RunResult:
-    """Drive a training generator synchronously; returns its RunResult."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_event is not None:
-            on_event(event)
