@@ -141,7 +141,9 @@ def cmd_export(args) -> int:
     from medlabeler.engine.export import export_project
 
     with _open(args.project) as project:  # writable: the export is recorded in the audit log
-        files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names)
+        files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,
+                               deidentify=args.deidentify)
+    _say_seg_identity(args)
     print(f"exported {len(files)} files to {args.out}")
     return 0
 
@@ -200,12 +202,24 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _say_seg_identity(args) -> None:
+    """DICOM-SEG carries patient and study: say so (or that --deidentify removed them)."""
+    if args.format != "dicom-seg":
+        return
+    from medlabeler.engine.dicom_seg import REQUIRES_IDENTIFIERS
+
+    print("DICOM-SEG written without patient identifiers (--deidentify); UIDs kept so each SEG references "
+          "its series" if args.deidentify else REQUIRES_IDENTIFIERS)
+
+
 def cmd_predict(args) -> int:
     from medlabeler.engine.prediction_export import write_predictions
 
     ids = [int(i) for i in args.samples.split(",")] if args.samples else None
     with _open(args.project, readonly=True) as project:
-        count = write_predictions(project, args.out, sample_ids=ids, keep_names=args.keep_names)
+        count = write_predictions(project, args.out, sample_ids=ids, keep_names=args.keep_names,
+                                  fmt=args.format, deidentify=args.deidentify)
+    _say_seg_identity(args)
     print(f"wrote predictions for {count} samples to {args.out}")
     return 0
 
@@ -294,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("import-labels", help="import masks (NIfTI/PNG named after the images) or a CSV image,label")
+    p = sub.add_parser("import-labels", help="import masks (NIfTI/PNG named after the images), DICOM-SEGs of the project's series, or a CSV image,label")
     p.add_argument("project")
     p.add_argument("path")
     p.set_defaults(func=cmd_import_labels)
@@ -306,9 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export labels (de-identified file names unless --keep-names)")
     p.add_argument("project")
-    p.add_argument("--format", required=True, choices=["nifti", "csv"])
+    p.add_argument("--format", required=True, choices=["nifti", "csv", "dicom-seg"])
     p.add_argument("--out", required=True)
     p.add_argument("--keep-names", action="store_true", help="name files after the source images (may identify patients)")
+    p.add_argument("--deidentify", action="store_true", help="dicom-seg: leave out the patient identifiers the SEG would copy from its source")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining on all images")
@@ -331,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", help="comma-separated sample ids (default: all)")
     p.add_argument("--out", required=True)
     p.add_argument("--keep-names", action="store_true")
+    p.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg"], help="segmentation masks as NIfTI or DICOM-SEG")
+    p.add_argument("--deidentify", action="store_true", help="dicom-seg: leave out the patient identifiers the SEG would copy from its source")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics of the active model on a split")

@@ -20,8 +20,11 @@ from medlabeler.engine.store import Project
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: bool = False) -> list[Path]:
-    """Write the current labels to ``out``; returns the files written."""
+def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: bool = False,
+                   deidentify: bool = False) -> list[Path]:
+    """Write the current labels to ``out``; returns the files written.
+
+    ``deidentify`` applies to DICOM-SEG, which otherwise carries its source's patient and study."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
@@ -30,9 +33,14 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
         if project.task.kind != "segmentation":
             raise ProjectError(f"{project.root}: NIfTI export needs a segmentation project; use --format csv")
         files = _export_nifti(project, out, keep_names)
+    elif fmt == "dicom-seg":
+        from medlabeler.engine.dicom_seg import export_segs
+
+        files = export_segs(project, out, deidentify=deidentify, keep_names=keep_names)
     else:
-        raise ValueError(f"unknown export format {fmt!r} (nifti or csv)")
-    project.audit("export", format=fmt, files=len(files), keep_names=keep_names)
+        raise ValueError(f"unknown export format {fmt!r} (nifti, csv or dicom-seg)")
+    project.audit("export", format=fmt, files=len(files), keep_names=keep_names,
+                  **({"deidentify": deidentify} if fmt == "dicom-seg" else {}))
     return files
 
 

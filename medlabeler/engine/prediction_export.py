@@ -16,21 +16,37 @@ import numpy as np
 
 
 def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None = None,
-                      keep_names: bool = False, version: int | None = None) -> int:
-    """Predict ``sample_ids`` (default: all samples) and write them under ``out``; returns the count."""
+                      keep_names: bool = False, version: int | None = None, fmt: str = "nifti",
+                      deidentify: bool = False) -> int:
+    """Predict ``sample_ids`` (default: all samples) and write them under ``out``; returns the count.
+
+    ``fmt="dicom-seg"`` writes one DICOM-SEG per source series instead of NIfTI, marked as made
+    by medlabeler's model (``deidentify``: without the source's patient identifiers)."""
     from medlabeler.engine.pipeline import load_model, predict_samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if fmt not in ("nifti", "dicom-seg"):
+        raise ValueError(f"unknown prediction format {fmt!r} (nifti or dicom-seg)")
+    if fmt == "dicom-seg" and project.task.kind != "segmentation":
+        from medlabeler.engine.errors import ProjectError
+
+        raise ProjectError(f"{project.root}: DICOM-SEG predictions need a segmentation project")
     bundle = load_model(project, version)
     samples = {s.id: s for s in project.samples()}
     ids = list(sample_ids) if sample_ids is not None else sorted(samples)
     unknown = [i for i in ids if i not in samples]
     if unknown:
         raise ValueError(f"no samples with ids {unknown[:10]} in {project.root}")
+    if fmt == "dicom-seg":  # before the model runs: a NIfTI or PNG source cannot get a SEG
+        from medlabeler.engine.dicom_seg import require_dicom_sources
+
+        require_dicom_sources([samples[i] for i in ids])
     predictions = predict_samples(project, ids, model_bundle=bundle)
     if project.task.kind == "classification":
         _write_classes(project, out, predictions, samples, keep_names)
+    elif fmt == "dicom-seg":
+        _write_segs(project, out, predictions, samples, bundle[2], keep_names, deidentify)
     else:
         _write_masks(project, out, predictions, samples, keep_names)
     (out / "model.json").write_text(json.dumps({"model_version": bundle[2].version, "method": bundle[2].method,
@@ -49,13 +65,27 @@ def _write_classes(project, out: Path, predictions, samples, keep_names: bool) -
             writer.writerow(row + ([sample.path] if keep_names else []))
 
 
-def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> None:
-    from medlabeler.engine.export import _stem, write_mask_nifti
-
+def _masks_by_source(predictions, samples) -> dict[tuple[str, str | None], dict]:
     by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
     for sample_id, probs in predictions:
         sample = samples[sample_id]
         by_source[(sample.path, sample.series_uid)][sample.slice_index] = probs.argmax(0).astype(np.uint8)
+    return by_source
+
+
+def _write_segs(project, out: Path, predictions, samples, model, keep_names: bool, deidentify: bool) -> None:
+    from medlabeler import __version__
+    from medlabeler.engine.dicom_seg import Algorithm, write_label_segs
+
+    algorithm = Algorithm(name="medlabeler", version=__version__, model_version=model.version, method=model.method)
+    write_label_segs(project, out, _masks_by_source(predictions, samples), algorithm=algorithm,
+                     deidentify=deidentify, keep_names=keep_names, suffix="prediction_seg")
+
+
+def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> None:
+    from medlabeler.engine.export import _stem, write_mask_nifti
+
+    by_source = _masks_by_source(predictions, samples)
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
         stem = _stem(path) if keep_names else f"volume_{number:04d}"
         write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)

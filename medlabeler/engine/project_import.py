@@ -131,9 +131,25 @@ def import_labels(project: Project, path: str | Path) -> ImportReport:
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":
         return _import_csv(project, path)
+    report = _import_dicom_segs(project, path)
+    if report is not None:
+        return report
     if path.is_dir():
         return _import_masks(project, path)
     raise InputError(path, "expected a CSV file (image,label) or a folder of masks")
+
+
+def _import_dicom_segs(project: Project, path: Path) -> ImportReport | None:
+    """DICOM-SEGs (a file, or those in a folder) of the project's series; None if there are none."""
+    from medlabeler.engine.dicom_seg import import_segs, seg_files
+
+    files = seg_files(path) if path.exists() else []
+    if not files:
+        return None
+    if project.task.kind != "segmentation":
+        raise InputError(path, "DICOM-SEG labels need a segmentation project")
+    saved, errors = import_segs(project, files)
+    return ImportReport(labeled=saved, errors=errors)
 
 
 def _samples_by_key(project: Project) -> dict[str, list]:

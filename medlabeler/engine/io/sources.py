@@ -20,8 +20,8 @@ class SourceInfo:
     shape / spacing: as ``read_image`` will return them. group: a non-identifying key (sha1 of
     the PatientID, else of the series UID or the file's path below the scanned folder) so one
     patient never spans splits.
-    label_hint: the parent folder name of a PNG/JPEG/TIFF/BMP below the scanned folder
-    (ISIC-style ``class_name/*.png``). description: series description or file name, for lists.
+    label_hint: the parent folder name of a PNG/JPEG/TIFF/BMP, or of a 2D DICOM file, below the
+    scanned folder (ISIC-style ``class_name/*.png``, ``class_name/*.dcm``). description: series description or file name, for lists.
     """
 
     path: str
@@ -102,7 +102,7 @@ def scan_sources(path: str | Path) -> tuple[list[SourceInfo], list[InputError]]:
             hint = file.parent.name if walked and file.parent != root else None
             _add(infos, errors, file, lambda f=file, h=hint: _raster_info(f, h, _stable_key(f, root)))
     if dicom_files:
-        dicom_infos, dicom_errors = _dicom_infos(dicom_files)
+        dicom_infos, dicom_errors = _dicom_infos(dicom_files, root if walked else None)
         infos.extend(dicom_infos)
         errors.extend(dicom_errors)
     if not walked and not infos and not errors:
@@ -165,7 +165,15 @@ def _raster_info(file: Path, hint: str | None, key: str) -> SourceInfo:
     )
 
 
-def _dicom_infos(files: list[Path]) -> tuple[list[SourceInfo], list[InputError]]:
+def _dicom_hint(path: Path, is_volume: bool, root: Path | None) -> str | None:
+    """The class folder of a 2D DICOM file below the scanned folder (``class_name/*.dcm``).
+    Volumes get none: their folders are series or patients, not classes."""
+    if root is None or is_volume or not path.is_file() or path.parent == root:
+        return None
+    return path.parent.name
+
+
+def _dicom_infos(files: list[Path], root: Path | None = None) -> tuple[list[SourceInfo], list[InputError]]:
     from medlabeler.engine.io.dicom import describe_dicom_files
 
     try:
@@ -177,6 +185,7 @@ def _dicom_infos(files: list[Path]) -> tuple[list[SourceInfo], list[InputError]]
     for source in sources:
         colour = len(source.shape) == 3 and source.shape[-1] == 3 and len(source.spacing) == 2
         key = source.patient_id or source.series_uid or str(source.path.resolve())
+        is_volume = len(source.shape) == 3 and not colour
         infos.append(
             SourceInfo(
                 path=str(source.path),
@@ -184,8 +193,9 @@ def _dicom_infos(files: list[Path]) -> tuple[list[SourceInfo], list[InputError]]
                 shape=source.shape,
                 spacing=source.spacing,
                 modality=source.modality,
-                is_volume=len(source.shape) == 3 and not colour,
+                is_volume=is_volume,
                 group=group_key(key),
+                label_hint=_dicom_hint(source.path, is_volume, root),
                 description=source.description,
             )
         )

@@ -1,0 +1,219 @@
+"""DICOM-SEG out and in on a real series: the MNI152 brain MRI written as a DICOM MR series."""
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from medlabeler.cli import main
+from medlabeler.engine.dicom_seg import SEG_SOP_CLASS, segment_codes
+from medlabeler.engine.errors import InputError
+from medlabeler.engine.export import export_project
+from medlabeler.engine.project_import import create_project, import_labels
+from medlabeler.engine.store import Project
+
+from .io_fixtures import mni_volume, write_dicom_series, write_nifti
+
+hd = pytest.importorskip("highdicom")
+
+PATIENT = ("Doe^Jane", "PAT-0001", "ACC123")
+LABELS = "grey matter,white matter"
+TINY = {"cap_threads": False, "image_size": 32, "features": [8, 16, 32], "batch_size": 4, "steps": 2}
+
+
+def tissue_mask(volume: np.ndarray) -> np.ndarray:
+    """0 background, 1 grey matter, 2 white matter: thresholds of the T1 intensity."""
+    return ((volume > 60).astype(np.uint8) + (volume > 110)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def brain(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    volume = mni_volume(8)  # (24, 30, 25)
+    files = write_dicom_series(root / "mr", volume, spacing=(8.0, 8.0, 8.0), modality="MR", rescale=(1.0, 0.0))
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]  # slice order
+    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    return {"root": root, "series": root / "mr", "volume": volume, "mask": tissue_mask(volume), "uids": uids,
+            "series_uid": str(header.SeriesInstanceUID), "study_uid": str(header.StudyInstanceUID)}
+
+
+def labeled_slice_project(folder: Path, brain, slices=(5, 9, 12, 17)) -> Project:
+    project, _ = create_project(folder, brain["series"], task="segmentation", names=LABELS.split(","))
+    by_index = {s.slice_index: s for s in project.samples()}
+    for k in slices:
+        project.save_label(by_index[k].id, brain["mask"][k])
+    return project
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_export_of_slice_labels_reads_back_equal_with_references(tmp_path, brain, capsys):
+    slices = (5, 9, 12, 17)
+    labeled_slice_project(tmp_path / "p", brain, slices).close()
+    code, out, err = cli(capsys, "export", tmp_path / "p", "--format", "dicom-seg", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "patient and study" in out and "--deidentify" in out
+    assert not any(identifier in out + err for identifier in PATIENT)
+    files = sorted((tmp_path / "out").glob("*.dcm"))
+    assert [f.name for f in files] == ["volume_0001_seg.dcm"]  # one SEG for the one series
+
+    raw = pydicom.dcmread(files[0])
+    assert raw.SOPClassUID == SEG_SOP_CLASS and raw.Modality == "SEG"
+    assert raw.StudyInstanceUID == brain["study_uid"] and str(raw.PatientID) == "PAT-0001"
+    assert raw.ReferencedSeriesSequence[0].SeriesInstanceUID == brain["series_uid"]
+    referenced = {str(i.ReferencedSOPInstanceUID) for i in raw.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {brain["uids"][k] for k in slices}
+    assert raw.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
+
+    seg = hd.seg.segread(files[0])
+    assert [seg.get_segment_description(n).segment_label for n in (1, 2)] == LABELS.split(",")
+    grey = seg.get_segment_description(1).segmented_property_type
+    assert (grey.value, grey.scheme_designator) == ("389081007", "SCT")  # SNOMED CT grey matter
+    assert hasattr(seg.SegmentSequence[0], "RecommendedDisplayCIELabValue")
+    wanted = [brain["uids"][k] for k in slices]
+    pixels = seg.get_pixels_by_source_instance(wanted, combine_segments=True, relabel=False)
+    np.testing.assert_array_equal(pixels, brain["mask"][list(slices)])
+
+
+def test_import_of_a_written_seg_gives_the_same_labels(tmp_path, brain, capsys):
+    source = labeled_slice_project(tmp_path / "a", brain)
+    export_project(source, tmp_path / "out", fmt="dicom-seg")
+    expected = {s.slice_index: source.load_label(s.id) for s in source.samples(labeled=True)}
+    source.close()
+    main(["init", str(tmp_path / "b"), "--images", str(brain["series"]), "--task", "segmentation", "--labels", LABELS])
+    capsys.readouterr()
+    code, out, err = cli(capsys, "import-labels", tmp_path / "b", tmp_path / "out")
+    assert code == 0 and f"imported {len(expected)} labels" in out, (out, err)
+    with Project.open(tmp_path / "b", readonly=True) as target:
+        got = {s.slice_index: target.load_label(s.id) for s in target.samples(labeled=True)}
+        assert all(target.label(s.id).origin == "imported" for s in target.samples(labeled=True))
+    assert sorted(got) == sorted(expected)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k])
+
+
+def test_volume_project_round_trip_and_deidentified_copy(tmp_path, brain):
+    project, _ = create_project(tmp_path / "v", brain["series"], task="segmentation", names=LABELS.split(","), unit="image")
+    with project:
+        (sample,) = project.samples()
+        project.save_label(sample.id, brain["mask"])
+        (seg_file,) = [f for f in export_project(project, tmp_path / "out", fmt="dicom-seg", deidentify=True)]
+        data = seg_file.read_bytes()
+        assert not any(identifier.encode() in data for identifier in PATIENT)
+        raw = pydicom.dcmread(seg_file)
+        assert raw.PatientIdentityRemoved == "YES"
+        assert raw.ReferencedSeriesSequence[0].SeriesInstanceUID == brain["series_uid"]  # still attaches
+        project.save_label(sample.id, np.zeros_like(brain["mask"]))  # overwritten, then restored by import
+        report = import_labels(project, seg_file)
+        assert report.labeled == 1 and not report.errors
+        np.testing.assert_array_equal(project.load_label(sample.id), brain["mask"])
+
+
+def test_seg_of_other_images_or_unknown_segments_is_refused_naming_the_file(tmp_path, brain):
+    other = write_dicom_series(tmp_path / "other", brain["volume"], spacing=(8.0, 8.0, 8.0), modality="MR",
+                               rescale=(1.0, 0.0), patient_id="PAT-0002")
+    assert other
+    project, _ = create_project(tmp_path / "o", tmp_path / "other", task="segmentation", names=LABELS.split(","))
+    with project:
+        project.save_label(project.samples()[3].id, brain["mask"][3])
+        (foreign,) = export_project(project, tmp_path / "foreign", fmt="dicom-seg")
+    liver, _ = create_project(tmp_path / "l", brain["series"], task="segmentation", names=["liver", "tumour"])
+    with liver, labeled_slice_project(tmp_path / "g", brain, (4,)) as grey:
+        report = import_labels(liver, foreign)
+        assert report.labeled == 0 and str(foreign) in str(report.errors[0])
+        assert "not in this project" in str(report.errors[0])
+        (ours,) = export_project(grey, tmp_path / "grey", fmt="dicom-seg")
+        report = import_labels(liver, ours)
+        assert report.labeled == 0 and str(ours) in str(report.errors[0])
+        assert "segment 1 'grey matter' is not a label" in str(report.errors[0])
+        assert not liver.samples(labeled=True)  # nothing saved
+
+
+def test_non_dicom_source_gets_an_error_naming_the_file(tmp_path, brain, capsys):
+    nifti = write_nifti(tmp_path / "brain.nii.gz", brain["volume"])
+    project, _ = create_project(tmp_path / "n", nifti, task="segmentation", names=LABELS.split(","))
+    with project:
+        project.save_label(project.samples()[2].id, brain["mask"][2])
+        with pytest.raises(InputError, match="is not DICOM") as caught:
+            export_project(project, tmp_path / "out", fmt="dicom-seg")
+    assert str(nifti) in str(caught.value)
+    code, _, err = cli(capsys, "export", tmp_path / "n", "--format", "dicom-seg", "--out", tmp_path / "out2")
+    assert code == 2 and str(nifti) in err and "--format nifti" in err
+    assert not list((tmp_path / "out2").glob("*.dcm"))
+
+
+def test_prediction_segs_carry_the_algorithm_identification(tmp_path, brain, capsys):
+    import json
+
+    from medlabeler import __version__
+    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.training import run_to_end
+
+    with labeled_slice_project(tmp_path / "p", brain) as project:
+        result = run_to_end(train_project(project, method="supervised", config=TINY))
+        n_samples = len(project.samples())
+    code, out, err = cli(capsys, "predict", tmp_path / "p", "--format", "dicom-seg", "--deidentify",
+                         "--out", tmp_path / "pred")
+    assert code == 0, err
+    assert "without patient identifiers" in out and not any(i in out + err for i in PATIENT)
+    (seg_file,) = sorted((tmp_path / "pred").glob("*.dcm"))
+    raw = pydicom.dcmread(seg_file)
+    segment = raw.SegmentSequence[0]
+    assert segment.SegmentAlgorithmType == "AUTOMATIC"
+    algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "medlabeler" and algorithm.AlgorithmVersion == __version__
+    assert f"model_version={result.version}" in algorithm.AlgorithmParameters.split(",")
+    assert "method=supervised" in algorithm.AlgorithmParameters.split(",")
+    assert json.loads((tmp_path / "pred" / "model.json").read_text())["model_version"] == result.version
+    assert len(raw.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == n_samples  # every slice predicted
+    seg = hd.seg.segread(seg_file)
+    pixels = seg.get_pixels_by_source_instance(brain["uids"], combine_segments=True, relabel=False)
+    assert pixels.shape == brain["mask"].shape and pixels.max() <= 2
+    assert cli(capsys, "predict", tmp_path / "p", "--out", tmp_path / "nifti")[0] == 0  # the default stays NIfTI
+    assert [f.name for f in (tmp_path / "nifti").glob("*.nii.gz")] == ["volume_0001_prediction.nii.gz"]
+
+
+@pytest.mark.parametrize("name, meaning", [("Liver", "Liver"), ("lung", "Lung"), ("brain", "Brain"),
+                                           ("grey matter", "Gray Matter"), ("white matter", "White Matter"),
+                                           ("tumour", "Neoplasm")])
+def test_known_structures_get_snomed_codes(name, meaning):
+    category, kind = segment_codes(name)
+    assert kind.scheme_designator == "SCT" and kind.meaning == meaning
+    expected = "Morphologically Abnormal Structure" if name == "tumour" else "Anatomical Structure"
+    assert category.meaning.lower() == expected.lower()
+
+
+def test_unknown_names_get_the_generic_tissue_code():
+    category, kind = segment_codes("my odd label 7")
+    assert (kind.value, kind.scheme_designator) == ("85756007", "SCT") and category.meaning == "Tissue"
+
+
+def test_class_folders_of_dicom_files_import_their_classes(tmp_path, brain, capsys):
+    """class_name/*.dcm (radiographs sorted by finding) labels each file with its folder's class."""
+    volume = brain["volume"]
+    expected = {}
+    for name, slices in (("normal", (3, 6, 9)), ("effusion", (12, 15)), ("nodule", (18, 20))):
+        for k in slices:
+            (path,) = write_dicom_series(tmp_path / "xr" / name, volume[k][None], modality="DX", prefix=f"{k}_",
+                                         rescale=(1.0, 0.0))
+            expected[str(path)] = name
+    code, out, err = cli(capsys, "init", tmp_path / "cls", "--images", tmp_path / "xr", "--task", "classification")
+    assert code == 0 and "7 samples added, 7 labels imported" in out, (out, err)
+    with Project.open(tmp_path / "cls", readonly=True) as project:
+        names = project.task.names
+        got = {s.path: names[int(project.load_label(s.id))] for s in project.samples(labeled=True)}
+    assert sorted(names) == ["effusion", "nodule", "normal"] and got == expected
+
+
+def test_a_dicom_volume_folder_name_is_no_class(tmp_path, brain):
+    """Series folders (often named after the patient) never become class hints."""
+    from medlabeler.engine.io import scan_sources
+
+    write_dicom_series(tmp_path / "root" / "Doe_Jane", brain["volume"][:4], modality="MR", rescale=(1.0, 0.0))
+    infos, errors = scan_sources(tmp_path / "root")
+    assert not errors and [i.label_hint for i in infos] == [None]
