@@ -18,6 +18,36 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
+class _Registered:
+    """argparse choices read from a registry on first use (plugins add names through entry points)."""
+
+    def __init__(self, names):
+        self._read, self._names = names, None
+
+    def _all(self) -> list[str]:
+        if self._names is None:
+            self._names = list(self._read())
+        return self._names
+
+    def __contains__(self, name) -> bool:
+        return name in self._all()
+
+    def __iter__(self):
+        return iter(self._all())
+
+
+def _method_names(kind: str) -> list[str]:
+    from medlabeler.engine.methods import list_methods
+
+    return list_methods(kind=kind) + (["curriculum"] if kind == "pretrain" else [])
+
+
+def _strategy_names() -> list[str]:
+    from medlabeler.engine.active.strategies import SCORE_WORDS, available_strategies
+
+    return [*available_strategies(), *SCORE_WORDS]
+
+
 def _open(path: str, *, readonly: bool = False):
     from medlabeler.engine.project_import import require_project
     from medlabeler.engine.store import Project
@@ -328,14 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining on all images")
     p.add_argument("project")
-    p.add_argument("--method", default="simclr", choices=["simclr", "pcl", "gravis", "curriculum"])
+    p.add_argument("--method", default="simclr", choices=_Registered(lambda: _method_names("pretrain")))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--config", help="JSON file of method/training options")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train", help="train on the labels (and unlabeled images for semi-supervised methods)")
     p.add_argument("project")
-    p.add_argument("--method", default="supervised", choices=["supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl"])
+    p.add_argument("--method", default="supervised", choices=_Registered(lambda: _method_names("train")))
     p.add_argument("--init", help="'pretrained' or a model version to start from")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--config", help="JSON file of method/training options")
@@ -365,14 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score unlabeled samples with the active model")
     p.add_argument("project")
-    p.add_argument("--strategy", default="hybrid")
+    p.add_argument("--strategy", default="hybrid", choices=_Registered(_strategy_names))
     p.add_argument("--mc-passes", type=int, default=0, help="MC dropout passes for BALD (0: off)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("queue", help="the samples to label next")
     p.add_argument("project")
     p.add_argument("--n", type=int, default=10)
-    p.add_argument("--strategy", default="hybrid")
+    p.add_argument("--strategy", default="hybrid", choices=_Registered(_strategy_names))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue)
 

@@ -83,6 +83,10 @@ def list_methods(kind: str | None = None, task: str | None = None) -> list[str]:
         return names
     out = []
     for name in names:
+        if task is None and name in _BUILTIN:  # no import (of torch) to list built-ins by kind
+            if _builtin_kind(name) == kind:
+                out.append(name)
+            continue
         cls = method_class(name)
         if kind is not None and getattr(cls, "kind", None) != kind:
             continue
@@ -90,6 +94,11 @@ def list_methods(kind: str | None = None, task: str | None = None) -> list[str]:
             continue
         out.append(name)
     return out
+
+
+def _builtin_kind(name: str) -> str:
+    """Built-in SSL methods live in medlabeler.engine.ssl (kind "pretrain"), the rest train."""
+    return "pretrain" if _BUILTIN[name].startswith("medlabeler.engine.ssl.") else "train"
 
 
 def method_info(name: str) -> dict[str, Any]:

@@ -15,6 +15,20 @@ import numpy as np
 
 PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
 TRAIN_METHODS = ("supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl")
+
+
+def train_methods() -> tuple[str, ...]:
+    """Training methods of the registry: the built-ins, then installed plugins."""
+    from medlabeler.engine.methods import list_methods
+
+    return tuple(list_methods(kind="train"))
+
+
+def pretrain_methods() -> tuple[str, ...]:
+    """Pretraining methods of the registry (plugins too), plus the curriculum runner."""
+    from medlabeler.engine.methods import list_methods
+
+    return (*list_methods(kind="pretrain"), "curriculum")
 DEFAULT_STRATEGY = "hybrid"  # the engine's default (engine.active.strategies.DEFAULT_STRATEGY)
 
 
@@ -66,7 +80,7 @@ def training_run(project, *, method: str, init: str | int | None, epochs: int | 
     def start(token):
         from medlabeler.engine import pipeline
 
-        if method in PRETRAIN_METHODS:
+        if method in pretrain_methods():
             return pipeline.pretrain_project(project, method=method, epochs=epochs, config=config, cancel=token)
         return pipeline.train_project(project, method=method, init=init, epochs=epochs, config=config, cancel=token)
 

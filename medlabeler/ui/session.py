@@ -428,7 +428,7 @@ class Session(QObject):
             return False
         self.save_current()
         job = EngineJob(
-            f"Training ({method})" if method in calls.TRAIN_METHODS else f"Pretraining ({method})",
+            f"Training ({method})" if method in calls.train_methods() else f"Pretraining ({method})",
             calls.training_run(self.project, method=method, init=init, epochs=epochs, config=dict(config or {})),
         )
         job.event.connect(self.training_event.emit)
@@ -439,7 +439,7 @@ class Session(QObject):
         self.timings = {"train_started_at": _now()}
         self.last_training = job
         self.training_started.emit(method)
-        if self.view is not None and method in calls.TRAIN_METHODS:
+        if self.view is not None and method in calls.train_methods():
             self.view.prepare_overlays()
         return True
 

@@ -115,7 +115,7 @@ class TrainWidget(QWidget):
 
         form = QFormLayout()
         self.method_combo = QComboBox()
-        for name in (*calls.TRAIN_METHODS, *calls.PRETRAIN_METHODS):
+        for name in (*calls.train_methods(), *calls.pretrain_methods()):
             self.method_combo.addItem(METHOD_LABELS.get(name, name), name)
         form.addRow("Method", self.method_combo)
         self.init_combo = QComboBox()
@@ -185,7 +185,7 @@ class TrainWidget(QWidget):
         return self.method_combo.currentData()
 
     def _method_changed(self) -> None:
-        self.init_combo.setEnabled(self.method in calls.TRAIN_METHODS)
+        self.init_combo.setEnabled(self.method in calls.train_methods())
 
     def _project_changed(self) -> None:
         self.train_button.setEnabled(self.session.project is not None and not self.session.training_running)
@@ -206,7 +206,7 @@ class TrainWidget(QWidget):
 
     def _has_pretrained(self) -> bool:
         project = self.session.project
-        return project is not None and any(m.method in calls.PRETRAIN_METHODS for m in project.models())
+        return project is not None and any(m.method in calls.pretrain_methods() for m in project.models())
 
     def _started(self, method: str) -> None:
         self.plot.reset()
