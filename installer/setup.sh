@@ -25,4 +25,9 @@ fi
 # Pinned for this machine (the wheels lie on its disk); pyproject keeps torch>=2.4 open for users.
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install -q -e ".[$extras]"
+# The example plugins (entry points: a method and a strategy); their tests run with the suite.
+if [[ ",$extras," == *",test,"* ]]; then
+  .venv/bin/python -m pip install -q -e plugins/medlabeler-diverse-margin
+  .venv/bin/python -m pip install -q -e plugins/medlabeler-cps
+fi
 echo "medlabeler installed in .venv ($(.venv/bin/medlabeler --version))"

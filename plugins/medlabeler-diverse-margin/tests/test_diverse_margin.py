@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from medlabeler.engine.active.strategies import available_strategies, select
-from medlabeler_diverse_margin.strategy import diverse_margin
+
+_plugin = pytest.importorskip("medlabeler_diverse_margin.strategy", reason="install the plugin: pip install -e plugins/medlabeler-diverse-margin")
+diverse_margin = _plugin.diverse_margin
 
 TINY = {"cap_threads": False, "image_size": 32, "features": [8, 16, 32], "batch_size": 4, "steps": 2}
 

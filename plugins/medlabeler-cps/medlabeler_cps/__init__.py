@@ -1,0 +1,1 @@
+"""A medlabeler learning-method plugin: cross pseudo supervision (Chen et al., CVPR 2021)."""
