@@ -119,6 +119,7 @@ class SourceSeries:
 
     datasets: list  # headers without pixel data; one per slice, or one multi-frame file
     frame_order: list[int] | None = None  # multi-frame: file frame of each array slice
+    where: str = ""  # the file or series folder, for messages
 
     def __post_init__(self) -> None:
         for ds in self.datasets:  # our own parsed headers: filling them changes no file
@@ -148,8 +149,8 @@ def source_series(path: str, series_uid: str | None) -> SourceSeries:
         ds = dicom.read_header(where)
         if dicom.n_frames(ds) > 1:
             geometry, _, _ = dicom.frame_geometry(ds)
-            return SourceSeries([ds], [int(i) for i in geometry.order])
-        return SourceSeries([ds])
+            return SourceSeries([ds], [int(i) for i in geometry.order], str(where))
+        return SourceSeries([ds], where=str(where))
     if not where.is_dir():
         raise InputError(where, "source image is missing: it was moved or deleted after it was added")
     groups = dicom.group_series(dicom.candidate_files(where), wanted_uid=series_uid)
@@ -157,7 +158,7 @@ def source_series(path: str, series_uid: str | None) -> SourceSeries:
     if group is None or not group.single:
         raise InputError(where, "holds no single-frame DICOM series with the project's SeriesInstanceUID")
     plan = dicom.plan_series(where, [p for p, _ in group.single], [h for _, h in group.single])
-    return SourceSeries(list(plan.headers))
+    return SourceSeries(list(plan.headers), where=str(where))
 
 
 def require_dicom_sources(samples) -> None:
@@ -169,18 +170,29 @@ def require_dicom_sources(samples) -> None:
 # ----------------------------------------------------------------------------- writing
 
 
-def write_seg(target: Path, source: SourceSeries, masks: dict, names, colors, *,
-              algorithm: Algorithm | None = None, deidentify: bool = False,
-              description: str = "medlabeler labels", series_number: int = LABEL_SERIES_NUMBER) -> Path:
-    """Write one SEG of ``source``: ``masks`` maps slice index (None: the whole image/volume) to
-    a label mask (0 background, i the i-th name). Only the given slices become frames."""
+def build_seg(source: SourceSeries, masks: dict, names, colors, *, algorithm: Algorithm | None = None,
+              deidentify: bool = False, description: str = "medlabeler labels",
+              series_number: int = LABEL_SERIES_NUMBER):
+    """The SEG of ``source`` (a highdicom Segmentation, a pydicom Dataset): ``masks`` maps slice
+    index (None: the whole image/volume) to a label mask (0 background, i the i-th name). Only
+    the given slices become frames. InputError naming the source when highdicom refuses it."""
+    pixels, datasets = _frames(source, masks)
+    try:
+        seg = _segmentation(pixels, datasets, names, colors, algorithm, description, series_number)
+    except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source
+        raise InputError(source.where, f"cannot be referenced by a DICOM-SEG ({exc})") from exc
+    if deidentify:
+        _deidentify(seg)
+    return seg
+
+
+def _segmentation(pixels, datasets, names, colors, algorithm, description, series_number):
     import highdicom as hd
     from pydicom.uid import generate_uid
 
     from medlabeler import __version__
 
-    pixels, datasets = _frames(source, masks)
-    seg = hd.seg.Segmentation(
+    return hd.seg.Segmentation(
         source_images=datasets, pixel_array=pixels, segmentation_type="BINARY",
         segment_descriptions=segment_descriptions(names, colors, algorithm),
         series_instance_uid=generate_uid(), series_number=series_number, sop_instance_uid=generate_uid(),
@@ -188,10 +200,6 @@ def write_seg(target: Path, source: SourceSeries, masks: dict, names, colors, *,
         software_versions=__version__, device_serial_number="none", series_description=description,
         content_label="PREDICTION" if algorithm is not None else "LABELS", content_description=description,
         omit_empty_frames=False)
-    if deidentify:
-        _deidentify(seg)
-    seg.save_as(target)
-    return target
 
 
 def _frames(source: SourceSeries, masks: dict) -> tuple[np.ndarray, list]:
@@ -204,8 +212,8 @@ def _frames(source: SourceSeries, masks: dict) -> tuple[np.ndarray, list]:
     order = sorted(slices)
     if source.frame_order is not None:  # one multi-frame file: frames in file order
         if len(slices) != source.n_slices:
-            raise ProjectError(f"{source.datasets[0].filename}: a DICOM-SEG of a multi-frame source needs "
-                               "every frame labeled (use a volume project, or --format nifti)")
+            raise InputError(source.where, "a DICOM-SEG of a multi-frame image needs every frame labeled "
+                                       "(label the whole volume, or export with --format nifti)")
         pixels = np.zeros((source.n_slices, *slices[0].shape), dtype=np.uint8)
         for array_index, frame in enumerate(source.frame_order):
             pixels[frame] = slices[array_index]
@@ -227,7 +235,7 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
                      deidentify: bool = False, keep_names: bool = False, suffix: str = "seg") -> list[Path]:
     """One SEG per (path, series_uid) of ``masks_by_source`` (slice index -> mask) under ``out``.
 
-    Every source is checked to be DICOM before anything is written."""
+    Every SEG is built before any is written: one source that cannot get a SEG writes nothing."""
     from medlabeler.engine.export import _stem
 
     out = Path(out)
@@ -238,14 +246,16 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
     description = "medlabeler prediction" if algorithm is not None else "medlabeler labels"
     if algorithm is not None:
         description += f" (model v{algorithm.model_version})"
-    files = []
+    series_number = PREDICTION_SERIES_NUMBER if algorithm is not None else LABEL_SERIES_NUMBER
+    built = []
     for number, (((path, _uid), masks), source) in enumerate(zip(ordered, sources), 1):
         stem = _stem(path) if keep_names else f"volume_{number:04d}"
-        target = out / f"{stem}_{suffix}.dcm"
-        files.append(write_seg(target, source, masks, names, colors, algorithm=algorithm, deidentify=deidentify,
-                               description=description,
-                               series_number=PREDICTION_SERIES_NUMBER if algorithm is not None else LABEL_SERIES_NUMBER))
-    return files
+        built.append((out / f"{stem}_{suffix}.dcm", build_seg(
+            source, masks, names, colors, algorithm=algorithm, deidentify=deidentify, description=description,
+            series_number=series_number)))
+    for target, seg in built:
+        seg.save_as(target)
+    return [target for target, _ in built]
 
 
 def export_segs(project, out: str | Path, *, deidentify: bool = False, keep_names: bool = False) -> list[Path]:
@@ -296,22 +306,46 @@ def read_seg_masks(project, seg_path: Path) -> list[tuple[Any, np.ndarray]]:
     refs = _frame_references(seg, seg_path)
     value_of = _segment_values(project, seg, seg_path)
     source = source_series(members[0].path, members[0].series_uid)
+    dtype = np.uint16 if len(project.task.names) > 255 else np.uint8
     if source.frame_order is not None:
-        raise InputError(seg_path, "references a multi-frame image; importing such SEGs is not supported "
-                                   "(import a NIfTI mask instead)")
+        per_slice = _multi_frame_slices(seg, seg_path, source, refs)
+    else:
+        per_slice = _single_frame_slices(seg, seg_path, source, refs)
+    per_slice = {i: value_of[numbers.astype(np.int64)].astype(dtype) for i, numbers in per_slice.items()}
+    return _assign(members, per_slice, seg_path)
+
+
+def _single_frame_slices(seg, seg_path: Path, source: SourceSeries, refs) -> dict[int, np.ndarray]:
+    """Array slice -> segment numbers, for a SEG of a series of single-frame images."""
     slice_of = {uid: i for i, uid in enumerate(source.instance_uids())}
-    foreign = [uid for uid in refs if uid not in slice_of]
+    foreign = {uid for uid, _ in refs if uid not in slice_of}
     if foreign:
         raise InputError(seg_path, f"references {len(foreign)} images that are not in the project's series")
-    wanted = sorted(set(refs), key=slice_of.get)
+    wanted = sorted({uid for uid, _ in refs}, key=slice_of.get)
+    numbers = _pixels(seg_path, seg.get_pixels_by_source_instance, source_sop_instance_uids=wanted)
+    return {slice_of[uid]: numbers[i] for i, uid in enumerate(wanted)}
+
+
+def _multi_frame_slices(seg, seg_path: Path, source: SourceSeries, refs) -> dict[int, np.ndarray]:
+    """Array slice -> segment numbers, for a SEG of the frames of one multi-frame image."""
+    uid = source.instance_uids()[0]
+    if any(ref != uid for ref, _ in refs):
+        raise InputError(seg_path, "references images that are not the project's multi-frame image")
+    if any(frame is None for _, frame in refs):
+        raise InputError(seg_path, "does not say which frames of the multi-frame image it segments")
+    slice_of = {frame + 1: i for i, frame in enumerate(source.frame_order)}  # DICOM frames count from 1
+    frames = sorted({frame for _, frame in refs})
+    if any(f not in slice_of for f in frames):
+        raise InputError(seg_path, "references frames the project's multi-frame image does not have")
+    numbers = _pixels(seg_path, seg.get_pixels_by_source_frame, source_sop_instance_uid=uid, source_frame_numbers=frames)
+    return {slice_of[f]: numbers[i] for i, f in enumerate(frames)}
+
+
+def _pixels(seg_path: Path, read, **where) -> np.ndarray:
     try:
-        numbers = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=wanted, combine_segments=True, relabel=False, ignore_spatial_locations=True)
+        return read(**where, combine_segments=True, relabel=False, ignore_spatial_locations=True)
     except Exception as exc:  # noqa: BLE001 - overlapping segments, fractional SEGs ...
         raise InputError(seg_path, f"cannot read its segments as one label per pixel ({exc})") from exc
-    labels = value_of[numbers.astype(np.int64)].astype(np.uint16 if len(project.task.names) > 255 else np.uint8)
-    per_slice = {slice_of[uid]: labels[i] for i, uid in enumerate(wanted)}
-    return _assign(members, per_slice, seg_path)
 
 
 def _segment_values(project, seg, seg_path: Path) -> np.ndarray:
@@ -328,12 +362,17 @@ def _segment_values(project, seg, seg_path: Path) -> np.ndarray:
     return table
 
 
-def _frame_references(seg, seg_path: Path) -> list[str]:
+def _frame_references(seg, seg_path: Path) -> list[tuple[str, int | None]]:
+    """(source SOP instance UID, source frame number or None) of each SEG frame."""
     refs = []
     for item in seg.get("PerFrameFunctionalGroupsSequence", []):
         try:
-            refs.append(str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID))
-        except (AttributeError, IndexError):
+            source = item.DerivationImageSequence[0].SourceImageSequence[0]
+            frame = source.get("ReferencedFrameNumber")  # an IS (int) or, for several, a MultiValue
+            if frame is not None and not isinstance(frame, int):
+                frame = frame[0]
+            refs.append((str(source.ReferencedSOPInstanceUID), None if frame is None else int(frame)))
+        except (AttributeError, IndexError, TypeError, ValueError):
             raise InputError(seg_path, "a frame does not say which source image it segments") from None
     if not refs:
         raise InputError(seg_path, "has no frames that reference source images")

@@ -217,3 +217,89 @@ def test_a_dicom_volume_folder_name_is_no_class(tmp_path, brain):
     write_dicom_series(tmp_path / "root" / "Doe_Jane", brain["volume"][:4], modality="MR", rescale=(1.0, 0.0))
     infos, errors = scan_sources(tmp_path / "root")
     assert not errors and [i.label_hint for i in infos] == [None]
+
+
+def test_two_series_give_two_segs_each_of_its_own_series(tmp_path, brain):
+    volume = brain["volume"][:6]
+    for name in ("first", "second"):
+        write_dicom_series(tmp_path / "images" / name, volume, spacing=(8.0, 8.0, 8.0), modality="MR",
+                           rescale=(1.0, 0.0), patient_id=f"PAT-{name}")
+    project, _ = create_project(tmp_path / "p", tmp_path / "images", task="segmentation", names=LABELS.split(","))
+    with project:
+        samples = project.samples()
+        by_series = {}
+        for sample in samples:
+            by_series.setdefault(sample.series_uid, []).append(sample)
+        for members in by_series.values():
+            project.save_label(members[2].id, brain["mask"][2])
+        files = [f for f in export_project(project, tmp_path / "out", fmt="dicom-seg")]
+        referenced = {str(pydicom.dcmread(f).ReferencedSeriesSequence[0].SeriesInstanceUID) for f in files}
+        assert len(files) == 2 and referenced == set(by_series)
+        for sample in project.samples(labeled=True):
+            project.save_label(sample.id, np.zeros_like(brain["mask"][2]))
+        report = import_labels(project, tmp_path / "out")
+        assert report.labeled == 2 and not report.errors
+        for members in by_series.values():
+            np.testing.assert_array_equal(project.load_label(members[2].id), brain["mask"][2])
+
+
+def test_single_dicom_image_round_trip(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    image = Path(get_testdata_file("CT_small.dcm"))
+    project, _ = create_project(tmp_path / "p", image, task="segmentation", names=["liver"])
+    with project:
+        (sample,) = project.samples()
+        mask = (project.load_pixels(sample) > 0).astype(np.uint8)
+        project.save_label(sample.id, mask)
+        (seg_file,) = export_project(project, tmp_path / "out", fmt="dicom-seg")
+        source_uid = str(pydicom.dcmread(image, stop_before_pixels=True).SOPInstanceUID)
+        seg = hd.seg.segread(seg_file)
+        np.testing.assert_array_equal(seg.get_pixels_by_source_instance([source_uid], combine_segments=True)[0], mask)
+        project.save_label(sample.id, np.zeros_like(mask))
+        assert import_labels(project, seg_file).labeled == 1
+        np.testing.assert_array_equal(project.load_label(sample.id), mask)
+
+
+def test_a_source_highdicom_refuses_is_named_and_nothing_is_written(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    image = Path(get_testdata_file("emri_small.dcm"))  # multi-frame MR without a Frame of Reference
+    project, _ = create_project(tmp_path / "p", image, task="segmentation", names=["liver"], unit="image")
+    with project:
+        (sample,) = project.samples()
+        project.save_label(sample.id, (project.load_pixels(sample) > 100).astype(np.uint8))
+        with pytest.raises(InputError, match="cannot be referenced by a DICOM-SEG") as caught:
+            export_project(project, tmp_path / "out", fmt="dicom-seg")
+    assert str(image) in str(caught.value) and not list((tmp_path / "out").glob("*"))
+
+
+def test_multi_frame_source_frames_follow_the_file_order(tmp_path, brain):
+    """An enhanced multi-frame MR (highdicom's legacy conversion of the series, frames reversed)."""
+    from pydicom.uid import generate_uid
+
+    files = write_dicom_series(tmp_path / "ser", brain["volume"][:6], spacing=(8.0, 8.0, 8.0), modality="MR",
+                               rescale=(1.0, 0.0))
+    legacy = [pydicom.dcmread(f) for f in reversed(files)]
+    for ds in legacy:
+        for keyword in ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID"):
+            setattr(ds, keyword, "")
+    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+        legacy_datasets=legacy, series_instance_uid=generate_uid(), series_number=5, sop_instance_uid=generate_uid(),
+        instance_number=1)
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    project, _ = create_project(tmp_path / "p", tmp_path / "enhanced.dcm", task="segmentation", names=["brain"],
+                                unit="image")
+    with project:
+        (sample,) = project.samples()
+        mask = brain["mask"][:6].clip(0, 1)
+        project.save_label(sample.id, mask)
+        (seg_file,) = export_project(project, tmp_path / "out", fmt="dicom-seg")
+        seg = hd.seg.segread(seg_file)
+        frames = seg.get_pixels_by_source_frame(str(enhanced.SOPInstanceUID), source_frame_numbers=list(range(1, 7)),
+                                                combine_segments=True)
+        np.testing.assert_array_equal(frames[::-1], mask)  # file frame 1 is the last slice
+        project.save_label(sample.id, np.zeros_like(mask))
+        report = import_labels(project, seg_file)
+        assert report.labeled == 1 and not report.errors
+        np.testing.assert_array_equal(project.load_label(sample.id), mask)
