@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -18,11 +19,19 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
+def _torchrun_rank() -> int:
+    """This process's rank under torchrun (0 outside it): only rank 0 writes and prints."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return 0
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def _open(path: str, *, readonly: bool = False):
     from medlabeler.engine.project_import import require_project
     from medlabeler.engine.store import Project
 
-    return Project.open(require_project(path), readonly=readonly)
+    # the other torchrun ranks read; rank 0 holds the writer lock and stores the result
+    return Project.open(require_project(path), readonly=readonly or _torchrun_rank() > 0)
 
 
 def _config(path: str | None) -> dict:
@@ -42,6 +51,8 @@ def drive(events, label: str):
 
     interactive = sys.stderr.isatty()
     bar = None
+    if _torchrun_rank() > 0:
+        return run_to_end(events)
 
     def show(event) -> None:
         nonlocal bar
@@ -409,6 +420,9 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from medlabeler.engine.errors import MedlabelerError
+
+    if _torchrun_rank() > 0:  # one summary line per run, not one per process
+        sys.stdout = open(os.devnull, "w")
 
     try:
         return args.func(args)
