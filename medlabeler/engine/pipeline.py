@@ -464,6 +464,7 @@ def _run_curriculum(project, run, preprocess, make, in_channels, epochs, common,
         total.seconds += result.seconds
         total.final_loss = result.final_loss
         total.images_per_second = result.images_per_second
+        total.distributed = result.distributed
         stages.append({"name": stage.name, "method": stage.method, "pool": stage.pool, "epochs": result.epochs})
         if result.cancelled:
             total.cancelled = True
