@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -48,11 +49,19 @@ def _strategy_names() -> list[str]:
     return [*available_strategies(), *SCORE_WORDS]
 
 
+def _torchrun_rank() -> int:
+    """This process's rank under torchrun (0 outside it): only rank 0 writes and prints."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return 0
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def _open(path: str, *, readonly: bool = False):
     from medlabeler.engine.project_import import require_project
     from medlabeler.engine.store import Project
 
-    return Project.open(require_project(path), readonly=readonly)
+    # the other torchrun ranks read; rank 0 holds the writer lock and stores the result
+    return Project.open(require_project(path), readonly=readonly or _torchrun_rank() > 0)
 
 
 def _config(path: str | None) -> dict:
@@ -72,6 +81,8 @@ def drive(events, label: str):
 
     interactive = sys.stderr.isatty()
     bar = None
+    if _torchrun_rank() > 0:
+        return run_to_end(events)
 
     def show(event) -> None:
         nonlocal bar
@@ -456,6 +467,9 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from medlabeler.engine.errors import MedlabelerError
+
+    if _torchrun_rank() > 0:  # one summary line per run, not one per process
+        sys.stdout = open(os.devnull, "w")
 
     try:
         return args.func(args)

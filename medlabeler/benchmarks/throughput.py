@@ -43,8 +43,9 @@ def steady_rate(times: list[float], warmup: int, batch: int) -> float:
 
 
 def plain_loop(images, masks, *, model_args: dict, steps: int, warmup: int, batch: int, lr: float,
-               weight_decay: float, seed: int, augment_spec: str | None = None) -> float:
-    """A plain PyTorch training loop (no events, no schedule, no clipping); steady images/s."""
+               weight_decay: float, seed: int, augment_spec: str | None = None, device=None) -> float:
+    """A plain PyTorch training loop (no events, no schedule, no clipping) on the same device as
+    ours (synchronised per step on CUDA, as ours is by reading the loss); steady images/s."""
     import torch
 
     from medlabeler.engine.data.augment import augment, get_spec
@@ -52,13 +53,15 @@ def plain_loop(images, masks, *, model_args: dict, steps: int, warmup: int, batc
     from medlabeler.engine.semi.supervised import supervised_loss
 
     torch.manual_seed(seed)
-    model = build_segmenter(**model_args).train()
+    device = torch.device(device or "cpu")
+    model = build_segmenter(**model_args).to(device).train()
+    images, masks = images.to(device), masks.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     spec = get_spec(augment_spec) if augment_spec else None
     times = []
     for _ in range(steps):
-        index = torch.randint(len(images), (batch,), generator=generator)
+        index = torch.randint(len(images), (batch,), generator=generator).to(device)
         x, y = images[index], masks[index]
         if spec is not None:
             x, y = augment(x, spec, y, generator=generator)
@@ -66,6 +69,8 @@ def plain_loop(images, masks, *, model_args: dict, steps: int, warmup: int, batc
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter())
     return steady_rate(times, warmup, batch)
 
@@ -102,11 +107,14 @@ def run(args) -> int:
         batch = int(run["batch_size"])
         model_args = {"arch": "unet", "in_channels": 1, "num_classes": project.task.num_classes,
                       "features": tuple(run["features"]), "dropout": float(run["dropout"])}
+        from medlabeler.engine.training.device import pick_device
+
+        device = pick_device(run["device"])
         tensors = SampleTensors(project, Preprocess.from_config(run))
         images = torch.stack([tensors.image(s) for s in labeled])
         masks = torch.stack([tensors.mask(s, data.truth(s)) for s in labeled])
         say(f"throughput on {data.name}: {len(labeled)} labeled slices at {run['image_size']} px, batch {batch}, "
-            f"U-Net {list(run['features'])}, {warmup} warm-up + {measured} timed steps, {args.repeats} repeats")
+            f"U-Net {list(run['features'])} on {device.type}, {warmup} warm-up + {measured} timed steps, {args.repeats} repeats")
         best = {"ours": 0.0, "plain": 0.0, "plain+augment": 0.0}
         whole = 0.0
         for repeat in range(args.repeats):
@@ -115,9 +123,10 @@ def run(args) -> int:
             threads = torch.get_num_threads()
             whole = max(whole, result.images_per_second)
             plain = plain_loop(images, masks, model_args=model_args, steps=steps, warmup=warmup, batch=batch,
-                               lr=run["lr"], weight_decay=run["weight_decay"], seed=0)
+                               lr=run["lr"], weight_decay=run["weight_decay"], seed=0, device=device)
             plain_aug = plain_loop(images, masks, model_args=model_args, steps=steps, warmup=warmup, batch=batch,
-                                   lr=run["lr"], weight_decay=run["weight_decay"], seed=0, augment_spec="weak")
+                                   lr=run["lr"], weight_decay=run["weight_decay"], seed=0, augment_spec="weak",
+                                   device=device)
             for name, value in (("ours", ours), ("plain", plain), ("plain+augment", plain_aug)):
                 best[name] = max(best[name], value)
                 rows.append({"benchmark": "train", "loop": name, "repeat": repeat, "images_per_second": value,

@@ -105,8 +105,9 @@ def _preprocess(run: dict):
 
 def _device(run: dict):
     from medlabeler.engine.training.device import cap_threads, pick_device
+    from medlabeler.engine.training.distributed import prepare_device
 
-    device = pick_device(run["device"])
+    device = prepare_device(pick_device(run["device"]))  # under torchrun: this rank's GPU
     if device.type == "cpu" and run["cap_threads"]:
         cap_threads(leave_one=True)
     return device
@@ -181,11 +182,15 @@ def _forward(gen, held: list):
 def _save_version(project, *, method_label: str, state: dict, record: dict, metrics: dict,
                   parent: int | None, activate: bool):
     from medlabeler.engine.training.checkpoint import save_weights
+    from medlabeler.engine.training.distributed import on_main
 
-    with tempfile.TemporaryDirectory(prefix=".train-", dir=project.root) as tmp:
-        path = save_weights(Path(tmp) / "weights.safetensors", state, record)
-        return project.add_model(method=method_label, weights_file=path, record=record,
-                                 metrics=_finite(metrics), parent=parent, activate=activate)
+    def save():
+        with tempfile.TemporaryDirectory(prefix=".train-", dir=project.root) as tmp:
+            path = save_weights(Path(tmp) / "weights.safetensors", state, record)
+            return project.add_model(method=method_label, weights_file=path, record=record,
+                                     metrics=_finite(metrics), parent=parent, activate=activate)
+
+    return on_main(save)  # under torchrun rank 0 alone writes; every rank gets the version
 
 
 def _model_args_match(a: dict, b: dict, keys=("task", "arch", "in_channels", "features", "stem")) -> bool:
@@ -308,7 +313,7 @@ def train_project(project, *, method: str = "supervised", init=None, epochs: int
         "metrics": _finite(result.metrics), "monitor": result.monitor,
         "run": {"steps": result.steps, "epochs": result.epochs, "seconds": round(result.seconds, 2),
                 "images_per_second": round(result.images_per_second, 2), "best_step": result.best_step,
-                "device": str(device), "batch_size": result.batch_size},
+                "device": str(device), "batch_size": result.batch_size, "distributed": result.distributed},
     }
     import medlabeler
 
@@ -397,7 +402,8 @@ def pretrain_project(project, *, method: str = "simclr", epochs: int | None = No
         "n_labels": 0, "data": {"images": len(images), "splits": list(run["pretrain_splits"])},
         "metrics": _finite(metrics),
         "run": {"steps": result.steps, "epochs": result.epochs, "seconds": round(result.seconds, 2),
-                "images_per_second": round(result.images_per_second, 2), "device": str(device)},
+                "images_per_second": round(result.images_per_second, 2), "device": str(device),
+                "distributed": result.distributed},
         "medlabeler_version": medlabeler.__version__,
     }
     version = _save_version(project, method_label=f"pretrain:{method}", state=learner.encoder_state(),
@@ -458,6 +464,7 @@ def _run_curriculum(project, run, preprocess, make, in_channels, epochs, common,
         total.seconds += result.seconds
         total.final_loss = result.final_loss
         total.images_per_second = result.images_per_second
+        total.distributed = result.distributed
         stages.append({"name": stage.name, "method": stage.method, "pool": stage.pool, "epochs": result.epochs})
         if result.cancelled:
             total.cancelled = True

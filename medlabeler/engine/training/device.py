@@ -51,8 +51,10 @@ def amp_plan(device: torch.device, amp: bool | None = None) -> AmpPlan:
 
 
 def cap_threads(leave_one: bool = True) -> int:
-    """Limit torch's CPU threads so the GUI keeps a core: max(1, cpus - 1). Returns the count."""
+    """Limit torch's CPU threads so the GUI keeps a core: max(1, cpus - 1), the cpus divided among
+    the processes torchrun started on this node. Returns the count."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))  # torchrun: share the node
     threads = max(1, cpus - 1) if leave_one else max(1, cpus)
     torch.set_num_threads(threads)
     return threads

@@ -52,6 +52,7 @@ class RunResult:
     batch_size: int = 0
     version: int | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    distributed: dict[str, Any] | None = None  # torchrun runs: world size, samples of each rank
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -21,6 +21,7 @@ from torch import nn
 
 from medlabeler.engine.errors import TrainingError
 
+from . import distributed
 from .cancel import CancelToken
 from .checkpoint import load_resume_point, save_resume_point
 from .device import amp_plan, deterministic, pick_device, seed_everything
@@ -129,7 +130,7 @@ def fit(
     (a curriculum stage that plateaued).
     """
     cancel = CancelToken() if cancel is None else cancel
-    device = device if isinstance(device, torch.device) else pick_device(device)
+    device = distributed.prepare_device(device if isinstance(device, torch.device) else pick_device(device))
     task = getattr(method, "task", "classification")
     name = getattr(method, "name", type(method).__name__)
     monitor = monitor or ("dice" if task == "segmentation" else "auc")
@@ -144,6 +145,8 @@ def fit(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     unlabeled_batch_size = unlabeled_batch_size or batch_size
+    # under torchrun each rank draws from its own part (so an epoch is a pass over all ranks' parts)
+    labeled, unlabeled = distributed.shard(labeled, seed), distributed.shard(unlabeled, seed + 1)
     primary, primary_batch = (labeled, batch_size) if uses_labels else (unlabeled, unlabeled_batch_size)
     steps_per_epoch = steps_per_epoch or max(1, math.ceil(len(primary) / primary_batch))
     if steps is not None:
@@ -173,6 +176,9 @@ def fit(
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    training_step = distributed.wrap(method, params, device).step
+    if distributed.rank():  # other ranks: other augmentations (rank 0 repeats a 1-process run)
+        seed_everything(seed + start_step + 7919 * distributed.rank())
     plan = amp_plan(device, amp)
     scaler = torch.amp.GradScaler(device.type, enabled=plan.scaler)
     warmup = warmup_steps_for(total_steps, warmup_fraction)
@@ -210,8 +216,8 @@ def fit(
                 batch = batches.next(device)
                 optimizer.zero_grad(set_to_none=True)
                 with plan.autocast(device):
-                    loss, logs = method.training_step(batch, step / total_steps)
-                loss_value = float(loss.detach().float())
+                    loss, logs = training_step(batch, step / total_steps)
+                loss_value = distributed.mean(loss)  # the same on all ranks, so all stop on a NaN
                 if not math.isfinite(loss_value):
                     raise TrainingError(
                         f"training of {name!r} stopped: the loss became {loss_value} at step {step + 1} "
@@ -228,6 +234,10 @@ def fit(
             except Exception as exc:
                 if not _is_out_of_memory(exc):
                     raise
+                if distributed.active():  # the ranks cannot change batch size in step
+                    raise TrainingError(
+                        f"training of {name!r} ran out of {device.type} memory on rank {distributed.rank()} "
+                        f"with batch size {batches.batch_size} per process; set a smaller batch_size") from None
                 batch = loss = None
                 optimizer.zero_grad(set_to_none=True)
                 _free_device_memory(device)
@@ -264,9 +274,11 @@ def fit(
             epoch_loss, epoch_batches = 0.0, 0
             result.epochs = epoch
             stop_early = bool(on_epoch_end(epoch, mean_loss)) if on_epoch_end is not None else False
+            stop_early = distributed.broadcast(stop_early)
             if stop_early:
                 total_steps = step
-            if evaluate is not None and (epoch % max(1, eval_every) == 0 or step == total_steps):
+            validate = evaluate is not None and distributed.is_main()  # rank 0 keeps the best weights
+            if validate and (epoch % max(1, eval_every) == 0 or step == total_steps):
                 if cancel.is_set():
                     result.cancelled = True
                     break
@@ -279,7 +291,7 @@ def fit(
                     result.best_metrics, result.best_step = metrics, step
                 yield Event("metric", step=step, total_steps=total_steps, epoch=epoch, metrics=metrics,
                             message=f"validation {monitor} {metrics.get(monitor, math.nan):.4f}")
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None and distributed.is_main():
                 path = save_resume_point(Path(checkpoint_dir) / RESUME_FILE, method, step=step, epoch=epoch,
                                          seed=seed, total_steps=total_steps, extra={"method": name})
                 yield Event("checkpoint", step=step, total_steps=total_steps, epoch=epoch, message=str(path))
@@ -291,6 +303,9 @@ def fit(
     result.steps, result.total_steps = step, total_steps
     result.seconds = time.perf_counter() - started
     result.images_per_second = images_seen / max(result.seconds, 1e-9)
+    result.distributed = distributed.run_summary(params, labeled=labeled, unlabeled=unlabeled)
+    if result.distributed:
+        yield Event("log", step=step, total_steps=total_steps, message=distributed.describe(result.distributed))
     if restore_best and best_state is not None and not result.cancelled:
         predictor.load_state_dict(best_state)
     method.eval()

@@ -1,0 +1,81 @@
+"""Two-process DDP training from the real CLI (torchrun, gloo on CPU) on a tiny real project."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medlabeler.engine.store import Project
+from medlabeler.engine.training import distributed
+
+from .test_pipeline_datasets import make_seg_project
+
+CONFIG = {"cap_threads": False, "image_size": 32, "features": [8, 16, 32], "batch_size": 2,
+          "unlabeled_batch_size": 2, "lr": 3e-3, "device": "cpu"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "medlabeler", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def project_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    make_seg_project(root, n=4, depth=6, label_fraction=0.5).close()
+    (root / "config.json").write_text(json.dumps(CONFIG))
+    return root
+
+
+def test_two_gloo_processes_train_one_model_version_on_different_samples(project_dir):
+    project = project_dir / "project"
+    with Project.open(project, readonly=True) as reader:  # e.g. an app watching the same folder
+        assert reader.models() == []
+        run = torchrun("train", str(project), "--method", "mean-teacher", "--epochs", "2",
+                       "--config", str(project_dir / "config.json"))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert [m.version for m in reader.models()] == [1]  # sees the version another process wrote
+    assert len(re.findall(r"^trained mean-teacher: model v1\b", run.stdout, re.M)) == 1  # rank 0 alone prints
+    losses = [float(x) for x in re.findall(r"epoch \d+, loss ([-\w.]+)", run.stderr)]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    with Project.open(project, readonly=True) as store:
+        models = store.models()
+        assert [m.version for m in models] == [1] and store.active_model().version == 1
+        summary = models[0].record["run"]["distributed"]
+        labeled = {s.id for s in store.samples(split="train", labeled=True)}
+        unlabeled = {s.id for s in store.samples(split="train", labeled=False)}
+    assert summary["world_size"] == 2 and summary["backend"] == "gloo" and summary["weights_agree"]
+    for name, pool in (("labeled", labeled), ("unlabeled", unlabeled)):
+        rank0, rank1 = map(set, summary[name])
+        assert rank0 and rank1 and not rank0 & rank1, (name, summary[name])
+        assert rank0 | rank1 == pool  # every sample was drawn by one rank
+    assert f"rank 1 drew {len(summary['labeled'][1])} labeled samples" in run.stderr
+
+
+def test_only_rank_zero_needs_the_writer_lock(project_dir):
+    """Rank 0 fails at once with the lock holder named when another writer has the project."""
+    with Project.open(project_dir / "project"):
+        run = torchrun("pretrain", str(project_dir / "project"), "--method", "simclr", "--epochs", "1",
+                       "--config", str(project_dir / "config.json"))
+    assert run.returncode != 0
+    assert "project is open for writing in another app (pid" in run.stderr
+
+
+def test_outside_torchrun_everything_is_a_plain_run():
+    assert not distributed.active() and distributed.world_size() == 1 and distributed.is_main()
+    data = list(range(5))
+    assert distributed.shard(data, seed=0) is data
+    assert distributed.on_main(lambda: 7) == 7 and distributed.broadcast("x") == "x"
+    assert distributed.mean(torch.tensor(2.5)) == 2.5
+    assert distributed.run_summary([torch.zeros(1)]) is None
