@@ -52,6 +52,7 @@ class RunResult:
     batch_size: int = 0
     version: int | None = None
     record: dict[str, Any] = field(default_factory=dict)
+    decision: Any = None  # engine.promotion.Decision of a stored training run (promoted or kept)
 
     @property
     def metrics(self) -> dict[str, float]:
