@@ -207,8 +207,29 @@ def cmd_train(args) -> int:
     if init and init.isdigit():
         init = int(init)
     with _open(args.project) as project:
-        result = drive(train_project(project, method=args.method, init=init, epochs=args.epochs, config=config), f"train {args.method}")
-    print(f"trained {args.method}: {_result_text(result)}")
+        result = drive(train_project(project, method=args.method, init=init, epochs=args.epochs, steps=args.steps,
+                                     budget_s=args.budget_s, config=config), f"train {args.method or 'recommended'}")
+    method = (result.record or {}).get("method", args.method) if result is not None else args.method
+    print(f"trained {method}: {_result_text(result)}")
+    decision = getattr(result, "decision", None)
+    if decision is not None:
+        print(("promoted: " if decision.promoted else "kept: ") + decision.message)
+    return 0
+
+
+def cmd_learn(args) -> int:
+    from medlabeler.engine.learn_loop import learn
+
+    with _open(args.project) as project:
+        def show(event) -> None:
+            if event.kind in ("phase", "decision", "failed", "scored", "pretrained"):
+                print(f"learn: {event.message}", file=sys.stderr if event.kind == "phase" else sys.stdout, flush=True)
+
+        from medlabeler.engine.training.events import run_to_end
+
+        summary = run_to_end(learn(project, new_labels=args.new_labels, budget_s=args.budget_s,
+                                   until_idle=True), show)
+    print(f"learn: {summary.text()}")
     return 0
 
 
@@ -376,11 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on the labels (and unlabeled images for semi-supervised methods)")
     p.add_argument("project")
-    p.add_argument("--method", default="supervised", choices=_Registered(lambda: _method_names("train")))
+    p.add_argument("--method", default=None, choices=_Registered(lambda: _method_names("train")),
+                   help="default: the recommended method (engine/recommended.py)")
     p.add_argument("--init", help="'pretrained' or a model version to start from")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recommended budget)")
+    p.add_argument("--budget-s", type=float, default=None, help="stop cleanly after this many seconds")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the labeled set instead of --steps")
     p.add_argument("--config", help="JSON file of method/training options")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("learn", help="the app's learning loop without a display: pretrain if recommended, "
+                                     "train a candidate when labels arrived, promote it only if validation "
+                                     "does not drop, re-score the pool; stops when idle or at --budget-s")
+    p.add_argument("project")
+    p.add_argument("--budget-s", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--new-labels", type=int, default=3, help="labels that trigger a new candidate (default 3)")
+    p.set_defaults(func=cmd_learn)
 
     p = sub.add_parser("predict", help="write predictions of the active model")
     p.add_argument("project")

@@ -15,14 +15,18 @@ from medlabeler.engine.errors import ProjectError
 
 
 def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str = "train",
-                  batch_size: int = 16) -> Generator[Any, None, dict]:
+                  batch_size: int = 16, chunk_writes: bool = False) -> Generator[Any, None, dict]:
     """Score every unlabeled sample of ``split`` with the active model; yields progress events.
+
+    One forward pass per sample gives probabilities and embeddings together (MC dropout needs
+    its own passes). With ``chunk_writes`` each batch's scores are stored as soon as they exist,
+    so the queue re-ranks on them while the rest of a large pool is scored.
 
     Returns {"scored", "model_version", "samples_per_second", "cancelled"}. Scores and encoder
     embeddings are written with the model version, so older scores become visibly stale.
     """
     from medlabeler.engine.active.scoring import score_pool, write_embeddings_to_project, write_scores_to_project
-    from medlabeler.engine.pipeline import embed_samples, load_model, predict_samples
+    from medlabeler.engine.pipeline import embed_samples, load_model, predict_samples, predict_with_features
 
     bundle = load_model(project)
     version = bundle[2].version
@@ -34,15 +38,22 @@ def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str
     batch = batch_size if project.task.kind == "classification" or same_shape else 1
 
     def predict_fn(ids: list[int]):
+        if not mc_passes:  # one forward pass gives both the probabilities and the embeddings
+            rows = list(predict_with_features(project, ids, model_bundle=bundle, batch_size=batch_size))
+            return np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows])
         probs = np.stack([p for _, p in predict_samples(project, ids, mc_samples=mc_passes, model_bundle=bundle)])
-        if mc_passes:
-            probs = np.swapaxes(probs, 0, 1)  # (N, T, C, ...) -> (T, N, C, ...)
+        probs = np.swapaxes(probs, 0, 1)  # (N, T, C, ...) -> (T, N, C, ...)
         _, features = embed_samples(project, ids, model_bundle=bundle)
         return probs, features
 
+    def store_chunk(scores: dict) -> None:  # the queue ranks what is scored so far
+        write_scores_to_project(project, version, scores)
+
     result = yield from score_pool(predict_fn, [s.id for s in samples], task=project.task.kind,
-                                   mc_passes=mc_passes, batch_size=batch, cancel=cancel)
-    write_scores_to_project(project, version, result.scores)
+                                   mc_passes=mc_passes, batch_size=batch, cancel=cancel,
+                                   on_chunk=store_chunk if chunk_writes else None)
+    if not chunk_writes:
+        write_scores_to_project(project, version, result.scores)
     if result.embeddings:
         # Labeled samples are k-center's starting centres: embed them with the same model.
         labeled_ids, features = embed_samples(project, [s.id for s in project.samples(labeled=True)], model_bundle=bundle)

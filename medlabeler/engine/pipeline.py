@@ -243,13 +243,47 @@ def _apply_init(project, method, init, model_args: dict):
 # --- training ---------------------------------------------------------------------------------
 
 
-def train_project(project, *, method: str = "supervised", init=None, epochs: int | None = None,
-                  config: dict | None = None, cancel=None) -> Generator:
-    """Train `method` on the project's labeled train split (plus unlabeled images for
-    semi-supervised methods), validate on val, store the best weights as a new active model
-    version. `init`: None (random), "pretrained" (the newest pretraining's encoder) or a model
-    version (its weights, or its encoder when the classes changed). Yields Events; returns a
-    RunResult whose `version` is the new model version (None when cancelled)."""
+def _budget_config(config: dict | None, rec_config: dict, epochs: int | None, steps: int | None) -> dict:
+    """The run config with the run length settled: explicit `steps`/`epochs` first, then the
+    config's, else the recommended step budget. Validation then runs about 10 times a run (not
+    after every pass over a handful of labels)."""
+    config = dict(config or {})
+    for key, value in rec_config.items():
+        if key not in ("steps", "epochs"):
+            config.setdefault(key, value)
+    if steps is not None:
+        config["steps"] = int(steps)
+    elif epochs is None and config.get("steps") is None and config.get("epochs") is None:
+        if rec_config.get("steps") is not None:
+            config["steps"] = int(rec_config["steps"])
+    if config.get("steps") is not None and config.get("steps_per_epoch") is None and epochs is None:
+        config["steps_per_epoch"] = max(1, int(config["steps"]) // 10)
+    return config
+
+
+def _deadline(budget_s: float | None):
+    if budget_s is None:
+        return None
+    import time
+
+    end = time.monotonic() + float(budget_s)
+    return lambda: time.monotonic() >= end
+
+
+def train_project(project, *, method: str | None = None, init=None, epochs: int | None = None,
+                  steps: int | None = None, budget_s: float | None = None, config: dict | None = None,
+                  cancel=None, promote: bool = True, tolerance: float | None = None) -> Generator:
+    """Train `method` (None: the recommended one, engine.recommended) on the project's labeled
+    train split (plus unlabeled images for semi-supervised methods), validate on val, and store
+    the best weights as a new CANDIDATE model version; with `promote` it becomes active only if
+    engine.promotion says so (never a regression on the current validation labels).
+
+    Run length: `steps` optimizer steps (default: the recommended budget), or `epochs` passes
+    over the labeled set when given; `budget_s` seconds end the run cleanly at the next step.
+    `init`: None (random), "pretrained" (the newest pretraining's encoder) or a model version
+    (its weights, or its encoder when the classes changed). Yields Events; returns a RunResult
+    whose `version` is the new model version (None when cancelled) and `decision` the
+    promotion decision."""
     from medlabeler.engine.data.datasets import build_project_data
     from medlabeler.engine.methods import build_method
     from medlabeler.engine.training.device import seed_everything
@@ -257,9 +291,16 @@ def train_project(project, *, method: str = "supervised", init=None, epochs: int
     from medlabeler.engine.training.evaluate import evaluate_model
     from medlabeler.engine.training.loop import fit
 
+    from medlabeler.engine.recommended import recommended
+
     task = project.task
     if not (init in (None, "", "none", "scratch", "pretrained") or str(init).isdigit()):
         raise TrainingError(f"init must be None, 'pretrained' or a model version, not {init!r}")
+    rec = recommended(task.kind, spatial_dims=3 if task.unit == "image" and _has_volumes(project) else 2,
+                      gpu=_gpu_wanted(config))
+    method = method or rec.method
+    config = _budget_config(config, rec.config if method == rec.method else
+                            {k: v for k, v in rec.config.items() if k in ("steps",)}, epochs, steps)
     run, method_cfg = resolve_config(config, method, epochs=epochs, seed=getattr(task, "seed", 0))
     device = _device(run)
     preprocess = _preprocess(run)
@@ -296,7 +337,7 @@ def train_project(project, *, method: str = "supervised", init=None, epochs: int
         weight_decay=run["weight_decay"], warmup_fraction=run["warmup_fraction"],
         max_grad_norm=run["max_grad_norm"], device=device, amp=run["amp"], cancel=cancel, seed=run["seed"],
         eval_fn=eval_fn, eval_every=run["eval_every"], names=names, checkpoint_dir=run["checkpoint_dir"],
-        resume_from=run["resume_from"]), held)
+        resume_from=run["resume_from"], stop_when=_deadline(budget_s)), held)
     if result.cancelled:
         yield Event("done", step=result.steps, total_steps=result.total_steps, epoch=result.epochs,
                     message="cancelled: nothing saved, the previous model stays active")
@@ -319,12 +360,34 @@ def train_project(project, *, method: str = "supervised", init=None, epochs: int
 
     record["medlabeler_version"] = medlabeler.__version__
     version = _save_version(project, method_label=method, state=learner.predictor().state_dict(),
-                            record=record, metrics=result.metrics, parent=parent, activate=True)
+                            record=record, metrics=result.metrics, parent=parent, activate=False)
     result.version, result.record = version.version, record
     done = held[-1] if held else Event("done")
-    done.message = f"saved model v{version.version}"
+    done.message = f"saved candidate v{version.version}"
+    if promote:
+        from medlabeler.engine.promotion import TOLERANCE, promote_or_keep
+
+        yield Event("log", step=result.steps, total_steps=result.total_steps,
+                    message=f"validating candidate v{version.version} against the active model")
+        result.decision = promote_or_keep(project, version.version, device=device,
+                                          tolerance=TOLERANCE if tolerance is None else tolerance)
+        done.message = result.decision.message
     yield done
     return result
+
+
+def _has_volumes(project) -> bool:
+    samples = project.samples()
+    return bool(samples) and bool(samples[0].is_volume) and samples[0].slice_index is None
+
+
+def _gpu_wanted(config: dict | None) -> bool:
+    device = str((config or {}).get("device", DEFAULTS["device"]))
+    if device == "cpu":
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _pretrain_images(project, run: dict, preprocess, pool: str = "all"):
@@ -346,11 +409,12 @@ def _pretrain_images(project, run: dict, preprocess, pool: str = "all"):
 
 
 def pretrain_project(project, *, method: str = "simclr", epochs: int | None = None, config: dict | None = None,
-                     cancel=None) -> Generator:
+                     cancel=None, stop_when=None) -> Generator:
     """Self-supervised pretraining on the project's images (labels unused): "simclr", "pcl",
     "gravis", or "curriculum" (stages over data pools with augmentation ramps, see
     ssl.curriculum). Stores the encoder as a model version with method "pretrain:<name>" (not
-    activated: `train_project(init="pretrained")` picks it up). Returns a RunResult."""
+    activated: `train_project(init="pretrained")` picks it up). `stop_when()` True ends the run
+    cleanly at the next step (a budget or a plateau; not for curricula). Returns a RunResult."""
     from medlabeler.engine.methods import build_method
     from medlabeler.engine.training.device import seed_everything
     from medlabeler.engine.training.events import Event
@@ -386,7 +450,7 @@ def pretrain_project(project, *, method: str = "simclr", epochs: int | None = No
         yield Event("log", message=f"pretraining {method} ({arch}) on {len(images)} images")
         result = yield from _forward(fit(learner, unlabeled=images, epochs=run["epochs"], steps=run["steps"],
                                          steps_per_epoch=run["steps_per_epoch"], resume_from=run["resume_from"],
-                                         **common), held)
+                                         stop_when=stop_when, **common), held)
     if result.cancelled:
         yield Event("done", step=result.steps, total_steps=result.total_steps, epoch=result.epochs,
                     message="cancelled: nothing saved")
@@ -552,6 +616,35 @@ def predict_samples(project, sample_ids: Iterable[int], version: int | None = No
             if record["task"] == "segmentation":
                 p = tensors.geometry(sample).to_original(p)
             yield sample.id, p.numpy().astype(np.float32)
+
+
+def predict_with_features(project, sample_ids: Iterable[int], version: int | None = None, *, batch_size: int = 8,
+                          device=None, model_bundle=None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(sample_id, probabilities at the sample's own size, pooled encoder features) per sample,
+    from one forward pass (active-learning scoring). Native-resolution ("crop") models fall back
+    to a sliding-window pass plus a feature pass."""
+    import torch
+
+    from medlabeler.engine.data.datasets import SampleTensors
+    from medlabeler.engine.inference.predict import predict_features, predict_probs, predict_probs_and_features
+
+    model, record, _mv = model_bundle or load_model(project, version, device)
+    tensors = SampleTensors(project, preprocess_from_record(record), cache_mb=0)
+    roi = _roi(record, tensors.preprocess)
+    ids = list(sample_ids)
+    step = 1 if roi is not None else max(1, batch_size)
+    for start in range(0, len(ids), step):
+        chunk = [project.sample(i) for i in ids[start:start + step]]
+        x = torch.stack([tensors.image(s) for s in chunk])
+        if roi is not None:
+            probs = predict_probs(model, x, batch_size=batch_size, roi_size=roi)
+            feats = predict_features(model, x, batch_size=batch_size)
+        else:
+            probs, feats = predict_probs_and_features(model, x, batch_size=batch_size)
+        for sample, p, f in zip(chunk, probs, feats):
+            if record["task"] == "segmentation":
+                p = tensors.geometry(sample).to_original(p)
+            yield sample.id, p.numpy().astype(np.float32), f.numpy().astype(np.float32)
 
 
 def embed_samples(project, sample_ids: Iterable[int], version: int | None = None, *, batch_size: int = 16,

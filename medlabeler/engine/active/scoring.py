@@ -120,6 +120,7 @@ def score_pool(
     keep_maps: bool = False,
     map_score: str = "entropy",
     clock: Callable[[], float] = time.perf_counter,
+    on_chunk: Callable[[dict[int, dict[str, float]]], None] | None = None,
 ) -> Generator[ScoringEvent, None, ScoringResult]:
     """Score `sample_ids` batch by batch; yields progress, returns a `ScoringResult`.
 
@@ -129,6 +130,7 @@ def score_pool(
     `foreground_only`. `keep_maps` keeps each sample's [0, 1] `map_score` map for the viewer
     (memory grows with the pool: use it for the batch on screen, not a whole large pool).
     `cancel` is checked before each batch; a cancelled pass returns what it finished.
+    `on_chunk(scores of the batch)` runs after each batch (to store scores as they arrive).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}; got {task!r}")
@@ -172,6 +174,8 @@ def score_pool(
         if feat is not None:
             f = _to_numpy(feat).reshape(len(batch), -1)
             feats.update({sid: f[j] for j, sid in enumerate(batch)})
+        if on_chunk is not None:
+            on_chunk({sid: scores[sid] for sid in batch})
         done += len(batch)
         yield ScoringEvent("progress", done, total, rate(), f"scored {done}/{total}")
     seconds = clock() - start

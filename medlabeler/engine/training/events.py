@@ -53,6 +53,7 @@ class RunResult:
     version: int | None = None
     record: dict[str, Any] = field(default_factory=dict)
     distributed: dict[str, Any] | None = None  # torchrun runs: world size, samples of each rank
+    decision: Any = None  # engine.promotion.Decision of a stored training run (promoted or kept)
 
     @property
     def metrics(self) -> dict[str, float]:

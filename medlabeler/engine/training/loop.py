@@ -115,6 +115,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume_from: str | Path | None = None,
     on_epoch_end: Callable[[int, float], bool | None] | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> Generator[Event, None, RunResult]:
     """Train `method` (a `Method`: training_step/after_optimizer_step/predictor).
 
@@ -127,7 +128,8 @@ def fit(
     "dice" / "auc"). `checkpoint_dir` gets a resume point after every epoch; `resume_from`
     continues from one (weights + step; the optimiser restarts, the schedule continues).
     `on_epoch_end(epoch, mean_loss)` runs after each epoch; returning True ends the run there
-    (a curriculum stage that plateaued).
+    (a curriculum stage that plateaued). `stop_when()` is asked after every step; True ends the
+    run cleanly there, validated and kept like a finished one (a time budget ran out).
     """
     cancel = CancelToken() if cancel is None else cancel
     device = distributed.prepare_device(device if isinstance(device, torch.device) else pick_device(device))
@@ -265,6 +267,8 @@ def fit(
                         lr=optimizer.param_groups[0]["lr"], metrics=dict(logs or {}),
                         images_per_second=n_images / seconds)
             result.final_loss = loss_value
+            if step < total_steps and stop_when is not None and stop_when():
+                total_steps = step  # the budget ran out: close this epoch, validate, stop
             if step % steps_per_epoch and step != total_steps:
                 continue
             yield Event("epoch", step=step, total_steps=total_steps, epoch=epoch,

@@ -1,0 +1,371 @@
+"""The learning loop: keeps the active model improving while someone labels, and never makes it worse.
+
+    control = LoopControl()
+    for event in learn(project, control=control):   # on a worker thread (the app) or `medlabeler learn`
+        ...                                           # event.kind: see LoopEvent
+
+What it does, one job at a time:
+1. When the recommended pipeline pretrains (engine.recommended) and the project has no pretrained
+   encoder, pretrain one, up to the recommended budget, `pretrain_budget_s`, or a loss plateau.
+2. Whenever `new_labels` labels were saved since the newest model (default 3), or a retrain is
+   requested, train a candidate with the recommended method, warm-started from the active model
+   (or from the pretrained encoder / scratch when there is none), validate it on the current
+   validation labels together with the active model and promote or keep it (engine.promotion).
+3. After a promotion, re-score the unlabeled pool in chunks (one forward pass per sample); the
+   scores of each chunk are stored at once, so the queue re-ranks on them as they arrive.
+
+Pausing suspends the loop between steps (a paused training run simply waits; nothing is lost);
+`cancel` stops it at the next step, and a cancelled or failed run leaves the active model. The
+generator never blocks for long: while idle or paused it yields a heartbeat event every
+`poll_s` seconds, so its driver can stop it at any time. No Qt here: the app drives it on a
+worker thread, `medlabeler learn` drives it in a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from medlabeler.engine.errors import MedlabelerError
+
+#: New labels (saved since the newest model) that start a new candidate.
+NEW_LABELS = 3
+#: Consecutive pretraining epochs without a 1% loss improvement that count as a plateau.
+PLATEAU_EPOCHS = 3
+
+
+class LoopControl:
+    """Thread-safe switches of a running loop: pause/resume, retrain now, cancel."""
+
+    def __init__(self) -> None:
+        from medlabeler.engine.training.cancel import CancelToken
+
+        self.token = CancelToken()  # handed to the training runs: cancel stops them at the next step
+        self._running = threading.Event()
+        self._running.set()
+        self._retrain = threading.Event()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def request_retrain(self) -> None:
+        self._retrain.set()
+
+    def take_retrain(self) -> bool:
+        requested = self._retrain.is_set()
+        self._retrain.clear()
+        return requested
+
+    def cancel(self) -> None:
+        self.token.cancel()
+        self._running.set()  # a paused loop wakes up to stop
+
+    @property
+    def cancelled(self) -> bool:
+        return self.token.is_set()
+
+
+@dataclass
+class LoopEvent:
+    """One report of the loop (plain data, safe to pass to another thread).
+
+    kind: "phase" (what the loop does now: `phase` is idle | paused | pretraining | training |
+    scoring | stopped), "train" / "pretrain" (a run's progress: `run_event` is the training
+    Event), "decision" (`decision`: engine.promotion.Decision), "pretrained", "scored" (a chunk
+    of scores stored: `done`/`total`), "failed" (a run raised; the active model stays).
+    """
+
+    kind: str
+    phase: str = ""
+    message: str = ""
+    progress: float | None = None
+    run_event: Any = None
+    decision: Any = None
+    done: int = 0
+    total: int = 0
+    labels_since_model: int = 0
+    active_version: int | None = None
+    version: int | None = None
+
+
+@dataclass
+class LoopSummary:
+    """What `learn` returns: its decisions, in order, and the time it ran."""
+
+    decisions: list = field(default_factory=list)
+    pretrained: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    def text(self) -> str:
+        promoted = sum(1 for d in self.decisions if d.promoted)
+        parts = [f"{len(self.decisions)} candidates, {promoted} promoted"]
+        if self.pretrained:
+            parts.append(f"pretrained v{self.pretrained[-1]}")
+        if self.failures:
+            parts.append(f"{len(self.failures)} failed runs")
+        parts.append(f"{self.seconds:.0f} s" + (", cancelled" if self.cancelled else ""))
+        return ", ".join(parts)
+
+
+# --- label bookkeeping ----------------------------------------------------------------------------
+
+
+def newest_model(project):
+    """The newest trained model version (candidate or active), None before the first."""
+    trained = [m for m in project.models() if not m.method.startswith("pretrain:")]
+    return trained[-1] if trained else None
+
+
+def labels_since_model(project) -> int:
+    """Labels saved (or changed) after the newest trained model was stored, in every split."""
+    model = newest_model(project)
+    labeled = project.samples(labeled=True)
+    if model is None:
+        return len(labeled)
+    count = 0
+    for sample in labeled:
+        label = project.label(sample.id)
+        if label is not None and label.created > model.created:
+            count += 1
+    return count
+
+
+def _has_train_labels(project) -> bool:
+    return bool(project.samples(split="train", labeled=True))
+
+
+def _pretrained(project):
+    versions = [m for m in project.models() if m.method.startswith("pretrain:")]
+    return versions[-1] if versions else None
+
+
+def recommendation(project, config: dict | None = None):
+    from medlabeler.engine.pipeline import _gpu_wanted, _has_volumes
+    from medlabeler.engine.recommended import recommended
+
+    dims = 3 if project.task.unit == "image" and _has_volumes(project) else 2
+    return recommended(project.task.kind, spatial_dims=dims, gpu=_gpu_wanted(config))
+
+
+# --- the loop -------------------------------------------------------------------------------------
+
+
+def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_LABELS,
+          budget_s: float | None = None, run_budget_s: float | None = None, pretrain_budget_s: float | None = None,
+          config: dict | None = None, until_idle: bool = False, poll_s: float = 0.25, score: bool = True,
+          clock: Callable[[], float] = time.monotonic) -> Generator[LoopEvent, None, LoopSummary]:
+    """Run the learning loop until cancelled, `budget_s` seconds passed, or (with `until_idle`)
+    nothing is left to do. `config`: run-config overrides for every run (tests and benchmarks use
+    tiny models); `run_budget_s`: seconds per training run. Yields LoopEvents; returns a LoopSummary."""
+    control = control or LoopControl()
+    summary = LoopSummary()
+    started = clock()
+    rec = recommendation(project, config)
+
+    def out_of_time() -> bool:
+        return budget_s is not None and clock() - started >= budget_s
+
+    def remaining(limit: float | None) -> float | None:
+        left = None if budget_s is None else max(0.0, budget_s - (clock() - started))
+        if limit is None:
+            return left
+        return limit if left is None else min(limit, left)
+
+    tried_at: tuple | None = None  # the label state of the last failed run: not retried until it changes
+    idle_reported: int | None = None  # labels since the model when "idle" was last reported in words
+    paused_reported = False
+    try:
+        while not control.cancelled and not out_of_time():
+            if control.paused:
+                if not paused_reported:
+                    yield _phase(project, "paused", "learning paused")
+                    paused_reported = True
+                else:
+                    yield LoopEvent("phase", phase="paused")
+                _sleep(poll_s, control)
+                continue
+            paused_reported = False
+            if rec.pretrain and _pretrained(project) is None:
+                version = yield from _pretrain(project, rec, control, remaining(pretrain_budget_s), config, summary)
+                if version is None and not control.cancelled:
+                    rec = _without_pretraining(rec)  # it failed: train without it rather than retry forever
+                continue
+            since = labels_since_model(project)
+            retrain = control.take_retrain()
+            state = (since, len(project.samples(labeled=True)))
+            due = _has_train_labels(project) and (retrain or since >= new_labels
+                                                  or (newest_model(project) is None and since > 0))
+            if due and (retrain or state != tried_at):
+                idle_reported = None
+                decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
+                                                       since, summary)
+                if decision is None:
+                    tried_at = state
+                    continue
+                if decision.promoted and score and not control.cancelled:
+                    yield from _rescore(project, control)
+                continue
+            if until_idle:
+                break
+            if idle_reported != since:
+                if _has_train_labels(project):
+                    text = (f"waiting for labels: {since} since the last model, "
+                            f"{max(1, new_labels - since)} more start a candidate")
+                else:
+                    text = "waiting for labels: label a training sample to start"
+                yield _phase(project, "idle", text)
+                idle_reported = since
+            else:
+                yield LoopEvent("phase", phase="idle", labels_since_model=since)
+            _sleep(poll_s, control)
+    finally:
+        summary.seconds = clock() - started
+        summary.cancelled = control.cancelled
+    yield _phase(project, "stopped", "learning stopped" + (" (cancelled)" if control.cancelled else ""))
+    return summary
+
+
+def _sleep(seconds: float, control: LoopControl) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not control.cancelled:
+        time.sleep(min(0.05, seconds))
+
+
+def _phase(project, phase: str, message: str) -> LoopEvent:
+    active = project.active_model()
+    return LoopEvent("phase", phase=phase, message=message, labels_since_model=labels_since_model(project),
+                     active_version=active.version if active else None)
+
+
+def _without_pretraining(rec):
+    from dataclasses import replace
+
+    return replace(rec, pretrain=None, init=None if rec.init == "pretrained" else rec.init)
+
+
+def _paused_wait(control: LoopControl) -> Generator[LoopEvent, None, None]:
+    """While paused mid-run: hold the run (its generator is simply not advanced)."""
+    while control.paused and not control.cancelled:
+        yield LoopEvent("phase", phase="paused", message="learning paused")
+        _sleep(0.25, control)
+
+
+def _drive_run(gen, kind: str, control: LoopControl, describe: Callable[[Any], str],
+               on_epoch: Callable[[Any], None] | None = None) -> Generator[LoopEvent, None, Any]:
+    """Forward a training generator's events as LoopEvents, pausing between steps; returns its result."""
+    while True:
+        if control.paused:
+            yield from _paused_wait(control)
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_epoch is not None and event.kind == "epoch":
+            on_epoch(event)
+        yield LoopEvent(kind, phase="pretraining" if kind == "pretrain" else "training", run_event=event,
+                        progress=event.progress, message=describe(event))
+
+
+def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[LoopEvent, None, int | None]:
+    from medlabeler.engine.pipeline import pretrain_project
+
+    yield _phase(project, "pretraining", f"pretraining an encoder ({rec.pretrain}) on all images")
+    losses: list[float] = []
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+
+    def plateau(event) -> None:
+        if isinstance(event.loss, float) and math.isfinite(event.loss):
+            losses.append(event.loss)
+        best_before = min(losses[:-PLATEAU_EPOCHS], default=math.inf)
+        plateaued = len(losses) > PLATEAU_EPOCHS and min(losses[-PLATEAU_EPOCHS:]) > 0.99 * best_before
+        if plateaued or (deadline is not None and time.monotonic() >= deadline):
+            stop.set()
+
+    stop = threading.Event()
+    cfg = {**rec.pretrain_config, **(config or {})}
+    try:
+        gen = pretrain_project(project, method=rec.pretrain, config=cfg, cancel=control.token,
+                               stop_when=stop.is_set)
+        result = yield from _drive_run(gen, "pretrain", control,
+                                       lambda e: f"pretraining {e.progress:.0%}" if e.total_steps else "pretraining",
+                                       on_epoch=plateau)
+    except (MedlabelerError, ValueError, RuntimeError) as exc:
+        summary.failures.append(str(exc))
+        yield LoopEvent("failed", phase="pretraining", message=f"pretraining failed: {exc}; training without it")
+        return None
+    if result is None or result.cancelled or result.version is None:
+        return None
+    summary.pretrained.append(result.version)
+    yield LoopEvent("pretrained", phase="pretraining", version=result.version,
+                    message=f"pretrained encoder v{result.version} ({rec.pretrain}, {result.steps} steps)")
+    return result.version
+
+
+def _train_candidate(project, rec, control, budget_s, config, since, summary) -> Generator[LoopEvent, None, Any]:
+    from medlabeler.engine.pipeline import train_project
+
+    active = project.active_model()
+    if active is not None:
+        init, origin = active.version, f"from v{active.version}"
+    elif rec.init == "pretrained" and _pretrained(project) is not None:
+        init, origin = "pretrained", "from the pretrained encoder"
+    else:
+        init, origin = None, "from scratch"
+    n_train = len(project.samples(split="train", labeled=True))
+    what = f"training a candidate {origin} with {n_train} labels"
+    yield _phase(project, "training", what + f" ({since} new)")
+    try:
+        gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
+                            config={**rec.config, **(config or {})}, cancel=control.token)
+        result = yield from _drive_run(gen, "train", control,
+                                       lambda e: f"{what}: {e.progress:.0%}" if e.total_steps else what)
+    except (MedlabelerError, ValueError, RuntimeError) as exc:
+        summary.failures.append(str(exc))
+        yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {exc}")
+        return None
+    if result is None or result.cancelled or result.decision is None:
+        return None
+    decision = result.decision
+    summary.decisions.append(decision)
+    now_active = project.active_model()
+    yield LoopEvent("decision", phase="training", decision=decision, message=decision.message,
+                    version=result.version, active_version=now_active.version if now_active else None,
+                    labels_since_model=labels_since_model(project))
+    return decision
+
+
+def _rescore(project, control) -> Generator[LoopEvent, None, None]:
+    from medlabeler.engine.active_loop import score_project
+
+    if not project.samples(split="train", labeled=False):
+        return
+    active = project.active_model()
+    yield _phase(project, "scoring", f"scoring the pool with v{active.version}")
+    gen = score_project(project, cancel=control.token, chunk_writes=True)
+    try:
+        while True:
+            if control.paused:
+                yield from _paused_wait(control)
+            try:
+                event = next(gen)
+            except StopIteration:
+                break
+            if getattr(event, "kind", "") == "progress" and event.done:
+                yield LoopEvent("scored", phase="scoring", done=event.done, total=event.total,
+                                progress=event.done / max(1, event.total), active_version=active.version,
+                                message=f"scoring {event.done}/{event.total}")
+    except (MedlabelerError, ValueError, RuntimeError) as exc:
+        yield LoopEvent("failed", phase="scoring", message=f"scoring failed: {exc}")

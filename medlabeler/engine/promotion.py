@@ -1,0 +1,154 @@
+"""Promotion, never regression: the one rule that decides whether a finished run becomes active.
+
+Every finished training run is stored as a *candidate* (not active). It is promoted (made the
+active model) only when its validation metric, measured on the project's CURRENT validation
+labels, is at least the active model's metric on the same labels minus `TOLERANCE`. The active
+model is re-evaluated every time: labels change between runs, so its stored metric is stale.
+RootPainter keeps a new model only when validation improves (Smith et al., New Phytologist
+2022); Cellpose users report retraining regressions: this rule prevents them.
+
+- No active model yet: the first candidate is promoted (nothing to regress from), with its
+  metric if validation labels exist.
+- An active model but no validation labels: promotion waits (the candidate is kept); the queue
+  mixes in validation samples to get them (active_loop.held_out_plan).
+- A candidate whose metric is undefined (NaN) is kept.
+
+The CLI (`medlabeler train`), the learning loop, the app and the benchmarks all call
+`promote_or_keep`. Decisions are written to the project's audit log (action "promotion") so any
+process can show them (`decisions(project)`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: A candidate may be this much below the active model and still be promoted: validation Dice on
+#: a handful of slices moves by about this much between equally good models.
+TOLERANCE = 0.005
+#: The headline validation metric of each task, then the fallbacks when it is undefined.
+METRICS = {"segmentation": ("dice",), "classification": ("auc", "balanced_accuracy", "accuracy")}
+AUDIT_ACTION = "promotion"
+
+
+@dataclass
+class Decision:
+    """What happened to candidate `candidate`. `active` is the version active before the decision."""
+
+    candidate: int
+    promoted: bool
+    message: str
+    metric: str = ""
+    candidate_value: float | None = None
+    active: int | None = None
+    active_value: float | None = None
+    tolerance: float = TOLERANCE
+    n_val: int = 0
+    waiting: bool = False  # kept only because there are no validation labels to compare on
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pick(task_kind: str, metrics: dict[str, float]) -> tuple[str, float | None]:
+    names = METRICS.get(task_kind, ("dice",))
+    for name in names:
+        value = metrics.get(name)
+        if value is not None and math.isfinite(float(value)):
+            return name, float(value)
+    return names[0], None
+
+
+def validation_metric(project, version: int, *, device=None, metric: str | None = None
+                      ) -> tuple[str, float | None, int]:
+    """(metric name, value or None, validation samples) of a model version on the current val labels."""
+    from medlabeler.engine.pipeline import evaluate_project
+
+    metrics = evaluate_project(project, "val", version, device=device)
+    n = int(metrics.get("n", 0))
+    if metric is not None:
+        value = metrics.get(metric)
+        return metric, (float(value) if value is not None and math.isfinite(float(value)) else None), n
+    name, value = _pick(project.task.kind, metrics)
+    return name, value, n
+
+
+def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None) -> Decision:
+    """Compare candidate `candidate` with the active model on the current validation labels."""
+    active = project.active_model()
+    n_val = len(project.samples(split="val", labeled=True))
+    if active is not None and active.version == candidate:
+        return Decision(candidate, True, f"v{candidate} is already active", active=candidate, n_val=n_val)
+    if n_val == 0:
+        if active is None:
+            return Decision(candidate, True, f"promoted v{candidate}: the first model (no validation labels "
+                                             "yet to measure it)", n_val=0)
+        return Decision(candidate, False, (
+            f"v{candidate} kept, promotion waits: no validation labels to compare it with active "
+            f"v{active.version}; the queue asks for validation samples, label one"),
+            active=active.version, n_val=0, waiting=True)
+    name, value, _ = validation_metric(project, candidate, device=device)
+    if active is None:
+        shown = f"{value:.3f}" if value is not None else "undefined"
+        return Decision(candidate, True, f"promoted v{candidate}: the first model (val {name} {shown})",
+                        metric=name, candidate_value=value, n_val=n_val)
+    _, active_value, _ = validation_metric(project, active.version, device=device, metric=name)
+    common = dict(metric=name, candidate_value=value, active=active.version, active_value=active_value,
+                  tolerance=tolerance, n_val=n_val)
+    if value is None:
+        return Decision(candidate, False, f"v{candidate} not better: its val {name} is undefined; active "
+                                          f"v{active.version} stays", **common)
+    if active_value is None:
+        return Decision(candidate, True, f"promoted v{candidate}: val {name} {value:.3f}, active "
+                                         f"v{active.version} undefined", **common)
+    if value >= active_value - tolerance:
+        sign = ">" if value > active_value else ("=" if value == active_value else f">= (-{tolerance:g})")
+        return Decision(candidate, True, f"promoted v{candidate}: {value:.3f} {sign} {active_value:.3f} "
+                                         f"(active v{active.version}, val {name}, {n_val} labels)", **common)
+    return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs active v{active.version} "
+                                      f"{active_value:.3f} (val {name}, {n_val} labels)", **common)
+
+
+def promote_or_keep(project, candidate: int, *, tolerance: float = TOLERANCE, device=None) -> Decision:
+    """Decide, activate the candidate if promoted, and log the decision in the audit log."""
+    decision = decide(project, candidate, tolerance=tolerance, device=device)
+    active = project.active_model()
+    if decision.promoted and (active is None or active.version != candidate):
+        project.activate(candidate)
+    project.audit(AUDIT_ACTION, **decision.to_dict())
+    return decision
+
+
+def activate_by_hand(project, version: int) -> Decision:
+    """Activate a kept candidate (or roll back) on the user's word; logged like a decision."""
+    before = project.active_model()
+    project.activate(version)
+    decision = Decision(version, True, f"v{version} activated by hand"
+                        + (f" (was v{before.version})" if before is not None else ""),
+                        active=before.version if before else None)
+    project.audit(AUDIT_ACTION, **decision.to_dict(), by_hand=True)
+    return decision
+
+
+def decisions(project) -> list[Decision]:
+    """Every promotion decision of the project, oldest first."""
+    out = []
+    fields = set(Decision.__dataclass_fields__)
+    for entry in project.audit_log():
+        if entry["action"] == AUDIT_ACTION:
+            detail = {k: v for k, v in entry["detail"].items() if k in fields}
+            try:
+                out.append(Decision(**detail))
+            except TypeError:
+                continue
+    return out
+
+
+def last_decision(project, version: int) -> Decision | None:
+    """The newest decision about `version` (None if none was made, e.g. a model of an older medlabeler)."""
+    found = None
+    for decision in decisions(project):
+        if decision.candidate == version:
+            found = decision
+    return found

@@ -1,0 +1,96 @@
+"""The learning loop: trains after 3 new labels and promotes; pause holds a run, cancel keeps the active model."""
+
+import numpy as np
+import pytest
+
+from medlabeler.engine.learn_loop import LoopControl, labels_since_model, learn
+from medlabeler.engine.training import run_to_end
+
+from .test_pipeline_datasets import make_seg_project
+
+TINY = {"cap_threads": False, "image_size": 32, "features": [8, 16, 32], "batch_size": 4, "unlabeled_batch_size": 4,
+        "lr": 3e-3, "steps": 30}
+
+
+def _label(project, sample) -> None:
+    project.save_label(sample.id, (project.load_pixels(sample) > 140).astype(np.uint8))
+
+
+@pytest.fixture()
+def project(tmp_path):
+    project = make_seg_project(tmp_path, n=4, depth=6, label_fraction=0.0)
+    train = project.samples(split="train")
+    for sample in train[:3] + project.samples(split="val"):
+        _label(project, sample)
+    yield project
+    project.close()
+
+
+def test_the_loop_trains_after_three_new_labels_and_promotes(project):
+    control = LoopControl()
+    gen = learn(project, control=control, config=TINY, poll_s=0.01)
+    kinds, decisions, scored, labeled_more = [], [], [], False
+    for event in gen:
+        kinds.append(event.kind)
+        if event.kind == "decision":
+            decisions.append(event.decision)
+        if event.kind == "scored":
+            scored.append(event.done)
+        if event.kind == "phase" and event.phase == "idle":
+            if not labeled_more:
+                assert len(decisions) == 1 and labels_since_model(project) == 0
+                for sample in project.samples(split="train", labeled=False)[:2]:
+                    _label(project, sample)
+                assert labels_since_model(project) == 2  # fewer than 3: the loop keeps waiting
+                labeled_more, waiting = True, 0
+            elif len(decisions) == 1:
+                waiting += 1
+                if waiting == 3:
+                    assert event.labels_since_model == 2
+                    _label(project, project.samples(split="train", labeled=False)[0])  # the third
+                assert waiting < 50, "the third label did not start a candidate"
+            else:
+                control.cancel()
+    first, second = decisions
+    assert first.promoted and second.promoted and second.active == first.candidate
+    assert project.active_model().version == second.candidate
+    assert project.model(second.candidate).parent == first.candidate  # warm-started from the active model
+    assert project.model(second.candidate).n_labels == 6
+    # the pool was re-scored with each promoted model, in chunks the queue could use at once
+    assert scored and set(project.scores(second.candidate)) == {s.id for s in project.samples(split="train", labeled=False)}
+    assert kinds[-1] == "phase"
+
+
+def test_pause_holds_a_run_and_cancel_keeps_the_active_model(project):
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    active = project.active_model()
+    assert active is not None
+    for sample in project.samples(split="train", labeled=False)[:3]:
+        _label(project, sample)
+    control = LoopControl()
+    gen = learn(project, control=control, config={**TINY, "steps": 500}, poll_s=0.01)
+    steps, paused_events = [], 0
+    for event in gen:
+        if event.kind == "train" and event.run_event.kind == "step":
+            steps.append(event.run_event.step)
+            if event.run_event.step == 3:
+                control.pause()
+        if event.kind == "phase" and event.phase == "paused":
+            paused_events += 1
+            if paused_events == 5:
+                control.cancel()
+    assert steps[-1] == 3 and paused_events >= 5  # nothing advanced while paused
+    assert project.active_model() == active and len(project.models()) == 1
+
+
+def test_until_idle_stops_when_nothing_is_left_and_a_failed_run_keeps_the_model(project):
+    summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    assert len(summary.decisions) == 1 and summary.decisions[0].promoted
+    active = project.active_model()
+    for sample in project.samples(split="train", labeled=False)[:3]:
+        _label(project, sample)
+    events = []
+    summary = run_to_end(learn(project, config={**TINY, "lr": -1.0}, until_idle=True, score=False), events.append)
+    assert summary.failures and not summary.decisions
+    assert any(e.kind == "failed" and "active model stays" in e.message for e in events)
+    assert project.active_model() == active

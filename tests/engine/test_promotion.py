@@ -1,0 +1,103 @@
+"""Promotion, never regression: a worse run is stored as a candidate and never replaces the active model."""
+
+import pytest
+
+from medlabeler.engine import promotion
+from medlabeler.engine.pipeline import evaluate_project, train_project
+from medlabeler.engine.training import CancelToken, run_to_end
+
+from .test_pipeline_datasets import make_seg_project
+
+SEG = {"cap_threads": False, "image_size": 32, "features": [8, 16, 32], "batch_size": 4, "unlabeled_batch_size": 4,
+       "lr": 3e-3}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    project = make_seg_project(tmp_path_factory.mktemp("promo"), n=4, depth=6)
+    yield project
+    project.close()
+
+
+def test_a_one_step_run_after_a_good_one_is_kept_not_promoted(project):
+    good = run_to_end(train_project(project, method="supervised", steps=40, config=SEG))
+    assert good.decision.promoted and project.active_model().version == good.version
+    good_val = evaluate_project(project, "val")["dice"]
+    assert good_val > 0.6
+
+    events = []
+    bad = run_to_end(train_project(project, method="supervised", steps=1, config={**SEG, "lr": 1e-5}), events.append)
+    decision = bad.decision
+    assert not decision.promoted and decision.candidate == bad.version and decision.active == good.version
+    assert decision.metric == "dice" and decision.candidate_value < decision.active_value - promotion.TOLERANCE
+    assert decision.active_value == pytest.approx(good_val)  # the active model was re-evaluated
+    assert f"v{bad.version} not better" in decision.message and f"active v{good.version}" in decision.message
+    assert events[-1].kind == "done" and events[-1].message == decision.message
+    # stored as a candidate, the good model stays active, and the decision is in the log
+    assert project.active_model().version == good.version
+    assert not project.model(bad.version).active
+    assert promotion.last_decision(project, bad.version).promoted is False
+
+    # activated by hand it becomes active, and that is logged too
+    promotion.activate_by_hand(project, bad.version)
+    assert project.active_model().version == bad.version
+    assert promotion.last_decision(project, bad.version).message.startswith(f"v{bad.version} activated by hand")
+    project.activate(good.version)
+
+
+def test_an_equal_model_within_the_tolerance_is_promoted(project):
+    active = project.active_model()
+    decision = promotion.decide(project, active.version)
+    assert decision.promoted  # the active model itself
+    # a second copy of the same weights: same metric, promoted (>= active - tolerance)
+    from medlabeler.engine.pipeline import _save_version
+    from medlabeler.engine.training.checkpoint import load_weights
+
+    state, record = load_weights(active.path)
+    copy = _save_version(project, method_label="supervised", state=state, record=record, metrics={},
+                         parent=active.version, activate=False)
+    decision = promotion.promote_or_keep(project, copy.version)
+    assert decision.promoted and decision.candidate_value == pytest.approx(decision.active_value)
+    assert project.active_model().version == copy.version
+    project.activate(active.version)
+
+
+def test_without_validation_labels_promotion_waits_and_says_why(tmp_path):
+    import numpy as np
+
+    project = make_seg_project(tmp_path, n=4, depth=6, label_fraction=0.0)
+    try:
+        for sample in project.samples(split="train"):
+            project.save_label(sample.id, (project.load_pixels(sample) > 140).astype(np.uint8))
+        assert not project.samples(split="val", labeled=True)
+        first = run_to_end(train_project(project, method="supervised", steps=2, config=SEG))
+        assert first.decision.promoted and "first model" in first.decision.message  # nothing to regress from
+        second = run_to_end(train_project(project, method="supervised", steps=2, config=SEG))
+        assert not second.decision.promoted and second.decision.waiting
+        assert "no validation labels" in second.decision.message and "queue asks" in second.decision.message
+        assert project.active_model().version == first.version
+    finally:
+        project.close()
+
+
+def test_a_time_budget_ends_the_run_cleanly_and_it_is_still_a_candidate(project):
+    before = project.active_model().version
+    result = run_to_end(train_project(project, method="supervised", steps=100000, budget_s=2.0, config=SEG))
+    assert not result.cancelled and result.version is not None and result.steps < 100000
+    assert result.decision is not None and project.model(result.version).record["run"]["steps"] == result.steps
+    if not result.decision.promoted:
+        assert project.active_model().version == before
+
+
+def test_cancel_mid_run_keeps_the_active_model(project):
+    active = project.active_model()
+    n_models = len(project.models())
+    cancel = CancelToken()
+
+    def on_event(event):
+        if event.kind == "step" and event.step == 3:
+            cancel.cancel()
+
+    result = run_to_end(train_project(project, method="supervised", steps=50, config=SEG, cancel=cancel), on_event)
+    assert result.cancelled and result.version is None and result.decision is None
+    assert project.active_model() == active and len(project.models()) == n_models
