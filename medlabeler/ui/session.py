@@ -275,6 +275,7 @@ class Session(QObject):
         sample = self.project.sample(int(sample_id))
         self.sample = sample
         self.view.show(sample)
+        log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
         if self.project.task.kind == "classification":
             from medlabeler.ui.keys import install_layer_class_keys
 
@@ -310,6 +311,8 @@ class Session(QObject):
 
     @main_thread_only
     def open_next(self) -> None:
+        """Save, then open the top of the queue as it stands with the labels just saved."""
+        self.save_current()
         next_id = self.next_sample_id()
         if next_id is not None:
             self.open_sample(next_id)

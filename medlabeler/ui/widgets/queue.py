@@ -100,8 +100,8 @@ class QueueWidget(QWidget):
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             sample = samples.get(row.sample)
-            where = "" if sample is None else (f"slice {sample.slice_index}" if sample.slice_index is not None else sample.split)
-            score = "" if row.score is None else f"{row.score:.3f}"
+            where = "" if sample is None else calls.where(sample)
+            score = "" if row.score is None else f"{row.score:.3f}"  # None: a validation/test request
             for c, text in enumerate((str(row.sample), where, score, row.reason)):
                 item = QTableWidgetItem(text)
                 if c == 0:
@@ -117,7 +117,7 @@ class QueueWidget(QWidget):
         if self.session.project is None:
             return "Open a project to see what to label next."
         active = self.session.project.active_model()
-        model = f"model v{active.version}" if active else "no model yet (diverse first picks)"
+        model = f"ranked with model v{active.version}" if active else "no model yet: first picks"
         return f"{len(self.rows)} samples; {model}"
 
     def _mark_open(self) -> None:
