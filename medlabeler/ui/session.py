@@ -128,6 +128,7 @@ class Session(QObject):
     training_started = Signal(str)  # method
     training_ended = Signal(str)  # "done" | "cancelled" | "failed"
     background_state = Signal(bool)  # prediction/scoring running
+    overlay_toggled = Signal(str, bool)  # overlay kind, visible (keys and the Review tab's boxes)
 
     def __init__(self, viewer):
         super().__init__()
@@ -276,10 +277,11 @@ class Session(QObject):
         self.sample = sample
         self.view.show(sample)
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
-        if self.project.task.kind == "classification":
-            from medlabeler.ui.keys import install_layer_class_keys
+        from medlabeler.ui.keys import install_layer_keys
 
-            install_layer_class_keys(self.view.layers["image"], self)
+        for layer in (self.view.layers.get("image"), self.view.labels_layer):  # may be new layers
+            if layer is not None:
+                install_layer_keys(layer, self)
         self.sample_opened.emit(sample)
         cached = self.predictions.get(sample.id)
         active = self.project.active_model()
@@ -367,6 +369,20 @@ class Session(QObject):
         self.viewer.status = f"labeled as {name}"
         return True
 
+    @main_thread_only
+    def paint_with(self, value: int, brush_size: int | None = None) -> bool:
+        """Segmentation: paint label ``value`` (1-based, as the labels layer stores it) with the brush."""
+        layer = self.view.labels_layer if self.view is not None else None
+        if layer is None or not 1 <= value <= len(self.project.task.names):
+            return False
+        layer.selected_label = value
+        if brush_size is not None:
+            layer.brush_size = brush_size
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        self.viewer.status = f"painting {self.project.task.names[value - 1]} (label {value})"
+        return True
+
     def current_label(self):
         if self.project is None or self.sample is None:
             return None
@@ -414,6 +430,23 @@ class Session(QObject):
             self.view.show_prediction(pred)
             self.timings["overlay_at"] = _now()
             self.prediction_changed.emit(pred)
+
+    @main_thread_only
+    def set_overlay_visible(self, kind: str, visible: bool) -> None:
+        """Show or hide an overlay (prediction, uncertainty, Grad-CAM) now and on the next samples."""
+        if self.view is None or self.view.overlay_visible.get(kind) == bool(visible):
+            return
+        self.view.set_overlay_visible(kind, visible)
+        self.overlay_toggled.emit(kind, bool(visible))
+
+    @main_thread_only
+    def toggle_overlay(self, kind: str) -> bool:
+        """Flip an overlay's visibility; returns the new state."""
+        if self.view is None:
+            return False
+        visible = not self.view.overlay_visible.get(kind, False)
+        self.set_overlay_visible(kind, visible)
+        return visible
 
     # --- training -------------------------------------------------------------------------------
     @property
