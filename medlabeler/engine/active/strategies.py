@@ -312,8 +312,8 @@ def hybrid_strategy(
         taken.update(round_ids)
         centers.append(pts[[row_of[c] for c in round_ids]])
     words = _words(name)
-    return [Selection(c, value[c], f"{words} {value[c]:.2f}: among the {multiplier * round_size} most uncertain, "
-                      "unlike the labeled and those above (hybrid)") for c in chosen]
+    return [Selection(c, value[c], f"{words} {value[c]:.2f}, unlike the labeled and earlier picks "
+                      f"(hybrid: of the {multiplier * round_size} most uncertain left)") for c in chosen]
 
 
 @register_strategy("cold-start")
