@@ -97,6 +97,8 @@ def cmd_init(args) -> int:
     with project:
         for error in report.errors:
             print(f"skipped {error}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         status = project.status()
     print(f"created {args.project}: {report.summary()}; splits " + _splits_text(status))
     return 0

@@ -43,11 +43,10 @@ def open_project(path: str | Path, *, readonly: bool = False):
 
 
 def create_project(root, images, *, task: str, names: list[str] | None, colors: list[str] | None, unit: str | None):
-    """A new project indexing ``images``; returns (project, one-line summary, skipped-file errors)."""
+    """A new project indexing ``images``; returns (project, the import report: summary(), errors, warnings)."""
     from medlabeler.engine.project_import import create_project as create
 
-    project, report = create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
-    return project, report.summary(), list(report.errors)
+    return create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
 
 
 def create_demo_project(root: str | Path):

@@ -184,16 +184,17 @@ class Session(QObject):
 
         self.close_project()
         try:
-            project, summary, errors = calls.create_project(root, images, task=task, names=names, colors=colors, unit=unit)
+            project, report = calls.create_project(root, images, task=task, names=names, colors=colors, unit=unit)
         except MedlabelerError as exc:
             show_error_message(f"Cannot create the project: {exc}")
             return None
-        if errors:  # shown to the user, not logged: file names may identify patients
+        notes = [f"skipped {error}" for error in report.errors] + [f"warning: {w}" for w in report.warnings]
+        if notes:  # shown to the user, not logged: file names may identify patients
             from napari.utils.notifications import show_warning
 
-            show_warning(f"{len(errors)} files could not be read and were skipped; the first: {errors[0]}")
+            show_warning(report.summary() + "\n" + "\n".join(notes))
         self._attach(project)
-        return summary
+        return report.summary() + "".join(f"\n{w}" for w in report.warnings)
 
     @main_thread_only
     def open_demo(self, root=None) -> bool:

@@ -22,6 +22,7 @@ class SourceInfo:
     patient never spans splits.
     label_hint: the parent folder name of a PNG/JPEG/TIFF/BMP below the scanned folder
     (ISIC-style ``class_name/*.png``). description: series description or file name, for lists.
+    n_files: how many files it is made of (a DICOM series: one per slice).
     """
 
     path: str
@@ -33,6 +34,7 @@ class SourceInfo:
     group: str
     label_hint: str | None = None
     description: str = ""
+    n_files: int = 1
 
 
 def group_key(text: str) -> str:
@@ -187,6 +189,7 @@ def _dicom_infos(files: list[Path]) -> tuple[list[SourceInfo], list[InputError]]
                 is_volume=len(source.shape) == 3 and not colour,
                 group=group_key(key),
                 description=source.description,
+                n_files=source.n_files,
             )
         )
     return infos, list(errors)
