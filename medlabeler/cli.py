@@ -138,6 +138,8 @@ def cmd_init(args) -> int:
     with project:
         for error in report.errors:
             print(f"skipped {error}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         status = project.status()
     print(f"created {args.project}: {report.summary()}; splits " + _splits_text(status))
     return 0
@@ -314,7 +316,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    from medlabeler.engine.active_loop import next_samples
+    from medlabeler.engine.active_loop import next_samples, where
 
     with _open(args.project, readonly=True) as project:
         picks = next_samples(project, strategy=args.strategy, n=args.n)
@@ -323,9 +325,8 @@ def cmd_queue(args) -> int:
         print(json.dumps([{"sample": p.sample, "score": p.score, "reason": p.reason} for p in picks], indent=1))
         return 0
     for p in picks:
-        s = samples[p.sample]
-        where = f"slice {s.slice_index}" if s.slice_index is not None else s.split
-        print(f"  sample {p.sample:<6} {where:<10} score {p.score:.3f}  {p.reason}")
+        score = "" if p.score is None else f"score {p.score:.3f}"
+        print(f"  sample {p.sample:<6} {where(samples[p.sample]):<10} {score:<11}  {p.reason}")
     print(f"{len(picks)} samples to label next ({args.strategy})")
     return 0
 

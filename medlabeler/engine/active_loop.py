@@ -63,26 +63,36 @@ def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str
             "samples_per_second": result.samples_per_s, "cancelled": result.cancelled}
 
 
+#: How the queue asks for held-out labels: a request, not an uncertainty (they carry no score).
 HELD_OUT_REASONS = {
-    "val": "held out to choose the best model (validation): never trained on",
-    "test": "held out to measure the model (test): never trained on nor used to choose",
+    "val": "validation label needed: held out to choose the best model, never trained on",
+    "test": "test label needed: held out to measure the model, never trained on nor used to choose",
 }
+#: The queue is always ranked this deep and then cut: the app's first sample, `n`, the queue
+#: table, `medlabeler queue` and the demo then agree on the order whatever length each shows.
+QUEUE_DEPTH = 50
+#: Samples a clinician labels between two models: hybrid picks diverse rounds of this size.
+QUEUE_BATCH = 10
 
 
 def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str | None = None, seed: int = 0):
     """The ``n`` unlabeled samples to label next, each with its score and the reason it was chosen.
 
-    Without ``split``, the queue is mostly the strategy's picks from the train split, with
-    validation and test samples mixed in whenever their share of the labels falls behind the
-    split fractions: a model can only be chosen and measured on labels someone gave.
+    Deterministic for a given active model, label state, strategy and seed, and prefix-stable up
+    to ``QUEUE_DEPTH``: asking for 2 or for 50 starts with the same samples. Without ``split``,
+    the queue is mostly the strategy's picks from the train split, with validation and test
+    requests (score None) mixed in whenever their share of the labels falls behind the split
+    fractions: a model can only be chosen and measured on labels someone gave.
     """
     from medlabeler.engine.active.strategies import Selection, select_for_project
 
+    depth = max(n, QUEUE_DEPTH)
     try:
         if split is not None:
-            return select_for_project(project, strategy=strategy, n=n, split=split, seed=seed)
-        plan = held_out_plan(project, n)
-        picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train", seed=seed)
+            return select_for_project(project, strategy=strategy, n=depth, split=split, seed=seed, batch=QUEUE_BATCH)[:n]
+        plan = held_out_plan(project, depth)
+        picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train", seed=seed,
+                                   batch=QUEUE_BATCH)
     except ValueError as exc:
         raise ProjectError(f"{project.root}: cannot rank with strategy {strategy!r}: {exc}") from exc
     held = {name: iter(select_for_project(project, strategy="random", n=plan.count(name), split=name, seed=seed))
@@ -92,8 +102,19 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
     for name in plan:
         pick = next(train if name == "train" else held[name], None)
         if pick is not None:
-            queue.append(pick if name == "train" else Selection(pick.sample, pick.score, HELD_OUT_REASONS[name]))
-    return queue
+            queue.append(pick if name == "train" else Selection(pick.sample, None, HELD_OUT_REASONS[name]))
+    return queue[:n]
+
+
+def is_request(selection) -> bool:
+    """A held-out label request (validation or test), not an uncertainty pick."""
+    return selection.score is None
+
+
+def where(sample) -> str:
+    """Where a sample is, as every view shows it: ``slice 44`` counting from 0 like napari's slice
+    slider (the sample id is the project's id, as in `medlabeler queue` and exports), else its split."""
+    return f"slice {sample.slice_index}" if sample.slice_index is not None else sample.split
 
 
 def held_out_plan(project, n: int) -> list[str]:

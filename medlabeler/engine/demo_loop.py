@@ -35,7 +35,7 @@ def prepare_demo(root: Path, *, fresh: bool = False) -> Path:
 
 def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
     from medlabeler.cli import drive
-    from medlabeler.engine.active_loop import next_samples, score_project
+    from medlabeler.engine.active_loop import next_samples, score_project, where
     from medlabeler.engine.demo import label_like_a_clinician
     from medlabeler.engine.pipeline import evaluate_project, pretrain_project, train_project
 
@@ -63,7 +63,7 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
           + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("dice_")))
     print("label next:")
     for pick in picks:
-        print(f"  slice {samples[pick.sample].slice_index:>4}  {pick.reason}")
+        print(f"  sample {pick.sample:<5} {where(samples[pick.sample]):<10} {pick.reason}")
     version = getattr(result, "version", None)
     print(f"demo round done: model v{version}, test Dice {metrics.get('dice', float('nan')):.3f}, "
           f"{len(picks)} slices suggested; open it with: medlabeler app {root}")

@@ -12,6 +12,9 @@ class MedlabelerError(Exception):
 class InputError(MedlabelerError):
     """A file could not be used; the message names the file and what is wrong with it."""
 
+    #: Files the problem covers: a skipped DICOM series counts all of its files.
+    files: int = 1
+
     def __init__(self, path: str | Path | None, problem: str):
         self.path = str(path) if path is not None else None
         self.problem = problem

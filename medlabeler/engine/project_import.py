@@ -22,16 +22,30 @@ MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".npy")
 
 @dataclass
 class ImportReport:
-    """What an import did: counts of what worked and one error per bad file."""
+    """What an import did: counts of what worked, one error per bad file or series, and warnings
+    about the project made (an empty split, and what the app does about it)."""
 
     added: int = 0
     labeled: int = 0
     errors: list[InputError] = field(default_factory=list)
+    files_used: int = 0  # image files behind the samples added
+    sources: int = 0  # images, volumes and DICOM series added
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def files_skipped(self) -> int:
+        return sum(getattr(e, "files", 1) for e in self.errors)
 
     def summary(self) -> str:
-        text = f"{self.added} samples added, {self.labeled} labels imported"
+        found = self.files_used + self.files_skipped
+        text = (f"{found} image file{'s' * (found != 1)} found, {self.files_used} used "
+                f"({self.sources} image{'s' * (self.sources != 1)} or series): {self.added} samples added, "
+                f"{self.labeled} labels imported")
         if self.errors:
-            text += f", {len(self.errors)} files skipped"
+            series = sum(1 for e in self.errors if getattr(e, "files", 1) > 1)
+            text += f"; {self.files_skipped} file{'s' * (self.files_skipped != 1)} skipped"
+            if series:
+                text += f" ({series} whole series)"
         return text
 
 
@@ -69,10 +83,11 @@ def create_project(
         unit = "slice" if task == "segmentation" and any(i.is_volume for i in infos) else "image"
     project = Project.create(root, task=task, names=list(names), colors=colors, unit=unit, seed=seed,
                              slabs=_slabs_needed(infos, unit))
-    report = ImportReport(errors=list(errors))
+    report = ImportReport(errors=list(errors), files_used=sum(i.n_files for i in infos), sources=len(infos))
     try:
         ids = project.add_sources(infos)
         report.added = len(ids)
+        report.warnings = empty_split_warnings(project)
         if task == "classification" and hints:
             report.labeled = _label_from_folder_names(project, names, report)
         project.audit("create", images=str(images), samples=report.added, skipped=len(report.errors))
@@ -80,6 +95,27 @@ def create_project(
         project.close()  # release the writer lock; the folder keeps what was committed
         raise
     return project, report
+
+
+EMPTY_SPLIT_CONSEQUENCE = {
+    "val": "training keeps its last weights rather than the best on validation, and the queue asks "
+           "for no validation labels",
+    "test": "the model cannot be measured on held-out images (`medlabeler evaluate` has nothing to score)",
+}
+
+
+def empty_split_warnings(project: Project) -> list[str]:
+    """One line per held-out split with no samples: why, and what the app does about it."""
+    status = project.status()["per_split"]
+    fractions = dict(zip(("train", "val", "test"), project.task.split_fractions))
+    groups = len({s.group for s in project.samples()})
+    unit = "slabs" if project.task.slabs else "patients or scans"
+    warnings = []
+    for split, word in (("val", "validation"), ("test", "test")):
+        if fractions.get(split, 0) > 0 and not status.get(split, {}).get("samples"):
+            warnings.append(f"no {word} samples: {groups} {unit} are too few to hold one out; "
+                            f"{EMPTY_SPLIT_CONSEQUENCE[split]}. Add images of more patients to get one.")
+    return warnings
 
 
 def _usable(infos: list, errors: list[InputError]) -> tuple[list, list[InputError]]:

@@ -5,13 +5,47 @@ from __future__ import annotations
 from pathlib import Path
 
 
+#: The dock's share of the screen width, within bounds: the canvas gets the rest.
+DOCK_SHARE, DOCK_MIN, DOCK_MAX = 0.25, 320, 420
+
+
+def dock_width(screen_width: int) -> int:
+    return int(min(DOCK_MAX, max(DOCK_MIN, DOCK_SHARE * screen_width)))
+
+
+def _main_window(viewer):
+    return getattr(viewer.window, "_qt_window", None)  # napari's QMainWindow (private: guarded)
+
+
 def dock_widgets(viewer):
     """Dock the medlabeler widget in ``viewer``; returns it (its parts are attributes)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication, QMainWindow
+
     from medlabeler.ui.widgets import MedlabelerWidget
 
     widget = MedlabelerWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="medlabeler", area="right")
+    dock = viewer.window.add_dock_widget(widget, name="medlabeler", area="right")
+    window = _main_window(viewer)
+    screen = (window.screen() if window is not None else None) or QApplication.primaryScreen()
+    if isinstance(window, QMainWindow) and screen is not None:
+        window.resizeDocks([dock], [dock_width(screen.availableGeometry().width())], Qt.Orientation.Horizontal)
     return widget
+
+
+def fit_window(viewer) -> None:
+    """Fill the screen: maximized, and sized to the screen where no window manager maximizes."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    window = _main_window(viewer)
+    if window is None:
+        return
+    screen = window.screen() or QApplication.primaryScreen()
+    if screen is not None:
+        window.setGeometry(screen.availableGeometry())
+    window.showMaximized()
+    QTimer.singleShot(0, viewer.reset_view)  # once the canvas has its new size: the image fills it
 
 
 def build_app(viewer, project_path: str | Path | None = None):
@@ -28,4 +62,5 @@ def run_app(project_path: str | Path | None = None) -> None:
 
     viewer = napari.Viewer(title="medlabeler")
     build_app(viewer, project_path)
+    fit_window(viewer)
     napari.run()

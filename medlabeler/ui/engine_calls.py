@@ -57,11 +57,10 @@ def open_project(path: str | Path, *, readonly: bool = False):
 
 
 def create_project(root, images, *, task: str, names: list[str] | None, colors: list[str] | None, unit: str | None):
-    """A new project indexing ``images``; returns (project, one-line summary, skipped-file errors)."""
+    """A new project indexing ``images``; returns (project, the import report: summary(), errors, warnings)."""
     from medlabeler.engine.project_import import create_project as create
 
-    project, report = create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
-    return project, report.summary(), list(report.errors)
+    return create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
 
 
 def create_demo_project(root: str | Path):
@@ -200,8 +199,15 @@ def prediction_only_run(project, sample_id: int) -> Callable[[Any], Generator]:
 @dataclass(frozen=True)
 class QueueRow:
     sample: int
-    score: float | None
+    score: float | None  # None: a validation/test label request, not an uncertainty
     reason: str
+
+
+def where(sample) -> str:
+    """``slice 44`` (from 0, like napari's slider) or the split: one convention in every view."""
+    from medlabeler.engine.active_loop import where as engine_where
+
+    return engine_where(sample)
 
 
 def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = DEFAULT_STRATEGY) -> list[QueueRow]:
@@ -210,7 +216,8 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
     if view == "to label":
         from medlabeler.engine.active_loop import next_samples
 
-        return [QueueRow(p.sample, float(p.score), p.reason) for p in next_samples(project, strategy=strategy, n=n)]
+        return [QueueRow(p.sample, None if p.score is None else float(p.score), p.reason)
+                for p in next_samples(project, strategy=strategy, n=n)]
     active = project.active_model()
     scores = project.scores(active.version) if active is not None else {}
     labeled = {s.id for s in project.samples(labeled=True)}

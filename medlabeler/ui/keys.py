@@ -1,7 +1,15 @@
-"""Keyboard: 'n' opens the next sample of the queue, 's' saves the labels, 1-9 pick a class.
+"""Keyboard: one scheme for the whole app, shown in the Label tab and the README ("Keys").
 
-Bound on the viewer (and, for the class keys, on the image layer too: napari gives the active
-layer's own keys priority, and an Image layer uses 1 and 2 for its modes).
+medlabeler's own keys: ``n`` saves and opens the next sample of the queue, ``s`` saves, ``u`` and
+``g`` show or hide the uncertainty map and Grad-CAM, and the digits 1-9 pick a label: the class
+of the image (classification: saved at once, the next sample opens) or, in segmentation, the
+label to paint with the brush.
+
+The digits are bound on the viewer and on the open image and labels layers: napari gives the
+active layer's own keys priority, and its Labels layer uses 1-7 for its modes (1 eraser, 2 paint,
+3 polygon, 4 fill, 5 picker, 6 pan/zoom, 7 transform), an Image layer 1-2. medlabeler takes the
+digits on purpose, says so in the keys help, and leaves napari's letter keys for the same modes
+alone: E eraser, P paint, F fill, L picker, Z pan/zoom, [ and ] brush size, M a new label.
 """
 
 from __future__ import annotations
@@ -10,6 +18,33 @@ import weakref
 
 NEXT_KEY = "n"
 SAVE_KEY = "s"
+UNCERTAINTY_KEY = "u"
+GRADCAM_KEY = "g"
+
+#: (key, what it does), shown in the dock's keys help and written in README.md.
+SEGMENTATION_KEYS = (
+    ("1-9", "pick label 1-9 and the brush (replaces napari's digit mode keys)"),
+    ("E", "eraser (napari)"),
+    ("F", "fill (napari)"),
+    ("P", "brush (napari)"),
+    ("[ ]", "smaller / larger brush (napari)"),
+    ("Z", "pan and zoom (napari; hold Space for a moment)"),
+    ("Ctrl+Z", "undo (napari)"),
+    (SAVE_KEY, "save the labels"),
+    (NEXT_KEY, "save and open the next sample of the queue"),
+    (UNCERTAINTY_KEY, "show / hide the uncertainty map"),
+)
+CLASSIFICATION_KEYS = (
+    ("1-9", "label the image as class 1-9 and open the next"),
+    (NEXT_KEY, "open the next sample of the queue"),
+    (GRADCAM_KEY, "show / hide Grad-CAM (where the model looked)"),
+)
+
+
+def keys_help(kind: str) -> str:
+    """The keys of a task kind as rich text for the dock."""
+    rows = SEGMENTATION_KEYS if kind == "segmentation" else CLASSIFICATION_KEYS
+    return "<b>Keys</b><br>" + "<br>".join(f"<b>{key}</b> {what}" for key, what in rows)
 
 
 def install_viewer_keys(viewer, session) -> None:
@@ -29,23 +64,40 @@ def install_viewer_keys(viewer, session) -> None:
 
     viewer.bind_key(NEXT_KEY, next_sample, overwrite=True)
     viewer.bind_key(SAVE_KEY, save, overwrite=True)
+    viewer.bind_key(UNCERTAINTY_KEY, _overlay_key(ref, "uncertainty"), overwrite=True)
+    viewer.bind_key(GRADCAM_KEY, _overlay_key(ref, "grad-cam"), overwrite=True)
     for digit in range(1, 10):
-        viewer.bind_key(str(digit), _class_key(ref, digit - 1), overwrite=True)
+        viewer.bind_key(str(digit), _digit_key(ref, digit), overwrite=True)
 
 
-def install_layer_class_keys(layer, session) -> None:
-    """Class keys on the image layer of a classification project (beats its mode keys 1, 2)."""
+def install_layer_keys(layer, session) -> None:
+    """The digits on a layer of the open sample (beats that layer's own mode keys)."""
     ref = weakref.ref(session)
     for digit in range(1, 10):
-        layer.bind_key(str(digit), _class_key(ref, digit - 1), overwrite=True)
+        layer.bind_key(str(digit), _digit_key(ref, digit), overwrite=True)
 
 
-def _class_key(ref, value: int):
-    def label(_target):
+
+
+def _overlay_key(ref, kind: str):
+    def toggle(_target):
         s = ref()
-        if s is None or s.project is None or s.project.task.kind != "classification":
-            return
-        if value < len(s.project.task.names):
-            s.label_class(value)
+        if s is not None and s.view is not None:
+            shown = s.toggle_overlay(kind)
+            if s.viewer is not None:
+                s.viewer.status = f"{kind} {'shown' if shown else 'hidden'}"
 
-    return label
+    return toggle
+
+
+def _digit_key(ref, digit: int):
+    def press(_target):
+        s = ref()
+        if s is None or s.project is None or digit > len(s.project.task.names):
+            return
+        if s.project.task.kind == "classification":
+            s.label_class(digit - 1)
+        else:
+            s.paint_with(digit)
+
+    return press

@@ -22,6 +22,12 @@ UNCERTAINTY = "uncertainty"
 GRADCAM = "grad-cam"
 LAYER_PREFIX = "medlabeler "
 
+#: Bottom to top. The clinician's own paint is on top, where it is seen and edited.
+STACK = (IMAGE, PREDICTION, UNCERTAINTY, GRADCAM, LABELS)
+#: Shown when a prediction arrives, until toggled (keys in keys.py, boxes in the Review tab): the
+#: uncertainty map and Grad-CAM tint the whole image, so they are asked for, not imposed.
+DEFAULT_VISIBLE = {PREDICTION: True, UNCERTAINTY: False, GRADCAM: False}
+
 #: The uncertainty map is a hint over the image, not a replacement for it.
 UNCERTAINTY_OPACITY = 0.35
 #: Largest number of pixels for which robust contrast limits are computed on every voxel.
@@ -107,6 +113,7 @@ class SampleView:
         self.prediction_on_screen: int | None = None  # sample id whose overlays are shown
         self._overlay_slices: dict[str, int] = {}  # overlay kind -> the slice written in its volume
         self._volume_cache: dict[tuple, tuple] = {}
+        self.overlay_visible = dict(DEFAULT_VISIBLE)  # the user's choice, kept across samples
 
     # --- opening ------------------------------------------------------------------------------
     @main_thread_only
@@ -121,9 +128,20 @@ class SampleView:
             self.viewer.dims.set_point(0, sample.slice_index * self.shown.scale[0])
         if LABELS in self.layers:
             self.layers[LABELS].selected_label = max(1, self.layers[LABELS].selected_label)
-            self.viewer.layers.selection.active = self.layers[LABELS]
-        else:
-            self.viewer.layers.selection.active = self.layers[IMAGE]
+        self.select_top()
+
+    @main_thread_only
+    def select_top(self) -> None:
+        """Keep the layers in STACK order and the labels layer (else the image) selected."""
+        ours = [self.layers[k] for k in STACK if k in self.layers and self.layers[k] in self.viewer.layers]
+        layers = self.viewer.layers
+        if [layers.index(layer) for layer in ours] != sorted(layers.index(layer) for layer in ours) or (
+                ours and layers.index(ours[-1]) != len(layers) - 1):
+            for layer in ours:  # to the top, in order (user layers stay below)
+                layers.move(layers.index(layer), len(layers))
+        keep = next((layer for layer in reversed(ours) if layer in (self.labels_layer, self.layers.get(IMAGE))), None)
+        if keep is not None and layers.selection.active is not keep:
+            layers.selection.active = keep
 
     def _key(self, sample) -> tuple:
         if sample.slice_index is not None:
@@ -163,6 +181,8 @@ class SampleView:
                             colormap=label_colormap(self.task.names, self.task.colors),
                             features=label_features(self.task.names))
         self._blank_overlays()
+        if is_stack and pixels.ndim == 3:  # the slider reads "slice 50", as the queue does (from 0)
+            self.viewer.dims.axis_labels = ("slice", "y", "x")
         if previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
 
@@ -279,9 +299,7 @@ class SampleView:
             self._overlay(GRADCAM, pred.cam, np.float32, "image", scale=scale, colormap="inferno",
                           blending="additive", opacity=0.5, contrast_limits=(0.0, 1.0))
         self.prediction_on_screen = pred.sample_id
-        keep = self.labels_layer or self.layers.get(IMAGE)
-        if keep is not None:
-            self.viewer.layers.selection.active = keep
+        self.select_top()
 
     def _overlay(self, kind: str, array, dtype, layer_type: str, **kwargs) -> None:
         """Put a sample-shaped map on screen: on a volume, only its slice is written (in place)."""
@@ -304,7 +322,7 @@ class SampleView:
             if written is not None and written != z:
                 layer.data[written] = 0  # one prediction on screen at a time: the open slice's
             layer.data[z] = array
-            layer.visible = True
+            layer.visible = self.overlay_visible.get(kind, True)
             layer.refresh()
         self._overlay_slices[kind] = z
 
@@ -321,7 +339,10 @@ class SampleView:
         if not reusable:
             self._drop_layer(kind)
             add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
+            if kind in DEFAULT_VISIBLE:
+                kwargs = {**kwargs, "visible": self.overlay_visible[kind]}
             self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
+            self.select_top()
             return
         limits = kwargs.get("contrast_limits")
         if limits is not None:  # widen the range first so the new data never clips
@@ -333,8 +354,8 @@ class SampleView:
         if limits is not None:
             layer.contrast_limits_range = limits
             layer.contrast_limits = limits
-        if "opacity" in kwargs and kind in (PREDICTION, UNCERTAINTY, GRADCAM):
-            layer.visible = True
+        if "opacity" in kwargs and kind in DEFAULT_VISIBLE:
+            layer.visible = self.overlay_visible[kind]
 
     @main_thread_only
     def prepare_overlays(self) -> None:
@@ -357,9 +378,7 @@ class SampleView:
                 continue
             add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
             self.layers[kind] = add(np.zeros(shape, dtype), name=layer_name(kind), scale=scale, visible=False, **kwargs)
-        keep = self.labels_layer or self.layers.get(IMAGE)
-        if keep is not None:
-            self.viewer.layers.selection.active = keep
+        self.select_top()
 
     def _blank_overlays(self) -> None:
         """Overlays of the previous image become empty ones of the new image's shape (hidden).
@@ -394,9 +413,13 @@ class SampleView:
 
     @main_thread_only
     def set_overlay_visible(self, kind: str, visible: bool) -> None:
+        """Show or hide an overlay, now (when the open sample's prediction is on screen) and for
+        the samples opened next."""
+        if kind in self.overlay_visible:
+            self.overlay_visible[kind] = bool(visible)
         layer = self.layers.get(kind)
         if layer is not None:
-            layer.visible = visible
+            layer.visible = bool(visible) and self.prediction_on_screen is not None
 
     @main_thread_only
     def set_overlay_opacity(self, kind: str, opacity: float) -> None:

@@ -128,6 +128,7 @@ class Session(QObject):
     training_started = Signal(str)  # method
     training_ended = Signal(str)  # "done" | "cancelled" | "failed"
     background_state = Signal(bool)  # prediction/scoring running
+    overlay_toggled = Signal(str, bool)  # overlay kind, visible (keys and the Review tab's boxes)
 
     def __init__(self, viewer):
         super().__init__()
@@ -183,16 +184,17 @@ class Session(QObject):
 
         self.close_project()
         try:
-            project, summary, errors = calls.create_project(root, images, task=task, names=names, colors=colors, unit=unit)
+            project, report = calls.create_project(root, images, task=task, names=names, colors=colors, unit=unit)
         except MedlabelerError as exc:
             show_error_message(f"Cannot create the project: {exc}")
             return None
-        if errors:  # shown to the user, not logged: file names may identify patients
+        notes = [f"skipped {error}" for error in report.errors] + [f"warning: {w}" for w in report.warnings]
+        if notes:  # shown to the user, not logged: file names may identify patients
             from napari.utils.notifications import show_warning
 
-            show_warning(f"{len(errors)} files could not be read and were skipped; the first: {errors[0]}")
+            show_warning(report.summary() + "\n" + "\n".join(notes))
         self._attach(project)
-        return summary
+        return report.summary() + "".join(f"\n{w}" for w in report.warnings)
 
     @main_thread_only
     def open_demo(self, root=None) -> bool:
@@ -275,10 +277,12 @@ class Session(QObject):
         sample = self.project.sample(int(sample_id))
         self.sample = sample
         self.view.show(sample)
-        if self.project.task.kind == "classification":
-            from medlabeler.ui.keys import install_layer_class_keys
+        log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
+        from medlabeler.ui.keys import install_layer_keys
 
-            install_layer_class_keys(self.view.layers["image"], self)
+        for layer in (self.view.layers.get("image"), self.view.labels_layer):  # may be new layers
+            if layer is not None:
+                install_layer_keys(layer, self)
         self.sample_opened.emit(sample)
         cached = self.predictions.get(sample.id)
         active = self.project.active_model()
@@ -310,6 +314,8 @@ class Session(QObject):
 
     @main_thread_only
     def open_next(self) -> None:
+        """Save, then open the top of the queue as it stands with the labels just saved."""
+        self.save_current()
         next_id = self.next_sample_id()
         if next_id is not None:
             self.open_sample(next_id)
@@ -364,6 +370,20 @@ class Session(QObject):
         self.viewer.status = f"labeled as {name}"
         return True
 
+    @main_thread_only
+    def paint_with(self, value: int, brush_size: int | None = None) -> bool:
+        """Segmentation: paint label ``value`` (1-based, as the labels layer stores it) with the brush."""
+        layer = self.view.labels_layer if self.view is not None else None
+        if layer is None or not 1 <= value <= len(self.project.task.names):
+            return False
+        layer.selected_label = value
+        if brush_size is not None:
+            layer.brush_size = brush_size
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        self.viewer.status = f"painting {self.project.task.names[value - 1]} (label {value})"
+        return True
+
     def current_label(self):
         if self.project is None or self.sample is None:
             return None
@@ -411,6 +431,23 @@ class Session(QObject):
             self.view.show_prediction(pred)
             self.timings["overlay_at"] = _now()
             self.prediction_changed.emit(pred)
+
+    @main_thread_only
+    def set_overlay_visible(self, kind: str, visible: bool) -> None:
+        """Show or hide an overlay (prediction, uncertainty, Grad-CAM) now and on the next samples."""
+        if self.view is None or self.view.overlay_visible.get(kind) == bool(visible):
+            return
+        self.view.set_overlay_visible(kind, visible)
+        self.overlay_toggled.emit(kind, bool(visible))
+
+    @main_thread_only
+    def toggle_overlay(self, kind: str) -> bool:
+        """Flip an overlay's visibility; returns the new state."""
+        if self.view is None:
+            return False
+        visible = not self.view.overlay_visible.get(kind, False)
+        self.set_overlay_visible(kind, visible)
+        return visible
 
     # --- training -------------------------------------------------------------------------------
     @property

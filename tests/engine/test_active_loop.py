@@ -24,7 +24,9 @@ def test_queue_asks_for_validation_and_test_labels_when_they_fall_behind(tmp_pat
         queue = next_samples(project, strategy="random", n=10)
         splits = {s.id: s.split for s in project.samples()}
         assert [splits[p.sample] for p in queue] == plan
-        assert all("held out" in p.reason for p in queue if splits[p.sample] != "train")
+        requests = [p for p in queue if splits[p.sample] != "train"]
+        assert [p.reason.split(":")[0] for p in requests[:2]] == ["validation label needed", "test label needed"]
+        assert all(p.score is None and "held out" in p.reason for p in requests)  # a request, not an uncertainty
         assert len({p.sample for p in queue}) == 10
 
 
@@ -56,5 +58,9 @@ def test_scoring_embeds_labeled_samples_as_kcenter_starting_points(tmp_path):
         unlabeled_train = {s.id for s in project.samples(split="train", labeled=False)}
         assert result["scored"] == len(unlabeled_train) and set(project.scores(version)) == unlabeled_train
         assert set(int(i) for i in ids) == labeled | unlabeled_train and np.isfinite(features).all()
+        queue = next_samples(project, n=12)  # hybrid, the app's and the CLI's default
+        assert [p.sample for p in next_samples(project, n=12)] == [p.sample for p in queue]  # deterministic
+        for n in (1, 2, 5):  # the app's `n`, the demo's 5 and the table's rows agree on the order
+            assert [p.sample for p in next_samples(project, n=n)] == [p.sample for p in queue[:n]]
         picks = next_samples(project, strategy="kcenter", n=3, split="train")
         assert all("k-center" in p.reason or "far" in p.reason for p in picks)

@@ -127,3 +127,45 @@ def test_status_json_has_the_documented_keys(tmp_path, capsys):
     status = json.loads(capsys.readouterr().out)
     assert {"samples", "labeled", "per_split", "per_class"} <= set(status)
     assert status["samples"] == 4 and status["labeled"] == 4
+
+
+def test_import_messages_count_files_and_tell_skipped_series_apart(tmp_path, brain, capsys):
+    """13 files in 3 bad series, two of them with the same description in one folder: each skip
+    line names its series by number and file count, the summary counts files, not errors."""
+    images = tmp_path / "dicom"
+    for patient in range(2):  # good: 2 x 6 files
+        write_dicom_series(images / f"p{patient}", brain[:6], patient_id=f"PAT-{patient}", seed=patient)
+    uneven = [(0, 0, z) for z in (0.0, 2.0, 4.0, 9.0, 11.0)]
+    for number, prefix in ((7, "a"), (8, "b")):  # bad: same description, same folder, 5 files each
+        write_dicom_series(images / "p2", brain[:5], patient_id="PAT-2", series_number=number, prefix=prefix,
+                           series_description="T1 axial", positions=uneven, seed=number)
+    write_dicom_series(images / "p3", brain[:3], patient_id="PAT-3", series_number=2,  # bad: 3 files
+                       positions=[(0, 0, 0.0), (0, 0, 1.0), (0, 0, 5.0)])
+    code = main(["init", str(tmp_path / "proj"), "--images", str(images), "--task", "segmentation", "--labels", "brain"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "25 image files found, 12 used (2 images or series): 12 samples added" in captured.out
+    assert "13 files skipped (3 whole series)" in captured.out
+    skipped = [line for line in captured.err.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 3 and len(set(skipped)) == 3
+    assert any("series 7 'T1 axial' (5 files)" in line for line in skipped)
+    assert any("series 8 'T1 axial' (5 files)" in line for line in skipped)
+    assert any("series 2 'test series' (3 files)" in line for line in skipped)
+    assert "PAT-" not in captured.out + captured.err and "Doe" not in captured.out + captured.err
+
+
+def test_import_warns_about_an_empty_split_and_what_the_app_does(tmp_path, brain, capsys):
+    images = tmp_path / "dicom"
+    for patient in range(2):  # 2 scans, one sample each: val or test stays empty
+        write_dicom_series(images / f"p{patient}", brain[:4], patient_id=f"PAT-{patient}", seed=patient)
+    project, report = create_project(tmp_path / "proj", images, task="segmentation", names=["brain"],
+                                     unit="image")
+    with project:
+        per_split = project.status()["per_split"]
+        empty = [split for split in ("val", "test") if not per_split.get(split, {}).get("samples")]
+        assert empty
+        words = {"val": "no validation samples", "test": "no test samples"}
+        assert [w.split(":")[0] for w in report.warnings] == [words[s] for s in empty]
+        for warning in report.warnings:
+            assert "too few to hold one out" in warning and "Add images of more patients" in warning
+        assert any("last weights" in w for w in report.warnings) == ("val" in empty)

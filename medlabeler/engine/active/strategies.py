@@ -7,8 +7,8 @@ Built in:
 - ``kcenter``: k-center greedy core-set on embeddings with the labeled samples as the initial
   centers (Sener & Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set
   Approach", ICLR 2018).
-- ``hybrid`` (default): the top M x batch most uncertain (M = 4), then k-center among them, so the
-  batch is both uncertain and varied.
+- ``hybrid`` (default): in rounds of one batch, k-center among the top M x batch most uncertain
+  not yet picked (M = 4), so each batch is both uncertain and varied.
 - ``cold-start``: before any model exists: k-center on (SSL) embeddings if there are any,
   otherwise random. Uncertainty strategies fall back to it when no candidate has a score.
 
@@ -55,10 +55,13 @@ SCORE_WORDS = {
 
 @dataclass(frozen=True)
 class Selection:
-    """One sample to label next, its score, and why it was chosen (shown to the clinician)."""
+    """One sample to label next, its score, and why it was chosen (shown to the clinician).
+
+    `score` is None for a request that is not about uncertainty (a validation or test label).
+    """
 
     sample: int
-    score: float
+    score: float | None
     reason: str
 
 
@@ -132,8 +135,7 @@ def _ranked_by_score(candidates: Sequence[int], scores: Mapping[int, Mapping[str
 
 
 def _uncertainty_reason(name: str, value: float, rank: int, total: int) -> str:
-    top = max(1, math.ceil(100.0 * (rank + 1) / total))
-    return f"{_words(name)} {value:.2f} (top {top}%)"
+    return f"{_words(name)} {value:.2f} (most uncertain #{rank + 1} of {total})"
 
 
 def _embedding_matrix(ids: Sequence[int], embeddings: Mapping[int, Any] | None) -> tuple[list[int], np.ndarray]:
@@ -198,10 +200,11 @@ def kcenter_greedy(points: np.ndarray, centers: np.ndarray | None, k: int) -> tu
 
 
 @register_strategy("random")
-def random_strategy(*, candidates: Sequence[int], n: int, seed: int = 0, **_: Any) -> list[Selection]:
+def random_strategy(*, candidates: Sequence[int], n: int, seed: int = 0, reason: str = "random order (the control strategy)",
+                    **_: Any) -> list[Selection]:
     """Seeded random order: the control."""
     order = np.random.default_rng(seed).permutation(len(candidates))[:n]
-    return [Selection(int(candidates[i]), 0.0, "random control") for i in order]
+    return [Selection(int(candidates[i]), 0.0, reason) for i in order]
 
 
 def uncertainty_strategy(name: str, *, candidates: Sequence[int], scores: Mapping[int, Mapping[str, float]], n: int, **_: Any) -> list[Selection]:
@@ -228,7 +231,7 @@ def kcenter_strategy(
     """
     ids, pts = _embedding_matrix(candidates, embeddings)
     if not ids:
-        return [Selection(s.sample, 0.0, "random (no image embeddings yet)") for s in random_strategy(candidates=candidates, n=n, seed=seed)]
+        return random_strategy(candidates=candidates, n=n, seed=seed, reason="random pick (no image embeddings yet)")
     _, cen = _embedding_matrix(labeled, embeddings)
     if normalize:
         pts = _l2_normalise(pts)
@@ -268,31 +271,49 @@ def hybrid_strategy(
     normalize: bool = False,
     **_: Any,
 ) -> list[Selection]:
-    """Top `multiplier` x batch most uncertain by `score` (default entropy), then k-center among them.
+    """Rounds of `batch`: k-center among the `multiplier` x batch most uncertain (by `score`,
+    default entropy) not yet picked, with the labeled and earlier picks as centres.
 
+    Rounds of a fixed batch make the ranking prefix-stable: the first k picks do not depend on
+    how long a list is asked for. Within a round the picks are listed most uncertain first.
     Without embeddings it is plain uncertainty ranking (the reason says so).
     """
     name = _pick_uncertainty_name(candidates, scores, score)
     if name is None:
         return []
     ranked = _ranked_by_score(candidates, scores, name)
-    top = ranked[: max(n, multiplier * (batch or n))]
-    if not top:
+    if not ranked:
         return []
-    value = dict(top)
-    rank_of = {c: r for r, (c, _) in enumerate(ranked)}
-    ids, pts = _embedding_matrix([c for c, _ in top], embeddings)
+    ids, pts = _embedding_matrix([c for c, _ in ranked], embeddings)
     if not ids:
-        return [Selection(c, v, _uncertainty_reason(name, v, r, len(ranked)) + ", by uncertainty only (no image embeddings yet)") for r, (c, v) in enumerate(top[:n])]
-    _, cen = _embedding_matrix(labeled, embeddings)
+        return [Selection(c, v, _uncertainty_reason(name, v, r, len(ranked)) + ", by uncertainty only (no image embeddings yet)")
+                for r, (c, v) in enumerate(ranked[:n])]
+    value = dict(ranked)
+    row_of = {c: i for i, c in enumerate(ids)}
+    in_order = [c for c, _ in ranked if c in row_of]  # most uncertain first, with an embedding
     if normalize:
         pts = _l2_normalise(pts)
-        cen = _l2_normalise(cen) if cen.size else cen
-    picked, _gaps = kcenter_greedy(pts, cen if cen.size else None, n)
-    return [
-        Selection(ids[i], value[ids[i]], _uncertainty_reason(name, value[ids[i]], rank_of[ids[i]], len(ranked)) + ", unlike the labeled and chosen samples (hybrid)")
-        for i in picked
-    ]
+    _, cen = _embedding_matrix(labeled, embeddings)
+    if normalize and cen.size:
+        cen = _l2_normalise(cen)
+    centers = [cen] if cen.size else []
+    round_size = max(1, batch or n)
+    chosen: list[int] = []
+    taken: set[int] = set()
+    while len(chosen) < n:
+        pool = [c for c in in_order if c not in taken][: multiplier * round_size]
+        if not pool:
+            break
+        rows = [row_of[c] for c in pool]
+        known = np.concatenate(centers) if centers else None
+        picked, _gaps = kcenter_greedy(pts[rows], known, min(round_size, n - len(chosen)))
+        round_ids = sorted((pool[i] for i in picked), key=lambda c: (-value[c], c))
+        chosen += round_ids
+        taken.update(round_ids)
+        centers.append(pts[[row_of[c] for c in round_ids]])
+    words = _words(name)
+    return [Selection(c, value[c], f"{words} {value[c]:.2f}, unlike the labeled and earlier picks "
+                      f"(hybrid: of the {multiplier * round_size} most uncertain left)") for c in chosen]
 
 
 @register_strategy("cold-start")
@@ -304,7 +325,7 @@ def cold_start_strategy(
     if embeddings and any(c in embeddings for c in candidates):
         sel = kcenter_strategy(candidates=candidates, embeddings=embeddings, labeled=labeled, n=n, seed=seed, **kw)
     else:
-        sel = random_strategy(candidates=candidates, n=n, seed=seed)
+        sel = random_strategy(candidates=candidates, n=n, seed=seed, reason="random pick (no image embeddings yet)")
     return [Selection(s.sample, s.score, f"{prefix}{s.reason}") for s in sel]
 
 
@@ -401,6 +422,7 @@ def select(
     dedup_threshold: float | None = 0.98,
     min_slice_gap: int = 2,
     oversample: int = 4,
+    batch: int | None = None,
     **options: Any,
 ) -> list[Selection]:
     """Choose up to `n` samples from `candidates` to label next; never a labeled one.
@@ -408,7 +430,9 @@ def select(
     `strategy`: a registered / plugin name (random, kcenter, hybrid, cold-start, ...) or a score
     name present in `scores` (ranked most uncertain first). `groups` maps sample ->
     (volume group, slice index) for slice projects. `options` go to the strategy (e.g. hybrid's
-    `multiplier`, `score`). Uncertainty strategies with no scored candidate fall back to
+    `multiplier`, `score`). `batch` (default `n`) is how many a clinician labels between models:
+    hybrid picks in rounds of it, so with a fixed `batch` a longer list starts with the same
+    samples as a shorter one. Uncertainty strategies with no scored candidate fall back to
     cold start. See the module doc for stale-score handling (`model_version`).
     """
     if n <= 0:
@@ -441,7 +465,7 @@ def select(
     while True:
         ranked = fn(
             candidates=pool, scores=scores, embeddings=embeddings, labeled=sorted(labeled_set),
-            n=want, seed=seed, groups=groups, batch=n, **options,
+            n=want, seed=seed, groups=groups, batch=batch or n, **options,
         )
         seen: set[int] = set()
         clean = []

@@ -14,7 +14,7 @@ orders the slices.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -643,14 +643,14 @@ def plan_series(where: Path, files: Sequence[Path], headers: Sequence[Dataset]) 
     sizes = {(int(h.Rows), int(h.Columns)) for h in headers}
     if len(sizes) > 1:
         shown = ", ".join(f"{r}x{c}" for r, c in sorted(sizes))
-        raise ImageReadError(where, f"{_series_label(first)}: images differ in size (rows x columns: {shown})")
+        raise ImageReadError(where, f"{_series_label(first, len(files))}: images differ in size (rows x columns: {shown})")
     if len({is_colour(h) for h in headers}) > 1:
-        raise ImageReadError(where, f"{_series_label(first)} mixes colour and greyscale images")
+        raise ImageReadError(where, f"{_series_label(first, len(files))} mixes colour and greyscale images")
     spacings = [pixel_spacing(h, 0) for h in headers]
     spacing_yx, spacing_source = spacings[0]
     if any(np.max(np.abs(np.subtract(s, spacing_yx))) > 1e-3 * max(spacing_yx) for s, _ in spacings):
         shown = ", ".join(sorted({f"{s[0]:g}x{s[1]:g}" for s, _ in spacings}))
-        raise ImageReadError(where, f"{_series_label(first)}: images differ in pixel spacing ({shown} mm)")
+        raise ImageReadError(where, f"{_series_label(first, len(files))}: images differ in pixel spacing ({shown} mm)")
     try:
         geometry = plan_stack(
             [_position(h, 0) for h in headers],
@@ -661,7 +661,7 @@ def plan_series(where: Path, files: Sequence[Path], headers: Sequence[Dataset]) 
             strict=True,
         )
     except _StackProblem as problem:
-        raise ImageReadError(where, f"{_series_label(first)} of {len(files)} files: {problem}") from None
+        raise ImageReadError(where, f"{_series_label(first, len(files))}: {problem}") from None
     rows, cols = sizes.pop()
     return SeriesPlan(
         where=where,
@@ -676,12 +676,12 @@ def plan_series(where: Path, files: Sequence[Path], headers: Sequence[Dataset]) 
     )
 
 
-def _series_label(ds: Dataset) -> str:
-    description = description_of(ds)
-    if description:
-        return f"series '{description}'"
+def _series_label(ds: Dataset, n_files: int | None = None) -> str:
+    """``series 3 'T1 axial' (5 files)``: what tells two series of one folder apart."""
     number = str(ds.get("SeriesNumber", "") or "").strip()
-    return f"series number {number}" if number else "series"
+    description = description_of(ds)
+    label = "series" + (f" {number}" if number else "") + (f" '{description}'" if description else "")
+    return label + (f" ({n_files} files)" if n_files else "")
 
 
 def file_shape(ds: Dataset) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -1145,6 +1145,7 @@ class DicomSource:
     modality: str
     patient_id: str | None
     description: str
+    n_files: int = 1
 
 
 def describe_dicom_files(files: Sequence[Path]) -> tuple[list[DicomSource], list[ImageReadError]]:
@@ -1180,11 +1181,14 @@ def describe_dicom_files(files: Sequence[Path]) -> tuple[list[DicomSource], list
                 sources.append(_source(where, good_single[0][1], shape, spacing))
             else:
                 plan = plan_series(where, paths, [h for _, h in good_single])
-                sources.append(_source(where, plan.headers[0], plan.shape, plan.spacing))
+                sources.append(replace(_source(where, plan.headers[0], plan.shape, plan.spacing), n_files=len(paths)))
         except ImageReadError as exc:
+            exc.files = len(paths)
             errors.append(exc)
         except Exception as exc:  # noqa: BLE001 - one damaged series never drops the others
-            errors.append(unexpected_error(where, exc))
+            error = unexpected_error(where, exc)
+            error.files = len(paths)
+            errors.append(error)
     return sources, errors
 
 

@@ -21,7 +21,9 @@ class SourceInfo:
     the PatientID, else of the series UID or the file's path below the scanned folder) so one
     patient never spans splits.
     label_hint: the parent folder name of a PNG/JPEG/TIFF/BMP, or of a 2D DICOM file, below the
-    scanned folder (ISIC-style ``class_name/*.png``, ``class_name/*.dcm``). description: series description or file name, for lists.
+    scanned folder (ISIC-style ``class_name/*.png``, ``class_name/*.dcm``). description: series
+    description or file name, for lists. n_files: how many files it is made of (a DICOM series:
+    one per slice).
     """
 
     path: str
@@ -33,6 +35,7 @@ class SourceInfo:
     group: str
     label_hint: str | None = None
     description: str = ""
+    n_files: int = 1
 
 
 def group_key(text: str) -> str:
@@ -197,6 +200,7 @@ def _dicom_infos(files: list[Path], root: Path | None = None) -> tuple[list[Sour
                 group=group_key(key),
                 label_hint=_dicom_hint(source.path, is_volume, root),
                 description=source.description,
+                n_files=source.n_files,
             )
         )
     return infos, list(errors)

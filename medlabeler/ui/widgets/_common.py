@@ -52,5 +52,5 @@ def sample_text(sample) -> str:
     """Where a sample is, without its file path (paths may carry patient names)."""
     if sample is None:
         return "no sample open"
-    where = f"slice {sample.slice_index}" if sample.slice_index is not None else "image"
-    return f"sample {sample.id} ({where}, {sample.split})"
+    where = f"slice {sample.slice_index}, " if sample.slice_index is not None else ""  # from 0, like napari's slider
+    return f"sample {sample.id} ({where}{sample.split})"

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from medlabeler.ui.keys import keys_help
 from medlabeler.ui.widgets._common import connect, hint, sample_text, session_for
 
 
@@ -49,6 +50,10 @@ class LabelWidget(QWidget):
         layout.addLayout(buttons)
         self.help = hint("")
         layout.addWidget(self.help)
+        self.keys = QLabel("")  # the keys help: one scheme, from keys.py
+        self.keys.setWordWrap(True)
+        self.keys.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.keys)
         layout.addStretch(1)
 
         self.save_button.clicked.connect(self.save)
@@ -67,15 +72,16 @@ class LabelWidget(QWidget):
         task = self.session.task
         if task is None:
             self.help.setText("Open a project to label.")
+            self.keys.setText("")
             self._show_current()
             return
         segmentation = task.kind == "segmentation"
         for i, (name, color) in enumerate(zip(task.names, task.colors)):
-            text = f"{name}" if segmentation else f"{i + 1}: {name}" if i < 9 else name
+            text = f"{i + 1}: {name}" if i < 9 else name
             button = QPushButton(text)
             button.setStyleSheet(f"border-left: 8px solid {color}; padding: 4px; text-align: left;")
             if segmentation:
-                button.setToolTip(f"Paint {name} (label value {i + 1})")
+                button.setToolTip(f"Paint {name} (label value {i + 1})" + (f" (key {i + 1})" if i < 9 else ""))
                 button.clicked.connect(lambda _=False, v=i + 1: self.paint_with(v))
             else:
                 button.setToolTip(f"Label this image as {name}" + (f" (key {i + 1})" if i < 9 else ""))
@@ -88,16 +94,11 @@ class LabelWidget(QWidget):
             "Paint on the labels layer; labels save when you move to another sample, or with 's'."
             if segmentation else "Press a class button or its number key; 'n' opens the next sample."
         )
+        self.keys.setText(keys_help(task.kind))
         self._show_current()
 
     def paint_with(self, value: int) -> None:
-        layer = self.session.view.labels_layer if self.session.view else None
-        if layer is None:
-            return
-        layer.selected_label = value
-        layer.brush_size = self.brush.value()
-        layer.mode = "paint"
-        self.viewer.layers.selection.active = layer
+        self.session.paint_with(value, self.brush.value())
 
     def _brush_changed(self, size: int) -> None:
         layer = self.session.view.labels_layer if self.session.view else None

@@ -122,7 +122,7 @@ class ProjectWidget(QWidget):
             unit=None if unit == "automatic" else unit,
         )
         if summary:
-            self.viewer.status = summary
+            self.viewer.status = summary.splitlines()[0]  # warnings also went to a notification
         return summary
 
     def refresh(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -26,22 +27,31 @@ VIEWS = ("to label", "labeled", "all")
 
 
 class QueueWidget(QWidget):
+    collapsed = Signal(bool)
+
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.rows: list[calls.QueueRow] = []
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
 
         controls = QHBoxLayout()
+        self.collapse_button = QToolButton()
+        self.collapse_button.setCheckable(True)
+        self.collapse_button.setArrowType(Qt.ArrowType.DownArrow)
+        self.collapse_button.setToolTip("Hide or show the queue table (the canvas and tabs get the room)")
+        self.collapse_button.toggled.connect(self.set_collapsed)
+        controls.addWidget(self.collapse_button)
         self.view_combo = QComboBox()
         self.view_combo.addItems(VIEWS)
         self.strategy_combo = QComboBox()
         self.strategy_combo.addItems(_strategies())
         self.strategy_combo.setCurrentText(self.session.strategy)
-        controls.addWidget(QLabel("Show"))
+        controls.addWidget(QLabel("Queue"))
         controls.addWidget(self.view_combo)
-        controls.addWidget(QLabel("ranked by"))
+        controls.addWidget(QLabel("by"))
         controls.addWidget(self.strategy_combo, 1)
         layout.addLayout(controls)
 
@@ -52,15 +62,17 @@ class QueueWidget(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(True)
-        self.table.setMinimumHeight(160)
+        self.table.setMinimumHeight(90)
         layout.addWidget(self.table, 1)
 
-        buttons = QHBoxLayout()
+        self.buttons = QWidget()
+        buttons = QHBoxLayout(self.buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
         self.next_button = QPushButton("Open next (n)")
         self.refresh_button = QPushButton("Refresh")
         buttons.addWidget(self.next_button)
         buttons.addWidget(self.refresh_button)
-        layout.addLayout(buttons)
+        layout.addWidget(self.buttons)
         self.status = hint("")
         layout.addWidget(self.status)
 
@@ -74,6 +86,16 @@ class QueueWidget(QWidget):
         connect(self, self.session.sample_opened, self._sample_opened)
         connect(self, self.session.background_state, self._background)
         self.refresh()
+
+    def set_collapsed(self, collapsed: bool) -> None:
+        """Show only the header row (the table and its buttons hidden), or everything."""
+        if self.collapse_button.isChecked() != collapsed:
+            self.collapse_button.setChecked(collapsed)  # calls back here once
+            return
+        self.collapse_button.setArrowType(Qt.ArrowType.RightArrow if collapsed else Qt.ArrowType.DownArrow)
+        for part in (self.table, self.buttons, self.status):
+            part.setVisible(not collapsed)
+        self.collapsed.emit(collapsed)
 
     def _sample_opened(self, _sample) -> None:
         self._mark_open()
@@ -100,8 +122,8 @@ class QueueWidget(QWidget):
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             sample = samples.get(row.sample)
-            where = "" if sample is None else (f"slice {sample.slice_index}" if sample.slice_index is not None else sample.split)
-            score = "" if row.score is None else f"{row.score:.3f}"
+            where = "" if sample is None else calls.where(sample)
+            score = "" if row.score is None else f"{row.score:.3f}"  # None: a validation/test request
             for c, text in enumerate((str(row.sample), where, score, row.reason)):
                 item = QTableWidgetItem(text)
                 if c == 0:
@@ -117,7 +139,7 @@ class QueueWidget(QWidget):
         if self.session.project is None:
             return "Open a project to see what to label next."
         active = self.session.project.active_model()
-        model = f"model v{active.version}" if active else "no model yet (diverse first picks)"
+        model = f"ranked with model v{active.version}" if active else "no model yet: first picks"
         return f"{len(self.rows)} samples; {model}"
 
     def _mark_open(self) -> None:

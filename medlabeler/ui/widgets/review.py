@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from medlabeler.ui.layers import GRADCAM, PREDICTION, UNCERTAINTY
+from medlabeler.ui.layers import DEFAULT_VISIBLE, GRADCAM, PREDICTION, UNCERTAINTY
 from medlabeler.ui.widgets._common import connect, hint, session_for
 
 
@@ -44,7 +44,7 @@ class ReviewWidget(QWidget):
         layout.addLayout(buttons)
 
         self.show_overlay = QCheckBox("Show prediction overlay")
-        self.show_overlay.setChecked(True)
+        self.show_overlay.setChecked(DEFAULT_VISIBLE[PREDICTION])
         layout.addWidget(self.show_overlay)
         self.opacity_row = QWidget()
         row = QHBoxLayout(self.opacity_row)
@@ -55,11 +55,11 @@ class ReviewWidget(QWidget):
         self.opacity.setValue(45)
         row.addWidget(self.opacity, 1)
         layout.addWidget(self.opacity_row)
-        self.show_uncertainty = QCheckBox("Show uncertainty map")
-        self.show_uncertainty.setChecked(True)
+        self.show_uncertainty = QCheckBox("Show uncertainty map (u)")
+        self.show_uncertainty.setChecked(DEFAULT_VISIBLE[UNCERTAINTY])
         layout.addWidget(self.show_uncertainty)
-        self.show_cam = QCheckBox("Show Grad-CAM (where the model looked)")
-        self.show_cam.setChecked(True)
+        self.show_cam = QCheckBox("Show Grad-CAM, where the model looked (g)")
+        self.show_cam.setChecked(DEFAULT_VISIBLE[GRADCAM])
         layout.addWidget(self.show_cam)
         layout.addWidget(hint("Accepting saves a label marked 'accepted prediction'; a corrected one is "
                               "marked 'corrected prediction', so reviews can be told apart from manual labels."))
@@ -72,6 +72,7 @@ class ReviewWidget(QWidget):
         self.show_cam.toggled.connect(lambda v: self._set_visible(GRADCAM, v))
         self.opacity.valueChanged.connect(self._set_opacity)
         connect(self, self.session.prediction_changed, self.show_prediction)
+        connect(self, self.session.overlay_toggled, self._overlay_toggled)
         connect(self, self.session.project_changed, self._project_changed)
         self.show_prediction(None)
 
@@ -79,8 +80,13 @@ class ReviewWidget(QWidget):
         self.show_prediction(None)
 
     def _set_visible(self, kind: str, visible: bool) -> None:
-        if self.session.view is not None:
-            self.session.view.set_overlay_visible(kind, visible)
+        self.session.set_overlay_visible(kind, visible)
+
+    def _overlay_toggled(self, kind: str, visible: bool) -> None:
+        """A key toggled an overlay: the box follows."""
+        box = {PREDICTION: self.show_overlay, UNCERTAINTY: self.show_uncertainty, GRADCAM: self.show_cam}.get(kind)
+        if box is not None and box.isChecked() != visible:
+            box.setChecked(visible)
 
     def _set_opacity(self, value: int) -> None:
         if self.session.view is not None:
@@ -105,11 +111,7 @@ class ReviewWidget(QWidget):
             self.summary.setText("No model yet: label a few samples and press Retrain." if active is None
                                  else "Prediction is being computed…" if self.session.sample else "No sample open.")
             return
-        view = self.session.view
-        if view is not None:
-            self._set_visible(PREDICTION, self.show_overlay.isChecked())
-            self._set_visible(UNCERTAINTY, self.show_uncertainty.isChecked())
-            self._set_visible(GRADCAM, self.show_cam.isChecked())
+        if self.session.view is not None:
             self._set_opacity(self.opacity.value())
         names = list(task.names)
         if task.kind == "classification":
