@@ -210,17 +210,16 @@ def _frames(source: SourceSeries, masks: dict) -> tuple[np.ndarray, list]:
     else:
         slices = {int(k): np.asarray(v) for k, v in masks.items()}
     order = sorted(slices)
+    dtype = np.uint16 if max(int(m.max(initial=0)) for m in slices.values()) > 255 else np.uint8
     if source.frame_order is not None:  # one multi-frame file: frames in file order
         if len(slices) != source.n_slices:
             raise InputError(source.where, "a DICOM-SEG of a multi-frame image needs every frame labeled "
-                                       "(label the whole volume, or export with --format nifti)")
-        pixels = np.zeros((source.n_slices, *slices[0].shape), dtype=np.uint8)
+                                           "(label the whole volume, or export with --format nifti)")
+        pixels = np.zeros((source.n_slices, *slices[0].shape), dtype=dtype)
         for array_index, frame in enumerate(source.frame_order):
             pixels[frame] = slices[array_index]
         return pixels, source.datasets
-    pixels = np.stack([slices[i] for i in order]).astype(np.uint16 if max(
-        int(m.max(initial=0)) for m in slices.values()) > 255 else np.uint8)
-    return pixels, [source.datasets[i] for i in order]
+    return np.stack([slices[i] for i in order]).astype(dtype), [source.datasets[i] for i in order]
 
 
 def _deidentify(seg) -> None:
