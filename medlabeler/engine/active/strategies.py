@@ -477,10 +477,10 @@ def select(
         # settling for near-duplicates.
         # One wider look only: hybrid's diversity must stay among the uncertain candidates.
         last = want >= min(len(pool), deepest)
-        batch = build_batch(clean, n, embeddings=embeddings, groups=groups, dedup_threshold=dedup_threshold,
-                            min_slice_gap=min_slice_gap, refill=last)
-        if len(batch) >= n or last:
-            return batch
+        chosen = build_batch(clean, n, embeddings=embeddings, groups=groups, dedup_threshold=dedup_threshold,
+                             min_slice_gap=min_slice_gap, refill=last)
+        if len(chosen) >= n or last:
+            return chosen
         want = min(len(pool), deepest)
 
 
