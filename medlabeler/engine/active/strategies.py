@@ -349,13 +349,14 @@ def current_scores(scores: Mapping[int, Mapping[str, float]], model_version: int
     return out
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na < 1e-9 and nb < 1e-9:
+def _cosine(a: tuple[np.ndarray, bool], b: tuple[np.ndarray, bool]) -> float:
+    """Cosine of two (unit vector, is zero) pairs, normalised once per batch rather than per pair."""
+    (ua, zero_a), (ub, zero_b) = a, b
+    if zero_a and zero_b:
         return 1.0  # both sit on the (centring) mean: the same point
-    if na < 1e-9 or nb < 1e-9:
+    if zero_a or zero_b:
         return 0.0
-    return float(a @ b / (na * nb))
+    return float(ua @ ub)
 
 
 def _conflict(a: int, b: int, vectors, groups, dedup_threshold, min_slice_gap) -> str | None:
@@ -387,12 +388,15 @@ def build_batch(
     cosines are high for any two images), or two slices of the same group less than
     `min_slice_gap` apart (0: off; 2 forbids adjacent slices).
     """
-    vectors: dict[int, np.ndarray] = {}
+    vectors: dict[int, tuple[np.ndarray, bool]] = {}
     if dedup_threshold is not None and embeddings:
         ids, mat = _embedding_matrix([s.sample for s in ranked], embeddings)
         if ids:
             mat = mat - mat.mean(0)
-            vectors = dict(zip(ids, mat))
+            norms = np.linalg.norm(mat, axis=1)
+            zero = norms < 1e-9
+            units = mat / np.where(zero, 1.0, norms)[:, None]
+            vectors = {i: (u, bool(z)) for i, u, z in zip(ids, units, zero)}
     chosen: list[Selection] = []
     skipped: list[tuple[Selection, str]] = []
     for sel in ranked:

@@ -114,7 +114,7 @@ class QueueWidget(QWidget):
             from medlabeler.engine.errors import MedlabelerError
 
             try:
-                self.rows = calls.queue_rows(project, view=self.view_combo.currentText(), n=50, strategy=self.session.strategy)
+                self.rows = self.session.queue_rows(self.view_combo.currentText(), n=calls.QUEUE_DEPTH)
             except (MedlabelerError, ValueError) as exc:  # e.g. a score the active model never wrote
                 self.status.setText(str(exc))
                 return
