@@ -312,7 +312,7 @@ def hybrid_strategy(
         taken.update(round_ids)
         centers.append(pts[[row_of[c] for c in round_ids]])
     words = _words(name)
-    return [Selection(c, value[c], f"{words} {value[c]:.2f}, unlike the labeled and earlier picks "
+    return [Selection(c, value[c], f"{words} {value[c]:.3f}, unlike the labeled and earlier picks "
                       f"(hybrid: of the {multiplier * round_size} most uncertain left)") for c in chosen]
 
 

@@ -126,6 +126,8 @@ class QueueWidget(QWidget):
             score = "" if row.score is None else f"{row.score:.3f}"  # None: a validation/test request
             for c, text in enumerate((str(row.sample), where, score, row.reason)):
                 item = QTableWidgetItem(text)
+                if c == 3:
+                    item.setToolTip(text)  # the whole reason; the cell may cut it
                 if c == 0:
                     item.setData(Qt.ItemDataRole.UserRole, row.sample)
                 self.table.setItem(r, c, item)
