@@ -524,18 +524,24 @@ def _newest_embeddings(project: Any) -> dict[int, np.ndarray] | None:
     return None
 
 
-def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 10, *, seed: int = 0, split: str | None = "train", **options: Any) -> list[Selection]:
+def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 10, *, seed: int = 0, split: str | None = "train",
+                       samples: Sequence[Any] | None = None, labeled: Sequence[int] | None = None,
+                       **options: Any) -> list[Selection]:
     """`select` on a project: unlabeled samples of `split`, the ACTIVE model's scores only.
 
     Embeddings: the active model's, else the newest model's that has any (e.g. an SSL
     pretraining run), else those stored under version 0 (no model), for k-center and cold start.
+    `samples` (all of the project's) and `labeled` (their labeled ids) save reading them again
+    when one ranking makes several calls.
     """
     active = project.active_model()
     version = active.version if active is not None else 0  # the store keys "no model" as 0
     scores = project.scores(version)
-    candidates = [s.id for s in project.samples(split=split, labeled=False)]
-    labeled = [s.id for s in project.samples(labeled=True)]
-    groups = {s.id: (s.group, s.slice_index) for s in project.samples() if s.slice_index is not None}
+    samples = project.samples() if samples is None else samples
+    labeled = [s.id for s in project.samples(labeled=True)] if labeled is None else list(labeled)
+    done = set(labeled)
+    candidates = [s.id for s in samples if (split is None or s.split == split) and s.id not in done]
+    groups = {s.id: (s.group, s.slice_index) for s in samples if s.slice_index is not None}
     return select(
         strategy, candidates=candidates, scores=scores, embeddings=_newest_embeddings(project),
         labeled=labeled, n=n, seed=seed, groups=groups or None, model_version=version, **options,
