@@ -1,5 +1,5 @@
 """Make the README screenshot from the real app: the demo project, the top queued slice, and the
-active model's prediction overlaid. Run under a display: xvfb-run -a python installer/readme_screenshot.py PROJECT OUT.png
+active model's prediction overlaid. Run under a display: xvfb-run -a -s "-screen 0 1600x1000x24" python installer/readme_screenshot.py PROJECT OUT.png
 """
 
 import sys
@@ -12,11 +12,11 @@ def main(project: str, out: str) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from medlabeler.ui.app import build_app
+    from medlabeler.ui.app import build_app, fit_window
 
     viewer = napari.Viewer(title="medlabeler", show=True)
-    viewer.window.resize(1500, 900)
     widget = build_app(viewer, project)
+    fit_window(viewer)  # as the app starts: the screen filled (run under a 1600x1000 screen)
     session = widget.session
     brain_slice = next(s for s in session.project.samples() if s.slice_index == 100)
     session.open_sample(brain_slice.id)
@@ -27,10 +27,7 @@ def main(project: str, out: str) -> None:
     for _ in range(20):
         QApplication.processEvents()
         time.sleep(0.05)
-    for layer in viewer.layers:  # show the predicted segmentation itself
-        if "uncertainty" in layer.name:
-            layer.visible = False
-    QApplication.processEvents()
+    QApplication.processEvents()  # the uncertainty map starts hidden: the prediction itself shows
     image = viewer.screenshot(canvas_only=False, flash=False)
     if float(np.asarray(image)[..., :3].std()) < 10:
         raise SystemExit("the screenshot came out blank")

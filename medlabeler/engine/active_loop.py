@@ -87,15 +87,17 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
     from medlabeler.engine.active.strategies import Selection, select_for_project
 
     depth = max(n, QUEUE_DEPTH)
+    known = {"samples": project.samples(), "labeled": [s.id for s in project.samples(labeled=True)]}
     try:
         if split is not None:
-            return select_for_project(project, strategy=strategy, n=depth, split=split, seed=seed, batch=QUEUE_BATCH)[:n]
+            return select_for_project(project, strategy=strategy, n=depth, split=split, seed=seed, batch=QUEUE_BATCH,
+                                      **known)[:n]
         plan = held_out_plan(project, depth)
         picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train", seed=seed,
-                                   batch=QUEUE_BATCH)
+                                   batch=QUEUE_BATCH, **known)
     except ValueError as exc:
         raise ProjectError(f"{project.root}: cannot rank with strategy {strategy!r}: {exc}") from exc
-    held = {name: iter(select_for_project(project, strategy="random", n=plan.count(name), split=name, seed=seed))
+    held = {name: iter(select_for_project(project, strategy="random", n=plan.count(name), split=name, seed=seed, **known))
             for name in ("val", "test")}
     train = iter(picks)
     queue = []

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from medlabeler.engine.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
+
 PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
 TRAIN_METHODS = ("supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl")
 
@@ -134,12 +136,26 @@ def refresh_run(project, sample_id: int | None, *, score: bool = True, mc_passes
     return start
 
 
-def _refresh(project, sample_id, token, score, mc_passes) -> Generator:
+_BUNDLE: dict = {}  # the active model as last loaded: (project id, version, path) -> bundle
+
+
+def active_bundle(project):
+    """The active model (network, record, version), loaded once per version rather than at every
+    sample opened. Used by the inference worker only (one job at a time); training loads its own."""
     from medlabeler.engine import pipeline
 
+    active = project.active_model()
+    key = (id(project), active.version, str(active.path))
+    if key not in _BUNDLE:
+        _BUNDLE.clear()
+        _BUNDLE[key] = pipeline.load_model(project)
+    return _BUNDLE[key]
+
+
+def _refresh(project, sample_id, token, score, mc_passes) -> Generator:
     if project.active_model() is None:
         return {"scored": 0, "model_version": None}
-    bundle = pipeline.load_model(project)
+    bundle = active_bundle(project)
     version = bundle[2].version
     if sample_id is not None:
         yield from _predict(project, sample_id, bundle)
@@ -184,11 +200,9 @@ def prediction_only_run(project, sample_id: int) -> Callable[[Any], Generator]:
     """Predict one sample with the active model (opening a sample that has no cached prediction)."""
 
     def start(token):
-        from medlabeler.engine import pipeline
-
         if project.active_model() is None:
             return iter(())
-        return _predict(project, sample_id, pipeline.load_model(project))
+        return _predict(project, sample_id, active_bundle(project))
 
     return start
 

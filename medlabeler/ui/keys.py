@@ -70,11 +70,31 @@ def install_viewer_keys(viewer, session) -> None:
         viewer.bind_key(str(digit), _digit_key(ref, digit), overwrite=True)
 
 
+#: The status-bar hint napari shows for a layer; its own names the digit mode keys taken here.
+SEGMENTATION_HINT = "1-9 label and brush, E eraser, F fill, P brush, [ ] brush size, Z pan/zoom, s save, n next"
+CLASSIFICATION_HINT = "1-9 label the image as that class and open the next, n next, g Grad-CAM"
+
+
 def install_layer_keys(layer, session) -> None:
-    """The digits on a layer of the open sample (beats that layer's own mode keys)."""
+    """The digits on a layer of the open sample (beats that layer's own mode keys), and a status
+    hint that says so (napari's names its digit keys, which no longer do what it says)."""
     ref = weakref.ref(session)
     for digit in range(1, 10):
         layer.bind_key(str(digit), _digit_key(ref, digit), overwrite=True)
+    if not getattr(layer, "_medlabeler_hint", False):
+        layer._medlabeler_hint = True
+        layer.events.mode.connect(lambda _event: _set_hint(ref, layer))  # after napari's own handler
+    _set_hint(ref, layer)
+
+
+def _set_hint(ref, layer) -> None:
+    s = ref()
+    if s is None or s.project is None:
+        return
+    hint = SEGMENTATION_HINT if s.project.task.kind == "segmentation" else CLASSIFICATION_HINT
+    layer.help = hint
+    if s.viewer is not None and s.viewer.layers.selection.active is layer:
+        s.viewer.help = hint
 
 
 

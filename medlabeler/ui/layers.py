@@ -28,6 +28,9 @@ STACK = (IMAGE, PREDICTION, UNCERTAINTY, GRADCAM, LABELS)
 #: uncertainty map and Grad-CAM tint the whole image, so they are asked for, not imposed.
 DEFAULT_VISIBLE = {PREDICTION: True, UNCERTAINTY: False, GRADCAM: False}
 
+#: The prediction is drawn as outlines (pixels wide), so the clinician's filled paint stands out.
+PREDICTION_CONTOUR = 1
+
 #: The uncertainty map is a hint over the image, not a replacement for it.
 UNCERTAINTY_OPACITY = 0.35
 #: Largest number of pixels for which robust contrast limits are computed on every voxel.
@@ -342,6 +345,7 @@ class SampleView:
             if kind in DEFAULT_VISIBLE:
                 kwargs = {**kwargs, "visible": self.overlay_visible[kind]}
             self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
+            self._outline(kind)
             self.select_top()
             return
         limits = kwargs.get("contrast_limits")
@@ -378,7 +382,12 @@ class SampleView:
                 continue
             add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
             self.layers[kind] = add(np.zeros(shape, dtype), name=layer_name(kind), scale=scale, visible=False, **kwargs)
+            self._outline(kind)
         self.select_top()
+
+    def _outline(self, kind: str) -> None:
+        if kind == PREDICTION and hasattr(self.layers[kind], "contour"):
+            self.layers[kind].contour = PREDICTION_CONTOUR
 
     def _blank_overlays(self) -> None:
         """Overlays of the previous image become empty ones of the new image's shape (hidden).

@@ -140,7 +140,10 @@ class Session(QObject):
         self.jobs.changed.connect(self._jobs_changed)
         self.predictions: dict[int, PredictionView] = {}
         self._from_prediction: set[int] = set()
-        self.strategy = calls.DEFAULT_STRATEGY
+        self._strategy = calls.DEFAULT_STRATEGY
+        self._queue: list | None = None  # the "to label" rows for the current label state and model
+        for changed in (self.project_changed, self.labels_changed, self.models_changed, self.queue_changed):
+            changed.connect(self._forget_queue)  # connected first: widgets redraw from the new queue
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -295,6 +298,30 @@ class Session(QObject):
                 self.view.prepare_overlays()
                 self._start_background(calls.prediction_only_run(self.project, sample.id), "Predicting", preempt=False)
 
+    # --- the queue -------------------------------------------------------------------------------
+    @property
+    def strategy(self) -> str:
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, name: str) -> None:
+        self._strategy = name
+        self._forget_queue()
+
+    def _forget_queue(self, *_args) -> None:
+        self._queue = None
+
+    def queue_rows(self, view: str = "to label", n: int = calls.QUEUE_DEPTH) -> list:
+        """Rows of the queue: "to label" is ranked once per label state, model and strategy, and
+        shared by the table, `n` and the first sample (one "next"); other views are listings."""
+        if self.project is None:
+            return []
+        if view != "to label":
+            return calls.queue_rows(self.project, view=view, n=n, strategy=self.strategy)
+        if self._queue is None or len(self._queue) < n <= calls.QUEUE_DEPTH:
+            self._queue = calls.queue_rows(self.project, view=view, n=max(n, calls.QUEUE_DEPTH), strategy=self.strategy)
+        return self._queue[:n]
+
     def next_sample_id(self) -> int | None:
         """The top of the queue that is not the open sample."""
         if self.project is None:
@@ -302,7 +329,7 @@ class Session(QObject):
         from medlabeler.engine.errors import MedlabelerError
 
         try:
-            rows = calls.queue_rows(self.project, view="to label", n=2, strategy=self.strategy)
+            rows = self.queue_rows(n=2)
         except (MedlabelerError, ValueError) as exc:  # a strategy the active model has no scores for
             log.warning("queue: %s", exc)
             rows = []

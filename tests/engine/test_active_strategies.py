@@ -115,6 +115,14 @@ def test_hybrid_is_prefix_stable_with_a_fixed_batch():
     long = select("hybrid", n=40, **kw)
     for n in (1, 2, 7, 20):
         assert ids_of(select("hybrid", n=n, **kw)) == ids_of(long)[:n]
+    # Slices of one volume, most uncertain in a run of neighbours: the batch skips adjacent ones and
+    # looks deeper into the ranking, with the same fixed batch.
+    pool = list(range(1000))
+    adjacent = dict(candidates=pool, scores={i: {"entropy": 1 - i / 1000} for i in pool},
+                    embeddings={i: np.array([np.cos(i), np.sin(i), i / 1000]) for i in pool}, labeled=[],
+                    groups={i: ("volume", i) for i in pool}, batch=5)
+    deeper = select("hybrid", n=40, **adjacent)
+    assert len(deeper) == 40 and ids_of(select("hybrid", n=3, **adjacent)) == ids_of(deeper)[:3]
     first_round = [s.score for s in long[:5]]
     assert first_round == sorted(first_round, reverse=True)  # most uncertain first within a round
     assert all("#" not in s.reason and "%" not in s.reason for s in long)  # no ranks out of order

@@ -312,7 +312,7 @@ def hybrid_strategy(
         taken.update(round_ids)
         centers.append(pts[[row_of[c] for c in round_ids]])
     words = _words(name)
-    return [Selection(c, value[c], f"{words} {value[c]:.2f}, unlike the labeled and earlier picks "
+    return [Selection(c, value[c], f"{words} {value[c]:.3f}, unlike the labeled and earlier picks "
                       f"(hybrid: of the {multiplier * round_size} most uncertain left)") for c in chosen]
 
 
@@ -349,13 +349,14 @@ def current_scores(scores: Mapping[int, Mapping[str, float]], model_version: int
     return out
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na < 1e-9 and nb < 1e-9:
+def _cosine(a: tuple[np.ndarray, bool], b: tuple[np.ndarray, bool]) -> float:
+    """Cosine of two (unit vector, is zero) pairs, normalised once per batch rather than per pair."""
+    (ua, zero_a), (ub, zero_b) = a, b
+    if zero_a and zero_b:
         return 1.0  # both sit on the (centring) mean: the same point
-    if na < 1e-9 or nb < 1e-9:
+    if zero_a or zero_b:
         return 0.0
-    return float(a @ b / (na * nb))
+    return float(ua @ ub)
 
 
 def _conflict(a: int, b: int, vectors, groups, dedup_threshold, min_slice_gap) -> str | None:
@@ -387,12 +388,15 @@ def build_batch(
     cosines are high for any two images), or two slices of the same group less than
     `min_slice_gap` apart (0: off; 2 forbids adjacent slices).
     """
-    vectors: dict[int, np.ndarray] = {}
+    vectors: dict[int, tuple[np.ndarray, bool]] = {}
     if dedup_threshold is not None and embeddings:
         ids, mat = _embedding_matrix([s.sample for s in ranked], embeddings)
         if ids:
             mat = mat - mat.mean(0)
-            vectors = dict(zip(ids, mat))
+            norms = np.linalg.norm(mat, axis=1)
+            zero = norms < 1e-9
+            units = mat / np.where(zero, 1.0, norms)[:, None]
+            vectors = {i: (u, bool(z)) for i, u, z in zip(ids, units, zero)}
     chosen: list[Selection] = []
     skipped: list[tuple[Selection, str]] = []
     for sel in ranked:
@@ -477,10 +481,10 @@ def select(
         # settling for near-duplicates.
         # One wider look only: hybrid's diversity must stay among the uncertain candidates.
         last = want >= min(len(pool), deepest)
-        batch = build_batch(clean, n, embeddings=embeddings, groups=groups, dedup_threshold=dedup_threshold,
-                            min_slice_gap=min_slice_gap, refill=last)
-        if len(batch) >= n or last:
-            return batch
+        chosen = build_batch(clean, n, embeddings=embeddings, groups=groups, dedup_threshold=dedup_threshold,
+                             min_slice_gap=min_slice_gap, refill=last)
+        if len(chosen) >= n or last:
+            return chosen
         want = min(len(pool), deepest)
 
 
@@ -520,18 +524,24 @@ def _newest_embeddings(project: Any) -> dict[int, np.ndarray] | None:
     return None
 
 
-def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 10, *, seed: int = 0, split: str | None = "train", **options: Any) -> list[Selection]:
+def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 10, *, seed: int = 0, split: str | None = "train",
+                       samples: Sequence[Any] | None = None, labeled: Sequence[int] | None = None,
+                       **options: Any) -> list[Selection]:
     """`select` on a project: unlabeled samples of `split`, the ACTIVE model's scores only.
 
     Embeddings: the active model's, else the newest model's that has any (e.g. an SSL
     pretraining run), else those stored under version 0 (no model), for k-center and cold start.
+    `samples` (all of the project's) and `labeled` (their labeled ids) save reading them again
+    when one ranking makes several calls.
     """
     active = project.active_model()
     version = active.version if active is not None else 0  # the store keys "no model" as 0
     scores = project.scores(version)
-    candidates = [s.id for s in project.samples(split=split, labeled=False)]
-    labeled = [s.id for s in project.samples(labeled=True)]
-    groups = {s.id: (s.group, s.slice_index) for s in project.samples() if s.slice_index is not None}
+    samples = project.samples() if samples is None else samples
+    labeled = [s.id for s in project.samples(labeled=True)] if labeled is None else list(labeled)
+    done = set(labeled)
+    candidates = [s.id for s in samples if (split is None or s.split == split) and s.id not in done]
+    groups = {s.id: (s.group, s.slice_index) for s in samples if s.slice_index is not None}
     return select(
         strategy, candidates=candidates, scores=scores, embeddings=_newest_embeddings(project),
         labeled=labeled, n=n, seed=seed, groups=groups or None, model_version=version, **options,

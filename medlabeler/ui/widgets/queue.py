@@ -114,7 +114,7 @@ class QueueWidget(QWidget):
             from medlabeler.engine.errors import MedlabelerError
 
             try:
-                self.rows = calls.queue_rows(project, view=self.view_combo.currentText(), n=50, strategy=self.session.strategy)
+                self.rows = self.session.queue_rows(self.view_combo.currentText(), n=calls.QUEUE_DEPTH)
             except (MedlabelerError, ValueError) as exc:  # e.g. a score the active model never wrote
                 self.status.setText(str(exc))
                 return
@@ -126,6 +126,8 @@ class QueueWidget(QWidget):
             score = "" if row.score is None else f"{row.score:.3f}"  # None: a validation/test request
             for c, text in enumerate((str(row.sample), where, score, row.reason)):
                 item = QTableWidgetItem(text)
+                if c == 3:
+                    item.setToolTip(text)  # the whole reason; the cell may cut it
                 if c == 0:
                     item.setData(Qt.ItemDataRole.UserRole, row.sample)
                 self.table.setItem(r, c, item)

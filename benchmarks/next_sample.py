@@ -1,0 +1,127 @@
+"""How long `n` takes: from the key press to the next sample on screen, and to its prediction shown.
+
+On the bundled demo (the MNI152 brain MRI in nilearn). Each round paints the open slice with its
+reference mask (a stand-in for a clinician), presses `n` as napari's canvas dispatches it, and
+records two times: until the next sample is shown (the key handler returned and the canvas
+repainted), and until the active model's prediction of it is overlaid (predicted on a worker).
+Printed as p50 / max over the rounds; the target is <= 150 ms to the prediction. Figures, not
+assertions. Run it under a display:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/next_sample.py --rounds 20
+
+Without --project, a demo project is made in a temporary folder with a small model trained on
+a few reference slices (a minute on a 2-core CPU); with --project, its active model is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SMALL_MODEL = {"image_size": 96, "batch_size": 8, "steps": 30, "features": [8, 16, 32, 64]}
+
+
+def prepare(root: Path) -> Path:
+    """A demo project with 6 train and 2 validation reference labels, a small model, its scores."""
+    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.demo import label_like_a_clinician
+    from medlabeler.engine.demo_loop import open_or_create_demo
+    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.training import run_to_end
+
+    with open_or_create_demo(root) as project:
+        if project.active_model() is None:
+            label_like_a_clinician(project, 6)
+            label_like_a_clinician(project, 2, split="val")
+            run_to_end(train_project(project, method="supervised", config=SMALL_MODEL))
+            run_to_end(score_project(project))
+    return root
+
+
+def wait(predicate, timeout_s: float = 30.0) -> bool:
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.perf_counter() + timeout_s
+    while not predicate():
+        if time.perf_counter() > deadline:
+            return False
+        QApplication.processEvents()
+        time.sleep(0.0005)
+    return True
+
+
+def stats(values_ms: list[float]) -> str:
+    a = np.asarray(values_ms)
+    return f"p50 {np.percentile(a, 50):.0f} ms, max {a.max():.0f} ms (n={a.size})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project", help="a demo project with an active model (default: make one)")
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from medlabeler.engine.demo import demo_truth
+    from medlabeler.ui.app import build_app, fit_window
+
+    root = Path(args.project) if args.project else prepare(Path(tempfile.mkdtemp()) / "demo")
+    truth = demo_truth()
+    viewer = napari.Viewer(title="medlabeler", show=True)
+    widget = build_app(viewer, root)
+    fit_window(viewer)
+    session = widget.session
+    canvas = viewer.window._qt_viewer.canvas
+    handler = viewer.window._qt_viewer._key_map_handler
+    wait(lambda: session.current_prediction is not None and not session.jobs.busy, 120)
+
+    saving_ms: list[float] = []
+    save = session.save_current
+
+    def timed_save():  # the label written durably (fsync) before the queue re-ranks
+        start = time.perf_counter()
+        try:
+            return save()
+        finally:
+            saving_ms.append(1000 * (time.perf_counter() - start))
+
+    session.save_current = timed_save
+    shown_ms, predicted_ms, saved_ms, missing = [], [], [], 0
+    for _ in range(args.rounds):
+        sample = session.sample
+        session.view.set_current_mask(truth[sample.slice_index])
+        start = time.perf_counter()
+        saving_ms.clear()
+        handler.press_key("n")
+        handler.release_key("n")
+        canvas.native.repaint()  # the new slice drawn before the clock stops
+        shown_ms.append(1000 * (time.perf_counter() - start))
+        saved_ms.append(sum(saving_ms))
+        opened = session.sample.id
+        if wait(lambda: session.current_prediction is not None and session.view.prediction_on_screen == opened):
+            QApplication.processEvents()
+            canvas.native.repaint()
+            predicted_ms.append(1000 * (time.perf_counter() - start))
+        else:
+            missing += 1
+        wait(lambda: not session.jobs.busy)
+
+    print(f"demo project {root}, model v{session.project.active_model().version}, {args.rounds} rounds of paint + n")
+    print(f"n -> next sample shown:           {stats(shown_ms)}")
+    print(f"  of which saving the label:      {stats(saved_ms)}  (written and fsynced before the queue re-ranks)")
+    if predicted_ms:
+        print(f"n -> its prediction overlaid:     {stats(predicted_ms)}  (target <= 150 ms)")
+    if missing:
+        print(f"{missing} rounds got no prediction within 30 s")
+    session.shutdown()
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Labeling as a clinician does it, driven only through keys, widgets and mouse strokes on the canvas.
+
+One "next": what the app opens at start and on `n` is the queue table's first row and the first
+line of `medlabeler queue`, and the app logs it as ``opened sample <id>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QEvent, QPointF, Qt
+from qtpy.QtGui import QMouseEvent
+from qtpy.QtWidgets import QApplication
+
+from medlabeler.cli import main
+from medlabeler.ui.app import build_app, fit_window
+from medlabeler.ui.layers import LABELS, PREDICTION, STACK, UNCERTAINTY
+from tests.ui.projects import TINY, truth_slice
+from tests.ui.test_loop import press, save_screenshot
+
+pytestmark = pytest.mark.gui
+OPENED = re.compile(r"opened sample (\d+)")
+
+
+@pytest.fixture
+def trained_project(brain_project, brain_files):
+    """The brain slabs with 3 labels, a tiny model and its scores: the queue ranks by uncertainty."""
+    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training import run_to_end
+
+    _, masks = brain_files
+    with Project.open(brain_project) as project:
+        for split, count in (("train", 2), ("val", 1)):
+            for sample in project.samples(split=split)[:count]:
+                project.save_label(sample.id, truth_slice(masks, sample))
+        run_to_end(train_project(project, method="supervised", config={**TINY, "steps": 3}))
+        run_to_end(score_project(project))
+    return brain_project
+
+
+def cli_first(project_path, capsys) -> int:
+    capsys.readouterr()
+    assert main(["queue", str(project_path), "--n", "3", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)[0]["sample"]
+
+
+def last_opened(caplog) -> int:
+    ids = [int(m.group(1)) for r in caplog.records if r.name == "medlabeler.ui.session" and (m := OPENED.search(r.getMessage()))]
+    assert ids, "the app logged no 'opened sample <id>'"
+    return ids[-1]
+
+
+def stroke(viewer, points_yx, *, button=Qt.MouseButton.LeftButton) -> None:
+    """A mouse drag on napari's canvas through (y, x) world points, as Qt delivers it."""
+    canvas = viewer.window._qt_viewer.canvas.native
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    cy, cx = camera.center[-2:]
+
+    def at(y, x):
+        return QPointF(canvas.width() / 2 + (x - cx) * camera.zoom, canvas.height() / 2 + (y - cy) * camera.zoom)
+
+    def send(kind, point, buttons):
+        event = QMouseEvent(kind, point, canvas.mapToGlobal(point), button, buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(canvas, event)
+        QApplication.processEvents()
+
+    points = [at(y, x) for y, x in points_yx]
+    send(QEvent.Type.MouseButtonPress, points[0], button)
+    for point in points[1:]:
+        send(QEvent.Type.MouseMove, point, button)
+    send(QEvent.Type.MouseButtonRelease, points[-1], Qt.MouseButton.NoButton)
+
+
+def screenshot(viewer, tmp_path, name):
+    return save_screenshot(np.asarray(viewer.screenshot(canvas_only=False, flash=False)), tmp_path, name)
+
+
+def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer, qtbot, trained_project, tmp_path,
+                                                              caplog, capsys):
+    caplog.set_level(logging.INFO, logger="medlabeler.ui.session")
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    fit_window(viewer)
+    session, project = widget.session, widget.session.project
+    qtbot.waitUntil(lambda: session.current_prediction is not None and not session.jobs.busy, timeout=60_000)
+    assert widget.label.keys.text().startswith("<b>Keys</b>") and "eraser" in widget.label.keys.text()
+
+    # Layers: image, prediction, the overlays (hidden), then the clinician's labels on top, selected.
+    ours = [layer.name.removeprefix("medlabeler ") for layer in viewer.layers]
+    assert ours == [k for k in STACK if k in ours] and ours[-1] == LABELS and PREDICTION in ours
+    assert viewer.layers.selection.active is session.view.labels_layer
+    assert session.view.layers[PREDICTION].visible and not session.view.layers[UNCERTAINTY].visible
+    press(viewer, "u")
+    assert session.view.layers[UNCERTAINTY].visible and widget.review.show_uncertainty.isChecked()
+    screenshot(viewer, tmp_path, "0-uncertainty-shown")
+    press(viewer, "u")
+    assert not session.view.layers[UNCERTAINTY].visible and not widget.review.show_uncertainty.isChecked()
+
+    # The app's first sample is the queue's first row and `medlabeler queue`'s first line.
+    assert session.sample.id == last_opened(caplog) == widget.queue.rows[0].sample == cli_first(trained_project, capsys)
+    screenshot(viewer, tmp_path, "1-first-sample")
+    labels = session.view.labels_layer
+    done = []
+    for round_ in range(3):
+        sample = session.sample
+        press(viewer, "2")  # white matter, and the brush
+        assert labels.selected_label == 2 and labels.mode == "paint"
+        press(viewer, "e")  # napari's own eraser key still works...
+        assert labels.mode == "erase"
+        press(viewer, "1")  # ...and a digit takes the brush back, with grey matter
+        assert labels.selected_label == 1 and labels.mode == "paint"
+        before = np.asarray(labels.data).copy()
+        y = 60.0 + 40 * round_  # world (mm): the slabs are 4 mm voxels
+        stroke(viewer, [(y, x) for x in np.linspace(40, 160, 16)])
+        changed = np.argwhere(np.asarray(labels.data) != before)
+        assert len(changed) > 20 and set(changed[:, 0]) == {sample.slice_index}  # only the open slice
+        assert set(np.asarray(labels.data)[tuple(changed.T)]) == {1}
+        screenshot(viewer, tmp_path, f"{2 + 2 * round_}-painted-sample-{sample.id}")
+
+        press(viewer, "n")  # saves, then opens the top of the queue as it now stands
+        saved = project.load_label(sample.id)
+        assert project.label(sample.id).origin == "manual" and int((saved == 1).sum()) == len(changed)
+        done.append(sample.id)
+        assert session.sample.id not in done
+        first_row = widget.queue.rows[0].sample
+        assert session.sample.id == last_opened(caplog) == first_row == cli_first(trained_project, capsys)
+        assert widget.queue.table.item(0, 0).text() == str(first_row)
+        qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+        screenshot(viewer, tmp_path, f"{3 + 2 * round_}-next-sample-{session.sample.id}")
+    assert project.status()["labeled"] == 3 + 3
+
+    # Requests for held-out labels read as such, never as an uncertainty of 0.
+    for r, row in enumerate(widget.queue.rows):
+        if row.score is None:
+            assert row.reason.split(":")[0] in ("validation label needed", "test label needed")
+            assert widget.queue.table.item(r, 2).text() == ""
+    # The queue collapses to its header; the canvas stays the widest part of the window.
+    widget.queue.collapse_button.click()
+    assert not widget.queue.table.isVisible()
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert canvas.width() > widget.width()
+    screenshot(viewer, tmp_path, "9-queue-collapsed")
