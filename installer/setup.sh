@@ -9,7 +9,7 @@ python="${PYTHON:-python3}"
 
 apt_packages="xvfb xauth libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4
  libxcb-keysyms1 libxcb-shape0 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-image0
- libdbus-1-3 libfontconfig1"
+ libdbus-1-3 libfontconfig1 x11-utils"
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then

@@ -79,3 +79,18 @@ def test_outside_torchrun_everything_is_a_plain_run():
     assert distributed.on_main(lambda: 7) == 7 and distributed.broadcast("x") == "x"
     assert distributed.mean(torch.tensor(2.5)) == 2.5
     assert distributed.run_summary([torch.zeros(1)]) is None
+
+
+def test_two_processes_pretrain_one_encoder_on_different_images(project_dir):
+    project = project_dir / "project"
+    (project_dir / "pretrain.json").write_text(json.dumps({**CONFIG, "steps": 3}))
+    run = torchrun("pretrain", str(project), "--method", "simclr", "--config", str(project_dir / "pretrain.json"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(re.findall(r"^pretrained simclr: model v\d+", run.stdout, re.M)) == 1
+    with Project.open(project, readonly=True) as store:
+        encoders = [m for m in store.models() if m.method == "pretrain:simclr"]
+    assert len(encoders) == 1 and math.isfinite(encoders[0].metrics["loss"])
+    summary = encoders[0].record["run"]["distributed"]
+    rank0, rank1 = map(set, summary["unlabeled"])
+    # 3 steps of 2 images from each rank's half of the 24 images (every split, labels unused)
+    assert summary["weights_agree"] and len(rank0) == len(rank1) == 6 and not rank0 & rank1

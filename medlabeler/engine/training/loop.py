@@ -306,7 +306,8 @@ def fit(
 
     result.steps, result.total_steps = step, total_steps
     result.seconds = time.perf_counter() - started
-    result.images_per_second = images_seen / max(result.seconds, 1e-9)
+    # under torchrun: the whole job's rate (every rank draws as many images per step)
+    result.images_per_second = images_seen * distributed.world_size() / max(result.seconds, 1e-9)
     result.distributed = distributed.run_summary(params, labeled=labeled, unlabeled=unlabeled)
     if result.distributed:
         yield Event("log", step=step, total_steps=total_steps, message=distributed.describe(result.distributed))
