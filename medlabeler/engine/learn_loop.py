@@ -41,10 +41,11 @@ PLATEAU_EPOCHS = 3
 class LoopControl:
     """Thread-safe switches of a running loop: pause/resume, retrain now, cancel."""
 
-    def __init__(self) -> None:
+    def __init__(self, token=None) -> None:
         from medlabeler.engine.training.cancel import CancelToken
 
-        self.token = CancelToken()  # handed to the training runs: cancel stops them at the next step
+        # handed to the training runs: cancel stops them at the next step (a driver may bring its own)
+        self.token = token if token is not None else CancelToken()
         self._running = threading.Event()
         self._running.set()
         self._retrain = threading.Event()
