@@ -223,8 +223,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 break
             if idle_reported != since:
                 if _has_train_labels(project):
-                    text = (f"waiting for labels: {since} since the last model, "
-                            f"{max(1, new_labels - since)} more start a candidate")
+                    more = max(1, new_labels - since)
+                    text = f"waiting for labels: {more} more start a candidate"
                 else:
                     text = "waiting for labels: label a training sample to start"
                 yield _phase(project, "idle", text)

@@ -58,7 +58,7 @@ class LossPlot(QWidget):
         from matplotlib.figure import Figure
 
         self.figure = Figure(figsize=(4, 2.4))
-        self.figure.subplots_adjust(left=0.2, right=0.8, bottom=0.2, top=0.95)
+        self.figure.subplots_adjust(left=0.2, right=0.8, bottom=0.25, top=0.95)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(160)
         layout = QVBoxLayout(self)
@@ -149,6 +149,7 @@ class TrainWidget(QWidget):
             self.method_combo.addItem(METHOD_LABELS.get(name, name), name)
         form.addRow("Method", self.method_combo)
         self.init_combo = QComboBox()
+        self._offered_active = False
         form.addRow("Start", self.init_combo)
         self.init_note = hint("")
         form.addRow(self.init_note)
@@ -267,8 +268,10 @@ class TrainWidget(QWidget):
         self.init_combo.blockSignals(True)
         self.init_combo.clear()
         self.init_combo.addItems(choices)
-        if current in choices:
-            self.init_combo.setCurrentText(current)
+        had_active = self._offered_active
+        self._offered_active = "from active model" in choices
+        if current in choices and not (self._offered_active and not had_active):
+            self.init_combo.setCurrentText(current)  # else the first: warm start once a model exists
         self.init_combo.blockSignals(False)
         self.init_note.setText("" if has_pretrained or project is None else
                                "No pretrained encoder in this project: pretrain one (a 'pretrain:' method) to "
