@@ -17,12 +17,11 @@ from collections.abc import Generator
 
 from qtpy.QtCore import QObject, Signal
 
+from medlabeler.ui.layers import GRADCAM, PREDICTION
 from medlabeler.ui.workers import EngineJob, main_thread_only
 
 #: Training progress reports closer together than this are dropped on the worker thread.
 PROGRESS_INTERVAL_S = 0.2
-#: The queue is re-ranked at most this often while scores arrive.
-RERANK_INTERVAL_S = 1.0
 
 
 def learn_on_open() -> bool:
@@ -66,7 +65,7 @@ class LearningLoop(QObject):
         self.decisions: list = []  # this session's decisions, in order (the decision log)
         self.config: dict = {}  # run-config overrides for the loop's runs (tests use tiny models)
         self.new_labels = 3  # labels that start a new candidate
-        self._last_rerank = 0.0
+        self._scoring = False  # scores are arriving: the queue re-ranks once they stop
         session.project_changed.connect(self._project_changed)
         session.labels_changed.connect(self._labels_changed)
 
@@ -169,15 +168,25 @@ class LearningLoop(QObject):
             if event.decision.promoted:
                 self.session.model_promoted()
         elif kind == "scored":
-            now = time.monotonic()
-            if now - self._last_rerank >= RERANK_INTERVAL_S or event.done == event.total:
-                self._last_rerank = now
+            # Re-ranking runs on the main thread (hundreds of ms on a large pool): once per pass,
+            # when the scores stop arriving, not per chunk. The queue reads the stored scores.
+            self._scoring = event.done < event.total
+            if not self._scoring:
                 self.session.queue_changed.emit()
         elif kind == "pretrained":
             self.session.models_changed.emit()
         elif kind == "phase":
             self.labels_since = event.labels_since_model
+            if self._scoring:  # scoring stopped early for new labels: rank on what is scored
+                self._scoring = False
+                self.session.queue_changed.emit()
             if event.phase in ("training", "pretraining"):
+                view = self.session.view
+                if view is not None and event.phase == "training" and not (
+                        view.has_layer(PREDICTION) or view.has_layer(GRADCAM)):
+                    # Adding napari layers takes up to a second: do it as a run starts, not when
+                    # its prediction arrives (a no-op once they exist).
+                    view.prepare_overlays()
                 self.run_started.emit(event.phase)
         self.status_changed.emit()
 

@@ -492,10 +492,7 @@ class Session(QObject):
         self.predictions.clear()
         self.prediction_changed.emit(None)
         if self.project is not None and self.sample is not None:
-            if self.view is not None:
-                self.view.prepare_overlays()
             self._start_background(calls.prediction_only_run(self.project, self.sample.id), "Predicting")
-        self.queue_changed.emit()
 
     @main_thread_only
     def refresh_after_model(self) -> None:
