@@ -94,6 +94,8 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", action="store_true",
                         help="first run the same training with no window, for the throughput without a GUI")
     args = parser.parse_args(argv)
+    # This measures one manual Retrain: keep the background learning loop from taking the training slot.
+    os.environ.setdefault("MEDLABELER_LEARN", "0")
 
     import napari
     from qtpy.QtWidgets import QApplication

@@ -289,11 +289,16 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from medlabeler.engine.promotion import activate_by_hand, last_decision
+
     with _open(args.project, readonly=args.activate is None) as project:
         if args.activate is not None:
-            project.activate(args.activate)
+            activate_by_hand(project, args.activate)
         models = project.models()
         active = project.active_model()
+        kept = {m.version: d.message for m in models
+                if not (active and m.version == active.version)
+                and (d := last_decision(project, m.version)) is not None and not d.promoted}
     if args.json:
         rows = [{"version": m.version, "method": m.method, "metrics": m.metrics, "parent": m.parent,
                  "n_labels": m.n_labels, "active": bool(active and m.version == active.version)} for m in models]
@@ -301,7 +306,8 @@ def cmd_models(args) -> int:
         return 0
     for m in models:
         mark = "*" if active and m.version == active.version else " "
-        print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} {_metrics_text(m.metrics)}")
+        print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} {_metrics_text(m.metrics)}"
+              + (f"  (not promoted: {kept[m.version]})" if m.version in kept else ""))
     print(f"{len(models)} model versions; active: {f'v{active.version}' if active else 'none'}")
     return 0
 
@@ -451,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_queue)
 
     p = sub.add_parser("benchmark", help="measure: active-learning curves, pipelines, training throughput")
-    p.add_argument("name", choices=["active-learning", "pipelines", "throughput"])
+    p.add_argument("name", choices=["active-learning", "pipelines", "throughput", "learning-loop"])
     p.add_argument("--dataset", default="mni-tissue-seg", help="mni-tissue-seg, mni-tissue-cls or a labeled project folder")
     p.add_argument("--strategies", default="random,entropy,bald,kcenter,hybrid")
     p.add_argument("--methods", default="supervised,pcl+supervised,mean-teacher")

@@ -3,6 +3,7 @@
 - ``active-learning``: simulated clinician; labels each strategy needs to reach 95% of full supervision.
 - ``pipelines``: supervised vs SSL-pretrained vs semi-supervised training with few labels.
 - ``throughput``: our training loop vs a plain PyTorch loop; SimCLR / PCL pretraining speed.
+- ``learning-loop``: simulated clinician labeling from the queue while the learning loop runs.
 
 Datasets (offline, see `datasets`): ``mni-tissue-seg``, ``mni-tissue-cls`` or a labeled project folder.
 Every benchmark prints its figures and the exact command, and writes CSV/markdown (and PNG curves)
@@ -11,7 +12,7 @@ into ``--out``. Figures are measurements of this machine, never asserted.
 
 from __future__ import annotations
 
-NAMES = ("active-learning", "pipelines", "throughput")
+NAMES = ("active-learning", "pipelines", "throughput", "learning-loop")
 
 
 def run_benchmark(args) -> int:
@@ -22,6 +23,8 @@ def run_benchmark(args) -> int:
         from .pipelines import run
     elif args.name == "throughput":
         from .throughput import run
+    elif args.name == "learning-loop":
+        from .learning_loop import run
     else:
         raise ValueError(f"unknown benchmark {args.name!r}; known: {', '.join(NAMES)}")
     return run(args)

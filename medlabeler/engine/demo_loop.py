@@ -50,11 +50,16 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
             ids += label_like_a_clinician(project, max(2, labels // 4), split="test")
             print(f"labeled {len(ids)} slices (train, validation, test) with the reference tissue masks "
                   "(a stand-in for a clinician)")
-        drive(pretrain_project(project, method="pcl", epochs=1, config=DEMO_CONFIG), "pretrain pcl")
-        result = drive(
-            train_project(project, method="mean-teacher", init="pretrained", epochs=epochs, config=DEMO_CONFIG),
-            "train mean-teacher",
-        )
+        from medlabeler.engine.learn_loop import recommendation
+
+        rec = recommendation(project)  # the same pipeline as the app's loop and `medlabeler train`
+        if rec.pretrain:
+            drive(pretrain_project(project, method=rec.pretrain, config={**rec.pretrain_config, **DEMO_CONFIG}),
+                  f"pretrain {rec.pretrain}")
+        result = drive(train_project(project, init="pretrained" if rec.pretrain else None, epochs=epochs,
+                                     config=DEMO_CONFIG), f"train {rec.method}")
+        if result.decision is not None:
+            print(("promoted: " if result.decision.promoted else "kept: ") + result.decision.message)
         metrics = evaluate_project(project, split="test")
         drive(score_project(project), "score")
         picks = next_samples(project, strategy="hybrid", n=5)

@@ -41,10 +41,11 @@ PLATEAU_EPOCHS = 3
 class LoopControl:
     """Thread-safe switches of a running loop: pause/resume, retrain now, cancel."""
 
-    def __init__(self) -> None:
+    def __init__(self, token=None) -> None:
         from medlabeler.engine.training.cancel import CancelToken
 
-        self.token = CancelToken()  # handed to the training runs: cancel stops them at the next step
+        # handed to the training runs: cancel stops them at the next step (a driver may bring its own)
+        self.token = token if token is not None else CancelToken()
         self._running = threading.Event()
         self._running.set()
         self._retrain = threading.Event()
@@ -61,6 +62,10 @@ class LoopControl:
 
     def request_retrain(self) -> None:
         self._retrain.set()
+
+    @property
+    def retrain_requested(self) -> bool:
+        return self._retrain.is_set()
 
     def take_retrain(self) -> bool:
         requested = self._retrain.is_set()
@@ -130,15 +135,17 @@ def newest_model(project):
 
 
 def labels_since_model(project) -> int:
-    """Labels saved (or changed) after the newest trained model was stored, in every split."""
+    """Labels saved (or changed) after the newest trained model read its labels, in every split
+    (labels saved while it trained count as new)."""
     model = newest_model(project)
     labeled = project.samples(labeled=True)
     if model is None:
         return len(labeled)
+    since = (model.record.get("labels") or {}).get("read_at") or model.created
     count = 0
     for sample in labeled:
         label = project.label(sample.id)
-        if label is not None and label.created > model.created:
+        if label is not None and label.created > since:
             count += 1
     return count
 
@@ -216,14 +223,14 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                     tried_at = state
                     continue
                 if decision.promoted and score and not control.cancelled:
-                    yield from _rescore(project, control)
+                    yield from _rescore(project, control, new_labels)
                 continue
             if until_idle:
                 break
             if idle_reported != since:
                 if _has_train_labels(project):
-                    text = (f"waiting for labels: {since} since the last model, "
-                            f"{max(1, new_labels - since)} more start a candidate")
+                    more = max(1, new_labels - since)
+                    text = f"waiting for labels: {more} more start a candidate"
                 else:
                     text = "waiting for labels: label a training sample to start"
                 yield _phase(project, "idle", text)
@@ -347,18 +354,26 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary) ->
     return decision
 
 
-def _rescore(project, control) -> Generator[LoopEvent, None, None]:
+def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEvent, None, None]:
+    """Score the pool with the new active model; stop early (scores so far are kept) when enough
+    new labels arrived for the next candidate: training on them matters more than a full pool."""
     from medlabeler.engine.active_loop import score_project
 
     if not project.samples(split="train", labeled=False):
         return
     active = project.active_model()
     yield _phase(project, "scoring", f"scoring the pool with v{active.version}")
-    gen = score_project(project, cancel=control.token, chunk_writes=True)
+    stop = threading.Event()
+    gen = score_project(project, cancel=lambda: stop.is_set() or control.cancelled, chunk_writes=True)
+    checked = time.monotonic()
     try:
         while True:
             if control.paused:
                 yield from _paused_wait(control)
+            if time.monotonic() - checked > 2.0:
+                checked = time.monotonic()
+                if labels_since_model(project) >= new_labels or control.retrain_requested:
+                    stop.set()
             try:
                 event = next(gen)
             except StopIteration:
@@ -369,3 +384,7 @@ def _rescore(project, control) -> Generator[LoopEvent, None, None]:
                                 message=f"scoring {event.done}/{event.total}")
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         yield LoopEvent("failed", phase="scoring", message=f"scoring failed: {exc}")
+        return
+    if stop.is_set():
+        yield _phase(project, "training", "new labels arrived: scoring stops here (the queue uses the scores so "
+                                          "far) and the next candidate trains")

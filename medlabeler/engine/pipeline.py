@@ -304,6 +304,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     run, method_cfg = resolve_config(config, method, epochs=epochs, seed=getattr(task, "seed", 0))
     device = _device(run)
     preprocess = _preprocess(run)
+    labels_read_at = _utc_now()  # labels saved after this are not in the run (the loop counts them as new)
     data = build_project_data(project, preprocess, unlabeled_splits=tuple(run["unlabeled_splits"]),
                               cache_mb=run["cache_mb"], seed=run["seed"])
     arch = _arch(task.kind, run, data.spatial_dims)
@@ -348,7 +349,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
         "config": {k: v for k, v in run.items() if k not in ("checkpoint_dir", "resume_from")},
         "init": init_text, "parent": parent, "n_labels": len(data.labeled),
         "labels": {**_label_snapshot(project, [data.labeled, data.val]), "train": len(data.labeled),
-                   "val": len(data.val)},
+                   "val": len(data.val), "read_at": labels_read_at},
         "data": {"train_labeled": len(data.labeled), "unlabeled": len(data.unlabeled), "val": len(data.val),
                  "samples_sha1": _sha1(sorted(data.labeled.ids + data.unlabeled.ids + data.val.ids))},
         "metrics": _finite(result.metrics), "monitor": result.monitor,
@@ -374,6 +375,13 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
         done.message = result.decision.message
     yield done
     return result
+
+
+def _utc_now() -> str:
+    """The store's timestamp format (label and model times compare as strings)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _has_volumes(project) -> bool:

@@ -51,6 +51,10 @@ class Decision:
         return asdict(self)
 
 
+def _labels(n: int) -> str:
+    return f"{n} validation label{'s' if n != 1 else ''}"
+
+
 def _pick(task_kind: str, metrics: dict[str, float]) -> tuple[str, float | None]:
     names = METRICS.get(task_kind, ("dice",))
     for name in names:
@@ -103,11 +107,14 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
         return Decision(candidate, True, f"promoted v{candidate}: val {name} {value:.3f}, active "
                                          f"v{active.version} undefined", **common)
     if value >= active_value - tolerance:
-        sign = ">" if value > active_value else ("=" if value == active_value else f">= (-{tolerance:g})")
-        return Decision(candidate, True, f"promoted v{candidate}: {value:.3f} {sign} {active_value:.3f} "
-                                         f"(active v{active.version}, val {name}, {n_val} labels)", **common)
+        if value > active_value:
+            compare = f"{value:.3f} > {active_value:.3f}"
+        else:
+            compare = f"{value:.3f} within {tolerance:g} of {active_value:.3f}"
+        return Decision(candidate, True, f"promoted v{candidate}: {compare} "
+                                         f"(active v{active.version}, val {name} on {_labels(n_val)})", **common)
     return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs active v{active.version} "
-                                      f"{active_value:.3f} (val {name}, {n_val} labels)", **common)
+                                      f"{active_value:.3f} (val {name} on {_labels(n_val)})", **common)
 
 
 def promote_or_keep(project, candidate: int, *, tolerance: float = TOLERANCE, device=None) -> Decision:

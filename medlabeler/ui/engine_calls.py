@@ -75,17 +75,81 @@ def create_demo_project(root: str | Path):
 # --- training -----------------------------------------------------------------------------------
 
 
-def training_run(project, *, method: str, init: str | int | None, epochs: int | None, config: dict) -> Callable[[Any], Iterator]:
-    """A function of the cancel token that starts the engine run for ``method``."""
+def training_run(project, *, method: str | None, init: str | int | None, epochs: int | None, config: dict,
+                 steps: int | None = None, budget_s: float | None = None) -> Callable[[Any], Iterator]:
+    """A function of the cancel token that starts the engine run for ``method`` (None: recommended)."""
 
     def start(token):
         from medlabeler.engine import pipeline
 
         if method in pretrain_methods():
-            return pipeline.pretrain_project(project, method=method, epochs=epochs, config=config, cancel=token)
-        return pipeline.train_project(project, method=method, init=init, epochs=epochs, config=config, cancel=token)
+            cfg = dict(config, steps=steps) if steps else config
+            return pipeline.pretrain_project(project, method=method, epochs=epochs, config=cfg, cancel=token)
+        return pipeline.train_project(project, method=method, init=init, epochs=epochs, steps=steps,
+                                      budget_s=budget_s, config=config, cancel=token)
 
     return start
+
+
+def recommendation(project):
+    """The recommended pipeline of the project (engine.recommended, via the loop's reading of it)."""
+    from medlabeler.engine.learn_loop import recommendation as rec
+
+    return rec(project)
+
+
+def has_pretrained(project) -> bool:
+    return project is not None and any(m.method.startswith("pretrain:") for m in project.models())
+
+
+def loop_control(token):
+    from medlabeler.engine.learn_loop import LoopControl
+
+    return LoopControl(token)
+
+
+def learning_run(project, control, **kw):
+    """The engine's learning loop generator (engine.learn_loop.learn) on ``project``."""
+    from medlabeler.engine.learn_loop import learn
+
+    return learn(project, control=control, **kw)
+
+
+def labels_since_model(project) -> int:
+    from medlabeler.engine.learn_loop import labels_since_model as since
+
+    return since(project)
+
+
+def model_decision(project, version: int):
+    """The promotion decision recorded for a model version (None: none recorded)."""
+    from medlabeler.engine.promotion import last_decision
+
+    return last_decision(project, version)
+
+
+def promotion_decisions(project) -> list:
+    from medlabeler.engine.promotion import decisions
+
+    return decisions(project)
+
+
+def promotion_tolerance() -> float:
+    from medlabeler.engine.promotion import TOLERANCE
+
+    return TOLERANCE
+
+
+def run_defaults() -> dict:
+    from medlabeler.engine.pipeline import DEFAULTS
+
+    return DEFAULTS
+
+
+def activate_by_hand(project, version: int):
+    from medlabeler.engine.promotion import activate_by_hand as activate
+
+    return activate(project, version)
 
 
 def result_version(result) -> int | None:

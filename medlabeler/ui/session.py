@@ -150,6 +150,9 @@ class Session(QObject):
         self.warm_up_on_open = True  # import torch in the background when a project opens
         self.last_training = None  # the EngineJob of the last run
         self.timings: dict[str, float] = {}
+        from medlabeler.ui.learning import LearningLoop
+
+        self.learning = LearningLoop(self)  # the background learning loop (on when a project opens)
         # Save and release the project when the window closes. napari has no public "closing"
         # signal, so watch its main window (private attribute: guarded), and the app quitting.
         self._close_watcher = None
@@ -482,8 +485,10 @@ class Session(QObject):
         return self.jobs.training_running
 
     @main_thread_only
-    def start_training(self, method: str, *, init=None, epochs: int | None = None, config: dict | None = None) -> bool:
-        """Start a training (or pretraining) run on a worker; one at a time."""
+    def start_training(self, method: str | None, *, init=None, epochs: int | None = None, config: dict | None = None,
+                       steps: int | None = None, budget_s: float | None = None) -> bool:
+        """Start a training (or pretraining) run on a worker; one at a time. ``method`` None: the
+        recommended one; ``steps``/``budget_s``: the run's length (default: the recommended budget)."""
         if self.project is None:
             show_error_message("Open a project first.")
             return False
@@ -492,8 +497,9 @@ class Session(QObject):
             return False
         self.save_current()
         job = EngineJob(
-            f"Training ({method})" if method in calls.train_methods() else f"Pretraining ({method})",
-            calls.training_run(self.project, method=method, init=init, epochs=epochs, config=dict(config or {})),
+            f"Pretraining ({method})" if method in calls.pretrain_methods() else f"Training ({method or 'recommended'})",
+            calls.training_run(self.project, method=method, init=init, epochs=epochs, config=dict(config or {}),
+                               steps=steps, budget_s=budget_s),
         )
         job.event.connect(self.training_event.emit)
         job.done.connect(self._training_done)
@@ -502,8 +508,8 @@ class Session(QObject):
             return False
         self.timings = {"train_started_at": _now()}
         self.last_training = job
-        self.training_started.emit(method)
-        if self.view is not None and method in calls.train_methods():
+        self.training_started.emit(method or "recommended")
+        if self.view is not None and method not in calls.pretrain_methods():
             self.view.prepare_overlays()
         return True
 
@@ -517,7 +523,8 @@ class Session(QObject):
         self.timings["train_done_at"] = _now()
         version = calls.result_version(result)
         if version is not None and self.viewer is not None:
-            self.viewer.status = f"model v{version} stored"
+            decision = getattr(result, "decision", None)
+            self.viewer.status = decision.message if decision is not None else f"model v{version} stored"
         self.models_changed.emit()
         active = self.project.active_model() if self.project is not None else None
         if self.auto_refresh and active is not None and active.version == version:
@@ -529,7 +536,7 @@ class Session(QObject):
         from medlabeler.engine.errors import MedlabelerError
 
         try:
-            self.project.activate(int(version))
+            calls.activate_by_hand(self.project, int(version))  # logged beside the loop's decisions
         except MedlabelerError as exc:
             show_error_message(f"Cannot activate model v{version}: {exc}")
             return
@@ -540,6 +547,16 @@ class Session(QObject):
         self.models_changed.emit()
         self.queue_changed.emit()
         self.refresh_after_model()
+
+    @main_thread_only
+    def model_promoted(self) -> None:
+        """The learning loop promoted a model: predict the open sample with it (the loop itself
+        re-scores the pool and the queue re-ranks as the scores arrive)."""
+        self.timings["promoted_at"] = _now()
+        self.predictions.clear()
+        self.prediction_changed.emit(None)
+        if self.project is not None and self.sample is not None:
+            self._start_background(calls.prediction_only_run(self.project, self.sample.id), "Predicting")
 
     @main_thread_only
     def refresh_after_model(self) -> None:

@@ -94,3 +94,22 @@ def test_until_idle_stops_when_nothing_is_left_and_a_failed_run_keeps_the_model(
     assert summary.failures and not summary.decisions
     assert any(e.kind == "failed" and "active model stays" in e.message for e in events)
     assert project.active_model() == active
+
+
+def test_labels_saved_while_a_candidate_trains_start_the_next_one(project):
+    control = LoopControl()
+    decisions, saved = [], False
+    for event in learn(project, control=control, config=TINY, poll_s=0.01, score=False):
+        if event.kind == "train" and event.run_event.kind == "step" and not saved:
+            for sample in project.samples(split="train", labeled=False)[:3]:
+                _label(project, sample)  # the run already read its labels: these are new
+            saved = True
+        if event.kind == "decision":
+            decisions.append(event.decision)
+            if len(decisions) == 1:
+                assert labels_since_model(project) == 3
+            else:
+                control.cancel()
+        if event.kind == "phase" and event.phase == "idle":
+            control.cancel()
+    assert len(decisions) == 2 and project.model(decisions[1].candidate).n_labels == 6

@@ -31,6 +31,8 @@ def _debug_threads(monkeypatch, tmp_path):
     workers.THREAD_CHECKS["violations"].clear()
     monkeypatch.setenv("MEDLABELER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MEDLABELER_AUTHOR", "tester")
+    # The learning loop starts when a project opens; tests of other parts switch it on themselves.
+    monkeypatch.setenv("MEDLABELER_LEARN", "0")
     yield
     assert workers.THREAD_CHECKS["violations"] == [], "widgets/layers touched off the main thread"
 

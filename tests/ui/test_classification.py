@@ -46,7 +46,7 @@ def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_
 
     widget.train.method_combo.setCurrentIndex(widget.train.method_combo.findData("supervised"))
     widget.train.init_combo.setCurrentText("from scratch")
-    widget.train.epochs.setValue(1)
+    widget.train.steps.setValue(2)  # one epoch of 2 steps
     widget.train.extra_config = {**TINY, "stem": "small", "steps_per_epoch": 2}
     session.open_next()
     qtbot.mouseClick(widget.train.train_button, LEFT)

@@ -34,10 +34,10 @@ def paint_truth(session, masks) -> int:
     return sample.id
 
 
-def choose(widget, method: str, *, epochs: int, init: str = "from scratch") -> None:
+def choose(widget, method: str, *, steps: int, init: str = "from scratch") -> None:
     widget.train.method_combo.setCurrentIndex(widget.train.method_combo.findData(method))
     widget.train.init_combo.setCurrentText(init)
-    widget.train.epochs.setValue(epochs)
+    widget.train.steps.setValue(steps)
     widget.train.extra_config = dict(TINY)
 
 
@@ -100,8 +100,8 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     queue_before = [(row.sample, row.reason) for row in widget.queue.rows]
     assert queue_before and not any(row.sample in labeled for row in widget.queue.rows)
 
-    # Retrain: a tiny U-Net for one epoch on a worker; the UI stays live.
-    choose(widget, "supervised", epochs=2)
+    # Retrain: a tiny U-Net for two epochs (4 steps each) on a worker; the UI stays live.
+    choose(widget, "supervised", steps=8)
     qtbot.mouseClick(widget.train.train_button, LEFT)
     assert not widget.train.train_button.isEnabled() and widget.train.cancel_button.isEnabled()
     job = session.last_training
@@ -112,7 +112,8 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     # New model version listed with its metric; loss plotted per epoch on the main thread.
     assert [m.version for m in project.models()] == [1]
     assert widget.train.models_table.rowCount() == 1
-    assert "dice" in widget.train.models_table.item(0, 4).text()
+    assert "dice" in widget.train.models_table.item(0, 5).text()
+    assert widget.train.models_table.item(0, 2).text() == "active"  # the first model: promoted
     assert len(widget.train.plot.losses) == 2
     assert widget.metrics.points  # performance vs labels
     # The open sample got its prediction overlay and uncertainty map; the queue re-ranked.
@@ -147,7 +148,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     widget.tabs.setCurrentWidget(widget.label)
 
     # Cancel a run mid-way: nothing saved, the previous model stays active.
-    choose(widget, "supervised", epochs=500)
+    choose(widget, "supervised", steps=2000)
     qtbot.mouseClick(widget.train.train_button, LEFT)
     job = session.last_training
     qtbot.waitUntil(lambda: job.events_seen >= 2, timeout=60_000)
@@ -168,13 +169,23 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert shown == ["Training (supervised) stopped: no pretrained encoder in this project yet: run pretraining first"]
     assert widget.train.train_button.isEnabled() and project.active_model().version == 1
 
-    # A second model, then roll back to the first from the versions table.
-    choose(widget, "supervised", epochs=1)
+    # A second model: promoted only if its validation Dice is not worse; activate it by hand if
+    # kept, then roll back to the first from the versions table.
+    choose(widget, "supervised", steps=4, init="from active model")
     qtbot.mouseClick(widget.train.train_button, LEFT)
     job = session.last_training
     qtbot.waitUntil(lambda: job.outcome is not None, timeout=120_000)
     qtbot.waitUntil(lambda: not session.jobs.busy, timeout=120_000)
+    decision = job.result.decision
+    assert decision.candidate == 2 and decision.active == 1 and widget.train.status.text() == decision.message
+    if not decision.promoted:
+        assert widget.train.models_table.item(0, 2).text().startswith("not promoted")
+        assert project.active_model().version == 1
+        widget.train.models_table.selectRow(0)
+        qtbot.mouseClick(widget.train.activate_button, LEFT)
+        qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
     assert project.active_model().version == 2 and session.current_prediction.model_version == 2
+    assert widget.train.rollback_button.isEnabled()
     widget.train.models_table.selectRow(1)  # newest first: row 1 is v1
     qtbot.mouseClick(widget.train.activate_button, LEFT)
     qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)

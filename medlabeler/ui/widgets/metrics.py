@@ -1,11 +1,42 @@
-"""Metrics: validation performance against the number of labels, over the model versions."""
+"""Metrics: the active model's validation metric against the number of labels, decision by decision.
+
+Each point is one promotion decision of the learning loop (or of a Retrain): the metric of the
+model that was active after it, measured on the validation labels of that moment. Candidates that
+were not promoted are drawn as hollow markers beside it. Before the first measured model there is
+no plot at all (a caption says why), never empty axes.
+"""
 
 from __future__ import annotations
+
+import math
 
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.widgets._common import connect, hint, session_for
+
+
+def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple[int, float, int]]]:
+    """(metric name, active points, kept points): (labels, value, version) per decision."""
+    active_pts: list[tuple[int, float, int]] = []
+    kept: list[tuple[int, float, int]] = []
+    name = ""
+    models = {m.version: m for m in project.models()}
+    for d in calls.promotion_decisions(project):
+        model = models.get(d.candidate)
+        if model is None or d.metric == "" or getattr(d, "candidate_value", None) is None:
+            continue
+        name = name or d.metric
+        if d.metric != name:
+            continue
+        n = int(model.n_labels or 0)
+        if d.promoted:
+            active_pts.append((n, float(d.candidate_value), d.candidate))
+        else:
+            kept.append((n, float(d.candidate_value), d.candidate))
+            if d.active_value is not None and math.isfinite(d.active_value):
+                active_pts.append((n, float(d.active_value), d.active))
+    return name, active_pts, kept
 
 
 class MetricsWidget(QWidget):
@@ -17,7 +48,8 @@ class MetricsWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         layout = QVBoxLayout(self)
-        self.figure = Figure(figsize=(4, 3), tight_layout=True)
+        self.figure = Figure(figsize=(4, 3))
+        self.figure.subplots_adjust(left=0.17, right=0.96, bottom=0.17, top=0.93)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(200)
         self.ax = self.figure.add_subplot(111)
@@ -25,40 +57,47 @@ class MetricsWidget(QWidget):
         self.caption = QLabel("")
         self.caption.setWordWrap(True)
         layout.addWidget(self.caption)
-        layout.addWidget(hint("Each point is a model version: its validation metric against the labels it was trained on."))
+        layout.addWidget(hint("The active model's validation metric against the labels it was trained on, "
+                              "after each decision; hollow markers: candidates that were not promoted."))
         connect(self, self.session.models_changed, self.refresh)
         connect(self, self.session.project_changed, self.refresh)
-        self.points: dict[str, list[tuple[int, float, int]]] = {}
+        self.points: list[tuple[int, float, int]] = []
+        self.kept: list[tuple[int, float, int]] = []
         self.refresh()
 
     def refresh(self) -> None:
+        from matplotlib.ticker import MaxNLocator
+
         project = self.session.project
-        self.points = {}
-        metric_name = ""
-        for m in project.models() if project is not None else []:
-            metric = calls.model_metric(m.metrics or {})
-            if metric is None:
-                continue
-            metric_name = metric_name or metric[0]
-            if metric[0] != metric_name:
-                continue
-            self.points.setdefault(m.method, []).append((int(m.n_labels or 0), metric[1], m.version))
+        name, self.points, self.kept = active_curve(project) if project is not None else ("", [], [])
+        self.canvas.setVisible(bool(self.points))
         self.ax.clear()
-        for method, pts in sorted(self.points.items()):
-            pts.sort()
-            self.ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=method, markersize=4)
-            for n, value, version in pts:
-                self.ax.annotate(f"v{version}", (n, value), fontsize=7, xytext=(2, 2), textcoords="offset points")
-        self.ax.set_xlabel("labeled samples")
-        self.ax.set_ylabel(f"validation {metric_name}" if metric_name else "validation metric")
         if self.points:
-            self.ax.legend(fontsize=7)
-        self.canvas.draw_idle()
-        count = sum(len(p) for p in self.points.values())
-        if count:
-            self.caption.setText(f"{count} model versions with a validation {metric_name}")
+            xs, ys = [p[0] for p in self.points], [p[1] for p in self.points]
+            self.ax.plot(xs, ys, "o-", color="tab:blue", markersize=4, label="active model")
+            if self.kept:
+                self.ax.plot([p[0] for p in self.kept], [p[1] for p in self.kept], "o", markerfacecolor="none",
+                             color="tab:red", markersize=5, linestyle="none", label="not promoted")
+            last = self.points[-1]
+            self.ax.annotate(f"v{last[2]}", (last[0], last[1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            values = ys + [p[1] for p in self.kept]
+            low, high = min(values), max(values)
+            pad = max(0.05, (high - low) * 0.15)
+            self.ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad) if high <= 1.0 else high + pad)
+            span = max(xs + [p[0] for p in self.kept]) - min(xs + [p[0] for p in self.kept])
+            lo_x = min(xs + [p[0] for p in self.kept])
+            self.ax.set_xlim(lo_x - max(1, span * 0.05), lo_x + span + max(1, span * 0.05))
+            self.ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+            self.ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+            self.ax.set_xlabel("labeled training samples")
+            self.ax.set_ylabel(f"validation {name}")
+            self.ax.grid(alpha=0.3)
+            self.ax.legend(fontsize=7, loc="lower right")
+            self.canvas.draw_idle()
+            self.caption.setText(f"active model v{last[2]}: validation {name} {last[1]:.3f} with {last[0]} labels "
+                                 f"({len(self.points)} decisions)")
         elif project is not None and not project.samples(split="val", labeled=True):
-            self.caption.setText("No validation labels yet: the queue mixes in validation samples; "
-                                 "label some to measure the models.")
+            self.caption.setText("No validation labels yet: the queue mixes in validation samples; label some "
+                                 "to measure the models (until then a new model waits to be promoted).")
         else:
-            self.caption.setText("No evaluated model yet.")
+            self.caption.setText("No measured model yet: the curve starts with the first trained model.")

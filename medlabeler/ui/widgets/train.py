@@ -1,4 +1,5 @@
-"""Train: choose a method, Retrain / Cancel, live loss and metric plot, model versions to roll back to."""
+"""Train: the background learning loop (on by default, Pause), Retrain / Cancel, a live loss and
+metric plot, and the model versions (active, candidates not promoted) to activate or roll back to."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -36,7 +39,10 @@ METHOD_LABELS = {
     "gravis": "pretrain: GraVIS (no labels)",
     "curriculum": "pretrain: curriculum SSL (no labels)",
 }
-INIT_CHOICES = {"from scratch": None, "from pretrained encoder": "pretrained", "from active model": "active"}
+INIT_CHOICES = {"from active model": "active", "from scratch": None, "from pretrained encoder": "pretrained"}
+RECOMMENDED = "recommended"
+#: Rows the versions table shows without scrolling.
+VERSION_ROWS = 6
 
 
 class LossPlot(QWidget):
@@ -52,7 +58,7 @@ class LossPlot(QWidget):
         from matplotlib.figure import Figure
 
         self.figure = Figure(figsize=(4, 2.4))
-        self.figure.subplots_adjust(left=0.2, right=0.8, bottom=0.2, top=0.95)
+        self.figure.subplots_adjust(left=0.2, right=0.8, bottom=0.25, top=0.95)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(160)
         layout = QVBoxLayout(self)
@@ -68,6 +74,10 @@ class LossPlot(QWidget):
         self.ax2.set_ylabel("val metric", color="tab:orange")
         (self.loss_line,) = self.ax.plot([], [], "o-", color="tab:blue", markersize=3)
         (self.metric_line,) = self.ax2.plot([], [], "s--", color="tab:orange", markersize=3)
+        self.empty_text = self.ax.text(0.5, 0.5, "no training run yet", ha="center", va="center",
+                                       transform=self.ax.transAxes, color="gray")
+        self.ax.yaxis.set_major_locator(MaxNLocator(4))
+        self.ax2.yaxis.set_major_locator(MaxNLocator(4))
         self.draws = 0
         self.reset()
 
@@ -94,6 +104,11 @@ class LossPlot(QWidget):
             self._draw()
 
     def _draw(self) -> None:
+        empty = not self.losses and not self.metric_values
+        for ax in (self.ax, self.ax2):
+            ax.tick_params(labelleft=not empty and ax is self.ax, labelright=not empty and ax is self.ax2,
+                           labelbottom=not empty)
+        self.empty_text.set_visible(empty)
         self.loss_line.set_data(self.epochs, self.losses)
         self.metric_line.set_data(self.metric_epochs, self.metric_values)
         self.ax2.set_ylabel(f"val {self.metric_name}" if self.metric_name else "val metric", color="tab:orange")
@@ -109,23 +124,48 @@ class TrainWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
+        self.learning = self.session.learning
         #: More engine config keys (see engine.pipeline.DEFAULTS), merged over the form's values.
         self.extra_config: dict = {}
         layout = QVBoxLayout(self)
 
+        loop_row = QHBoxLayout()
+        self.loop_check = QCheckBox("Learn in the background")
+        self.loop_check.setToolTip("Train a new candidate after every few labels; it replaces the active model "
+                                   "only if its validation metric is not worse")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        loop_row.addWidget(self.loop_check)
+        loop_row.addWidget(self.pause_button)
+        layout.addLayout(loop_row)
+        self.loop_status = QLabel("")
+        self.loop_status.setWordWrap(True)
+        layout.addWidget(self.loop_status)
+
         form = QFormLayout()
         self.method_combo = QComboBox()
+        self.method_combo.addItem("recommended", RECOMMENDED)
         for name in (*calls.train_methods(), *calls.pretrain_methods()):
             self.method_combo.addItem(METHOD_LABELS.get(name, name), name)
         form.addRow("Method", self.method_combo)
         self.init_combo = QComboBox()
-        self.init_combo.addItems(list(INIT_CHOICES))
-        self.init_combo.setCurrentText("from pretrained encoder")
+        self._offered_active = False
         form.addRow("Start", self.init_combo)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
-        self.epochs.setValue(10)
-        form.addRow("Epochs", self.epochs)
+        self.init_note = hint("")
+        form.addRow(self.init_note)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 100000)
+        self.steps.setSingleStep(50)
+        self.steps.setValue(300)
+        self.steps.setToolTip("Optimizer steps of a run (the default is the recommended budget)")
+        form.addRow("Steps", self.steps)
+        self.budget = QDoubleSpinBox()
+        self.budget.setRange(0, 24 * 3600)
+        self.budget.setDecimals(0)
+        self.budget.setSuffix(" s")
+        self.budget.setSpecialValueText("no limit")
+        self.budget.setToolTip("Stop a run cleanly after this many seconds (0: no limit)")
+        form.addRow("Time budget", self.budget)
         self.image_size = QSpinBox()
         self.image_size.setRange(32, 1024)
         self.image_size.setSingleStep(32)
@@ -138,7 +178,7 @@ class TrainWidget(QWidget):
         layout.addLayout(form)
 
         buttons = QHBoxLayout()
-        self.train_button = QPushButton("Retrain")
+        self.train_button = QPushButton("Retrain now")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         buttons.addWidget(self.train_button)
@@ -155,58 +195,151 @@ class TrainWidget(QWidget):
         self.plot = LossPlot()
         layout.addWidget(self.plot)
 
-        layout.addWidget(QLabel("Model versions"))
-        self.models_table = QTableWidget(0, 5)
-        self.models_table.setHorizontalHeaderLabels(["", "version", "method", "labels", "val metric"])
+        layout.addWidget(QLabel("Model versions (● active)"))
+        self.models_table = QTableWidget(0, 6)
+        self.models_table.setHorizontalHeaderLabels(["", "version", "status", "method", "labels", "val metric"])
         self.models_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.models_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.models_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.models_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.models_table.verticalHeader().setVisible(False)
+        row_height = self.models_table.verticalHeader().defaultSectionSize()
+        self.models_table.setMinimumHeight(row_height * (VERSION_ROWS + 1) + 6)
         layout.addWidget(self.models_table, 1)
-        self.activate_button = QPushButton("Activate selected version")
-        layout.addWidget(self.activate_button)
-        layout.addWidget(hint("Training runs in the background: keep labeling. The previous model "
-                              "stays active if a run is cancelled or fails."))
+        table_buttons = QHBoxLayout()
+        self.activate_button = QPushButton("Activate selected")
+        self.rollback_button = QPushButton("Roll back")
+        self.rollback_button.setToolTip("Make the previously active model active again")
+        table_buttons.addWidget(self.activate_button)
+        table_buttons.addWidget(self.rollback_button)
+        layout.addLayout(table_buttons)
+        layout.addWidget(hint("Learning runs in the background: keep labeling. A new model becomes active only "
+                              f"if its validation metric is at least the active one's minus {calls.promotion_tolerance():g} "
+                              "(re-measured on the current validation labels); cancelled or failed runs "
+                              "leave the active model."))
 
         self.train_button.clicked.connect(self.retrain)
-        self.cancel_button.clicked.connect(self.session.cancel_training)
+        self.cancel_button.clicked.connect(self.cancel)
         self.activate_button.clicked.connect(self.activate_selected)
+        self.rollback_button.clicked.connect(self.roll_back)
+        self.loop_check.toggled.connect(self._loop_toggled)
+        self.pause_button.toggled.connect(self.learning.set_paused)
         self.method_combo.currentIndexChanged.connect(lambda _: self._method_changed())
         connect(self, self.session.training_event, self._on_event)
         connect(self, self.session.training_started, self._started)
         connect(self, self.session.training_ended, self._ended)
         connect(self, self.session.models_changed, self.refresh_models)
         connect(self, self.session.project_changed, self._project_changed)
+        connect(self, self.learning.status_changed, self._loop_status)
+        connect(self, self.learning.run_started, self._run_started)
         self._project_changed()
 
     @property
-    def method(self) -> str:
-        return self.method_combo.currentData()
+    def method(self) -> str | None:
+        data = self.method_combo.currentData()
+        return None if data == RECOMMENDED else data
 
     def _method_changed(self) -> None:
-        self.init_combo.setEnabled(self.method in calls.train_methods())
+        self.init_combo.setEnabled(self.method not in calls.pretrain_methods())
 
     def _project_changed(self) -> None:
-        self.train_button.setEnabled(self.session.project is not None and not self.session.training_running)
+        project = self.session.project
+        if project is not None:
+            rec = calls.recommendation(project)
+            self.method_combo.setItemText(0, f"recommended ({METHOD_LABELS.get(rec.method, rec.method)})")
+            self.steps.setValue(int(rec.config.get("steps") or self.steps.value()))
+            defaults = calls.run_defaults()
+            self.image_size.setValue(int(rec.config.get("image_size", defaults["image_size"])))
+            self.batch_size.setValue(int(rec.config.get("batch_size", defaults["batch_size"])))
+        self._offer_inits()
+        self._loop_status()
         self.refresh_models()
+
+    def _offer_inits(self) -> None:
+        """Offer only the starting points that exist in this project, and say why one is missing."""
+        project = self.session.project
+        current = self.init_combo.currentText()
+        choices = ["from scratch"]
+        if project is not None and project.active_model() is not None:
+            choices.insert(0, "from active model")
+        has_pretrained = calls.has_pretrained(project)
+        if has_pretrained:
+            choices.append("from pretrained encoder")
+        self.init_combo.blockSignals(True)
+        self.init_combo.clear()
+        self.init_combo.addItems(choices)
+        had_active = self._offered_active
+        self._offered_active = "from active model" in choices
+        if current in choices and not (self._offered_active and not had_active):
+            self.init_combo.setCurrentText(current)  # else the first: warm start once a model exists
+        self.init_combo.blockSignals(False)
+        self.init_note.setText("" if has_pretrained or project is None else
+                               "No pretrained encoder in this project: pretrain one (a 'pretrain:' method) to "
+                               "start from it.")
+        self.init_note.setVisible(bool(self.init_note.text()))
 
     def config(self) -> dict:
         return {"image_size": self.image_size.value(), "batch_size": self.batch_size.value(),
                 "unlabeled_batch_size": self.batch_size.value(), **self.extra_config}
 
+    # --- the loop -------------------------------------------------------------------------------
+    def _loop_toggled(self, on: bool) -> None:
+        if on and not self.learning.running:
+            self.learning.config = dict(self.extra_config)
+            if not self.learning.start():
+                self.loop_check.blockSignals(True)
+                self.loop_check.setChecked(False)
+                self.loop_check.blockSignals(False)
+        elif not on and self.learning.running:
+            self.learning.stop()
+        self._loop_status()
+
+    def _loop_status(self) -> None:
+        running = self.learning.running
+        self.loop_check.blockSignals(True)
+        self.loop_check.setChecked(running)
+        self.loop_check.blockSignals(False)
+        self.pause_button.setEnabled(running)
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(running and self.learning.paused)
+        self.pause_button.setText("Resume" if running and self.learning.paused else "Pause")
+        self.pause_button.blockSignals(False)
+        if self.session.project is None:
+            self.loop_status.setText("")
+        else:
+            self.loop_status.setText(self.learning.status_text())
+        busy = self.session.training_running
+        self.train_button.setEnabled(self.session.project is not None and (running or not busy))
+        self.cancel_button.setEnabled(busy)
+
+    def _run_started(self, _phase: str) -> None:
+        self.plot.reset()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+
+    # --- manual runs ----------------------------------------------------------------------------
     def retrain(self) -> bool:
-        init = INIT_CHOICES[self.init_combo.currentText()]
+        """With the loop on: ask it for a candidate now. Off: run the form's method and budget."""
+        if self.learning.running:
+            self.learning.retrain()
+            self.status.setText("Retrain requested: the loop trains a candidate with the recommended method now.")
+            return True
+        init = INIT_CHOICES.get(self.init_combo.currentText())
         if init == "active":
             active = self.session.project.active_model() if self.session.project else None
             init = active.version if active is not None else None
-        if init == "pretrained" and not self._has_pretrained():
+        if init == "pretrained" and not calls.has_pretrained(self.session.project):
             init = None
-        return self.session.start_training(self.method, init=init, epochs=self.epochs.value(), config=self.config())
+        budget = self.budget.value() or None
+        return self.session.start_training(self.method, init=init, steps=self.steps.value(), budget_s=budget,
+                                           config=self.config())
 
-    def _has_pretrained(self) -> bool:
-        project = self.session.project
-        return project is not None and any(m.method in calls.pretrain_methods() for m in project.models())
+    def cancel(self) -> None:
+        """Stop the running job: a manual run, or the loop (switch it on again to continue)."""
+        if self.learning.running:
+            self.learning.stop()
+        else:
+            self.session.cancel_training()
 
     def _started(self, method: str) -> None:
         self.plot.reset()
@@ -225,8 +358,6 @@ class TrainWidget(QWidget):
             if self.progress.maximum() != event.total_steps:
                 self.progress.setRange(0, event.total_steps)
             self.progress.setValue(min(event.step, event.total_steps))
-        if getattr(event, "epoch", None) is not None:
-            parts.append(f"epoch {event.epoch}")
         if isinstance(getattr(event, "loss", None), float):
             parts.append(f"loss {event.loss:.4f}")
         speed = getattr(event, "images_per_second", None)
@@ -239,12 +370,15 @@ class TrainWidget(QWidget):
     def _ended(self, outcome: str) -> None:
         self.train_button.setEnabled(self.session.project is not None)
         self.cancel_button.setEnabled(False)
-        words = {"done": "Training finished; updating predictions and the queue.",
+        job = self.session.last_training
+        decision = getattr(getattr(job, "result", None), "decision", None) if job is not None else None
+        words = {"done": decision.message if decision is not None else "Training finished.",
                  "cancelled": "Cancelled; the previous model stays active.",
                  "failed": "Training stopped with an error; the previous model stays active."}
         self.status.setText(words.get(outcome, outcome))
         self.refresh_models()
 
+    # --- versions -------------------------------------------------------------------------------
     def refresh_models(self) -> None:
         project = self.session.project
         models = project.models() if project is not None else []
@@ -252,21 +386,59 @@ class TrainWidget(QWidget):
         self.models_table.setRowCount(len(models))
         for r, m in enumerate(sorted(models, key=lambda m: m.version, reverse=True)):
             metric = calls.model_metric(m.metrics or {})
-            cells = ["●" if active and m.version == active.version else "", f"v{m.version}", m.method,
+            is_active = active is not None and m.version == active.version
+            cells = ["●" if is_active else "", f"v{m.version}", self._status_of(project, m, is_active), m.method,
                      str(m.n_labels or 0), f"{metric[0]} {metric[1]:.3f}" if metric else "—"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c == 1:
                     item.setData(Qt.ItemDataRole.UserRole, m.version)
+                if c == 2 and cells[2] != "active":
+                    item.setToolTip(text)
                 self.models_table.setItem(r, c, item)
         self.models_table.resizeColumnsToContents()
+        self.rollback_button.setEnabled(self._previous_active() is not None)
+        self._offer_inits()
+
+    @staticmethod
+    def _status_of(project, m, is_active: bool) -> str:
+        if m.method.startswith("pretrain:"):
+            return "pretrained encoder"
+        if is_active:
+            return "active"
+        decision = calls.model_decision(project, m.version)
+        if decision is None:
+            return "inactive"
+        if decision.promoted:
+            return "was active"
+        if decision.waiting:
+            return "not promoted: no validation labels"
+        if decision.candidate_value is not None and decision.active_value is not None:
+            return f"not promoted: {decision.candidate_value:.3f} vs v{decision.active} {decision.active_value:.3f}"
+        return "not promoted"
+
+    def _previous_active(self) -> int | None:
+        """The model that was active before the current one (from the decision log)."""
+        project = self.session.project
+        active = project.active_model() if project is not None else None
+        if active is None:
+            return None
+        for decision in reversed(calls.promotion_decisions(project)):
+            if decision.promoted and decision.candidate == active.version:
+                return decision.active
+        return None
+
+    def roll_back(self) -> None:
+        version = self._previous_active()
+        if version is not None:
+            self.session.activate_model(version)
 
     def activate_selected(self) -> None:
         rows = self.models_table.selectionModel().selectedRows()
         if not rows:
             return
         version = int(self.models_table.item(rows[0].row(), 1).data(Qt.ItemDataRole.UserRole))
-        method = self.models_table.item(rows[0].row(), 2).text()
+        method = self.models_table.item(rows[0].row(), 3).text()
         if method.startswith("pretrain:"):
             from napari.utils.notifications import show_info
 

@@ -1,0 +1,182 @@
+"""The app with its learning loop on, driven by a simulated clinician: is the UI smooth, does it learn?
+
+The GUI form of `medlabeler benchmark learning-loop`. A napari viewer with the medlabeler dock
+opens the bundled demo (the MNI152 brain MRI in nilearn) with the loop on, as a user gets it.
+Validation and test slices are labeled with the reference masks first; then, each round, the
+clinician opens the queue's next sample (the app's `n`), paints the reference mask into the
+labels layer and saves, three times, and waits until the loop decided on a candidate and
+re-scored the pool. A 2 ms QTimer measures the Qt event loop throughout: gaps between ticks are
+stalls of the UI. Printed: heartbeat p50/p99/max while the loop trains, scores and the clinician
+labels; per round the labels, the decision, the wall time; afterwards the test Dice of the model
+that was active after each round (measured at the end, off the clock).
+
+Figures, not assertions. Run it under a display:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/ui_loop_heartbeat.py --rounds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ui_heartbeat import Heartbeat, percentiles  # noqa: E402  (the same 2 ms timer)
+
+
+def _time_main_thread_work(sink: dict) -> None:
+    """Wrap (at class level, before the app is built) the slots that run on the main thread while
+    the loop works, to find what stalls the UI."""
+    import functools
+
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+
+    from medlabeler.ui.learning import LearningLoop
+    from medlabeler.ui.session import Session
+    from medlabeler.ui.widgets.metrics import MetricsWidget
+    from medlabeler.ui.widgets.queue import QueueWidget
+    from medlabeler.ui.widgets.train import LossPlot, TrainWidget
+
+    def wrap(owner, name: str) -> None:
+        original = getattr(owner, name)
+        label = f"{owner.__name__}.{name}"
+
+        @functools.wraps(original)
+        def timed(*a, **kw):
+            start = time.perf_counter()
+            try:
+                return original(*a, **kw)
+            finally:
+                sink.setdefault(label, []).append(time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+
+    for owner, names in ((QueueWidget, ("refresh",)), (TrainWidget, ("refresh_models", "_loop_status", "_on_event")),
+                         (MetricsWidget, ("refresh",)), (Session, ("_apply_prediction", "model_promoted")),
+                         (LearningLoop, ("_on_event",)), (LossPlot, ("_draw",)), (FigureCanvasQTAgg, ("paintEvent",))):
+        for name in names:
+            wrap(owner, name)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--per-round", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps of each candidate")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--hidden", action="store_true", help="do not show the window")
+    parser.add_argument("--profile", action="store_true", help="time the main-thread work of each widget")
+    args = parser.parse_args(argv)
+
+    import os
+
+    os.environ["MEDLABELER_LEARN"] = "1"
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from medlabeler.engine.demo import demo_truth
+    from medlabeler.engine.demo_loop import open_or_create_demo
+    from medlabeler.engine.pipeline import evaluate_project
+    from medlabeler.engine.store import Project
+    from medlabeler.ui.app import build_app
+
+    truth = demo_truth()
+    tmp = tempfile.TemporaryDirectory(prefix="medlabeler-loop-bench-")
+    root = Path(tmp.name) / "demo"
+    with open_or_create_demo(root) as project:
+        for split in ("val", "test"):
+            for s in project.samples(split=split):
+                if truth[s.slice_index].any():
+                    project.save_label(s.id, truth[s.slice_index], author="oracle", origin="manual")
+        n_val = len(project.samples(split="val", labeled=True))
+
+    slow_calls: dict[str, list[float]] = {}
+    if args.profile:
+        _time_main_thread_work(slow_calls)
+    viewer = napari.Viewer(title="medlabeler loop benchmark", show=not args.hidden)
+    app = QApplication.instance()
+    widget = build_app(viewer)
+    session = widget.session
+    loop = session.learning
+    loop.config = {"image_size": args.image_size, "features": [8, 16, 32, 64], "batch_size": 8,
+                   "unlabeled_batch_size": 8, "lr": 3e-3, "steps": args.steps,
+                   "steps_per_epoch": max(1, args.steps // 2)}
+    loop.new_labels = args.per_round
+
+    def pump(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.001)
+
+    def wait_for(condition, timeout_s: float) -> bool:
+        end = time.perf_counter() + timeout_s
+        while time.perf_counter() < end:
+            if condition():
+                return True
+            app.processEvents()
+            time.sleep(0.001)
+        return False
+
+    session.open_project(root)
+    print(f"demo: {len(session.project.samples())} slices, {n_val} validation slices labeled; loop running: "
+          f"{loop.running}; candidate {args.steps} steps at {args.image_size} px")
+    beat = Heartbeat()
+    rows, labeling_gaps, loop_gaps = [], [], []
+    for rnd in range(1, args.rounds + 1):
+        beat.start()
+        wait_for(lambda: "waiting for labels" in loop.now, 600)
+        loop_gaps += beat.stop()
+        before = len(loop.decisions)
+        beat.start()
+        saved_at = time.perf_counter()
+        for _ in range(args.per_round):
+            if session.sample is None or session.sample.split != "train" or session.project.label(session.sample.id):
+                session.open_next()
+            sample = session.sample
+            layer = session.view.labels_layer
+            layer.data[sample.slice_index] = truth[sample.slice_index]
+            layer.refresh()
+            session.save_current()
+            session.open_next()
+            pump(0.3)  # a clinician's pause between slices
+        labeling_gaps += beat.stop()
+        beat.start()
+        decided = wait_for(lambda: len(loop.decisions) > before, 900)
+        wait_for(lambda: "waiting for labels" in loop.now, 600)
+        loop_gaps += beat.stop()
+        round_s = time.perf_counter() - saved_at
+        if not decided:
+            print(f"round {rnd}: no decision within 900 s")
+            break
+        decision = loop.decisions[-1]
+        active = session.project.active_model().version
+        rows.append((rnd, session.project.status()["per_split"]["train"]["labeled"], active, round_s, decision.message))
+        print(f"round {rnd}: {rows[-1][1]} train labels, active v{active}, {round_s:.1f} s: {decision.message}",
+              flush=True)
+    print(f"heartbeat (2 ms timer) while the loop trains, validates, scores: {percentiles(loop_gaps)}")
+    print(f"heartbeat while the clinician opens, paints and saves (loop running): {percentiles(labeling_gaps)}")
+    slow = sorted(loop_gaps)[-5:]
+    print("five longest stalls while the loop works (ms): " + ", ".join(f"{g:.0f}" for g in slow))
+    for name, times in sorted(slow_calls.items(), key=lambda kv: -max(kv[1])):
+        print(f"  main thread {name}: {len(times)} calls, max {1000 * max(times):.0f} ms, "
+              f"total {1000 * sum(times):.0f} ms")
+    session.learning.stop()
+    wait_for(lambda: not loop.running, 60)
+    session.shutdown()
+    viewer.close()
+    with Project.open(root, readonly=True) as project:
+        for rnd, labels, version, seconds, message in rows:
+            dice = evaluate_project(project, "test", version)["dice"]
+            print(f"round {rnd}: {labels} labels, active v{version}: test Dice {dice:.4f}")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

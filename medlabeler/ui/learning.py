@@ -1,0 +1,199 @@
+"""The app's side of the learning loop (engine.learn_loop): on by default, pausable, never in the way.
+
+`LearningLoop` runs the engine generator in the session's training slot (one learning job at a
+time) and turns its events into what the clinician sees: a status line (what the background does
+now, the last decision, the labels since the last model), a new prediction of the open sample
+after a promotion, and a re-ranked queue as scores arrive. It only reads and writes through the
+session's signals and methods; labeling never waits for it.
+
+MEDLABELER_LEARN=0 keeps it off when a project opens (scripts, and tests of manual training).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Generator
+
+from qtpy.QtCore import QObject, Signal
+
+from medlabeler.ui.layers import GRADCAM, PREDICTION
+from medlabeler.ui.workers import EngineJob, main_thread_only
+
+#: Training progress reports closer together than this are dropped on the worker thread.
+PROGRESS_INTERVAL_S = 0.2
+
+
+def learn_on_open() -> bool:
+    return os.environ.get("MEDLABELER_LEARN", "1") not in ("", "0")
+
+
+def _thinned(gen) -> Generator:
+    """Drop training-step reports closer than PROGRESS_INTERVAL_S (epoch, metric and loop events pass)."""
+    last = 0.0
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        run_event = getattr(event, "run_event", None)
+        if run_event is not None and run_event.kind == "step" and run_event.step != run_event.total_steps:
+            now = time.monotonic()
+            if now - last < PROGRESS_INTERVAL_S:
+                continue
+            last = now
+        if event.kind == "phase" and not event.message:  # heartbeats of an idle or paused loop
+            continue
+        yield event
+
+
+class LearningLoop(QObject):
+    """Start/stop/pause the background learning loop of a session and report what it does."""
+
+    status_changed = Signal()  # read .now, .last_decision, .labels_since
+    run_started = Signal(str)  # "training" | "pretraining": a new run's plot starts empty
+    decision_made = Signal(object)  # engine.promotion.Decision
+
+    def __init__(self, session):
+        super().__init__(session)
+        self.session = session
+        self.job: EngineJob | None = None
+        self.control = None
+        self.now = "learning is off"
+        self.last_decision = ""
+        self.labels_since = 0
+        self.decisions: list = []  # this session's decisions, in order (the decision log)
+        self.config: dict = {}  # run-config overrides for the loop's runs (tests use tiny models)
+        self.new_labels = 3  # labels that start a new candidate
+        self._scoring = False  # scores are arriving: the queue re-ranks once they stop
+        session.project_changed.connect(self._project_changed)
+        session.labels_changed.connect(self._labels_changed)
+
+    # --- state ----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    @property
+    def paused(self) -> bool:
+        return self.control is not None and self.control.paused
+
+    def status_text(self) -> str:
+        parts = [self.now]
+        if self.last_decision:
+            parts.append(f"last decision: {self.last_decision}")
+        parts.append(f"{self.labels_since} label{'s' if self.labels_since != 1 else ''} since the last model")
+        return " · ".join(parts)
+
+    # --- control (main thread) ------------------------------------------------------------------
+    @main_thread_only
+    def start(self) -> bool:
+        """Start the loop on the open project (False if none, read-only, or a run is going on)."""
+        project = self.session.project
+        if project is None or project.readonly or self.running or self.session.training_running:
+            return False
+        from medlabeler.ui import engine_calls as calls
+
+        job = EngineJob("Learning", lambda token: _thinned(calls.learning_run(
+            project, self.control, config=dict(self.config), new_labels=self.new_labels)),
+                        show_progress=False)
+        self.control = calls.loop_control(job.token)
+        job.event.connect(self._on_event)
+        job.ended.connect(self._ended)
+        if not self.session.jobs.start_training(job):
+            return False
+        self.job = job
+        self.now = "learning: starting"
+        self.status_changed.emit()
+        return True
+
+    @main_thread_only
+    def stop(self) -> None:
+        if self.running:
+            self.job.cancel()
+
+    @main_thread_only
+    def set_paused(self, paused: bool) -> None:
+        if self.control is None:
+            return
+        if paused:
+            self.control.pause()
+            self.now = "learning paused"
+        else:
+            self.control.resume()
+            self.now = "learning resumed"
+        self.status_changed.emit()
+
+    @main_thread_only
+    def retrain(self) -> None:
+        if self.control is not None and self.running:
+            self.control.request_retrain()
+            if self.paused:
+                self.set_paused(False)
+
+    # --- events ---------------------------------------------------------------------------------
+    def _project_changed(self) -> None:
+        self.decisions.clear()
+        self.last_decision = ""
+        if self.session.project is not None and learn_on_open():
+            self.start()
+        self._refresh_count()
+
+    def _labels_changed(self) -> None:
+        self._refresh_count()
+
+    def _refresh_count(self) -> None:
+        project = self.session.project
+        if project is None:
+            self.labels_since = 0
+        else:
+            from medlabeler.ui import engine_calls as calls
+
+            self.labels_since = calls.labels_since_model(project)
+        self.status_changed.emit()
+
+    @main_thread_only
+    def _on_event(self, event) -> None:
+        kind = event.kind
+        if event.message:
+            self.now = event.message
+        if kind in ("train", "pretrain") and event.run_event is not None:
+            self.session.training_event.emit(event.run_event)
+        elif kind == "decision":
+            self.decisions.append(event.decision)
+            self.last_decision = event.decision.message
+            self.labels_since = event.labels_since_model
+            self.decision_made.emit(event.decision)
+            self.session.models_changed.emit()
+            if event.decision.promoted:
+                self.session.model_promoted()
+        elif kind == "scored":
+            # Re-ranking runs on the main thread (hundreds of ms on a large pool): once per pass,
+            # when the scores stop arriving, not per chunk. The queue reads the stored scores.
+            self._scoring = event.done < event.total
+            if not self._scoring:
+                self.session.queue_changed.emit()
+        elif kind == "pretrained":
+            self.session.models_changed.emit()
+        elif kind == "phase":
+            self.labels_since = event.labels_since_model
+            if self._scoring:  # scoring stopped early for new labels: rank on what is scored
+                self._scoring = False
+                self.session.queue_changed.emit()
+            if event.phase in ("training", "pretraining"):
+                view = self.session.view
+                if view is not None and event.phase == "training" and not (
+                        view.has_layer(PREDICTION) or view.has_layer(GRADCAM)):
+                    # Adding napari layers takes up to a second: do it as a run starts, not when
+                    # its prediction arrives (a no-op once they exist).
+                    view.prepare_overlays()
+                self.run_started.emit(event.phase)
+        self.status_changed.emit()
+
+    @main_thread_only
+    def _ended(self) -> None:
+        outcome = self.job.outcome if self.job is not None else None
+        self.now = {"failed": f"learning stopped: {self.job.error}" if self.job else "learning stopped"}.get(
+            outcome, "learning is off")
+        self.control = None
+        self.status_changed.emit()

@@ -1,0 +1,91 @@
+"""The app with the learning loop on (as a user gets it): label while it trains, see its decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from medlabeler.ui import workers
+from medlabeler.ui.app import build_app
+from medlabeler.ui.layers import PREDICTION
+from tests.ui.projects import TINY
+from tests.ui.test_loop import paint_truth, press, save_screenshot
+
+pytestmark = pytest.mark.gui
+LEFT = Qt.MouseButton.LeftButton
+
+
+def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, qtbot, brain_project, brain_files,
+                                                            tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDLABELER_LEARN", "1")  # the default of the app
+    _, masks = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    session, train = widget.session, widget.train
+    session.learning.config = {**TINY, "steps": 16}
+    assert session.open_project(brain_project)
+    project = session.project
+    loop = session.learning
+    assert loop.running and train.loop_check.isChecked() and train.pause_button.isEnabled()
+    qtbot.waitUntil(lambda: "label a training sample" in train.loop_status.text(), timeout=30_000)
+    assert "from pretrained encoder" not in [train.init_combo.itemText(i) for i in range(train.init_combo.count())]
+    assert "No pretrained encoder" in train.init_note.text()
+
+    # A validation slice first (promotion needs one), then training slices: the first starts a model.
+    val = project.samples(split="val")[1]
+    session.open_sample(val.id)
+    paint_truth(session, masks)
+    press(viewer, "s")
+    session.open_next()
+    labeled = []
+    for _ in range(3):
+        labeled.append(paint_truth(session, masks))
+        press(viewer, "n")  # labeling never waits for the loop
+    qtbot.waitUntil(lambda: len(loop.decisions) >= 1, timeout=120_000)
+    first = loop.decisions[0]
+    assert first.promoted and project.active_model().version == first.candidate
+    assert f"last decision: {first.message}" in train.loop_status.text()
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    assert session.view.has_layer(PREDICTION)
+    assert widget.metrics.points  # active metric vs labels
+
+    # Three more labels start a candidate warm-started from the active model.
+    qtbot.waitUntil(lambda: "waiting for labels" in loop.now, timeout=120_000)
+    before = len(loop.decisions)
+    for _ in range(3):
+        paint_truth(session, masks)
+        press(viewer, "n")
+    qtbot.waitUntil(lambda: len(loop.decisions) > before, timeout=120_000)
+    decision = loop.decisions[-1]
+    assert project.model(decision.candidate).parent == decision.active
+    active = project.active_model().version
+    assert active == (decision.candidate if decision.promoted else decision.active)
+    row = [train.models_table.item(r, 1).text() for r in range(train.models_table.rowCount())].index(
+        f"v{decision.candidate}")
+    status = train.models_table.item(row, 2).text()
+    assert status == "active" if decision.promoted else status.startswith("not promoted")
+
+    # Pause and resume from the Train tab; Retrain asks the running loop for a candidate.
+    qtbot.mouseClick(train.pause_button, LEFT)
+    assert loop.paused and train.pause_button.text() == "Resume" and "paused" in train.loop_status.text()
+    qtbot.mouseClick(train.pause_button, LEFT)
+    assert not loop.paused
+    count = len(loop.decisions)
+    qtbot.mouseClick(train.train_button, LEFT)
+    qtbot.waitUntil(lambda: len(loop.decisions) > count, timeout=120_000)
+    # Never a regression: each decision keeps the active validation Dice within the tolerance.
+    for d in loop.decisions[1:]:
+        if d.promoted and d.active_value is not None:
+            assert d.candidate_value >= d.active_value - d.tolerance
+    widget.tabs.setCurrentWidget(train)
+    qtbot.wait(50)
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "app-learning-loop")
+
+    # Switching the loop off stops it; the active model stays.
+    active = project.active_model().version
+    train.loop_check.setChecked(False)
+    qtbot.waitUntil(lambda: not loop.running, timeout=60_000)
+    assert project.active_model().version == active and "learning is off" in train.loop_status.text()
+    assert not workers.THREAD_CHECKS["violations"]
+    session.shutdown()
