@@ -72,6 +72,7 @@ if ! "$venv/bin/python" -c 'import torch, torchvision' 2>/dev/null; then
   "${pip[@]}" torch==2.14.1 torchvision==0.29.1
 fi
 "${pip[@]}" "$wheel[$extras]"
+"${pip[@]}" --force-reinstall --no-deps "$wheel"  # a rerun replaces a same-numbered build
 version="$("$venv/bin/medlabeler" --version)"
 
 # the command on PATH

@@ -94,3 +94,55 @@ def test_two_processes_pretrain_one_encoder_on_different_images(project_dir):
     rank0, rank1 = map(set, summary["unlabeled"])
     # 3 steps of 2 images from each rank's half of the 24 images (every split, labels unused)
     assert summary["weights_agree"] and len(rank0) == len(rank1) == 6 and not rank0 & rank1
+
+
+def _two_ranks(rank, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    distributed.prepare_device(torch.device("cpu"))
+    calls = []
+
+    def save():
+        calls.append(rank)
+        return f"v{rank + 1}"
+
+    def events():
+        yield f"scored on rank {rank}"
+        return {"scored": 3}
+
+    seen = []
+    part = distributed.shard(list(range(5)), seed=1)
+    result = {
+        "part": list(part.indices), "saved": distributed.on_main(save), "calls": calls,
+        "events": (run_to_end_list(distributed.on_main_events(events), seen), seen),
+        "mean": distributed.mean(torch.tensor(float(rank))),
+    }
+    try:
+        distributed.on_main(lambda: 1 / 0)
+    except (ZeroDivisionError, RuntimeError) as exc:
+        result["failure"] = f"{type(exc).__name__}: {exc}"
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def run_to_end_list(gen, seen):
+    while True:
+        try:
+            seen.append(next(gen))
+        except StopIteration as stop:
+            return stop.value
+
+
+def test_rank_zero_alone_writes_and_every_rank_gets_the_result(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_two_ranks, args=(port, tmp_path), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["saved"] == r1["saved"] == "v1" and r0["calls"] == [0] and r1["calls"] == []
+    assert r0["events"] == [{"scored": 3}, ["scored on rank 0"]] and r1["events"] == [{"scored": 3}, []]
+    assert r0["mean"] == r1["mean"] == 0.5
+    # 5 items over 2 ranks: 3 each, the sixth wraps around to one already given out
+    assert len(r0["part"]) == len(r1["part"]) == 3 and set(r0["part"]) | set(r1["part"]) == set(range(5))
+    assert r0["failure"].startswith("ZeroDivisionError") and r1["failure"].startswith("RuntimeError: rank 0 failed")

@@ -140,16 +140,37 @@ def on_main(fn: Callable[[], Any]) -> Any:
     If rank 0 fails, the others get a RuntimeError instead of waiting forever."""
     if not active():
         return fn()
-    outcome: tuple[bool, Any] = (True, None)
-    if is_main():
-        try:
-            outcome = (True, fn())
-        except BaseException as exc:
-            broadcast((False, f"{type(exc).__name__}: {exc}"))
-            raise
-    ok, value = broadcast(outcome)
+    if not is_main():
+        return _receive()
+    try:
+        value = fn()
+    except BaseException as exc:
+        broadcast((False, f"{type(exc).__name__}: {exc}"))
+        raise
+    broadcast((True, value))
+    return value
+
+
+def on_main_events(make_events: Callable[[], Any]):
+    """`on_main` for an engine generator (scoring, a promotion that validates): rank 0 yields its
+    events and returns its result; the other ranks yield nothing and return the same result."""
+    if not active():
+        return (yield from make_events())
+    if not is_main():
+        return _receive()
+    try:
+        value = yield from make_events()
+    except BaseException as exc:
+        broadcast((False, f"{type(exc).__name__}: {exc}"))
+        raise
+    broadcast((True, value))
+    return value
+
+
+def _receive() -> Any:
+    ok, value = broadcast(None)
     if not ok:
-        raise RuntimeError(f"rank 0 failed to save the run: {value}")
+        raise RuntimeError(f"rank 0 failed: {value}")
     return value
 
 
