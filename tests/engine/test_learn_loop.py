@@ -113,3 +113,17 @@ def test_labels_saved_while_a_candidate_trains_start_the_next_one(project):
         if event.kind == "phase" and event.phase == "idle":
             control.cancel()
     assert len(decisions) == 2 and project.model(decisions[1].candidate).n_labels == 6
+
+
+def test_one_pass_scoring_matches_the_two_pass_probabilities_and_embeddings(project):
+    from medlabeler.engine.pipeline import embed_samples, load_model, predict_samples, predict_with_features
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    bundle = load_model(project)
+    ids = [s.id for s in project.samples()[:5]]
+    one = list(predict_with_features(project, ids, model_bundle=bundle, batch_size=2))
+    probs = dict(predict_samples(project, ids, model_bundle=bundle, batch_size=2))
+    _, feats = embed_samples(project, ids, model_bundle=bundle, batch_size=2)
+    for (sid, p, f), f2 in zip(one, feats):
+        assert p.shape == probs[sid].shape and np.allclose(p, probs[sid], atol=1e-5)
+        assert np.allclose(f, f2, atol=1e-5)
