@@ -274,8 +274,7 @@ class TrainWidget(QWidget):
             self.init_combo.setCurrentText(current)  # else the first: warm start once a model exists
         self.init_combo.blockSignals(False)
         self.init_note.setText("" if has_pretrained or project is None else
-                               "No pretrained encoder in this project: pretrain one (a 'pretrain:' method) to "
-                               "start from it.")
+                               "No pretrained encoder here yet: pretrain one to start from it.")
         self.init_note.setVisible(bool(self.init_note.text()))
 
     def config(self) -> dict:
