@@ -36,7 +36,9 @@ def _train_eval(project, data, config: dict, args, label: str, init=None) -> tup
     result = common.drive_quietly(train_project(project, method=args.method or "supervised", init=init,
                                                 epochs=args.epochs, config=config), label, args.verbose)
     seconds = watch()
-    metric, metrics = common.evaluate(project, result.version, data.metric)
+    # What the clinician gets: the active model after the promotion rule (engine.promotion), which
+    # also scores the next round's queue.
+    metric, metrics = common.evaluate(project, project.active_model().version, data.metric)
     return metric, metrics, {"train_s": seconds, "version": result.version,
                              "images_per_second": result.images_per_second}
 

@@ -302,7 +302,10 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
             stop.set()
 
     stop = threading.Event()
-    cfg = {**rec.pretrain_config, **(config or {})}
+    cfg = {**rec.pretrain_config, **(config or {})}  # the caller's sizes, the recommended budget
+    for key in ("steps", "epochs", "steps_per_epoch"):
+        if key in rec.pretrain_config:
+            cfg[key] = rec.pretrain_config[key]
     try:
         gen = pretrain_project(project, method=rec.pretrain, config=cfg, cancel=control.token,
                                stop_when=stop.is_set)

@@ -113,3 +113,36 @@ def test_labels_saved_while_a_candidate_trains_start_the_next_one(project):
         if event.kind == "phase" and event.phase == "idle":
             control.cancel()
     assert len(decisions) == 2 and project.model(decisions[1].candidate).n_labels == 6
+
+
+def test_one_pass_scoring_matches_the_two_pass_probabilities_and_embeddings(project):
+    from medlabeler.engine.pipeline import embed_samples, load_model, predict_samples, predict_with_features
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    bundle = load_model(project)
+    ids = [s.id for s in project.samples()[:5]]
+    one = list(predict_with_features(project, ids, model_bundle=bundle, batch_size=2))
+    probs = dict(predict_samples(project, ids, model_bundle=bundle, batch_size=2))
+    _, feats = embed_samples(project, ids, model_bundle=bundle, batch_size=2)
+    for (sid, p, f), f2 in zip(one, feats):
+        assert p.shape == probs[sid].shape and np.allclose(p, probs[sid], atol=1e-5)
+        assert np.allclose(f, f2, atol=1e-5)
+
+
+def test_when_the_recommendation_pretrains_the_loop_pretrains_first_then_fine_tunes(project, monkeypatch):
+    from medlabeler.engine import learn_loop
+    from medlabeler.engine.recommended import Recommendation
+
+    pretraining = Recommendation(method="supervised", pretrain="simclr", init="pretrained",
+                                 pretrain_config={"steps": 4, "steps_per_epoch": 2})
+    monkeypatch.setattr(learn_loop, "recommendation", lambda project, config=None: pretraining)
+    events = []
+    summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False), events.append)
+    encoder = project.model(summary.pretrained[0])
+    assert encoder.method == "pretrain:simclr" and encoder.record["run"]["steps"] == 4
+    assert any(e.kind == "pretrain" and e.run_event.kind == "step" for e in events)
+    first = project.model(summary.decisions[0].candidate)
+    assert summary.decisions[0].promoted and first.parent == encoder.version and "pretrain:simclr" in first.record["init"]
+    # an encoder exists now: the loop does not pretrain again
+    summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    assert summary.pretrained == []

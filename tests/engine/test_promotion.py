@@ -101,3 +101,25 @@ def test_cancel_mid_run_keeps_the_active_model(project):
     result = run_to_end(train_project(project, method="supervised", steps=50, config=SEG, cancel=cancel), on_event)
     assert result.cancelled and result.version is None and result.decision is None
     assert project.active_model() == active and len(project.models()) == n_models
+
+
+def test_cli_train_prints_promoted_or_kept_and_learn_runs_the_loop(tmp_path, capsys):
+    import json
+
+    from medlabeler.cli import main
+
+    project = make_seg_project(tmp_path, n=4, depth=6)
+    root = project.root
+    project.close()
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(SEG))
+    assert main(["train", str(root), "--steps", "40", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "trained supervised" in out and "promoted: promoted v1" in out
+    config.write_text(json.dumps({**SEG, "lr": 1e-5}))
+    assert main(["train", str(root), "--steps", "1", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "kept: v2 not better" in out and "active v1" in out
+    # nothing new to learn from: the loop re-scores nothing, trains nothing, and says so
+    assert main(["learn", str(root), "--budget-s", "30"]) == 0
+    assert "learn: 0 candidates, 0 promoted" in capsys.readouterr().out

@@ -31,6 +31,9 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     qtbot.waitUntil(lambda: "label a training sample" in train.loop_status.text(), timeout=30_000)
     assert "from pretrained encoder" not in [train.init_combo.itemText(i) for i in range(train.init_combo.count())]
     assert "No pretrained encoder" in train.init_note.text()
+    widget.tabs.setCurrentWidget(widget.metrics)
+    assert widget.metrics.canvas.isHidden() and "No" in widget.metrics.caption.text()  # no empty axes
+    widget.tabs.setCurrentWidget(widget.label)
 
     # A validation slice first (promotion needs one), then training slices: the first starts a model.
     val = project.samples(split="val")[1]
@@ -48,7 +51,10 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     assert f"last decision: {first.message}" in train.loop_status.text()
     qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
     assert session.view.has_layer(PREDICTION)
-    assert widget.metrics.points  # active metric vs labels
+    widget.tabs.setCurrentWidget(widget.metrics)  # drawn when shown: one point, labeled axes
+    assert widget.metrics.points and not widget.metrics.canvas.isHidden()
+    assert widget.metrics.ax.get_xlabel() == "labeled training samples"
+    widget.tabs.setCurrentWidget(widget.label)
 
     # Three more labels start a candidate warm-started from the active model.
     qtbot.waitUntil(lambda: "waiting for labels" in loop.now, timeout=120_000)

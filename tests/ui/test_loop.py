@@ -115,7 +115,9 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert "dice" in widget.train.models_table.item(0, 5).text()
     assert widget.train.models_table.item(0, 2).text() == "active"  # the first model: promoted
     assert len(widget.train.plot.losses) == 2
+    widget.tabs.setCurrentWidget(widget.metrics)  # the plot is drawn when its tab is shown
     assert widget.metrics.points  # performance vs labels
+    widget.tabs.setCurrentWidget(widget.label)
     # The open sample got its prediction overlay and uncertainty map; the queue re-ranked.
     assert session.view.has_layer(PREDICTION) and session.view.has_layer(UNCERTAINTY)
     overlay = session.view.layers[PREDICTION].data[session.sample.slice_index]
@@ -153,7 +155,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     job = session.last_training
     qtbot.waitUntil(lambda: job.events_seen >= 2, timeout=60_000)
     qtbot.mouseClick(widget.train.cancel_button, LEFT)
-    qtbot.waitUntil(lambda: job.outcome is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: job.outcome is not None and not job.running, timeout=60_000)  # ended: widgets updated
     assert job.outcome == "cancelled"
     assert [m.version for m in project.models()] == [1] and project.active_model().version == 1
     assert widget.train.train_button.isEnabled() and not widget.train.cancel_button.isEnabled()

@@ -61,11 +61,24 @@ class MetricsWidget(QWidget):
                               "after each decision; hollow markers: candidates that were not promoted."))
         connect(self, self.session.models_changed, self.refresh)
         connect(self, self.session.project_changed, self.refresh)
-        self.points: list[tuple[int, float, int]] = []
+        self.points: list[tuple[int, float, int]] | None = None  # None: never drawn
         self.kept: list[tuple[int, float, int]] = []
-        self.refresh()
+        self._stale = True
+        self._redraw()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
 
     def refresh(self) -> None:
+        """Redraw now if the tab is shown, else when it is (a redraw costs tens of ms of the UI)."""
+        self._stale = not self.isVisible()
+        if self._stale and self.points is not None:
+            return
+        self._redraw()
+
+    def _redraw(self) -> None:
         from matplotlib.ticker import MaxNLocator
 
         project = self.session.project

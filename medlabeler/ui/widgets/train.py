@@ -274,8 +274,7 @@ class TrainWidget(QWidget):
             self.init_combo.setCurrentText(current)  # else the first: warm start once a model exists
         self.init_combo.blockSignals(False)
         self.init_note.setText("" if has_pretrained or project is None else
-                               "No pretrained encoder in this project: pretrain one (a 'pretrain:' method) to "
-                               "start from it.")
+                               "No pretrained encoder here yet: pretrain one to start from it.")
         self.init_note.setVisible(bool(self.init_note.text()))
 
     def config(self) -> dict:
@@ -383,11 +382,14 @@ class TrainWidget(QWidget):
         project = self.session.project
         models = project.models() if project is not None else []
         active = project.active_model() if project is not None else None
+        decisions = {}  # the newest decision of each version, read once
+        for decision in calls.promotion_decisions(project) if project is not None else []:
+            decisions[decision.candidate] = decision
         self.models_table.setRowCount(len(models))
         for r, m in enumerate(sorted(models, key=lambda m: m.version, reverse=True)):
             metric = calls.model_metric(m.metrics or {})
             is_active = active is not None and m.version == active.version
-            cells = ["●" if is_active else "", f"v{m.version}", self._status_of(project, m, is_active), m.method,
+            cells = ["●" if is_active else "", f"v{m.version}", self._status_of(decisions.get(m.version), m, is_active), m.method,
                      str(m.n_labels or 0), f"{metric[0]} {metric[1]:.3f}" if metric else "—"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -401,12 +403,11 @@ class TrainWidget(QWidget):
         self._offer_inits()
 
     @staticmethod
-    def _status_of(project, m, is_active: bool) -> str:
+    def _status_of(decision, m, is_active: bool) -> str:
         if m.method.startswith("pretrain:"):
             return "pretrained encoder"
         if is_active:
             return "active"
-        decision = calls.model_decision(project, m.version)
         if decision is None:
             return "inactive"
         if decision.promoted:
