@@ -223,15 +223,18 @@ def cmd_learn(args) -> int:
     from medlabeler.engine.learn_loop import learn
 
     with _open(args.project) as project:
+        quiet = _torchrun_rank() != 0  # under torchrun rank 0 alone prints
+
         def show(event) -> None:
-            if event.kind in ("phase", "decision", "failed", "scored", "pretrained"):
+            if not quiet and event.kind in ("phase", "decision", "failed", "scored", "pretrained"):
                 print(f"learn: {event.message}", file=sys.stderr if event.kind == "phase" else sys.stdout, flush=True)
 
         from medlabeler.engine.training.events import run_to_end
 
         summary = run_to_end(learn(project, new_labels=args.new_labels, budget_s=args.budget_s,
-                                   until_idle=True), show)
-    print(f"learn: {summary.text()}")
+                                   config=_config(args.config) or None, until_idle=True), show)
+    if _torchrun_rank() == 0:
+        print(f"learn: {summary.text()}")
     return 0
 
 
@@ -419,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("--budget-s", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--new-labels", type=int, default=3, help="labels that trigger a new candidate (default 3)")
+    p.add_argument("--config", help="JSON file of training options for every run (overrides the recommended)")
     p.set_defaults(func=cmd_learn)
 
     p = sub.add_parser("predict", help="write predictions of the active model")

@@ -183,7 +183,11 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     rec = recommendation(project, config)
 
     def out_of_time() -> bool:
-        return budget_s is not None and clock() - started >= budget_s
+        from medlabeler.engine.training import distributed
+
+        late = budget_s is not None and clock() - started >= budget_s
+        # under torchrun rank 0's clock decides, so every rank starts (or skips) the same runs
+        return bool(distributed.broadcast(late)) if distributed.active() else late
 
     def remaining(limit: float | None) -> float | None:
         left = None if budget_s is None else max(0.0, budget_s - (clock() - started))
@@ -361,9 +365,19 @@ def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEv
     """Score the pool with the new active model; stop early (scores so far are kept) when enough
     new labels arrived for the next candidate: training on them matters more than a full pool."""
     from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.training import distributed
 
     if not project.samples(split="train", labeled=False):
         return
+    if distributed.active():  # under torchrun rank 0 alone scores (it writes); the others wait for it
+        if distributed.is_main():
+            yield from _rescore_pool(project, control, new_labels, score_project)
+        distributed.barrier()
+        return
+    yield from _rescore_pool(project, control, new_labels, score_project)
+
+
+def _rescore_pool(project, control, new_labels: int, score_project) -> Generator[LoopEvent, None, None]:
     active = project.active_model()
     yield _phase(project, "scoring", f"scoring the pool with v{active.version}")
     stop = threading.Event()

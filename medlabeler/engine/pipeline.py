@@ -370,8 +370,11 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
 
         yield Event("log", step=result.steps, total_steps=result.total_steps,
                     message=f"validating candidate v{version.version} against the active model")
-        result.decision = promote_or_keep(project, version.version, device=device,
-                                          tolerance=TOLERANCE if tolerance is None else tolerance)
+        from medlabeler.engine.training.distributed import on_main
+
+        # under torchrun rank 0 alone validates and decides (the rule is applied once)
+        result.decision = on_main(lambda: promote_or_keep(
+            project, version.version, device=device, tolerance=TOLERANCE if tolerance is None else tolerance))
         done.message = result.decision.message
     yield done
     return result

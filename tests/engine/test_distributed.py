@@ -146,3 +146,21 @@ def test_rank_zero_alone_writes_and_every_rank_gets_the_result(tmp_path):
     # 5 items over 2 ranks: 3 each, the sixth wraps around to one already given out
     assert len(r0["part"]) == len(r1["part"]) == 3 and set(r0["part"]) | set(r1["part"]) == set(range(5))
     assert r0["failure"].startswith("ZeroDivisionError") and r1["failure"].startswith("RuntimeError: rank 0 failed")
+
+
+def test_two_processes_run_the_learning_loop_once(tmp_path):
+    """`medlabeler learn` under torchrun: the candidate is trained by both ranks, rank 0 alone
+    validates, promotes and scores, and prints the decision once; a time budget stops both ranks
+    at the same step (rank 0's clock decides)."""
+    make_seg_project(tmp_path, n=4, depth=6, label_fraction=0.5).close()
+    project = tmp_path / "project"
+    (tmp_path / "config.json").write_text(json.dumps({**CONFIG, "steps": 6}))
+    run = torchrun("learn", str(project), "--budget-s", "60", "--config", str(tmp_path / "config.json"), timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(re.findall(r"^learn: promoted v1\b", run.stdout, re.M)) == 1, run.stdout
+    assert len(re.findall(r"^learn: ", run.stdout, re.M)) >= 2  # the decision and the summary, once each
+    with Project.open(project, readonly=True) as store:
+        assert store.active_model().version == 1
+        assert store.active_model().record["run"]["distributed"]["weights_agree"]
+        promotions = [e for e in store.audit_log() if e.get("action") == "promotion"]
+    assert len(promotions) == 1

@@ -267,7 +267,8 @@ def fit(
                         lr=optimizer.param_groups[0]["lr"], metrics=dict(logs or {}),
                         images_per_second=n_images / seconds)
             result.final_loss = loss_value
-            if step < total_steps and stop_when is not None and stop_when():
+            # rank 0's clock decides for all ranks (a time budget must stop every rank at one step)
+            if step < total_steps and stop_when is not None and distributed.broadcast(bool(stop_when())):
                 total_steps = step  # the budget ran out: close this epoch, validate, stop
             if step % steps_per_epoch and step != total_steps:
                 continue
