@@ -192,7 +192,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from medlabeler.engine.pipeline import pretrain_project
+    from medlabeler.engine.workflows.pipeline import pretrain_project
 
     config = _config(args.config)
     with _open(args.project) as project:
@@ -202,7 +202,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.pipeline import train_project
 
     config = _config(args.config)
     init = args.init
@@ -255,7 +255,7 @@ def _result_text(result) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from medlabeler.engine.pipeline import evaluate_project
+    from medlabeler.engine.workflows.pipeline import evaluate_project
 
     with _open(args.project, readonly=True) as project:
         metrics = evaluate_project(project, split=args.split, version=args.version)

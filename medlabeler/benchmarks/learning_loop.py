@@ -44,7 +44,7 @@ def _wait(condition, timeout_s: float, error: list) -> bool:
 
 def run(args) -> int:
     from medlabeler.engine.learn_loop import LoopControl, learn
-    from medlabeler.engine.pipeline import evaluate_project, train_project
+    from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
     from medlabeler.engine.training.events import run_to_end
 
     from .datasets import load_dataset

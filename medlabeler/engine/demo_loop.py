@@ -37,7 +37,7 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
     from medlabeler.cli import drive
     from medlabeler.engine.active_loop import next_samples, score_project, where
     from medlabeler.engine.demo import label_like_a_clinician
-    from medlabeler.engine.pipeline import evaluate_project, pretrain_project, train_project
+    from medlabeler.engine.workflows.pipeline import evaluate_project, pretrain_project, train_project
 
     with open_or_create_demo(root) as project:
         status = project.status()

@@ -160,7 +160,7 @@ def _pretrained(project):
 
 
 def recommendation(project, config: dict | None = None):
-    from medlabeler.engine.pipeline import _gpu_wanted, _has_volumes
+    from medlabeler.engine.workflows.pipeline import _gpu_wanted, _has_volumes
     from medlabeler.engine.recommended import recommended
 
     dims = 3 if project.task.unit == "image" and _has_volumes(project) else 2
@@ -287,7 +287,7 @@ def _drive_run(gen, kind: str, control: LoopControl, describe: Callable[[Any], s
 
 
 def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[LoopEvent, None, int | None]:
-    from medlabeler.engine.pipeline import pretrain_project
+    from medlabeler.engine.workflows.pipeline import pretrain_project
 
     yield _phase(project, "pretraining", f"pretraining an encoder ({rec.pretrain}) on all images")
     losses: list[float] = []
@@ -322,7 +322,7 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
 
 
 def _train_candidate(project, rec, control, budget_s, config, since, summary) -> Generator[LoopEvent, None, Any]:
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.pipeline import train_project
 
     active = project.active_model()
     if active is not None:

@@ -43,7 +43,8 @@ def warm_up() -> None:
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  (imported by the first optimizer step anyway)
 
-    from medlabeler.engine import methods, pipeline  # noqa: F401
+    from medlabeler.engine import methods  # noqa: F401
+    from medlabeler.engine.workflows import pipeline  # noqa: F401
     from medlabeler.engine.data import datasets  # noqa: F401
     from medlabeler.engine.training import loop  # noqa: F401
 
@@ -80,7 +81,7 @@ def training_run(project, *, method: str | None, init: str | int | None, epochs:
     """A function of the cancel token that starts the engine run for ``method`` (None: recommended)."""
 
     def start(token):
-        from medlabeler.engine import pipeline
+        from medlabeler.engine.workflows import pipeline
 
         if method in pretrain_methods():
             cfg = dict(config, steps=steps) if steps else config
@@ -141,7 +142,7 @@ def promotion_tolerance() -> float:
 
 
 def run_defaults() -> dict:
-    from medlabeler.engine.pipeline import DEFAULTS
+    from medlabeler.engine.workflows.pipeline import DEFAULTS
 
     return DEFAULTS
 
@@ -206,7 +207,7 @@ _BUNDLE: dict = {}  # the active model as last loaded: (project id, version, pat
 def active_bundle(project):
     """The active model (network, record, version), loaded once per version rather than at every
     sample opened. Used by the inference worker only (one job at a time); training loads its own."""
-    from medlabeler.engine import pipeline
+    from medlabeler.engine.workflows import pipeline
 
     active = project.active_model()
     key = (id(project), active.version, str(active.path))
@@ -238,7 +239,7 @@ def score_pool_run(project, token, *, mc_passes: int = 0) -> Generator:
 
 def _predict(project, sample_id: int, bundle) -> Generator:
     """Yield a PredictionReady for one sample (probabilities, mask/class, uncertainty, Grad-CAM)."""
-    from medlabeler.engine import pipeline
+    from medlabeler.engine.workflows import pipeline
 
     task = project.task.kind
     for sid, probs in pipeline.predict_samples(project, [sample_id], model_bundle=bundle):
@@ -251,7 +252,7 @@ def grad_cam_map(project, sample_id: int, bundle) -> np.ndarray:
     """Grad-CAM of the predicted class at the sample's own size, in [0, 1]."""
     from medlabeler.engine.data.datasets import SampleTensors
     from medlabeler.engine.inference.saliency import grad_cam
-    from medlabeler.engine.pipeline import _preprocess_from_record
+    from medlabeler.engine.workflows.pipeline import _preprocess_from_record
 
     model, record, _mv = bundle
     tensors = SampleTensors(project, _preprocess_from_record(record), cache_mb=0)
