@@ -220,7 +220,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_learn(args) -> int:
-    from medlabeler.engine.learn_loop import learn
+    from medlabeler.engine.workflows.learn_loop import learn
 
     with _open(args.project) as project:
         def show(event) -> None:

@@ -43,7 +43,7 @@ def _wait(condition, timeout_s: float, error: list) -> bool:
 
 
 def run(args) -> int:
-    from medlabeler.engine.learn_loop import LoopControl, learn
+    from medlabeler.engine.workflows.learn_loop import LoopControl, learn
     from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
     from medlabeler.engine.training.events import run_to_end
 

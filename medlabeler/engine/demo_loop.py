@@ -50,7 +50,7 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
             ids += label_like_a_clinician(project, max(2, labels // 4), split="test")
             print(f"labeled {len(ids)} slices (train, validation, test) with the reference tissue masks "
                   "(a stand-in for a clinician)")
-        from medlabeler.engine.learn_loop import recommendation
+        from medlabeler.engine.workflows.learn_loop import recommendation
 
         rec = recommendation(project)  # the same pipeline as the app's loop and `medlabeler train`
         if rec.pretrain:

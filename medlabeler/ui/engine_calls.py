@@ -94,7 +94,7 @@ def training_run(project, *, method: str | None, init: str | int | None, epochs:
 
 def recommendation(project):
     """The recommended pipeline of the project (engine.recommended, via the loop's reading of it)."""
-    from medlabeler.engine.learn_loop import recommendation as rec
+    from medlabeler.engine.workflows.learn_loop import recommendation as rec
 
     return rec(project)
 
@@ -104,20 +104,20 @@ def has_pretrained(project) -> bool:
 
 
 def loop_control(token):
-    from medlabeler.engine.learn_loop import LoopControl
+    from medlabeler.engine.workflows.learn_loop import LoopControl
 
     return LoopControl(token)
 
 
 def learning_run(project, control, **kw):
     """The engine's learning loop generator (engine.learn_loop.learn) on ``project``."""
-    from medlabeler.engine.learn_loop import learn
+    from medlabeler.engine.workflows.learn_loop import learn
 
     return learn(project, control=control, **kw)
 
 
 def labels_since_model(project) -> int:
-    from medlabeler.engine.learn_loop import labels_since_model as since
+    from medlabeler.engine.workflows.learn_loop import labels_since_model as since
 
     return since(project)
 

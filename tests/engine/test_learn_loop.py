@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medlabeler.engine.learn_loop import LoopControl, labels_since_model, learn
+from medlabeler.engine.workflows.learn_loop import LoopControl, labels_since_model, learn
 from medlabeler.engine.training import run_to_end
 
 from .test_pipeline_datasets import make_seg_project
