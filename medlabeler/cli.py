@@ -289,7 +289,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from medlabeler.engine.promotion import activate_by_hand, last_decision
+    from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision
 
     with _open(args.project, readonly=args.activate is None) as project:
         if args.activate is not None:

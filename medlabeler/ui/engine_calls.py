@@ -124,19 +124,19 @@ def labels_since_model(project) -> int:
 
 def model_decision(project, version: int):
     """The promotion decision recorded for a model version (None: none recorded)."""
-    from medlabeler.engine.promotion import last_decision
+    from medlabeler.engine.workflows.promotion import last_decision
 
     return last_decision(project, version)
 
 
 def promotion_decisions(project) -> list:
-    from medlabeler.engine.promotion import decisions
+    from medlabeler.engine.workflows.promotion import decisions
 
     return decisions(project)
 
 
 def promotion_tolerance() -> float:
-    from medlabeler.engine.promotion import TOLERANCE
+    from medlabeler.engine.workflows.promotion import TOLERANCE
 
     return TOLERANCE
 
@@ -148,7 +148,7 @@ def run_defaults() -> dict:
 
 
 def activate_by_hand(project, version: int):
-    from medlabeler.engine.promotion import activate_by_hand as activate
+    from medlabeler.engine.workflows.promotion import activate_by_hand as activate
 
     return activate(project, version)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from medlabeler.engine import promotion
+from medlabeler.engine.workflows import promotion
 from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
 from medlabeler.engine.training import CancelToken, run_to_end
 

@@ -366,7 +366,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     done = held[-1] if held else Event("done")
     done.message = f"saved candidate v{version.version}"
     if promote:
-        from medlabeler.engine.promotion import TOLERANCE, promote_or_keep
+        from medlabeler.engine.workflows.promotion import TOLERANCE, promote_or_keep
 
         yield Event("log", step=result.steps, total_steps=result.total_steps,
                     message=f"validating candidate v{version.version} against the active model")
