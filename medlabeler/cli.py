@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train on the labels (and unlabeled images for semi-supervised methods)")
     p.add_argument("project")
     p.add_argument("--method", default=None, choices=_Registered(lambda: _method_names("train")),
-                   help="default: the recommended method (engine/recommended.py)")
+                   help="default: the recommended method (engine/workflows/recommended.py)")
     p.add_argument("--init", help="'pretrained' or a model version to start from")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recommended budget)")
     p.add_argument("--budget-s", type=float, default=None, help="stop cleanly after this many seconds")

@@ -161,7 +161,7 @@ def _pretrained(project):
 
 def recommendation(project, config: dict | None = None):
     from medlabeler.engine.workflows.pipeline import _gpu_wanted, _has_volumes
-    from medlabeler.engine.recommended import recommended
+    from medlabeler.engine.workflows.recommended import recommended
 
     dims = 3 if project.task.unit == "image" and _has_volumes(project) else 2
     return recommended(project.task.kind, spatial_dims=dims, gpu=_gpu_wanted(config))

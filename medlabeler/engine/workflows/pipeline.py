@@ -291,7 +291,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     from medlabeler.engine.training.evaluate import evaluate_model
     from medlabeler.engine.training.loop import fit
 
-    from medlabeler.engine.recommended import recommended
+    from medlabeler.engine.workflows.recommended import recommended
 
     task = project.task
     if not (init in (None, "", "none", "scratch", "pretrained") or str(init).isdigit()):
