@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from medlabeler.engine.demo import label_like_a_clinician
+    from medlabeler.engine.workflows.demo import label_like_a_clinician
     from medlabeler.engine.demo_loop import open_or_create_demo
     from medlabeler.ui import engine_calls, workers
     from medlabeler.ui.app import build_app

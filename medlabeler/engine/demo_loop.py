@@ -16,7 +16,7 @@ DEMO_CONFIG = {"image_size": 96, "batch_size": 8, "unlabeled_batch_size": 8, "st
 
 def open_or_create_demo(root: Path):
     """The demo project at ``root``, created from nilearn's MNI152 T1 the first time."""
-    from medlabeler.engine.demo import create_demo_project
+    from medlabeler.engine.workflows.demo import create_demo_project
     from medlabeler.engine.store import Project
 
     if (root / "project.sqlite").exists():
@@ -36,7 +36,7 @@ def prepare_demo(root: Path, *, fresh: bool = False) -> Path:
 def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
     from medlabeler.cli import drive
     from medlabeler.engine.active_loop import next_samples, score_project, where
-    from medlabeler.engine.demo import label_like_a_clinician
+    from medlabeler.engine.workflows.demo import label_like_a_clinician
     from medlabeler.engine.workflows.pipeline import evaluate_project, pretrain_project, train_project
 
     with open_or_create_demo(root) as project:

@@ -91,7 +91,7 @@ def test_a_classification_step_trains_both_networks():
 def brain_project(tmp_path):
     """A slice project of the MNI152 brain MRI (every 4th voxel) with 4 labeled slices."""
     nibabel = pytest.importorskip("nibabel")
-    from medlabeler.engine.demo import demo_truth, mni_file
+    from medlabeler.engine.workflows.demo import demo_truth, mni_file
     from medlabeler.engine.project_import import create_project
 
     image = nibabel.load(str(mni_file("t1")))

@@ -53,7 +53,7 @@ def test_without_scores_it_starts_cold():
 def brain_project(tmp_path):
     """A slice project of the MNI152 brain MRI (every 4th voxel) with 4 labeled slices."""
     nibabel = pytest.importorskip("nibabel")
-    from medlabeler.engine.demo import demo_truth, mni_file
+    from medlabeler.engine.workflows.demo import demo_truth, mni_file
     from medlabeler.engine.project_import import create_project
 
     image = nibabel.load(str(mni_file("t1")))
