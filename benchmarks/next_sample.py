@@ -29,7 +29,7 @@ def prepare(root: Path) -> Path:
     """A demo project with 6 train and 2 validation reference labels, a small model, its scores."""
     from medlabeler.engine.active_loop import score_project
     from medlabeler.engine.workflows.demo import label_like_a_clinician
-    from medlabeler.engine.demo_loop import open_or_create_demo
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
     from medlabeler.engine.workflows.pipeline import train_project
     from medlabeler.engine.training import run_to_end
 

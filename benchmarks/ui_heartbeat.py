@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from medlabeler.engine.workflows.demo import label_like_a_clinician
-    from medlabeler.engine.demo_loop import open_or_create_demo
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
     from medlabeler.ui import engine_calls, workers
     from medlabeler.ui.app import build_app
 

@@ -344,7 +344,7 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from medlabeler.engine.demo_loop import prepare_demo, run_headless_round
+    from medlabeler.engine.workflows.demo_loop import prepare_demo, run_headless_round
 
     root = prepare_demo(Path(args.dir), fresh=args.fresh)
     if args.headless:

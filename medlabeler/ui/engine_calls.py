@@ -68,7 +68,7 @@ def create_project(root, images, *, task: str, names: list[str] | None, colors: 
 
 def create_demo_project(root: str | Path):
     """The bundled demo (the MNI152 brain MRI in nilearn), created once then reopened."""
-    from medlabeler.engine.demo_loop import open_or_create_demo
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
 
     return open_or_create_demo(Path(root))
 
