@@ -27,7 +27,7 @@ SMALL_MODEL = {"image_size": 96, "batch_size": 8, "steps": 30, "features": [8, 1
 
 def prepare(root: Path) -> Path:
     """A demo project with 6 train and 2 validation reference labels, a small model, its scores."""
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
     from medlabeler.engine.workflows.demo import label_like_a_clinician
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo
     from medlabeler.engine.workflows.pipeline import train_project

@@ -313,7 +313,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
 
     with _open(args.project) as project:
         result = drive(score_project(project, mc_passes=args.mc_passes), "score")
@@ -322,7 +322,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    from medlabeler.engine.active_loop import next_samples, where
+    from medlabeler.engine.workflows.active_loop import next_samples, where
 
     with _open(args.project, readonly=True) as project:
         picks = next_samples(project, strategy=args.strategy, n=args.n)

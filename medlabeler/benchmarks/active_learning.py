@@ -44,7 +44,7 @@ def _train_eval(project, data, config: dict, args, label: str, init=None) -> tup
 def _choose(project, strategy: str, n: int, seed: int, rnd: int, mc_passes: int, verbose: bool):
     """Score (unless random) then rank; returns (selections, seconds spent scoring)."""
     from medlabeler.engine.active.strategies import select_for_project
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
 
     watch = common.Stopwatch()
     if strategy != "random":

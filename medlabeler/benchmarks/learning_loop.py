@@ -26,7 +26,7 @@ from .common import say
 
 
 def _queue_top(project, n: int, seed: int) -> list[int]:
-    from medlabeler.engine.active_loop import next_samples
+    from medlabeler.engine.workflows.active_loop import next_samples
 
     return [p.sample for p in next_samples(project, strategy="hybrid", n=n, split="train", seed=seed)]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medlabeler.engine.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
+from medlabeler.engine.workflows.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
 
 PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
 TRAIN_METHODS = ("supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl")
@@ -232,7 +232,7 @@ def _refresh(project, sample_id, token, score, mc_passes) -> Generator:
 
 def score_pool_run(project, token, *, mc_passes: int = 0) -> Generator:
     """Score the unlabeled pool with the active model and store the scores (the queue reads them)."""
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
 
     return (yield from score_project(project, mc_passes=mc_passes, cancel=token))
 
@@ -284,7 +284,7 @@ class QueueRow:
 
 def where(sample) -> str:
     """``slice 44`` (from 0, like napari's slider) or the split: one convention in every view."""
-    from medlabeler.engine.active_loop import where as engine_where
+    from medlabeler.engine.workflows.active_loop import where as engine_where
 
     return engine_where(sample)
 
@@ -293,7 +293,7 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
     """Rows of the queue table: the next samples to label (ranked; validation and test samples mixed
     in as their share of the labels falls behind), or the first ``n`` labeled / all samples."""
     if view == "to label":
-        from medlabeler.engine.active_loop import next_samples
+        from medlabeler.engine.workflows.active_loop import next_samples
 
         return [QueueRow(p.sample, None if p.score is None else float(p.score), p.reason)
                 for p in next_samples(project, strategy=strategy, n=n)]

@@ -357,7 +357,7 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary) ->
 def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEvent, None, None]:
     """Score the pool with the new active model; stop early (scores so far are kept) when enough
     new labels arrived for the next candidate: training on them matters more than a full pool."""
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
 
     if not project.samples(split="train", labeled=False):
         return
