@@ -277,7 +277,7 @@ def _say_seg_identity(args) -> None:
 
 
 def cmd_predict(args) -> int:
-    from medlabeler.engine.prediction_export import write_predictions
+    from medlabeler.engine.workflows.prediction_export import write_predictions
 
     ids = [int(i) for i in args.samples.split(",")] if args.samples else None
     with _open(args.project, readonly=True) as project:
