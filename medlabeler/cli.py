@@ -57,7 +57,7 @@ def _torchrun_rank() -> int:
 
 
 def _open(path: str, *, readonly: bool = False):
-    from medlabeler.engine.project_import import require_project
+    from medlabeler.engine.project.project_import import require_project
     from medlabeler.engine.store import Project
 
     # the other torchrun ranks read; rank 0 holds the writer lock and stores the result
@@ -131,7 +131,7 @@ def _metrics_text(metrics: dict) -> str:
 
 
 def cmd_init(args) -> int:
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
 
     names = _names(args.classes) if args.task == "classification" else _names(args.labels)
     project, report = create_project(args.project, args.images, task=args.task, names=names, unit=args.unit, seed=args.seed)
@@ -150,7 +150,7 @@ def _splits_text(status: dict) -> str:
 
 
 def cmd_import_labels(args) -> int:
-    from medlabeler.engine.project_import import import_labels
+    from medlabeler.engine.project.project_import import import_labels
 
     with _open(args.project) as project:
         report = import_labels(project, args.path)

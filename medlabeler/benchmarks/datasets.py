@@ -73,7 +73,7 @@ def load_dataset(name: str, work: Path, *, patches: int = 900, classes: int = 3,
 
 def _mni_segmentation() -> BenchmarkData:
     from medlabeler.engine.workflows import demo
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
 
     def make(root: Path):
         project, _report = create_project(root, demo.mni_file("t1"), task="segmentation", names=list(demo.LABELS),

@@ -53,7 +53,7 @@ def warm_up() -> None:
 
 
 def open_project(path: str | Path, *, readonly: bool = False):
-    from medlabeler.engine.project_import import require_project
+    from medlabeler.engine.project.project_import import require_project
     from medlabeler.engine.store import Project
 
     return Project.open(require_project(path), readonly=readonly)
@@ -61,7 +61,7 @@ def open_project(path: str | Path, *, readonly: bool = False):
 
 def create_project(root, images, *, task: str, names: list[str] | None, colors: list[str] | None, unit: str | None):
     """A new project indexing ``images``; returns (project, the import report: summary(), errors, warnings)."""
-    from medlabeler.engine.project_import import create_project as create
+    from medlabeler.engine.project.project_import import create_project as create
 
     return create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
 

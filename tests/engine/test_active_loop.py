@@ -3,7 +3,7 @@
 import numpy as np
 
 from medlabeler.engine.workflows.active_loop import held_out_plan, next_samples
-from medlabeler.engine.project_import import create_project
+from medlabeler.engine.project.project_import import create_project
 from tests.engine.io_fixtures import mni_volume, write_nifti
 
 

@@ -255,7 +255,7 @@ def test_curriculum_pretraining_runs_its_stages(seg_project, tmp_path):
 def test_training_without_validation_labels_keeps_the_last_weights(tmp_path):
     """A clinician's first labels are often all in the train split: training still completes."""
     from medlabeler.engine.workflows.pipeline import train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
 
@@ -275,7 +275,7 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
     from medlabeler.cli import main
     from medlabeler.engine.io import read_image
     from medlabeler.engine.workflows.pipeline import train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
 
@@ -298,7 +298,7 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
 def test_whole_volumes_train_with_the_built_in_semi_supervised_method(tmp_path):
     """arch unet3d on (D, H, W) volumes: mean teacher's augmentation handles 5D batches."""
     from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
 
@@ -322,7 +322,7 @@ def test_a_deleted_source_stops_training_with_its_name_and_keeps_the_active_mode
 
     from medlabeler.engine.errors import MedlabelerError
     from medlabeler.engine.workflows.pipeline import train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.store import Project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti

@@ -133,7 +133,7 @@ def _labeled_project(tmp_path: Path) -> Path:
     from medlabeler.engine.training.checkpoint import save_weights
 
     corpus.write_png(tmp_path / "images" / "a.png", corpus.grey_pixels())
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
 
     project, _ = create_project(tmp_path / "project", tmp_path / "images", task="segmentation", names=["x"])
     with project:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medlabeler.engine.workflows.pipeline import load_model, predict_samples
-from medlabeler.engine.project_import import create_project
+from medlabeler.engine.project.project_import import create_project
 from medlabeler.engine.store import Project
 from tests.engine.io_fixtures import mni_volume, write_nifti
 

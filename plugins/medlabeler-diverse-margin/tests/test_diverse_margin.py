@@ -54,7 +54,7 @@ def brain_project(tmp_path):
     """A slice project of the MNI152 brain MRI (every 4th voxel) with 4 labeled slices."""
     nibabel = pytest.importorskip("nibabel")
     from medlabeler.engine.workflows.demo import demo_truth, mni_file
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
 
     image = nibabel.load(str(mni_file("t1")))
     data = np.asarray(image.dataobj, dtype=np.float32)[::4, ::4, ::4]
