@@ -181,7 +181,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from medlabeler.engine.export import export_project
+    from medlabeler.engine.project.export import export_project
 
     with _open(args.project) as project:  # writable: the export is recorded in the audit log
         files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,

@@ -235,7 +235,7 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
     """One SEG per (path, series_uid) of ``masks_by_source`` (slice index -> mask) under ``out``.
 
     Every SEG is built before any is written: one source that cannot get a SEG writes nothing."""
-    from medlabeler.engine.export import _stem
+    from medlabeler.engine.project.export import _stem
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import pytest
 from medlabeler.cli import main
 from medlabeler.engine.dicom_seg import SEG_SOP_CLASS, segment_codes
 from medlabeler.engine.errors import InputError
-from medlabeler.engine.export import export_project
+from medlabeler.engine.project.export import export_project
 from medlabeler.engine.project.project_import import create_project, import_labels
 from medlabeler.engine.store import Project
 

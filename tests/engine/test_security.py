@@ -305,7 +305,7 @@ def test_the_whole_flow_leaks_no_patient_identifier(tmp_path, caplog, capsys, re
 
 def test_exports_name_sources_only_when_asked(tmp_path, capsys):
     """Folder names often carry the patient: hidden by default, shown with keep_names."""
-    from medlabeler.engine.export import export_project
+    from medlabeler.engine.project.export import export_project
 
     data = tmp_path / "DOE_JANE_PID-12345"
     write_nifti(data / "DOE_JANE_T1.nii.gz", corpus.volume_pixels())

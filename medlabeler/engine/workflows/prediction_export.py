@@ -83,7 +83,7 @@ def _write_segs(project, out: Path, predictions, samples, model, keep_names: boo
 
 
 def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> None:
-    from medlabeler.engine.export import _stem, write_mask_nifti
+    from medlabeler.engine.project.export import _stem, write_mask_nifti
 
     by_source = _masks_by_source(predictions, samples)
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
