@@ -270,7 +270,7 @@ def _say_seg_identity(args) -> None:
     """DICOM-SEG carries patient and study: say so (or that --deidentify removed them)."""
     if args.format != "dicom-seg":
         return
-    from medlabeler.engine.dicom_seg import REQUIRES_IDENTIFIERS
+    from medlabeler.engine.project.dicom_seg import REQUIRES_IDENTIFIERS
 
     print("DICOM-SEG written without patient identifiers (--deidentify); UIDs kept so each SEG references "
           "its series" if args.deidentify else REQUIRES_IDENTIFIERS)

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 
 from medlabeler.cli import main
-from medlabeler.engine.dicom_seg import SEG_SOP_CLASS, segment_codes
+from medlabeler.engine.project.dicom_seg import SEG_SOP_CLASS, segment_codes
 from medlabeler.engine.errors import InputError
 from medlabeler.engine.project.export import export_project
 from medlabeler.engine.project.project_import import create_project, import_labels

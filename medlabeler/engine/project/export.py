@@ -34,7 +34,7 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
             raise ProjectError(f"{project.root}: NIfTI export needs a segmentation project; use --format csv")
         files = _export_nifti(project, out, keep_names)
     elif fmt == "dicom-seg":
-        from medlabeler.engine.dicom_seg import export_segs
+        from medlabeler.engine.project.dicom_seg import export_segs
 
         files = export_segs(project, out, deidentify=deidentify, keep_names=keep_names)
     else:

@@ -39,7 +39,7 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
     if unknown:
         raise ValueError(f"no samples with ids {unknown[:10]} in {project.root}")
     if fmt == "dicom-seg":  # before the model runs: a NIfTI or PNG source cannot get a SEG
-        from medlabeler.engine.dicom_seg import require_dicom_sources
+        from medlabeler.engine.project.dicom_seg import require_dicom_sources
 
         require_dicom_sources([samples[i] for i in ids])
     predictions = predict_samples(project, ids, model_bundle=bundle)
@@ -75,7 +75,7 @@ def _masks_by_source(predictions, samples) -> dict[tuple[str, str | None], dict]
 
 def _write_segs(project, out: Path, predictions, samples, model, keep_names: bool, deidentify: bool) -> None:
     from medlabeler import __version__
-    from medlabeler.engine.dicom_seg import Algorithm, write_label_segs
+    from medlabeler.engine.project.dicom_seg import Algorithm, write_label_segs
 
     algorithm = Algorithm(name="medlabeler", version=__version__, model_version=model.version, method=model.method)
     write_label_segs(project, out, _masks_by_source(predictions, samples), algorithm=algorithm,
