@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
+
+from medlabeler.engine.training.progress import drive, torchrun_rank as _torchrun_rank
 
 DEFAULT_DEMO_DIR = Path.home() / ".medlabeler" / "demo"
 
@@ -49,13 +50,6 @@ def _strategy_names() -> list[str]:
     return [*available_strategies(), *SCORE_WORDS]
 
 
-def _torchrun_rank() -> int:
-    """This process's rank under torchrun (0 outside it): only rank 0 writes and prints."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
-        return 0
-    return int(os.environ.get("RANK", "0") or 0)
-
-
 def _open(path: str, *, readonly: bool = False):
     from medlabeler.engine.project.project_import import require_project
     from medlabeler.engine.store import Project
@@ -73,53 +67,6 @@ def _config(path: str | None) -> dict:
         from medlabeler.engine.errors import InputError
 
         raise InputError(path, f"cannot read config JSON: {exc}") from exc
-
-
-def drive(events, label: str):
-    """Run an engine generator to its end, showing progress; returns the generator's result."""
-    from medlabeler.engine.training.events import run_to_end
-
-    interactive = sys.stderr.isatty()
-    bar = None
-    if _torchrun_rank() > 0:
-        return run_to_end(events)
-
-    def show(event) -> None:
-        nonlocal bar
-        total = getattr(event, "total_steps", None) or getattr(event, "total", None)
-        if interactive and total and bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr)
-        if bar is not None and getattr(event, "kind", "") == "step":
-            bar.n = getattr(event, "step", bar.n)
-            loss = getattr(event, "loss", None)
-            if loss is not None:
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            bar.refresh()
-        elif not interactive and getattr(event, "kind", "") in ("epoch", "log", "metric"):
-            print(f"{label}: {_describe(event)}", file=sys.stderr, flush=True)
-
-    try:
-        return run_to_end(events, show)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _describe(event) -> str:
-    parts = []
-    if getattr(event, "epoch", None) is not None:
-        parts.append(f"epoch {event.epoch}")
-    if getattr(event, "loss", None) is not None:
-        parts.append(f"loss {event.loss:.4f}")
-    for key, value in (getattr(event, "metrics", None) or {}).items():
-        headline = key in ("dice", "auc", "accuracy") or key.startswith("dice_")
-        if headline and isinstance(value, float) and math.isfinite(value):
-            parts.append(f"{key} {value:.3f}")
-    if getattr(event, "message", None):
-        parts.append(event.message)
-    return ", ".join(parts)
 
 
 def _metrics_text(metrics: dict) -> str:

@@ -34,7 +34,7 @@ def prepare_demo(root: Path, *, fresh: bool = False) -> Path:
 
 
 def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
-    from medlabeler.cli import drive
+    from medlabeler.engine.training.progress import drive
     from medlabeler.engine.workflows.active_loop import next_samples, score_project, where
     from medlabeler.engine.workflows.demo import label_like_a_clinician
     from medlabeler.engine.workflows.pipeline import evaluate_project, pretrain_project, train_project
