@@ -252,10 +252,10 @@ def grad_cam_map(project, sample_id: int, bundle) -> np.ndarray:
     """Grad-CAM of the predicted class at the sample's own size, in [0, 1]."""
     from medlabeler.engine.data.datasets import SampleTensors
     from medlabeler.engine.inference.saliency import grad_cam
-    from medlabeler.engine.workflows.pipeline import _preprocess_from_record
+    from medlabeler.engine.workflows.pipeline import preprocess_from_record
 
     model, record, _mv = bundle
-    tensors = SampleTensors(project, _preprocess_from_record(record), cache_mb=0)
+    tensors = SampleTensors(project, preprocess_from_record(record), cache_mb=0)
     sample = project.sample(sample_id)
     cam = grad_cam(model, tensors.image(sample)[None])
     return tensors.geometry(sample).to_original(cam).numpy()[0].astype(np.float32)

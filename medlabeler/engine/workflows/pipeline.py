@@ -586,7 +586,6 @@ def preprocess_from_record(record: dict):
     return Preprocess(**saved)
 
 
-_preprocess_from_record = preprocess_from_record  # older name, used by the UI
 
 
 def _roi(record: dict, preprocess) -> int | None:
