@@ -83,9 +83,10 @@ def _write_segs(project, out: Path, predictions, samples, model, keep_names: boo
 
 
 def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> None:
-    from medlabeler.engine.project.export import _stem, write_mask_nifti
+    from medlabeler.engine.project.export import write_mask_nifti
+    from medlabeler.engine.project.names import file_stem
 
     by_source = _masks_by_source(predictions, samples)
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
-        stem = _stem(path) if keep_names else f"volume_{number:04d}"
+        stem = file_stem(path) if keep_names else f"volume_{number:04d}"
         write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)
