@@ -27,10 +27,10 @@ SMALL_MODEL = {"image_size": 96, "batch_size": 8, "steps": 30, "features": [8, 1
 
 def prepare(root: Path) -> Path:
     """A demo project with 6 train and 2 validation reference labels, a small model, its scores."""
-    from medlabeler.engine.active_loop import score_project
-    from medlabeler.engine.demo import label_like_a_clinician
-    from medlabeler.engine.demo_loop import open_or_create_demo
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.active_loop import score_project
+    from medlabeler.engine.workflows.demo import label_like_a_clinician
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
+    from medlabeler.engine.workflows.pipeline import train_project
     from medlabeler.engine.training import run_to_end
 
     with open_or_create_demo(root) as project:
@@ -68,7 +68,7 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from medlabeler.engine.demo import demo_truth
+    from medlabeler.engine.workflows.demo import demo_truth
     from medlabeler.ui.app import build_app, fit_window
 
     root = Path(args.project) if args.project else prepare(Path(tempfile.mkdtemp()) / "demo")

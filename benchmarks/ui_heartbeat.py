@@ -100,8 +100,8 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from medlabeler.engine.demo import label_like_a_clinician
-    from medlabeler.engine.demo_loop import open_or_create_demo
+    from medlabeler.engine.workflows.demo import label_like_a_clinician
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
     from medlabeler.ui import engine_calls, workers
     from medlabeler.ui.app import build_app
 
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     config = {"image_size": args.image_size, "batch_size": args.batch_size,
               "unlabeled_batch_size": args.batch_size, "steps_per_epoch": args.steps_per_epoch}
     if args.baseline:
-        from medlabeler.engine.pipeline import train_project
+        from medlabeler.engine.workflows.pipeline import train_project
         from medlabeler.engine.store import Project
         from medlabeler.engine.training.loop import run_to_end
 

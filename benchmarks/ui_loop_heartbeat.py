@@ -79,9 +79,9 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from medlabeler.engine.demo import demo_truth
-    from medlabeler.engine.demo_loop import open_or_create_demo
-    from medlabeler.engine.pipeline import evaluate_project
+    from medlabeler.engine.workflows.demo import demo_truth
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
+    from medlabeler.engine.workflows.pipeline import evaluate_project
     from medlabeler.engine.store import Project
     from medlabeler.ui.app import build_app
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
+
+from medlabeler.engine.training.progress import drive, torchrun_rank as _torchrun_rank
 
 DEFAULT_DEMO_DIR = Path.home() / ".medlabeler" / "demo"
 
@@ -49,15 +50,8 @@ def _strategy_names() -> list[str]:
     return [*available_strategies(), *SCORE_WORDS]
 
 
-def _torchrun_rank() -> int:
-    """This process's rank under torchrun (0 outside it): only rank 0 writes and prints."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
-        return 0
-    return int(os.environ.get("RANK", "0") or 0)
-
-
 def _open(path: str, *, readonly: bool = False):
-    from medlabeler.engine.project_import import require_project
+    from medlabeler.engine.project.project_import import require_project
     from medlabeler.engine.store import Project
 
     # the other torchrun ranks read; rank 0 holds the writer lock and stores the result
@@ -75,53 +69,6 @@ def _config(path: str | None) -> dict:
         raise InputError(path, f"cannot read config JSON: {exc}") from exc
 
 
-def drive(events, label: str):
-    """Run an engine generator to its end, showing progress; returns the generator's result."""
-    from medlabeler.engine.training.events import run_to_end
-
-    interactive = sys.stderr.isatty()
-    bar = None
-    if _torchrun_rank() > 0:
-        return run_to_end(events)
-
-    def show(event) -> None:
-        nonlocal bar
-        total = getattr(event, "total_steps", None) or getattr(event, "total", None)
-        if interactive and total and bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr)
-        if bar is not None and getattr(event, "kind", "") == "step":
-            bar.n = getattr(event, "step", bar.n)
-            loss = getattr(event, "loss", None)
-            if loss is not None:
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            bar.refresh()
-        elif not interactive and getattr(event, "kind", "") in ("epoch", "log", "metric"):
-            print(f"{label}: {_describe(event)}", file=sys.stderr, flush=True)
-
-    try:
-        return run_to_end(events, show)
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _describe(event) -> str:
-    parts = []
-    if getattr(event, "epoch", None) is not None:
-        parts.append(f"epoch {event.epoch}")
-    if getattr(event, "loss", None) is not None:
-        parts.append(f"loss {event.loss:.4f}")
-    for key, value in (getattr(event, "metrics", None) or {}).items():
-        headline = key in ("dice", "auc", "accuracy") or key.startswith("dice_")
-        if headline and isinstance(value, float) and math.isfinite(value):
-            parts.append(f"{key} {value:.3f}")
-    if getattr(event, "message", None):
-        parts.append(event.message)
-    return ", ".join(parts)
-
-
 def _metrics_text(metrics: dict) -> str:
     keys = [k for k in ("dice", "auc", "accuracy", "balanced_accuracy") if isinstance(metrics.get(k), (int, float))]
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys) or "no metrics"
@@ -131,7 +78,7 @@ def _metrics_text(metrics: dict) -> str:
 
 
 def cmd_init(args) -> int:
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
 
     names = _names(args.classes) if args.task == "classification" else _names(args.labels)
     project, report = create_project(args.project, args.images, task=args.task, names=names, unit=args.unit, seed=args.seed)
@@ -150,7 +97,7 @@ def _splits_text(status: dict) -> str:
 
 
 def cmd_import_labels(args) -> int:
-    from medlabeler.engine.project_import import import_labels
+    from medlabeler.engine.project.project_import import import_labels
 
     with _open(args.project) as project:
         report = import_labels(project, args.path)
@@ -181,7 +128,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from medlabeler.engine.export import export_project
+    from medlabeler.engine.project.export import export_project
 
     with _open(args.project) as project:  # writable: the export is recorded in the audit log
         files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,
@@ -192,7 +139,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from medlabeler.engine.pipeline import pretrain_project
+    from medlabeler.engine.workflows.pipeline import pretrain_project
 
     config = _config(args.config)
     with _open(args.project) as project:
@@ -202,7 +149,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.pipeline import train_project
 
     config = _config(args.config)
     init = args.init
@@ -220,7 +167,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_learn(args) -> int:
-    from medlabeler.engine.learn_loop import learn
+    from medlabeler.engine.workflows.learn_loop import learn
 
     with _open(args.project) as project:
         quiet = _torchrun_rank() != 0  # under torchrun rank 0 alone prints
@@ -258,7 +205,7 @@ def _result_text(result) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from medlabeler.engine.pipeline import evaluate_project
+    from medlabeler.engine.workflows.pipeline import evaluate_project
 
     with _open(args.project, readonly=True) as project:
         metrics = evaluate_project(project, split=args.split, version=args.version)
@@ -273,14 +220,14 @@ def _say_seg_identity(args) -> None:
     """DICOM-SEG carries patient and study: say so (or that --deidentify removed them)."""
     if args.format != "dicom-seg":
         return
-    from medlabeler.engine.dicom_seg import REQUIRES_IDENTIFIERS
+    from medlabeler.engine.project.dicom_seg import REQUIRES_IDENTIFIERS
 
     print("DICOM-SEG written without patient identifiers (--deidentify); UIDs kept so each SEG references "
           "its series" if args.deidentify else REQUIRES_IDENTIFIERS)
 
 
 def cmd_predict(args) -> int:
-    from medlabeler.engine.prediction_export import write_predictions
+    from medlabeler.engine.workflows.prediction_export import write_predictions
 
     ids = [int(i) for i in args.samples.split(",")] if args.samples else None
     with _open(args.project, readonly=True) as project:
@@ -292,7 +239,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from medlabeler.engine.promotion import activate_by_hand, last_decision
+    from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision
 
     with _open(args.project, readonly=args.activate is None) as project:
         if args.activate is not None:
@@ -316,7 +263,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
 
     with _open(args.project) as project:
         result = drive(score_project(project, mc_passes=args.mc_passes), "score")
@@ -325,7 +272,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    from medlabeler.engine.active_loop import next_samples, where
+    from medlabeler.engine.workflows.active_loop import next_samples, where
 
     with _open(args.project, readonly=True) as project:
         picks = next_samples(project, strategy=args.strategy, n=args.n)
@@ -347,7 +294,7 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from medlabeler.engine.demo_loop import prepare_demo, run_headless_round
+    from medlabeler.engine.workflows.demo_loop import prepare_demo, run_headless_round
 
     root = prepare_demo(Path(args.dir), fresh=args.fresh)
     if args.headless:
@@ -408,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train on the labels (and unlabeled images for semi-supervised methods)")
     p.add_argument("project")
     p.add_argument("--method", default=None, choices=_Registered(lambda: _method_names("train")),
-                   help="default: the recommended method (engine/recommended.py)")
+                   help="default: the recommended method (engine/workflows/recommended.py)")
     p.add_argument("--init", help="'pretrained' or a model version to start from")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recommended budget)")
     p.add_argument("--budget-s", type=float, default=None, help="stop cleanly after this many seconds")

@@ -30,7 +30,7 @@ SCORED = ("entropy", "margin", "least_confidence", "bald", "kcenter", "hybrid")
 
 
 def _train_eval(project, data, config: dict, args, label: str, init=None) -> tuple[float, dict, dict]:
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.pipeline import train_project
 
     watch = common.Stopwatch()
     result = common.drive_quietly(train_project(project, method=args.method or "supervised", init=init,
@@ -46,7 +46,7 @@ def _train_eval(project, data, config: dict, args, label: str, init=None) -> tup
 def _choose(project, strategy: str, n: int, seed: int, rnd: int, mc_passes: int, verbose: bool):
     """Score (unless random) then rank; returns (selections, seconds spent scoring)."""
     from medlabeler.engine.active.strategies import select_for_project
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
 
     watch = common.Stopwatch()
     if strategy != "random":

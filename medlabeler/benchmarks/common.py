@@ -89,9 +89,9 @@ def extra_config(text: str | None) -> dict[str, Any]:
 
 
 def drive_quietly(gen, label: str, verbose: bool = False):
-    """Run an engine generator to its end (cli.drive when verbose); returns its result."""
+    """Run an engine generator to its end (with a progress bar when verbose); returns its result."""
     if verbose:
-        from medlabeler.cli import drive
+        from medlabeler.engine.training.progress import drive
 
         return drive(gen, label)
     from medlabeler.engine.training.events import run_to_end
@@ -177,7 +177,7 @@ def copy_project(src: Path, dest: Path):
 
 
 def evaluate(project, version: int, metric: str) -> tuple[float, dict[str, float]]:
-    from medlabeler.engine.pipeline import evaluate_project
+    from medlabeler.engine.workflows.pipeline import evaluate_project
 
     metrics = evaluate_project(project, split="test", version=version)
     return float(metrics.get(metric, math.nan)), metrics

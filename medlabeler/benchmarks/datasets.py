@@ -47,7 +47,7 @@ class BenchmarkData:
 @functools.lru_cache(maxsize=1)
 def mni_truth() -> np.ndarray:
     """`demo.demo_truth()`, read once per process (0 background, 1 grey, 2 white matter)."""
-    from medlabeler.engine.demo import demo_truth
+    from medlabeler.engine.workflows.demo import demo_truth
 
     truth = demo_truth()
     truth.setflags(write=False)
@@ -72,8 +72,8 @@ def load_dataset(name: str, work: Path, *, patches: int = 900, classes: int = 3,
 
 
 def _mni_segmentation() -> BenchmarkData:
-    from medlabeler.engine import demo
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.workflows import demo
+    from medlabeler.engine.project.project_import import create_project
 
     def make(root: Path):
         project, _report = create_project(root, demo.mni_file("t1"), task="segmentation", names=list(demo.LABELS),
@@ -132,7 +132,7 @@ def build_tissue_patches(folder: str | Path, *, n_patches: int = 900, classes: i
     Reuses the folder when its manifest matches the arguments."""
     from PIL import Image as PILImage
 
-    from medlabeler.engine.demo import mni_file
+    from medlabeler.engine.workflows.demo import mni_file
     from medlabeler.engine.io import read_image
 
     if classes not in PATCH_CLASSES:

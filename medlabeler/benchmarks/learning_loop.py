@@ -26,7 +26,7 @@ from .common import say
 
 
 def _queue_top(project, n: int, seed: int) -> list[int]:
-    from medlabeler.engine.active_loop import next_samples
+    from medlabeler.engine.workflows.active_loop import next_samples
 
     return [p.sample for p in next_samples(project, strategy="hybrid", n=n, split="train", seed=seed)]
 
@@ -43,8 +43,8 @@ def _wait(condition, timeout_s: float, error: list) -> bool:
 
 
 def run(args) -> int:
-    from medlabeler.engine.learn_loop import LoopControl, learn
-    from medlabeler.engine.pipeline import evaluate_project, train_project
+    from medlabeler.engine.workflows.learn_loop import LoopControl, learn
+    from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
     from medlabeler.engine.training.events import run_to_end
 
     from .datasets import load_dataset

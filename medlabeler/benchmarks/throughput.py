@@ -79,7 +79,7 @@ def run(args) -> int:
     import torch
 
     from medlabeler.engine.data.datasets import Preprocess, SampleTensors
-    from medlabeler.engine.pipeline import pretrain_project, resolve_config, train_project
+    from medlabeler.engine.workflows.pipeline import pretrain_project, resolve_config, train_project
 
     from .datasets import load_dataset
 

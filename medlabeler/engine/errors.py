@@ -39,3 +39,10 @@ class ProjectLockedError(ProjectError):
 
 class TrainingError(MedlabelerError):
     """A training run stopped (NaN loss, out of memory, ...); the previous model stays active."""
+
+
+def unexpected_error(path: str | Path, exc: BaseException) -> ImageReadError:
+    """An ImageReadError for a failure no reader foresaw (a library's own exception type)."""
+    if isinstance(exc, MemoryError):
+        return ImageReadError(path, "could not be read: it needs more memory than is available (MemoryError)")
+    return ImageReadError(path, f"could not be read ({type(exc).__name__}: {exc})")

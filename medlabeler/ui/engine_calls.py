@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medlabeler.engine.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
+from medlabeler.engine.workflows.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
 
 PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
 TRAIN_METHODS = ("supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl")
@@ -43,7 +43,8 @@ def warm_up() -> None:
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  (imported by the first optimizer step anyway)
 
-    from medlabeler.engine import methods, pipeline  # noqa: F401
+    from medlabeler.engine import methods  # noqa: F401
+    from medlabeler.engine.workflows import pipeline  # noqa: F401
     from medlabeler.engine.data import datasets  # noqa: F401
     from medlabeler.engine.training import loop  # noqa: F401
 
@@ -52,7 +53,7 @@ def warm_up() -> None:
 
 
 def open_project(path: str | Path, *, readonly: bool = False):
-    from medlabeler.engine.project_import import require_project
+    from medlabeler.engine.project.project_import import require_project
     from medlabeler.engine.store import Project
 
     return Project.open(require_project(path), readonly=readonly)
@@ -60,14 +61,14 @@ def open_project(path: str | Path, *, readonly: bool = False):
 
 def create_project(root, images, *, task: str, names: list[str] | None, colors: list[str] | None, unit: str | None):
     """A new project indexing ``images``; returns (project, the import report: summary(), errors, warnings)."""
-    from medlabeler.engine.project_import import create_project as create
+    from medlabeler.engine.project.project_import import create_project as create
 
     return create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
 
 
 def create_demo_project(root: str | Path):
     """The bundled demo (the MNI152 brain MRI in nilearn), created once then reopened."""
-    from medlabeler.engine.demo_loop import open_or_create_demo
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
 
     return open_or_create_demo(Path(root))
 
@@ -80,7 +81,7 @@ def training_run(project, *, method: str | None, init: str | int | None, epochs:
     """A function of the cancel token that starts the engine run for ``method`` (None: recommended)."""
 
     def start(token):
-        from medlabeler.engine import pipeline
+        from medlabeler.engine.workflows import pipeline
 
         if method in pretrain_methods():
             cfg = dict(config, steps=steps) if steps else config
@@ -93,7 +94,7 @@ def training_run(project, *, method: str | None, init: str | int | None, epochs:
 
 def recommendation(project):
     """The recommended pipeline of the project (engine.recommended, via the loop's reading of it)."""
-    from medlabeler.engine.learn_loop import recommendation as rec
+    from medlabeler.engine.workflows.learn_loop import recommendation as rec
 
     return rec(project)
 
@@ -103,51 +104,51 @@ def has_pretrained(project) -> bool:
 
 
 def loop_control(token):
-    from medlabeler.engine.learn_loop import LoopControl
+    from medlabeler.engine.workflows.learn_loop import LoopControl
 
     return LoopControl(token)
 
 
 def learning_run(project, control, **kw):
     """The engine's learning loop generator (engine.learn_loop.learn) on ``project``."""
-    from medlabeler.engine.learn_loop import learn
+    from medlabeler.engine.workflows.learn_loop import learn
 
     return learn(project, control=control, **kw)
 
 
 def labels_since_model(project) -> int:
-    from medlabeler.engine.learn_loop import labels_since_model as since
+    from medlabeler.engine.workflows.learn_loop import labels_since_model as since
 
     return since(project)
 
 
 def model_decision(project, version: int):
     """The promotion decision recorded for a model version (None: none recorded)."""
-    from medlabeler.engine.promotion import last_decision
+    from medlabeler.engine.workflows.promotion import last_decision
 
     return last_decision(project, version)
 
 
 def promotion_decisions(project) -> list:
-    from medlabeler.engine.promotion import decisions
+    from medlabeler.engine.workflows.promotion import decisions
 
     return decisions(project)
 
 
 def promotion_tolerance() -> float:
-    from medlabeler.engine.promotion import TOLERANCE
+    from medlabeler.engine.workflows.promotion import TOLERANCE
 
     return TOLERANCE
 
 
 def run_defaults() -> dict:
-    from medlabeler.engine.pipeline import DEFAULTS
+    from medlabeler.engine.workflows.pipeline import DEFAULTS
 
     return DEFAULTS
 
 
 def activate_by_hand(project, version: int):
-    from medlabeler.engine.promotion import activate_by_hand as activate
+    from medlabeler.engine.workflows.promotion import activate_by_hand as activate
 
     return activate(project, version)
 
@@ -206,7 +207,7 @@ _BUNDLE: dict = {}  # the active model as last loaded: (project id, version, pat
 def active_bundle(project):
     """The active model (network, record, version), loaded once per version rather than at every
     sample opened. Used by the inference worker only (one job at a time); training loads its own."""
-    from medlabeler.engine import pipeline
+    from medlabeler.engine.workflows import pipeline
 
     active = project.active_model()
     key = (id(project), active.version, str(active.path))
@@ -231,14 +232,14 @@ def _refresh(project, sample_id, token, score, mc_passes) -> Generator:
 
 def score_pool_run(project, token, *, mc_passes: int = 0) -> Generator:
     """Score the unlabeled pool with the active model and store the scores (the queue reads them)."""
-    from medlabeler.engine.active_loop import score_project
+    from medlabeler.engine.workflows.active_loop import score_project
 
     return (yield from score_project(project, mc_passes=mc_passes, cancel=token))
 
 
 def _predict(project, sample_id: int, bundle) -> Generator:
     """Yield a PredictionReady for one sample (probabilities, mask/class, uncertainty, Grad-CAM)."""
-    from medlabeler.engine import pipeline
+    from medlabeler.engine.workflows import pipeline
 
     task = project.task.kind
     for sid, probs in pipeline.predict_samples(project, [sample_id], model_bundle=bundle):
@@ -251,10 +252,10 @@ def grad_cam_map(project, sample_id: int, bundle) -> np.ndarray:
     """Grad-CAM of the predicted class at the sample's own size, in [0, 1]."""
     from medlabeler.engine.data.datasets import SampleTensors
     from medlabeler.engine.inference.saliency import grad_cam
-    from medlabeler.engine.pipeline import _preprocess_from_record
+    from medlabeler.engine.workflows.pipeline import preprocess_from_record
 
     model, record, _mv = bundle
-    tensors = SampleTensors(project, _preprocess_from_record(record), cache_mb=0)
+    tensors = SampleTensors(project, preprocess_from_record(record), cache_mb=0)
     sample = project.sample(sample_id)
     cam = grad_cam(model, tensors.image(sample)[None])
     return tensors.geometry(sample).to_original(cam).numpy()[0].astype(np.float32)
@@ -283,7 +284,7 @@ class QueueRow:
 
 def where(sample) -> str:
     """``slice 44`` (from 0, like napari's slider) or the split: one convention in every view."""
-    from medlabeler.engine.active_loop import where as engine_where
+    from medlabeler.engine.workflows.active_loop import where as engine_where
 
     return engine_where(sample)
 
@@ -292,7 +293,7 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
     """Rows of the queue table: the next samples to label (ranked; validation and test samples mixed
     in as their share of the labels falls behind), or the first ``n`` labeled / all samples."""
     if view == "to label":
-        from medlabeler.engine.active_loop import next_samples
+        from medlabeler.engine.workflows.active_loop import next_samples
 
         return [QueueRow(p.sample, None if p.score is None else float(p.score), p.reason)
                 for p in next_samples(project, strategy=strategy, n=n)]

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from medlabeler.engine.active_loop import held_out_plan, next_samples
-from medlabeler.engine.project_import import create_project
+from medlabeler.engine.workflows.active_loop import held_out_plan, next_samples
+from medlabeler.engine.project.project_import import create_project
 from tests.engine.io_fixtures import mni_volume, write_nifti
 
 
@@ -42,8 +42,8 @@ def test_queue_is_all_train_once_held_out_splits_have_their_share(tmp_path):
 
 
 def test_scoring_embeds_labeled_samples_as_kcenter_starting_points(tmp_path):
-    from medlabeler.engine.active_loop import score_project
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.active_loop import score_project
+    from medlabeler.engine.workflows.pipeline import train_project
     from medlabeler.engine.training import run_to_end
 
     project, _ = _project(tmp_path)

@@ -18,7 +18,7 @@ import pytest
 from medlabeler.cli import main
 from medlabeler.engine.errors import InputError
 from medlabeler.engine.io import read_image, scan_sources
-from medlabeler.engine.project_import import create_project, import_labels
+from medlabeler.engine.project.project_import import create_project, import_labels
 from medlabeler.engine.store import Project
 from tests.engine import bad_inputs as corpus
 from tests.engine.bad_inputs import ALL_CASES, CSV_CASES, IMAGE_CASES, MASK_CASES, Case

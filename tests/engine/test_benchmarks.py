@@ -13,7 +13,7 @@ from medlabeler.benchmarks.datasets import PATCH_CLASSES, build_tissue_patches, 
 from medlabeler.benchmarks.pipelines import parse_pipelines
 from medlabeler.cli import main
 from medlabeler.engine.errors import InputError
-from medlabeler.engine.project_import import create_project
+from medlabeler.engine.project.project_import import create_project
 from medlabeler.engine.store import Project
 
 TINY = ["--steps", "2", "--image-size", "32", "--config", json.dumps({"features": [4, 8, 16]})]

@@ -7,10 +7,10 @@ import pydicom
 import pytest
 
 from medlabeler.cli import main
-from medlabeler.engine.dicom_seg import SEG_SOP_CLASS, segment_codes
+from medlabeler.engine.project.dicom_seg import SEG_SOP_CLASS, segment_codes
 from medlabeler.engine.errors import InputError
-from medlabeler.engine.export import export_project
-from medlabeler.engine.project_import import create_project, import_labels
+from medlabeler.engine.project.export import export_project
+from medlabeler.engine.project.project_import import create_project, import_labels
 from medlabeler.engine.store import Project
 
 from .io_fixtures import mni_volume, write_dicom_series, write_nifti
@@ -151,7 +151,7 @@ def test_prediction_segs_carry_the_algorithm_identification(tmp_path, brain, cap
     import json
 
     from medlabeler import __version__
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.pipeline import train_project
     from medlabeler.engine.training import run_to_end
 
     with labeled_slice_project(tmp_path / "p", brain) as project:

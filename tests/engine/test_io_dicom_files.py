@@ -194,7 +194,7 @@ def test_missing_decoder_names_file_syntax_and_package(monkeypatch, tmp_path, na
 
 
 def test_missing_decoder_reported_even_if_pydicom_fails_only_while_decoding(monkeypatch):
-    import medlabeler.engine.io.dicom as dicom
+    import medlabeler.engine.io.dicom.decoders as dicom  # where _decode checks the decoder
 
     _hide_decoder(monkeypatch, "1.2.840.10008.1.2.4.90", ("pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.0"))
     monkeypatch.setattr(dicom, "check_decoder", lambda path, ds: None)  # skip the early check

@@ -167,7 +167,7 @@ def test_one_slice_series_reads_as_2d_and_non_images_are_ignored(tmp_path, volum
 
 
 def test_reading_one_series_of_a_big_folder_skips_other_headers_once_known(tmp_path, volume, monkeypatch):
-    import medlabeler.engine.io.dicom as dicom
+    import medlabeler.engine.io.dicom.series as dicom  # where read_header is called
 
     folder = tmp_path / "flat"
     for s in range(4):

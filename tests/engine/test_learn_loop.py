@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medlabeler.engine.learn_loop import LoopControl, labels_since_model, learn
+from medlabeler.engine.workflows.learn_loop import LoopControl, labels_since_model, learn
 from medlabeler.engine.training import run_to_end
 
 from .test_pipeline_datasets import make_seg_project
@@ -116,7 +116,7 @@ def test_labels_saved_while_a_candidate_trains_start_the_next_one(project):
 
 
 def test_one_pass_scoring_matches_the_two_pass_probabilities_and_embeddings(project):
-    from medlabeler.engine.pipeline import embed_samples, load_model, predict_samples, predict_with_features
+    from medlabeler.engine.workflows.pipeline import embed_samples, load_model, predict_samples, predict_with_features
 
     run_to_end(learn(project, config=TINY, until_idle=True, score=False))
     bundle = load_model(project)
@@ -131,7 +131,7 @@ def test_one_pass_scoring_matches_the_two_pass_probabilities_and_embeddings(proj
 
 def test_when_the_recommendation_pretrains_the_loop_pretrains_first_then_fine_tunes(project, monkeypatch):
     from medlabeler.engine import learn_loop
-    from medlabeler.engine.recommended import Recommendation
+    from medlabeler.engine.workflows.recommended import Recommendation
 
     pretraining = Recommendation(method="supervised", pretrain="simclr", init="pretrained",
                                  pretrain_config={"steps": 4, "steps_per_epoch": 2})

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medlabeler.engine.errors import ProjectError, TrainingError
-from medlabeler.engine.pipeline import (
+from medlabeler.engine.workflows.pipeline import (
     DEFAULTS, evaluate_project, load_model, predict_samples, pretrain_project, resolve_config, train_project,
 )
 from medlabeler.engine.training import CancelToken, load_weights, run_to_end
@@ -254,8 +254,8 @@ def test_curriculum_pretraining_runs_its_stages(seg_project, tmp_path):
 
 def test_training_without_validation_labels_keeps_the_last_weights(tmp_path):
     """A clinician's first labels are often all in the train split: training still completes."""
-    from medlabeler.engine.pipeline import train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
 
@@ -274,8 +274,8 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
     """`medlabeler predict` after `train`: a NIfTI of the predicted slices, readable back."""
     from medlabeler.cli import main
     from medlabeler.engine.io import read_image
-    from medlabeler.engine.pipeline import train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
 
@@ -297,8 +297,8 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
 
 def test_whole_volumes_train_with_the_built_in_semi_supervised_method(tmp_path):
     """arch unet3d on (D, H, W) volumes: mean teacher's augmentation handles 5D batches."""
-    from medlabeler.engine.pipeline import evaluate_project, train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
 
@@ -321,8 +321,8 @@ def test_a_deleted_source_stops_training_with_its_name_and_keeps_the_active_mode
     from pathlib import Path
 
     from medlabeler.engine.errors import MedlabelerError
-    from medlabeler.engine.pipeline import train_project
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.store import Project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti

@@ -9,7 +9,7 @@ import pytest
 
 from medlabeler.cli import main
 from medlabeler.engine.io import read_image
-from medlabeler.engine.project_import import create_project, import_labels
+from medlabeler.engine.project.project_import import create_project, import_labels
 from medlabeler.engine.store import Project
 from tests.engine.io_fixtures import make_isic_folder, mni_volume, write_dicom_series, write_nifti
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from medlabeler.engine import promotion
-from medlabeler.engine.pipeline import evaluate_project, train_project
+from medlabeler.engine.workflows import promotion
+from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
 from medlabeler.engine.training import CancelToken, run_to_end
 
 from .test_pipeline_datasets import make_seg_project
@@ -50,7 +50,7 @@ def test_an_equal_model_within_the_tolerance_is_promoted(project):
     decision = promotion.decide(project, active.version)
     assert decision.promoted  # the active model itself
     # a second copy of the same weights: same metric, promoted (>= active - tolerance)
-    from medlabeler.engine.pipeline import _save_version
+    from medlabeler.engine.workflows.pipeline import _save_version
     from medlabeler.engine.training.checkpoint import load_weights
 
     state, record = load_weights(active.path)

@@ -88,7 +88,7 @@ def test_pickled_weights_are_refused_and_run_no_code(tmp_path):
 
 
 def test_a_pickled_model_added_to_a_project_is_refused_when_loaded(tmp_path):
-    from medlabeler.engine.pipeline import load_model
+    from medlabeler.engine.workflows.pipeline import load_model
 
     weights = _pickles(tmp_path)["torch.save zip"]
     corpus.write_png(tmp_path / "images" / "a.png", corpus.grey_pixels())
@@ -133,7 +133,7 @@ def _labeled_project(tmp_path: Path) -> Path:
     from medlabeler.engine.training.checkpoint import save_weights
 
     corpus.write_png(tmp_path / "images" / "a.png", corpus.grey_pixels())
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
 
     project, _ = create_project(tmp_path / "project", tmp_path / "images", task="segmentation", names=["x"])
     with project:
@@ -305,7 +305,7 @@ def test_the_whole_flow_leaks_no_patient_identifier(tmp_path, caplog, capsys, re
 
 def test_exports_name_sources_only_when_asked(tmp_path, capsys):
     """Folder names often carry the patient: hidden by default, shown with keep_names."""
-    from medlabeler.engine.export import export_project
+    from medlabeler.engine.project.export import export_project
 
     data = tmp_path / "DOE_JANE_PID-12345"
     write_nifti(data / "DOE_JANE_T1.nii.gz", corpus.volume_pixels())

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medlabeler.engine.pipeline import load_model, predict_samples
-from medlabeler.engine.project_import import create_project
+from medlabeler.engine.workflows.pipeline import load_model, predict_samples
+from medlabeler.engine.project.project_import import create_project
 from medlabeler.engine.store import Project
 from tests.engine.io_fixtures import mni_volume, write_nifti
 

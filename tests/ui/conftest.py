@@ -47,7 +47,7 @@ def brain_files(tmp_path_factory):
 @pytest.fixture
 def brain_project(tmp_path, brain_files):
     """A fresh slice-segmentation project over the brain slabs (closed: the app opens it)."""
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
     from tests.ui.projects import COLORS, NAMES
 
     images, _ = brain_files
@@ -67,7 +67,7 @@ def brain_pngs(tmp_path_factory):
 @pytest.fixture
 def class_project(tmp_path, brain_pngs):
     """A fresh 2D classification project over the brain PNGs (closed: the app opens it)."""
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
     from tests.ui.projects import CLASSES
 
     images, _ = brain_pngs

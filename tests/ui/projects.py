@@ -21,7 +21,7 @@ def write_brain_slabs(folder: Path, n_volumes: int = 4, depth: int = 6) -> tuple
     """
     import nibabel as nib
 
-    from medlabeler.engine.demo import mni_file
+    from medlabeler.engine.workflows.demo import mni_file
 
     def load(kind):
         return np.asarray(nib.load(mni_file(kind)).dataobj)[::4, ::4, ::4].astype(np.float32)
@@ -60,7 +60,7 @@ def write_brain_pngs(folder: Path, n: int = 16) -> tuple[Path, dict[str, int]]:
     import nibabel as nib
     from PIL import Image
 
-    from medlabeler.engine.demo import mni_file
+    from medlabeler.engine.workflows.demo import mni_file
 
     t1 = np.asarray(nib.load(mni_file("t1")).dataobj)[::4, ::4, :].astype(np.float32)
     white = np.asarray(nib.load(mni_file("wm")).dataobj)[::4, ::4, :].astype(np.float32)

@@ -52,3 +52,13 @@ class Image:
             f"Image(shape={self.array.shape}, dtype={self.array.dtype}, spacing={self.spacing}, "
             f"modality={self.modality!r}, source={self.source!r})"
         )
+
+
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of uint8 RGB, float32 in 0..255."""
+    out = np.empty(rgb.shape[:-1], dtype=np.float32)
+    flat_in, flat_out = rgb.reshape(-1, rgb.shape[-2], 3), out.reshape(-1, rgb.shape[-2])
+    for i in range(flat_in.shape[0]):  # row by row: no full float copy of the colour array
+        row = flat_in[i].astype(np.float32)
+        flat_out[i] = row[:, 0] * 0.299 + row[:, 1] * 0.587 + row[:, 2] * 0.114
+    return out

@@ -158,7 +158,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     if colour:
         rgb = _to_uint8(data[..., :3])
         if rgb.ndim == 4:
-            from medlabeler.engine.io.dicom import rgb_to_grey
+            from medlabeler.engine.io.image import rgb_to_grey
 
             metadata["converted_to_grey"] = True
             return rgb_to_grey(rgb), metadata

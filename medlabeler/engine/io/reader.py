@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medlabeler.engine.errors import ImageReadError, InputError
+from medlabeler.engine.errors import ImageReadError, InputError, unexpected_error
 from medlabeler.engine.io.image import Image
 from medlabeler.engine.io.sources import classify
 
 SUPPORTED = "DICOM, NIfTI (.nii, .nii.gz), PNG, JPEG, TIFF or BMP"
-
-
-def unexpected_error(path: str | Path, exc: BaseException) -> ImageReadError:
-    """An ImageReadError for a failure no reader foresaw (a library's own exception type)."""
-    if isinstance(exc, MemoryError):
-        return ImageReadError(path, "could not be read: it needs more memory than is available (MemoryError)")
-    return ImageReadError(path, f"could not be read ({type(exc).__name__}: {exc})")
 
 
 def read_image(path: str | Path, series_uid: str | None = None) -> Image:

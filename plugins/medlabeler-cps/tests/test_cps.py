@@ -91,8 +91,8 @@ def test_a_classification_step_trains_both_networks():
 def brain_project(tmp_path):
     """A slice project of the MNI152 brain MRI (every 4th voxel) with 4 labeled slices."""
     nibabel = pytest.importorskip("nibabel")
-    from medlabeler.engine.demo import demo_truth, mni_file
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.workflows.demo import demo_truth, mni_file
+    from medlabeler.engine.project.project_import import create_project
 
     image = nibabel.load(str(mni_file("t1")))
     data = np.asarray(image.dataobj, dtype=np.float32)[::4, ::4, ::4]

@@ -53,8 +53,8 @@ def test_without_scores_it_starts_cold():
 def brain_project(tmp_path):
     """A slice project of the MNI152 brain MRI (every 4th voxel) with 4 labeled slices."""
     nibabel = pytest.importorskip("nibabel")
-    from medlabeler.engine.demo import demo_truth, mni_file
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.workflows.demo import demo_truth, mni_file
+    from medlabeler.engine.project.project_import import create_project
 
     image = nibabel.load(str(mni_file("t1")))
     data = np.asarray(image.dataobj, dtype=np.float32)[::4, ::4, ::4]
@@ -71,8 +71,8 @@ def brain_project(tmp_path):
 
 def test_one_round_on_a_real_project(brain_project, capsys):
     from medlabeler.cli import main
-    from medlabeler.engine.active_loop import next_samples, score_project
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.active_loop import next_samples, score_project
+    from medlabeler.engine.workflows.pipeline import train_project
     from medlabeler.engine.training import run_to_end
 
     run_to_end(train_project(brain_project, method="supervised", config=TINY))

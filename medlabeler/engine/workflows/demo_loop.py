@@ -16,7 +16,7 @@ DEMO_CONFIG = {"image_size": 96, "batch_size": 8, "unlabeled_batch_size": 8, "st
 
 def open_or_create_demo(root: Path):
     """The demo project at ``root``, created from nilearn's MNI152 T1 the first time."""
-    from medlabeler.engine.demo import create_demo_project
+    from medlabeler.engine.workflows.demo import create_demo_project
     from medlabeler.engine.store import Project
 
     if (root / "project.sqlite").exists():
@@ -34,10 +34,10 @@ def prepare_demo(root: Path, *, fresh: bool = False) -> Path:
 
 
 def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
-    from medlabeler.cli import drive
-    from medlabeler.engine.active_loop import next_samples, score_project, where
-    from medlabeler.engine.demo import label_like_a_clinician
-    from medlabeler.engine.pipeline import evaluate_project, pretrain_project, train_project
+    from medlabeler.engine.training.progress import drive
+    from medlabeler.engine.workflows.active_loop import next_samples, score_project, where
+    from medlabeler.engine.workflows.demo import label_like_a_clinician
+    from medlabeler.engine.workflows.pipeline import evaluate_project, pretrain_project, train_project
 
     with open_or_create_demo(root) as project:
         status = project.status()
@@ -50,7 +50,7 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
             ids += label_like_a_clinician(project, max(2, labels // 4), split="test")
             print(f"labeled {len(ids)} slices (train, validation, test) with the reference tissue masks "
                   "(a stand-in for a clinician)")
-        from medlabeler.engine.learn_loop import recommendation
+        from medlabeler.engine.workflows.learn_loop import recommendation
 
         rec = recommendation(project)  # the same pipeline as the app's loop and `medlabeler train`
         if rec.pretrain:

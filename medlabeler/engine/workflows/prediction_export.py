@@ -22,7 +22,7 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
 
     ``fmt="dicom-seg"`` writes one DICOM-SEG per source series instead of NIfTI, marked as made
     by medlabeler's model (``deidentify``: without the source's patient identifiers)."""
-    from medlabeler.engine.pipeline import load_model, predict_samples
+    from medlabeler.engine.workflows.pipeline import load_model, predict_samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -39,7 +39,7 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
     if unknown:
         raise ValueError(f"no samples with ids {unknown[:10]} in {project.root}")
     if fmt == "dicom-seg":  # before the model runs: a NIfTI or PNG source cannot get a SEG
-        from medlabeler.engine.dicom_seg import require_dicom_sources
+        from medlabeler.engine.project.dicom_seg import require_dicom_sources
 
         require_dicom_sources([samples[i] for i in ids])
     predictions = predict_samples(project, ids, model_bundle=bundle)
@@ -75,7 +75,7 @@ def _masks_by_source(predictions, samples) -> dict[tuple[str, str | None], dict]
 
 def _write_segs(project, out: Path, predictions, samples, model, keep_names: bool, deidentify: bool) -> None:
     from medlabeler import __version__
-    from medlabeler.engine.dicom_seg import Algorithm, write_label_segs
+    from medlabeler.engine.project.dicom_seg import Algorithm, write_label_segs
 
     algorithm = Algorithm(name="medlabeler", version=__version__, model_version=model.version, method=model.method)
     write_label_segs(project, out, _masks_by_source(predictions, samples), algorithm=algorithm,
@@ -83,9 +83,10 @@ def _write_segs(project, out: Path, predictions, samples, model, keep_names: boo
 
 
 def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> None:
-    from medlabeler.engine.export import _stem, write_mask_nifti
+    from medlabeler.engine.project.export import write_mask_nifti
+    from medlabeler.engine.project.names import file_stem
 
     by_source = _masks_by_source(predictions, samples)
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
-        stem = _stem(path) if keep_names else f"volume_{number:04d}"
+        stem = file_stem(path) if keep_names else f"volume_{number:04d}"
         write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)

@@ -177,7 +177,7 @@ def import_labels(project: Project, path: str | Path) -> ImportReport:
 
 def _import_dicom_segs(project: Project, path: Path) -> ImportReport | None:
     """DICOM-SEGs (a file, or those in a folder) of the project's series; None if there are none."""
-    from medlabeler.engine.dicom_seg import import_segs, seg_files
+    from medlabeler.engine.project.dicom_seg import import_segs, seg_files
 
     files = seg_files(path) if path.exists() else []
     if not files:

@@ -160,8 +160,8 @@ def _pretrained(project):
 
 
 def recommendation(project, config: dict | None = None):
-    from medlabeler.engine.pipeline import _gpu_wanted, _has_volumes
-    from medlabeler.engine.recommended import recommended
+    from medlabeler.engine.workflows.pipeline import _gpu_wanted, _has_volumes
+    from medlabeler.engine.workflows.recommended import recommended
 
     dims = 3 if project.task.unit == "image" and _has_volumes(project) else 2
     return recommended(project.task.kind, spatial_dims=dims, gpu=_gpu_wanted(config))
@@ -291,7 +291,7 @@ def _drive_run(gen, kind: str, control: LoopControl, describe: Callable[[Any], s
 
 
 def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[LoopEvent, None, int | None]:
-    from medlabeler.engine.pipeline import pretrain_project
+    from medlabeler.engine.workflows.pipeline import pretrain_project
 
     yield _phase(project, "pretraining", f"pretraining an encoder ({rec.pretrain}) on all images")
     losses: list[float] = []
@@ -329,7 +329,7 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
 
 
 def _train_candidate(project, rec, control, budget_s, config, since, summary) -> Generator[LoopEvent, None, Any]:
-    from medlabeler.engine.pipeline import train_project
+    from medlabeler.engine.workflows.pipeline import train_project
 
     active = project.active_model()
     if active is not None:
@@ -364,8 +364,8 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary) ->
 def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEvent, None, None]:
     """Score the pool with the new active model; stop early (scores so far are kept) when enough
     new labels arrived for the next candidate: training on them matters more than a full pool."""
-    from medlabeler.engine.active_loop import score_project
     from medlabeler.engine.training import distributed
+    from medlabeler.engine.workflows.active_loop import score_project
 
     if not project.samples(split="train", labeled=False):
         return

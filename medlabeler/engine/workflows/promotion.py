@@ -67,7 +67,7 @@ def _pick(task_kind: str, metrics: dict[str, float]) -> tuple[str, float | None]
 def validation_metric(project, version: int, *, device=None, metric: str | None = None
                       ) -> tuple[str, float | None, int]:
     """(metric name, value or None, validation samples) of a model version on the current val labels."""
-    from medlabeler.engine.pipeline import evaluate_project
+    from medlabeler.engine.workflows.pipeline import evaluate_project
 
     metrics = evaluate_project(project, "val", version, device=device)
     n = int(metrics.get("n", 0))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from medlabeler.engine.errors import ProjectError
+from medlabeler.engine.project.names import file_stem
 from medlabeler.engine.store import Project
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -34,7 +35,7 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
             raise ProjectError(f"{project.root}: NIfTI export needs a segmentation project; use --format csv")
         files = _export_nifti(project, out, keep_names)
     elif fmt == "dicom-seg":
-        from medlabeler.engine.dicom_seg import export_segs
+        from medlabeler.engine.project.dicom_seg import export_segs
 
         files = export_segs(project, out, deidentify=deidentify, keep_names=keep_names)
     else:
@@ -83,7 +84,7 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
     files, index = [], []
     dtype = np.uint16 if len(project.task.names) > 255 else np.uint8
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
-        stem = _stem(path) if keep_names else f"volume_{number:04d}"
+        stem = file_stem(path) if keep_names else f"volume_{number:04d}"
         target = write_mask_nifti(out / f"{stem}_labels.nii.gz", path, series_uid, masks, dtype)
         files.append(target)
         labeled_slices = sorted(k for k in masks if k is not None)
@@ -112,8 +113,3 @@ def write_mask_nifti(target: Path, path: str, series_uid: str | None, masks: dic
     data = mask.transpose(2, 1, 0) if mask.ndim == 3 else mask.T[:, :, None]
     nib.save(nib.Nifti1Image(data, nifti_affine(image) if mask.ndim == 3 else np.eye(4)), target)
     return target
-
-
-def _stem(path: str) -> str:
-    name = Path(path).name
-    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem

@@ -291,7 +291,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     from medlabeler.engine.training.evaluate import evaluate_model
     from medlabeler.engine.training.loop import fit
 
-    from medlabeler.engine.recommended import recommended
+    from medlabeler.engine.workflows.recommended import recommended
 
     task = project.task
     if not (init in (None, "", "none", "scratch", "pretrained") or str(init).isdigit()):
@@ -366,7 +366,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     done = held[-1] if held else Event("done")
     done.message = f"saved candidate v{version.version}"
     if promote:
-        from medlabeler.engine.promotion import TOLERANCE, promote_or_keep
+        from medlabeler.engine.workflows.promotion import TOLERANCE, promote_or_keep
 
         yield Event("log", step=result.steps, total_steps=result.total_steps,
                     message=f"validating candidate v{version.version} against the active model")
@@ -589,7 +589,6 @@ def preprocess_from_record(record: dict):
     return Preprocess(**saved)
 
 
-_preprocess_from_record = preprocess_from_record  # older name, used by the UI
 
 
 def _roi(record: dict, preprocess) -> int | None:

@@ -235,7 +235,7 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
     """One SEG per (path, series_uid) of ``masks_by_source`` (slice index -> mask) under ``out``.
 
     Every SEG is built before any is written: one source that cannot get a SEG writes nothing."""
-    from medlabeler.engine.export import _stem
+    from medlabeler.engine.project.names import file_stem
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -248,7 +248,7 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
     series_number = PREDICTION_SERIES_NUMBER if algorithm is not None else LABEL_SERIES_NUMBER
     built = []
     for number, (((path, _uid), masks), source) in enumerate(zip(ordered, sources), 1):
-        stem = _stem(path) if keep_names else f"volume_{number:04d}"
+        stem = file_stem(path) if keep_names else f"volume_{number:04d}"
         built.append((out / f"{stem}_{suffix}.dcm", build_seg(
             source, masks, names, colors, algorithm=algorithm, deidentify=deidentify, description=description,
             series_number=series_number)))

@@ -44,7 +44,7 @@ def demo_truth() -> np.ndarray:
 
 def create_demo_project(root: str | Path):
     """A slice-segmentation project over the MNI152 T1, opened for writing."""
-    from medlabeler.engine.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project
 
     project, _ = create_project(
         root, mni_file("t1"), task="segmentation", names=LABELS, colors=COLORS, unit="slice"
