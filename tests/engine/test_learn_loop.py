@@ -130,7 +130,7 @@ def test_one_pass_scoring_matches_the_two_pass_probabilities_and_embeddings(proj
 
 
 def test_when_the_recommendation_pretrains_the_loop_pretrains_first_then_fine_tunes(project, monkeypatch):
-    from medlabeler.engine import learn_loop
+    from medlabeler.engine.workflows import learn_loop
     from medlabeler.engine.workflows.recommended import Recommendation
 
     pretraining = Recommendation(method="supervised", pretrain="simclr", init="pretrained",
