@@ -64,3 +64,17 @@ def test_scoring_embeds_labeled_samples_as_kcenter_starting_points(tmp_path):
             assert [p.sample for p in next_samples(project, n=n)] == [p.sample for p in queue[:n]]
         picks = next_samples(project, strategy="kcenter", n=3, split="train")
         assert all("k-center" in p.reason or "far" in p.reason for p in picks)
+
+
+def test_a_save_in_flight_ranks_as_labeled_as_it_will_once_stored(tmp_path):
+    project, _ = _project(tmp_path)
+    with project:
+        for sample in project.samples(split="train")[:5]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        before = [p.sample for p in next_samples(project, strategy="kcenter", n=8)]
+        for first in before[:2]:  # a train pick, then a held-out request: both change the ranking
+            assumed = [p.sample for p in next_samples(project, strategy="kcenter", n=8, assume_labeled=[first])]
+            sample = project.sample(first)
+            project.save_label(first, (project.load_pixels(sample) > 80).astype(np.uint8))
+            assert [p.sample for p in next_samples(project, strategy="kcenter", n=8)] == assumed
+            assert first not in assumed

@@ -7,6 +7,7 @@ writes scores and embeddings into the store under the model version that made th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Generator
 
 import numpy as np
@@ -75,7 +76,8 @@ QUEUE_DEPTH = 50
 QUEUE_BATCH = 10
 
 
-def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str | None = None, seed: int = 0):
+def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str | None = None, seed: int = 0,
+                 assume_labeled: Iterable[int] = ()):
     """The ``n`` unlabeled samples to label next, each with its score and the reason it was chosen.
 
     Deterministic for a given active model, label state, strategy and seed, and prefix-stable up
@@ -83,16 +85,20 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
     the queue is mostly the strategy's picks from the train split, with validation and test
     requests (score None) mixed in whenever their share of the labels falls behind the split
     fractions: a model can only be chosen and measured on labels someone gave.
+
+    ``assume_labeled``: samples ranked as labeled although the store has no label for them yet
+    (a save still being written), so the queue is the one the store gives once the save lands.
     """
     from medlabeler.engine.active.strategies import Selection, select_for_project
 
     depth = max(n, QUEUE_DEPTH)
-    known = {"samples": project.samples(), "labeled": [s.id for s in project.samples(labeled=True)]}
+    labeled = sorted({s.id for s in project.samples(labeled=True)} | {int(i) for i in assume_labeled})
+    known = {"samples": project.samples(), "labeled": labeled}
     try:
         if split is not None:
             return select_for_project(project, strategy=strategy, n=depth, split=split, seed=seed, batch=QUEUE_BATCH,
                                       **known)[:n]
-        plan = held_out_plan(project, depth)
+        plan = held_out_plan(project, depth, known=known)
         picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train", seed=seed,
                                    batch=QUEUE_BATCH, **known)
     except ValueError as exc:
@@ -119,12 +125,16 @@ def where(sample) -> str:
     return f"slice {sample.slice_index}" if sample.slice_index is not None else sample.split
 
 
-def held_out_plan(project, n: int) -> list[str]:
-    """The split each of the next ``n`` labels should come from, keeping labels in split proportion."""
+def held_out_plan(project, n: int, *, known: dict | None = None) -> list[str]:
+    """The split each of the next ``n`` labels should come from, keeping labels in split proportion.
+
+    ``known``: the project's ``samples`` and ``labeled`` ids as the caller read them (else read here).
+    """
     fractions = dict(zip(("train", "val", "test"), project.task.split_fractions))
-    status = project.status()["per_split"]
-    labeled = {name: status.get(name, {}).get("labeled", 0) for name in fractions}
-    open_ = {name: status.get(name, {}).get("samples", 0) - labeled[name] for name in fractions}
+    samples = known["samples"] if known else project.samples()
+    labeled_ids = set(known["labeled"] if known else (s.id for s in project.samples(labeled=True)))
+    labeled = {name: sum(1 for s in samples if s.split == name and s.id in labeled_ids) for name in fractions}
+    open_ = {name: sum(1 for s in samples if s.split == name) - labeled[name] for name in fractions}
     plan = []
     for _ in range(n):
         total = sum(labeled.values()) + 1
