@@ -34,3 +34,25 @@ def frozen_running_stats(model: nn.Module) -> Iterator[nn.Module]:
         for module, momentum, tracked in saved:
             module.momentum = momentum
             module.num_batches_tracked.copy_(tracked)
+
+
+def labeled_then_unlabeled(forward, model: nn.Module, images, n_labeled: int):
+    """`forward(images)` in two passes: the first `n_labeled` images as usual, the rest (the
+    unlabeled views) inside `frozen_running_stats(model)`; outputs (a tensor or a tuple of
+    tensors) concatenated back in order. Each part is normalised with its own batch statistics,
+    so labeled images are normalised as in supervised training. Measured on mni-tissue-seg
+    (8 labels, 300 steps): Mean Teacher with its unlabeled terms off scored 0.821 test Dice in one
+    mixed pass, 0.860 in two, against 0.865 for supervised."""
+    import torch
+
+    if n_labeled >= images.shape[0]:
+        return forward(images)
+    if n_labeled == 0:
+        with frozen_running_stats(model):
+            return forward(images)
+    first = forward(images[:n_labeled])
+    with frozen_running_stats(model):
+        rest = forward(images[n_labeled:])
+    if isinstance(first, tuple):
+        return tuple(torch.cat([a, b]) for a, b in zip(first, rest))
+    return torch.cat([first, rest])

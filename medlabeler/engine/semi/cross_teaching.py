@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from medlabeler.engine.data.augment import augment, get_spec
+from medlabeler.engine.semi.batchnorm import labeled_then_unlabeled
 from medlabeler.engine.semi.dice import soft_dice_loss
 from medlabeler.engine.semi.ramps import sigmoid_rampup
 from medlabeler.engine.semi.supervised import accuracy, supervised_loss
@@ -95,7 +96,9 @@ class CrossTeaching(Method):
         if not inputs:
             self._require(batch, "x", method=self.name)
         images = torch.cat(inputs)
-        logits_a, logits_b = self.net_a(images), self.net_b(images)
+        # labeled and unlabeled views in separate passes (semi.batchnorm)
+        logits_a = labeled_then_unlabeled(self.net_a, self.net_a, images, n_labeled)
+        logits_b = labeled_then_unlabeled(self.net_b, self.net_b, images, n_labeled)
         loss = logits_a.new_zeros(())
         logs: dict[str, Any] = {}
         if n_labeled:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medlabeler.engine.data.augment import augment, get_spec
+from medlabeler.engine.semi.batchnorm import labeled_then_unlabeled
 from medlabeler.engine.semi.ramps import sigmoid_rampup
 from medlabeler.engine.semi.relation_consistency import RelationConsistencyLoss
 from medlabeler.engine.semi.supervised import accuracy, supervised_loss
@@ -162,7 +163,9 @@ class MeanTeacher(Method):
         """Supervised + ramped consistency and relation terms (shared with SRCL)."""
         self._progress = float(progress)
         view_s, view_t, y, n_labeled = self._two_views(batch)
-        feats_s, logits_s = features_and_logits(self.student, view_s)
+        # labeled and unlabeled views in separate passes (semi.batchnorm)
+        feats_s, logits_s = labeled_then_unlabeled(
+            lambda v: features_and_logits(self.student, v), self.student, view_s, n_labeled)
         with torch.no_grad():
             feats_t, logits_t = features_and_logits(self.teacher, view_t)
         logs: dict[str, Any] = {}

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from medlabeler.engine.data.augment import augment, get_spec
+from medlabeler.engine.semi.batchnorm import frozen_running_stats
 from medlabeler.engine.semi.mean_teacher import MeanTeacher
 from medlabeler.engine.ssl.nt_xent import NTXentLoss, contrastive_accuracy
 from medlabeler.engine.ssl.simclr import projection_head
@@ -73,7 +74,8 @@ class SRCL(MeanTeacher):
                 views = torch.cat(
                     [augment(images, self.contrastive_spec, generator=self.generator) for _ in range(2)]
                 )
-                z1, z2 = self.head(self.student.forward_features(views)).chunk(2)
+                with frozen_running_stats(self.student):  # strong views: running stats stay labeled
+                    z1, z2 = self.head(self.student.forward_features(views)).chunk(2)
                 contrastive = self.nt_xent(z1, z2)
                 loss = loss + self.contrastive_weight * contrastive
                 logs.update(contrastive=contrastive, contrastive_acc=contrastive_accuracy(z1, z2))
