@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generator, Iterable, Iterator
 
@@ -289,7 +290,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     from medlabeler.engine.training.device import seed_everything
     from medlabeler.engine.training.events import Event
     from medlabeler.engine.training.evaluate import evaluate_model
-    from medlabeler.engine.training.loop import fit
+    from medlabeler.engine.training.loop import FitConfig, fit
 
     from medlabeler.engine.workflows.recommended import recommended
 
@@ -332,13 +333,9 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
         + ("" if len(data.val) else "; no labeled validation images, so the last weights are kept")))
     held: list = []
     result = yield from _forward(fit(
-        learner, labeled=data.labeled, unlabeled=data.unlabeled, val=data.val if len(data.val) else None,
-        epochs=run["epochs"], steps=run["steps"], steps_per_epoch=run["steps_per_epoch"],
-        batch_size=run["batch_size"], unlabeled_batch_size=run["unlabeled_batch_size"], lr=run["lr"],
-        weight_decay=run["weight_decay"], warmup_fraction=run["warmup_fraction"],
-        max_grad_norm=run["max_grad_norm"], device=device, amp=run["amp"], cancel=cancel, seed=run["seed"],
-        eval_fn=eval_fn, eval_every=run["eval_every"], names=names, checkpoint_dir=run["checkpoint_dir"],
-        resume_from=run["resume_from"], stop_when=_deadline(budget_s)), held)
+        learner, FitConfig.from_mapping(run, device=device, names=names), labeled=data.labeled,
+        unlabeled=data.unlabeled, val=data.val if len(data.val) else None, eval_fn=eval_fn, cancel=cancel,
+        stop_when=_deadline(budget_s)), held)
     if result.cancelled:
         yield Event("done", step=result.steps, total_steps=result.total_steps, epoch=result.epochs,
                     message="cancelled: nothing saved, the previous model stays active")
@@ -429,7 +426,7 @@ def pretrain_project(project, *, method: str = "simclr", epochs: int | None = No
     from medlabeler.engine.methods import build_method
     from medlabeler.engine.training.device import seed_everything
     from medlabeler.engine.training.events import Event
-    from medlabeler.engine.training.loop import fit
+    from medlabeler.engine.training.loop import FitConfig, fit
 
     task = project.task
     run, method_cfg = resolve_config(config, method, epochs=epochs, seed=getattr(task, "seed", 0))
@@ -447,21 +444,18 @@ def pretrain_project(project, *, method: str = "simclr", epochs: int | None = No
             raise TrainingError(f"{name!r} is not a pretraining method: use train_project")
         return learner
 
-    common = dict(batch_size=run["unlabeled_batch_size"], unlabeled_batch_size=run["unlabeled_batch_size"],
-                  lr=run["lr"], weight_decay=run["weight_decay"], warmup_fraction=run["warmup_fraction"],
-                  max_grad_norm=run["max_grad_norm"], device=device, amp=run["amp"], cancel=cancel,
-                  seed=run["seed"], checkpoint_dir=run["checkpoint_dir"])
+    # pretraining draws unlabeled batches only, of the unlabeled batch size
+    fit_config = FitConfig.from_mapping(run, batch_size=run["unlabeled_batch_size"], device=device)
     held: list = []
     if method == "curriculum":
         learner, result, stages = yield from _run_curriculum(project, run, preprocess, make, in_channels,
-                                                             epochs, common, held)
+                                                             epochs, fit_config, cancel, held)
     else:
         learner = make(method, method_cfg)
         stages = [{"method": method, "config": method_cfg}]
         yield Event("log", message=f"pretraining {method} ({arch}) on {len(images)} images")
-        result = yield from _forward(fit(learner, unlabeled=images, epochs=run["epochs"], steps=run["steps"],
-                                         steps_per_epoch=run["steps_per_epoch"], resume_from=run["resume_from"],
-                                         stop_when=stop_when, **common), held)
+        result = yield from _forward(fit(learner, fit_config, unlabeled=images, cancel=cancel,
+                                         stop_when=stop_when), held)
     if result.cancelled:
         yield Event("done", step=result.steps, total_steps=result.total_steps, epoch=result.epochs,
                     message="cancelled: nothing saved")
@@ -490,8 +484,9 @@ def pretrain_project(project, *, method: str = "simclr", epochs: int | None = No
     return result
 
 
-def _run_curriculum(project, run, preprocess, make, in_channels, epochs, common, held):
-    """Run the pretraining stages of a curriculum, each from the previous stage's encoder."""
+def _run_curriculum(project, run, preprocess, make, in_channels, epochs, fit_config, cancel, held):
+    """Run the pretraining stages of a curriculum, each from the previous stage's encoder (each
+    stage runs its own number of epochs, from its first step)."""
     from medlabeler.engine.data.datasets import FolderImages
     from medlabeler.engine.ssl.curriculum import Curriculum, CurriculumStage, default_curriculum
     from medlabeler.engine.training.events import Event, RunResult
@@ -532,8 +527,9 @@ def _run_curriculum(project, run, preprocess, make, in_channels, epochs, common,
 
         yield Event("log", message=f"curriculum stage {stage.name!r}: {stage.method} on {len(images)} images "
                                    f"({stage.pool}), up to {max_epochs} epochs")
-        result = yield from _forward(fit(learner, unlabeled=images, epochs=max_epochs, on_epoch_end=on_epoch_end,
-                                         steps_per_epoch=run["steps_per_epoch"], **common), held)
+        stage_config = replace(fit_config, epochs=max_epochs, steps=None, resume_from=None)
+        result = yield from _forward(fit(learner, stage_config, unlabeled=images, cancel=cancel,
+                                         on_epoch_end=on_epoch_end), held)
         total.steps += result.steps
         total.epochs += result.epochs
         total.seconds += result.seconds
