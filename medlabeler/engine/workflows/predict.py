@@ -21,28 +21,18 @@ def predict_samples(project, sample_ids: Iterable[int], version: int | None = No
     (C,), segmentation (C, *sample spatial shape). With `mc_samples` = T > 0, T MC-dropout passes:
     (T, C) / (T, C, *S). Large native-resolution inputs ("crop" mode) use a sliding window.
     `model_bundle` (from `load_model`) avoids reloading the weights between calls."""
-    import torch
-
-    from medlabeler.engine.data.datasets import SampleTensors
     from medlabeler.engine.inference.predict import mc_dropout_probs, predict_probs
 
-    model, record, _mv = model_bundle or load_model(project, version, device)
-    tensors = SampleTensors(project, preprocess_from_record(record), cache_mb=0)
+    model, record, tensors = _open(project, version, device, model_bundle)
     roi = _roi(record, tensors.preprocess)
-    ids = list(sample_ids)
-    step = 1 if roi is not None else max(1, batch_size)
-    for start in range(0, len(ids), step):
-        chunk = [project.sample(i) for i in ids[start:start + step]]
-        x = torch.stack([tensors.image(s) for s in chunk])
+    for chunk, x in _chunks(project, tensors, sample_ids, batch_size, roi):
         if mc_samples > 0:
             probs = mc_dropout_probs(model, x, mc_samples, seed=seed, batch_size=batch_size, roi_size=roi)
             probs = probs.transpose(0, 1)  # (N, T, C, ...)
         else:
             probs = predict_probs(model, x, batch_size=batch_size, roi_size=roi)
         for sample, p in zip(chunk, probs):
-            if record["task"] == "segmentation":
-                p = tensors.geometry(sample).to_original(p)
-            yield sample.id, p.numpy().astype(np.float32)
+            yield sample.id, _at_sample_size(p, sample, record, tensors)
 
 
 def predict_with_features(project, sample_ids: Iterable[int], version: int | None = None, *, batch_size: int = 8,
@@ -50,28 +40,18 @@ def predict_with_features(project, sample_ids: Iterable[int], version: int | Non
     """(sample_id, probabilities at the sample's own size, pooled encoder features) per sample,
     from one forward pass (active-learning scoring). Native-resolution ("crop") models fall back
     to a sliding-window pass plus a feature pass."""
-    import torch
-
-    from medlabeler.engine.data.datasets import SampleTensors
     from medlabeler.engine.inference.predict import predict_features, predict_probs, predict_probs_and_features
 
-    model, record, _mv = model_bundle or load_model(project, version, device)
-    tensors = SampleTensors(project, preprocess_from_record(record), cache_mb=0)
+    model, record, tensors = _open(project, version, device, model_bundle)
     roi = _roi(record, tensors.preprocess)
-    ids = list(sample_ids)
-    step = 1 if roi is not None else max(1, batch_size)
-    for start in range(0, len(ids), step):
-        chunk = [project.sample(i) for i in ids[start:start + step]]
-        x = torch.stack([tensors.image(s) for s in chunk])
+    for chunk, x in _chunks(project, tensors, sample_ids, batch_size, roi):
         if roi is not None:
             probs = predict_probs(model, x, batch_size=batch_size, roi_size=roi)
             feats = predict_features(model, x, batch_size=batch_size)
         else:
             probs, feats = predict_probs_and_features(model, x, batch_size=batch_size)
         for sample, p, f in zip(chunk, probs, feats):
-            if record["task"] == "segmentation":
-                p = tensors.geometry(sample).to_original(p)
-            yield sample.id, p.numpy().astype(np.float32), f.numpy().astype(np.float32)
+            yield sample.id, _at_sample_size(p, sample, record, tensors), f.numpy().astype(np.float32)
 
 
 def embed_samples(project, sample_ids: Iterable[int], version: int | None = None, *, batch_size: int = 16,
@@ -79,11 +59,9 @@ def embed_samples(project, sample_ids: Iterable[int], version: int | None = None
     """Pooled encoder features (N, D) of samples (embeddings for k-center / core-set)."""
     import torch
 
-    from medlabeler.engine.data.datasets import SampleTensors
     from medlabeler.engine.inference.predict import predict_features
 
-    model, record, _mv = model_bundle or load_model(project, version, device)
-    tensors = SampleTensors(project, preprocess_from_record(record), cache_mb=0)
+    model, _record, tensors = _open(project, version, device, model_bundle)
     ids = list(sample_ids)
     feats = []
     for start in range(0, len(ids), batch_size):
@@ -96,7 +74,35 @@ def embed_samples(project, sample_ids: Iterable[int], version: int | None = None
     return ids, (torch.cat(feats).numpy() if feats else np.zeros((0, dim), np.float32))
 
 
+def _open(project, version, device, model_bundle):
+    """(network, record, the samples' model inputs as the version was trained) of a model version."""
+    from medlabeler.engine.data.datasets import SampleTensors
+
+    model, record, _mv = model_bundle or load_model(project, version, device)
+    return model, record, SampleTensors(project, preprocess_from_record(record), cache_mb=0)
+
+
+def _chunks(project, tensors, sample_ids: Iterable[int], batch_size: int, roi: int | None):
+    """(samples, their stacked model inputs) in chunks of `batch_size`; one sample at a time for
+    sliding-window models (`roi`)."""
+    import torch
+
+    ids = list(sample_ids)
+    step = 1 if roi is not None else max(1, batch_size)
+    for start in range(0, len(ids), step):
+        chunk = [project.sample(i) for i in ids[start:start + step]]
+        yield chunk, torch.stack([tensors.image(s) for s in chunk])
+
+
+def _at_sample_size(probs, sample, record: dict, tensors) -> np.ndarray:
+    """A prediction as float32 numpy; segmentations back at the sample's own size."""
+    if record["task"] == "segmentation":
+        probs = tensors.geometry(sample).to_original(probs)
+    return probs.numpy().astype(np.float32)
+
+
 def _roi(record: dict, preprocess) -> int | None:
+    """The sliding-window size of a native-resolution ("crop") model; None for the others."""
     if preprocess.resize != "crop":
         return None
     return preprocess.volume_size if record.get("spatial_dims") == 3 else preprocess.size
