@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from medlabeler.engine.io import scan_sources
-from medlabeler.engine.workflows.pipeline import train_project
+from medlabeler.engine.workflows.train import train_project
 from medlabeler.engine.store import Project
 from medlabeler.engine.training import run_to_end
 

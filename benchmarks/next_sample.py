@@ -30,7 +30,7 @@ def prepare(root: Path) -> Path:
     from medlabeler.engine.workflows.active_loop import score_project
     from medlabeler.engine.workflows.demo import label_like_a_clinician
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.training import run_to_end
 
     with open_or_create_demo(root) as project:

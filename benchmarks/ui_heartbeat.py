@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     config = {"image_size": args.image_size, "batch_size": args.batch_size,
               "unlabeled_batch_size": args.batch_size, "steps_per_epoch": args.steps_per_epoch}
     if args.baseline:
-        from medlabeler.engine.workflows.pipeline import train_project
+        from medlabeler.engine.workflows.train import train_project
         from medlabeler.engine.store import Project
         from medlabeler.engine.training.loop import run_to_end
 

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
     from medlabeler.engine.workflows.demo import demo_truth
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo
-    from medlabeler.engine.workflows.pipeline import evaluate_project
+    from medlabeler.engine.workflows.evaluate import evaluate_project
     from medlabeler.engine.store import Project
     from medlabeler.ui.app import build_app
 

@@ -139,7 +139,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from medlabeler.engine.workflows.pipeline import pretrain_project
+    from medlabeler.engine.workflows.pretrain import pretrain_project
 
     config = _config(args.config)
     with _open(args.project) as project:
@@ -149,7 +149,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
 
     config = _config(args.config)
     init = args.init
@@ -205,7 +205,7 @@ def _result_text(result) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from medlabeler.engine.workflows.pipeline import evaluate_project
+    from medlabeler.engine.workflows.evaluate import evaluate_project
 
     with _open(args.project, readonly=True) as project:
         metrics = evaluate_project(project, split=args.split, version=args.version)

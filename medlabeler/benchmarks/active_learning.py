@@ -30,7 +30,7 @@ SCORED = ("entropy", "margin", "least_confidence", "bald", "kcenter", "hybrid")
 
 
 def _train_eval(project, data, config: dict, args, label: str, init=None) -> tuple[float, dict, dict]:
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
 
     watch = common.Stopwatch()
     result = common.drive_quietly(train_project(project, method=args.method or "supervised", init=init,

@@ -177,7 +177,7 @@ def copy_project(src: Path, dest: Path):
 
 
 def evaluate(project, version: int, metric: str) -> tuple[float, dict[str, float]]:
-    from medlabeler.engine.workflows.pipeline import evaluate_project
+    from medlabeler.engine.workflows.evaluate import evaluate_project
 
     metrics = evaluate_project(project, split="test", version=version)
     return float(metrics.get(metric, math.nan)), metrics

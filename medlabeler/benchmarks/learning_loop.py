@@ -44,7 +44,8 @@ def _wait(condition, timeout_s: float, error: list) -> bool:
 
 def run(args) -> int:
     from medlabeler.engine.workflows.learn_loop import LoopControl, learn
-    from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
+    from medlabeler.engine.workflows.evaluate import evaluate_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.training.events import run_to_end
 
     from .datasets import load_dataset

@@ -46,7 +46,8 @@ def pipeline_name(ssl: str | None, method: str) -> str:
 
 
 def run(args) -> int:
-    from medlabeler.engine.workflows.pipeline import pretrain_project, train_project
+    from medlabeler.engine.workflows.pretrain import pretrain_project
+    from medlabeler.engine.workflows.train import train_project
 
     from .datasets import load_dataset
 

@@ -79,7 +79,9 @@ def run(args) -> int:
     import torch
 
     from medlabeler.engine.data.datasets import Preprocess, SampleTensors
-    from medlabeler.engine.workflows.pipeline import pretrain_project, resolve_config, train_project
+    from medlabeler.engine.workflows.pretrain import pretrain_project
+    from medlabeler.engine.workflows.run_config import resolve_config
+    from medlabeler.engine.workflows.train import train_project
 
     from .datasets import load_dataset
 

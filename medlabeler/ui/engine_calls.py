@@ -44,7 +44,7 @@ def warm_up() -> None:
     import torch._dynamo  # noqa: F401  (imported by the first optimizer step anyway)
 
     from medlabeler.engine import methods  # noqa: F401
-    from medlabeler.engine.workflows import pipeline  # noqa: F401
+    from medlabeler.engine.workflows import pretrain, train  # noqa: F401
     from medlabeler.engine.data import datasets  # noqa: F401
     from medlabeler.engine.training import loop  # noqa: F401
 
@@ -81,20 +81,21 @@ def training_run(project, *, method: str | None, init: str | int | None, epochs:
     """A function of the cancel token that starts the engine run for ``method`` (None: recommended)."""
 
     def start(token):
-        from medlabeler.engine.workflows import pipeline
+        from medlabeler.engine.workflows.pretrain import pretrain_project
+        from medlabeler.engine.workflows.train import train_project
 
         if method in pretrain_methods():
             cfg = dict(config, steps=steps) if steps else config
-            return pipeline.pretrain_project(project, method=method, epochs=epochs, config=cfg, cancel=token)
-        return pipeline.train_project(project, method=method, init=init, epochs=epochs, steps=steps,
-                                      budget_s=budget_s, config=config, cancel=token)
+            return pretrain_project(project, method=method, epochs=epochs, config=cfg, cancel=token)
+        return train_project(project, method=method, init=init, epochs=epochs, steps=steps,
+                             budget_s=budget_s, config=config, cancel=token)
 
     return start
 
 
 def recommendation(project):
     """The recommended pipeline of the project (engine.recommended, via the loop's reading of it)."""
-    from medlabeler.engine.workflows.learn_loop import recommendation as rec
+    from medlabeler.engine.workflows.run_config import recommendation as rec
 
     return rec(project)
 
@@ -142,7 +143,7 @@ def promotion_tolerance() -> float:
 
 
 def run_defaults() -> dict:
-    from medlabeler.engine.workflows.pipeline import DEFAULTS
+    from medlabeler.engine.workflows.run_config import DEFAULTS
 
     return DEFAULTS
 
@@ -184,7 +185,7 @@ def prediction_parts(probs, *, task: str) -> tuple[Any, np.ndarray, np.ndarray |
     """(class or mask, probabilities, uncertainty map) from a sample's class probabilities.
 
     ``probs``: (C,) for classification, (C, *spatial) for segmentation, as
-    ``pipeline.predict_samples`` returns them at the sample's own size.
+    ``predict.predict_samples`` returns them at the sample's own size.
     """
     probs = np.asarray(probs, dtype=np.float32)
     if task == "classification":
@@ -207,13 +208,13 @@ _BUNDLE: dict = {}  # the active model as last loaded: (project id, version, pat
 def active_bundle(project):
     """The active model (network, record, version), loaded once per version rather than at every
     sample opened. Used by the inference worker only (one job at a time); training loads its own."""
-    from medlabeler.engine.workflows import pipeline
+    from medlabeler.engine.workflows.model_versions import load_model
 
     active = project.active_model()
     key = (id(project), active.version, str(active.path))
     if key not in _BUNDLE:
         _BUNDLE.clear()
-        _BUNDLE[key] = pipeline.load_model(project)
+        _BUNDLE[key] = load_model(project)
     return _BUNDLE[key]
 
 
@@ -239,10 +240,10 @@ def score_pool_run(project, token, *, mc_passes: int = 0) -> Generator:
 
 def _predict(project, sample_id: int, bundle) -> Generator:
     """Yield a PredictionReady for one sample (probabilities, mask/class, uncertainty, Grad-CAM)."""
-    from medlabeler.engine.workflows import pipeline
+    from medlabeler.engine.workflows.predict import predict_samples
 
     task = project.task.kind
-    for sid, probs in pipeline.predict_samples(project, [sample_id], model_bundle=bundle):
+    for sid, probs in predict_samples(project, [sample_id], model_bundle=bundle):
         label, probs, umap = prediction_parts(probs, task=task)
         cam = grad_cam_map(project, sid, bundle) if task == "classification" else None
         yield PredictionReady("prediction", sid, label, probs, umap, cam, bundle[2].version)
@@ -252,7 +253,7 @@ def grad_cam_map(project, sample_id: int, bundle) -> np.ndarray:
     """Grad-CAM of the predicted class at the sample's own size, in [0, 1]."""
     from medlabeler.engine.data.datasets import SampleTensors
     from medlabeler.engine.inference.saliency import grad_cam
-    from medlabeler.engine.workflows.pipeline import preprocess_from_record
+    from medlabeler.engine.workflows.model_versions import preprocess_from_record
 
     model, record, _mv = bundle
     tensors = SampleTensors(project, preprocess_from_record(record), cache_mb=0)

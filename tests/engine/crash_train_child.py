@@ -6,7 +6,7 @@ import torch  # noqa: F401  (imported before READY so kills land in training, no
 
 import medlabeler.engine.methods  # noqa: F401
 import medlabeler.engine.models  # noqa: F401
-from medlabeler.engine.workflows.pipeline import train_project
+from medlabeler.engine.workflows.train import train_project
 from medlabeler.engine.store import Project
 from medlabeler.engine.training import run_to_end
 

@@ -43,7 +43,7 @@ def test_queue_is_all_train_once_held_out_splits_have_their_share(tmp_path):
 
 def test_scoring_embeds_labeled_samples_as_kcenter_starting_points(tmp_path):
     from medlabeler.engine.workflows.active_loop import score_project
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.training import run_to_end
 
     project, _ = _project(tmp_path)

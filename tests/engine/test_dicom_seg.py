@@ -151,7 +151,7 @@ def test_prediction_segs_carry_the_algorithm_identification(tmp_path, brain, cap
     import json
 
     from medlabeler import __version__
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.training import run_to_end
 
     with labeled_slice_project(tmp_path / "p", brain) as project:

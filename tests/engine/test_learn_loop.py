@@ -116,7 +116,8 @@ def test_labels_saved_while_a_candidate_trains_start_the_next_one(project):
 
 
 def test_one_pass_scoring_matches_the_two_pass_probabilities_and_embeddings(project):
-    from medlabeler.engine.workflows.pipeline import embed_samples, load_model, predict_samples, predict_with_features
+    from medlabeler.engine.workflows.model_versions import load_model
+    from medlabeler.engine.workflows.predict import embed_samples, predict_samples, predict_with_features
 
     run_to_end(learn(project, config=TINY, until_idle=True, score=False))
     bundle = load_model(project)

@@ -7,11 +7,14 @@ import pytest
 import torch
 
 from medlabeler.engine.errors import ProjectError, TrainingError
-from medlabeler.engine.workflows.pipeline import (
-    DEFAULTS, evaluate_project, load_model, predict_samples, pretrain_project, resolve_config, train_project,
-)
 from medlabeler.engine.training import CancelToken, load_weights, run_to_end
 from medlabeler.engine.training.method import Method
+from medlabeler.engine.workflows.evaluate import evaluate_project
+from medlabeler.engine.workflows.model_versions import load_model
+from medlabeler.engine.workflows.predict import predict_samples
+from medlabeler.engine.workflows.pretrain import pretrain_project
+from medlabeler.engine.workflows.run_config import DEFAULTS, resolve_config
+from medlabeler.engine.workflows.train import train_project
 
 from .test_pipeline_datasets import make_cls_project, make_seg_project
 
@@ -254,7 +257,7 @@ def test_curriculum_pretraining_runs_its_stages(seg_project, tmp_path):
 
 def test_training_without_validation_labels_keeps_the_last_weights(tmp_path):
     """A clinician's first labels are often all in the train split: training still completes."""
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
@@ -274,7 +277,7 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
     """`medlabeler predict` after `train`: a NIfTI of the predicted slices, readable back."""
     from medlabeler.cli import main
     from medlabeler.engine.io import read_image
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
@@ -297,7 +300,8 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
 
 def test_whole_volumes_train_with_the_built_in_semi_supervised_method(tmp_path):
     """arch unet3d on (D, H, W) volumes: mean teacher's augmentation handles 5D batches."""
-    from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
+    from medlabeler.engine.workflows.evaluate import evaluate_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.training import run_to_end
     from tests.engine.io_fixtures import mni_volume, write_nifti
@@ -321,7 +325,7 @@ def test_a_deleted_source_stops_training_with_its_name_and_keeps_the_active_mode
     from pathlib import Path
 
     from medlabeler.engine.errors import MedlabelerError
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.project.project_import import create_project
     from medlabeler.engine.store import Project
     from medlabeler.engine.training import run_to_end

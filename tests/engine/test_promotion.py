@@ -3,7 +3,8 @@
 import pytest
 
 from medlabeler.engine.workflows import promotion
-from medlabeler.engine.workflows.pipeline import evaluate_project, train_project
+from medlabeler.engine.workflows.evaluate import evaluate_project
+from medlabeler.engine.workflows.train import train_project
 from medlabeler.engine.training import CancelToken, run_to_end
 
 from .test_pipeline_datasets import make_seg_project
@@ -50,12 +51,12 @@ def test_an_equal_model_within_the_tolerance_is_promoted(project):
     decision = promotion.decide(project, active.version)
     assert decision.promoted  # the active model itself
     # a second copy of the same weights: same metric, promoted (>= active - tolerance)
-    from medlabeler.engine.workflows.pipeline import _save_version
+    from medlabeler.engine.workflows.model_versions import save_version
     from medlabeler.engine.training.checkpoint import load_weights
 
     state, record = load_weights(active.path)
-    copy = _save_version(project, method_label="supervised", state=state, record=record, metrics={},
-                         parent=active.version, activate=False)
+    copy = save_version(project, method_label="supervised", state=state, record=record, metrics={},
+                        parent=active.version, activate=False)
     decision = promotion.promote_or_keep(project, copy.version)
     assert decision.promoted and decision.candidate_value == pytest.approx(decision.active_value)
     assert project.active_model().version == copy.version

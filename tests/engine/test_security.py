@@ -88,7 +88,7 @@ def test_pickled_weights_are_refused_and_run_no_code(tmp_path):
 
 
 def test_a_pickled_model_added_to_a_project_is_refused_when_loaded(tmp_path):
-    from medlabeler.engine.workflows.pipeline import load_model
+    from medlabeler.engine.workflows.model_versions import load_model
 
     weights = _pickles(tmp_path)["torch.save zip"]
     corpus.write_png(tmp_path / "images" / "a.png", corpus.grey_pixels())

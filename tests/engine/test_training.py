@@ -11,7 +11,7 @@ from torch.utils.data import TensorDataset
 
 from medlabeler.engine.errors import TrainingError
 from medlabeler.engine.models import build_model
-from medlabeler.engine.training import CancelToken, Event, RunResult, fit, run_to_end, warmup_cosine
+from medlabeler.engine.training import CancelToken, Event, FitConfig, RunResult, fit, run_to_end, warmup_cosine
 from medlabeler.engine.training.method import Method
 
 
@@ -102,8 +102,8 @@ def events_of(gen):
 def test_fit_learns_a_toy_task():
     torch.manual_seed(0)
     method = TinySupervised(SmallCNN())
-    events, result = events_of(fit(method, labeled=quadrant_task(32, 1), val=quadrant_task(32, 2),
-                                   epochs=6, batch_size=8, lr=1e-2, device="cpu", seed=0))
+    events, result = events_of(fit(method, FitConfig(epochs=6, batch_size=8, lr=1e-2, device="cpu", seed=0),
+                                   labeled=quadrant_task(32, 1), val=quadrant_task(32, 2)))
     losses = [e.loss for e in events if e.kind == "step"]
     assert isinstance(result, RunResult) and result.steps == 24 == len(losses)
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
@@ -119,8 +119,8 @@ def test_fit_learns_a_toy_task():
 def test_fit_runs_the_real_resnet18():
     torch.manual_seed(0)
     model = build_model("classification", "resnet18", 1, 2, dropout=0.1)
-    _, result = events_of(fit(TinySupervised(model), labeled=quadrant_task(8, 1, 32), val=quadrant_task(4, 2, 32),
-                              steps=2, batch_size=4, device="cpu"))
+    _, result = events_of(fit(TinySupervised(model), FitConfig(steps=2, batch_size=4, device="cpu"),
+                              labeled=quadrant_task(8, 1, 32), val=quadrant_task(4, 2, 32)))
     assert result.steps == 2 and math.isfinite(result.final_loss) and "auc" in result.last_metrics
     assert not model.training  # the loop leaves the networks in eval mode
 
@@ -129,13 +129,14 @@ def test_unlabeled_method_gets_u_and_positions():
     x = torch.randn(10, 1, 16, 16)
     pos = torch.linspace(0.1, 1.0, 10)
     method = UnlabeledOnly(SmallCNN())
-    _, result = events_of(fit(method, unlabeled=TensorDataset(x, pos), steps=3, batch_size=4, device="cpu"))
+    _, result = events_of(fit(method, FitConfig(steps=3, batch_size=4, device="cpu"),
+                              unlabeled=TensorDataset(x, pos)))
     assert result.steps == 3
     seen = torch.cat(method.seen_pos)
     assert seen.shape == (12,) and set(seen.tolist()) <= set(pos.tolist())
     # single-tensor datasets (2D images without positions) give NaN positions
     method = UnlabeledOnly(SmallCNN())
-    run_to_end(fit(method, unlabeled=TensorDataset(x), steps=1, batch_size=4, device="cpu"))
+    run_to_end(fit(method, FitConfig(steps=1, batch_size=4, device="cpu"), unlabeled=TensorDataset(x)))
     assert torch.isnan(method.seen_pos[0]).all()
 
 
@@ -153,8 +154,8 @@ def test_cancel_stops_within_one_batch():
                 cancelled_at.append(event.step)
 
     method = TinySupervised(SmallCNN())
-    result = run_to_end(fit(method, labeled=quadrant_task(64, 0), epochs=10, batch_size=4,
-                            device="cpu", cancel=cancel), on_event)
+    result = run_to_end(fit(method, FitConfig(epochs=10, batch_size=4, device="cpu"),
+                            labeled=quadrant_task(64, 0), cancel=cancel), on_event)
     assert result.cancelled and len(steps_after_cancel) <= 1
     assert result.steps <= 4 and method.calls <= 4
 
@@ -172,29 +173,30 @@ def test_nan_loss_raises_training_error_and_saves_nothing(tmp_path):
     method = TinySupervised(SmallCNN(), nan_at=3)
     events = []
     with pytest.raises(TrainingError, match=r"loss became nan at step 3.*previous model is kept"):
-        run_to_end(fit(method, labeled=quadrant_task(16, 0), epochs=5, batch_size=4, device="cpu",
-                       checkpoint_dir=tmp_path), events.append)
+        run_to_end(fit(method, FitConfig(epochs=5, batch_size=4, device="cpu", checkpoint_dir=tmp_path),
+                       labeled=quadrant_task(16, 0)), events.append)
     assert [e.step for e in events if e.kind == "step"] == [1, 2]
     assert list(tmp_path.iterdir()) == []
 
 
 def test_out_of_memory_halves_batch_once_then_fails():
     method = TinySupervised(SmallCNN(), oom_once_above=4)
-    events, result = events_of(fit(method, labeled=quadrant_task(16, 0), steps=3, batch_size=8, device="cpu"))
+    events, result = events_of(fit(method, FitConfig(steps=3, batch_size=8, device="cpu"),
+                                   labeled=quadrant_task(16, 0)))
     assert result.steps == 3 and result.batch_size == 4
     assert method.batch_sizes == [8, 4, 4, 4]
     assert any(e.kind == "log" and "halved to 4" in e.message for e in events)
     method = TinySupervised(SmallCNN(), oom_once_above=1)
     with pytest.raises(TrainingError, match="out of cpu memory even with batch size 4"):
-        run_to_end(fit(method, labeled=quadrant_task(16, 0), steps=3, batch_size=8, device="cpu"))
+        run_to_end(fit(method, FitConfig(steps=3, batch_size=8, device="cpu"), labeled=quadrant_task(16, 0)))
 
 
 def test_missing_data_is_a_clear_error():
     with pytest.raises(TrainingError, match="needs labeled images"):
-        run_to_end(fit(TinySupervised(SmallCNN()), labeled=None, steps=1, device="cpu"))
+        run_to_end(fit(TinySupervised(SmallCNN()), FitConfig(steps=1, device="cpu"), labeled=None))
     with pytest.raises(TrainingError, match="needs unlabeled images"):
-        run_to_end(fit(UnlabeledOnly(SmallCNN()), unlabeled=TensorDataset(torch.zeros(0, 1, 8, 8)),
-                       steps=1, device="cpu"))
+        run_to_end(fit(UnlabeledOnly(SmallCNN()), FitConfig(steps=1, device="cpu"),
+                       unlabeled=TensorDataset(torch.zeros(0, 1, 8, 8))))
 
 
 def _train_once(seed):
@@ -208,8 +210,8 @@ def _train_once(seed):
         pass
 
     method = Seg(model, task="segmentation")
-    result = run_to_end(fit(method, labeled=TensorDataset(x, y), val=TensorDataset(x[:4], y[:4]),
-                            steps=4, steps_per_epoch=2, batch_size=4, device="cpu", seed=seed))
+    result = run_to_end(fit(method, FitConfig(steps=4, steps_per_epoch=2, batch_size=4, device="cpu", seed=seed),
+                            labeled=TensorDataset(x, y), val=TensorDataset(x[:4], y[:4])))
     return model.state_dict(), result
 
 
@@ -231,8 +233,8 @@ def test_best_validation_weights_are_restored():
         states.append({k: v.clone() for k, v in model.state_dict().items()})
         return {"auc": next(scores)}
 
-    _, result = events_of(fit(method, labeled=quadrant_task(8, 0), val=quadrant_task(4, 1), epochs=3,
-                              batch_size=4, device="cpu", eval_fn=eval_fn))
+    _, result = events_of(fit(method, FitConfig(epochs=3, batch_size=4, device="cpu"),
+                              labeled=quadrant_task(8, 0), val=quadrant_task(4, 1), eval_fn=eval_fn))
     assert result.best_metrics == {"auc": 0.9} and result.last_metrics == {"auc": 0.1}
     assert result.best_step == 4 and result.metrics == {"auc": 0.9}
     final = method.model.state_dict()
@@ -242,25 +244,25 @@ def test_best_validation_weights_are_restored():
 def test_resume_point_continues_the_run(tmp_path):
     torch.manual_seed(0)
     method = TinySupervised(SmallCNN())
-    events, result = events_of(fit(method, labeled=quadrant_task(16, 0), epochs=2, batch_size=4, device="cpu",
-                                   checkpoint_dir=tmp_path, seed=1))
+    config = FitConfig(epochs=2, batch_size=4, device="cpu", checkpoint_dir=tmp_path, seed=1)
+    events, result = events_of(fit(method, config, labeled=quadrant_task(16, 0)))
     checkpoints = [e for e in events if e.kind == "checkpoint"]
     assert len(checkpoints) == 2 and (tmp_path / "resume.safetensors").exists()
     # an "interrupted" run: a fresh method resumed from the last resume point of a 4-epoch run
     torch.manual_seed(0)
     first = TinySupervised(SmallCNN())
-    run_to_end(fit(first, labeled=quadrant_task(16, 0), epochs=4, batch_size=4, device="cpu",
-                   checkpoint_dir=tmp_path, seed=1, cancel=None), None)
+    run_to_end(fit(first, FitConfig(epochs=4, batch_size=4, device="cpu", checkpoint_dir=tmp_path, seed=1),
+                   labeled=quadrant_task(16, 0), cancel=None), None)
     resumed = TinySupervised(SmallCNN())
-    gen = fit(resumed, labeled=quadrant_task(16, 0), epochs=6, batch_size=4, device="cpu", seed=1,
-              resume_from=tmp_path / "resume.safetensors")
+    gen = fit(resumed, FitConfig(epochs=6, batch_size=4, device="cpu", seed=1,
+                                 resume_from=tmp_path / "resume.safetensors"), labeled=quadrant_task(16, 0))
     events, result = events_of(gen)
     assert [e.step for e in events if e.kind == "step"][0] == 17 and result.steps == 24
     assert "resumed at step 16" in events[0].message
     with pytest.raises(TrainingError, match="saved by method"):
         other = UnlabeledOnly(SmallCNN())
-        run_to_end(fit(other, unlabeled=quadrant_task(4, 0), steps=1, device="cpu",
-                       resume_from=tmp_path / "resume.safetensors"))
+        run_to_end(fit(other, FitConfig(steps=1, device="cpu", resume_from=tmp_path / "resume.safetensors"),
+                       unlabeled=quadrant_task(4, 0)))
 
 
 def test_early_stop_from_epoch_callback():
@@ -270,8 +272,8 @@ def test_early_stop_from_epoch_callback():
         seen.append((epoch, loss))
         return epoch == 2
 
-    events, result = events_of(fit(TinySupervised(SmallCNN()), labeled=quadrant_task(8, 0), epochs=10,
-                                   batch_size=4, device="cpu", on_epoch_end=on_epoch_end))
+    events, result = events_of(fit(TinySupervised(SmallCNN()), FitConfig(epochs=10, batch_size=4, device="cpu"),
+                                   labeled=quadrant_task(8, 0), on_epoch_end=on_epoch_end))
     assert [e for e, _ in seen] == [1, 2] and result.steps == 4 and result.total_steps == 4
     assert all(math.isfinite(loss) for _, loss in seen)
 
@@ -284,8 +286,8 @@ def test_learning_rate_schedule_warmup_then_cosine():
     assert values[55] == pytest.approx(0.5, abs=0.02)
     assert all(a >= b for a, b in zip(values[10:], values[11:])) and values[-1] < 0.01
     method = TinySupervised(SmallCNN())
-    events, _ = events_of(fit(method, labeled=quadrant_task(8, 0), steps=40, batch_size=4, lr=0.1,
-                              warmup_fraction=0.1, device="cpu"))
+    events, _ = events_of(fit(method, FitConfig(steps=40, batch_size=4, lr=0.1, warmup_fraction=0.1, device="cpu"),
+                              labeled=quadrant_task(8, 0)))
     lrs = [e.lr for e in events if e.kind == "step"]
     assert lrs[0] == pytest.approx(0.1 / 4) and max(lrs) == pytest.approx(0.1) and lrs[-1] < 0.01
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medlabeler.engine.workflows.pipeline import load_model, predict_samples
+from medlabeler.engine.workflows.model_versions import load_model
+from medlabeler.engine.workflows.predict import predict_samples
 from medlabeler.engine.project.project_import import create_project
 from medlabeler.engine.store import Project
 from tests.engine.io_fixtures import mni_volume, write_nifti

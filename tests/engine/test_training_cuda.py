@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from medlabeler.engine.models import build_model
-from medlabeler.engine.training import fit, run_to_end
+from medlabeler.engine.training import FitConfig, fit, run_to_end
 from medlabeler.engine.training.device import amp_plan
 
 from .test_training import TinySupervised
@@ -32,7 +32,8 @@ def _logs(gen):
 def test_cuda_training_uses_autocast_and_learns():
     model = build_model("segmentation", "unet", 1, 2, features=(8, 16, 32))
     method = TinySupervised(model, task="segmentation")
-    logs, result = _logs(fit(method, labeled=seg_data(32, 64), steps=30, batch_size=8, device="cuda", lr=3e-3))
+    logs, result = _logs(fit(method, FitConfig(steps=30, batch_size=8, device="cuda", lr=3e-3),
+                             labeled=seg_data(32, 64)))
     dtype = str(amp_plan(torch.device("cuda")).dtype).removeprefix("torch.")
     assert f"with {dtype} autocast" in logs[0]
     assert math.isfinite(result.final_loss) and next(model.parameters()).device.type == "cuda"
@@ -45,8 +46,8 @@ def test_cuda_out_of_memory_halves_the_batch_and_finishes():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         model = build_model("segmentation", "unet", 1, 2, features=(16, 32, 64))
-        run_to_end(fit(TinySupervised(model, task="segmentation"), labeled=seg_data(32, 256), steps=1,
-                       batch_size=batch, device="cuda", amp=False))
+        config = FitConfig(steps=1, batch_size=batch, device="cuda", amp=False)
+        run_to_end(fit(TinySupervised(model, task="segmentation"), config, labeled=seg_data(32, 256)))
         return torch.cuda.max_memory_allocated()
 
     small, large = peak(8), peak(16)
@@ -55,8 +56,8 @@ def test_cuda_out_of_memory_halves_the_batch_and_finishes():
     torch.cuda.set_per_process_memory_fraction((small + large) / 2 / total)
     try:
         model = build_model("segmentation", "unet", 1, 2, features=(16, 32, 64))
-        logs, result = _logs(fit(TinySupervised(model, task="segmentation"), labeled=seg_data(32, 256), steps=3,
-                                 batch_size=16, device="cuda", amp=False))
+        config = FitConfig(steps=3, batch_size=16, device="cuda", amp=False)
+        logs, result = _logs(fit(TinySupervised(model, task="segmentation"), config, labeled=seg_data(32, 256)))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     assert any("out of cuda memory: batch size halved to 8" in m for m in logs), logs

@@ -30,7 +30,7 @@ OPENED = re.compile(r"opened sample (\d+)")
 def trained_project(brain_project, brain_files):
     """The brain slabs with 3 labels, a tiny model and its scores: the queue ranks by uncertainty."""
     from medlabeler.engine.workflows.active_loop import score_project
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.store import Project
     from medlabeler.engine.training import run_to_end
 

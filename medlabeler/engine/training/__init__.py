@@ -12,7 +12,7 @@ _WHERE = {
     "save_weights": "checkpoint",
     "amp_plan": "device", "cap_threads": "device", "pick_device": "device", "seed_everything": "device",
     "Event": "events", "RunResult": "events",
-    "fit": "loop", "run_to_end": "events", "train": "loop",
+    "FitConfig": "loop", "fit": "loop", "run_to_end": "events",
     "warmup_cosine": "schedule",
 }
 __all__ = sorted(_WHERE)

@@ -27,7 +27,8 @@ def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str
     embeddings are written with the model version, so older scores become visibly stale.
     """
     from medlabeler.engine.active.scoring import score_pool, write_embeddings_to_project, write_scores_to_project
-    from medlabeler.engine.workflows.pipeline import embed_samples, load_model, predict_samples, predict_with_features
+    from medlabeler.engine.workflows.model_versions import load_model
+    from medlabeler.engine.workflows.predict import embed_samples, predict_samples, predict_with_features
 
     bundle = load_model(project)
     version = bundle[2].version

@@ -37,7 +37,9 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
     from medlabeler.engine.training.progress import drive
     from medlabeler.engine.workflows.active_loop import next_samples, score_project, where
     from medlabeler.engine.workflows.demo import label_like_a_clinician
-    from medlabeler.engine.workflows.pipeline import evaluate_project, pretrain_project, train_project
+    from medlabeler.engine.workflows.evaluate import evaluate_project
+    from medlabeler.engine.workflows.pretrain import pretrain_project
+    from medlabeler.engine.workflows.train import train_project
 
     with open_or_create_demo(root) as project:
         status = project.status()
@@ -50,7 +52,7 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
             ids += label_like_a_clinician(project, max(2, labels // 4), split="test")
             print(f"labeled {len(ids)} slices (train, validation, test) with the reference tissue masks "
                   "(a stand-in for a clinician)")
-        from medlabeler.engine.workflows.learn_loop import recommendation
+        from medlabeler.engine.workflows.run_config import recommendation
 
         rec = recommendation(project)  # the same pipeline as the app's loop and `medlabeler train`
         if rec.pretrain:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medlabeler.engine.errors import MedlabelerError
+from medlabeler.engine.workflows.model_versions import newest_pretrained
+from medlabeler.engine.workflows.run_config import recommendation
 
 #: New labels (saved since the newest model) that start a new candidate.
 NEW_LABELS = 3
@@ -154,19 +156,6 @@ def _has_train_labels(project) -> bool:
     return bool(project.samples(split="train", labeled=True))
 
 
-def _pretrained(project):
-    versions = [m for m in project.models() if m.method.startswith("pretrain:")]
-    return versions[-1] if versions else None
-
-
-def recommendation(project, config: dict | None = None):
-    from medlabeler.engine.workflows.pipeline import _gpu_wanted, _has_volumes
-    from medlabeler.engine.workflows.recommended import recommended
-
-    dims = 3 if project.task.unit == "image" and _has_volumes(project) else 2
-    return recommended(project.task.kind, spatial_dims=dims, gpu=_gpu_wanted(config))
-
-
 # --- the loop -------------------------------------------------------------------------------------
 
 
@@ -209,7 +198,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 _sleep(poll_s, control)
                 continue
             paused_reported = False
-            if rec.pretrain and _pretrained(project) is None:
+            if rec.pretrain and newest_pretrained(project) is None:
                 version = yield from _pretrain(project, rec, control, remaining(pretrain_budget_s), config, summary)
                 if version is None and not control.cancelled:
                     rec = _without_pretraining(rec)  # it failed: train without it rather than retry forever
@@ -291,7 +280,7 @@ def _drive_run(gen, kind: str, control: LoopControl, describe: Callable[[Any], s
 
 
 def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[LoopEvent, None, int | None]:
-    from medlabeler.engine.workflows.pipeline import pretrain_project
+    from medlabeler.engine.workflows.pretrain import pretrain_project
 
     yield _phase(project, "pretraining", f"pretraining an encoder ({rec.pretrain}) on all images")
     losses: list[float] = []
@@ -329,12 +318,12 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
 
 
 def _train_candidate(project, rec, control, budget_s, config, since, summary) -> Generator[LoopEvent, None, Any]:
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
 
     active = project.active_model()
     if active is not None:
         init, origin = active.version, f"from v{active.version}"
-    elif rec.init == "pretrained" and _pretrained(project) is not None:
+    elif rec.init == "pretrained" and newest_pretrained(project) is not None:
         init, origin = "pretrained", "from the pretrained encoder"
     else:
         init, origin = None, "from scratch"

@@ -22,7 +22,8 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
 
     ``fmt="dicom-seg"`` writes one DICOM-SEG per source series instead of NIfTI, marked as made
     by medlabeler's model (``deidentify``: without the source's patient identifiers)."""
-    from medlabeler.engine.workflows.pipeline import load_model, predict_samples
+    from medlabeler.engine.workflows.model_versions import load_model
+    from medlabeler.engine.workflows.predict import predict_samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

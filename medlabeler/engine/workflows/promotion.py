@@ -24,6 +24,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from medlabeler.engine.workflows.evaluate import evaluate_project
+
 #: A candidate may be this much below the active model and still be promoted: validation Dice on
 #: a handful of slices moves by about this much between equally good models.
 TOLERANCE = 0.005
@@ -67,8 +69,6 @@ def _pick(task_kind: str, metrics: dict[str, float]) -> tuple[str, float | None]
 def validation_metric(project, version: int, *, device=None, metric: str | None = None
                       ) -> tuple[str, float | None, int]:
     """(metric name, value or None, validation samples) of a model version on the current val labels."""
-    from medlabeler.engine.workflows.pipeline import evaluate_project
-
     metrics = evaluate_project(project, "val", version, device=device)
     n = int(metrics.get("n", 0))
     if metric is not None:

@@ -72,7 +72,7 @@ def brain_project(tmp_path):
 def test_one_round_on_a_real_project(brain_project, capsys):
     from medlabeler.cli import main
     from medlabeler.engine.workflows.active_loop import next_samples, score_project
-    from medlabeler.engine.workflows.pipeline import train_project
+    from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.training import run_to_end
 
     run_to_end(train_project(brain_project, method="supervised", config=TINY))
