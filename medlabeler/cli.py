@@ -149,15 +149,19 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from medlabeler.engine.workflows.train import train_project
+    from medlabeler.engine.workflows.train import train_project, train_recommended
 
     config = _config(args.config)
     init = args.init
     if init and init.isdigit():
         init = int(init)
     with _open(args.project) as project:
-        result = drive(train_project(project, method=args.method, init=init, epochs=args.epochs, steps=args.steps,
-                                     budget_s=args.budget_s, config=config), f"train {args.method or 'recommended'}")
+        if args.method is None and init is None and args.epochs is None:  # the whole recommended pipeline
+            gen = train_recommended(project, steps=args.steps, budget_s=args.budget_s, config=config)
+        else:
+            gen = train_project(project, method=args.method, init=init, epochs=args.epochs, steps=args.steps,
+                                budget_s=args.budget_s, config=config)
+        result = drive(gen, f"train {args.method or 'recommended'}")
     method = (result.record or {}).get("method", args.method) if result is not None else args.method
     print(f"trained {method}: {_result_text(result)}")
     decision = getattr(result, "decision", None)
@@ -408,16 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_queue)
 
     p = sub.add_parser("benchmark", help="measure: active-learning curves, pipelines, training throughput")
-    p.add_argument("name", choices=["active-learning", "pipelines", "throughput", "learning-loop"])
+    p.add_argument("name", choices=["active-learning", "pipelines", "throughput", "learning-loop", "sanity-ladder"])
     p.add_argument("--dataset", default="mni-tissue-seg", help="mni-tissue-seg, mni-tissue-cls or a labeled project folder")
     p.add_argument("--strategies", default="random,entropy,bald,kcenter,hybrid")
-    p.add_argument("--methods", default="supervised,pcl+supervised,mean-teacher")
+    p.add_argument("--methods", default="supervised,pcl+supervised,mean-teacher,auto",
+                   help="pipelines: [pretrain+]train,...; 'auto' is the recommended pipeline, 'all' every method")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--per-round", type=int, default=4)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="epochs per training run (default: a fixed --steps budget)")
     p.add_argument("--out", default="benchmark-out")
-    p.add_argument("--labels", type=int, default=8, help="labeled train samples (pipelines, throughput)")
+    p.add_argument("--labels", default="8", help="labeled train samples (pipelines: a list such as 4,8,16,full; throughput: a number)")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default 40 segmentation, 60 classification)")
     p.add_argument("--full-steps", type=int, default=None, help="steps of the full-supervision reference (default: --steps; with --warm-start, --steps x (rounds + 1))")
     p.add_argument("--pretrain-steps", type=int, default=None, help="SSL pretraining steps (default 60)")

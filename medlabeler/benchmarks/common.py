@@ -36,6 +36,7 @@ RELEVANT = {
                   "batch_size", "config", "threads", "out"),
     "throughput": ("dataset", "labels", "steps", "pretrain_steps", "image_size", "batch_size", "config", "repeats",
                    "threads", "out"),
+    "sanity-ladder": ("labels", "steps", "pretrain_steps", "image_size", "config", "threads", "out"),
     "learning-loop": ("dataset", "rounds", "per_round", "steps", "image_size", "batch_size", "config", "threads", "out"),
 }
 

@@ -98,7 +98,7 @@ def run(args) -> int:
     rows = []
     try:
         pool = common.train_pool(project, data)
-        labeled = common.spread_pick(pool, args.labels, 0, common.empty_mask(data))
+        labeled = common.spread_pick(pool, int(args.labels), 0, common.empty_mask(data))
         common.reveal(project, data, labeled)
         # val labels too (training without any crashes, see the report); one epoch, so the only
         # validation comes after the last timed step

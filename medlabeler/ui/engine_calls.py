@@ -82,11 +82,13 @@ def training_run(project, *, method: str | None, init: str | int | None, epochs:
 
     def start(token):
         from medlabeler.engine.workflows.pretrain import pretrain_project
-        from medlabeler.engine.workflows.train import train_project
+        from medlabeler.engine.workflows.train import train_project, train_recommended
 
         if method in pretrain_methods():
             cfg = dict(config, steps=steps) if steps else config
             return pretrain_project(project, method=method, epochs=epochs, config=cfg, cancel=token)
+        if method is None and init in (None, "") and epochs is None:  # the whole recommended pipeline
+            return train_recommended(project, steps=steps, budget_s=budget_s, config=config, cancel=token)
         return train_project(project, method=method, init=init, epochs=epochs, steps=steps,
                              budget_s=budget_s, config=config, cancel=token)
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from PIL import Image
 
 from medlabeler.benchmarks import common
 from medlabeler.benchmarks.datasets import PATCH_CLASSES, build_tissue_patches, load_dataset, mni_truth
-from medlabeler.benchmarks.pipelines import parse_pipelines
+from medlabeler.benchmarks.pipelines import _grow, auto_text, harmful, paired_delta, parse_label_counts, parse_pipelines
 from medlabeler.cli import main
 from medlabeler.engine.errors import InputError
 from medlabeler.engine.project.project_import import create_project
@@ -64,23 +65,51 @@ def test_active_learning_benchmark_runs_the_loop_and_writes_curves(tmp_path, cap
         assert {project.sample(i).slice_index for i in chosen} >= first
 
 
-def test_pipelines_benchmark_reports_each_pipeline(tmp_path, capsys):
+def test_pipelines_benchmark_reports_each_pipeline_and_label_count(tmp_path, capsys):
     out = tmp_path / "pipes"
-    code = main(["benchmark", "pipelines", "--dataset", "mni-tissue-seg", "--methods", "supervised,pcl+supervised",
-                 "--seeds", "1", "--labels", "3", "--pretrain-steps", "2", "--out", str(out), *TINY])
+    code = main(["benchmark", "pipelines", "--dataset", "mni-tissue-seg", "--methods", "supervised,pcl+supervised,auto",
+                 "--seeds", "1", "--labels", "3,2", "--pretrain-steps", "2", "--out", str(out), *TINY])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| supervised |" in printed and "| pcl+supervised |" in printed
+    auto = auto_text("segmentation")
+    assert "| supervised |" in printed and "| pcl+supervised |" in printed and f"| {auto} |" in printed
+    assert "## 2 labels" in printed and "## 3 labels" in printed and "Do no harm" in printed
     rows = _rows(out / "pipelines.csv")
-    assert [r["pipeline"] for r in rows] == ["supervised", "pcl+supervised"]
-    assert all(r["labels"] == "3" and 0.0 <= float(r["dice"]) <= 1.0 for r in rows)
-    assert math.isnan(float(rows[0]["pretrain_images_per_second"]))
-    assert float(rows[1]["pretrain_images_per_second"]) > 0
+    assert [(r["pipeline"], r["labels"]) for r in rows] == [
+        ("supervised", "2"), ("pcl+supervised", "2"), (auto, "2"),
+        ("supervised", "3"), ("pcl+supervised", "3"), (auto, "3")]
+    assert all(0.0 <= float(r["dice"]) <= 1.0 and 0.0 <= float(r["val_dice"]) <= 1.0 for r in rows)
+    assert float(rows[0]["pretrain_s"]) == 0.0 and float(rows[1]["pretrain_s"]) > 0
+    assert rows[1]["pretrain_s"] == rows[4]["pretrain_s"]  # one pretraining serves both label counts
     assert "pipelines on mni-tissue-seg" in (out / "pipelines.md").read_text().lower()
+
+
+def test_label_counts_grow_nested_and_full_comes_last():
+    assert parse_label_counts("16, full,4,8") == [4, 8, 16, "full"]
+    with pytest.raises(InputError, match="--labels"):
+        parse_label_counts("4,many")
+    pool = [SimpleNamespace(id=i) for i in range(40)]
+    data = SimpleNamespace(task="classification")
+    four = _grow(pool, [], 4, 0, data)
+    eight = _grow(pool, four, 8, 0, data)
+    assert len(four) == 4 and len(eight) == 8 and eight[:4] == four
+    assert _grow(pool, eight, "full", 0, data) == pool
+
+
+def test_harm_is_the_paired_difference_from_supervised():
+    rows = [{"pipeline": p, "labels": "4", "seed": s, "dice": d} for p, s, d in [
+        ("supervised", 0, 0.80), ("supervised", 1, 0.70), ("a", 0, 0.82), ("a", 1, 0.69), ("b", 0, 0.75), ("b", 1, 0.70)]]
+    assert paired_delta(rows, "a", 4, "dice")[0] == pytest.approx(0.005)
+    assert harmful(rows, "dice") == [("b", "4", pytest.approx(-0.025))]
 
 
 def test_parse_pipelines_checks_the_method_names():
     assert parse_pipelines("supervised, pcl+mean-teacher") == [(None, "supervised"), ("pcl", "mean-teacher")]
+    assert parse_pipelines("auto") == [(None, "auto")]
+    everything = parse_pipelines("all", "segmentation")
+    assert (None, "supervised") in everything and (None, "cross-teaching") in everything
+    assert ("pcl", "supervised") in everything and everything[-1] == (None, "auto")
+    assert (None, "cross-teaching") not in parse_pipelines("all", "classification")
     with pytest.raises(InputError, match="unknown pipeline 'pcl\\+nothing'"):
         parse_pipelines("pcl+nothing")
     with pytest.raises(InputError, match="unknown pipeline 'supervised\\+pcl'"):

@@ -227,3 +227,30 @@ def _utc_now() -> str:
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def train_recommended(project, *, steps: int | None = None, budget_s: float | None = None,
+                      config: dict | None = None, cancel=None, promote: bool = True,
+                      tolerance: float | None = None) -> Generator:
+    """The recommended pipeline (engine.workflows.recommended) end to end: when it pretrains and
+    the project has no encoder of that SSL method yet, pretrain one first on every image (with
+    the same sizes as `config`), then train the recommended method from it. What `medlabeler
+    train` with no --method and `benchmark pipelines --methods auto` run; returns the training
+    run's RunResult (None when the pretraining was cancelled)."""
+    from medlabeler.engine.workflows.pretrain import pretrain_project
+
+    rec = recommendation(project, config)
+    init = None
+    if rec.pretrain:
+        newest = newest_pretrained(project)
+        if newest is None or newest.method != f"pretrain:{rec.pretrain}":
+            sizes = {k: v for k, v in (config or {}).items() if k not in ("steps", "epochs", "steps_per_epoch")}
+            result = yield from pretrain_project(project, method=rec.pretrain, cancel=cancel,
+                                                 config={**sizes, **rec.pretrain_config})
+            if result is None or result.cancelled:
+                return None
+        init = "pretrained"
+    elif rec.init not in (None, "pretrained"):
+        init = rec.init
+    return (yield from train_project(project, method=rec.method, init=init, steps=steps, budget_s=budget_s,
+                                     config=config, cancel=cancel, promote=promote, tolerance=tolerance))

@@ -1,0 +1,35 @@
+"""The sanity ladder of issue 9, small: each self- or semi-supervised part must behave before any
+tuning (medlabeler.benchmarks.ladder; `medlabeler benchmark sanity-ladder` runs it at full size)."""
+
+import pytest
+
+from medlabeler.benchmarks.ladder import run_ladder
+
+SMALL = {"image_size": 32, "features": [8, 16, 32], "batch_size": 8, "unlabeled_batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory):
+    lines = []
+    rungs = run_ladder(tmp_path_factory.mktemp("ladder"), labels=8, steps=80, pretrain_steps=80, config=SMALL,
+                       echo=lines.append)
+    by_number: dict[str, list] = {}
+    for r in rungs:
+        by_number.setdefault(r.name.split(" ")[0], []).append(r)
+    return by_number, lines
+
+
+@pytest.mark.parametrize("rung", ["supervised", "1a", "1b", "2a", "2b", "3a", "3b", "3c", "4", "5"])
+def test_rung_passes(ladder, rung):
+    rungs, lines = ladder
+    matching = rungs.get(rung, [])
+    assert matching, f"rung {rung} missing; ran: {lines}"
+    assert all(r.passed for r in matching), "\n".join(lines)
+
+
+def test_fixmatch_logs_pass_shares_and_pseudo_label_accuracy_per_class(ladder):
+    rungs, _ = ladder
+    figures = rungs["2b"][0].figures
+    assert {"logged_mask_rate", "logged_pass_0", "logged_pass_1", "logged_pass_2"} <= set(figures)
+    assert {"pseudo_acc", "pseudo_acc_0", "pseudo_acc_1", "pseudo_acc_2"} <= set(figures)
+    assert rungs["2a"][0].figures["max_pass_share"] == 0.0
