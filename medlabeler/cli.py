@@ -44,6 +44,14 @@ def _method_names(kind: str) -> list[str]:
     return list_methods(kind=kind) + (["curriculum"] if kind == "pretrain" else [])
 
 
+def _train_method_help() -> str:
+    from medlabeler.engine.workflows.recommended import describe, experimental_text
+
+    marks = experimental_text()
+    return (f"default: the recommended pipeline ({describe()}; docs/benchmarks.md)"
+            + (f". {marks}" if marks else "")).replace("%", "%%")
+
+
 def _strategy_names() -> list[str]:
     from medlabeler.engine.active.strategies import SCORE_WORDS, available_strategies
 
@@ -161,6 +169,7 @@ def cmd_train(args) -> int:
         else:
             gen = train_project(project, method=args.method, init=init, epochs=args.epochs, steps=args.steps,
                                 budget_s=args.budget_s, config=config)
+        _warn_if_experimental(project.task.kind, args.method)
         result = drive(gen, f"train {args.method or 'recommended'}")
     method = (result.record or {}).get("method", args.method) if result is not None else args.method
     print(f"trained {method}: {_result_text(result)}")
@@ -187,6 +196,14 @@ def cmd_learn(args) -> int:
     if _torchrun_rank() == 0:
         print(f"learn: {summary.text()}")
     return 0
+
+
+def _warn_if_experimental(task_kind: str, method: str | None) -> None:
+    from medlabeler.engine.workflows.recommended import experimental
+
+    why = experimental(task_kind, method) if method else None
+    if why:
+        print(f"note: {method} is experimental for {task_kind} ({why}; docs/benchmarks.md)", file=sys.stderr)
 
 
 def _result_text(result) -> str:
@@ -359,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train on the labels (and unlabeled images for semi-supervised methods)")
     p.add_argument("project")
     p.add_argument("--method", default=None, choices=_Registered(lambda: _method_names("train")),
-                   help="default: the recommended method (engine/workflows/recommended.py)")
+                   help=_train_method_help())
     p.add_argument("--init", help="'pretrained' or a model version to start from")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recommended budget)")
     p.add_argument("--budget-s", type=float, default=None, help="stop cleanly after this many seconds")

@@ -114,11 +114,11 @@ def test_cli_train_prints_promoted_or_kept_and_learn_runs_the_loop(tmp_path, cap
     project.close()
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(SEG))
-    assert main(["train", str(root), "--steps", "40", "--config", str(config)]) == 0
+    assert main(["train", str(root), "--method", "supervised", "--steps", "40", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "trained supervised" in out and "promoted: promoted v1" in out
     config.write_text(json.dumps({**SEG, "lr": 1e-5}))
-    assert main(["train", str(root), "--steps", "1", "--config", str(config)]) == 0
+    assert main(["train", str(root), "--method", "supervised", "--steps", "1", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "kept: v2 not better" in out and "active v1" in out
     # nothing new to learn from: the loop re-scores nothing, trains nothing, and says so

@@ -155,6 +155,9 @@ class _Run:
         name = self.name
         if self.uses_labels and (labeled is None or len(labeled) == 0):
             raise TrainingError(f"method {name!r} needs labeled images, and none are labeled in the training split yet")
+        self.without_unlabeled = self.uses_unlabeled and self.uses_labels and (unlabeled is None or len(unlabeled) == 0)
+        if self.without_unlabeled:  # everything is labeled: a semi-supervised method learns from the labels alone
+            self.uses_unlabeled = False
         if self.uses_unlabeled and (unlabeled is None or len(unlabeled) == 0):
             raise TrainingError(f"method {name!r} needs unlabeled images, and there are none")
         if not self.uses_labels and not self.uses_unlabeled:
@@ -247,7 +250,8 @@ class _Run:
         return (f"{self.name} on {self.device.type}{autocast}: "
                 f"{self.total_steps} steps ({n_epochs} epochs x {self.steps_per_epoch}), batch {batch}"
                 + (f" + {self.unlabeled_batch_size} unlabeled" if self.uses_unlabeled and self.uses_labels else "")
-                + (f", resumed at step {self.start_step}" if self.start_step else ""))
+                + (f", resumed at step {self.start_step}" if self.start_step else "")
+                + ("; no unlabeled images, so it learns from the labels alone" if self.without_unlabeled else ""))
 
     def _log(self, message: str, *, step: int | None = None, **fields) -> Event:
         return Event("log", step=self.step if step is None else step, total_steps=self.total_steps,

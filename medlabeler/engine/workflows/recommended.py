@@ -57,3 +57,22 @@ def recommended(task_kind: str, *, spatial_dims: int = 2, gpu: bool = False) -> 
 def describe() -> str:
     """One line per task of what the recommended pipeline does on this machine's CPU budget."""
     return "; ".join(f"{task}: {recommended(task).text()}" for task in ("segmentation", "classification"))
+
+
+# Methods that scored more than 0.01 below supervised at their own defaults and the same budget
+# (docs/benchmarks.md, "Do no harm"), per task: offered, but marked experimental with the reason.
+EXPERIMENTAL: dict[str, dict[str, str]] = {
+    "segmentation": {},
+    "classification": {},
+}
+
+
+def experimental(task_kind: str, method: str) -> str | None:
+    """Why `method` is experimental for `task_kind` (None: it is not)."""
+    return EXPERIMENTAL.get(task_kind, {}).get(method)
+
+
+def experimental_text() -> str:
+    """"experimental: mean-teacher (segmentation: 0.02 below supervised at 4 labels); ..." or ""."""
+    items = [f"{method} ({task}: {why})" for task, marks in EXPERIMENTAL.items() for method, why in marks.items()]
+    return ("experimental: " + "; ".join(items)) if items else ""

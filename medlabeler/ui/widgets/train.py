@@ -242,11 +242,26 @@ class TrainWidget(QWidget):
     def _method_changed(self) -> None:
         self.init_combo.setEnabled(self.method not in calls.pretrain_methods())
 
+    def _mark_experimental(self, task_kind: str) -> None:
+        """Methods that lost to supervised on this task's benchmark say so, with the reason."""
+        from medlabeler.engine.workflows.recommended import experimental
+
+        for index in range(1, self.method_combo.count()):
+            method = self.method_combo.itemData(index)
+            why = experimental(task_kind, method)
+            label = METHOD_LABELS.get(method, method)
+            self.method_combo.setItemText(index, f"{label} (experimental)" if why else label)
+            self.method_combo.setItemData(index, f"experimental: {why} (docs/benchmarks.md)" if why else None,
+                                          Qt.ToolTipRole)
+
     def _project_changed(self) -> None:
         project = self.session.project
         if project is not None:
             rec = calls.recommendation(project)
-            self.method_combo.setItemText(0, f"recommended ({METHOD_LABELS.get(rec.method, rec.method)})")
+            name = METHOD_LABELS.get(rec.method, rec.method)
+            self.method_combo.setItemText(0, f"recommended ({rec.pretrain.upper() + ' → ' if rec.pretrain else ''}{name})")
+            self.method_combo.setItemData(0, rec.text(), Qt.ToolTipRole)
+            self._mark_experimental(project.task.kind)
             self.steps.setValue(int(rec.config.get("steps") or self.steps.value()))
             defaults = calls.run_defaults()
             self.image_size.setValue(int(rec.config.get("image_size", defaults["image_size"])))
