@@ -15,7 +15,7 @@ def test_learning_loop_benchmark_prints_the_curve_latency_and_decisions(tmp_path
     assert "medlabeler benchmark learning-loop --dataset mni-tissue-seg --rounds 2 --per-round 3" in printed
     rows = re.findall(r"^\| (\d+) \| (\d+) \| v(\d+) \| ([0-9.]+) \| ([0-9.]+) \| (.+) \|$", printed, re.M)
     assert [(r[0], r[1]) for r in rows] == [("1", "3"), ("2", "6")]
-    assert "promoted v1: the first model" in rows[0][5]
+    assert re.search(r"promoted v\d+: the first model", rows[0][5])  # v1 may be a pretrained encoder
     assert "label save -> promoted model that includes it: p50" in printed
     assert "vs a single manual Retrain from scratch with the same 6 labels" in printed
     assert (out / "learning-loop.md").read_text().startswith("# Learning loop with a simulated clinician")

@@ -224,6 +224,8 @@ def test_whole_volumes_train_a_3d_unet(tmp_path, monkeypatch):
     result = run_to_end(train_project(project, epochs=1, config=config))
     mv = project.model(result.version)
     assert mv.record["model"]["arch"] == "unet3d" and mv.record["spatial_dims"] == 3
+    # the recommended run trains on native-resolution patches and predicts with a sliding window
+    assert mv.record["preprocess"]["resize"] == "crop" and mv.record["preprocess"]["volume_size"] == 16
     sample = project.samples()[0]
     (sid, probs), = predict_samples(project, [sample.id])
     assert probs.shape == (2, 8, 20, 24)

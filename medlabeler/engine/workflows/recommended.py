@@ -49,9 +49,11 @@ def recommended(task_kind: str, *, spatial_dims: int = 2, gpu: bool = False) -> 
         return Recommendation(method="srcl", config={"steps": steps},
                               why="SRCL (mean teacher + relation consistency + NT-Xent) beat supervised "
                                   "on mni-tissue-cls (docs/benchmarks.md)")
-    return Recommendation(method="supervised", config={"steps": steps},
-                          why="whole volumes: labels-only training until a self- or semi-supervised "
-                              "pipeline is shown to beat it on volumes")
+    # whole volumes: random 64^3 patches at the native voxel grid, sliding-window prediction (as MONAI
+    # and nnU-Net), instead of shrinking a 512x512x48 CT to 64^3, where small lesions vanish
+    return Recommendation(method="supervised", config={"steps": steps, "resize": "crop", "volume_size": 64},
+                          why="whole volumes: labels-only training on native-resolution patches until a "
+                              "self- or semi-supervised pipeline is shown to beat it on volumes")
 
 
 def describe() -> str:

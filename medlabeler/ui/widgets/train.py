@@ -125,7 +125,7 @@ class TrainWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.learning = self.session.learning
-        #: More engine config keys (see engine.pipeline.DEFAULTS), merged over the form's values.
+        #: More engine config keys (see engine.workflows.run_config.DEFAULTS), merged over the form's values.
         self.extra_config: dict = {}
         layout = QVBoxLayout(self)
 
