@@ -208,6 +208,7 @@ class SampleView:
                             colormap=label_colormap(self.task.names, self.task.colors),
                             features=label_features(self.task.names))
         self._blank_overlays()
+        self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
         if is_stack and pixels.ndim == 3:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
         if previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
