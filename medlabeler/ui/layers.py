@@ -37,6 +37,22 @@ UNCERTAINTY_OPACITY = 0.35
 _CONTRAST_SAMPLE = 2_000_000
 
 
+def read_volume(sample) -> tuple[np.ndarray, tuple[float, ...], tuple[float, float] | None]:
+    """Pixels, scale and window of the volume a slice sample belongs to (no layers: any thread)."""
+    from medlabeler.engine.io import read_image
+
+    image = read_image(sample.path, sample.series_uid)
+    array = image.array
+    if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
+        array = array.astype(np.float32)
+    return array, tuple(float(v) for v in image.spacing[:3]), image.window
+
+
+def volume_bytes(sample) -> int:
+    """About how many bytes the volume of a slice sample holds once read (float32)."""
+    return 4 * int(sample.n_slices or 1) * int(np.prod(sample.spatial_shape))
+
+
 def layer_name(kind: str) -> str:
     return LAYER_PREFIX + kind
 
@@ -218,14 +234,16 @@ class SampleView:
         """Pixels, scale and window of the volume a slice sample belongs to (one volume cached)."""
         key = (sample.path, sample.series_uid)
         if key not in self._volume_cache:
-            from medlabeler.engine.io import read_image
-
-            image = read_image(sample.path, sample.series_uid)
-            array = image.array
-            if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
-                array = array.astype(np.float32)
-            self._volume_cache = {key: (array, tuple(float(v) for v in image.spacing[:3]), image.window)}
+            self.keep_volume(sample, read_volume(sample))
         return self._volume_cache[key]
+
+    def needs_reading(self, sample) -> bool:
+        """Whether showing ``sample`` reads its volume from disk first (a slice of another volume)."""
+        return sample.slice_index is not None and (sample.path, sample.series_uid) not in self._volume_cache
+
+    def keep_volume(self, sample, volume: tuple) -> None:
+        """Hold a volume ``read_volume`` read (on any thread) as the one to show (one kept)."""
+        self._volume_cache = {(sample.path, sample.series_uid): volume}
 
     def _label_shape(self) -> tuple[int, ...]:
         pixels = self.shown.pixels

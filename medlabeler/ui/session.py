@@ -20,13 +20,16 @@ import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.layers import PredictionView, SampleView
+from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
 log = logging.getLogger(__name__)
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Volumes at least this large (float32 bytes) are read on a thread before their slice opens: a
+#: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) a fraction of one.
+READ_ON_A_THREAD_BYTES = 64 * 2**20
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
 
 
@@ -133,6 +136,7 @@ class Session(QObject):
     overlay_toggled = Signal(str, bool)  # overlay kind, visible (keys and the Review tab's boxes)
     saves_submitted = Signal()  # labels handed to the writer (shown as "saving" until labels_changed)
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
+    _volume_read = Signal(object, object, object)  # project, sample, (pixels, scale, window) | exception
 
     def __init__(self, viewer):
         super().__init__()
@@ -152,6 +156,8 @@ class Session(QObject):
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
         self.predictions_kept = 8  # predictions cached (the open sample's, the next ones ahead)
+        self.reading: int | None = None  # the sample whose volume is being read on a thread
+        self._volume_read.connect(self._volume_arrived)
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -268,6 +274,7 @@ class Session(QObject):
         self.project = None
         self.view = None
         self.sample = None
+        self.reading = None
         self.predictions.clear()
         self.project_changed.emit()
         self.sample_opened.emit(None)
@@ -290,11 +297,17 @@ class Session(QObject):
     # --- samples and labels ---------------------------------------------------------------------
     @main_thread_only
     def open_sample(self, sample_id: int) -> None:
-        """Show a sample (saving the labels of the one open first)."""
+        """Show a sample (saving the labels of the one open first). A slice of a large volume not
+        read yet is read on a thread first (seconds for a CT series): the window stays live, the
+        status bar says so, and the sample opens when its volume is in memory."""
         if self.project is None:
             return
         self.save_current()
         sample = self.project.sample(int(sample_id))
+        if self.view.needs_reading(sample) and volume_bytes(sample) >= READ_ON_A_THREAD_BYTES:
+            self._read_then_open(sample)
+            return
+        self.reading = None
         self.sample = sample
         cached = self._cached_prediction(sample.id)
         self.view.show(sample, prediction=cached)  # a prediction made ahead is drawn with the slice
@@ -313,6 +326,32 @@ class Session(QObject):
                 self.view.prepare_overlays()
                 self._start_background(calls.prediction_only_run(self.project, sample.id), "Predicting", preempt=False)
         self.rank_ahead()
+
+    def _read_then_open(self, sample) -> None:
+        self.reading = sample.id
+        if self.viewer is not None:
+            self.viewer.status = f"reading the images of sample {sample.id} ({sample.n_slices} slices)…"
+        project = self.project
+
+        def read() -> None:
+            try:
+                volume = read_volume(sample)
+            except Exception as exc:  # noqa: BLE001 - shown on the main thread
+                volume = exc
+            self._volume_read.emit(project, sample, volume)
+
+        threading.Thread(target=read, name="medlabeler-volume-read", daemon=True).start()
+
+    @main_thread_only
+    def _volume_arrived(self, project, sample, volume) -> None:
+        if project is not self.project or self.reading != sample.id or self.view is None:
+            return  # another sample or project was opened meanwhile
+        if isinstance(volume, Exception):
+            self.reading = None
+            show_error_message(f"Cannot read the images of sample {sample.id}: {volume}")
+            return
+        self.view.keep_volume(sample, volume)
+        self.open_sample(sample.id)
 
     def _cached_prediction(self, sample_id: int) -> PredictionView | None:
         """The kept prediction of a sample if the active model made it."""

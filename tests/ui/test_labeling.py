@@ -188,3 +188,27 @@ def test_next_opens_the_queue_first_with_its_prediction_made_ahead_while_the_sav
     assert widget.label.current_label.text() == "mask saved (v1, manual)"
     assert np.array_equal(project.load_label(first.id), painted)
     assert cli_first(trained_project, capsys) == upcoming
+
+
+def test_a_large_volume_is_read_on_a_thread_then_its_slice_opens(make_napari_viewer, qtbot, brain_project,
+                                                                 monkeypatch, caplog):
+    """A CT series takes seconds to read: the window stays live and the sample opens once read."""
+    from medlabeler.ui import session as session_module
+
+    caplog.set_level(logging.INFO, logger="medlabeler.ui.session")
+    monkeypatch.setattr(session_module, "READ_ON_A_THREAD_BYTES", 0)  # every volume counts as large
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    first = session.next_sample_id()
+    assert session.reading == first and session.sample is None and "reading the images" in viewer.status
+    qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
+    assert session.sample.id == first == last_opened(caplog) and session.reading is None
+    image = session.view.layers["image"]
+    assert image.data.ndim == 3 and viewer.dims.point[0] == pytest.approx(session.sample.slice_index * image.scale[0])
+    other = next(s for s in session.project.samples() if (s.path, s.series_uid) != (session.sample.path,
+                                                                                    session.sample.series_uid))
+    session.open_sample(other.id)  # another volume: read on a thread too, then shown
+    assert session.reading == other.id and session.sample.id == first
+    qtbot.waitUntil(lambda: session.sample.id == other.id, timeout=30_000)
+    assert session.view.layers["image"].data.shape[0] == other.n_slices
