@@ -93,7 +93,7 @@ def main() -> None:
     session = widget.session
     canvas = viewer.window._qt_viewer.canvas
     handler = viewer.window._qt_viewer._key_map_handler
-    wait(lambda: session.current_prediction is not None and not session.jobs.busy, 120)
+    wait(lambda: session.current_prediction is not None and session.jobs.inference_idle, 120)
 
     saving_ms: list[float] = []
     save = session.save_current
@@ -125,7 +125,7 @@ def main() -> None:
     session.rankings.rank_now = counted_rank_now
     for _ in range(args.rounds):
         think_until = time.perf_counter() + args.think_ms / 1000
-        wait(lambda: time.perf_counter() >= think_until and not session.jobs.busy and not session.rankings.busy, 120)
+        wait(lambda: time.perf_counter() >= think_until and session.jobs.inference_idle and not session.rankings.busy, 120)
         sample = session.sample
         session.view.set_current_mask(truth[sample.slice_index])
         start = time.perf_counter()

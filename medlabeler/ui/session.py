@@ -20,6 +20,7 @@ import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.ui import engine_calls as calls
+from medlabeler.ui.qt_fixes import guard_singletons
 from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
@@ -140,6 +141,7 @@ class Session(QObject):
 
     def __init__(self, viewer):
         super().__init__()
+        guard_singletons()  # PySide6 6.12 leaks a reference of True per emit: would abort the app
         self._viewer = weakref.ref(viewer)
         self.project = None
         self.view: SampleView | None = None
