@@ -53,6 +53,72 @@ class Heartbeat:
         return [1000 * (b - a) for a, b in zip(self.ticks, self.ticks[1:])]
 
 
+class StallSampler:
+    """Where the main thread is while the heartbeat is late: a thread samples the main thread's
+    Python stack every ``every_ms`` whenever the last tick is older than ``late_ms``, and counts the
+    innermost frames of medlabeler / napari / vispy / Qt code seen (C++ time shows as the Python
+    frame that called into it). Samples taken while the main thread sleeps in the benchmark's own
+    pump are skipped."""
+
+    def __init__(self, beat: Heartbeat, late_ms: float = 30.0, every_ms: float = 5.0, depth: int = 1):
+        import threading
+
+        self.depth = depth  # medlabeler frames shown per sample (the innermost ones)
+        self.beat, self.late_s, self.every_s = beat, late_ms / 1000, every_ms / 1000
+        self.counts: dict[str, int] = {}
+        self.stalls: dict[float, dict[str, int]] = {}  # last tick before a stall -> where it was
+        self.samples = 0
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-sampler", daemon=True)
+
+    def start(self) -> StallSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import sys
+        import traceback
+
+        while not self._stop.wait(self.every_s):
+            ticks = self.beat.ticks
+            if not ticks or not self.beat.timer.isActive() or time.perf_counter() - ticks[-1] < self.late_s:
+                continue
+            frame = sys._current_frames().get(self._main)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            if stack and stack[-1].name in ("pump", "wait_for", "wait") and stack[-1].filename.endswith(
+                    ("ui_heartbeat.py", "ui_loop_heartbeat.py", "next_sample.py", "ui_ct_scroll.py")):
+                continue
+            ours = [f for f in stack if "/medlabeler/" in f.filename and "/benchmarks/" not in f.filename]
+            inner = stack[-1]
+            where = f"{Path(inner.filename).name}:{inner.name}"
+            if ours:
+                chain = " > ".join(f"{Path(f.filename).name}:{f.name}" for f in ours[-self.depth:])
+                where = f"{chain} > {where}"
+            self.counts[where] = self.counts.get(where, 0) + 1
+            self.samples += 1
+            stall = self.stalls.setdefault(ticks[-1], {})  # one stall: the samples after the same tick
+            stall[where] = stall.get(where, 0) + 1
+
+    def report(self, top: int = 8) -> str:
+        if not self.samples:
+            return "  no stall sampled"
+        rows = sorted(self.counts.items(), key=lambda kv: -kv[1])[:top]
+        lines = [f"  {100 * n / self.samples:4.0f}%  {where}" for where, n in rows]
+        longest = sorted(self.stalls.values(), key=lambda st: -sum(st.values()))[:3]
+        for stall in longest:
+            total = sum(stall.values())
+            lines.append(f"  one stall of about {total * self.every_s * 1000 + self.late_s * 1000:.0f} ms:")
+            lines += [f"    {n:3d} x {where}" for where, n in sorted(stall.items(), key=lambda kv: -kv[1])[:4]]
+        return "\n".join(lines)
+
+
 def record_step_times(calls_module, sink: list[float]):
     """Wrap the UI's training entry so the worker records how long each optimizer step took."""
     original = calls_module.training_run

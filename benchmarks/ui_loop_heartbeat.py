@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ui_heartbeat import Heartbeat, percentiles  # noqa: E402  (the same 2 ms timer)
+from ui_heartbeat import Heartbeat, StallSampler, percentiles  # noqa: E402  (the same 2 ms timer)
 
 
 def _time_main_thread_work(sink: dict) -> None:
@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     print(f"demo: {len(session.project.samples())} slices, {n_val} validation slices labeled; loop running: "
           f"{loop.running}; candidate {args.steps} steps at {args.image_size} px")
     beat = Heartbeat()
-    rows, labeling_gaps, loop_gaps = [], [], []
+    sampler = StallSampler(beat, depth=3).start() if args.profile else None
+    rows, labeling_gaps, loop_gaps, action_ms = [], [], [], []
     for rnd in range(1, args.rounds + 1):
         beat.start()
         wait_for(lambda: "waiting for labels" in loop.now, 600)
@@ -142,8 +143,10 @@ def main(argv=None) -> int:
             layer = session.view.labels_layer
             layer.data[sample.slice_index] = truth[sample.slice_index]
             layer.refresh()
+            acted = time.perf_counter()  # the clinician's save + next (the `n` key's work)
             session.save_current()
             session.open_next()
+            action_ms.append(1000 * (time.perf_counter() - acted))
             pump(0.3)  # a clinician's pause between slices
         labeling_gaps += beat.stop()
         beat.start()
@@ -161,11 +164,17 @@ def main(argv=None) -> int:
               flush=True)
     print(f"heartbeat (2 ms timer) while the loop trains, validates, scores: {percentiles(loop_gaps)}")
     print(f"heartbeat while the clinician opens, paints and saves (loop running): {percentiles(labeling_gaps)}")
+    print(f"  of which the clinician's own actions (save + open next, main thread): "
+          f"p50 {np.percentile(action_ms, 50):.0f} ms, max {max(action_ms):.0f} ms ({len(action_ms)} actions)")
     slow = sorted(loop_gaps)[-5:]
     print("five longest stalls while the loop works (ms): " + ", ".join(f"{g:.0f}" for g in slow))
     for name, times in sorted(slow_calls.items(), key=lambda kv: -max(kv[1])):
         print(f"  main thread {name}: {len(times)} calls, max {1000 * max(times):.0f} ms, "
               f"total {1000 * sum(times):.0f} ms")
+    if sampler is not None:
+        sampler.stop()
+        print(f"where the main thread was while the heartbeat was over 30 ms late ({sampler.samples} samples):")
+        print(sampler.report(top=14))
     session.learning.stop()
     wait_for(lambda: not loop.running, 60)
     session.shutdown()

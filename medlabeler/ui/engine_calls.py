@@ -275,6 +275,13 @@ def prediction_only_run(project, sample_id: int) -> Callable[[Any], Generator]:
     return start
 
 
+def label_writer(project, on_landed):
+    """The project's label writer (engine.store.writer): saves on one background thread, in order."""
+    from medlabeler.engine.store.writer import LabelWriter
+
+    return LabelWriter(project, on_landed=on_landed)
+
+
 # --- the queue ----------------------------------------------------------------------------------
 
 
@@ -292,14 +299,17 @@ def where(sample) -> str:
     return engine_where(sample)
 
 
-def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = DEFAULT_STRATEGY) -> list[QueueRow]:
+def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = DEFAULT_STRATEGY,
+               assume_labeled=()) -> list[QueueRow]:
     """Rows of the queue table: the next samples to label (ranked; validation and test samples mixed
-    in as their share of the labels falls behind), or the first ``n`` labeled / all samples."""
+    in as their share of the labels falls behind), or the first ``n`` labeled / all samples.
+
+    ``assume_labeled``: samples whose labels are still being written, ranked as labeled."""
     if view == "to label":
         from medlabeler.engine.workflows.active_loop import next_samples
 
         return [QueueRow(p.sample, None if p.score is None else float(p.score), p.reason)
-                for p in next_samples(project, strategy=strategy, n=n)]
+                for p in next_samples(project, strategy=strategy, n=n, assume_labeled=assume_labeled)]
     active = project.active_model()
     scores = project.scores(active.version) if active is not None else {}
     labeled = {s.id for s in project.samples(labeled=True)}

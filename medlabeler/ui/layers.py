@@ -37,6 +37,22 @@ UNCERTAINTY_OPACITY = 0.35
 _CONTRAST_SAMPLE = 2_000_000
 
 
+def read_volume(sample) -> tuple[np.ndarray, tuple[float, ...], tuple[float, float] | None]:
+    """Pixels, scale and window of the volume a slice sample belongs to (no layers: any thread)."""
+    from medlabeler.engine.io import read_image
+
+    image = read_image(sample.path, sample.series_uid)
+    array = image.array
+    if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
+        array = array.astype(np.float32)
+    return array, tuple(float(v) for v in image.spacing[:3]), image.window
+
+
+def volume_bytes(sample) -> int:
+    """About how many bytes the volume of a slice sample holds once read (float32)."""
+    return 4 * int(sample.n_slices or 1) * int(np.prod(sample.spatial_shape))
+
+
 def layer_name(kind: str) -> str:
     return LAYER_PREFIX + kind
 
@@ -78,6 +94,11 @@ def contrast_limits(array: np.ndarray, window: tuple[float, float] | None) -> tu
     return float(low), float(high)
 
 
+def _differs(mask: np.ndarray) -> np.ndarray:
+    """A baseline that no painted mask equals (a value no label uses), so the mask counts as changed."""
+    return np.full_like(mask, np.iinfo(mask.dtype).max)
+
+
 @dataclass
 class Shown:
     """What the viewer holds for the open volume or image."""
@@ -106,9 +127,10 @@ class PredictionView:
 class SampleView:
     """Layers of the open sample in one napari viewer."""
 
-    def __init__(self, viewer, project):
+    def __init__(self, viewer, project, pending=None):
         self.viewer = viewer
         self.project = project
+        self._pending = pending or dict  # () -> {sample id: label being written}: newer than the store
         self.task = project.task
         self.sample = None
         self.shown: Shown | None = None
@@ -120,15 +142,33 @@ class SampleView:
 
     # --- opening ------------------------------------------------------------------------------
     @main_thread_only
-    def show(self, sample) -> None:
-        """Show ``sample``: reuse the volume on screen when it is another slice of it."""
+    def show(self, sample, prediction: PredictionView | None = None) -> None:
+        """Show ``sample``: reuse the volume on screen when it is another slice of it.
+
+        ``prediction``: the sample's prediction, when one is at hand: its overlays are written
+        before the slider moves, so that napari slices and draws each layer once.
+        """
         key = self._key(sample)
         if self.shown is None or self.shown.key != key:
             self._replace_layers(sample, key)
         self.sample = sample
-        self.clear_prediction()
-        if self.shown.is_stack:
-            self.viewer.dims.set_point(0, sample.slice_index * self.shown.scale[0])
+        pred = prediction if prediction is not None and prediction.sample_id == sample.id else None
+        if pred is not None and self.shown.is_stack:
+            written = self._write_overlays(pred, draw=False)
+            self._hide_overlays(keep=written)
+            point = sample.slice_index * self.shown.scale[0]
+            moved = self.viewer.dims.point[0] != point
+            if moved:
+                self.viewer.dims.set_point(0, point)  # slices the visible layers, overlays included
+            for kind in written:
+                self._show_overlay_layer(kind, refresh=not moved)
+            self.prediction_on_screen = pred.sample_id
+        else:
+            self.clear_prediction()
+            if self.shown.is_stack:
+                self.viewer.dims.set_point(0, sample.slice_index * self.shown.scale[0])
+            if pred is not None:
+                self.show_prediction(pred)
         if LABELS in self.layers:
             self.layers[LABELS].selected_label = max(1, self.layers[LABELS].selected_label)
         self.select_top()
@@ -184,6 +224,7 @@ class SampleView:
                             colormap=label_colormap(self.task.names, self.task.colors),
                             features=label_features(self.task.names))
         self._blank_overlays()
+        self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
         if is_stack and pixels.ndim == 3:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
         if previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
@@ -193,14 +234,16 @@ class SampleView:
         """Pixels, scale and window of the volume a slice sample belongs to (one volume cached)."""
         key = (sample.path, sample.series_uid)
         if key not in self._volume_cache:
-            from medlabeler.engine.io import read_image
-
-            image = read_image(sample.path, sample.series_uid)
-            array = image.array
-            if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
-                array = array.astype(np.float32)
-            self._volume_cache = {key: (array, tuple(float(v) for v in image.spacing[:3]), image.window)}
+            self.keep_volume(sample, read_volume(sample))
         return self._volume_cache[key]
+
+    def needs_reading(self, sample) -> bool:
+        """Whether showing ``sample`` reads its volume from disk first (a slice of another volume)."""
+        return sample.slice_index is not None and (sample.path, sample.series_uid) not in self._volume_cache
+
+    def keep_volume(self, sample, volume: tuple) -> None:
+        """Hold a volume ``read_volume`` read (on any thread) as the one to show (one kept)."""
+        self._volume_cache = {(sample.path, sample.series_uid): volume}
 
     def _label_shape(self) -> tuple[int, ...]:
         pixels = self.shown.pixels
@@ -209,15 +252,17 @@ class SampleView:
     def _load_labels(self) -> np.ndarray:
         """The current labels of every sample on screen, as one array the Labels layer edits."""
         labels = np.zeros(self._label_shape(), dtype=np.uint8)
+        pending = self._pending()
         if self.shown.is_stack:
-            labeled = {s.id for s in self.project.samples(labeled=True)}
+            labeled = self.project.labeled_ids() | set(pending)
             for index, sample_id in self.shown.slices.items():
                 if sample_id in labeled:
-                    mask = self.project.load_label(sample_id)
+                    mask = pending[sample_id] if sample_id in pending else self.project.load_label(sample_id)
                     if isinstance(mask, np.ndarray) and mask.shape == labels.shape[1:]:
                         labels[index] = mask
         else:
-            mask = self.project.load_label(self.shown.key[1])
+            sample_id = self.shown.key[1]
+            mask = pending[sample_id] if sample_id in pending else self.project.load_label(sample_id)
             if isinstance(mask, np.ndarray) and mask.shape == labels.shape:
                 labels[...] = mask
         return labels
@@ -263,6 +308,18 @@ class SampleView:
         else:
             self.shown.baseline[...] = mask
 
+    def mark_unsaved(self, sample_id: int) -> None:
+        """Forget that ``sample_id``'s labels on screen were saved (its save failed): the next save
+        writes them again."""
+        if self.shown is None or self.shown.baseline is None:
+            return
+        if self.shown.is_stack:
+            index = next((z for z, sid in self.shown.slices.items() if sid == sample_id), None)
+            if index is not None:
+                self.shown.baseline[index] = _differs(self.shown.baseline[index])
+        elif self.shown.key[1] == sample_id:
+            self.shown.baseline[...] = _differs(self.shown.baseline)
+
     def current_mask(self) -> np.ndarray | None:
         """The labels of the open sample as painted (not necessarily saved)."""
         layer = self.labels_layer
@@ -290,21 +347,49 @@ class SampleView:
         """Overlay a prediction of the open sample (mask, uncertainty map, Grad-CAM)."""
         if self.sample is None or pred.sample_id != self.sample.id or self.shown is None:
             return
-        scale = self.shown.scale
-        if self.task.kind == "segmentation" and isinstance(pred.label, np.ndarray):
-            self._overlay(PREDICTION, pred.label, np.uint8, "labels", scale=scale, opacity=0.45,
-                          colormap=label_colormap(self.task.names, self.task.colors),
-                          features=label_features(self.task.names))
-        if pred.uncertainty is not None:
-            self._overlay(UNCERTAINTY, pred.uncertainty, np.float32, "image", scale=scale, colormap="inferno",
-                          blending="additive", opacity=UNCERTAINTY_OPACITY, contrast_limits=(0.0, 1.0))
-        if pred.cam is not None:
-            self._overlay(GRADCAM, pred.cam, np.float32, "image", scale=scale, colormap="inferno",
-                          blending="additive", opacity=0.5, contrast_limits=(0.0, 1.0))
+        self._write_overlays(pred, draw=True)
         self.prediction_on_screen = pred.sample_id
         self.select_top()
 
-    def _overlay(self, kind: str, array, dtype, layer_type: str, **kwargs) -> None:
+    def _write_overlays(self, pred: PredictionView, *, draw: bool) -> list[str]:
+        """Write the prediction's maps into their layers; the kinds written. ``draw``: show and
+        redraw them now (else the caller does, with ``_show_overlay_layer``)."""
+        scale = self.shown.scale
+        written = []
+        if self.task.kind == "segmentation" and isinstance(pred.label, np.ndarray):
+            self._overlay(PREDICTION, pred.label, np.uint8, "labels", draw=draw, scale=scale, opacity=0.45,
+                          colormap=label_colormap(self.task.names, self.task.colors),
+                          features=label_features(self.task.names))
+            written.append(PREDICTION)
+        if pred.uncertainty is not None:
+            self._overlay(UNCERTAINTY, pred.uncertainty, np.float32, "image", draw=draw, scale=scale, colormap="inferno",
+                          blending="additive", opacity=UNCERTAINTY_OPACITY, contrast_limits=(0.0, 1.0))
+            written.append(UNCERTAINTY)
+        if pred.cam is not None:
+            self._overlay(GRADCAM, pred.cam, np.float32, "image", draw=draw, scale=scale, colormap="inferno",
+                          blending="additive", opacity=0.5, contrast_limits=(0.0, 1.0))
+            written.append(GRADCAM)
+        return written
+
+    def _show_overlay_layer(self, kind: str, *, refresh: bool) -> None:
+        """Give an overlay layer the visibility the user chose. napari draws a layer as it is
+        shown; one that stays shown is redrawn only if ``refresh`` (its data changed in place)."""
+        layer = self.layers.get(kind)
+        if layer is None:
+            return
+        want = self.overlay_visible.get(kind, True)
+        if layer.visible != want:
+            layer.visible = want
+        elif want and refresh:
+            layer.refresh()
+
+    def _hide_overlays(self, keep=()) -> None:
+        for kind in (PREDICTION, UNCERTAINTY, GRADCAM):
+            layer = self.layers.get(kind)
+            if kind not in keep and layer is not None and layer.visible:
+                layer.visible = False
+
+    def _overlay(self, kind: str, array, dtype, layer_type: str, *, draw: bool = True, **kwargs) -> None:
         """Put a sample-shaped map on screen: on a volume, only its slice is written (in place)."""
         array = np.asarray(array, dtype=dtype)
         shape = self._label_shape()
@@ -325,8 +410,8 @@ class SampleView:
             if written is not None and written != z:
                 layer.data[written] = 0  # one prediction on screen at a time: the open slice's
             layer.data[z] = array
-            layer.visible = self.overlay_visible.get(kind, True)
-            layer.refresh()
+            if draw:
+                self._show_overlay_layer(kind, refresh=True)
         self._overlay_slices[kind] = z
 
     def _set_layer(self, kind: str, data: np.ndarray, layer_type: str, **kwargs) -> None:
@@ -401,10 +486,12 @@ class SampleView:
             if layer is None or layer not in self.viewer.layers:
                 continue
             layer.visible = False
+            written = self._overlay_slices.pop(kind, None)
             if layer.data.shape != shape:
                 layer.data = np.zeros(shape, dtype=layer.data.dtype)
                 layer.scale = self.shown.scale
-            self._overlay_slices.pop(kind, None)
+            elif written is not None:
+                layer.data[written] = 0  # the previous image's map must not show on this one
 
     def _drop_layer(self, kind: str) -> None:
         layer = self.layers.pop(kind, None)
@@ -414,10 +501,7 @@ class SampleView:
     @main_thread_only
     def clear_prediction(self) -> None:
         """Hide the overlays of the previous sample (kept as layers: adding layers is slow)."""
-        for kind in (PREDICTION, UNCERTAINTY, GRADCAM):
-            layer = self.layers.get(kind)
-            if layer is not None:
-                layer.visible = False
+        self._hide_overlays()
         self.prediction_on_screen = None
 
     @main_thread_only

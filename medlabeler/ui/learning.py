@@ -51,6 +51,7 @@ class LearningLoop(QObject):
     """Start/stop/pause the background learning loop of a session and report what it does."""
 
     status_changed = Signal()  # read .now, .last_decision, .labels_since
+    _counted = Signal(object, int)  # project, labels since the last model (from a counting thread)
     run_started = Signal(str)  # "training" | "pretraining": a new run's plot starts empty
     decision_made = Signal(object)  # engine.promotion.Decision
 
@@ -66,6 +67,10 @@ class LearningLoop(QObject):
         self.config: dict = {}  # run-config overrides for the loop's runs (tests use tiny models)
         self.new_labels = 3  # labels that start a new candidate
         self._scoring = False  # scores are arriving: the queue re-ranks once they stop
+        self._counting = False  # a count of the labels since the last model runs on a thread
+        self._count_again = False
+        self._counter = None
+        self._counted.connect(self._count_arrived)
         session.project_changed.connect(self._project_changed)
         session.labels_changed.connect(self._labels_changed)
 
@@ -143,14 +148,41 @@ class LearningLoop(QObject):
         self._refresh_count()
 
     def _refresh_count(self) -> None:
+        """Count the labels since the last model on a thread (one query per label: not for the
+        main thread on a large project); the status follows when the count arrives."""
         project = self.session.project
         if project is None:
             self.labels_since = 0
-        else:
-            from medlabeler.ui import engine_calls as calls
+            self.status_changed.emit()
+            return
+        if self._counting:
+            self._count_again = True
+            return
+        self._counting = True
+        if self._counter is None:  # one thread, started once (starting a thread waits for it)
+            from concurrent.futures import ThreadPoolExecutor
 
-            self.labels_since = calls.labels_since_model(project)
-        self.status_changed.emit()
+            self._counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medlabeler-label-count")
+        self._counter.submit(self._count, project)
+
+    def _count(self, project) -> None:
+        from medlabeler.ui import engine_calls as calls
+
+        try:
+            count = -1 if project.closed else calls.labels_since_model(project)
+        except Exception:  # noqa: BLE001 - a closed project or a race with closing: no count
+            count = -1
+        self._counted.emit(project, count)
+
+    @main_thread_only
+    def _count_arrived(self, project, count: int) -> None:
+        self._counting = False
+        if project is self.session.project and count >= 0:
+            self.labels_since = count
+            self.status_changed.emit()
+        if self._count_again:
+            self._count_again = False
+            self._refresh_count()
 
     @main_thread_only
     def _on_event(self, event) -> None:

@@ -7,6 +7,7 @@ results come back through signal handlers.
 
 from __future__ import annotations
 
+import collections
 import getpass
 import json
 import logging
@@ -19,12 +20,17 @@ import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.layers import PredictionView, SampleView
+from medlabeler.ui.qt_fixes import guard_singletons
+from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes
+from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
 log = logging.getLogger(__name__)
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Volumes at least this large (float32 bytes) are read on a thread before their slice opens: a
+#: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) a fraction of one.
+READ_ON_A_THREAD_BYTES = 64 * 2**20
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
 
 
@@ -129,9 +135,13 @@ class Session(QObject):
     training_ended = Signal(str)  # "done" | "cancelled" | "failed"
     background_state = Signal(bool)  # prediction/scoring running
     overlay_toggled = Signal(str, bool)  # overlay kind, visible (keys and the Review tab's boxes)
+    saves_submitted = Signal()  # labels handed to the writer (shown as "saving" until labels_changed)
+    _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
+    _volume_read = Signal(object, object, object)  # project, sample, (pixels, scale, window) | exception
 
     def __init__(self, viewer):
         super().__init__()
+        guard_singletons()  # PySide6 6.12 leaks a reference of True per emit: would abort the app
         self._viewer = weakref.ref(viewer)
         self.project = None
         self.view: SampleView | None = None
@@ -141,9 +151,15 @@ class Session(QObject):
         self.predictions: dict[int, PredictionView] = {}
         self._from_prediction: set[int] = set()
         self._strategy = calls.DEFAULT_STRATEGY
-        self._queue: list | None = None  # the "to label" rows for the current label state and model
-        for changed in (self.project_changed, self.labels_changed, self.models_changed, self.queue_changed):
-            changed.connect(self._forget_queue)  # connected first: widgets redraw from the new queue
+        self.writer = None  # the open project's LabelWriter: label saves on a thread, in order
+        self._landed: collections.deque = collections.deque()  # PendingSaves landed, not reported yet
+        self._save_landed_signal.connect(self._report_landed)
+        self._landed_since_signal = 0
+        self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
+        self.rankings.ranked.connect(self._ranked)
+        self.predictions_kept = 8  # predictions cached (the open sample's, the next ones ahead)
+        self.reading: int | None = None  # the sample whose volume is being read on a thread
+        self._volume_read.connect(self._volume_arrived)
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -217,7 +233,8 @@ class Session(QObject):
 
     def _attach(self, project, *, open_first: bool = True) -> None:
         self.project = project
-        self.view = SampleView(self.viewer, project)
+        self.writer = None if project.readonly else calls.label_writer(project, self._save_landed_on_writer)
+        self.view = SampleView(self.viewer, project, pending=self.pending_labels)
         self.predictions.clear()
         self._from_prediction.clear()
         _remember(Path(project.root))
@@ -246,14 +263,20 @@ class Session(QObject):
         if self.project is None:
             return
         self.save_current()
+        self.flush_saves()  # every label on disk before the project closes
         self.jobs.cancel_all()
         self.jobs.wait_idle(60)
+        self.rankings.forget()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
         if self.view is not None:
             self.view.remove_layers()
         self.project.close()
         self.project = None
         self.view = None
         self.sample = None
+        self.reading = None
         self.predictions.clear()
         self.project_changed.emit()
         self.sample_opened.emit(None)
@@ -276,13 +299,20 @@ class Session(QObject):
     # --- samples and labels ---------------------------------------------------------------------
     @main_thread_only
     def open_sample(self, sample_id: int) -> None:
-        """Show a sample (saving the labels of the one open first)."""
+        """Show a sample (saving the labels of the one open first). A slice of a large volume not
+        read yet is read on a thread first (seconds for a CT series): the window stays live, the
+        status bar says so, and the sample opens when its volume is in memory."""
         if self.project is None:
             return
         self.save_current()
         sample = self.project.sample(int(sample_id))
+        if self.view.needs_reading(sample) and volume_bytes(sample) >= READ_ON_A_THREAD_BYTES:
+            self._read_then_open(sample)
+            return
+        self.reading = None
         self.sample = sample
-        self.view.show(sample)
+        cached = self._cached_prediction(sample.id)
+        self.view.show(sample, prediction=cached)  # a prediction made ahead is drawn with the slice
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
         from medlabeler.ui.keys import install_layer_keys
 
@@ -290,16 +320,48 @@ class Session(QObject):
             if layer is not None:
                 install_layer_keys(layer, self)
         self.sample_opened.emit(sample)
-        cached = self.predictions.get(sample.id)
-        active = self.project.active_model()
-        if cached is not None and active is not None and cached.model_version == active.version:
-            self.view.show_prediction(cached)
+        if cached is not None:
             self.prediction_changed.emit(cached)
         else:
             self.prediction_changed.emit(None)
-            if active is not None:
+            if self.project.active_model() is not None:
                 self.view.prepare_overlays()
                 self._start_background(calls.prediction_only_run(self.project, sample.id), "Predicting", preempt=False)
+        self.rank_ahead()
+
+    def _read_then_open(self, sample) -> None:
+        self.reading = sample.id
+        if self.viewer is not None:
+            self.viewer.status = f"reading the images of sample {sample.id} ({sample.n_slices} slices)…"
+        project = self.project
+
+        def read() -> None:
+            try:
+                volume = read_volume(sample)
+            except Exception as exc:  # noqa: BLE001 - shown on the main thread
+                volume = exc
+            self._volume_read.emit(project, sample, volume)
+
+        threading.Thread(target=read, name="medlabeler-volume-read", daemon=True).start()
+
+    @main_thread_only
+    def _volume_arrived(self, project, sample, volume) -> None:
+        if project is not self.project or self.reading != sample.id or self.view is None:
+            return  # another sample or project was opened meanwhile
+        if isinstance(volume, Exception):
+            self.reading = None
+            show_error_message(f"Cannot read the images of sample {sample.id}: {volume}")
+            return
+        self.view.keep_volume(sample, volume)
+        self.open_sample(sample.id)
+
+    def _cached_prediction(self, sample_id: int) -> PredictionView | None:
+        """The kept prediction of a sample if the active model made it."""
+        cached = self.predictions.get(sample_id)
+        active = self.project.active_model() if self.project is not None else None
+        if cached is not None and active is not None and cached.model_version == active.version:
+            return cached
+        return None
 
     # --- the queue -------------------------------------------------------------------------------
     @property
@@ -309,10 +371,16 @@ class Session(QObject):
     @strategy.setter
     def strategy(self, name: str) -> None:
         self._strategy = name
-        self._forget_queue()
+        self.rank_ahead()
 
-    def _forget_queue(self, *_args) -> None:
-        self._queue = None
+    def pending_labels(self) -> dict:
+        """Sample id -> label being written (submitted, not on disk yet)."""
+        return self.writer.pending() if self.writer is not None else {}
+
+    def queue_key(self, *, assume=()):
+        """What the "to label" ranking depends on now (saves being written count as labeled)."""
+        pending = self.writer.pending_ids() if self.writer is not None else ()
+        return queue_key(self.project, self.strategy, pending=pending, assume=assume)
 
     def queue_rows(self, view: str = "to label", n: int = calls.QUEUE_DEPTH) -> list:
         """Rows of the queue: "to label" is ranked once per label state, model and strategy, and
@@ -321,9 +389,52 @@ class Session(QObject):
             return []
         if view != "to label":
             return calls.queue_rows(self.project, view=view, n=n, strategy=self.strategy)
-        if self._queue is None or len(self._queue) < n <= calls.QUEUE_DEPTH:
-            self._queue = calls.queue_rows(self.project, view=view, n=max(n, calls.QUEUE_DEPTH), strategy=self.strategy)
-        return self._queue[:n]
+        key = self.queue_key()
+        if n > calls.QUEUE_DEPTH:
+            return calls.queue_rows(self.project, n=n, strategy=self.strategy, assume_labeled=key.labeled)
+        return self.rankings.rank_now(self.project, key)[:n]
+
+    def ranked_queue_rows(self) -> list | None:
+        """The "to label" rows if they are ranked for the state as it stands, else None (and a
+        ranking is asked for in the background: ``rankings.ranked`` follows)."""
+        if self.project is None:
+            return []
+        rows = self.rankings.get(self.queue_key())
+        if rows is None:
+            self.rank_ahead()
+        return rows
+
+    def rank_ahead(self) -> None:
+        """Ask the ranking thread for the queue now and for the queue once the open sample is saved
+        (what `n` will need), unless they are ranked already."""
+        if self.project is None:
+            return
+        keys = [self.queue_key()]
+        if self.sample is not None:
+            keys.append(self.queue_key(assume=[self.sample.id]))
+        self.rankings.request(self.project, keys)
+
+    def _ranked(self, key) -> None:
+        """A background ranking arrived: the table shows it if it is the queue now; the first
+        sample of the queue after the open one is saved gets its prediction ahead of time."""
+        if self.project is None:
+            return
+        if key == self.queue_key():
+            self.queue_changed.emit()
+        self._predict_ahead()
+
+    def _predict_ahead(self) -> None:
+        """Predict the sample `n` will open, while the clinician labels this one (when the
+        prediction worker is free: it never holds up a prediction or a re-scoring)."""
+        if self.project is None or self.sample is None or not self.jobs.inference_idle:
+            return
+        if self.project.active_model() is None:
+            return
+        rows = self.rankings.get(self.queue_key(assume=[self.sample.id]))
+        upcoming = next((row.sample for row in rows or () if row.sample != self.sample.id), None)
+        if upcoming is None or self._cached_prediction(upcoming) is not None:
+            return
+        self._start_background(calls.prediction_only_run(self.project, upcoming), "Predicting ahead", preempt=False)
 
     def next_sample_id(self) -> int | None:
         """The top of the queue that is not the open sample."""
@@ -352,26 +463,57 @@ class Session(QObject):
 
     @main_thread_only
     def save_current(self) -> int:
-        """Save every label slice on screen that changed; returns how many were saved."""
-        if self.project is None or self.view is None or self.project.readonly:
+        """Save every label slice on screen that changed; returns how many were handed to the
+        label writer. They are written on its thread, in order; ``labels_changed`` follows when
+        they are on disk (the status bar says "saving" until then, never "saved" before)."""
+        if self.project is None or self.view is None or self.writer is None:
             return 0
-        from medlabeler.engine.errors import MedlabelerError
-
-        saved = 0
+        submitted = 0
         for sample_id, mask in self.view.changed_masks():
-            origin = self._origin_for(sample_id, mask)
-            try:
-                self.project.save_label(sample_id, mask, author=self.author, origin=origin)
-            except MedlabelerError as exc:
-                show_error_message(f"The label was not saved: {exc}")
-                continue
-            self.view.mark_saved(sample_id, mask)
+            self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
+            self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
-            saved += 1
-        if saved:
+            submitted += 1
+        if submitted:
+            self.viewer.status = f"saving {submitted} label{'s' if submitted > 1 else ''}…"
+            self.saves_submitted.emit()
+        return submitted
+
+    def flush_saves(self, timeout_s: float | None = 60.0) -> bool:
+        """Wait until every label handed to the writer is on disk, then report them (closing,
+        scripts, tests). True if they all landed."""
+        if self.writer is None:
+            return True
+        landed = self.writer.flush(timeout_s)
+        self._report_landed()
+        return landed
+
+    def _save_landed_on_writer(self, pending) -> None:
+        """Runs on the writer thread: hand the landed save to the main thread."""
+        self._landed.append(pending)
+        self._save_landed_signal.emit()
+
+    @property
+    def saving(self) -> bool:
+        """Labels handed to the writer are not all on disk yet."""
+        return self.writer is not None and self.writer.busy
+
+    @main_thread_only
+    def _report_landed(self) -> None:
+        """Report the saves that landed: errors at once, successes as one ``labels_changed``."""
+        while self._landed:
+            pending = self._landed.popleft()
+            if pending.error is not None:
+                show_error_message(f"The label of sample {pending.sample_id} was not saved: {pending.error}")
+                if self.view is not None:
+                    self.view.mark_unsaved(pending.sample_id)  # saved again with the next save, if on screen
+            else:
+                self._landed_since_signal += 1
+        if self._landed_since_signal and not self.saving:  # one report for a burst of saves
+            count, self._landed_since_signal = self._landed_since_signal, 0
             self.labels_changed.emit()
-            self.viewer.status = f"saved {saved} label{'s' if saved > 1 else ''}"
-        return saved
+            if self.viewer is not None:
+                self.viewer.status = f"saved {count} label{'s' if count > 1 else ''}"
 
     def _origin_for(self, sample_id: int, mask: np.ndarray) -> str:
         if sample_id not in self._from_prediction:
@@ -386,15 +528,16 @@ class Session(QObject):
         """Classification: save ``value`` as the open sample's class."""
         if self.project is None or self.sample is None:
             return False
-        from medlabeler.engine.errors import MedlabelerError
-
-        try:
-            self.project.save_label(self.sample.id, int(value), author=self.author, origin=origin)
-        except MedlabelerError as exc:
-            show_error_message(f"The label was not saved: {exc}")
+        if self.writer is None:
+            show_error_message("This project is open read-only; labels cannot be saved.")
             return False
-        name = self.project.task.names[int(value)]
-        self.labels_changed.emit()
+        names = self.project.task.names
+        if isinstance(value, bool) or not 0 <= int(value) < len(names):
+            show_error_message(f"The label was not saved: class {value} is not one of {', '.join(names)}")
+            return False
+        self.writer.submit(self.sample.id, int(value), author=self.author, origin=origin)
+        self.saves_submitted.emit()
+        name = names[int(value)]
         if self.advance_after_class and origin == "manual":
             self.open_next()
         self.viewer.status = f"labeled as {name}"
@@ -415,8 +558,12 @@ class Session(QObject):
         return True
 
     def current_label(self):
+        """The open sample's label: the one being written if any, else the stored one."""
         if self.project is None or self.sample is None:
             return None
+        pending = self.pending_labels()
+        if self.sample.id in pending:
+            return pending[self.sample.id]
         return self.project.load_label(self.sample.id)
 
     # --- predictions ----------------------------------------------------------------------------
@@ -440,7 +587,8 @@ class Session(QObject):
         return self.save_current() > 0 or self._already_saved(pred)
 
     def _already_saved(self, pred) -> bool:
-        stored = self.project.load_label(pred.sample_id)
+        pending = self.pending_labels()
+        stored = pending[pred.sample_id] if pred.sample_id in pending else self.project.load_label(pred.sample_id)
         return isinstance(stored, np.ndarray) and np.array_equal(stored, pred.label)
 
     @main_thread_only
@@ -456,7 +604,10 @@ class Session(QObject):
     @main_thread_only
     def _apply_prediction(self, ready: calls.PredictionReady) -> None:
         pred = PredictionView(ready.sample_id, ready.label, ready.probabilities, ready.uncertainty, ready.cam, ready.model_version)
-        self.predictions[pred.sample_id] = pred
+        self.predictions.pop(pred.sample_id, None)
+        self.predictions[pred.sample_id] = pred  # newest last
+        while len(self.predictions) > self.predictions_kept:
+            del self.predictions[next(iter(self.predictions))]
         if self.sample is not None and pred.sample_id == self.sample.id and self.view is not None:
             self.view.show_prediction(pred)
             self.timings["overlay_at"] = _now()
@@ -496,6 +647,7 @@ class Session(QObject):
             show_error_message("This project is open read-only; training needs it open for writing.")
             return False
         self.save_current()
+        self.flush_saves()  # the run trains on every label saved so far
         job = EngineJob(
             f"Pretraining ({method})" if method in calls.pretrain_methods() else f"Training ({method or 'recommended'})",
             calls.training_run(self.project, method=method, init=init, epochs=epochs, config=dict(config or {}),
@@ -585,6 +737,8 @@ class Session(QObject):
 
     def _jobs_changed(self) -> None:
         self.background_state.emit(self.jobs.inference_running)
+        if self.jobs.inference_idle:
+            self._predict_ahead()
 
 
 def _now() -> float:

@@ -385,6 +385,11 @@ class JobSlots(QObject):
     def busy(self) -> bool:
         return self.training_running or self.inference_running or self._pending_inference is not None
 
+    @property
+    def inference_idle(self) -> bool:
+        """No prediction or scoring runs or waits."""
+        return not self.inference_running and self._pending_inference is None
+
     @main_thread_only
     def start_training(self, job: EngineJob) -> bool:
         """Start a training run unless one is running (returns whether it started)."""

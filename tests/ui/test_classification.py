@@ -41,6 +41,7 @@ def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_
         session.open_sample(sample.id)
         done[sample.id] = truth()
         qtbot.mouseClick(widget.label.class_buttons[truth()], LEFT)
+    assert session.flush_saves()  # labels are written on the writer thread, in order
     assert {sid: project.load_label(sid) for sid in done} == done
     assert all(project.label(sid).origin == "manual" for sid in done)
 
@@ -75,5 +76,6 @@ def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_
     # Accept the prediction: stored with its origin.
     sample = session.sample
     qtbot.mouseClick(widget.review.accept_button, LEFT)
+    assert session.flush_saves()
     assert project.label(sample.id).origin == "accepted_prediction"
     assert project.load_label(sample.id) == int(pred.label)

@@ -124,6 +124,8 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
         screenshot(viewer, tmp_path, f"{2 + 2 * round_}-painted-sample-{sample.id}")
 
         press(viewer, "n")  # saves, then opens the top of the queue as it now stands
+        assert widget.label.current_label.text() == "not labeled yet"  # the new sample
+        assert session.flush_saves()  # the label lands on the writer thread
         saved = project.load_label(sample.id)
         assert project.label(sample.id).origin == "manual" and int((saved == 1).sum()) == len(changed)
         done.append(sample.id)
@@ -146,3 +148,67 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
     canvas = viewer.window._qt_viewer.canvas.native
     assert canvas.width() > widget.width()
     screenshot(viewer, tmp_path, "9-queue-collapsed")
+
+
+def test_next_opens_the_queue_first_with_its_prediction_made_ahead_while_the_save_is_written(
+        make_napari_viewer, qtbot, trained_project, brain_files, tmp_path, capsys):
+    """`n` while the label is still being written: the queue counts it as labeled, the sample
+    opened is the queue's first with the prediction made while the clinician painted, shown in the
+    same (reused) overlay layer; the label lands afterwards, in order, and only then reads saved."""
+    _, masks = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session, project = widget.session, widget.session.project
+    settled = lambda: not session.jobs.busy and not session.rankings.busy  # noqa: E731
+    qtbot.waitUntil(lambda: session.current_prediction is not None and settled(), timeout=60_000)
+    qtbot.waitUntil(settled, timeout=60_000)  # the ranking after the save, then its first predicted
+    first = session.sample
+    ahead = session.rankings.get(session.queue_key(assume=[first.id]))
+    upcoming = next(row.sample for row in ahead if row.sample != first.id)
+    assert session.predictions[upcoming].model_version == project.active_model().version
+    overlay = session.view.layers[PREDICTION]
+
+    painted = truth_slice(masks, first)
+    session.view.set_current_mask(painted)
+    with project._label_saves:  # the disk is slow: the save cannot land before `n` returns
+        press(viewer, "n")
+        assert session.pending_labels().keys() == {first.id} and project.label(first.id) is None
+        assert session.sample.id == upcoming == session.queue_rows()[0].sample
+        assert first.id not in [row.sample for row in session.queue_rows()]
+        # The prediction made ahead is on screen at once, in the same layer, on the new slice only.
+        assert session.view.prediction_on_screen == upcoming
+        assert session.view.layers[PREDICTION] is overlay and overlay.visible
+        z = session.sample.slice_index
+        assert np.array_equal(overlay.data[z], session.predictions[upcoming].label)
+        assert not overlay.data[first.slice_index].any()
+        session.open_sample(first.id)  # back to the sample being saved: its paint, not the store's
+        assert np.array_equal(session.view.current_mask(), painted)
+        assert widget.label.current_label.text() == "saving…"
+    assert session.flush_saves()
+    assert widget.label.current_label.text() == "mask saved (v1, manual)"
+    assert np.array_equal(project.load_label(first.id), painted)
+    assert cli_first(trained_project, capsys) == upcoming
+
+
+def test_a_large_volume_is_read_on_a_thread_then_its_slice_opens(make_napari_viewer, qtbot, brain_project,
+                                                                 monkeypatch, caplog):
+    """A CT series takes seconds to read: the window stays live and the sample opens once read."""
+    from medlabeler.ui import session as session_module
+
+    caplog.set_level(logging.INFO, logger="medlabeler.ui.session")
+    monkeypatch.setattr(session_module, "READ_ON_A_THREAD_BYTES", 0)  # every volume counts as large
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    first = session.next_sample_id()
+    assert session.reading == first and session.sample is None and "reading the images" in viewer.status
+    qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
+    assert session.sample.id == first == last_opened(caplog) and session.reading is None
+    image = session.view.layers["image"]
+    assert image.data.ndim == 3 and viewer.dims.point[0] == pytest.approx(session.sample.slice_index * image.scale[0])
+    other = next(s for s in session.project.samples() if (s.path, s.series_uid) != (session.sample.path,
+                                                                                    session.sample.series_uid))
+    session.open_sample(other.id)  # another volume: read on a thread too, then shown
+    assert session.reading == other.id and session.sample.id == first
+    qtbot.waitUntil(lambda: session.sample.id == other.id, timeout=30_000)
+    assert session.view.layers["image"].data.shape[0] == other.n_slices

@@ -90,6 +90,9 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     session.open_sample(val.id)
     paint_truth(session, masks)
     press(viewer, "s")
+    assert widget.label.current_label.text() in ("saving…", "mask saved (v1, manual)")
+    assert session.flush_saves()  # labels are written on the writer thread, in order
+    assert widget.label.current_label.text() == "mask saved (v1, manual)"
     for sample_id in [*labeled, val.id]:
         assert project.label(sample_id).origin == "manual"
         assert project.label(sample_id).author == "tester"
@@ -123,6 +126,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     overlay = session.view.layers[PREDICTION].data[session.sample.slice_index]
     assert overlay.shape == (59, 50) and overlay.max() > 0
     assert "Model v1" in widget.review.summary.text()
+    qtbot.waitUntil(lambda: widget.queue.rows == session.queue_rows(), timeout=30_000)  # ranked on a thread
     queue_after = [(row.sample, row.reason) for row in widget.queue.rows]
     assert queue_after != queue_before
     assert project.scores(1), "the pool was re-scored with the new model"
@@ -130,6 +134,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     # Accept the prediction of the open sample as its label.
     accepted = session.sample.id
     qtbot.mouseClick(widget.review.accept_button, LEFT)
+    assert session.flush_saves()
     assert project.label(accepted).origin == "accepted_prediction"
     assert np.array_equal(project.load_label(accepted), session.current_prediction.label)
 
@@ -140,6 +145,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     qtbot.mouseClick(widget.review.edit_button, LEFT)
     session.view.labels_layer.data[session.sample.slice_index, :5, :5] = 2
     qtbot.mouseClick(widget.label.save_button, LEFT)
+    assert session.flush_saves()
     assert project.label(corrected).origin == "corrected_prediction"
 
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "app-after-retrain")

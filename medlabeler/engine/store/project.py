@@ -123,7 +123,9 @@ class Project:
         self.readonly = readonly
         self._lock = lock
         self._owner_pid = os.getpid()
-        self._mutex = threading.RLock()
+        self._mutex = threading.RLock()  # the connection: held for one query or one transaction
+        self._label_saves = threading.RLock()  # label saves one at a time (version numbers), files outside _mutex
+        self._revision = 0  # committed write transactions other than label saves (see ranking_revision)
         self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
         self._pixels_mutex = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -249,7 +251,7 @@ class Project:
                 self._lock.forget()
                 self._lock = None
             return
-        with self._mutex:
+        with self._label_saves, self._mutex:  # a label save under way finishes first
             self._close_connection()
             with self._pixels_mutex:
                 self._pixels.clear()
@@ -303,8 +305,12 @@ class Project:
             return self._db.execute(sql, tuple(args)).fetchall()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error."""
+    def _write(self, *, labels_only: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error.
+
+        ``labels_only``: the transaction changes labels (and the audit) and nothing else, so it
+        leaves ``ranking_revision`` as it is.
+        """
         self._check_writable()
         with self._mutex:
             conn = self._db
@@ -316,6 +322,20 @@ class Project:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            if not labels_only:
+                self._revision += 1
+
+    @property
+    def ranking_revision(self) -> int:
+        """A number that changes whenever this handle commits anything other than labels (scores,
+        embeddings, models, samples, ...). With the set of labeled samples it says when a queue
+        ranked earlier is still the queue: a cache key for rankings. Only this handle's writes
+        count (the project has one writer at a time: this one, when it is writable)."""
+        return self._revision
+
+    def labeled_ids(self) -> frozenset[int]:
+        """Ids of the samples that have a current label (one cheap query)."""
+        return frozenset(int(r[0]) for r in self._query("SELECT sample_id FROM labels WHERE is_current = 1"))
 
     def _insert_audit(self, conn: sqlite3.Connection, action: str, detail: Mapping[str, Any]) -> None:
         conn.execute("INSERT INTO audit (time, action, detail) VALUES (?, ?, ?)",
@@ -535,7 +555,9 @@ class Project:
             checksum = files.sha256_bytes(data)
             present = tuple(int(v) for v in np.unique(mask) if v != 0)
             class_index = None
-        with self._mutex:
+        # The mask file is written and fsynced outside the connection's mutex (other threads read
+        # meanwhile); label saves are serialized among themselves, so the version stays free.
+        with self._label_saves:
             self._check_writable()
             version = self._next_label_version(s.id)
             relpath = None
@@ -544,7 +566,7 @@ class Project:
                 files.write_atomic(self.root / MASKS_DIR, name, data)
                 relpath = f"{MASKS_DIR}/{name}"
             try:
-                with self._write() as conn:
+                with self._write(labels_only=True) as conn:
                     label = self._insert_label(conn, s.id, value=class_index, relpath=relpath,
                                                checksum=checksum, present=present, author=str(author),
                                                origin=origin, version=version)
@@ -685,7 +707,7 @@ class Project:
         """Make an older (intact) version current again, e.g. after a damaged mask is reported."""
         lv = self._label_version(sample_id, version)
         self._label_content(lv)  # refuses a damaged version
-        with self._write() as conn:
+        with self._write(labels_only=True) as conn:
             conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (lv.sample_id,))
             conn.execute("UPDATE labels SET is_current = 1 WHERE sample_id = ? AND version = ?",
                          (lv.sample_id, lv.version))

@@ -62,6 +62,7 @@ class LabelWidget(QWidget):
         connect(self, self.session.project_changed, self.rebuild)
         connect(self, self.session.sample_opened, self._sample_opened)
         connect(self, self.session.labels_changed, self._show_current)
+        connect(self, self.session.saves_submitted, self._show_current)
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -116,6 +117,9 @@ class LabelWidget(QWidget):
         session = self.session
         if session.project is None or session.sample is None:
             self.current_label.setText("")
+            return
+        if session.sample.id in session.pending_labels():
+            self.current_label.setText("saving…")  # "saved" only once it is on disk
             return
         label = session.project.label(session.sample.id)
         if label is None:

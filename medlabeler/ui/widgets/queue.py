@@ -78,8 +78,8 @@ class QueueWidget(QWidget):
 
         self.table.cellClicked.connect(self._clicked)
         self.next_button.clicked.connect(self.session.open_next)
-        self.refresh_button.clicked.connect(self.refresh)
-        self.view_combo.currentTextChanged.connect(lambda _: self.refresh())
+        self.refresh_button.clicked.connect(lambda: self.refresh(wait=True))
+        self.view_combo.currentTextChanged.connect(lambda _: self.refresh(wait=True))
         self.strategy_combo.currentTextChanged.connect(self._strategy_changed)
         for signal in (self.session.project_changed, self.session.queue_changed, self.session.labels_changed):
             connect(self, signal, self.refresh)
@@ -98,44 +98,65 @@ class QueueWidget(QWidget):
         self.collapsed.emit(collapsed)
 
     def _sample_opened(self, _sample) -> None:
-        self._mark_open()
+        self.refresh()  # the queue without the sample just saved: often ranked already
 
     def _strategy_changed(self, name: str) -> None:
         self.session.strategy = name
-        self.refresh()
+        self.refresh(wait=True)
 
     def _background(self, running: bool) -> None:
         self.status.setText("updating scores in the background…" if running else self._summary())
 
-    def refresh(self) -> None:
+    def refresh(self, wait: bool = False) -> None:
+        """Show the queue as it stands. The "to label" ranking is made on a thread: until it is
+        there the table keeps the rows it shows (``wait``: rank here and now instead)."""
         project = self.session.project
-        self.rows = []
+        rows: list | None = []
         if project is not None:
             from medlabeler.engine.errors import MedlabelerError
 
+            view = self.view_combo.currentText()
             try:
-                self.rows = self.session.queue_rows(self.view_combo.currentText(), n=calls.QUEUE_DEPTH)
+                if view == "to label" and not wait:
+                    rows = self.session.ranked_queue_rows()
+                else:
+                    rows = self.session.queue_rows(view, n=calls.QUEUE_DEPTH)
             except (MedlabelerError, ValueError) as exc:  # e.g. a score the active model never wrote
                 self.status.setText(str(exc))
                 return
-        samples = {s.id: s for s in project.samples()} if project is not None and self.rows else {}
-        self.table.setRowCount(len(self.rows))
-        for r, row in enumerate(self.rows):
-            sample = samples.get(row.sample)
-            where = "" if sample is None else calls.where(sample)
-            score = "" if row.score is None else f"{row.score:.3f}"  # None: a validation/test request
-            for c, text in enumerate((str(row.sample), where, score, row.reason)):
-                item = QTableWidgetItem(text)
-                if c == 3:
-                    item.setToolTip(text)  # the whole reason; the cell may cut it
-                if c == 0:
-                    item.setData(Qt.ItemDataRole.UserRole, row.sample)
-                self.table.setItem(r, c, item)
-        for column in range(3):
-            self.table.resizeColumnToContents(column)
-        self.table.resizeRowsToContents()
+        if rows is None:  # being ranked: session.queue_changed follows
+            self._mark_open()
+            return
+        if rows != self.rows or self.table.rowCount() != len(rows):
+            self._fill(project, rows)
         self._mark_open()
         self.status.setText(self._summary())
+
+    def _fill(self, project, rows: list) -> None:
+        self.rows = list(rows)
+        samples = {s.id: s for s in project.samples()} if project is not None and self.rows else {}
+        self.table.setUpdatesEnabled(False)
+        try:
+            self.table.setRowCount(len(self.rows))
+            for r, row in enumerate(self.rows):
+                sample = samples.get(row.sample)
+                where = "" if sample is None else calls.where(sample)
+                score = "" if row.score is None else f"{row.score:.3f}"  # None: a validation/test request
+                for c, text in enumerate((str(row.sample), where, score, row.reason)):
+                    item = self.table.item(r, c)
+                    if item is None:
+                        item = QTableWidgetItem()
+                        self.table.setItem(r, c, item)
+                    item.setText(text)
+                    if c == 3:
+                        item.setToolTip(text)  # the whole reason; the cell may cut it
+                    if c == 0:
+                        item.setData(Qt.ItemDataRole.UserRole, row.sample)
+            for column in range(3):
+                self.table.resizeColumnToContents(column)
+            self.table.resizeRowsToContents()
+        finally:
+            self.table.setUpdatesEnabled(True)
 
     def _summary(self) -> str:
         if self.session.project is None:
@@ -145,12 +166,17 @@ class QueueWidget(QWidget):
         return f"{len(self.rows)} samples; {model}"
 
     def _mark_open(self) -> None:
+        """The open sample's row in bold (only rows whose state changes are touched)."""
         sample = self.session.sample
         for r, row in enumerate(self.rows):
-            font = self.table.item(r, 0).font() if self.table.item(r, 0) else None
-            if font is None:
+            first = self.table.item(r, 0)
+            if first is None:
                 continue
-            font.setBold(sample is not None and row.sample == sample.id)
+            bold = sample is not None and row.sample == sample.id
+            if first.font().bold() == bold:
+                continue
+            font = first.font()
+            font.setBold(bold)
             for c in range(self.table.columnCount()):
                 item = self.table.item(r, c)
                 if item is not None:

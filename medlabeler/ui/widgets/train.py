@@ -79,7 +79,13 @@ class LossPlot(QWidget):
         self.ax.yaxis.set_major_locator(MaxNLocator(4))
         self.ax2.yaxis.set_major_locator(MaxNLocator(4))
         self.draws = 0
+        self._stale = False  # data changed while the plot was hidden: drawn when it is shown
         self.reset()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        if self._stale:
+            self._draw()
 
     def reset(self) -> None:
         self.epochs: list[float] = []
@@ -115,6 +121,10 @@ class LossPlot(QWidget):
         for ax in (self.ax, self.ax2):
             ax.relim()
             ax.autoscale_view()
+        if not self.isVisible():  # rendering a figure takes 50-150 ms of the main thread: not for no one
+            self._stale = True
+            return
+        self._stale = False
         self.canvas.draw_idle()
         self.draws += 1
 
