@@ -237,6 +237,16 @@ def test_label_versions_history_and_origin(cls):
         cls.load_label(sid, version=9)
 
 
+def test_count_labels_after_counts_current_labels_saved_later(cls):
+    first, second = cls.samples()[:2]
+    cls.save_label(first.id, 1)
+    mark = cls.label(first.id).created
+    assert cls.count_labels_after(mark) == 0
+    cls.save_label(second.id, 2)
+    cls.save_label(first.id, 0)  # a changed label counts once, as its current version
+    assert cls.count_labels_after(mark) == 2 and cls.count_labels_after("") == 2
+
+
 def test_status_counts(cls, seg):
     ids = [s.id for s in cls.samples()]
     for sid, value in zip(ids, [0, 0, 1, 2]):

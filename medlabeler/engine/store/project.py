@@ -337,6 +337,10 @@ class Project:
         """Ids of the samples that have a current label (one cheap query)."""
         return frozenset(int(r[0]) for r in self._query("SELECT sample_id FROM labels WHERE is_current = 1"))
 
+    def count_labels_after(self, time: str) -> int:
+        """Current labels saved (or changed) after the ISO time `time` (one query)."""
+        return int(self._query("SELECT COUNT(*) FROM labels WHERE is_current = 1 AND created > ?", (str(time),))[0][0])
+
     def _insert_audit(self, conn: sqlite3.Connection, action: str, detail: Mapping[str, Any]) -> None:
         conn.execute("INSERT INTO audit (time, action, detail) VALUES (?, ?, ?)",
                      (_now(), str(action), _dumps(_scrub(dict(detail)))))

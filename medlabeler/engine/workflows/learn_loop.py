@@ -140,16 +140,10 @@ def labels_since_model(project) -> int:
     """Labels saved (or changed) after the newest trained model read its labels, in every split
     (labels saved while it trained count as new)."""
     model = newest_model(project)
-    labeled = project.samples(labeled=True)
     if model is None:
-        return len(labeled)
+        return len(project.labeled_ids())
     since = (model.record.get("labels") or {}).get("read_at") or model.created
-    count = 0
-    for sample in labeled:
-        label = project.label(sample.id)
-        if label is not None and label.created > since:
-            count += 1
-    return count
+    return project.count_labels_after(since)
 
 
 def _has_train_labels(project) -> bool:
