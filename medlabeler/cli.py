@@ -52,6 +52,13 @@ def _train_method_help() -> str:
             + (f". {marks}" if marks else "")).replace("%", "%%")
 
 
+def _pretrain_method_help() -> str:
+    from medlabeler.engine.workflows.recommended import experimental_text
+
+    return ("self-supervised method (default simclr)" + (f"; {experimental_text()}" if experimental_text() else "")
+            ).replace("%", "%%")
+
+
 def _strategy_names() -> list[str]:
     from medlabeler.engine.active.strategies import SCORE_WORDS, available_strategies
 
@@ -151,6 +158,7 @@ def cmd_pretrain(args) -> int:
 
     config = _config(args.config)
     with _open(args.project) as project:
+        _warn_if_experimental(project.task.kind, args.method)
         result = drive(pretrain_project(project, method=args.method, epochs=args.epochs, config=config), f"pretrain {args.method}")
     print(f"pretrained {args.method}: {_result_text(result)}")
     return 0
@@ -368,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining on all images")
     p.add_argument("project")
-    p.add_argument("--method", default="simclr", choices=_Registered(lambda: _method_names("pretrain")))
+    p.add_argument("--method", default="simclr", choices=_Registered(lambda: _method_names("pretrain")),
+                   help=_pretrain_method_help())
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--config", help="JSON file of method/training options")
     p.set_defaults(func=cmd_pretrain)

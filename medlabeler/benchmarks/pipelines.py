@@ -247,7 +247,7 @@ def markdown(args, data, pipelines, counts, rows: list[dict], seconds: float) ->
         n = mine[0]["n_labels"]
         lines += [f"## {count} labels" + (f" ({n})" if count == FULL else ""), "",
                   f"| pipeline | test {m} (mean ± std) | Δ vs supervised | per seed | "
-                  + " | ".join(per_label) + f" | val {m} | pretrain s | train s |",
+                  + "".join(f"{k} | " for k in per_label) + f"val {m} | pretrain s | train s |",
                   "|---|---|---|---|" + "---|" * len(per_label) + "---|---|---|"]
         for name in names:
             runs = sorted((r for r in mine if r["pipeline"] == name), key=lambda r: r["seed"])
@@ -258,8 +258,8 @@ def markdown(args, data, pipelines, counts, rows: list[dict], seconds: float) ->
             delta = "—" if name == "supervised" else f"{dmean:+.4f} ± {dstd:.4f}"
             parts = [f"{common.mean_std(r.get(k) for r in runs)[0]:.4f}" for k in per_label]
             lines.append(f"| {name} | {mean:.4f} ± {std:.4f} | {delta} | "
-                         + " / ".join(f"{r[m]:.3f}" for r in runs) + " | " + " | ".join(parts)
-                         + f" | {common.mean_std(r['val_' + m] for r in runs)[0]:.4f}"
+                         + " / ".join(f"{r[m]:.3f}" for r in runs) + " | " + "".join(f"{p} | " for p in parts)
+                         + f"{common.mean_std(r['val_' + m] for r in runs)[0]:.4f}"
                          + f" | {common.mean_std(r['pretrain_s'] for r in runs)[0]:.0f}"
                          + f" | {common.mean_std(r['train_s'] for r in runs)[0]:.0f} |")
         lines.append("")

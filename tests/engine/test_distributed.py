@@ -157,7 +157,7 @@ def test_two_processes_run_the_learning_loop_once(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**CONFIG, "steps": 6}))
     run = torchrun("learn", str(project), "--budget-s", "60", "--config", str(tmp_path / "config.json"), timeout=240)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert len(re.findall(r"^learn: promoted v1\b", run.stdout, re.M)) == 1, run.stdout
+    assert len(re.findall(r"^learn: promoted v\d+\b", run.stdout, re.M)) == 1, run.stdout  # v1 may be an encoder
     assert len(re.findall(r"^learn: ", run.stdout, re.M)) >= 2  # the decision and the summary, once each
     with Project.open(project, readonly=True) as store:
         assert store.active_model().version == 1
