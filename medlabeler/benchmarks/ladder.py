@@ -41,6 +41,9 @@ class Rung:
     figures: dict[str, float] = field(default_factory=dict)
     note: str = ""
 
+    def figures_text(self) -> str:
+        return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.figures.items())
+
     def text(self) -> str:
         figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.figures.items())
         return f"[{'pass' if self.passed else 'FAIL'}] {self.name}: {figures}" + (f" ({self.note})" if self.note else "")

@@ -43,8 +43,7 @@ def recommended(task_kind: str, *, spatial_dims: int = 2, gpu: bool = False) -> 
         return Recommendation(
             method="cross-teaching", config={"steps": steps},
             why="cross teaching had the best validation Dice of the pipelines on mni-tissue-seg at 4, 8 and 16 "
-                "labels and never fell below supervised; PCL pretraining first collapsed on one seed at 16 "
-                "labels (docs/benchmarks.md)")
+                "labels and never fell below supervised (docs/benchmarks.md)")
     if task_kind == "classification":
         return Recommendation(method="srcl", config={"steps": steps},
                               why="SRCL (mean teacher + relation consistency + NT-Xent) beat supervised "
@@ -64,10 +63,7 @@ def describe() -> str:
 # Methods that scored more than 0.01 below supervised at their own defaults and the same budget
 # (docs/benchmarks.md, "Do no harm"), per task: offered, but marked experimental with the reason.
 EXPERIMENTAL: dict[str, dict[str, str]] = {
-    "segmentation": {
-        "pcl": "fine-tuning from a PCL encoder collapsed on 1 of 3 seeds at 16 labels on mni-tissue-seg "
-               "(white matter not learned; mean -0.12 Dice against supervised)",
-    },
+    "segmentation": {},
     "classification": {},
 }
 
