@@ -11,8 +11,10 @@ SMALL = {"image_size": 32, "features": [8, 16, 32], "batch_size": 8, "unlabeled_
 @pytest.fixture(scope="module")
 def ladder(tmp_path_factory):
     lines = []
+    # 80 steps at 32 px: one pair of supervised seeds underestimates the spread here (measured 0.02-0.04
+    # apart), so the small ladder allows 0.05; the full-size ladder (docs/benchmarks.md) uses 2 x spread
     rungs = run_ladder(tmp_path_factory.mktemp("ladder"), labels=8, steps=80, pretrain_steps=80, config=SMALL,
-                       echo=lines.append)
+                       tolerance=0.05, echo=lines.append)
     by_number: dict[str, list] = {}
     for r in rungs:
         by_number.setdefault(r.name.split(" ")[0], []).append(r)
