@@ -177,7 +177,8 @@ def _pseudo_label_accuracy(bench, version: int, threshold: float) -> dict[str, f
     from medlabeler.engine.semi.fixmatch import pseudo_label_accuracy, pseudo_labels
     from medlabeler.engine.workflows.predict import predict_samples
 
-    unlabeled = [s for s in bench.pool if s.id not in {c.id for c in bench.chosen}][::3]
+    labeled = {c.id for c in bench.chosen}
+    unlabeled = [s for s in bench.pool if s.id not in labeled][::3]
     targets, refs = [], []
     for sample_id, probs in predict_samples(bench.project, [s.id for s in unlabeled], version):
         logits = torch.log(torch.as_tensor(probs).clamp_min(1e-8))[None]

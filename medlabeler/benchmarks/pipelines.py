@@ -183,8 +183,10 @@ def _one_seed(args, data, pipelines, counts, seed: int) -> list[dict]:
         pool = common.train_pool(project, data)
         runner, chosen = _Runner(project, data, args, seed), []
         for count in counts:
-            chosen = _grow(pool, chosen, count, seed, data)
-            common.reveal(project, data, chosen)
+            grown = _grow(pool, chosen, count, seed, data)
+            known = {s.id for s in chosen}
+            common.reveal(project, data, [s for s in grown if s.id not in known])  # no repeated label versions
+            chosen = grown
             say(f"seed {seed}: {len(chosen)} of {len(pool)} train samples labeled")
             for ssl, method in pipelines:
                 rows.append(_measure(runner, data, ssl, method, count, len(chosen), seed))

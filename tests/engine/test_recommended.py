@@ -16,6 +16,16 @@ SEG = {"cap_threads": False, "image_size": 32, "features": [8, 16, 32], "batch_s
        "dropout": 0.0}
 
 
+def _cli_project(tmp_path):
+    """A closed, fully labeled segmentation project and a tiny run-config file for the CLI."""
+    project = make_seg_project(tmp_path, n=4, depth=6)
+    root = project.root
+    project.close()
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(SEG))
+    return root, config
+
+
 def test_the_recommendation_grows_on_a_gpu_and_says_what_it_does():
     cpu, gpu = recommended("segmentation"), recommended("segmentation", gpu=True)
     assert gpu.config["steps"] > cpu.config["steps"]
@@ -33,21 +43,13 @@ def test_experimental_methods_are_marked_in_the_help_and_when_trained(tmp_path, 
     assert "mean-teacher (segmentation: 0.02 below" in experimental_text()
     help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "experimental:mean-teacher(segmentation:0.02below" in "".join(help_text.split())  # argparse wraps
-    project = make_seg_project(tmp_path, n=4, depth=6)
-    root = project.root
-    project.close()
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(SEG))
+    root, config = _cli_project(tmp_path)
     assert main(["train", str(root), "--method", "mean-teacher", "--steps", "2", "--config", str(config)]) == 0
     assert "mean-teacher is experimental for segmentation (0.02 below" in capsys.readouterr().err
 
 
 def test_train_without_a_method_runs_the_whole_recommended_pipeline(tmp_path, capsys):
-    project = make_seg_project(tmp_path, n=4, depth=6)
-    root = project.root
-    project.close()
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(SEG))
+    root, config = _cli_project(tmp_path)
     assert main(["train", str(root), "--steps", "4", "--config", str(config)]) == 0
     rec = recommended("segmentation")
     with Project.open(root, readonly=True) as project:
