@@ -240,11 +240,19 @@ def test_label_versions_history_and_origin(cls):
 def test_count_labels_after_counts_current_labels_saved_later(cls):
     first, second = cls.samples()[:2]
     cls.save_label(first.id, 1)
-    mark = cls.label(first.id).created
+    mark = cls.label_mark()
     assert cls.count_labels_after(mark) == 0
-    cls.save_label(second.id, 2)
+    cls.save_label(second.id, 2)  # saved within the same millisecond on a fast machine: still later
     cls.save_label(first.id, 0)  # a changed label counts once, as its current version
-    assert cls.count_labels_after(mark) == 2 and cls.count_labels_after("") == 2
+    assert cls.count_labels_after(mark) == 2 and cls.count_labels_after(0) == 2
+    assert cls.label_mark() > mark
+
+
+def test_count_labels_after_an_iso_time_for_models_recorded_before_marks(cls):
+    first, second = cls.samples()[:2]
+    cls.save_label(first.id, 1)
+    assert cls.count_labels_after("") == 1
+    assert cls.count_labels_after("9999-01-01T00:00:00.000+00:00") == 0
 
 
 def test_status_counts(cls, seg):

@@ -337,9 +337,19 @@ class Project:
         """Ids of the samples that have a current label (one cheap query)."""
         return frozenset(int(r[0]) for r in self._query("SELECT sample_id FROM labels WHERE is_current = 1"))
 
-    def count_labels_after(self, time: str) -> int:
-        """Current labels saved (or changed) after the ISO time `time` (one query)."""
-        return int(self._query("SELECT COUNT(*) FROM labels WHERE is_current = 1 AND created > ?", (str(time),))[0][0])
+    def label_mark(self) -> int:
+        """A mark that orders label saves: every label saved later gets a larger mark. Unlike a
+        timestamp it never ties (two saves in one millisecond) and never runs back with the clock."""
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM labels")[0][0])
+
+    def count_labels_after(self, mark: int | str) -> int:
+        """Current labels saved (or changed) after `mark`: a `label_mark()` or, for models
+        recorded before marks existed, an ISO time (one query)."""
+        if isinstance(mark, str):
+            sql, arg = "SELECT COUNT(*) FROM labels WHERE is_current = 1 AND created > ?", mark
+        else:
+            sql, arg = "SELECT COUNT(*) FROM labels WHERE is_current = 1 AND id > ?", int(mark)
+        return int(self._query(sql, (arg,))[0][0])
 
     def _insert_audit(self, conn: sqlite3.Connection, action: str, detail: Mapping[str, Any]) -> None:
         conn.execute("INSERT INTO audit (time, action, detail) VALUES (?, ?, ?)",

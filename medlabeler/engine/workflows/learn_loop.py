@@ -142,8 +142,9 @@ def labels_since_model(project) -> int:
     model = newest_model(project)
     if model is None:
         return len(project.labeled_ids())
-    since = (model.record.get("labels") or {}).get("read_at") or model.created
-    return project.count_labels_after(since)
+    read = model.record.get("labels") or {}
+    since = read.get("mark")
+    return project.count_labels_after(read.get("read_at") or model.created if since is None else int(since))
 
 
 def _has_train_labels(project) -> bool:

@@ -55,7 +55,8 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     run, method_cfg = resolve_config(config, method, epochs=epochs, seed=getattr(task, "seed", 0))
     device = device_for(run)
     preprocess = preprocess_for(run)
-    labels_read_at = _utc_now()  # labels saved after this are not in the run (the loop counts them as new)
+    # labels saved after this are not in the run (the loop counts them as new)
+    labels_read_at, labels_mark = _utc_now(), project.label_mark()
     data = build_project_data(project, preprocess, unlabeled_splits=tuple(run["unlabeled_splits"]),
                               cache_mb=run["cache_mb"], seed=run["seed"])
     arch = arch_for(task.kind, run, data.spatial_dims)
@@ -92,7 +93,8 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
         return result
     record = _model_record(project, method=method, method_cfg=method_cfg, names=names, model_args=model_args,
                            preprocess=preprocess, data=data, run=run, init_text=init_text, parent=parent,
-                           labels_read_at=labels_read_at, result=result, device=device)
+                           labels_read_at=labels_read_at, labels_mark=labels_mark, result=result,
+                           device=device)
     version = save_version(project, method_label=method, state=learner.predictor().state_dict(),
                            record=record, metrics=result.metrics, parent=parent, activate=False)
     result.version, result.record = version.version, record
@@ -108,7 +110,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
 
 
 def _model_record(project, *, method, method_cfg, names, model_args, preprocess, data, run, init_text, parent,
-                  labels_read_at, result, device) -> dict[str, Any]:
+                  labels_read_at, labels_mark, result, device) -> dict[str, Any]:
     """What a model version records of its run: method, network, preprocessing, config, init, the
     labels it saw, the data, its metrics and the run's figures."""
     import medlabeler
@@ -119,7 +121,7 @@ def _model_record(project, *, method, method_cfg, names, model_args, preprocess,
         "config": {k: v for k, v in run.items() if k not in ("checkpoint_dir", "resume_from")},
         "init": init_text, "parent": parent, "n_labels": len(data.labeled),
         "labels": {**_label_snapshot(project, [data.labeled, data.val]), "train": len(data.labeled),
-                   "val": len(data.val), "read_at": labels_read_at},
+                   "val": len(data.val), "read_at": labels_read_at, "mark": labels_mark},
         "data": {"train_labeled": len(data.labeled), "unlabeled": len(data.unlabeled), "val": len(data.val),
                  "samples_sha1": _sha1(sorted(data.labeled.ids + data.unlabeled.ids + data.val.ids))},
         "metrics": finite_metrics(result.metrics), "monitor": result.monitor,
