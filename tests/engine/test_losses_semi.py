@@ -97,6 +97,24 @@ def test_soft_dice_matches_loop_reference(b, c, h, w, include_background):
     )
 
 
+def test_segmentation_supervised_loss_is_half_ce_plus_foreground_dice():
+    import math
+
+    from medlabeler.engine.semi.supervised import supervised_loss
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 4, 4, generator=g) * 2
+    target = torch.randint(0, 3, (2, 4, 4), generator=g)
+    ce = 0.0
+    for i in range(2):
+        for y in range(4):
+            for x in range(4):
+                ce -= math.log(softmax_list([float(logits[i, j, y, x]) for j in range(3)])[int(target[i, y, x])])
+    ce /= 2 * 4 * 4
+    expected = 0.5 * (ce + reference_dice(logits, target, include_background=False))
+    assert float(supervised_loss(logits, target, "segmentation")[0]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_soft_dice_perfect_prediction_is_near_zero_and_wrong_is_near_one():
     target = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(0))
     onehot = torch.nn.functional.one_hot(target, 3).movedim(-1, 1).float()

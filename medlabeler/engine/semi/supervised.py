@@ -18,11 +18,17 @@ from medlabeler.engine.training.method import Method, to_float_logs
 
 
 def supervised_loss(logits: Tensor, y: Tensor, task: str) -> tuple[Tensor, dict[str, Tensor]]:
-    """CE for classification; 0.5 * (CE + soft Dice) for segmentation. Returns (loss, parts)."""
+    """CE for classification; 0.5 * (CE + soft Dice over the foreground labels) for segmentation,
+    as nnU-Net (Isensee et al., Nature Methods 2021) does. Returns (loss, parts).
+
+    Background stays out of the Dice: with it, the near-perfect background term dominated the
+    mean, and on mni-tissue-seg (8-channel U-Net, full labels, seed 2) training settled on never
+    predicting white matter (validation Dice 0.32; Dice over the foreground: 0.88; CE alone 0.84).
+    Background is still learned through the CE."""
     ce = F.cross_entropy(logits.float(), y.long())
     if task == "classification":
         return ce, {"ce": ce.detach()}
-    dice = soft_dice_loss(logits, y)
+    dice = soft_dice_loss(logits, y, include_background=False)
     return 0.5 * (ce + dice), {"ce": ce.detach(), "dice_loss": dice.detach()}
 
 
