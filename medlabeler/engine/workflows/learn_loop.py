@@ -143,8 +143,9 @@ def labels_since_model(project) -> int:
     if model is None:
         return len(project.labeled_ids())
     read = model.record.get("labels") or {}
-    since = read.get("mark")
-    return project.count_labels_after(read.get("read_at") or model.created if since is None else int(since))
+    if read.get("mark") is None:  # recorded before label marks: compare times
+        return project.count_labels_after(read.get("read_at") or model.created)
+    return project.count_labels_after(int(read["mark"]))
 
 
 def _has_train_labels(project) -> bool:
