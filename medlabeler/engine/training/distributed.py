@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 SHOWN_IDS = 20  # sample ids per rank written into the run log (all go into the record)
+SHUTDOWN_WAIT = timedelta(seconds=60)  # how long a finished rank waits for its peers before leaving
 
 
 # --- who am I -----------------------------------------------------------------------------------
@@ -91,8 +92,21 @@ def prepare_device(device: torch.device) -> torch.device:
 
 
 def _shutdown() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    """Tear the process group down once every rank got here.
+
+    A rank that destroys its group while a peer still holds the connection can abort the peer
+    (gloo: "terminate called without an active exception"), so the ranks meet first; a rank that
+    never arrives (it crashed) releases the others after `SHUTDOWN_WAIT`."""
+    if not torch.distributed.is_initialized():
+        return
+    try:
+        if torch.distributed.get_backend() == "gloo":
+            torch.distributed.monitored_barrier(timeout=SHUTDOWN_WAIT)
+        else:
+            torch.distributed.barrier()
+    except RuntimeError:
+        pass  # a peer is gone: nothing left to wait for
+    torch.distributed.destroy_process_group()
 
 
 def backend() -> str | None:
