@@ -9,6 +9,7 @@ only those through ``Project.save_label``.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +78,21 @@ def label_colormap(names, colors):
 def label_features(names) -> dict[str, list]:
     """Labels-layer features: one row per value, so napari's status bar names the label under the cursor."""
     return {"index": list(range(len(names) + 1)), "name": ["background", *names]}
+
+
+def warm_up_layers() -> None:
+    """Pay napari's first-layer costs (pandas for label features, pint's unit registry, the layer
+    and vispy modules: about a second on a 2-core CPU) on a thread before the first image opens,
+    instead of on the main thread when it does. Makes throwaway layers that no viewer holds."""
+    import napari.layers
+
+    for module in ("napari._vispy.layers.image", "napari._vispy.layers.labels"):  # private: a head start only
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    napari.layers.Image(np.zeros((2, 2, 2), np.float32), scale=(1.0, 1.0, 1.0), contrast_limits=(0.0, 1.0))
+    napari.layers.Labels(np.zeros((2, 2, 2), np.uint8), scale=(1.0, 1.0, 1.0), features=label_features(["label"]))
 
 
 def contrast_limits(array: np.ndarray, window: tuple[float, float] | None) -> tuple[float, float]:
@@ -218,8 +234,7 @@ class SampleView:
             image_kwargs["colormap"] = "gray"
         self._set_layer(IMAGE, pixels, "image", **image_kwargs)
         if self.task.kind == "segmentation":
-            labels = self._load_labels()
-            self.shown.baseline = labels.copy()
+            labels, self.shown.baseline = self._load_labels()
             self._set_layer(LABELS, labels, "labels", scale=scale, opacity=0.6,
                             colormap=label_colormap(self.task.names, self.task.colors),
                             features=label_features(self.task.names))
@@ -249,9 +264,12 @@ class SampleView:
         pixels = self.shown.pixels
         return pixels.shape[:2] if self.shown.rgb else pixels.shape
 
-    def _load_labels(self) -> np.ndarray:
-        """The current labels of every sample on screen, as one array the Labels layer edits."""
+    def _load_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current labels of every sample on screen, as one array the Labels layer edits, and
+        its baseline (a second array, equal to it). Both start as np.zeros and only the labeled
+        slices are written: a full copy of a 512x512x300 stack would cost 0.2 s on the main thread."""
         labels = np.zeros(self._label_shape(), dtype=np.uint8)
+        baseline = np.zeros(labels.shape, labels.dtype)  # not zeros_like: that writes every page
         pending = self._pending()
         if self.shown.is_stack:
             labeled = self.project.labeled_ids() | set(pending)
@@ -259,13 +277,13 @@ class SampleView:
                 if sample_id in labeled:
                     mask = pending[sample_id] if sample_id in pending else self.project.load_label(sample_id)
                     if isinstance(mask, np.ndarray) and mask.shape == labels.shape[1:]:
-                        labels[index] = mask
+                        labels[index] = baseline[index] = mask
         else:
             sample_id = self.shown.key[1]
             mask = pending[sample_id] if sample_id in pending else self.project.load_label(sample_id)
             if isinstance(mask, np.ndarray) and mask.shape == labels.shape:
-                labels[...] = mask
-        return labels
+                labels[...] = baseline[...] = mask
+        return labels, baseline
 
     @main_thread_only
     def remove_layers(self) -> None:

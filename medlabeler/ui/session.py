@@ -21,7 +21,7 @@ from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
-from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes
+from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes, warm_up_layers
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
@@ -32,6 +32,7 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) a fraction of one.
 READ_ON_A_THREAD_BYTES = 64 * 2**20
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
+_LAYERS_WARM_THREAD: threading.Thread | None = None  # napari's first-layer costs, once per process
 
 
 def _warm_up() -> None:
@@ -41,10 +42,25 @@ def _warm_up() -> None:
         log.warning("importing the training code in the background failed: %s", exc)
 
 
+def _warm_up_layers() -> None:
+    try:
+        warm_up_layers()
+    except Exception as exc:  # noqa: BLE001 - only a head start: the first image pays it instead
+        log.warning("preparing napari's layers in the background failed: %s", exc)
+
+
+def _start_layers_warm_up() -> None:
+    global _LAYERS_WARM_THREAD
+    if _LAYERS_WARM_THREAD is None:
+        _LAYERS_WARM_THREAD = threading.Thread(target=_warm_up_layers, name="medlabeler-layers-warm-up", daemon=True)
+        _LAYERS_WARM_THREAD.start()
+
+
 def wait_for_warm_up(timeout_s: float = 60.0) -> None:
-    """Let the background import finish (an import cut short by interpreter exit fails noisily)."""
-    if _WARM_THREAD is not None:
-        _WARM_THREAD.join(timeout_s)
+    """Let the background imports finish (an import cut short by interpreter exit fails noisily)."""
+    for thread in (_LAYERS_WARM_THREAD, _WARM_THREAD):
+        if thread is not None:
+            thread.join(timeout_s)
 
 
 def get_session(viewer) -> Session:
@@ -169,6 +185,7 @@ class Session(QObject):
         from medlabeler.ui.learning import LearningLoop
 
         self.learning = LearningLoop(self)  # the background learning loop (on when a project opens)
+        _start_layers_warm_up()  # before the first image opens: it would pay them on the main thread
         # Save and release the project when the window closes. napari has no public "closing"
         # signal, so watch its main window (private attribute: guarded), and the app quitting.
         self._close_watcher = None

@@ -212,3 +212,28 @@ def test_a_large_volume_is_read_on_a_thread_then_its_slice_opens(make_napari_vie
     assert session.reading == other.id and session.sample.id == first
     qtbot.waitUntil(lambda: session.sample.id == other.id, timeout=30_000)
     assert session.view.layers["image"].data.shape[0] == other.n_slices
+
+
+def test_a_volume_opens_with_its_saved_slices_unchanged_and_napari_warmed_up(make_napari_viewer, qtbot,
+                                                                             trained_project, caplog):
+    """The labels layer and its baseline are filled slice by slice (no full copy of the stack):
+    right after opening nothing counts as changed, and a painted slice is the only change. The
+    napari first-layer costs were paid on the warm-up thread, without a warning."""
+    from medlabeler.ui import session as session_module
+
+    caplog.set_level(logging.WARNING, logger="medlabeler.ui.session")
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session, view = widget.session, widget.session.view
+    session_module.wait_for_warm_up()
+    assert session_module._LAYERS_WARM_THREAD is not None and not session_module._LAYERS_WARM_THREAD.is_alive()
+    assert not [r for r in caplog.records if "in the background failed" in r.getMessage()]
+    session.open_sample(session.project.samples(split="train", labeled=True)[0].id)
+    labeled = [z for z, sid in view.shown.slices.items() if sid in session.project.labeled_ids()]
+    data = np.asarray(view.labels_layer.data)
+    assert labeled and all(data[z].any() for z in labeled)  # saved labels shown...
+    assert view.changed_masks() == []  # ...and equal to the baseline
+    unlabeled = next(z for z in view.shown.slices if z not in labeled)
+    data[unlabeled, :4, :4] = 1
+    view.labels_layer.data = data
+    assert [sid for sid, _ in view.changed_masks()] == [view.shown.slices[unlabeled]]
