@@ -706,3 +706,33 @@ def test_threads_share_a_project(cls):
         t.join()
     assert errors == [] and time.time() - t0 < 30
     assert all(len(cls.label_history(ids[k])) == 20 for k in range(4))
+
+
+def test_a_read_never_waits_for_another_threads_write_transaction(cls):
+    """Each thread reads on its own WAL connection: the app's main thread must not stall while a
+    worker holds a write transaction (a model copied and fsynced, a chunk of scores). The writer
+    sees its own uncommitted rows; others see the last commit, then the new one."""
+    import threading
+
+    first, second = (s.id for s in cls.samples()[:2])
+    cls.save_label(first, 0)
+    inside, release, seen_inside = threading.Event(), threading.Event(), []
+
+    def hold_a_write() -> None:
+        with cls._write() as conn:
+            conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ?", (first,))
+            seen_inside.append(cls.labeled_ids())  # its own write, not committed yet
+            inside.set()
+            release.wait(10)  # without separate readers the main thread waits this long
+
+    writer = threading.Thread(target=hold_a_write)
+    writer.start()
+    assert inside.wait(30)
+    assert cls.labeled_ids() == {first}  # answered while the transaction is open: the last commit
+    assert writer.is_alive() and not release.is_set()
+    release.set()
+    writer.join(30)
+    assert seen_inside == [frozenset()] and cls.labeled_ids() == frozenset()
+    cls.save_label(second, 1)
+    assert cls.labeled_ids() == {second}  # a commit on this thread is seen at once
+    assert len(cls._readers) >= 1

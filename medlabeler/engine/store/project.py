@@ -129,6 +129,9 @@ class Project:
         self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
         self._pixels_mutex = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._writing: int | None = None  # the thread inside a write transaction (reads its own writes)
+        self._readers: dict[threading.Thread, sqlite3.Connection] = {}  # see _reader
+        self._readers_mutex = threading.Lock()
         db = root / DB_NAME
         try:
             if readonly:
@@ -261,6 +264,10 @@ class Project:
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
+        with self._readers_mutex:
+            readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            reader.close()
         if conn is not None:
             conn.close()
 
@@ -301,8 +308,33 @@ class Project:
         self._db  # noqa: B018 - raises if closed
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
+        reader = self._reader()
+        if reader is not None:
+            return reader.execute(sql, tuple(args)).fetchall()
         with self._mutex:
             return self._db.execute(sql, tuple(args)).fetchall()
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's own read-only connection to the database, or None where a read must use
+        the shared connection (a read-only project; inside this thread's write transaction).
+
+        WAL lets a reader see the last commit without waiting for a writer, so a query on the main
+        thread never waits behind another thread's transaction, a label's fsync or a model file
+        being copied (stalls of 50-300 ms in the app while the learning loop saved models)."""
+        if self.readonly or self._writing == threading.get_ident():
+            return None
+        self._db  # noqa: B018 - raises if closed or forked
+        thread = threading.current_thread()
+        reader = self._readers.get(thread)
+        if reader is None:
+            reader = sqlite3.connect((self.root / DB_NAME).as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                                     check_same_thread=False, timeout=30)
+            with self._readers_mutex:
+                gone = [t for t in self._readers if not t.is_alive()]
+                for t in gone:  # threads that ended (workers come and go): close their connections
+                    self._readers.pop(t).close()
+                self._readers[thread] = reader
+        return reader
 
     @contextmanager
     def _write(self, *, labels_only: bool = False) -> Iterator[sqlite3.Connection]:
@@ -315,6 +347,7 @@ class Project:
         with self._mutex:
             conn = self._db
             conn.execute("BEGIN IMMEDIATE")
+            outer, self._writing = self._writing, threading.get_ident()
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -322,6 +355,8 @@ class Project:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._writing = outer
             if not labels_only:
                 self._revision += 1
 
