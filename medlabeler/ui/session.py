@@ -8,6 +8,7 @@ results come back through signal handlers.
 from __future__ import annotations
 
 import collections
+import gc
 import getpass
 import json
 import logging
@@ -40,6 +41,10 @@ def _warm_up() -> None:
         calls.warm_up()
     except Exception as exc:  # noqa: BLE001 - only a head start: training imports it again
         log.warning("importing the training code in the background failed: %s", exc)
+    # Python's full collections scanned every object of napari, Qt and torch: 230-255 ms with the
+    # GIL held, the UI's longest stalls while the loop trained. What exists now lives as long as
+    # the app, so the collector may stop scanning it (objects made later are collected as usual).
+    gc.freeze()
 
 
 def _warm_up_layers() -> None:
