@@ -320,13 +320,15 @@ class Session(QObject):
 
     # --- samples and labels ---------------------------------------------------------------------
     @main_thread_only
-    def open_sample(self, sample_id: int) -> None:
-        """Show a sample (saving the labels of the one open first). A slice of a large volume not
-        read yet is read on a thread first (seconds for a CT series): the window stays live, the
-        status bar says so, and the sample opens when its volume is in memory."""
+    def open_sample(self, sample_id: int, *, save_first: bool = True) -> None:
+        """Show a sample (saving the labels of the one open first, unless the caller just did). A
+        slice of a large volume not read yet is read on a thread first (seconds for a CT series):
+        the window stays live, the status bar says so, and the sample opens when its volume is in
+        memory."""
         if self.project is None:
             return
-        self.save_current()
+        if save_first:
+            self.save_current()
         sample = self.project.sample(int(sample_id))
         if self.view.needs_reading(sample) and volume_bytes(sample) >= READ_ON_A_THREAD_BYTES:
             self._read_then_open(sample)
@@ -481,7 +483,7 @@ class Session(QObject):
         self.save_current()
         next_id = self.next_sample_id()
         if next_id is not None:
-            self.open_sample(next_id)
+            self.open_sample(next_id, save_first=False)
 
     @main_thread_only
     def save_current(self) -> int:
