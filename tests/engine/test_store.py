@@ -162,6 +162,8 @@ def test_samples_filter_by_split_and_labeled(cls):
     assert sum(len(cls.samples(split=s)) for s in ("train", "val", "test")) == 6
     with pytest.raises(ValueError):
         cls.samples(split="holdout")
+    assert [s.id for s in cls.samples(ids=[ids[4], ids[1], 10_000])] == [ids[1], ids[4]]  # in id order
+    assert [s.id for s in cls.samples(ids=ids[:3], labeled=False)] == ids[1:3] and cls.samples(ids=[]) == []
 
 
 # ------------------------------------------------------------------------------------- splits

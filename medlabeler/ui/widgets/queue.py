@@ -134,7 +134,8 @@ class QueueWidget(QWidget):
 
     def _fill(self, project, rows: list) -> None:
         self.rows = list(rows)
-        samples = {s.id: s for s in project.samples()} if project is not None and self.rows else {}
+        ids = [row.sample for row in self.rows]
+        samples = {s.id: s for s in project.samples(ids=ids)} if project is not None and ids else {}
         self.table.setUpdatesEnabled(False)
         try:
             self.table.setRowCount(len(self.rows))
