@@ -535,7 +535,7 @@ class SampleView:
     @main_thread_only
     def set_overlay_opacity(self, kind: str, opacity: float) -> None:
         layer = self.layers.get(kind)
-        if layer is not None:
+        if layer is not None and layer.opacity != opacity:  # napari redraws the layer and its thumbnail
             layer.opacity = opacity
 
     def has_layer(self, kind: str) -> bool:
