@@ -172,7 +172,8 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     assert session.start_training("supervised", init="pretrained", epochs=1, config=TINY)
     job = session.last_training
-    qtbot.waitUntil(lambda: job.outcome is not None, timeout=60_000)
+    # the outcome is known when the worker errs; the message follows when it has finished
+    qtbot.waitUntil(lambda: job.outcome is not None and not job.running, timeout=60_000)
     assert job.outcome == "failed"
     assert shown == ["Training (supervised) stopped: no pretrained encoder in this project yet: run pretraining first"]
     assert widget.train.train_button.isEnabled() and project.active_model().version == 1
