@@ -38,15 +38,16 @@ UNCERTAINTY_OPACITY = 0.35
 _CONTRAST_SAMPLE = 2_000_000
 
 
-def read_volume(sample) -> tuple[np.ndarray, tuple[float, ...], tuple[float, float] | None]:
-    """Pixels, scale and window of the volume a slice sample belongs to (no layers: any thread)."""
+def read_volume(sample) -> tuple[np.ndarray, tuple[float, ...], tuple[float, float]]:
+    """Pixels, scale and contrast limits of the volume a slice sample belongs to (no layers: any
+    thread, so that the percentiles of a volume without a window are not taken on the main one)."""
     from medlabeler.engine.io import read_image
 
     image = read_image(sample.path, sample.series_uid)
     array = image.array
     if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
         array = array.astype(np.float32)
-    return array, tuple(float(v) for v in image.spacing[:3]), image.window
+    return array, tuple(float(v) for v in image.spacing[:3]), contrast_limits(array, image.window)
 
 
 def volume_bytes(sample) -> int:
@@ -210,7 +211,7 @@ class SampleView:
     def _replace_layers(self, sample, key) -> None:
         """Put another volume or image on screen, reusing the layers (adding napari layers is slow)."""
         if sample.slice_index is not None:
-            pixels, scale, window = self._volume(sample)
+            pixels, scale, limits = self._volume(sample)
             slices = {
                 s.slice_index: s.id
                 for s in self.project.samples()
@@ -220,7 +221,7 @@ class SampleView:
         else:
             pixels = self.project.load_pixels(sample)  # a 2D image, or a whole volume
             scale = tuple(float(v) for v in sample.spacing)
-            window = None
+            limits = None
             slices = {}
             is_stack = False
         rgb = not sample.is_volume and pixels.ndim == 3 and pixels.shape[-1] in (3, 4)
@@ -230,7 +231,7 @@ class SampleView:
         self.shown = Shown(key=key, pixels=pixels, scale=scale, rgb=rgb, is_stack=is_stack, slices=slices)
         image_kwargs = {"scale": scale, "rgb": rgb}
         if not rgb:
-            image_kwargs["contrast_limits"] = contrast_limits(pixels, window)
+            image_kwargs["contrast_limits"] = limits or contrast_limits(pixels, None)
             image_kwargs["colormap"] = "gray"
         self._set_layer(IMAGE, pixels, "image", **image_kwargs)
         if self.task.kind == "segmentation":
@@ -246,7 +247,7 @@ class SampleView:
             self.viewer.reset_view()
 
     def _volume(self, sample):
-        """Pixels, scale and window of the volume a slice sample belongs to (one volume cached)."""
+        """Pixels, scale and contrast limits of the volume a slice sample belongs to (one cached)."""
         key = (sample.path, sample.series_uid)
         if key not in self._volume_cache:
             self.keep_volume(sample, read_volume(sample))

@@ -158,7 +158,7 @@ class Session(QObject):
     overlay_toggled = Signal(str, bool)  # overlay kind, visible (keys and the Review tab's boxes)
     saves_submitted = Signal()  # labels handed to the writer (shown as "saving" until labels_changed)
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
-    _volume_read = Signal(object, object, object)  # project, sample, (pixels, scale, window) | exception
+    _volume_read = Signal(object, object, object)  # project, sample, (pixels, scale, contrast limits) | exception
 
     def __init__(self, viewer):
         super().__init__()
