@@ -209,6 +209,19 @@ class SampleView:
         if keep is not None and layers.selection.active is not keep:
             layers.selection.active = keep
 
+    def _layer_spec(self, kind: str) -> tuple[str, type, dict]:
+        """(layer type, dtype, keyword arguments) of the labels layer or an overlay."""
+        if kind in (LABELS, PREDICTION):
+            return "labels", np.uint8, {"opacity": 0.6 if kind == LABELS else 0.45,
+                                        "colormap": label_colormap(self.task.names, self.task.colors),
+                                        "features": label_features(self.task.names)}
+        return "image", np.float32, {"colormap": "inferno", "blending": "additive", "contrast_limits": (0.0, 1.0),
+                                     "opacity": UNCERTAINTY_OPACITY if kind == UNCERTAINTY else 0.5}
+
+    def _overlay_kinds(self) -> tuple[str, ...]:
+        """The overlays this project's predictions have."""
+        return (PREDICTION, UNCERTAINTY) if self.task.kind == "segmentation" else (GRADCAM,)
+
     def _key(self, sample) -> tuple:
         if sample.slice_index is not None:
             return (sample.path, sample.series_uid)
@@ -242,9 +255,7 @@ class SampleView:
         self._set_layer(IMAGE, pixels, "image", **image_kwargs)
         if self.task.kind == "segmentation":
             labels, self.shown.baseline = self._load_labels()
-            self._set_layer(LABELS, labels, "labels", scale=scale, opacity=0.6,
-                            colormap=label_colormap(self.task.names, self.task.colors),
-                            features=label_features(self.task.names))
+            self._set_layer(LABELS, labels, "labels", scale=scale, **self._layer_spec(LABELS)[2])
         self._blank_overlays()
         self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
         if is_stack and pixels.ndim == 3:  # the slider reads "slice 50", as the queue does (from 0)
@@ -379,21 +390,11 @@ class SampleView:
     def _write_overlays(self, pred: PredictionView, *, draw: bool) -> list[str]:
         """Write the prediction's maps into their layers; the kinds written. ``draw``: show and
         redraw them now (else the caller does, with ``_show_overlay_layer``)."""
-        scale = self.shown.scale
-        written = []
-        if self.task.kind == "segmentation" and isinstance(pred.label, np.ndarray):
-            self._overlay(PREDICTION, pred.label, np.uint8, "labels", draw=draw, scale=scale, opacity=0.45,
-                          colormap=label_colormap(self.task.names, self.task.colors),
-                          features=label_features(self.task.names))
-            written.append(PREDICTION)
-        if pred.uncertainty is not None:
-            self._overlay(UNCERTAINTY, pred.uncertainty, np.float32, "image", draw=draw, scale=scale, colormap="inferno",
-                          blending="additive", opacity=UNCERTAINTY_OPACITY, contrast_limits=(0.0, 1.0))
-            written.append(UNCERTAINTY)
-        if pred.cam is not None:
-            self._overlay(GRADCAM, pred.cam, np.float32, "image", draw=draw, scale=scale, colormap="inferno",
-                          blending="additive", opacity=0.5, contrast_limits=(0.0, 1.0))
-            written.append(GRADCAM)
+        maps = {PREDICTION: pred.label if self.task.kind == "segmentation" and isinstance(pred.label, np.ndarray) else None,
+                UNCERTAINTY: pred.uncertainty, GRADCAM: pred.cam}
+        written = [kind for kind, array in maps.items() if array is not None]
+        for kind in written:
+            self._overlay(kind, maps[kind], draw=draw)
         return written
 
     def _show_overlay_layer(self, kind: str, *, refresh: bool) -> None:
@@ -414,8 +415,10 @@ class SampleView:
             if kind not in keep and layer is not None and layer.visible:
                 layer.visible = False
 
-    def _overlay(self, kind: str, array, dtype, layer_type: str, *, draw: bool = True, **kwargs) -> None:
+    def _overlay(self, kind: str, array, *, draw: bool = True) -> None:
         """Put a sample-shaped map on screen: on a volume, only its slice is written (in place)."""
+        layer_type, dtype, kwargs = self._layer_spec(kind)
+        kwargs = {**kwargs, "scale": self.shown.scale}
         array = np.asarray(array, dtype=dtype)
         shape = self._label_shape()
         layer = self.layers.get(kind)
@@ -451,11 +454,9 @@ class SampleView:
         )
         if not reusable:
             self._drop_layer(kind)
-            add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
             if kind in DEFAULT_VISIBLE:
                 kwargs = {**kwargs, "visible": self.overlay_visible[kind]}
-            self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
-            self._outline(kind)
+            self._add_layer(kind, layer_type, data, **kwargs)
             self.select_top()
             return
         limits = kwargs.get("contrast_limits")
@@ -479,25 +480,18 @@ class SampleView:
             return
         shape = self._label_shape()
         scale = self.shown.scale
-        if self.task.kind == "segmentation":
-            wanted = {PREDICTION: ("labels", np.uint8, {"opacity": 0.45, "colormap": label_colormap(self.task.names, self.task.colors),
-                                                        "features": label_features(self.task.names)}),
-                      UNCERTAINTY: ("image", np.float32, {"colormap": "inferno", "blending": "additive", "opacity": UNCERTAINTY_OPACITY,
-                                                          "contrast_limits": (0.0, 1.0)})}
-        else:
-            wanted = {GRADCAM: ("image", np.float32, {"colormap": "inferno", "blending": "additive", "opacity": 0.5,
-                                                      "contrast_limits": (0.0, 1.0)})}
-        for kind, (layer_type, dtype, kwargs) in wanted.items():
+        for kind in self._overlay_kinds():
             if kind in self.layers and self.layers[kind] in self.viewer.layers:
                 continue
-            add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
-            self.layers[kind] = add(np.zeros(shape, dtype), name=layer_name(kind), scale=scale, visible=False, **kwargs)
-            self._outline(kind)
+            layer_type, dtype, kwargs = self._layer_spec(kind)
+            self._add_layer(kind, layer_type, np.zeros(shape, dtype), scale=scale, visible=False, **kwargs)
         self.select_top()
 
-    def _outline(self, kind: str) -> None:
-        if kind == PREDICTION and hasattr(self.layers[kind], "contour"):
-            self.layers[kind].contour = PREDICTION_CONTOUR
+    def _add_layer(self, kind: str, layer_type: str, data: np.ndarray, **kwargs) -> None:
+        add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
+        layer = self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
+        if kind == PREDICTION and hasattr(layer, "contour"):
+            layer.contour = PREDICTION_CONTOUR  # outlines
 
     def _blank_overlays(self) -> None:
         """Overlays of the previous image become empty ones of the new image's shape (hidden).
