@@ -150,9 +150,10 @@ def main(argv=None) -> int:
             app.processEvents()
             time.sleep(0.001)
 
-    pump(0.5)
+    pump(3.0)  # the clinician picks the folder: the start-up warm-up threads finish meanwhile
     beat = Heartbeat()
     beat.start()
+    open_sampler = StallSampler(beat, depth=3).start() if args.profile else None
     started = time.perf_counter()
     session.open_project(root)
     open_call_s = time.perf_counter() - started
@@ -160,6 +161,8 @@ def main(argv=None) -> int:
         pump(0.01)
     open_s = time.perf_counter() - started
     opening = beat.stop()
+    if open_sampler is not None:
+        open_sampler.stop()
     beat.start()
     pump(3.0)  # the loop starts; torch loads on its thread
     settling = beat.stop()
@@ -194,6 +197,9 @@ def main(argv=None) -> int:
     print(f"  arrow key on the main thread (slice the layers): p50 {np.median(key_ms):.1f} ms, "
           f"p99 {np.percentile(key_ms, 99):.1f} ms, max {max(key_ms):.1f} ms")
     print(f"  the learning loop meanwhile: {loop_now}")
+    if open_sampler is not None:
+        print(f"where the main thread was while the heartbeat was over 30 ms late, opening ({open_sampler.samples} samples):")
+        print(open_sampler.report(top=12))
     if sampler is not None:
         sampler.stop()
         print(f"where the main thread was while the heartbeat was over 30 ms late ({sampler.samples} samples):")
