@@ -240,3 +240,19 @@ def test_a_volume_opens_with_its_saved_slices_unchanged_and_napari_warmed_up(mak
     data[unlabeled, :4, :4] = 1
     view.labels_layer.data = data
     assert [sid for sid, _ in view.changed_masks()] == [view.shown.slices[unlabeled]]
+
+
+def test_saving_finds_the_changed_slices_chunk_by_chunk(monkeypatch):
+    """The labels on screen are compared with the saved ones a few slices at a time: every changed
+    slice is found, also at the edges of a chunk, and no other."""
+    from medlabeler.ui import layers
+
+    saved = np.zeros((23, 6, 5), np.uint8)
+    painted = saved.copy()
+    changed = [0, 6, 7, 13, 22]
+    for z in changed:
+        painted[z, z % 6, 4] = 2
+    for chunk_slices in (1, 3, 7, 23, 100):
+        monkeypatch.setattr(layers, "_COMPARE_BYTES", chunk_slices * saved[0].nbytes)
+        assert layers._changed_slices(painted, saved) == changed
+    assert layers._changed_slices(saved, saved.copy()) == []
