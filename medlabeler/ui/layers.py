@@ -117,9 +117,10 @@ def contrast_limits(array: np.ndarray, window: tuple[float, float] | None) -> tu
     return float(low), float(high)
 
 
-#: Slices compared at once when saving: a few numpy calls, not one per slice (each call lets a
-#: training thread take the GIL: 0.5-1.5 s for a CT's 300 slices while one ran), and a bounded
-#: temporary, not one of a whole CT stack (78 MB, 0.3 s at the first save).
+#: Slices compared at once when saving: a few numpy calls, not one per slice (each call lets
+#: another thread take the GIL: a CT's 300 slices took 0.5-1.5 s beside a busy Python thread, and
+#: the demo's saves stalled the UI while the loop trained), and a bounded temporary, not one of a
+#: whole CT stack (78 MB, 0.3 s at the first save).
 _COMPARE_BYTES = 16 * 2**20
 
 
