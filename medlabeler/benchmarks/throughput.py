@@ -105,6 +105,7 @@ def run(args) -> int:
         common.reveal(project, data, project.samples(split="val"))
         config = common.run_config(data.task, args, seed=0, steps=steps)
         config["steps_per_epoch"] = steps
+        config.setdefault("resize", "letterbox")  # whole images of one size, as the plain loop stacks them
         run, _method_cfg = resolve_config(config, "supervised")
         batch = int(run["batch_size"])
         model_args = {"arch": "unet", "in_channels": 1, "num_classes": project.task.num_classes,
@@ -112,7 +113,7 @@ def run(args) -> int:
         from medlabeler.engine.training.device import pick_device
 
         device = pick_device(run["device"])
-        tensors = SampleTensors(project, Preprocess.from_config(run))
+        tensors = SampleTensors(project, Preprocess.from_config(run, data.task))
         images = torch.stack([tensors.image(s) for s in labeled])
         masks = torch.stack([tensors.mask(s, data.truth(s)) for s in labeled])
         say(f"throughput on {data.name}: {len(labeled)} labeled slices at {run['image_size']} px, batch {batch}, "

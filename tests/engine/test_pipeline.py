@@ -41,6 +41,8 @@ def test_train_segmentation_stores_an_active_version_with_its_record(seg_project
     assert len(record["labels"]["ids_sha1"]) == 40 and record["n_labels"] == train_labeled == mv.n_labels
     assert record["model"]["arch"] == "unet" and record["model"]["features"] == [8, 16, 32]
     assert record["config"]["image_size"] == 32 and record["preprocess"]["size"] == 32
+    # segmentation trains at native resolution by default (random crops of image_size)
+    assert record["preprocess"]["resize"] == "crop" and record["preprocess"]["max_side"] == 256
     assert "dice" in record["metrics"] and mv.metrics["dice"] == record["metrics"]["dice"]
     assert events[-1].kind == "done" and f"v{mv.version}" in events[-1].message
     assert [e.kind for e in events].count("done") == 1
@@ -156,6 +158,7 @@ def test_classification_pipeline(tmp_path):
     result = run_to_end(train_project(project, method="supervised", epochs=2, config=CLS))
     mv = project.active_model()
     assert mv.version == result.version and mv.record["model"]["arch"] == "resnet18"
+    assert mv.record["preprocess"]["resize"] == "letterbox"  # classification sees whole images
     metrics = evaluate_project(project, split="test")
     assert {"auc", "accuracy", "balanced_accuracy", "recall_normal", "recall_lesion", "n"} <= set(metrics)
     ids = [s.id for s in project.samples(split="test")]

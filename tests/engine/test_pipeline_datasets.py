@@ -11,7 +11,7 @@ from PIL import Image
 
 from medlabeler.engine.data.datasets import (
     Geometry, InfiniteBatches, LabeledDataset, Preprocess, SampleTensors, UnlabeledDataset,
-    build_project_data, intensity_stats, normalise_grey, normalise_rgb,
+    build_project_data, intensity_stats, label_window, normalise_grey, normalise_rgb,
 )
 from medlabeler.engine.io import scan_sources
 from medlabeler.engine.store import Project
@@ -129,6 +129,35 @@ def test_letterbox_geometry_round_trip():
         Preprocess(resize="squash")
 
 
+def test_native_resolution_scales_down_only_images_above_max_side():
+    small = Geometry.fit((197, 233), 128, "crop", max_side=256)
+    assert small.resized == (197, 233) and small.size == (197, 233)  # the demo's slices stay native
+    big = Geometry.fit((512, 400), 128, "crop", max_side=256)
+    assert big.resized == (256, 200) and big.size == (256, 200)
+    thin = Geometry.fit((600, 90), 128, "crop", max_side=300)
+    assert thin.resized == (300, 45) and thin.size == (300, 128) and thin.pad_before == (0, 41)
+    image = torch.rand(1, 512, 400)
+    assert big.image_to_model(image).shape == (1, 256, 200)
+    mask = torch.zeros(512, 400, dtype=torch.long)
+    mask[100:300, 50:250] = 1
+    probs = torch.stack([(big.mask_to_model(mask) == 0).float(), (big.mask_to_model(mask) == 1).float()])
+    back = big.to_original(probs)
+    assert back.shape == (2, 512, 400) and (back.argmax(0) == mask).float().mean() > 0.99
+    with pytest.raises(ValueError, match="max_side"):
+        Preprocess(size=128, resize="crop", max_side=64)
+
+
+def test_auto_resize_is_native_for_segmentation_and_letterbox_for_classification():
+    config = {"resize": "auto", "max_side": 256, "image_size": 96}
+    seg, cls = Preprocess.from_config(config, "segmentation"), Preprocess.from_config(config, "classification")
+    assert (seg.resize, seg.max_side, seg.size) == ("crop", 256, 96)
+    assert (cls.resize, cls.max_side) == ("letterbox", None)
+    # 2D native-resolution inputs go through the network whole; volumes slide; letterboxed ones fit
+    assert seg.window_size(2) is None and seg.window_size(3) == 64 and cls.window_size(2) is None
+    # a crop model saved before max_side existed keeps predicting by sliding window
+    assert Preprocess(size=96, resize="crop").window_size(2) == 96
+
+
 # --- datasets over a project ------------------------------------------------------------------
 
 
@@ -199,6 +228,24 @@ def test_crop_mode_gives_native_resolution_windows(tmp_path):
     windows = {tuple(data.labeled[0][0].flatten()[:4].tolist()) for _ in range(6)}
     assert len(windows) > 1  # random windows
     project.close()
+
+
+def test_foreground_crops_find_a_small_label_as_often_as_a_large_one():
+    label = torch.zeros(200, 240, dtype=torch.long)
+    label[20:180, 20:220] = 1          # a large structure
+    label[150:153, 200:203] = 2        # 9 pixels: what a uniform 32 px crop rarely holds
+    generator = torch.Generator().manual_seed(0)
+    pixels: dict = {}
+    windows = [label_window(label, 32, generator, 1.0, pixels) for _ in range(400)]
+    assert all(label[w].shape == (32, 32) for w in windows)
+    holds_small = np.mean([bool((label[w] == 2).any()) for w in windows])
+    assert 0.4 < holds_small < 0.6  # the label is drawn uniformly among those present
+    assert set(pixels) == {0, 1, 2} and len(pixels[2]) == 9  # each label's pixels found once, kept
+    uniform = [label_window(label, 32, generator, 0.0) for _ in range(400)]
+    assert np.mean([bool((label[w] == 2).any()) for w in uniform]) < 0.05
+    # an empty mask, or one window as large as the image, still gives a valid window
+    assert label_window(torch.zeros(40, 50, dtype=torch.long), 32, generator, 1.0) is not None
+    assert label_window(label, 200, generator, 1.0)[0] == slice(0, 200)
 
 
 def test_infinite_batches_are_full_shuffled_and_seeded():

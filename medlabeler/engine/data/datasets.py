@@ -7,8 +7,11 @@ Preprocessing (one place, used for training, validation and prediction alike):
 - RGB (Y, X, 3) -> 3 channels: /255, then per-channel standardisation over the image.
 - geometry: "letterbox" (default) scales the longer side to `size` keeping the aspect ratio and
   pads the rest with 0 (the normalised mean; background for masks); "stretch" resizes each axis
-  to `size`; "crop" (segmentation of large images) keeps the native resolution, pads images
-  smaller than `size`, trains on random `size` crops and predicts with a sliding window.
+  to `size`; "crop" (segmentation, the default there) keeps the native resolution (2D images
+  whose longer side exceeds `max_side` are first scaled down to it), pads images smaller than
+  `size`, trains on random `size` crops and predicts 2D images whole (the U-Net is fully
+  convolutional; without a `max_side`, by sliding window) and volumes with a sliding window. "auto" in a run config means "crop" for
+  segmentation and "letterbox" for classification.
   Images use bilinear (antialiased) interpolation, masks nearest. `Geometry` maps
   model-resolution outputs back to the sample's original size.
 - whole volumes (unit "image", 3D) get the same treatment in 3D with `volume_size`.
@@ -41,35 +44,65 @@ CT_WINDOWS = {"soft_tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (4
 
 
 RESIZE_MODES = ("letterbox", "stretch", "crop")
+#: A `max_side` up to this lets 2D inputs go through the network whole, not by sliding window.
+WHOLE_IMAGE_MAX_SIDE = 1024
+
+
+def resize_for(task: str, resize: str) -> str:
+    """A run config's resize mode for `task`: "auto" is native resolution ("crop") for
+    segmentation, where letterboxing a slice to 128 px loses small structures (docs/benchmarks.md,
+    "Native resolution"), and "letterbox" for classification, which needs whole images."""
+    if resize != "auto":
+        return resize
+    return "crop" if task == "segmentation" else "letterbox"
 
 
 @dataclass(frozen=True)
 class Preprocess:
     """How samples become model tensors. `window`: None, (center, width), or a name in
-    CT_WINDOWS (applied to CT samples only)."""
+    CT_WINDOWS (applied to CT samples only). `max_side` ("crop" mode, 2D): images with a longer
+    side above it are scaled down to it first (None: never)."""
 
     size: int = 128
     volume_size: int = 64
     resize: str = "letterbox"
     window: Any = None
     percentiles: tuple[float, float] = (1.0, 99.0)
+    max_side: int | None = None
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, not {self.resize!r}")
         if self.size < 8 or self.volume_size < 8:
             raise ValueError("image size must be at least 8 pixels")
+        if self.max_side is not None and self.max_side < self.size:
+            raise ValueError(f"max_side ({self.max_side}) must be at least the image size ({self.size})")
 
     @classmethod
-    def from_config(cls, config: dict | None) -> "Preprocess":
+    def from_config(cls, config: dict | None, task: str = "segmentation") -> "Preprocess":
+        """From a run config; its resize "auto" is settled for `task` (`resize_for`)."""
         config = config or {}
         window = config.get("ct_window", config.get("window"))
         if isinstance(window, list):
             window = tuple(window)
+        resize = resize_for(task, config.get("resize", "letterbox"))
+        max_side = config.get("max_side") if resize == "crop" else None
         return cls(size=int(config.get("image_size", config.get("size", 128))),
-                   volume_size=int(config.get("volume_size", 64)),
-                   resize=config.get("resize", "letterbox"), window=window,
-                   percentiles=tuple(config.get("percentiles", (1.0, 99.0))))
+                   volume_size=int(config.get("volume_size", 64)), resize=resize, window=window,
+                   percentiles=tuple(config.get("percentiles", (1.0, 99.0))),
+                   max_side=None if max_side is None else int(max_side))
+
+    def window_size(self, spatial_dims: int) -> int | None:
+        """The sliding-window side for model inputs of `spatial_dims` (None: whole inputs). Only
+        "crop" models slide: volumes always; 2D inputs only without a `max_side` up to
+        WHOLE_IMAGE_MAX_SIDE (models saved before `max_side` existed predicted that way)."""
+        if self.resize != "crop":
+            return None
+        if spatial_dims == 3:
+            return self.volume_size
+        if self.max_side is not None and self.max_side <= WHOLE_IMAGE_MAX_SIDE:
+            return None
+        return self.size
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -154,11 +187,17 @@ class Geometry:
     size: tuple[int, ...]
 
     @classmethod
-    def fit(cls, original: Sequence[int], size: int, resize: str = "letterbox") -> "Geometry":
+    def fit(cls, original: Sequence[int], size: int, resize: str = "letterbox",
+            max_side: int | None = None) -> "Geometry":
+        """`max_side` ("crop" only): a longer side above it is scaled down to it, keeping the aspect."""
         original = tuple(int(s) for s in original)
         if resize == "crop":
-            full = tuple(max(s, size) for s in original)
-            return cls(original, original, tuple((f - s) // 2 for f, s in zip(full, original)), full)
+            resized = original
+            if max_side is not None and max(original) > max_side:
+                scale = max_side / max(original)
+                resized = tuple(max(1, min(max_side, int(round(s * scale)))) for s in original)
+            full = tuple(max(s, size) for s in resized)
+            return cls(original, resized, tuple((f - s) // 2 for f, s in zip(full, resized)), full)
         if resize == "stretch":
             resized = (size,) * len(original)
         else:
@@ -274,8 +313,9 @@ class SampleTensors:
 
     def geometry(self, sample) -> Geometry:
         shape = self.spatial_shape(sample)
-        size = self.preprocess.volume_size if len(shape) == 3 else self.preprocess.size
-        return Geometry.fit(shape, size, self.preprocess.resize)
+        if len(shape) == 3:
+            return Geometry.fit(shape, self.preprocess.volume_size, self.preprocess.resize)
+        return Geometry.fit(shape, self.preprocess.size, self.preprocess.resize, self.preprocess.max_side)
 
     def crop_size(self, spatial_dims: int) -> int:
         """Side of the training window / model input for 2D or 3D samples."""
@@ -331,16 +371,49 @@ def random_window(shape: Sequence[int], crop: int, generator: torch.Generator) -
     return tuple(slice(a, a + crop) for a in starts)
 
 
+#: Share of segmentation training crops centred on a pixel of one of the labels the mask holds
+#: (the label drawn uniformly among those present), as nnU-Net oversamples foreground (Isensee
+#: et al., Nature Methods 2021): a small or rare structure is in a third of the crops however
+#: little of the image it covers; the rest are uniform, so background is still seen everywhere.
+FOREGROUND_CROPS = 1 / 3
+
+
+def label_window(label: torch.Tensor, crop: int, generator: torch.Generator,
+                 foreground: float = FOREGROUND_CROPS, pixels: dict | None = None) -> tuple[slice, ...]:
+    """A `crop`-sized window inside `label`'s shape: with probability `foreground` centred
+    (clamped to the image) on a random pixel of a label drawn uniformly from the labels present,
+    else uniform. `pixels` caches each label's flat pixel indices between calls."""
+    if foreground <= 0 or float(torch.rand(1, generator=generator)) >= foreground:
+        return random_window(label.shape, crop, generator)
+    if pixels is None:
+        pixels = {}
+    if not pixels:
+        flat = label.reshape(-1)
+        for value in torch.unique(flat).tolist():
+            if value > 0:
+                pixels[int(value)] = torch.nonzero(flat == value).reshape(-1)
+        pixels.setdefault(0, torch.empty(0, dtype=torch.long))  # marks "computed" for an empty mask
+    present = [v for v in sorted(pixels) if v > 0]
+    if not present:
+        return random_window(label.shape, crop, generator)
+    where = pixels[present[int(torch.randint(0, len(present), (1,), generator=generator))]]
+    centre = np.unravel_index(int(where[int(torch.randint(0, len(where), (1,), generator=generator))]), label.shape)
+    starts = [min(max(0, int(c) - crop // 2), s - crop) for c, s in zip(centre, label.shape)]
+    return tuple(slice(a, a + crop) for a in starts)
+
+
 class LabeledDataset(Dataset):
     """(image, label) of labeled samples; labels read once when the dataset is built.
 
-    With `crop` (resize "crop"), items are random windows (`tensors.crop_size`) of the
-    native-resolution image and mask, drawn from a generator seeded with `seed`."""
+    With `crop` (resize "crop"), items are windows (`tensors.crop_size`) of the native-resolution
+    image and mask, drawn from a generator seeded with `seed`: a `foreground` share of them
+    centred on a label (`label_window`), the rest uniform."""
 
     def __init__(self, project, samples: Sequence, tensors: SampleTensors, task: str | None = None,
-                 crop: bool = False, seed: int = 0):
+                 crop: bool = False, seed: int = 0, foreground: float = FOREGROUND_CROPS):
         self.tensors = tensors
         self.crop = crop
+        self.foreground = float(foreground)
         self.generator = torch.Generator().manual_seed(seed)
         self.task = task or project.task.kind
         self.samples, self._labels = [], []
@@ -354,6 +427,7 @@ class LabeledDataset(Dataset):
             else:
                 self._labels.append(tensors.mask(sample, value))
         self.ids = [s.id for s in self.samples]
+        self._pixels: list[dict] = [{} for _ in self.samples]  # per sample: label -> flat pixel indices
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -361,7 +435,8 @@ class LabeledDataset(Dataset):
     def __getitem__(self, index: int):
         image, label = self.tensors.image(self.samples[index]), self._labels[index]
         if self.crop and label.ndim > 0:
-            window = random_window(label.shape, self.tensors.crop_size(label.ndim), self.generator)
+            window = label_window(label, self.tensors.crop_size(label.ndim), self.generator, self.foreground,
+                                  self._pixels[index])
             image, label = image[(slice(None), *window)], label[window]
         return image, label
 
@@ -402,16 +477,18 @@ class ProjectData:
 
 
 def build_project_data(project, preprocess: Preprocess | None = None, *, unlabeled_splits=("train",),
-                       cache_mb: float = 1024.0, seed: int = 0) -> ProjectData:
+                       cache_mb: float = 1024.0, seed: int = 0, foreground: float = FOREGROUND_CROPS) -> ProjectData:
     """labeled = labeled train samples; unlabeled = unlabeled samples of `unlabeled_splits`
     (train only by default, so val/test images never shape training); val = labeled val samples
-    (whole images, even in "crop" mode). The test split is not touched."""
+    (whole images, even in "crop" mode). The test split is not touched. `foreground`: the share
+    of "crop" training windows centred on a label (`label_window`)."""
     tensors = SampleTensors(project, preprocess, cache_mb)
     task = project.task.kind
     crop = tensors.preprocess.resize == "crop"
     if crop and task != "segmentation":
         raise ValueError('resize "crop" is for segmentation; classification needs whole images')
-    labeled = LabeledDataset(project, project.samples(split="train", labeled=True), tensors, task, crop, seed)
+    labeled = LabeledDataset(project, project.samples(split="train", labeled=True), tensors, task, crop, seed,
+                             foreground)
     pool = [s for split in unlabeled_splits for s in project.samples(split=split, labeled=False)]
     unlabeled = UnlabeledDataset(pool, tensors, crop, seed + 1)
     val = LabeledDataset(project, project.samples(split="val", labeled=True), tensors, task)

@@ -18,15 +18,13 @@ def evaluate_model(model: nn.Module, dataset, *, task: str, device: torch.device
     """Classification: auc/accuracy/balanced_accuracy/recall_<name>. Segmentation (at model
     resolution): dice, iou, dice_<name>, ... (`names` are the foreground labels). HD95 is off by
     default here (validation runs every epoch); `evaluate_project` reports it. With `roi_size`,
-    items larger than it (native-resolution "crop" mode) are predicted with a sliding window."""
+    items larger than it (native-resolution volumes) are predicted with a sliding window."""
     from medlabeler.engine.inference.predict import predict_logits
 
     if device is not None:
         model.to(device)
     ys, outs = [], []
-    step = 1 if roi_size is not None else batch_size
-    for start in range(0, len(dataset), step):
-        items = [dataset[i] for i in range(start, min(len(dataset), start + step))]
+    for items in _same_shape_batches(dataset, 1 if roi_size is not None else batch_size):
         x = torch.stack([torch.as_tensor(item[0]) for item in items])
         y = torch.stack([torch.as_tensor(item[1]) for item in items])
         logits = predict_logits(model, x, batch_size=batch_size, roi_size=roi_size)
@@ -44,3 +42,17 @@ def evaluate_model(model: nn.Module, dataset, *, task: str, device: torch.device
         for pred, ref in zip(pred_batch, ref_batch):
             scores.add(pred, ref)
     return scores.result()
+
+
+def _same_shape_batches(dataset, batch_size: int):
+    """Lists of up to `batch_size` consecutive items whose images share a shape (native-resolution
+    images differ in size, so they cannot always be stacked)."""
+    batch: list = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if batch and (len(batch) >= batch_size or torch.as_tensor(item[0]).shape != torch.as_tensor(batch[0][0]).shape):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch

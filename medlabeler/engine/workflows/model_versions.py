@@ -73,4 +73,5 @@ def preprocess_from_record(record: dict):
         saved["window"] = tuple(saved["window"])
     if "percentiles" in saved:
         saved["percentiles"] = tuple(saved["percentiles"])
+    saved.setdefault("max_side", None)  # versions saved before it existed: never scaled down
     return Preprocess(**saved)

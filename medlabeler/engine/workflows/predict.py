@@ -83,15 +83,23 @@ def _open(project, version, device, model_bundle):
 
 
 def _chunks(project, tensors, sample_ids: Iterable[int], batch_size: int, roi: int | None):
-    """(samples, their stacked model inputs) in chunks of `batch_size`; one sample at a time for
-    sliding-window models (`roi`)."""
+    """(samples, their stacked model inputs) in chunks of up to `batch_size` consecutive samples
+    of one input shape (native-resolution inputs differ between images); one sample at a time
+    for sliding-window models (`roi`)."""
     import torch
 
-    ids = list(sample_ids)
-    step = 1 if roi is not None else max(1, batch_size)
-    for start in range(0, len(ids), step):
-        chunk = [project.sample(i) for i in ids[start:start + step]]
-        yield chunk, torch.stack([tensors.image(s) for s in chunk])
+    limit = 1 if roi is not None else max(1, batch_size)
+    chunk, images = [], []
+    for sample_id in sample_ids:
+        sample = project.sample(sample_id)
+        image = tensors.image(sample)
+        if images and (len(images) >= limit or image.shape != images[0].shape):
+            yield chunk, torch.stack(images)
+            chunk, images = [], []
+        chunk.append(sample)
+        images.append(image)
+    if images:
+        yield chunk, torch.stack(images)
 
 
 def _at_sample_size(probs, sample, record: dict, tensors) -> np.ndarray:
@@ -102,7 +110,5 @@ def _at_sample_size(probs, sample, record: dict, tensors) -> np.ndarray:
 
 
 def _roi(record: dict, preprocess) -> int | None:
-    """The sliding-window size of a native-resolution ("crop") model; None for the others."""
-    if preprocess.resize != "crop":
-        return None
-    return preprocess.volume_size if record.get("spatial_dims") == 3 else preprocess.size
+    """The sliding-window size of a model (native-resolution volumes); None: whole inputs."""
+    return preprocess.window_size(3 if record.get("spatial_dims") == 3 else 2)

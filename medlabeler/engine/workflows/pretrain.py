@@ -31,7 +31,7 @@ def pretrain_project(project, *, method: str = "simclr", epochs: int | None = No
     task = project.task
     run, method_cfg = resolve_config(config, method, epochs=epochs, seed=getattr(task, "seed", 0))
     device = device_for(run)
-    preprocess = preprocess_for(run)
+    preprocess = preprocess_for(run, task.kind)
     images, in_channels, dims = _pretrain_images(project, run, preprocess)
     arch = arch_for(task.kind, run, dims)
     factory = network_factory(task.kind, arch, in_channels, task.num_classes, run)

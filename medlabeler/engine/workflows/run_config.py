@@ -13,9 +13,12 @@ from typing import Any
 from medlabeler.engine.errors import TrainingError
 
 DEFAULTS: dict[str, Any] = {
-    "image_size": 128,          # side of the square 2D model input (CPU-friendly default)
-    "volume_size": 64,          # side of the cubic input for whole volumes (arch unet3d)
-    "resize": "letterbox",      # "letterbox" | "stretch" | "crop" (native resolution, sliding window)
+    "image_size": 128,          # side of the square 2D model input, or of the training crops (resize "crop")
+    "volume_size": 64,          # side of the cubic input (crops) for whole volumes (arch unet3d)
+    "resize": "auto",           # "auto" (crop for segmentation, letterbox for classification) | "letterbox"
+                                # | "stretch" | "crop" (native resolution: random crops, whole-image prediction)
+    "max_side": 256,            # crop mode, 2D: a longer side above this is scaled down to it first
+    "foreground_crops": 1 / 3,  # crop mode: share of training crops centred on a label (nnU-Net's oversampling)
     "ct_window": None,          # None | [center, width] | "soft_tissue" | "lung" | "bone" | "brain"
     "percentiles": [1.0, 99.0],  # intensity clip of grey images (per volume), before z-scoring
     "arch": None,               # resnet18/34/50 (classification), unet/unet-alt/unet3d; None = default
@@ -85,11 +88,11 @@ def resolve_config(config: dict | None, method: str | None = None, *, epochs: in
     return run, method_cfg
 
 
-def preprocess_for(run: dict):
-    """The `Preprocess` of a run (image size, resize mode, intensity window)."""
+def preprocess_for(run: dict, task: str):
+    """The `Preprocess` of a run for a `task` kind (image size, resize mode, intensity window)."""
     from medlabeler.engine.data.datasets import Preprocess
 
-    return Preprocess.from_config(run)
+    return Preprocess.from_config(run, task)
 
 
 def device_for(run: dict):

@@ -54,11 +54,11 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
                             {k: v for k, v in rec.config.items() if k in ("steps",)}, epochs, steps)
     run, method_cfg = resolve_config(config, method, epochs=epochs, seed=getattr(task, "seed", 0))
     device = device_for(run)
-    preprocess = preprocess_for(run)
+    preprocess = preprocess_for(run, task.kind)
     # labels saved after this are not in the run (the loop counts them as new)
     labels_read_at, labels_mark = _utc_now(), project.label_mark()
     data = build_project_data(project, preprocess, unlabeled_splits=tuple(run["unlabeled_splits"]),
-                              cache_mb=run["cache_mb"], seed=run["seed"])
+                              cache_mb=run["cache_mb"], seed=run["seed"], foreground=run["foreground_crops"])
     arch = arch_for(task.kind, run, data.spatial_dims)
     num_classes = task.num_classes
     seed_everything(run["seed"])
@@ -70,9 +70,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     model_args = dict(learner.predictor().build_args)
     parent, init_text = _apply_init(project, learner, init, model_args)
     names = list(task.names)
-    roi = preprocess.size if preprocess.resize == "crop" else None
-    if roi is not None and data.spatial_dims == 3:
-        roi = preprocess.volume_size
+    roi = preprocess.window_size(data.spatial_dims)
 
     def eval_fn(model, dataset):
         return evaluate_model(model, dataset, task=task.kind, device=device, names=names, roi_size=roi,

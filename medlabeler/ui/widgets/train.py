@@ -180,6 +180,9 @@ class TrainWidget(QWidget):
         self.image_size.setRange(32, 1024)
         self.image_size.setSingleStep(32)
         self.image_size.setValue(128)
+        self.image_size.setToolTip("Segmentation: the side of the training crops, taken at the image's native "
+                                   "resolution (scaled down only above 256 px); predictions see the whole image. "
+                                   "Classification: whole images are resized to it.")
         form.addRow("Image size", self.image_size)
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 512)
