@@ -100,6 +100,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert "4 of 24 samples labeled" in widget.project.counts_label.text()
 
     session.open_next()
+    qtbot.waitUntil(lambda: bool(widget.queue.rows), timeout=10_000)  # the table follows a turn later
     queue_before = [(row.sample, row.reason) for row in widget.queue.rows]
     assert queue_before and not any(row.sample in labeled for row in widget.queue.rows)
 

@@ -19,7 +19,7 @@ def test_manifest_is_valid_and_points_at_real_callables():
     assert "napari/layers/annotate" in contributions.menus
 
 
-def test_plugin_widgets_share_one_session(make_napari_viewer, brain_project):
+def test_plugin_widgets_share_one_session(make_napari_viewer, qtbot, brain_project):
     from medlabeler.ui.session import get_session
 
     viewer = make_napari_viewer()
@@ -27,7 +27,8 @@ def test_plugin_widgets_share_one_session(make_napari_viewer, brain_project):
     _, label = viewer.window.add_plugin_dock_widget("medlabeler", "Label")
     assert queue.session is label.session is get_session(viewer)
     queue.session.open_project(brain_project)
-    assert queue.rows and label.sample_label.text().startswith("sample ")
+    qtbot.waitUntil(lambda: bool(queue.rows), timeout=10_000)  # the table follows a turn later
+    assert label.sample_label.text().startswith("sample ")
     queue.table.cellClicked.emit(1, 0)
     assert queue.session.sample.id == queue.rows[1].sample
 

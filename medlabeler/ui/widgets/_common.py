@@ -29,14 +29,20 @@ def _alive(widget: QWidget) -> bool:
     return True
 
 
-def connect(widget: QWidget, signal, slot) -> None:
+def connect(widget: QWidget, signal, slot, *, later: bool = False) -> None:
     """Connect a session signal to ``slot`` for as long as ``widget`` lives.
 
     The session outlives its widgets (a dock can be closed and opened again), so the connection
-    holds the widget weakly and goes quiet once the widget is gone.
+    holds the widget weakly and goes quiet once the widget is gone. ``later``: run the slot on a
+    coming turn of the event loop, once for a burst of signals (with the last one's arguments),
+    so that work the signal's sender does right then (opening the next sample) and this widget's
+    update do not stall the window as one piece.
     """
+    from qtpy.QtCore import QTimer
+
     ref = weakref.ref(widget)
     method = weakref.WeakMethod(slot) if inspect.ismethod(slot) else None
+    pending: list = []  # the arguments of the call waiting for the event loop
 
     def call(*args):
         target = ref()
@@ -45,7 +51,17 @@ def connect(widget: QWidget, signal, slot) -> None:
             return
         fn(*args)
 
-    signal.connect(call)
+    def call_later(*args):
+        target = ref()
+        if target is None or not _alive(target):
+            return
+        if not pending:  # the widget as context: the timer dies with it
+            QTimer.singleShot(0, target, lambda: call(*pending.pop()))
+        else:
+            pending.clear()
+        pending.append(args)
+
+    signal.connect(call_later if later else call)
 
 
 def sample_text(sample) -> str:

@@ -81,9 +81,10 @@ class QueueWidget(QWidget):
         self.refresh_button.clicked.connect(lambda: self.refresh(wait=True))
         self.view_combo.currentTextChanged.connect(lambda _: self.refresh(wait=True))
         self.strategy_combo.currentTextChanged.connect(self._strategy_changed)
-        for signal in (self.session.project_changed, self.session.queue_changed, self.session.labels_changed):
-            connect(self, signal, self.refresh)
-        connect(self, self.session.sample_opened, self._sample_opened)
+        connect(self, self.session.project_changed, self.refresh)
+        # the table follows on the next turn of the event loop: `n` opens the sample first
+        for signal in (self.session.queue_changed, self.session.labels_changed, self.session.sample_opened):
+            connect(self, signal, self._refresh_later, later=True)
         connect(self, self.session.background_state, self._background)
         self.refresh()
 
@@ -97,8 +98,8 @@ class QueueWidget(QWidget):
             part.setVisible(not collapsed)
         self.collapsed.emit(collapsed)
 
-    def _sample_opened(self, _sample) -> None:
-        self.refresh()  # the queue without the sample just saved: often ranked already
+    def _refresh_later(self, *_args) -> None:
+        self.refresh()  # after a save, the queue without the sample just saved: often ranked already
 
     def _strategy_changed(self, name: str) -> None:
         self.session.strategy = name
