@@ -85,7 +85,12 @@ def test_unknown_names_and_config_keys_are_refused():
 def test_method_info_lists_defaults():
     info = method_info("fixmatch")
     assert info["kind"] == "train" and info["defaults"]["threshold"] == 0.95 and "Sohn" in info["doc"]
-    assert method_info("srcl")["defaults"]["contrastive_weight"] == 1.0
+    assert method_info("srcl")["defaults"]["contrastive_weight"] is None  # per task, chosen on validation
+    weights = {task: build_method("srcl", task=task, model_factory=factory(task), num_classes=2, in_channels=1,
+                                  config={}).contrastive_weight for task in ("classification", "segmentation")}
+    assert weights == {"classification": 1.0, "segmentation": 0.1}
+    assert build_method("srcl", task="segmentation", model_factory=factory("segmentation"), num_classes=2,
+                        in_channels=1, config={"contrastive_weight": 0.5}).contrastive_weight == 0.5
 
 
 class EchoMethod(Method):

@@ -29,6 +29,11 @@ def _alive(widget: QWidget) -> bool:
     return True
 
 
+#: How long a ``later`` connection waits: any delay makes it a timer event, which Qt dispatches
+#: after the events already posted (the canvas repaint of a newly opened slice), not before.
+LATER_MS = 1
+
+
 def connect(widget: QWidget, signal, slot, *, later: bool = False) -> None:
     """Connect a session signal to ``slot`` for as long as ``widget`` lives.
 
@@ -55,8 +60,8 @@ def connect(widget: QWidget, signal, slot, *, later: bool = False) -> None:
         target = ref()
         if target is None or not _alive(target):
             return
-        if not pending:  # the widget as context: the timer dies with it
-            QTimer.singleShot(0, target, lambda: call(*pending.pop()))
+        if not pending:  # a real timer, not a posted event: the repaint the sender asked for goes first
+            QTimer.singleShot(LATER_MS, target, lambda: call(*pending.pop()))  # the widget as context
         else:
             pending.clear()
         pending.append(args)

@@ -34,6 +34,7 @@ class QueueWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.rows: list[calls.QueueRow] = []
+        self._bold_rows: set[int] | None = None  # rows shown in bold (None: unknown, look at each)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
 
@@ -135,6 +136,7 @@ class QueueWidget(QWidget):
 
     def _fill(self, project, rows: list) -> None:
         self.rows = list(rows)
+        self._bold_rows = None
         ids = [row.sample for row in self.rows]
         samples = {s.id: s for s in project.samples(ids=ids)} if project is not None and ids else {}
         self.table.setUpdatesEnabled(False)
@@ -170,6 +172,10 @@ class QueueWidget(QWidget):
     def _mark_open(self) -> None:
         """The open sample's row in bold (only rows whose state changes are touched)."""
         sample = self.session.sample
+        bold_now = {r for r, row in enumerate(self.rows) if sample is not None and row.sample == sample.id}
+        if bold_now == self._bold_rows:
+            return
+        self._bold_rows = bold_now
         for r, row in enumerate(self.rows):
             first = self.table.item(r, 0)
             if first is None:
