@@ -257,7 +257,7 @@ def markdown(args, data, pipelines, counts, rows: list[dict], seconds: float) ->
                 continue
             mean, std = common.mean_std(r[m] for r in runs)
             dmean, dstd = paired_delta(rows, name, count, m)
-            delta = "—" if name == "supervised" else f"{dmean:+.4f} ± {dstd:.4f}"
+            delta = "—" if name == "supervised" or math.isnan(dmean) else f"{dmean:+.4f} ± {dstd:.4f}"
             parts = [f"{common.mean_std(r.get(k) for r in runs)[0]:.4f}" for k in per_label]
             lines.append(f"| {name} | {mean:.4f} ± {std:.4f} | {delta} | "
                          + " / ".join(f"{r[m]:.3f}" for r in runs) + " | " + "".join(f"{p} | " for p in parts)
@@ -266,8 +266,9 @@ def markdown(args, data, pipelines, counts, rows: list[dict], seconds: float) ->
                          + f" | {common.mean_std(r['train_s'] for r in runs)[0]:.0f} |")
         lines.append("")
     harmed = harmful(rows, m)
+    compared = any(r["pipeline"] == "supervised" for r in rows)
     lines += ["Do no harm (every pipeline >= supervised - 0.01 at every label count, mean over seeds): "
-              + ("all pass." if not harmed else "below: " + "; ".join(
+              + ("no supervised run to compare with." if not compared else "all pass." if not harmed else "below: " + "; ".join(
                   f"{name} at {count} labels ({d:+.4f})" for name, count, d in harmed) + "."), "",
               "Test split never used for model selection (val picks the best validation step). Pretraining "
               "sees the images of every split (no labels), the product's default; one pretraining per SSL "

@@ -287,6 +287,8 @@ class Session(QObject):
             return  # an open project makes what it needs itself
         if self.layer_pool.fill_one():
             QTimer.singleShot(self.POOL_STEP_MS, self._fill_layer_pool)
+        else:  # none selected: no layer controls offer to paint on an empty, hidden layer
+            self.viewer.layers.selection.clear()
 
     def _warm_up(self) -> None:
         """Import torch and the engine's training code on a thread, once per process."""

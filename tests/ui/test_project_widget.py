@@ -85,7 +85,7 @@ def test_the_app_makes_its_layers_ahead_and_keeps_them_across_projects(make_napa
     viewer = make_napari_viewer(show=True)
     session = build_app(viewer).session
     session.warm_up_on_open = False
-    qtbot.waitUntil(lambda: len(viewer.layers) == len(POOL), timeout=15000)
+    qtbot.waitUntil(lambda: len(viewer.layers) == len(POOL) and not viewer.layers.selection, timeout=15000)
     made = {kind: session.layer_pool[kind] for kind, _, _ in POOL}
     assert all(not layer.visible and layer.data.shape == (1, 1, 1) for layer in made.values())
 
