@@ -151,7 +151,8 @@ def _fixmatch_rung(bench, sup_dice, tol) -> list[Rung]:
     none_pass = bench.train("fixmatch", threshold=1.0, on_step=_steps_into(shares))
     dice, per = bench.dice(none_pass.version)
     passed = max((s.get("mask_rate", 0.0) for s in shares), default=0.0)
-    rungs = [_not_below("2a fixmatch, no pixel passing = supervised", dice, sup_dice, tol, per, max_pass_share=passed)]
+    rungs = [_not_below("2a fixmatch at threshold 1 (only saturated pixels pass) = supervised", dice, sup_dice, tol,
+                        per, max_pass_share=passed)]
     logged: list[dict] = []
     real = bench.train("fixmatch", on_step=_steps_into(logged))
     dice, per = bench.dice(real.version)

@@ -332,6 +332,7 @@ class Session(QObject):
             self.close_project(keep_layers=False)
         except Exception:  # noqa: BLE001 - closing must not raise into Qt
             log.exception("closing the project failed")
+        self.layer_pool = None  # a pool still being made stops: the window is going
         wait_for_warm_up()
 
     @property

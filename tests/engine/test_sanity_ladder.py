@@ -45,4 +45,6 @@ def test_fixmatch_logs_pass_shares_and_pseudo_label_accuracy_per_class(ladder):
     figures = rungs["2b"][0].figures
     assert {"logged_mask_rate", "logged_pass_0", "logged_pass_1", "logged_pass_2"} <= set(figures)
     assert {"pseudo_acc", "pseudo_acc_0", "pseudo_acc_1", "pseudo_acc_2"} <= set(figures)
-    assert rungs["2a"][0].figures["max_pass_share"] == 0.0
+    # threshold 1.0: only pixels whose float32 softmax saturates to exactly 1 pass (0.01% at native
+    # resolution), so the unlabeled term is as good as off
+    assert rungs["2a"][0].figures["max_pass_share"] < 0.001
