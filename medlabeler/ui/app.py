@@ -49,10 +49,8 @@ def fit_window(viewer) -> None:
 
 
 def build_app(viewer, project_path: str | Path | None = None):
-    """Dock the widgets and open ``project_path`` (if given) in an existing viewer. The app owns
-    this viewer, so its layers are kept across projects and made ahead while none is open."""
+    """Dock the widgets and open ``project_path`` (if given) in an existing viewer."""
     widget = dock_widgets(viewer)
-    widget.session.keep_layers_ready()
     if project_path:
         widget.session.open_project(project_path)
     return widget

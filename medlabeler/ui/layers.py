@@ -102,52 +102,6 @@ def warm_up_layers() -> None:
         pass
 
 
-def add_layer(viewer, kind: str, layer_type: str, data: np.ndarray, **kwargs):
-    """Add one of medlabeler's layers to ``viewer`` (the prediction drawn as outlines)."""
-    add = viewer.add_labels if layer_type == "labels" else viewer.add_image
-    layer = add(data, name=layer_name(kind), **kwargs)
-    if kind == PREDICTION and hasattr(layer, "contour"):
-        layer.contour = PREDICTION_CONTOUR  # outlines
-    return layer
-
-
-#: The layers of a slice stack, their type and dtype: what LayerPool makes ahead.
-POOL = ((IMAGE, "image", np.float32), (PREDICTION, "labels", np.uint8), (UNCERTAINTY, "image", np.float32),
-        (LABELS, "labels", np.uint8))
-
-
-def blank_layer(layer) -> None:
-    """Empty a pooled layer (one voxel of its kind and dimensions) and hide it."""
-    layer.visible = False
-    if layer.data.size > 1:
-        layer.data = np.zeros((1,) * layer.data.ndim, dtype=layer.data.dtype)
-
-
-class LayerPool(dict):
-    """kind -> napari layer, kept by the standalone app across projects. Adding a napari layer
-    costs 0.1-0.7 s on the main thread (Qt controls, vispy visuals), so a 512x512x300 CT opened
-    into a bare viewer stalled the window for a third of a second making four of them; the pool
-    makes them, empty, hidden and three-dimensional (a slice stack), while the app waits for the
-    clinician to pick a project, one per event-loop turn, and each volume then only swaps data."""
-
-    def __init__(self, viewer):
-        super().__init__()
-        self._viewer = viewer
-
-    def fill_one(self) -> bool:
-        """Make the next missing layer; False when none is missing (or the viewer is gone)."""
-        viewer = self._viewer
-        for kind, layer_type, dtype in POOL:
-            layer = self.get(kind)
-            if layer is not None and layer in viewer.layers:
-                continue
-            kwargs = {"contrast_limits": (0.0, 1.0), "colormap": "gray" if kind == IMAGE else "inferno"} \
-                if layer_type == "image" else {}
-            self[kind] = add_layer(viewer, kind, layer_type, np.zeros((1, 1, 1), dtype), visible=False, **kwargs)
-            return True
-        return False
-
-
 def contrast_limits(array: np.ndarray, window: tuple[float, float] | None) -> tuple[float, float]:
     """The file's window (centre, width) when it has one, else robust percentiles of the pixels."""
     if window is not None and window[1] and window[1] > 0:
@@ -213,15 +167,14 @@ class PredictionView:
 class SampleView:
     """Layers of the open sample in one napari viewer."""
 
-    def __init__(self, viewer, project, pending=None, layers: dict | None = None):
+    def __init__(self, viewer, project, pending=None):
         self.viewer = viewer
         self.project = project
         self._pending = pending or dict  # () -> {sample id: label being written}: newer than the store
         self.task = project.task
         self.sample = None
         self.shown: Shown | None = None
-        # kind -> napari layer; a pool the session keeps across projects when given (see LayerPool)
-        self.layers: dict[str, object] = {} if layers is None else layers
+        self.layers: dict[str, object] = {}
         self.prediction_on_screen: int | None = None  # sample id whose overlays are shown
         self._overlay_slices: dict[str, int] = {}  # overlay kind -> the slice written in its volume
         self._volume_cache: dict[tuple, tuple] = {}
@@ -368,19 +321,12 @@ class SampleView:
         return labels, baseline
 
     @main_thread_only
-    def remove_layers(self, keep: bool = False) -> None:
-        """Take the sample off the screen: remove its layers, or with ``keep`` empty and hide them
-        (the next project reuses them: adding napari layers is slow)."""
-        for kind, layer in list(self.layers.items()):
-            if layer not in self.viewer.layers:
-                self.layers.pop(kind)
-            elif keep:
-                blank_layer(layer)
-            else:
+    def remove_layers(self) -> None:
+        for layer in list(self.layers.values()):
+            if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
-                self.layers.pop(kind)
+        self.layers.clear()
         self.shown = None
-        self._overlay_slices.clear()
 
     # --- labels -------------------------------------------------------------------------------
     @property
@@ -518,9 +464,9 @@ class SampleView:
         reusable = (
             layer is not None
             and layer in self.viewer.layers
-            and layer.data.ndim == data.ndim  # napari 0.9 cannot change a layer's ndim in place
+            and layer.data.ndim == data.ndim
             and getattr(layer, "rgb", False) == kwargs.get("rgb", False)
-            and (layer.data.dtype == data.dtype or kind == IMAGE)
+            and layer.data.dtype == data.dtype
         )
         if not reusable:
             self._drop_layer(kind)
@@ -533,17 +479,14 @@ class SampleView:
         if limits is not None:  # widen the range first so the new data never clips
             layer.contrast_limits_range = (min(limits[0], layer.contrast_limits_range[0]),
                                            max(limits[1], layer.contrast_limits_range[1]))
-        self._restyle(layer, kwargs)
         layer.data = data
         if tuple(layer.scale) != tuple(kwargs.get("scale", layer.scale)):
             layer.scale = kwargs["scale"]
         if limits is not None:
             layer.contrast_limits_range = limits
             layer.contrast_limits = limits
-        if kind in DEFAULT_VISIBLE:
+        if "opacity" in kwargs and kind in DEFAULT_VISIBLE:
             layer.visible = self.overlay_visible[kind]
-        elif not layer.visible:  # a pooled layer waits hidden
-            layer.visible = True
 
     @main_thread_only
     def prepare_overlays(self) -> None:
@@ -561,22 +504,10 @@ class SampleView:
         self.select_top()
 
     def _add_layer(self, kind: str, layer_type: str, data: np.ndarray, **kwargs) -> None:
-        self.layers[kind] = add_layer(self.viewer, kind, layer_type, data, **kwargs)
-        self.layers[kind]._medlabeler_look = self.task.names
-
-    def _restyle(self, layer, kwargs: dict) -> None:
-        """Give a reused layer this project's look once: a pooled layer was made plain, or for
-        another project (label colours and names, opacity, blending, colormap)."""
-        if getattr(layer, "_medlabeler_look", None) == self.task.names:
-            return
-        if "features" in kwargs:
-            layer.colormap, layer.features = kwargs["colormap"], kwargs["features"]
-        elif "colormap" in kwargs:
-            layer.colormap = kwargs["colormap"]
-        for attr in ("opacity", "blending"):
-            if attr in kwargs and getattr(layer, attr) != kwargs[attr]:
-                setattr(layer, attr, kwargs[attr])
-        layer._medlabeler_look = self.task.names
+        add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
+        layer = self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
+        if kind == PREDICTION and hasattr(layer, "contour"):
+            layer.contour = PREDICTION_CONTOUR  # outlines
 
     def _blank_overlays(self) -> None:
         """Overlays of the previous image become empty ones of the new image's shape (hidden).
@@ -591,10 +522,6 @@ class SampleView:
                 continue
             layer.visible = False
             written = self._overlay_slices.pop(kind, None)
-            if layer.data.ndim != len(shape):  # napari 0.9 cannot change a layer's ndim in place
-                self._drop_layer(kind)
-                continue
-            self._restyle(layer, self._layer_spec(kind)[2])
             if layer.data.shape != shape:
                 layer.data = np.zeros(shape, dtype=layer.data.dtype)
                 layer.scale = self.shown.scale

@@ -22,7 +22,7 @@ from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
-from medlabeler.ui.layers import LayerPool, PredictionView, SampleView, read_volume, volume_bytes, warm_up_layers
+from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes, warm_up_layers
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
@@ -190,7 +190,6 @@ class Session(QObject):
         from medlabeler.ui.learning import LearningLoop
 
         self.learning = LearningLoop(self)  # the background learning loop (on when a project opens)
-        self.layer_pool: LayerPool | None = None  # the standalone app's layers, kept across projects
         _start_layers_warm_up()  # before the first image opens: it would pay them on the main thread
         # Save and release the project when the window closes. napari has no public "closing"
         # signal, so watch its main window (private attribute: guarded), and the app quitting.
@@ -257,7 +256,7 @@ class Session(QObject):
     def _attach(self, project, *, open_first: bool = True) -> None:
         self.project = project
         self.writer = None if project.readonly else calls.label_writer(project, self._save_landed_on_writer)
-        self.view = SampleView(self.viewer, project, pending=self.pending_labels, layers=self.layer_pool)
+        self.view = SampleView(self.viewer, project, pending=self.pending_labels)
         self.predictions.clear()
         self._from_prediction.clear()
         _remember(Path(project.root))
@@ -269,26 +268,6 @@ class Session(QObject):
             first = self.next_sample_id()
             if first is not None:
                 self.open_sample(first)
-
-    #: Pause between making two pooled layers, so the window answers in between.
-    POOL_STEP_MS = 120
-
-    @main_thread_only
-    def keep_layers_ready(self, delay_ms: int = 1000) -> None:
-        """The standalone app: keep medlabeler's layers across projects, and make the missing ones
-        (empty and hidden) while no project is open, one per event-loop turn, so that opening a
-        volume only swaps their data (engine-free; see layers.LayerPool)."""
-        if self.layer_pool is None:
-            self.layer_pool = LayerPool(self.viewer)
-        QTimer.singleShot(delay_ms, self._fill_layer_pool)
-
-    def _fill_layer_pool(self) -> None:
-        if self.layer_pool is None or self.project is not None or self.viewer is None:
-            return  # an open project makes what it needs itself
-        if self.layer_pool.fill_one():
-            QTimer.singleShot(self.POOL_STEP_MS, self._fill_layer_pool)
-        else:  # none selected: no layer controls offer to paint on an empty, hidden layer
-            self.viewer.layers.selection.clear()
 
     def _warm_up(self) -> None:
         """Import torch and the engine's training code on a thread, once per process."""
@@ -302,9 +281,7 @@ class Session(QObject):
         _WARM_THREAD.start()
 
     @main_thread_only
-    def close_project(self, keep_layers: bool = True) -> None:
-        """Save, stop the workers, release the project. The layers stay for the next project
-        where the app keeps a pool of them (unless not ``keep_layers``), else they go."""
+    def close_project(self) -> None:
         if self.project is None:
             return
         self.save_current()
@@ -316,7 +293,7 @@ class Session(QObject):
             self.writer.close()
             self.writer = None
         if self.view is not None:
-            self.view.remove_layers(keep=keep_layers and self.layer_pool is not None)
+            self.view.remove_layers()
         self.project.close()
         self.project = None
         self.view = None
@@ -329,10 +306,9 @@ class Session(QObject):
     def shutdown(self) -> None:
         """Save, stop the workers and release the project (window closing)."""
         try:
-            self.close_project(keep_layers=False)
+            self.close_project()
         except Exception:  # noqa: BLE001 - closing must not raise into Qt
             log.exception("closing the project failed")
-        self.layer_pool = None  # a pool still being made stops: the window is going
         wait_for_warm_up()
 
     @property

@@ -72,37 +72,3 @@ def test_closing_the_window_saves_labels_and_releases_the_project(make_napari_vi
         mask = project.load_label(sample.id)
     assert isinstance(mask, np.ndarray) and mask[10:20, 10:20].all() and mask.sum() == 100
 
-
-def test_the_app_makes_its_layers_ahead_and_keeps_them_across_projects(make_napari_viewer, qtbot, brain_project,
-                                                                     class_project):
-    """Adding napari layers stalls the window (0.1-0.7 s each), so the standalone app makes them,
-    empty and hidden, while no project is open; a volume then only swaps their data."""
-    import numpy as np
-
-    from medlabeler.ui.app import build_app
-    from medlabeler.ui.layers import LABELS, POOL, PREDICTION
-
-    viewer = make_napari_viewer(show=True)
-    session = build_app(viewer).session
-    session.warm_up_on_open = False
-    qtbot.waitUntil(lambda: len(viewer.layers) == len(POOL) and not viewer.layers.selection, timeout=15000)
-    made = {kind: session.layer_pool[kind] for kind, _, _ in POOL}
-    assert all(not layer.visible and layer.data.shape == (1, 1, 1) for layer in made.values())
-
-    session.open_project(brain_project)
-    view = session.view
-    assert view.layers is session.layer_pool and view.labels_layer is made[LABELS]
-    assert len(viewer.layers) == len(POOL)  # no layer was added: the volume went into the made ones
-    image, labels = view.layers["image"], view.labels_layer
-    assert image.visible and labels.visible and image.data.shape == labels.data.shape == view.shown.pixels.shape
-    assert labels.opacity == 0.6 and labels.colormap.map(np.array([1]))[0][:3].tolist() == \
-        pytest.approx(list(view._layer_spec(LABELS)[2]["colormap"].color_dict[1][:3]))
-    assert viewer.layers.index(labels) == len(viewer.layers) - 1 and not made[PREDICTION].visible
-
-    session.close_project()  # kept for the next project, empty and hidden
-    assert len(viewer.layers) == len(POOL) and not any(layer.visible for layer in viewer.layers)
-    assert all(layer.data.size == 1 for layer in viewer.layers)
-    session.open_project(class_project)  # 2D images: the 3D image layer cannot take them, a new one can
-    assert session.view.layers["image"].data.ndim == 2 and session.view.layers["image"].visible
-    session.open_project(brain_project)
-    assert session.view.labels_layer.visible and session.view.labels_layer.data.ndim == 3
