@@ -7,8 +7,8 @@ mni-tissue-seg), same steps, same batch size; both scored by the same Dice, here
 The MONAI side is what a MONAI user would write in an afternoon: z-scored slices padded to a
 multiple of 16, monai.networks.nets.UNet (channels 16-128, 2 residual units), DiceCELoss, Adam
 1e-3, random flips, the best of two validations. Ours: `train_project(method="supervised")` with
-the run-config defaults (letterboxed input of `image_size`), predictions resized back. Prints
-figures; asserts nothing.
+the run-config defaults (native resolution: random crops of `image_size`, whole-slice
+prediction). Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
