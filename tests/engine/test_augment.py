@@ -183,3 +183,41 @@ def test_volumes_get_one_in_plane_geometry_for_all_their_slices():
         assert torch.allclose(out[:, :, k], out[:, :, 0]) and torch.equal(moved[:, k], moved[:, 0])
     assert (moved[:, 0] != (out[:, 0, 0] > 0.5).long()).float().mean() < 0.05  # mask follows the image
     assert not torch.equal(moved, mask)  # it did move
+
+
+def test_cutmix_pastes_one_box_of_the_next_sample_into_image_and_mask_alike():
+    b, h, w = 4, 20, 30
+    x = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 2, h, w).clone()
+    mask = torch.arange(b).view(b, 1, 1).expand(b, h, w).clone()
+    mixed_x, mixed_mask = A.cutmix(x, mask, p=1.0, area=(0.25, 0.5), generator=torch.Generator().manual_seed(0))
+    for i in range(b):
+        pasted = mixed_mask[i] != i
+        assert torch.equal(mixed_mask[i][pasted], torch.full_like(mixed_mask[i][pasted], (i + 1) % b))
+        # the image follows the mask pixel for pixel, in every channel
+        assert torch.equal(mixed_x[i, :, :, :], mixed_mask[i].float().expand(2, h, w))
+        rows, cols = pasted.nonzero(as_tuple=True)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert int(box) == int(pasted.sum())  # one rectangle
+        assert 0.2 * h * w <= int(pasted.sum()) <= 0.55 * h * w
+    assert torch.equal(x[:, 0, 0, 0], torch.arange(b, dtype=torch.float32))  # inputs untouched
+
+
+def test_cutmix_off_or_on_a_single_sample_returns_the_batch():
+    x, mask = squares(3)
+    assert A.cutmix(x, mask, p=0.0)[0] is x
+    one_x, one_mask = A.cutmix(x[:1], mask[:1], p=1.0)
+    assert torch.equal(one_x, x[:1]) and torch.equal(one_mask, mask[:1])
+
+
+def test_cutmix_mixes_volumes_with_one_box_each():
+    b, d, h, w = 3, 8, 12, 16
+    x = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1, 1).expand(b, 1, d, h, w).clone()
+    mask = torch.arange(b).view(b, 1, 1, 1).expand(b, d, h, w).clone()
+    mixed_x, mixed_mask = A.cutmix(x, mask, area=(0.3, 0.3), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(mixed_x[:, 0], mixed_mask.float())
+    for i in range(b):
+        pasted = (mixed_mask[i] != i).nonzero()
+        extent = (pasted.max(0).values - pasted.min(0).values + 1).prod()
+        assert int(extent) == len(pasted) and 0.1 * d * h * w < len(pasted) < 0.6 * d * h * w
+    with pytest.raises(ValueError, match="does not match"):
+        A.cutmix(x, mask[:, 0])

@@ -161,6 +161,44 @@ def test_fixmatch_mask_rate_counts_only_confident_pixels():
     assert build("fixmatch", "classification").unlabeled_ratio == 7
 
 
+class Thresholder(torch.nn.Module):
+    """A 'network' whose answer is the pixel's own intensity: class 1 where x > 1, sure of it."""
+
+    def forward(self, x):
+        return torch.cat([-(x - 1.0), x - 1.0], dim=1) * 50.0
+
+
+class Recorder(torch.nn.Module):
+    """An unlabeled loss that keeps what it was given."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
+
+    def forward(self, logits, targets):
+        self.seen.update(logits=logits, targets=targets)
+        return logits.sum() * 0
+
+
+def test_fixmatch_segmentation_cuts_and_mixes_strong_views_that_keep_their_pseudo_labels():
+    method = build("fixmatch", "segmentation", seed=0)
+    assert method.cutmix_p == 1.0 and method.strong_spec.brightness <= 0.1 and method.strong_spec.cutout_p == 0
+    classifier = build("fixmatch", "classification")
+    assert classifier.cutmix_p == 0.0 and classifier.strong_spec.brightness == 0.3  # the paper's views
+    seen = {}
+    method.model = Thresholder()
+    method.unlabeled_loss = Recorder(seen)
+    x, _ = square_masks(8, size=32)
+    x = torch.where(x > 1.0, 3.0, -1.0)  # two levels far apart: mild jitter keeps each on its side
+    method.training_step({"u": x}, 0.0)
+    strong_class = seen["logits"].argmax(1)
+    passed = seen["targets"] != -1
+    agreement = (strong_class[passed] == seen["targets"][passed]).float().mean()
+    assert passed.float().mean() > 0.9 and agreement > 0.97  # pixels moved and mixed with their targets
+    # and the views were mixed: some pixels now come from the next image of the batch
+    assert not torch.equal(seen["targets"].clamp(min=0), (x[:, 0] > 1).long())
+
+
 def test_cross_teaching_uses_two_different_networks_and_only_segments():
     method = build("cross-teaching", "segmentation")
     assert type(method.net_a) is type(method.net_b)  # same test class,

@@ -158,10 +158,20 @@ GRAVIS_VIEWS = AugmentSpec(
     grayscale_p=0.2,
 )
 
+# Strong views for segmentation (French et al. 2020; UniMatch): the strong geometry, intensity
+# kept near the weak view's and no cutout. Intensity is what tells tissues apart on MRI and CT,
+# so heavy intensity jitter teaches invariance to the very signal; CutMix (`cutmix`) supplies
+# the strong perturbation instead.
+STRONG_SEGMENTATION = replace(
+    STRONG, brightness=0.1, contrast=0.1, gamma=0.0, gamma_p=0.0, noise_std=0.05, blur_sigma=(0.1, 1.0),
+    cutout_p=0.0,
+)
+
 PRESETS: dict[str, AugmentSpec] = {
     "identity": IDENTITY,
     "weak": WEAK,
     "strong": STRONG,
+    "strong-segmentation": STRONG_SEGMENTATION,
     "contrastive": CONTRASTIVE,
     "pcl": PCL_CONTRASTIVE,
     "gravis": GRAVIS_VIEWS,
@@ -393,6 +403,48 @@ def _augment_volumes(x: Tensor, spec: AugmentSpec, mask: Tensor | None, *, gener
             flat = _intensity(flat, spec, generator, colour=False)
     out = flat.reshape(b, c, d, h, w)
     return (out, mask) if mask is not None else out
+
+
+def cutmix(
+    x: Tensor,
+    mask: Tensor,
+    *,
+    p: float = 1.0,
+    area: tuple[float, float] = (0.25, 0.5),
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """CutMix for dense targets (Yun et al. 2019; French et al., BMVC 2020, for semi-supervised
+    segmentation): with probability `p`, each sample gets one box (a fraction of the image uniform
+    in `area`, sides within a ratio of 3 of each other) pasted from the next sample of the
+    batch, image and mask alike, so every pixel keeps its own target.
+
+    x (B, C, *spatial) with mask (B, *spatial): images or volumes. Returns new tensors.
+    """
+    b, spatial = x.shape[0], tuple(x.shape[2:])
+    if mask.shape != (b, *spatial):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match images {tuple(x.shape)}")
+    if b < 2 or p <= 0:
+        return x, mask
+    n = len(spatial)
+    on = _bernoulli(b, p, generator)
+    frac = _uniform(b, area[0], area[1], generator)
+    # per-axis stretch factors whose product is 1 (the box's aspect), then its sides
+    log_r = _uniform(b * (n - 1), -math.log(3.0) / 2, math.log(3.0) / 2, generator).view(b, n - 1)
+    log_r = torch.cat([log_r, -log_r.sum(dim=1, keepdim=True)], dim=1)
+    box = on.view(b, *([1] * n)).expand(b, *spatial).clone()
+    for axis, size in enumerate(spatial):
+        side = (frac ** (1.0 / n) * torch.exp(log_r[:, axis]) * size).round().clamp(1, size).long()
+        start = (_uniform(b, 0.0, 1.0, generator) * (size - side + 1)).floor().long()
+        index = torch.arange(size).view(1, size)
+        inside = (index >= start.view(b, 1)) & (index < (start + side).view(b, 1))  # (B, size)
+        shape = [b] + [1] * n
+        shape[axis + 1] = size
+        box &= inside.view(shape)
+    box = box.to(x.device)
+    partner = torch.roll(torch.arange(b, device=x.device), -1)
+    mixed_x = torch.where(box.unsqueeze(1), x[partner], x)
+    mixed_mask = torch.where(box, mask[partner], mask)
+    return mixed_x, mixed_mask
 
 
 def weak(x: Tensor, mask: Tensor | None = None, *, generator: torch.Generator | None = None):

@@ -67,8 +67,6 @@ def describe() -> str:
 # (docs/benchmarks.md, "Do no harm"), per task: offered, but marked experimental with the reason.
 EXPERIMENTAL: dict[str, dict[str, str]] = {
     "segmentation": {
-        "fixmatch": "0.015 and 0.018 below supervised test Dice at 4 and 8 labels on mni-tissue-seg (native "
-                    "resolution): its strong intensity jitter fights the intensity that tells tissues apart",
         "srcl": "0.015 below supervised test Dice at 8 labels on mni-tissue-seg (native resolution), and "
                 "below it in validation Dice at 8 and 16 labels",
     },
