@@ -185,6 +185,8 @@ def test_fixmatch_segmentation_cuts_and_mixes_strong_views_that_keep_their_pseud
     assert method.cutmix_p == 1.0 and method.strong_spec.brightness <= 0.1 and method.strong_spec.cutout_p == 0
     classifier = build("fixmatch", "classification")
     assert classifier.cutmix_p == 0.0 and classifier.strong_spec.brightness == 0.3  # the paper's views
+    with pytest.raises(ValueError, match="segmentation only"):
+        build("fixmatch", "classification", cutmix_p=0.5)
     seen = {}
     method.model = Thresholder()
     method.unlabeled_loss = Recorder(seen)

@@ -127,7 +127,9 @@ class FixMatch(Method):
             cutmix_p = self.CUTMIX_P[task]
         if not 0.0 <= cutmix_p <= 1.0:
             raise ValueError(f"FixMatch cutmix_p must be in [0, 1], got {cutmix_p}")
-        self.cutmix_p = float(cutmix_p) if task == "segmentation" else 0.0
+        if cutmix_p > 0 and task != "segmentation":
+            raise ValueError("FixMatch cutmix_p mixes pixels with their pseudo-labels: segmentation only")
+        self.cutmix_p = float(cutmix_p)
         self.generator = self._generator(seed)
         self.unlabeled_loss = FixMatchLoss()
 
