@@ -164,7 +164,7 @@ GRAVIS_VIEWS = AugmentSpec(
 # the strong perturbation instead.
 STRONG_SEGMENTATION = replace(
     STRONG, brightness=0.1, contrast=0.1, gamma=0.0, gamma_p=0.0, noise_std=0.05, blur_sigma=(0.1, 1.0),
-    cutout_p=0.0,
+    cutout_p=0.0, saturation=0.1, grayscale_p=0.0,
 )
 
 PRESETS: dict[str, AugmentSpec] = {
@@ -414,11 +414,14 @@ def cutmix(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """CutMix for dense targets (Yun et al. 2019; French et al., BMVC 2020, for semi-supervised
-    segmentation): with probability `p`, each sample gets one box (a fraction of the image uniform
-    in `area`, sides within a ratio of 3 of each other) pasted from the next sample of the
-    batch, image and mask alike, so every pixel keeps its own target.
+    segmentation): with probability `p`, each sample gets one box pasted from the next sample of
+    the batch, image and mask alike, so every pixel keeps its own target. The box covers a
+    fraction of the image uniform in `area`: in 2D with sides in a ratio of up to 3 (a side
+    longer than the image is cut at its edge, which leaves at least a third of the image), in a
+    volume the same fraction along each axis.
 
-    x (B, C, *spatial) with mask (B, *spatial): images or volumes. Returns new tensors.
+    x (B, C, *spatial) with mask (B, *spatial): images or volumes. Returns new tensors, or the
+    inputs themselves when there is nothing to mix (p = 0, or a batch of one).
     """
     b, spatial = x.shape[0], tuple(x.shape[2:])
     if mask.shape != (b, *spatial):
@@ -429,8 +432,11 @@ def cutmix(
     on = _bernoulli(b, p, generator)
     frac = _uniform(b, area[0], area[1], generator)
     # per-axis stretch factors whose product is 1 (the box's aspect), then its sides
-    log_r = _uniform(b * (n - 1), -math.log(3.0) / 2, math.log(3.0) / 2, generator).view(b, n - 1)
-    log_r = torch.cat([log_r, -log_r.sum(dim=1, keepdim=True)], dim=1)
+    if n == 2:
+        log_r = _uniform(b, -math.log(3.0) / 2, math.log(3.0) / 2, generator).view(b, 1)
+        log_r = torch.cat([log_r, -log_r], dim=1)
+    else:  # a volume: stretching along three axes would cut boxes at the edges far below `area`
+        log_r = torch.zeros(b, n, dtype=torch.float64)
     box = on.view(b, *([1] * n)).expand(b, *spatial).clone()
     for axis, size in enumerate(spatial):
         side = (frac ** (1.0 / n) * torch.exp(log_r[:, axis]) * size).round().clamp(1, size).long()
