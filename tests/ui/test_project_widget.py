@@ -71,4 +71,3 @@ def test_closing_the_window_saves_labels_and_releases_the_project(make_napari_vi
     with Project.open(brain_project) as project:  # the writer lock was released
         mask = project.load_label(sample.id)
     assert isinstance(mask, np.ndarray) and mask[10:20, 10:20].all() and mask.sum() == 100
-

@@ -176,11 +176,11 @@ class QueueWidget(QWidget):
         if bold_now == self._bold_rows:
             return
         self._bold_rows = bold_now
-        for r, row in enumerate(self.rows):
+        for r in range(len(self.rows)):
             first = self.table.item(r, 0)
             if first is None:
                 continue
-            bold = sample is not None and row.sample == sample.id
+            bold = r in bold_now
             if first.font().bold() == bold:
                 continue
             font = first.font()
