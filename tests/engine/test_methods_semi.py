@@ -192,6 +192,8 @@ def test_fixmatch_segmentation_cuts_and_mixes_strong_views_that_keep_their_pseud
     assert strong.cutout_p == 0
     classifier = build("fixmatch", "classification")
     assert classifier.cutmix_p == 0.0 and classifier.strong_spec.brightness == 0.3  # the paper's views
+    assert (method.unlabeled_weight, classifier.unlabeled_weight) == (0.5, 1.0)  # per task, unless set
+    assert build("fixmatch", "segmentation", unlabeled_weight=1.0).unlabeled_weight == 1.0
     with pytest.raises(ValueError, match="segmentation only"):
         build("fixmatch", "classification", cutmix_p=0.5)
     seen = {}
