@@ -101,6 +101,20 @@ def write_series(folder: Path, volume: np.ndarray, spacing) -> None:
         ds.save_as(folder / f"CT{k:04d}.dcm", enforce_file_format=True)
 
 
+def label_by_threshold(project, count: int) -> int:
+    """Label ``count`` training slices spread through the series as a quick clinician would:
+    bone where HU > 300, brain (soft tissue) where 0 < HU < 80 inside the head. Returns how many."""
+    train = [s for s in project.samples(split="train") if s.slice_index is not None]
+    picks = [train[round(k)] for k in np.linspace(len(train) * 0.3, len(train) * 0.7, count)] if count else []
+    for sample in picks:
+        hu = np.asarray(project.load_pixels(sample), np.float32)
+        mask = np.zeros(hu.shape, np.uint8)
+        mask[(hu > 0) & (hu < 80)] = 2
+        mask[hu > 300] = 1
+        project.save_label(sample.id, mask, author="benchmark")
+    return len(picks)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ct-dir", help="a folder to write the series to, or holding it already (default: temporary)")
@@ -108,6 +122,9 @@ def main(argv=None) -> int:
     parser.add_argument("--interval-ms", type=float, default=40.0, help="time between two presses (25/s: a held key)")
     parser.add_argument("--loop", choices=("on", "off"), default="on", help="the learning loop while scrolling")
     parser.add_argument("--synthetic", action="store_true", help="a synthetic head even if the real CT is installed")
+    parser.add_argument("--labeled", type=int, default=3,
+                        help="training slices labeled (by thresholds) before opening, so the loop trains while "
+                             "the clinician scrolls (0: the loop waits for labels)")
     parser.add_argument("--profile", action="store_true", help="where the main thread is during stalls")
     args = parser.parse_args(argv)
     os.environ["MEDLABELER_LEARN"] = "1" if args.loop == "on" else "0"
@@ -128,8 +145,10 @@ def main(argv=None) -> int:
     root = Path(tmp.name) / "project"
     project, report = create_project(root, ct_dir, task="segmentation", names=["bone", "brain"], unit="slice")
     n_samples = len(project.samples())
+    labeled = label_by_threshold(project, args.labeled)
     project.close()
-    print(f"project: {report.summary()} -> {n_samples} slice samples ({time.perf_counter() - started:.1f} s)")
+    print(f"project: {report.summary()} -> {n_samples} slice samples, {labeled} labeled "
+          f"({time.perf_counter() - started:.1f} s)")
 
     import napari
     from qtpy.QtWidgets import QApplication

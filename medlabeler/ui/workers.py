@@ -157,11 +157,35 @@ def napari_progress_wanted() -> bool:
     return not software_opengl()
 
 
+#: Nice value of the threads that run background jobs (Linux): the scheduler then gives the main
+#: thread and the software renderer's threads the CPU first whenever they want it, and the jobs
+#: the rest. 0 leaves them at the UI's priority; MEDLABELER_BACKGROUND_NICE overrides.
+BACKGROUND_NICE = 10
+
+
 def cap_torch_threads() -> None:
-    """Leave one core to the UI (the engine's cap_threads); call on the worker thread."""
+    """Leave one core to the UI (the engine's cap_threads) and yield the CPU to it; call on the
+    worker thread."""
     from medlabeler.engine.training.device import cap_threads
 
     cap_threads(leave_one=True)
+    lower_thread_priority(int(os.environ.get("MEDLABELER_BACKGROUND_NICE", BACKGROUND_NICE)))
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Raise the calling thread's nice value to at least ``nice`` (Linux, where a thread is a task
+    of its own; elsewhere, or when refused, nothing changes). Threads it starts inherit it. A
+    thread cannot get its priority back without privileges, so pool threads stay lowered: they
+    run background jobs only. Returns whether the thread now runs at ``nice`` or lower priority."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        return False
+    return True
 
 
 # --- the job ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -64,6 +65,27 @@ def test_events_arrive_on_main_thread_and_result_returns(qtbot):
     main = QCoreApplication.instance().thread()
     assert threads and all(t is main for t in threads)
     assert workers.THREAD_CHECKS["calls"] > 0  # the handlers were checked
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+def test_background_jobs_run_at_a_lower_priority_than_the_ui(qtbot):
+    import os
+
+    def priority_of_the_job_thread(token):
+        def gen():
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            yield  # a generator
+
+        return gen()
+
+    results = []
+    job = EngineJob("Test run", priority_of_the_job_thread)
+    job.done.connect(results.append)
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    run(qtbot, job)
+    assert results == [max(main_before, workers.BACKGROUND_NICE)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # the UI keeps its own
+    assert workers.lower_thread_priority(0) is False  # 0: left alone
 
 
 def test_fast_step_events_are_thinned_but_the_last_arrives(qtbot):
