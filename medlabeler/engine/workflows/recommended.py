@@ -60,8 +60,10 @@ def recommended(task_kind: str, *, spatial_dims: int = 2, gpu: bool = False) -> 
 
 def describe() -> str:
     """One line per task of what the recommended pipeline does on this machine's CPU budget."""
-    return ("; ".join(f"{task}: {recommended(task).text()}" for task in ("segmentation", "classification"))
-            + "; segmentation trains on crops at the images' native resolution and predicts whole images")
+    return (f"2D segmentation: {recommended('segmentation').text()}; "
+            f"whole-volume segmentation: {recommended('segmentation', spatial_dims=3).text()}; "
+            f"classification: {recommended('classification').text()}; "
+            "segmentation trains on crops at the images' native resolution and predicts whole images")
 
 
 # Methods that scored more than 0.01 below supervised at their own defaults and the same budget
