@@ -163,20 +163,34 @@ def napari_progress_wanted() -> bool:
 BACKGROUND_NICE = 10
 
 
-def cap_torch_threads() -> None:
-    """Leave one core to the UI (the engine's cap_threads) and yield the CPU to it; call on the
-    worker thread."""
+def background_nice() -> int:
+    """BACKGROUND_NICE, or MEDLABELER_BACKGROUND_NICE when that is a whole number 0-19 (anything
+    else is logged and ignored: a typo must not stop every background job)."""
+    text = os.environ.get("MEDLABELER_BACKGROUND_NICE", "").strip()
+    if not text:
+        return BACKGROUND_NICE
+    if text.isdigit() and int(text) <= 19:
+        return int(text)
+    log.warning("MEDLABELER_BACKGROUND_NICE=%r is not a whole number from 0 to 19; using %d", text,
+                BACKGROUND_NICE)
+    return BACKGROUND_NICE
+
+
+def prepare_worker_thread() -> None:
+    """On the worker thread, before a job: leave one core to the UI (the engine's cap_threads)
+    and yield the CPU to it (lower_thread_priority)."""
     from medlabeler.engine.training.device import cap_threads
 
     cap_threads(leave_one=True)
-    lower_thread_priority(int(os.environ.get("MEDLABELER_BACKGROUND_NICE", BACKGROUND_NICE)))
+    lower_thread_priority(background_nice())
 
 
 def lower_thread_priority(nice: int) -> bool:
     """Raise the calling thread's nice value to at least ``nice`` (Linux, where a thread is a task
     of its own; elsewhere, or when refused, nothing changes). Threads it starts inherit it. A
-    thread cannot get its priority back without privileges, so pool threads stay lowered: they
-    run background jobs only. Returns whether the thread now runs at ``nice`` or lower priority."""
+    thread cannot get its priority back without privileges, so a pool thread stays lowered for
+    whatever it runs next: Qt's global pool runs background work only (ours, napari's, plugins').
+    Returns whether the thread now runs at ``nice`` or a lower priority."""
     if nice <= 0 or not sys.platform.startswith("linux"):
         return False
     tid = threading.get_native_id()
@@ -198,9 +212,9 @@ CANCEL_GRACE_S = 3.0
 
 def _drive(make_gen: Callable[[Any], Iterator], token, cap_threads: bool) -> Generator:
     """Runs on the worker thread: iterate the engine generator, thin step events, return its result."""
-    if cap_threads:
-        cap_torch_threads()
     try:
+        if cap_threads:
+            prepare_worker_thread()
         gen = make_gen(token)
         last_sent = 0.0
         held = None

@@ -62,6 +62,14 @@ def test_train_without_a_method_runs_the_whole_recommended_pipeline(tmp_path, ca
         assert record["init"].startswith(f"encoder of v{models[0].version}")
     else:
         assert [m.method for m in models] == [rec.method]
+    from medlabeler.engine.training.checkpoint import load_weights
+
+    _, record = load_weights(models[-1].path)
+    settings = record["method_settings"]  # per-task defaults recorded as they ran, not as None
+    assert settings and all(value is not None for key, value in settings.items() if key != "seed")
+    if rec.method == "fixmatch":
+        assert (settings["unlabeled_weight"], settings["strong"], settings["cutmix_p"]) == (
+            0.5, "strong-segmentation", 1.0)
     assert f"trained {rec.method}" in capsys.readouterr().out
     # a second run reuses the encoder instead of pretraining again
     assert main(["train", str(root), "--steps", "2", "--config", str(config)]) == 0

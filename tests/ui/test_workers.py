@@ -68,8 +68,13 @@ def test_events_arrive_on_main_thread_and_result_returns(qtbot):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
-def test_background_jobs_run_at_a_lower_priority_than_the_ui(qtbot):
+def test_background_jobs_run_at_a_lower_priority_than_the_ui(qtbot, monkeypatch):
     import os
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if main_before >= workers.BACKGROUND_NICE:
+        pytest.skip("the tests already run at the background priority: nothing to lower")
+    monkeypatch.delenv("MEDLABELER_BACKGROUND_NICE", raising=False)
 
     def priority_of_the_job_thread(token):
         def gen():
@@ -81,11 +86,20 @@ def test_background_jobs_run_at_a_lower_priority_than_the_ui(qtbot):
     results = []
     job = EngineJob("Test run", priority_of_the_job_thread)
     job.done.connect(results.append)
-    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     run(qtbot, job)
-    assert results == [max(main_before, workers.BACKGROUND_NICE)]
+    assert results == [workers.BACKGROUND_NICE]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # the UI keeps its own
     assert workers.lower_thread_priority(0) is False  # 0: left alone
+
+
+def test_the_background_priority_setting_never_stops_a_job(monkeypatch, caplog):
+    for text, nice in (("0", 0), (" 5 ", 5), ("", workers.BACKGROUND_NICE)):
+        monkeypatch.setenv("MEDLABELER_BACKGROUND_NICE", text)
+        assert workers.background_nice() == nice
+    for typo in ("abc", "10.5", "-3", "40"):
+        monkeypatch.setenv("MEDLABELER_BACKGROUND_NICE", typo)
+        assert workers.background_nice() == workers.BACKGROUND_NICE
+        assert typo in caplog.text
 
 
 def test_fast_step_events_are_thinned_but_the_last_arrives(qtbot):

@@ -94,9 +94,10 @@ class FixMatch(Method):
     #: validation Dice, see above)
     STRONG = {"classification": "strong", "segmentation": "strong-segmentation"}
     CUTMIX_P = {"classification": 0.0, "segmentation": 1.0}
-    #: weight of the unlabeled loss per task when unset: segmentation halves it (at 128 px crops a
-    #: third of each crop is confident background and weight 1 pulled validation Dice below
-    #: supervised with 4 labels: 0.948 vs 0.956; 0.5 gave 0.958, 3 seeds)
+    #: weight of the unlabeled loss per task when unset: segmentation halves it (at the app's 128 px
+    #: crops weight 1 pulled validation Dice below supervised with 4 labels, 0.948 vs 0.956, and 0.5
+    #: gave 0.958, 3 seeds; perhaps because a crop holds much confident background, not checked).
+    #: Volumes take 0.5 as well, not measured.
     UNLABELED_WEIGHT = {"classification": 1.0, "segmentation": 0.5}
 
     name: ClassVar[str] = "fixmatch"
@@ -127,7 +128,8 @@ class FixMatch(Method):
         self.unlabeled_weight = float(self.UNLABELED_WEIGHT[task] if unlabeled_weight is None else unlabeled_weight)
         self.unlabeled_ratio = float(mu)
         self.weak_spec = get_spec(weak)
-        self.strong_spec = get_spec(self.STRONG[task] if strong is None else strong)
+        self.strong = self.STRONG[task] if strong is None else strong
+        self.strong_spec = get_spec(self.strong)
         if cutmix_p is None:
             cutmix_p = self.CUTMIX_P[task]
         if not 0.0 <= cutmix_p <= 1.0:

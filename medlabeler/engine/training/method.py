@@ -61,6 +61,17 @@ class Method(nn.Module):
             )
         return {**cls.DEFAULTS, **config}
 
+    def settings(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The config this method runs with: `config` over `DEFAULTS`, where a key left None (a
+        per-task default, chosen in `__init__`) takes the value the method settled on, when it
+        keeps it as a plain attribute of the same name. What a saved model records, so that a
+        change of a per-task default stays visible in its record."""
+        out = {}
+        for key, value in self.resolve_config(config).items():
+            chosen = getattr(self, key, None) if value is None else value
+            out[key] = chosen if isinstance(chosen, (bool, int, float, str, type(None))) else value
+        return out
+
     @classmethod
     def from_config(
         cls, *, task: str, model_factory, num_classes: int, in_channels: int, config: dict[str, Any] | None

@@ -89,7 +89,8 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
         yield Event("done", step=result.steps, total_steps=result.total_steps, epoch=result.epochs,
                     message="cancelled: nothing saved, the previous model stays active")
         return result
-    record = _model_record(project, method=method, method_cfg=method_cfg, names=names, model_args=model_args,
+    record = _model_record(project, method=method, method_cfg=method_cfg, settings=learner.settings(method_cfg),
+                           names=names, model_args=model_args,
                            preprocess=preprocess, data=data, run=run, init_text=init_text, parent=parent,
                            labels_read_at=labels_read_at, labels_mark=labels_mark, result=result,
                            device=device)
@@ -107,14 +108,15 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     return result
 
 
-def _model_record(project, *, method, method_cfg, names, model_args, preprocess, data, run, init_text, parent,
-                  labels_read_at, labels_mark, result, device) -> dict[str, Any]:
-    """What a model version records of its run: method, network, preprocessing, config, init, the
-    labels it saw, the data, its metrics and the run's figures."""
+def _model_record(project, *, method, method_cfg, settings, names, model_args, preprocess, data, run, init_text,
+                  parent, labels_read_at, labels_mark, result, device) -> dict[str, Any]:
+    """What a model version records of its run: method, its config as given and as run (per-task
+    defaults filled in), network, preprocessing, config, init, the labels it saw, the data, its
+    metrics and the run's figures."""
     import medlabeler
 
     return {
-        "kind": "model", "method": method, "method_config": method_cfg, "task": project.task.kind, "names": names,
+        "kind": "model", "method": method, "method_config": method_cfg, "method_settings": settings, "task": project.task.kind, "names": names,
         "model": model_args, "preprocess": preprocess.to_dict(), "spatial_dims": data.spatial_dims,
         "config": {k: v for k, v in run.items() if k not in ("checkpoint_dir", "resume_from")},
         "init": init_text, "parent": parent, "n_labels": len(data.labeled),
