@@ -80,6 +80,11 @@ class LearningLoop(QObject):
         return self.job is not None and self.job.running
 
     @property
+    def scoring(self) -> bool:
+        """Whether the loop is writing the pool's scores now (the queue re-ranks when it stops)."""
+        return self._scoring
+
+    @property
     def paused(self) -> bool:
         return self.control is not None and self.control.paused
 
@@ -228,4 +233,7 @@ class LearningLoop(QObject):
         self.now = {"failed": f"learning stopped: {self.job.error}" if self.job else "learning stopped"}.get(
             outcome, "learning is off")
         self.control = None
+        if self._scoring:  # stopped mid-scoring: rank on what is scored
+            self._scoring = False
+            self.session.queue_changed.emit()
         self.status_changed.emit()

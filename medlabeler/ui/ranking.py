@@ -59,11 +59,15 @@ def still_valid(project, key: QueueKey) -> bool:
 class Rankings(QObject):
     """Rankings by key, and a background thread that makes the ones asked for ahead of time.
 
-    ``ranked(key)`` is emitted on the main thread when a background ranking was stored.
+    ``ranked(key)`` is emitted on the main thread when a background ranking was stored;
+    ``overtaken(key)`` when one was dropped because the store moved on while it was made (it
+    ranked a state that no longer is: whoever waits for the queue asks again).
     """
 
     ranked = Signal(object)
+    overtaken = Signal(object)
     _arrived = Signal(object, object, object)  # project, key, rows (from the ranking thread)
+    _dropped = Signal(object, object)  # project, key (from the ranking thread)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -74,6 +78,7 @@ class Rankings(QObject):
         self._busy = False
         self._project = None  # rankings belong to this project; another one clears them
         self._arrived.connect(self._store_arrived)
+        self._dropped.connect(self._overtaken)
 
     # --- main thread ----------------------------------------------------------------------------
     def get(self, key: QueueKey) -> list | None:
@@ -130,6 +135,10 @@ class Rankings(QObject):
         self._keep(project, key, rows)
         self.ranked.emit(key)
 
+    def _overtaken(self, project, key) -> None:
+        if not project.closed and (self._project is None or project is self._project):
+            self.overtaken.emit(key)
+
     # --- the ranking thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
@@ -142,6 +151,10 @@ class Rankings(QObject):
                     rows = rank(project, key)
                     if still_valid(project, key):
                         self._arrived.emit(project, key, rows)
+                    else:
+                        self._dropped.emit(project, key)
+                elif not project.closed:
+                    self._dropped.emit(project, key)
             except Exception as exc:  # noqa: BLE001 - ranked again on the spot, where errors are shown
                 log.debug("background ranking failed: %s", exc)
             finally:

@@ -178,6 +178,8 @@ class Session(QObject):
         self._landed_since_signal = 0
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
+        self.rankings.overtaken.connect(self._ranking_overtaken)
+        self._queue_wanted = False  # the queue table waits for the ranking of the state as it stands
         self.predictions_kept = 8  # predictions cached (the open sample's, the next ones ahead)
         self.reading: int | None = None  # the sample whose volume is being read on a thread
         self._volume_read.connect(self._volume_arrived)
@@ -424,6 +426,7 @@ class Session(QObject):
         if self.project is None:
             return []
         rows = self.rankings.get(self.queue_key())
+        self._queue_wanted = rows is None
         if rows is None:
             self.rank_ahead()
         return rows
@@ -444,8 +447,17 @@ class Session(QObject):
         if self.project is None:
             return
         if key == self.queue_key():
+            self._queue_wanted = False
             self.queue_changed.emit()
         self._predict_ahead()
+
+    def _ranking_overtaken(self, _key) -> None:
+        """A background ranking was dropped: the store moved on while it was made (a score, a
+        model, a log line written). If the table waits for the queue, rank the state as it is
+        now, so the table and `n` agree; while the loop is still writing scores, its end of
+        scoring asks again instead (re-ranking after every chunk would keep a core busy)."""
+        if self.project is not None and self._queue_wanted and not self.learning.scoring:
+            self.rank_ahead()
 
     def _predict_ahead(self) -> None:
         """Predict the sample `n` will open, while the clinician labels this one (when the

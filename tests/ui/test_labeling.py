@@ -258,3 +258,33 @@ def test_saving_finds_the_changed_slices_chunk_by_chunk(monkeypatch):
         monkeypatch.setattr(layers, "_COMPARE_BYTES", chunk_slices * saved[0].nbytes)
         assert layers._changed_slices(painted, saved) == changed
     assert layers._changed_slices(saved, saved.copy()) == []
+
+
+def test_a_ranking_the_store_overtook_is_made_again_so_the_table_shows_what_n_opens(
+        make_napari_viewer, qtbot, trained_project, monkeypatch):
+    """The loop writes to the store while the queue is being ranked (a score, a decision): that
+    ranking is dropped, and the table, still waiting, gets the ranking of the state as it is."""
+    from medlabeler.ui import ranking
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session, project = widget.session, widget.session.project
+    qtbot.waitUntil(lambda: not session.jobs.busy and not session.rankings.busy and bool(widget.queue.rows),
+                    timeout=60_000)
+    real_rank, overtaken = ranking.rank, []
+    session.rankings.overtaken.connect(overtaken.append)
+
+    def rank_while_the_loop_writes(project_, key):
+        rows = real_rank(project_, key)
+        if not overtaken and project_.ranking_revision == key.revision:
+            project_.activate(project_.active_model().version)  # a write lands meanwhile
+        return rows
+
+    monkeypatch.setattr(ranking, "rank", rank_while_the_loop_writes)
+    project.activate(project.active_model().version)  # the store moved: the table's ranking is old
+    session.queue_changed.emit()
+    qtbot.waitUntil(lambda: bool(overtaken), timeout=30_000)
+    qtbot.waitUntil(lambda: session.rankings.get(session.queue_key()) is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.queue.rows == session.queue_rows(), timeout=10_000)
+    first_other = next(row.sample for row in widget.queue.rows if row.sample != session.sample.id)
+    assert first_other == session.next_sample_id()  # what `n` opens (the open sample aside)
