@@ -102,10 +102,17 @@ def _set_hint(ref, layer) -> None:
 def _overlay_key(ref, kind: str):
     def toggle(_target):
         s = ref()
-        if s is not None and s.view is not None:
-            shown = s.toggle_overlay(kind)
+        if s is None or s.view is None:
+            return
+        if kind not in s.view.overlay_kinds():
             if s.viewer is not None:
-                s.viewer.status = f"{kind} {'shown' if shown else 'hidden'}"
+                s.viewer.status = f"no {kind} map in a {s.task.kind} project"
+            return
+        shown = s.toggle_overlay(kind)
+        if s.viewer is not None:
+            waiting = shown and s.current_prediction is None
+            s.viewer.status = (f"{kind} on: shown once a model has predicted this sample" if waiting
+                               else f"{kind} {'shown' if shown else 'hidden'}")
 
     return toggle
 

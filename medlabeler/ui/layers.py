@@ -235,7 +235,7 @@ class SampleView:
         return "image", np.float32, {"colormap": "inferno", "blending": "additive", "contrast_limits": (0.0, 1.0),
                                      "opacity": UNCERTAINTY_OPACITY if kind == UNCERTAINTY else 0.5}
 
-    def _overlay_kinds(self) -> tuple[str, ...]:
+    def overlay_kinds(self) -> tuple[str, ...]:
         """The overlays this project's predictions have."""
         return (PREDICTION, UNCERTAINTY) if self.task.kind == "segmentation" else (GRADCAM,)
 
@@ -496,7 +496,7 @@ class SampleView:
             return
         shape = self._label_shape()
         scale = self.shown.scale
-        for kind in self._overlay_kinds():
+        for kind in self.overlay_kinds():
             if kind in self.layers and self.layers[kind] in self.viewer.layers:
                 continue
             layer_type, dtype, kwargs = self._layer_spec(kind)
@@ -508,6 +508,8 @@ class SampleView:
         layer = self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
         if kind == PREDICTION and hasattr(layer, "contour"):
             layer.contour = PREDICTION_CONTOUR  # outlines
+        if kind == LABELS:
+            layer.mode = "paint"  # the dock says "paint": a first drag paints (space held pans, as in napari)
 
     def _blank_overlays(self) -> None:
         """Overlays of the previous image become empty ones of the new image's shape (hidden).

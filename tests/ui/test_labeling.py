@@ -101,6 +101,8 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
     screenshot(viewer, tmp_path, "0-uncertainty-shown")
     press(viewer, "u")
     assert not session.view.layers[UNCERTAINTY].visible and not widget.review.show_uncertainty.isChecked()
+    press(viewer, "g")  # Grad-CAM belongs to classification: said so, nothing toggled
+    assert viewer.status == "no grad-cam map in a segmentation project"
 
     # The app's first sample is the queue's first row and `medlabeler queue`'s first line.
     assert session.sample.id == last_opened(caplog) == widget.queue.rows[0].sample == cli_first(trained_project, capsys)
@@ -288,3 +290,21 @@ def test_a_ranking_the_store_overtook_is_made_again_so_the_table_shows_what_n_op
     qtbot.waitUntil(lambda: widget.queue.rows == session.queue_rows(), timeout=10_000)
     first_other = next(row.sample for row in widget.queue.rows if row.sample != session.sample.id)
     assert first_other == session.next_sample_id()  # what `n` opens (the open sample aside)
+
+
+def test_every_page_of_the_dock_fits_the_dock_of_a_1366_px_screen(make_napari_viewer, qtbot, trained_project):
+    """No page is wider than the dock: a combo sized to its longest item (a method's name with its
+    experimental note) had pushed the Train tab's Pause, Cancel and Roll back out of sight."""
+    from medlabeler.ui.app import dock_width
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    pages = {name: getattr(widget, name) for name in ("label", "train", "review", "project", "metrics", "queue")}
+    widths = {name: page.minimumSizeHint().width() for name, page in pages.items()}
+    assert max(widths.values()) <= dock_width(1366), widths
+    combo = widget.train.method_combo
+    assert any("experimental" in combo.itemText(i) for i in range(combo.count()))
+    longest = max(combo.view().fontMetrics().horizontalAdvance(combo.itemText(i)) for i in range(combo.count()))
+    assert combo.view().minimumWidth() > longest > combo.minimumSizeHint().width()  # the open list shows it whole
+    # The labels layer starts with the brush: the dock says "paint", and a first drag paints.
+    assert widget.session.view.labels_layer.mode == "paint"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import weakref
 
-from qtpy.QtWidgets import QLabel, QWidget
+from qtpy.QtWidgets import QComboBox, QLabel, QWidget
 
 
 def session_for(viewer):
@@ -75,3 +75,25 @@ def sample_text(sample) -> str:
         return "no sample open"
     where = f"slice {sample.slice_index}, " if sample.slice_index is not None else ""  # from 0, like napari's slider
     return f"sample {sample.id} ({where}{sample.split})"
+
+
+def compact_combo(chars: int = 14) -> QComboBox:
+    """A combo box as wide as ``chars`` characters, whatever its items (their text is elided in
+    the box and shown whole in the open list): by default Qt sizes a combo to its longest item,
+    and one long method name made the dock's pages wider than the dock."""
+    from qtpy.QtCore import Qt
+
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+
+    def widen_list(*_):
+        view = combo.view()
+        metrics = view.fontMetrics()
+        longest = max((metrics.horizontalAdvance(combo.itemText(i)) for i in range(combo.count())), default=0)
+        view.setMinimumWidth(longest + 2 * view.frameWidth() + 24)  # margins and a scroll bar
+
+    for signal in (combo.model().rowsInserted, combo.model().modelReset, combo.model().dataChanged):
+        signal.connect(widen_list)
+    return combo

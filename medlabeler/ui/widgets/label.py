@@ -92,7 +92,8 @@ class LabelWidget(QWidget):
         for w in (self.brush, self.brush_label, self.save_button):
             w.setVisible(segmentation)
         self.help.setText(
-            "Paint on the labels layer; labels save when you move to another sample, or with 's'."
+            "Paint on the labels layer: every pixel you leave unpainted counts as background. Labels "
+            "save when you move to another sample, or with 's'."
             if segmentation else "Press a class button or its number key; 'n' opens the next sample."
         )
         self.keys.setText(keys_help(task.kind))

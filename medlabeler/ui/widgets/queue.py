@@ -7,7 +7,6 @@ import logging
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -20,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import connect, hint, session_for
+from medlabeler.ui.widgets._common import compact_combo, connect, hint, session_for
 
 log = logging.getLogger(__name__)
 VIEWS = ("to label", "labeled", "all")
@@ -45,9 +44,9 @@ class QueueWidget(QWidget):
         self.collapse_button.setToolTip("Hide or show the queue table (the canvas and tabs get the room)")
         self.collapse_button.toggled.connect(self.set_collapsed)
         controls.addWidget(self.collapse_button)
-        self.view_combo = QComboBox()
+        self.view_combo = compact_combo(4)
         self.view_combo.addItems(VIEWS)
-        self.strategy_combo = QComboBox()
+        self.strategy_combo = compact_combo(4)
         self.strategy_combo.addItems(_strategies())
         self.strategy_combo.setCurrentText(self.session.strategy)
         controls.addWidget(QLabel("Queue"))
@@ -139,13 +138,15 @@ class QueueWidget(QWidget):
         self._bold_rows = None
         ids = [row.sample for row in self.rows]
         samples = {s.id: s for s in project.samples(ids=ids)} if project is not None and ids else {}
+        ranked = project is not None and project.active_model() is not None
         self.table.setUpdatesEnabled(False)
         try:
             self.table.setRowCount(len(self.rows))
             for r, row in enumerate(self.rows):
                 sample = samples.get(row.sample)
                 where = "" if sample is None else calls.where(sample)
-                score = "" if row.score is None else f"{row.score:.3f}"  # None: a validation/test request
+                # None: a validation/test request; no model: first picks, nothing scored yet
+                score = "" if row.score is None or not ranked else f"{row.score:.3f}"
                 for c, text in enumerate((str(row.sample), where, score, row.reason)):
                     item = self.table.item(r, c)
                     if item is None:
@@ -167,7 +168,9 @@ class QueueWidget(QWidget):
             return "Open a project to see what to label next."
         active = self.session.project.active_model()
         model = f"ranked with model v{active.version}" if active else "no model yet: first picks"
-        return f"{len(self.rows)} samples; {model}"
+        if self.view_combo.currentText() != "to label":
+            return f"{len(self.rows)} samples"
+        return f"the next {len(self.rows)} to label; {model}"
 
     def _mark_open(self) -> None:
         """The open sample's row in bold (only rows whose state changes are touched)."""

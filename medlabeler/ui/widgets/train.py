@@ -9,7 +9,6 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
@@ -25,7 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import connect, hint, session_for
+from medlabeler.ui.widgets._common import compact_combo, connect, hint, session_for
 from medlabeler.ui.workers import main_thread_only
 
 METHOD_LABELS = {
@@ -46,7 +45,8 @@ VERSION_ROWS = 6
 
 
 class LossPlot(QWidget):
-    """Loss per epoch (left axis) and the validation metric (right axis), drawn on the main thread.
+    """Loss (left axis) and the validation metric (right axis) against the run's optimizer steps,
+    a point per epoch and per validation, drawn on the main thread.
 
     Lines are updated in place and the layout is fixed: re-laying out a matplotlib figure takes
     hundreds of milliseconds on a slow CPU, which would stall the event loop at every epoch.
@@ -68,7 +68,7 @@ class LossPlot(QWidget):
         self.ax2 = self.ax.twinx()
         from matplotlib.ticker import MaxNLocator
 
-        self.ax.set_xlabel("epoch")
+        self.ax.set_xlabel("step")
         self.ax.set_ylabel("loss", color="tab:blue")
         self.ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.ax2.set_ylabel("val metric", color="tab:orange")
@@ -87,7 +87,10 @@ class LossPlot(QWidget):
         if self._stale:
             self._draw()
 
-    def reset(self) -> None:
+    def reset(self, running: bool = False) -> None:
+        """Empty; ``running``: a run has started (its first point comes with its first epoch)."""
+        self.empty_text.set_text("training: the first point comes after the first epoch" if running
+                                 else "no training run yet")
         self.epochs: list[float] = []
         self.losses: list[float] = []
         self.metric_epochs: list[float] = []
@@ -99,12 +102,12 @@ class LossPlot(QWidget):
     def add_event(self, event) -> None:
         kind = getattr(event, "kind", "")
         if kind == "epoch" and isinstance(getattr(event, "loss", None), float) and math.isfinite(event.loss):
-            self.epochs.append(float(event.epoch))
+            self.epochs.append(float(event.step or event.epoch))
             self.losses.append(event.loss)
         metric = calls.model_metric(getattr(event, "metrics", None) or {})
         if kind == "metric" and metric is not None:
             self.metric_name = metric[0]
-            self.metric_epochs.append(float(getattr(event, "epoch", len(self.metric_values))))
+            self.metric_epochs.append(float(getattr(event, "step", 0) or getattr(event, "epoch", len(self.metric_values))))
             self.metric_values.append(metric[1])
         if kind in ("epoch", "metric"):
             self._draw()
@@ -153,12 +156,12 @@ class TrainWidget(QWidget):
         layout.addWidget(self.loop_status)
 
         form = QFormLayout()
-        self.method_combo = QComboBox()
+        self.method_combo = compact_combo()
         self.method_combo.addItem("recommended", RECOMMENDED)
         for name in (*calls.train_methods(), *calls.pretrain_methods()):
             self.method_combo.addItem(METHOD_LABELS.get(name, name), name)
         form.addRow("Method", self.method_combo)
-        self.init_combo = QComboBox()
+        self.init_combo = compact_combo()
         self._offered_active = False
         form.addRow("Start", self.init_combo)
         self.init_note = hint("")
@@ -340,7 +343,7 @@ class TrainWidget(QWidget):
         self.cancel_button.setEnabled(busy)
 
     def _run_started(self, _phase: str) -> None:
-        self.plot.reset()
+        self.plot.reset(running=True)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
 
@@ -369,7 +372,7 @@ class TrainWidget(QWidget):
             self.session.cancel_training()
 
     def _started(self, method: str) -> None:
-        self.plot.reset()
+        self.plot.reset(running=True)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.train_button.setEnabled(False)
