@@ -86,6 +86,22 @@ def test_random_is_seeded_and_labelled_as_control():
     assert all(s.reason == "random order (the control strategy)" for s in a)
 
 
+def test_random_order_stays_when_a_sample_is_labeled_and_is_spread_over_a_volume():
+    """Labeling the first random pick leaves the rest of the order as it was: with a seeded
+    permutation of the pool, the next pick was a neighbour of the one labeled (slices 72, 71, 73)."""
+    cands = list(range(1, 190))  # the slices of one volume, in order
+    first = ids_of(select("random", candidates=cands, scores={}, embeddings=None, labeled=[], n=6, seed=0))
+    for _ in range(4):
+        top, rest = first[0], first[1:]
+        cands.remove(top)
+        after = ids_of(select("random", candidates=cands, scores={}, embeddings=None, labeled=[], n=5, seed=0))
+        assert after == rest  # the order did not move
+        assert min(abs(a - top) for a in after) > 1
+        first = ids_of(select("random", candidates=cands, scores={}, embeddings=None, labeled=[], n=6, seed=0))
+    spread = ids_of(select("random", candidates=list(range(1, 190)), scores={}, embeddings=None, labeled=[], n=20, seed=0))
+    assert np.std(spread) > 40  # about 55 for uniform picks over 189 slices
+
+
 def test_hybrid_is_uncertain_and_diverse():
     emb, scores = {}, {}
     for i in range(6):  # very uncertain but all alike, near the labeled sample
