@@ -67,7 +67,7 @@ class Method(nn.Module):
         keeps it as a plain attribute of the same name. What a saved model records, so that a
         change of a per-task default stays visible in its record."""
         out = {}
-        for key, value in self.resolve_config(config).items():
+        for key, value in {**self.DEFAULTS, **(config or {})}.items():  # as built: no second check
             chosen = getattr(self, key, None) if value is None else value
             out[key] = chosen if isinstance(chosen, (bool, int, float, str, type(None))) else value
         return out
