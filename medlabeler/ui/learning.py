@@ -210,6 +210,9 @@ class LearningLoop(QObject):
             self._scoring = event.done < event.total
             if not self._scoring:
                 self.session.queue_changed.emit()
+        elif kind == "failed" and self._scoring:  # scoring failed: rank on what is scored
+            self._scoring = False
+            self.session.queue_changed.emit()
         elif kind == "pretrained":
             self.session.models_changed.emit()
         elif kind == "phase":

@@ -291,6 +291,7 @@ class Session(QObject):
         self.jobs.cancel_all()
         self.jobs.wait_idle(60)
         self.rankings.forget()
+        self._queue_wanted = False
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -416,6 +417,7 @@ class Session(QObject):
         if view != "to label":
             return calls.queue_rows(self.project, view=view, n=n, strategy=self.strategy)
         key = self.queue_key()
+        self._queue_wanted = False  # ranked here and now
         if n > calls.QUEUE_DEPTH:
             return calls.queue_rows(self.project, n=n, strategy=self.strategy, assume_labeled=key.labeled)
         return self.rankings.rank_now(self.project, key)[:n]
@@ -446,17 +448,22 @@ class Session(QObject):
         sample of the queue after the open one is saved gets its prediction ahead of time."""
         if self.project is None:
             return
-        if key == self.queue_key():
+        now = self.queue_key()
+        if key == now:
             self._queue_wanted = False
             self.queue_changed.emit()
+        elif key.labeled == now.labeled:  # the store moved after the ranking was made
+            self._ranking_overtaken(key)
         self._predict_ahead()
 
-    def _ranking_overtaken(self, _key) -> None:
+    def _ranking_overtaken(self, key) -> None:
         """A background ranking was dropped: the store moved on while it was made (a score, a
         model, a log line written). If the table waits for the queue, rank the state as it is
         now, so the table and `n` agree; while the loop is still writing scores, its end of
         scoring asks again instead (re-ranking after every chunk would keep a core busy)."""
-        if self.project is not None and self._queue_wanted and not self.learning.scoring:
+        if self.project is None or not self._queue_wanted or self.learning.scoring:
+            return
+        if key.labeled == self.queue_key().labeled:  # the table's ranking, not the one `n` needs next
             self.rank_ahead()
 
     def _predict_ahead(self) -> None:

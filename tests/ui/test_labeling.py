@@ -264,32 +264,39 @@ def test_saving_finds_the_changed_slices_chunk_by_chunk(monkeypatch):
 
 def test_a_ranking_the_store_overtook_is_made_again_so_the_table_shows_what_n_opens(
         make_napari_viewer, qtbot, trained_project, monkeypatch):
-    """The loop writes to the store while the queue is being ranked (a score, a decision): that
-    ranking is dropped, and the table, still waiting, gets the ranking of the state as it is."""
+    """The loop writes a score while the queue is being ranked: that ranking is dropped, and the
+    table, still waiting, gets the ranking of the state as it is (the new score on top)."""
     from medlabeler.ui import ranking
 
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, trained_project)
     session, project = widget.session, widget.session.project
+    session.strategy = "entropy"  # the top row is the highest stored score
     qtbot.waitUntil(lambda: not session.jobs.busy and not session.rankings.busy and bool(widget.queue.rows),
                     timeout=60_000)
+    widget.queue.refresh(wait=True)
+    version = project.active_model().version
+    boosted = next(row.sample for row in reversed(widget.queue.rows)
+                   if row.score is not None and row.sample != session.sample.id)
+    assert widget.queue.rows[0].sample != boosted
     real_rank, overtaken = ranking.rank, []
     session.rankings.overtaken.connect(overtaken.append)
 
     def rank_while_the_loop_writes(project_, key):
         rows = real_rank(project_, key)
         if not overtaken and project_.ranking_revision == key.revision:
-            project_.activate(project_.active_model().version)  # a write lands meanwhile
+            project_.write_scores(version, {boosted: {"entropy": 99.0}})  # lands meanwhile
         return rows
 
     monkeypatch.setattr(ranking, "rank", rank_while_the_loop_writes)
-    project.activate(project.active_model().version)  # the store moved: the table's ranking is old
+    project.activate(version)  # the store moved: the table's ranking is old
     session.queue_changed.emit()
     qtbot.waitUntil(lambda: bool(overtaken), timeout=30_000)
-    qtbot.waitUntil(lambda: session.rankings.get(session.queue_key()) is not None, timeout=30_000)
-    qtbot.waitUntil(lambda: widget.queue.rows == session.queue_rows(), timeout=10_000)
-    first_other = next(row.sample for row in widget.queue.rows if row.sample != session.sample.id)
-    assert first_other == session.next_sample_id()  # what `n` opens (the open sample aside)
+    first_scored = lambda: next(r.sample for r in widget.queue.rows if r.score is not None)  # noqa: E731
+    qtbot.waitUntil(lambda: first_scored() == boosted, timeout=30_000)  # above it: held-out requests
+    assert widget.queue.rows == session.queue_rows()
+    after_open = next(row.sample for row in widget.queue.rows if row.sample != session.sample.id)
+    assert session.next_sample_id() == after_open  # what `n` opens
 
 
 def test_every_page_of_the_dock_fits_the_dock_of_a_1366_px_screen(make_napari_viewer, qtbot, trained_project):

@@ -368,6 +368,7 @@ def _rescore_pool(project, control, new_labels: int, score_project) -> Generator
     stop = threading.Event()
     gen = score_project(project, cancel=lambda: stop.is_set() or control.cancelled, chunk_writes=True)
     checked = time.monotonic()
+    final = None
     try:
         while True:
             if control.paused:
@@ -381,12 +382,18 @@ def _rescore_pool(project, control, new_labels: int, score_project) -> Generator
             except StopIteration:
                 break
             if getattr(event, "kind", "") == "progress" and event.done:
-                yield LoopEvent("scored", phase="scoring", done=event.done, total=event.total,
-                                progress=event.done / max(1, event.total), active_version=active.version,
-                                message=f"scoring {event.done}/{event.total}")
+                scored = LoopEvent("scored", phase="scoring", done=event.done, total=event.total,
+                                   progress=event.done / max(1, event.total), active_version=active.version,
+                                   message=f"scoring {event.done}/{event.total}")
+                if event.done < event.total:
+                    yield scored
+                else:  # "all scored" once the embeddings are written too: the queue re-ranks on it
+                    final = scored
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         yield LoopEvent("failed", phase="scoring", message=f"scoring failed: {exc}")
         return
+    if final is not None:
+        yield final
     if stop.is_set():
         yield _phase(project, "training", "new labels arrived: scoring stops here (the queue uses the scores so "
                                           "far) and the next candidate trains")

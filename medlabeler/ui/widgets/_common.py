@@ -77,23 +77,27 @@ def sample_text(sample) -> str:
     return f"sample {sample.id} ({where}{sample.split})"
 
 
-def compact_combo(chars: int = 14) -> QComboBox:
-    """A combo box as wide as ``chars`` characters, whatever its items (their text is elided in
-    the box and shown whole in the open list): by default Qt sizes a combo to its longest item,
-    and one long method name made the dock's pages wider than the dock."""
-    from qtpy.QtCore import Qt
+def compact_combo(chars: int = 14, tip: str = "") -> QComboBox:
+    """A combo box that may shrink to ``chars`` characters whatever its items, and grows with
+    the room it gets: by default Qt sizes a combo to its longest item, and one long method name
+    made the dock's pages wider than the dock. The box clips a longer text, so its tooltip shows
+    the whole choice (or ``tip``, an explanation of every choice), and the open list is as wide as
+    its longest item."""
+    from qtpy.QtWidgets import QSizePolicy
 
     combo = QComboBox()
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(chars)
-    combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+    combo.setSizePolicy(QSizePolicy.Policy.Expanding, combo.sizePolicy().verticalPolicy())
 
-    def widen_list(*_):
+    def fit(*_):
         view = combo.view()
         metrics = view.fontMetrics()
         longest = max((metrics.horizontalAdvance(combo.itemText(i)) for i in range(combo.count())), default=0)
         view.setMinimumWidth(longest + 2 * view.frameWidth() + 24)  # margins and a scroll bar
+        combo.setToolTip(tip or combo.currentText())
 
-    for signal in (combo.model().rowsInserted, combo.model().modelReset, combo.model().dataChanged):
-        signal.connect(widen_list)
+    for signal in (combo.model().rowsInserted, combo.model().modelReset, combo.model().dataChanged,
+                   combo.currentIndexChanged):
+        signal.connect(fit)
     return combo

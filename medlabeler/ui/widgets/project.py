@@ -73,9 +73,9 @@ class ProjectWidget(QWidget):
         self.colors_edit = QLineEdit()
         self.colors_edit.setPlaceholderText("optional, e.g. #e6194b, #3cb44b")
         form.addRow("Colours", self.colors_edit)
-        self.unit_combo = compact_combo()
+        self.unit_combo = compact_combo(
+            tip="slice: one sample per slice of each volume; image: one per file/series")
         self.unit_combo.addItems(["automatic", "slice", "image"])
-        self.unit_combo.setToolTip("slice: one sample per slice of each volume; image: one per file/series")
         form.addRow("Samples", self.unit_combo)
         self.create_button = QPushButton("Create and open")
         form.addRow(self.create_button)

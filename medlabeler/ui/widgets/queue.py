@@ -50,7 +50,7 @@ class QueueWidget(QWidget):
         self.strategy_combo.addItems(_strategies())
         self.strategy_combo.setCurrentText(self.session.strategy)
         controls.addWidget(QLabel("Queue"))
-        controls.addWidget(self.view_combo)
+        controls.addWidget(self.view_combo, 1)
         controls.addWidget(QLabel("by"))
         controls.addWidget(self.strategy_combo, 1)
         layout.addLayout(controls)
