@@ -77,27 +77,34 @@ def sample_text(sample) -> str:
     return f"sample {sample.id} ({where}{sample.split})"
 
 
-def compact_combo(chars: int = 14, tip: str = "") -> QComboBox:
+class CompactCombo(QComboBox):
     """A combo box that may shrink to ``chars`` characters whatever its items, and grows with
     the room it gets: by default Qt sizes a combo to its longest item, and one long method name
     made the dock's pages wider than the dock. The box clips a longer text, so its tooltip shows
     the whole choice (or ``tip``, an explanation of every choice), and the open list is as wide as
-    its longest item."""
-    from qtpy.QtWidgets import QSizePolicy
+    its longest item. (A subclass, so that its slots are methods: Qt disconnects them when the
+    combo goes, where a closure could still be called while the application shuts down.)"""
 
-    combo = QComboBox()
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(chars)
-    combo.setSizePolicy(QSizePolicy.Policy.Expanding, combo.sizePolicy().verticalPolicy())
+    def __init__(self, chars: int = 14, tip: str = "", parent: QWidget | None = None):
+        from qtpy.QtWidgets import QSizePolicy
 
-    def fit(*_):
-        view = combo.view()
+        super().__init__(parent)
+        self._tip = tip
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(chars)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, self.sizePolicy().verticalPolicy())
+        model = self.model()
+        for signal in (model.rowsInserted, model.modelReset, model.dataChanged, self.currentIndexChanged):
+            signal.connect(self._fit)
+
+    def _fit(self, *_args) -> None:
+        view = self.view()
         metrics = view.fontMetrics()
-        longest = max((metrics.horizontalAdvance(combo.itemText(i)) for i in range(combo.count())), default=0)
+        longest = max((metrics.horizontalAdvance(self.itemText(i)) for i in range(self.count())), default=0)
         view.setMinimumWidth(longest + 2 * view.frameWidth() + 24)  # margins and a scroll bar
-        combo.setToolTip(tip or combo.currentText())
+        self.setToolTip(self._tip or self.currentText())
 
-    for signal in (combo.model().rowsInserted, combo.model().modelReset, combo.model().dataChanged,
-                   combo.currentIndexChanged):
-        signal.connect(fit)
-    return combo
+
+def compact_combo(chars: int = 14, tip: str = "") -> QComboBox:
+    """A CompactCombo."""
+    return CompactCombo(chars, tip)
