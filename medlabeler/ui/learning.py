@@ -210,16 +210,13 @@ class LearningLoop(QObject):
             self._scoring = event.done < event.total
             if not self._scoring:
                 self.session.queue_changed.emit()
-        elif kind == "failed" and self._scoring:  # scoring failed: rank on what is scored
-            self._scoring = False
-            self.session.queue_changed.emit()
+        elif kind == "failed":
+            self._scoring_stopped()
         elif kind == "pretrained":
             self.session.models_changed.emit()
         elif kind == "phase":
             self.labels_since = event.labels_since_model
-            if self._scoring:  # scoring stopped early for new labels: rank on what is scored
-                self._scoring = False
-                self.session.queue_changed.emit()
+            self._scoring_stopped()  # e.g. early, for new labels
             if event.phase in ("training", "pretraining"):
                 view = self.session.view
                 if view is not None and event.phase == "training" and not (
@@ -236,7 +233,12 @@ class LearningLoop(QObject):
         self.now = {"failed": f"learning stopped: {self.job.error}" if self.job else "learning stopped"}.get(
             outcome, "learning is off")
         self.control = None
-        if self._scoring:  # stopped mid-scoring: rank on what is scored
+        self._scoring_stopped()
+        self.status_changed.emit()
+
+    def _scoring_stopped(self) -> None:
+        """A scoring pass ended before its "all scored" (new labels, a failure, the loop stopped):
+        the queue ranks on what is scored."""
+        if self._scoring:
             self._scoring = False
             self.session.queue_changed.emit()
-        self.status_changed.emit()

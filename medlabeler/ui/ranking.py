@@ -147,14 +147,12 @@ class Rankings(QObject):
                 project, key = self._todo.pop(0)
                 self._busy = True
             try:
-                if not project.closed and still_valid(project, key):
-                    rows = rank(project, key)
-                    if still_valid(project, key):
+                if not project.closed:
+                    rows = rank(project, key) if still_valid(project, key) else None
+                    if rows is not None and still_valid(project, key):
                         self._arrived.emit(project, key, rows)
-                    else:
+                    else:  # the state it names is gone: whoever waits for it asks again
                         self._dropped.emit(project, key)
-                elif not project.closed:
-                    self._dropped.emit(project, key)
             except Exception as exc:  # noqa: BLE001 - ranked again on the spot, where errors are shown
                 log.debug("background ranking failed: %s", exc)
             finally:

@@ -452,7 +452,7 @@ class Session(QObject):
         if key == now:
             self._queue_wanted = False
             self.queue_changed.emit()
-        elif key.labeled == now.labeled:  # the store moved after the ranking was made
+        else:  # the store (or the strategy) moved after the ranking was made
             self._ranking_overtaken(key)
         self._predict_ahead()
 

@@ -205,8 +205,8 @@ def shuffle_keys(ids: Sequence[int], seed: int = 0) -> np.ndarray:
     labeled. A seeded permutation of the pool does not: permuting n and n-1 sorted ids with the
     same draws puts a neighbour of the first pick first, and on a volume labeling the first random
     slice made the next one the slice beside it (72, then 71, then 73 on the demo)."""
-    mask = np.uint64(0xFFFFFFFFFFFFFFFF)
-    z = np.asarray(ids, dtype=np.uint64) + np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15) & int(mask))
+    offset = ((int(seed) + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = np.asarray(ids, dtype=np.uint64) + np.uint64(offset)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)  # uint64 arithmetic wraps, as intended
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))

@@ -104,7 +104,3 @@ class CompactCombo(QComboBox):
         view.setMinimumWidth(longest + 2 * view.frameWidth() + 24)  # margins and a scroll bar
         self.setToolTip(self._tip or self.currentText())
 
-
-def compact_combo(chars: int = 14, tip: str = "") -> QComboBox:
-    """A CompactCombo."""
-    return CompactCombo(chars, tip)

@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from medlabeler.ui.widgets._common import compact_combo, connect, hint, session_for
+from medlabeler.ui.widgets._common import CompactCombo, connect, hint, session_for
 
 
 class ProjectWidget(QWidget):
@@ -35,7 +35,7 @@ class ProjectWidget(QWidget):
         layout.addLayout(open_row)
 
         recent_row = QHBoxLayout()
-        self.recent = compact_combo()
+        self.recent = CompactCombo()
         self.recent_button = QPushButton("Open recent")
         recent_row.addWidget(self.recent, 1)
         recent_row.addWidget(self.recent_button)
@@ -64,7 +64,7 @@ class ProjectWidget(QWidget):
         row.addWidget(self.root_edit, 1)
         row.addWidget(browse_root)
         form.addRow("Project folder", row)
-        self.task_combo = compact_combo()
+        self.task_combo = CompactCombo()
         self.task_combo.addItems(["segmentation", "classification"])
         form.addRow("Task", self.task_combo)
         self.names_edit = QLineEdit()
@@ -73,7 +73,7 @@ class ProjectWidget(QWidget):
         self.colors_edit = QLineEdit()
         self.colors_edit.setPlaceholderText("optional, e.g. #e6194b, #3cb44b")
         form.addRow("Colours", self.colors_edit)
-        self.unit_combo = compact_combo(
+        self.unit_combo = CompactCombo(
             tip="slice: one sample per slice of each volume; image: one per file/series")
         self.unit_combo.addItems(["automatic", "slice", "image"])
         form.addRow("Samples", self.unit_combo)

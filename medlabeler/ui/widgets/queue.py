@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import compact_combo, connect, hint, session_for
+from medlabeler.ui.widgets._common import CompactCombo, connect, hint, session_for
 
 log = logging.getLogger(__name__)
 VIEWS = ("to label", "labeled", "all")
@@ -44,9 +44,9 @@ class QueueWidget(QWidget):
         self.collapse_button.setToolTip("Hide or show the queue table (the canvas and tabs get the room)")
         self.collapse_button.toggled.connect(self.set_collapsed)
         controls.addWidget(self.collapse_button)
-        self.view_combo = compact_combo(4)
+        self.view_combo = CompactCombo(4)
         self.view_combo.addItems(VIEWS)
-        self.strategy_combo = compact_combo(4)
+        self.strategy_combo = CompactCombo(4)
         self.strategy_combo.addItems(_strategies())
         self.strategy_combo.setCurrentText(self.session.strategy)
         controls.addWidget(QLabel("Queue"))

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import compact_combo, connect, hint, session_for
+from medlabeler.ui.widgets._common import CompactCombo, connect, hint, session_for
 from medlabeler.ui.workers import main_thread_only
 
 METHOD_LABELS = {
@@ -91,9 +91,9 @@ class LossPlot(QWidget):
         """Empty; ``running``: a run has started (its first point comes with its first epoch)."""
         self.empty_text.set_text("training: the first point comes after the first epoch" if running
                                  else "no training run yet")
-        self.epochs: list[float] = []
+        self.steps: list[float] = []
         self.losses: list[float] = []
-        self.metric_epochs: list[float] = []
+        self.metric_steps: list[float] = []
         self.metric_values: list[float] = []
         self.metric_name = ""
         self._draw()
@@ -102,12 +102,12 @@ class LossPlot(QWidget):
     def add_event(self, event) -> None:
         kind = getattr(event, "kind", "")
         if kind == "epoch" and isinstance(getattr(event, "loss", None), float) and math.isfinite(event.loss):
-            self.epochs.append(float(event.step or event.epoch))
+            self.steps.append(float(event.step or event.epoch))
             self.losses.append(event.loss)
         metric = calls.model_metric(getattr(event, "metrics", None) or {})
         if kind == "metric" and metric is not None:
             self.metric_name = metric[0]
-            self.metric_epochs.append(float(getattr(event, "step", 0) or getattr(event, "epoch", len(self.metric_values))))
+            self.metric_steps.append(float(event.step or event.epoch))
             self.metric_values.append(metric[1])
         if kind in ("epoch", "metric"):
             self._draw()
@@ -118,8 +118,8 @@ class LossPlot(QWidget):
             ax.tick_params(labelleft=not empty and ax is self.ax, labelright=not empty and ax is self.ax2,
                            labelbottom=not empty)
         self.empty_text.set_visible(empty)
-        self.loss_line.set_data(self.epochs, self.losses)
-        self.metric_line.set_data(self.metric_epochs, self.metric_values)
+        self.loss_line.set_data(self.steps, self.losses)
+        self.metric_line.set_data(self.metric_steps, self.metric_values)
         self.ax2.set_ylabel(f"val {self.metric_name}" if self.metric_name else "val metric", color="tab:orange")
         for ax in (self.ax, self.ax2):
             ax.relim()
@@ -156,12 +156,12 @@ class TrainWidget(QWidget):
         layout.addWidget(self.loop_status)
 
         form = QFormLayout()
-        self.method_combo = compact_combo()
+        self.method_combo = CompactCombo()
         self.method_combo.addItem("recommended", RECOMMENDED)
         for name in (*calls.train_methods(), *calls.pretrain_methods()):
             self.method_combo.addItem(METHOD_LABELS.get(name, name), name)
         form.addRow("Method", self.method_combo)
-        self.init_combo = compact_combo()
+        self.init_combo = CompactCombo()
         self._offered_active = False
         form.addRow("Start", self.init_combo)
         self.init_note = hint("")
