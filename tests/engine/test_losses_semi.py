@@ -97,22 +97,56 @@ def test_soft_dice_matches_loop_reference(b, c, h, w, include_background):
     )
 
 
-def test_segmentation_supervised_loss_is_half_ce_plus_foreground_dice():
+def reference_balanced_ce(logits, target):
+    """Cross-entropy per pixel, each pixel weighted by sqrt(all pixels / pixels of its class),
+    the weights scaled to average 1 over the classes present; a weighted mean."""
     import math
 
+    b, c, h, w = logits.shape
+    pixels = [(i, y, x) for i in range(b) for y in range(h) for x in range(w)]
+    counts = {k: sum(1 for i, y, x in pixels if int(target[i, y, x]) == k) for k in range(c)}
+    raw = {k: math.sqrt(len(pixels) / n) for k, n in counts.items() if n}
+    mean = sum(raw.values()) / len(raw)
+    total = weights = 0.0
+    for i, y, x in pixels:
+        k = int(target[i, y, x])
+        p = softmax_list([float(logits[i, j, y, x]) for j in range(c)])[k]
+        total -= raw[k] / mean * math.log(p)
+        weights += raw[k] / mean
+    return total / weights
+
+
+@pytest.mark.parametrize("classes_present", [(0, 1, 2), (0, 2)])
+def test_segmentation_supervised_loss_is_half_balanced_ce_plus_foreground_dice(classes_present):
     from medlabeler.engine.semi.supervised import supervised_loss
 
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(2, 3, 4, 4, generator=g) * 2
-    target = torch.randint(0, 3, (2, 4, 4), generator=g)
-    ce = 0.0
-    for i in range(2):
-        for y in range(4):
-            for x in range(4):
-                ce -= math.log(softmax_list([float(logits[i, j, y, x]) for j in range(3)])[int(target[i, y, x])])
-    ce /= 2 * 4 * 4
-    expected = 0.5 * (ce + reference_dice(logits, target, include_background=False))
+    choice = torch.tensor(classes_present)
+    # an unbalanced map: class classes_present[0] on most pixels
+    target = choice[(torch.rand(2, 4, 4, generator=g) ** 3 * len(choice)).long().clamp(max=len(choice) - 1)]
+    assert len(torch.unique(target)) == len(classes_present)
+    expected = 0.5 * (reference_balanced_ce(logits, target) + reference_dice(logits, target, include_background=False))
     assert float(supervised_loss(logits, target, "segmentation")[0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_class_weights_favour_the_rare_label_and_ignore_absent_ones():
+    from medlabeler.engine.semi.supervised import class_weights
+
+    y = torch.tensor([0] * 96 + [1] * 4)  # 96% and 4% of the pixels; class 2 absent
+    w = class_weights(y, 3)
+    assert float(w[2]) == 0.0
+    assert float(w[1] / w[0]) == pytest.approx((96 / 4) ** 0.5, rel=1e-5)
+    assert float(w[:2].mean()) == pytest.approx(1.0)
+
+
+def test_classification_supervised_loss_stays_plain_cross_entropy():
+    from medlabeler.engine.semi.supervised import supervised_loss
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.5]])
+    y = torch.tensor([0, 1, 1])
+    expected = torch.nn.functional.cross_entropy(logits, y)
+    assert float(supervised_loss(logits, y, "classification")[0]) == pytest.approx(float(expected))
 
 
 def test_soft_dice_perfect_prediction_is_near_zero_and_wrong_is_near_one():

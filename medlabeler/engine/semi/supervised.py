@@ -1,4 +1,5 @@
-"""Supervised baseline: cross-entropy (classification) or 0.5 * (CE + soft Dice) (segmentation).
+"""Supervised baseline: cross-entropy (classification) or 0.5 * (class-balanced CE + soft Dice)
+(segmentation).
 
 The reference every SSL/semi-supervised pipeline is compared with (S4MI: Self-Supervision and
 Semi-Supervision for Medical Imaging, pipeline 1). Weak augmentation, applied to image and mask
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -17,17 +19,47 @@ from medlabeler.engine.semi.dice import soft_dice_loss
 from medlabeler.engine.training.method import Method, to_float_logs
 
 
+def class_weights(y: Tensor, num_classes: int) -> Tensor:
+    """Per class, the inverse square root of its share of the pixels in `y`, scaled so the classes
+    present average 1 (0 for a class absent from `y`, which no pixel then asks for).
+
+    Median frequency balancing (Eigen and Fergus, "Predicting Depth, Surface Normals and Semantic
+    Labels with a Common Multi-Scale Convolutional Architecture", ICCV 2015) weights a class by
+    the inverse of its frequency; the square root softens it, so a class of 1% of the pixels weighs
+    about 8x the background of 70%, not 70x."""
+    counts = torch.bincount(y.reshape(-1).long(), minlength=num_classes)[:num_classes].float()
+    present = counts > 0
+    weights = torch.zeros(num_classes, device=y.device)
+    weights[present] = (counts.sum() / counts[present]).sqrt()
+    return weights / weights[present].mean()
+
+
+def balanced_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Pixel cross-entropy weighted by `class_weights` of the batch's labels (a weighted mean, as
+    `F.cross_entropy` with `weight` takes it)."""
+    weight = class_weights(y, logits.shape[1])
+    return F.cross_entropy(logits.float(), y.long(), weight=weight)
+
+
 def supervised_loss(logits: Tensor, y: Tensor, task: str) -> tuple[Tensor, dict[str, Tensor]]:
-    """CE for classification; 0.5 * (CE + soft Dice over the foreground labels) for segmentation,
-    as nnU-Net (Isensee et al., Nature Methods 2021) does. Returns (loss, parts).
+    """CE for classification; 0.5 * (class-balanced CE + soft Dice over the foreground labels) for
+    segmentation, the halves nnU-Net (Isensee et al., Nature Methods 2021) adds. Returns (loss, parts).
+
+    The CE is class-balanced (`balanced_cross_entropy`): with a plain mean, a label of 1% of the
+    pixels gets 1% of the CE's pull, and the Dice's pull on its logits fades as its probability
+    nears 0. On a 3-label brain MRI (CSF, grey, white matter; CSF 1.1% of the labeled pixels) 400
+    steps with 10 labels then never predicted CSF (its Dice 0, mean validation Dice 0.628; 1200
+    steps reached 0.918); balanced, 400 steps gave 0.916, and mni-tissue-seg's validation Dice
+    stayed within 0.004 of the plain CE's at 4, 8 and 16 labels (docs/benchmarks.md, "Small labels").
 
     Background stays out of the Dice: with it, the near-perfect background term dominated the
     mean, and on mni-tissue-seg (8-channel U-Net, full labels, seed 2) training settled on never
     predicting white matter (validation Dice 0.32; Dice over the foreground: 0.88; CE alone 0.84).
     Background is still learned through the CE."""
-    ce = F.cross_entropy(logits.float(), y.long())
     if task == "classification":
+        ce = F.cross_entropy(logits.float(), y.long())
         return ce, {"ce": ce.detach()}
+    ce = balanced_cross_entropy(logits, y)
     dice = soft_dice_loss(logits, y, include_background=False)
     return 0.5 * (ce + dice), {"ce": ce.detach(), "dice_loss": dice.detach()}
 
