@@ -3,6 +3,10 @@
 - ``mni-tissue-seg``: one sample per slice of nilearn's MNI152 T1 brain MRI (a single scan, so the
   store splits it into 10 contiguous slabs); the oracle is `demo.demo_truth()` (grey / white matter
   from the template's tissue maps).
+- ``mni-tissue3-seg``: a harder, second view of the same MRI: every second coronal slice, with a
+  smooth bias field and Rician noise, and three labels of very different sizes: CSF (dark voxels
+  inside the brain: ventricles and sulci, about 1% of the pixels), grey and white matter. A model
+  that learns only the large labels scores about 0.63 here, which the two-label set cannot show.
 - ``mni-tissue-cls``: 32 x 32 px patches cut from the axial slices of the same MRI, written as PNGs in
   an ISIC-style folder ``class_name/*.png``; the class is the tissue dominating the patch centre
   (grey matter / white matter / other, or the first two only). Patches are grouped by slab of
@@ -27,7 +31,8 @@ import numpy as np
 
 from medlabeler.engine.errors import InputError
 
-BUILTIN = ("mni-tissue-seg", "mni-tissue-cls")
+BUILTIN = ("mni-tissue-seg", "mni-tissue3-seg", "mni-tissue-cls")
+TISSUE3_LABELS = ("csf", "grey_matter", "white_matter")
 PATCH_CLASSES = {3: ("grey_matter", "white_matter", "other"), 2: ("grey_matter", "white_matter")}
 _SLAB = re.compile(r"^slab(\d+)_")
 
@@ -58,6 +63,8 @@ def load_dataset(name: str, work: Path, *, patches: int = 900, classes: int = 3,
     """The dataset called `name` (a built-in name or a project folder); `work` holds what it writes."""
     if name == "mni-tissue-seg":
         return _mni_segmentation()
+    if name == "mni-tissue3-seg":
+        return _tissue3_segmentation(Path(work) / "mni-tissue3-seg")
     if name == "mni-tissue-cls":
         folder = Path(work) / f"mni-tissue-cls-{patches}x{classes}"
         info = build_tissue_patches(folder, n_patches=patches, classes=classes, slabs=slabs)
@@ -85,6 +92,76 @@ def _mni_segmentation() -> BenchmarkData:
 
     return BenchmarkData("mni-tissue-seg", "segmentation", "dice", make, truth, notes=[
         "one scan: train/val/test are contiguous slabs of the same brain (neighbouring slabs share anatomy)"])
+
+
+# --- mni-tissue3-seg ----------------------------------------------------------------------------
+
+
+def tissue3_volumes(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """(image, labels) of mni-tissue3-seg, (slices, Z, X): every second coronal slice of the MNI152
+    T1 that holds brain, times a smooth bias field, with Rician noise (4% of the maximum); labels
+    0 background, 1 CSF (inside the filled brain, neither grey nor white matter, darker than
+    the darkest tenth of grey matter), 2 grey and 3 white matter (`demo_truth` + 1)."""
+    from scipy import ndimage
+
+    from medlabeler.engine.io import read_image
+    from medlabeler.engine.workflows.demo import mni_file
+
+    t1 = read_image(mni_file("t1")).array.astype(np.float32)
+    tissue = mni_truth()
+    labels = np.where(tissue > 0, tissue + 1, 0).astype(np.uint8)
+    brain = ndimage.binary_fill_holes(ndimage.binary_closing(tissue > 0, iterations=3))
+    labels[brain & (tissue == 0) & (t1 < np.percentile(t1[tissue == 1], 10))] = 1
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.linspace(-1, 1, n, dtype=np.float32) for n in t1.shape], indexing="ij")
+    image = t1 * np.exp(0.25 * (0.6 * z + 0.5 * y ** 2 - 0.4 * x * y))
+    sigma = 0.04 * float(image.max())
+    image = np.hypot(image + rng.normal(0, sigma, image.shape), rng.normal(0, sigma, image.shape))
+    image = image[:, ::2, :].transpose(1, 0, 2)
+    labels = labels[:, ::2, :].transpose(1, 0, 2)
+    keep = labels.reshape(len(labels), -1).any(1)
+    return np.ascontiguousarray(image[keep], dtype=np.float32), np.ascontiguousarray(labels[keep])
+
+
+def build_tissue3(folder: Path) -> tuple[Path, np.ndarray]:
+    """Write mni-tissue3-seg's image as ``folder/mri.nii.gz`` (2 mm between slices) unless there;
+    returns its path and the labels as the project reads the slices (checked against a label file
+    written beside it and read back the same way)."""
+    import nibabel as nib
+
+    from medlabeler.engine.io import read_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image_path, label_path = folder / "mri.nii.gz", folder / "labels.nii.gz"
+    if not (image_path.exists() and label_path.exists()):
+        image, labels = tissue3_volumes()
+        affine = np.diag([1.0, 1.0, 2.0, 1.0])
+        for array, path in ((image, image_path), (labels, label_path)):  # nibabel keeps (X, Y, Z)
+            tmp = path.with_name(path.name + ".part.nii.gz")
+            nib.save(nib.Nifti1Image(array.transpose(2, 1, 0), affine), tmp)
+            tmp.replace(path)
+    labels = np.rint(read_image(label_path).array).astype(np.uint8)
+    labels.setflags(write=False)
+    return image_path, labels
+
+
+def _tissue3_segmentation(folder: Path) -> BenchmarkData:
+    from medlabeler.engine.project.project_import import create_project
+
+    image_path, labels = build_tissue3(folder)
+
+    def make(root: Path):
+        project, _report = create_project(root, image_path, task="segmentation", names=list(TISSUE3_LABELS),
+                                          unit="slice")
+        return project
+
+    def truth(sample):
+        return labels[sample.slice_index]
+
+    share = np.bincount(labels.ravel(), minlength=4) / labels.size
+    return BenchmarkData("mni-tissue3-seg", "segmentation", "dice", make, truth, notes=[
+        f"coronal slices of the MNI152 T1 with a bias field and noise; pixel shares: CSF {share[1]:.1%}, "
+        f"grey {share[2]:.1%}, white matter {share[3]:.1%}; train/val/test are contiguous slabs"])
 
 
 # --- mni-tissue-cls -----------------------------------------------------------------------------
