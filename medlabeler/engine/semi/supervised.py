@@ -48,9 +48,9 @@ def supervised_loss(logits: Tensor, y: Tensor, task: str) -> tuple[Tensor, dict[
     The CE is class-balanced (`balanced_cross_entropy`): with a plain mean, a label of 1% of the
     pixels gets 1% of the CE's pull, and the Dice's pull on its logits fades as its probability
     nears 0. On mni-tissue3-seg (CSF 1.2% of the pixels) 300 steps with 8 labels at 64 px crops
-    then never predicted CSF on 2 seeds of 3 (its Dice 0, mean validation Dice 0.61-0.62);
-    weighting each label by the inverse square root of its share left 1 seed of 3 there, by the
-    inverse share none (validation 0.879-0.902). On mni-tissue-seg the inverse share kept the
+    then never predicted CSF on seed 0 (its Dice 0, validation Dice 0.603; with every slice
+    labeled, 400 steps at 128 px, still 0); weighting each label by the inverse square root of its
+    share left 1 seed of 3 there, by the inverse share none (validation 0.879-0.902). On mni-tissue-seg the inverse share kept the
     mean validation Dice over 4, 8 and 16 labels within 0.001 of the plain CE's (docs/benchmarks.md,
     "A small label").
 
