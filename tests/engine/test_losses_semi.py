@@ -97,15 +97,15 @@ def test_soft_dice_matches_loop_reference(b, c, h, w, include_background):
     )
 
 
-def reference_balanced_ce(logits, target):
-    """Cross-entropy per pixel, each pixel weighted by all pixels / pixels of its class,
+def reference_balanced_ce(logits, target, power=1.0):
+    """Cross-entropy per pixel, each pixel weighted by (all pixels / pixels of its class) ** power,
     the weights scaled to average 1 over the classes present; a weighted mean."""
     import math
 
     b, c, h, w = logits.shape
     pixels = [(i, y, x) for i in range(b) for y in range(h) for x in range(w)]
     counts = {k: sum(1 for i, y, x in pixels if int(target[i, y, x]) == k) for k in range(c)}
-    raw = {k: len(pixels) / n for k, n in counts.items() if n}
+    raw = {k: (len(pixels) / n) ** power for k, n in counts.items() if n}
     mean = sum(raw.values()) / len(raw)
     total = weights = 0.0
     for i, y, x in pixels:
@@ -130,6 +130,22 @@ def test_segmentation_supervised_loss_is_half_balanced_ce_plus_foreground_dice(c
     assert float(supervised_loss(logits, target, "segmentation")[0]) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("progress", [0.25, 0.5, 1.0])
+def test_the_class_balance_fades_into_the_plain_ce_over_a_run(progress):
+    from medlabeler.engine.semi.supervised import BALANCE_UNTIL, supervised_loss
+
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 3, 4, 4, generator=g) * 2
+    target = (torch.rand(2, 4, 4, generator=g) ** 3 * 3).long().clamp(max=2)  # class 0 on most pixels
+    power = max(0.0, 1.0 - progress / BALANCE_UNTIL)
+    dice = reference_dice(logits, target, include_background=False)
+    expected = 0.5 * (reference_balanced_ce(logits, target, power) + dice)
+    assert float(supervised_loss(logits, target, "segmentation", progress)[0]) == pytest.approx(expected, rel=1e-5)
+    if progress >= BALANCE_UNTIL:  # the end of the fade is the plain mean CE
+        plain = torch.nn.functional.cross_entropy(logits, target)
+        assert expected == pytest.approx(0.5 * (float(plain) + dice), rel=1e-5)
+
+
 def test_class_weights_favour_the_rare_label_and_ignore_absent_ones():
     from medlabeler.engine.semi.supervised import class_weights
 
@@ -138,6 +154,9 @@ def test_class_weights_favour_the_rare_label_and_ignore_absent_ones():
     assert float(w[2]) == 0.0
     assert float(w[1] / w[0]) == pytest.approx(96 / 4, rel=1e-5)
     assert float(w[:2].mean()) == pytest.approx(1.0)
+    half = class_weights(y, 3, power=0.5)
+    assert float(half[1] / half[0]) == pytest.approx((96 / 4) ** 0.5, rel=1e-5)
+    assert class_weights(y, 3, power=0.0).tolist() == [1.0, 1.0, 0.0]
 
 
 def test_classification_supervised_loss_stays_plain_cross_entropy():

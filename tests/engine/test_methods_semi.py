@@ -111,6 +111,22 @@ def test_segmentation_methods_learn_squares(name):
     assert held_out_dice(method, test_x, test_y) > 0.7  # all-foreground scores about 0.35
 
 
+@pytest.mark.parametrize("name", SEGMENTATION)
+def test_segmentation_methods_fade_the_class_balance_with_their_progress(name, monkeypatch):
+    """Every labeled term gets the run's progress, so the class balance fades the same way in
+    every method (supervised.balance_power)."""
+    import medlabeler.engine.semi.supervised as supervised
+
+    seen = []
+    real = supervised.balance_power
+    monkeypatch.setattr(supervised, "balance_power", lambda progress: seen.append(progress) or real(progress))
+    x, y = square_masks(4, seed=1)
+    method = build(name, "segmentation", seed=0, **semi_config(name))
+    batch = {"x": x, "y": y} if name == "supervised" else {"x": x, "y": y, "u": x}
+    method.training_step(batch, 0.7)
+    assert seen and set(seen) == {0.7}
+
+
 # ------------------------------------------------------------------ behaviour details
 def test_mean_teacher_teacher_is_not_trained_and_follows_the_student():
     method = build("mean-teacher", "classification", seed=0)

@@ -102,8 +102,8 @@ class CrossTeaching(Method):
         loss = logits_a.new_zeros(())
         logs: dict[str, Any] = {}
         if n_labeled:
-            sup_a, _ = supervised_loss(logits_a[:n_labeled], y, self.task)
-            sup_b, _ = supervised_loss(logits_b[:n_labeled], y, self.task)
+            sup_a, _ = supervised_loss(logits_a[:n_labeled], y, self.task, progress)
+            sup_b, _ = supervised_loss(logits_b[:n_labeled], y, self.task, progress)
             loss = loss + sup_a + sup_b
             logs.update(sup_a=sup_a, sup_b=sup_b, acc=accuracy(logits_a[:n_labeled], y))
         if images.shape[0] > n_labeled:

@@ -175,7 +175,7 @@ class FixMatch(Method):
             # labeled and unlabeled views go through separately: only the labeled (weak) views
             # update the BatchNorm running statistics that evaluation uses (see semi.batchnorm)
             logits = self.model(inputs[0])
-            sup, parts = supervised_loss(logits, y, self.task)
+            sup, parts = supervised_loss(logits, y, self.task, progress)
             loss = loss + sup
             logs.update(sup=sup, **parts, acc=accuracy(logits, y))
         if targets is not None:

@@ -171,7 +171,7 @@ class MeanTeacher(Method):
         logs: dict[str, Any] = {}
         loss = logits_s.new_zeros(())
         if n_labeled and y is not None:
-            sup, parts = supervised_loss(logits_s[:n_labeled], y, self.task)
+            sup, parts = supervised_loss(logits_s[:n_labeled], y, self.task, progress)
             loss = loss + sup
             logs.update(sup=sup, **parts, acc=accuracy(logits_s[:n_labeled], y))
         ramp = sigmoid_rampup(progress, self.ramp_fraction)
