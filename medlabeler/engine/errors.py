@@ -34,7 +34,12 @@ class ProjectError(MedlabelerError):
 
 
 class ProjectLockedError(ProjectError):
-    """Another app holds the project open for writing."""
+    """Another app holds the project open for writing. `holder`: who, as far as the lock file
+    says ("pid 123 on host", or "")."""
+
+    def __init__(self, message: str, holder: str = ""):
+        super().__init__(message)
+        self.holder = holder
 
 
 class TrainingError(MedlabelerError):

@@ -212,11 +212,20 @@ class Session(QObject):
     @main_thread_only
     def open_project(self, path, *, open_first: bool = True) -> bool:
         """Open a project folder (closing the one open); False with a message when it cannot."""
-        from medlabeler.engine.errors import MedlabelerError
+        from medlabeler.engine.errors import MedlabelerError, ProjectLockedError
 
         self.close_project()
         try:
-            project = calls.open_project(path)
+            try:
+                project = calls.open_project(path)
+            except ProjectLockedError as exc:  # another app writes to it: look, don't touch
+                project = calls.open_project(path, readonly=True)
+                from napari.utils.notifications import show_warning
+
+                other = f" ({exc.holder})" if exc.holder else ""
+                show_warning(f"{project.root.name} is open for writing in another app{other}, so it opened "
+                             "read-only here: images, labels and predictions can be looked at; labeling and "
+                             "training need it closed there.")
         except MedlabelerError as exc:
             show_error_message(f"Cannot open the project: {exc}")
             return False
@@ -591,6 +600,9 @@ class Session(QObject):
         """Segmentation: paint label ``value`` (1-based, as the labels layer stores it) with the brush."""
         layer = self.view.labels_layer if self.view is not None else None
         if layer is None or not 1 <= value <= len(self.project.task.names):
+            return False
+        if self.project.readonly:
+            self.viewer.status = "this project is open read-only: labels cannot be changed"
             return False
         layer.selected_label = value
         if brush_size is not None:

@@ -71,3 +71,35 @@ def test_closing_the_window_saves_labels_and_releases_the_project(make_napari_vi
     with Project.open(brain_project) as project:  # the writer lock was released
         mask = project.load_label(sample.id)
     assert isinstance(mask, np.ndarray) and mask[10:20, 10:20].all() and mask.sum() == 100
+
+
+def test_a_project_another_app_writes_to_opens_read_only_and_cannot_be_painted(make_napari_viewer, monkeypatch,
+                                                                               brain_project):
+    """The lock error says "or open this project read-only": the app does so, says why, and the
+    labels layer pans instead of painting what could never be saved."""
+    from medlabeler.engine.store.project import Project
+
+    warnings = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
+    other_app = Project.open(brain_project)  # holds the writer lock, as another app would
+    try:
+        viewer = make_napari_viewer()
+        widget = ProjectWidget(viewer)
+        session = widget.session
+        session.warm_up_on_open = False
+        assert session.open_project(brain_project)
+        assert session.project.readonly and session.writer is None
+        assert len(warnings) == 1 and "read-only" in warnings[0] and f"pid {__import__('os').getpid()}" in warnings[0]
+        assert "read-only" in widget.path_label.text()
+        labels = session.view.labels_layer
+        assert not labels.editable and labels.mode == "pan_zoom"
+        assert session.paint_with(1) is False and labels.mode == "pan_zoom"
+        assert "read-only" in viewer.status
+        first = session.sample.id
+        session.open_next()  # browsing still works
+        assert session.sample is not None and session.sample.id != first
+        assert not session.view.labels_layer.editable
+        session.close_project()
+    finally:
+        other_app.close()
+    assert Project.open(brain_project).close() is None  # the read-only app took no lock
