@@ -91,6 +91,11 @@ def test_a_project_another_app_writes_to_opens_read_only_and_cannot_be_painted(m
         assert session.project.readonly and session.writer is None
         assert len(warnings) == 1 and "read-only" in warnings[0] and f"pid {__import__('os').getpid()}" in warnings[0]
         assert "read-only" in widget.path_label.text()
+        from medlabeler.ui.widgets.label import LabelWidget
+
+        dock = LabelWidget(viewer)
+        assert "read-only" in dock.help.text() and not dock.save_button.isEnabled()
+        assert not any(button.isEnabled() for button in dock.class_buttons)
         labels = session.view.labels_layer
         assert not labels.editable and labels.mode == "pan_zoom"
         assert session.paint_with(1) is False and labels.mode == "pan_zoom"

@@ -91,7 +91,12 @@ class LabelWidget(QWidget):
             self.class_buttons.append(button)
         for w in (self.brush, self.brush_label, self.save_button):
             w.setVisible(segmentation)
+        readonly = self.session.project.readonly
+        for w in (*self.class_buttons, self.brush, self.save_button):
+            w.setEnabled(not readonly)
         self.help.setText(
+            "Open read-only (another app writes to this project): look at the images, labels and "
+            "predictions here; 'n' opens the next sample." if readonly else
             "Paint on the labels layer: every pixel you leave unpainted counts as background. Labels "
             "save when you move to another sample, or with 's'."
             if segmentation else "Press a class button or its number key; 'n' opens the next sample."
