@@ -63,6 +63,36 @@ def test_an_equal_model_within_the_tolerance_is_promoted(project):
     project.activate(active.version)
 
 
+def test_the_tolerance_does_not_stack_down_a_chain_of_candidates(project, monkeypatch):
+    """Each candidate within the tolerance of the last would walk the active model down; the best
+    value reached on the same validation labels is the bar, until the user activates one by hand."""
+    from medlabeler.engine.training.checkpoint import load_weights
+    from medlabeler.engine.workflows.model_versions import save_version
+
+    start = project.active_model()
+    state, record = load_weights(start.path)
+    copies = [save_version(project, method_label="supervised", state=state, record=record, metrics={},
+                           parent=start.version, activate=False).version for _ in range(4)]
+    values = {start.version: 0.900, copies[0]: 0.897, copies[1]: 0.894, copies[2]: 0.899, copies[3]: 0.891}
+    n_val = len(project.samples(split="val", labeled=True))
+    monkeypatch.setattr(promotion, "validation_metric",
+                        lambda project, version, device=None, metric=None: ("dice", values[version], n_val))
+
+    first = promotion.promote_or_keep(project, copies[0])
+    assert first.promoted and "within 0.005 of 0.900" in first.message and first.best_value == 0.900
+    second = promotion.promote_or_keep(project, copies[1])  # within 0.005 of v(copy 0), not of the best
+    assert not second.promoted and project.active_model().version == copies[0]
+    assert second.best_value == 0.900 and "vs the best 0.900 on these validation labels" in second.message
+    assert promotion.promote_or_keep(project, copies[2]).promoted  # 0.899 > 0.897
+    # other validation labels: nothing measured on them yet
+    assert promotion.best_value(project, "another state", "dice") is None
+    # the user goes back by hand: the bar starts again from the model they chose
+    promotion.activate_by_hand(project, copies[1])
+    after = promotion.promote_or_keep(project, copies[3])
+    assert after.promoted and after.best_value == 0.894
+    promotion.activate_by_hand(project, start.version)
+
+
 def test_without_validation_labels_promotion_waits_and_says_why(tmp_path):
     import numpy as np
 

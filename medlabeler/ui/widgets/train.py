@@ -230,7 +230,8 @@ class TrainWidget(QWidget):
         table_buttons.addWidget(self.rollback_button)
         layout.addLayout(table_buttons)
         layout.addWidget(hint("Learning runs in the background: keep labeling. A new model becomes active only "
-                              f"if its validation metric is at least the active one's minus {calls.promotion_tolerance():g} "
+                              f"if its validation metric is at least the active one's, and the best one's on the same labels, "
+                              f"minus {calls.promotion_tolerance():g} "
                               "(re-measured on the current validation labels); cancelled or failed runs "
                               "leave the active model."))
 
