@@ -165,6 +165,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from medlabeler.engine.errors import InitMismatchError
     from medlabeler.engine.workflows.train import train_project, train_recommended
 
     config = _config(args.config)
@@ -172,13 +173,31 @@ def cmd_train(args) -> int:
     if init and init.isdigit():
         init = int(init)
     with _open(args.project) as project:
-        if args.method is None and init is None and args.epochs is None:  # the whole recommended pipeline
-            gen = train_recommended(project, steps=args.steps, budget_s=args.budget_s, config=config)
-        else:
-            gen = train_project(project, method=args.method, init=init, epochs=args.epochs, steps=args.steps,
-                                budget_s=args.budget_s, config=config)
+        by_default = init is None
+        if init in (None, "active"):  # as the app's Retrain and the learning loop: on from the active model
+            active = project.active_model()
+            init = active.version if active is not None else None
+            if active is not None:
+                print(f"starting from the active model v{active.version} (--init scratch starts afresh)")
+        elif init == "scratch":
+            init = None
+
+        def run(init):
+            if args.method is None and init is None and args.epochs is None:  # the whole recommended pipeline
+                gen = train_recommended(project, steps=args.steps, budget_s=args.budget_s, config=config)
+            else:
+                gen = train_project(project, method=args.method, init=init, epochs=args.epochs, steps=args.steps,
+                                    budget_s=args.budget_s, config=config)
+            return drive(gen, f"train {args.method or 'recommended'}")
+
         _warn_if_experimental(project.task.kind, args.method)
-        result = drive(gen, f"train {args.method or 'recommended'}")
+        try:
+            result = run(init)
+        except InitMismatchError as exc:
+            if not by_default:
+                raise
+            print(f"{exc}; training from scratch instead")
+            result = run(None)
     method = (result.record or {}).get("method", args.method) if result is not None else args.method
     print(f"trained {method}: {_result_text(result)}")
     decision = getattr(result, "decision", None)
@@ -386,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("--method", default=None, choices=_Registered(lambda: _method_names("train")),
                    help=_train_method_help())
-    p.add_argument("--init", help="'pretrained' or a model version to start from")
+    p.add_argument("--init", help="where training starts: 'active' (the active model, the default, as the app's "
+                                  "Retrain and the learning loop; from scratch when there is none), 'scratch', "
+                                  "'pretrained' (the newest pretrained encoder) or a model version")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recommended budget)")
     p.add_argument("--budget-s", type=float, default=None, help="stop cleanly after this many seconds")
     p.add_argument("--epochs", type=int, default=None, help="passes over the labeled set instead of --steps")

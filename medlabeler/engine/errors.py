@@ -46,6 +46,10 @@ class TrainingError(MedlabelerError):
     """A training run stopped (NaN loss, out of memory, ...); the previous model stays active."""
 
 
+class InitMismatchError(TrainingError):
+    """The model a run was to start from does not fit its network (architecture, channels)."""
+
+
 def unexpected_error(path: str | Path, exc: BaseException) -> ImageReadError:
     """An ImageReadError for a failure no reader foresaw (a library's own exception type)."""
     if isinstance(exc, MemoryError):

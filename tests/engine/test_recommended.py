@@ -75,3 +75,28 @@ def test_train_without_a_method_runs_the_whole_recommended_pipeline(tmp_path, ca
     assert main(["train", str(root), "--steps", "2", "--config", str(config)]) == 0
     with Project.open(root, readonly=True) as project:
         assert sum(m.method.startswith("pretrain:") for m in project.models()) == (1 if rec.pretrain else 0)
+
+
+def test_train_starts_from_the_active_model_as_the_app_does_unless_told_otherwise(tmp_path, capsys):
+    from medlabeler.engine.training.checkpoint import load_weights
+
+    root, config = _cli_project(tmp_path)
+    assert main(["train", str(root), "--method", "supervised", "--steps", "2", "--config", str(config)]) == 0
+    assert "starting from the active model" not in capsys.readouterr().out  # none yet: from scratch
+    with Project.open(root, readonly=True) as project:
+        first = project.active_model().version
+    assert main(["train", str(root), "--steps", "2", "--config", str(config)]) == 0
+    assert f"starting from the active model v{first}" in capsys.readouterr().out
+    assert main(["train", str(root), "--steps", "2", "--init", "scratch", "--config", str(config)]) == 0
+    with Project.open(root, readonly=True) as project:
+        second, third = (load_weights(m.path)[1] for m in project.models()[-2:])
+    assert second["init"] == f"weights of v{first} (supervised)" and third["init"] == "random"
+    # a network the active model's weights do not fit: said, and trained from scratch
+    wider = tmp_path / "wider.json"
+    wider.write_text(json.dumps({**json.loads(config.read_text()), "features": [8, 16, 32, 64]}))
+    assert main(["train", str(root), "--steps", "2", "--config", str(wider)]) == 0
+    out = capsys.readouterr().out
+    assert "its weights do not fit; training from scratch instead" in out and "trained " in out
+    # asked for by name, the same mismatch is an error, not a silent change of plan
+    assert main(["train", str(root), "--steps", "2", "--init", str(first), "--config", str(wider)]) != 0
+    assert "do not fit" in capsys.readouterr().err

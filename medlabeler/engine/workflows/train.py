@@ -17,7 +17,7 @@ import hashlib
 import json
 from typing import Any, Generator, Iterable
 
-from medlabeler.engine.errors import TrainingError
+from medlabeler.engine.errors import InitMismatchError, TrainingError
 from medlabeler.engine.workflows.model_versions import finite_metrics, newest_pretrained, save_version
 from medlabeler.engine.workflows.run_config import (arch_for, device_for, forward_events, network_factory,
                                                     preprocess_for, recommendation, resolve_config)
@@ -186,7 +186,7 @@ def _apply_init(project, method, init, model_args: dict):
     state, record = load_weights(mv.path)
     saved_args = record.get("model", {})
     if not _model_args_match(saved_args, model_args, ("arch", "in_channels", "features", "stem")):
-        raise TrainingError(
+        raise InitMismatchError(
             f"model v{mv.version} was trained with {saved_args.get('arch')} on "
             f"{saved_args.get('in_channels')} channel(s); this run uses {model_args.get('arch')} on "
             f"{model_args.get('in_channels')}: its weights do not fit")
