@@ -167,6 +167,8 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert [m.version for m in project.models()] == [1] and project.active_model().version == 1
     assert widget.train.train_button.isEnabled() and not widget.train.cancel_button.isEnabled()
     assert "previous model stays active" in widget.train.status.text()
+    plot = widget.train.plot  # an empty plot says the run ended, not that it is training
+    assert plot.losses or plot.metric_values or "training" not in plot.empty_text.get_text()
 
     # A run that fails: the error in plain words, buttons back, the previous model still active.
     shown = []

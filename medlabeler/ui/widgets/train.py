@@ -82,6 +82,13 @@ class LossPlot(QWidget):
         self._stale = False  # data changed while the plot was hidden: drawn when it is shown
         self.reset()
 
+    def ended(self, outcome: str) -> None:
+        """A run ended ("done", "cancelled", "failed"): an empty plot stops saying it is training."""
+        if outcome != "done" and not self.losses and not self.metric_values:
+            self.empty_text.set_text(f"the run was {'cancelled' if outcome == 'cancelled' else 'stopped'} "
+                                     "before its first point")
+            self._draw()
+
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().showEvent(event)
         if self._stale:
@@ -407,6 +414,7 @@ class TrainWidget(QWidget):
                  "cancelled": "Cancelled; the previous model stays active.",
                  "failed": "Training stopped with an error; the previous model stays active."}
         self.status.setText(words.get(outcome, outcome))
+        self.plot.ended(outcome)
         self.refresh_models()
 
     # --- versions -------------------------------------------------------------------------------
