@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from qtpy.QtCore import Qt
 
@@ -78,22 +80,21 @@ def test_a_project_another_app_writes_to_opens_read_only_and_cannot_be_painted(m
     """The lock error says "or open this project read-only": the app does so, says why, and the
     labels layer pans instead of painting what could never be saved."""
     from medlabeler.engine.store.project import Project
+    from medlabeler.ui.app import build_app
 
     warnings = []
     monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
     other_app = Project.open(brain_project)  # holds the writer lock, as another app would
     try:
         viewer = make_napari_viewer()
-        widget = ProjectWidget(viewer)
+        widget = build_app(viewer)  # docked: napari closes its widgets with the viewer
         session = widget.session
         session.warm_up_on_open = False
         assert session.open_project(brain_project)
         assert session.project.readonly and session.writer is None
-        assert len(warnings) == 1 and "read-only" in warnings[0] and f"pid {__import__('os').getpid()}" in warnings[0]
-        assert "read-only" in widget.path_label.text()
-        from medlabeler.ui.widgets.label import LabelWidget
-
-        dock = LabelWidget(viewer)
+        assert len(warnings) == 1 and "read-only" in warnings[0] and f"pid {os.getpid()}" in warnings[0]
+        assert "read-only" in widget.project.path_label.text()
+        dock = widget.label
         assert "read-only" in dock.help.text() and not dock.save_button.isEnabled()
         assert not any(button.isEnabled() for button in dock.class_buttons)
         labels = session.view.labels_layer
