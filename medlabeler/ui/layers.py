@@ -211,8 +211,8 @@ class SampleView:
                 self.show_prediction(pred)
         if LABELS in self.layers:
             self.layers[LABELS].selected_label = max(1, self.layers[LABELS].selected_label)
-            if self.project.readonly:  # napari makes a layer editable again when its data changes
-                self.layers[LABELS].editable = False
+            if self.project.readonly:  # nothing painted could be saved: napari then pans and zooms.
+                self.layers[LABELS].editable = False  # after every data change, which makes it editable
         self.select_top()
 
     @main_thread_only
@@ -510,9 +510,7 @@ class SampleView:
         layer = self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
         if kind == PREDICTION and hasattr(layer, "contour"):
             layer.contour = PREDICTION_CONTOUR  # outlines
-        if kind == LABELS and self.project.readonly:
-            layer.editable = False  # nothing painted could be saved: napari then pans and zooms (see show)
-        elif kind == LABELS:
+        if kind == LABELS:
             layer.mode = "paint"  # the dock says "paint": a first drag paints (space held pans, as in napari)
 
     def _blank_overlays(self) -> None:

@@ -7,6 +7,8 @@ the preprocessing it was trained with; `newest_pretrained` finds the newest pret
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -75,3 +77,11 @@ def preprocess_from_record(record: dict):
         saved["percentiles"] = tuple(saved["percentiles"])
     saved.setdefault("max_side", None)  # versions saved before it existed: never scaled down
     return Preprocess(**saved)
+
+
+def label_fingerprint(project, sample_ids) -> str:
+    """sha1 of the sorted (sample id, current label version) pairs of `sample_ids`: equal exactly
+    when the same samples carry the same labels (a model record's "ids_sha1", promotion's
+    validation state)."""
+    rows = sorted([int(i), getattr(project.label(int(i)), "version", None)] for i in sample_ids)
+    return hashlib.sha1(json.dumps(rows, default=str).encode()).hexdigest()

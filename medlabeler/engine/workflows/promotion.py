@@ -25,12 +25,12 @@ process can show them (`decisions(project)`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from medlabeler.engine.workflows.evaluate import evaluate_project
+from medlabeler.engine.workflows.model_versions import label_fingerprint
 
 #: A candidate may be this much below the active model and still be promoted: validation Dice on
 #: a handful of slices moves by about this much between equally good models.
@@ -87,11 +87,9 @@ def validation_metric(project, version: int, *, device=None, metric: str | None 
 
 
 def validation_state(project) -> str:
-    """A short fingerprint of the current validation labels (which samples, which label versions):
+    """A fingerprint of the current validation labels (which samples, which label versions):
     metrics measured under the same state are comparable."""
-    labels = [project.label(s.id) for s in project.samples(split="val", labeled=True)]
-    text = ";".join(f"{label.sample_id}:{label.version}" for label in labels if label is not None)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return label_fingerprint(project, [s.id for s in project.samples(split="val", labeled=True)])
 
 
 def best_value(project, val_state: str, metric: str) -> float | None:

@@ -18,7 +18,8 @@ import json
 from typing import Any, Generator, Iterable
 
 from medlabeler.engine.errors import InitMismatchError, TrainingError
-from medlabeler.engine.workflows.model_versions import finite_metrics, newest_pretrained, save_version
+from medlabeler.engine.workflows.model_versions import (finite_metrics, label_fingerprint, newest_pretrained,
+                                                        save_version)
 from medlabeler.engine.workflows.run_config import (arch_for, device_for, forward_events, network_factory,
                                                     preprocess_for, recommendation, resolve_config)
 from medlabeler.engine.workflows.promotion import TOLERANCE, promote_or_keep
@@ -211,13 +212,8 @@ def _model_args_match(a: dict, b: dict, keys=("task", "arch", "in_channels", "fe
 
 
 def _label_snapshot(project, datasets: Iterable) -> dict[str, Any]:
-    rows = []
-    for dataset in datasets:
-        for sample_id in dataset.ids:
-            label = project.label(sample_id)
-            rows.append([sample_id, getattr(label, "version", None)])
-    rows.sort()
-    return {"count": len(rows), "ids_sha1": _sha1(rows)}
+    ids = [sample_id for dataset in datasets for sample_id in dataset.ids]
+    return {"count": len(ids), "ids_sha1": label_fingerprint(project, ids)}
 
 
 def _sha1(items: Iterable) -> str:
