@@ -61,11 +61,27 @@ def test_partner_only_pcl_is_nt_xent_times_temperature_ratio():
     g = torch.Generator().manual_seed(3)
     z1, z2 = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g)
     far = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9])
+    pcl = float(PositionalContrastiveLoss(0.1, 0.05)(z1, z2, far))
+    assert pcl == pytest.approx(float(NTXentLoss(0.1)(z1, z2)) * 0.1 / 0.07, rel=1e-5)
+
+
+def test_warns_when_partner_only_batches_are_systematic_not_on_one_chance_batch():
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g)
+    far = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9])
+    near = torch.tensor([0.1, 0.12, 0.5, 0.7, 0.9])
+    loss = PositionalContrastiveLoss(0.1, 0.05)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pcl = float(PositionalContrastiveLoss(0.1, 0.05)(z1, z2, far))
-    assert any("only the partner" in str(w.message) for w in caught)
-    assert pcl == pytest.approx(float(NTXentLoss(0.1)(z1, z2)) * 0.1 / 0.07, rel=1e-5)
+        for _ in range(loss.WARN_AFTER - 1):
+            loss(z1, z2, far)
+        loss(z1, z2, near)  # a batch with a positive breaks the run
+        for _ in range(loss.WARN_AFTER - 1):
+            loss(z1, z2, far)
+        assert not any("only the partner" in str(w.message) for w in caught)
+        loss(z1, z2, far)
+        loss(z1, z2, far)
+    assert sum("only the partner" in str(w.message) for w in caught) == 1
 
 
 def test_theta_is_checked_against_slice_count():

@@ -61,9 +61,14 @@ class PositionalContrastiveLoss(nn.Module):
     `L = -(tau / base_tau) * mean_a [ mean_{b in P(a)} log softmax_{c != a}(s_ac / tau)[b] ]`
     with s the cosine similarity of the 2B embeddings, P(a) every other embedding b whose
     position is within `theta` of a's (a's own second view always included). If every P(a)
-    in a batch holds only the partner view, PCL degenerates to SimCLR: a RuntimeWarning says
-    so once (theta is then too small for the data, see `check_theta`).
+    in a batch holds only the partner view, PCL degenerates to SimCLR for that batch: after
+    WARN_AFTER such batches in a row a RuntimeWarning says so once (theta is then too small for
+    the data, see `check_theta`). One such batch alone can be chance: the 5 slices of an epoch's
+    short last batch all lie more than 0.1 apart about once in 13 epochs.
     """
+
+    #: partner-only batches in a row before the loss warns that theta is too small
+    WARN_AFTER = 20
 
     def __init__(self, temperature: float = 0.1, theta: float = 0.1, base_temperature: float = 0.07):
         super().__init__()
@@ -75,6 +80,7 @@ class PositionalContrastiveLoss(nn.Module):
         self.theta = float(theta)
         self.base_temperature = float(base_temperature)
         self._warned = False
+        self._partner_only_run = 0
         self.last_mean_positives = float("nan")
 
     @full_precision
@@ -95,12 +101,14 @@ class PositionalContrastiveLoss(nn.Module):
         pos = positive_mask(positions.to(z.device), self.theta)
         n_pos = pos.sum(dim=1)
         self.last_mean_positives = float(n_pos.float().mean())
-        if not self._warned and bool(torch.isfinite(positions).any()) and bool((n_pos == 1).all()):
+        partner_only = bool(torch.isfinite(positions).any()) and bool((n_pos == 1).all())
+        self._partner_only_run = self._partner_only_run + 1 if partner_only else 0
+        if not self._warned and self._partner_only_run >= self.WARN_AFTER:
             self._warned = True
             warnings.warn(
-                f"PCL theta={self.theta} is too small for the slice positions in this batch: every "
-                "positive set holds only the partner view, so PCL reduces to SimCLR. Scale theta "
-                "above 1/n_slices.",
+                f"PCL theta={self.theta} is too small for these slice positions: in {self.WARN_AFTER} "
+                "batches in a row every positive set held only the partner view, so PCL reduces to "
+                "SimCLR. Scale theta above 1/n_slices or use larger batches.",
                 RuntimeWarning,
                 stacklevel=2,
             )
