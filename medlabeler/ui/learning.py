@@ -22,6 +22,9 @@ from medlabeler.ui.workers import EngineJob, main_thread_only
 
 #: Training progress reports closer together than this are dropped on the worker thread.
 PROGRESS_INTERVAL_S = 0.2
+#: An idle or paused loop still yields a keep-alive (None) this often: napari's quit asks every
+#: worker to stop and waits, and a worker can only see that request when its generator yields.
+KEEP_ALIVE_S = 0.5
 
 
 def learn_on_open() -> bool:
@@ -29,8 +32,10 @@ def learn_on_open() -> bool:
 
 
 def _thinned(gen) -> Generator:
-    """Drop training-step reports closer than PROGRESS_INTERVAL_S (epoch, metric and loop events pass)."""
+    """Drop training-step reports closer than PROGRESS_INTERVAL_S (epoch, metric and loop events
+    pass); an idle or paused loop's heartbeats become a None every KEEP_ALIVE_S."""
     last = 0.0
+    last_alive = time.monotonic()
     while True:
         try:
             event = next(gen)
@@ -42,8 +47,13 @@ def _thinned(gen) -> Generator:
             if now - last < PROGRESS_INTERVAL_S:
                 continue
             last = now
+        now = time.monotonic()
         if event.kind == "phase" and not event.message:  # heartbeats of an idle or paused loop
+            if now - last_alive >= KEEP_ALIVE_S:
+                last_alive = now
+                yield None
             continue
+        last_alive = now
         yield event
 
 

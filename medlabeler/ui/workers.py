@@ -322,6 +322,8 @@ class EngineJob(QObject):
 
     @main_thread_only
     def _on_event(self, event) -> None:
+        if event is None:  # a keep-alive: the worker thread looked for a quit request
+            return
         self.events_seen += 1
         self._update_progress(event)
         self.event.emit(event)
@@ -377,7 +379,8 @@ class EngineJob(QObject):
         elif self.outcome == "cancelled":
             self.cancelled.emit()
         else:
-            if self.outcome is None:  # finished without returning: aborted from outside
+            if self.outcome is None:  # finished without returning: aborted from outside (napari's quit)
+                self.token.cancel()
                 self.outcome = "cancelled"
                 self.cancelled.emit()
             else:

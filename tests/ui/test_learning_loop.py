@@ -97,3 +97,20 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     assert project.active_model().version == active and "learning is off" in train.loop_status.text()
     assert not workers.THREAD_CHECKS["violations"]
     session.shutdown()
+
+
+def test_quitting_while_the_loop_waits_for_labels_does_not_hang(make_napari_viewer, qtbot, brain_project,
+                                                                monkeypatch):
+    """napari's quit asks every worker to stop and waits for them: an idle loop must notice."""
+    from superqt.utils import WorkerBase
+
+    monkeypatch.setenv("MEDLABELER_LEARN", "1")
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    session, train = widget.session, widget.train
+    assert session.open_project(brain_project)
+    qtbot.waitUntil(lambda: "label a training sample" in train.loop_status.text(), timeout=30_000)
+    qtbot.wait(1500)  # idle for a while: several heartbeats, no event with words
+    WorkerBase.await_workers(msecs=5_000)  # what napari connects to the app's aboutToQuit; raises on a timeout
+    qtbot.waitUntil(lambda: not session.learning.running, timeout=5_000)
+    assert session.learning.job.outcome == "cancelled"
