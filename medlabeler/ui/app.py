@@ -56,10 +56,25 @@ def build_app(viewer, project_path: str | Path | None = None):
     return widget
 
 
+def log_to_stderr() -> None:
+    """medlabeler's own INFO lines (``opened sample <id>``, which scripts follow) on stderr, unless
+    logging was set up already. Sample ids only: no file names, no patient data."""
+    import logging
+
+    logger = logging.getLogger("medlabeler")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def run_app(project_path: str | Path | None = None) -> None:
     """Start the app and block until its window closes."""
     import napari
 
+    log_to_stderr()
     viewer = napari.Viewer(title="medlabeler")
     build_app(viewer, project_path)
     fit_window(viewer)

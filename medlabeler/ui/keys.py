@@ -30,7 +30,7 @@ SEGMENTATION_KEYS = (
     ("[ ]", "smaller / larger brush (napari)"),
     ("Z", "pan and zoom (napari; hold Space for a moment)"),
     ("Ctrl+Z", "undo (napari)"),
-    (SAVE_KEY, "save the labels"),
+    (SAVE_KEY, "save the labels (nothing painted on a new sample: saved as all background)"),
     (NEXT_KEY, "save and open the next sample of the queue"),
     (UNCERTAINTY_KEY, "show / hide the uncertainty map"),
 )
@@ -58,9 +58,9 @@ def install_viewer_keys(viewer, session) -> None:
     def save(_viewer):
         s = ref()
         if s is not None:
-            saved = s.save_current()
+            saved = s.save_current() or s.save_as_background()
             if s.viewer is not None and not saved:
-                s.viewer.status = "nothing to save"
+                s.viewer.status = "nothing to save: no change since the last save"
 
     viewer.bind_key(NEXT_KEY, next_sample, overwrite=True)
     viewer.bind_key(SAVE_KEY, save, overwrite=True)
@@ -120,7 +120,13 @@ def _overlay_key(ref, kind: str):
 def _digit_key(ref, digit: int):
     def press(_target):
         s = ref()
-        if s is None or s.project is None or digit > len(s.project.task.names):
+        if s is None or s.project is None:
+            return
+        names = s.project.task.names
+        if digit > len(names):
+            if s.viewer is not None:
+                which = ", ".join(f"{i} {name}" for i, name in enumerate(names, 1))
+                s.viewer.status = f"no label {digit} in this project: {which}"
             return
         if s.project.task.kind == "classification":
             s.label_class(digit - 1)

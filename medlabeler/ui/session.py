@@ -531,6 +531,28 @@ class Session(QObject):
             self.saves_submitted.emit()
         return submitted
 
+    @main_thread_only
+    def save_as_background(self) -> bool:
+        """Segmentation: save the open sample's untouched mask as it is (every pixel background),
+        when it has no label yet: how a clinician says "nothing to label here" (a slice with no
+        structure, a blank slice). False when there is nothing to do: a label exists or the mask
+        was changed (then `save_current` saves it)."""
+        if (self.project is None or self.view is None or self.writer is None or self.sample is None
+                or self.project.readonly or self.project.task.kind != "segmentation"):
+            return False
+        sample_id = self.sample.id
+        if sample_id in self.pending_labels() or sample_id in self.project.labeled_ids():
+            return False
+        mask = self.view.current_mask()
+        if mask is None or mask.any():
+            return False
+        mask = mask.astype(np.uint8, copy=True)
+        self.writer.submit(sample_id, mask, author=self.author, origin="manual")
+        self.view.mark_saved(sample_id, mask)
+        self.viewer.status = "saving it as all background (nothing painted)…"
+        self.saves_submitted.emit()
+        return True
+
     def flush_saves(self, timeout_s: float | None = 60.0) -> bool:
         """Wait until every label handed to the writer is on disk, then report them (closing,
         scripts, tests). True if they all landed."""

@@ -154,6 +154,39 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
     screenshot(viewer, tmp_path, "9-queue-collapsed")
 
 
+def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_napari_viewer, qtbot,
+                                                                          brain_project):
+    """A slice with nothing to label (or a blank one) can be labeled: `s` with nothing painted."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, project = widget.session, widget.session.project
+    sample = session.sample
+    assert project.label(sample.id) is None
+    press(viewer, "9")  # the project has 2 labels: said so, nothing picked
+    assert viewer.status.startswith("no label 9 in this project: 1 ") and "2 " in viewer.status
+    press(viewer, "s")
+    assert session.flush_saves()
+    assert project.label(sample.id).origin == "manual"
+    assert not project.load_label(sample.id).any()
+    press(viewer, "s")  # saved already, unchanged: nothing more to do
+    assert viewer.status.startswith("nothing to save")
+    assert len(project.label_history(sample.id)) == 1
+
+
+def test_the_app_logs_each_sample_it_opens_on_stderr(monkeypatch, capsys):
+    import logging
+
+    from medlabeler.ui.app import log_to_stderr
+
+    logger = logging.getLogger("medlabeler")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # pytest's own capture handler aside
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    log_to_stderr()
+    logging.getLogger("medlabeler.ui.session").info("opened sample %d", 12)
+    assert "opened sample 12" in capsys.readouterr().err
+
+
 def test_next_opens_the_queue_first_with_its_prediction_made_ahead_while_the_save_is_written(
         make_napari_viewer, qtbot, trained_project, brain_files, tmp_path, capsys):
     """`n` while the label is still being written: the queue counts it as labeled, the sample
