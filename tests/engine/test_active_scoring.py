@@ -133,6 +133,9 @@ class FakeProject:
     def samples(self, split=None, labeled=None):
         return [s for s in self._samples if labeled is None or (s.id in self._labeled) == labeled]
 
+    def blank_ids(self):
+        return frozenset()
+
     def models(self):
         return [SimpleNamespace(version=v) for v in sorted(self._scores) if v != 0]
 

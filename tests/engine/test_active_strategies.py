@@ -290,11 +290,17 @@ class FakeProject:
     def embeddings(self, model_version):
         return self._emb.get(model_version)
 
+    def blank_ids(self):
+        return frozenset(self._blank) if hasattr(self, "_blank") else frozenset()
+
 
 def test_select_for_project_uses_active_scores_and_newest_embeddings():
     p = FakeProject()
     sel = S.select_for_project(p, "entropy", 5)
     assert ids_of(sel) == [4, 2]  # sample 1's 0.99 is from model 1: ignored
+    p._blank = {4}  # a blank image is never a candidate
+    assert ids_of(S.select_for_project(p, "entropy", 5)) == [2]
+    del p._blank
     assert S.project_embeddings(p, 1)[3].tolist() == [0, 0, 1, 0, 0]
     p._active = None
     sel = S.select_for_project(p, "hybrid", 2)

@@ -59,6 +59,52 @@ def test_single_scan_is_split_by_contiguous_slabs(tmp_path, brain):
         assert changes <= 9  # contiguous runs: at most one change per slab border
 
 
+def test_blank_slices_are_found_at_import_and_never_queued(tmp_path, brain, capsys):
+    """The empty slices padding a registered MRI are found once, at import, and left out of every
+    split's queue (the clinician's `s` can still label one as all background)."""
+    from medlabeler.engine.project.blank_samples import check_blank_samples, is_blank
+    from medlabeler.engine.workflows.active_loop import next_samples
+
+    padded = np.concatenate([brain, np.zeros((6, *brain.shape[1:]), brain.dtype)])  # 6 empty slices on top
+    source = write_nifti(tmp_path / "padded.nii.gz", padded)
+    assert main(["init", str(tmp_path / "proj"), "--images", str(source), "--task", "segmentation",
+                 "--labels", "tissue"]) == 0
+    expected = [z for z in range(len(padded)) if padded[z].min() == padded[z].max()]  # the MNI's own, and ours
+    assert set(range(brain.shape[0], padded.shape[0])) < set(expected)
+    assert f"{len(expected)} blank samples (one value everywhere) left out of the queue" in capsys.readouterr().out
+    with Project.open(tmp_path / "proj") as project:
+        blank = project.blank_ids()
+        assert sorted(project.sample(i).slice_index for i in blank) == expected
+        assert not project.unchecked_for_blank() and check_blank_samples(project) == 0
+        queued = next_samples(project, n=padded.shape[0])
+        assert queued and not blank & {s.sample for s in queued}
+        assert len(queued) == padded.shape[0] - len(blank)  # every other sample, of every split
+    assert is_blank(np.full((4, 4), 7.0)) and is_blank(np.full((2, 2), np.nan))
+    assert not is_blank(np.array([[0.0, 0.0], [0.0, 1e-3]]))
+
+
+def test_a_project_of_schema_1_opens_read_only_and_is_checked_once_open_for_writing(tmp_path, brain):
+    import sqlite3
+
+    from medlabeler.engine.project.blank_samples import check_blank_samples
+
+    padded = np.concatenate([brain[:8], np.zeros((2, *brain.shape[1:]), brain.dtype)])
+    project, _ = create_project(tmp_path / "proj", write_nifti(tmp_path / "v.nii.gz", padded), task="segmentation",
+                                names=["tissue"])
+    project.close()
+    db = sqlite3.connect(tmp_path / "proj" / "project.sqlite")  # as an older medlabeler left it
+    db.execute("DROP TABLE sample_facts")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Project.open(tmp_path / "proj", readonly=True) as project:
+        assert project.blank_ids() == frozenset() and project.unchecked_for_blank() == []
+    with Project.open(tmp_path / "proj") as project:  # migrated: nothing checked yet
+        assert len(project.unchecked_for_blank()) == 10
+        expected = sum(1 for z in padded if z.min() == z.max())
+        assert expected >= 2 and check_blank_samples(project) == expected == len(project.blank_ids())
+
+
 def test_isic_folder_makes_a_labeled_classification_project(tmp_path):
     made = make_isic_folder(tmp_path / "isic", {"melanoma": 5, "nevus": 7})
     project, report = create_project(tmp_path / "proj", tmp_path / "isic", task="classification")

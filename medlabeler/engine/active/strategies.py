@@ -545,6 +545,7 @@ def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 
 
     Embeddings: the active model's, else the newest model's that has any (e.g. an SSL
     pretraining run), else those stored under version 0 (no model), for k-center and cold start.
+    Samples found blank at import (`project.blank_ids`) are never candidates.
     `samples` (all of the project's) and `labeled` (their labeled ids) save reading them again
     when one ranking makes several calls.
     """
@@ -553,7 +554,7 @@ def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 
     scores = project.scores(version)
     samples = project.samples() if samples is None else samples
     labeled = [s.id for s in project.samples(labeled=True)] if labeled is None else list(labeled)
-    done = set(labeled)
+    done = set(labeled) | project.blank_ids()  # a blank image is never worth a label
     candidates = [s.id for s in samples if (split is None or s.split == split) and s.id not in done]
     groups = {s.id: (s.group, s.slice_index) for s in samples if s.slice_index is not None}
     return select(

@@ -14,6 +14,7 @@ import numpy as np
 
 from medlabeler.engine.errors import InputError, ProjectError
 from medlabeler.engine.io import read_image, scan_sources
+from medlabeler.engine.project.blank_samples import check_blank_samples
 from medlabeler.engine.store import Project
 
 SLABS_PER_VOLUME = 10
@@ -27,6 +28,7 @@ class ImportReport:
 
     added: int = 0
     labeled: int = 0
+    blank: int = 0  # samples added whose image is blank: the queue leaves them out
     errors: list[InputError] = field(default_factory=list)
     files_used: int = 0  # image files behind the samples added
     sources: int = 0  # images, volumes and DICOM series added
@@ -41,6 +43,9 @@ class ImportReport:
         text = (f"{found} image file{'s' * (found != 1)} found, {self.files_used} used "
                 f"({self.sources} image{'s' * (self.sources != 1)} or series): {self.added} samples added, "
                 f"{self.labeled} labels imported")
+        if self.blank:
+            text += (f"; {self.blank} blank sample{'s' * (self.blank != 1)} (one value everywhere) left out "
+                     "of the queue")
         if self.errors:
             series = sum(1 for e in self.errors if getattr(e, "files", 1) > 1)
             text += f"; {self.files_skipped} file{'s' * (self.files_skipped != 1)} skipped"
@@ -87,6 +92,7 @@ def create_project(
     try:
         ids = project.add_sources(infos)
         report.added = len(ids)
+        report.blank = check_blank_samples(project, ids)
         report.warnings = empty_split_warnings(project)
         if task == "classification" and hints:
             report.labeled = _label_from_folder_names(project, names, report)

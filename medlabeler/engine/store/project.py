@@ -40,7 +40,7 @@ from .records import (
     Sample,
     TaskSpec,
 )
-from .schema import SCHEMA_VERSION, migrate, schema_version
+from .schema import OLDEST_READABLE, SCHEMA_VERSION, migrate, schema_version
 from .splits import assign_splits, check_fractions
 
 DB_NAME = "project.sqlite"
@@ -126,6 +126,7 @@ class Project:
         self._mutex = threading.RLock()  # the connection: held for one query or one transaction
         self._label_saves = threading.RLock()  # label saves one at a time (version numbers), files outside _mutex
         self._revision = 0  # committed write transactions other than label saves (see ranking_revision)
+        self._schema = SCHEMA_VERSION  # the database's (an older one only when open read-only)
         self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
         self._pixels_mutex = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -147,14 +148,15 @@ class Project:
                     raise ProjectError(f"{root}: cannot switch the database to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = FULL")  # a committed label survives power loss
             if readonly:
-                found = schema_version(conn)
-                if found != SCHEMA_VERSION:
+                found = self._schema = schema_version(conn)
+                if not OLDEST_READABLE <= found <= SCHEMA_VERSION:
                     raise ProjectError(
                         f"{root}: project schema is version {found}, this medlabeler uses "
                         f"{SCHEMA_VERSION}; open it once for writing to upgrade it"
                     )
             else:
                 old = migrate(conn, str(root))
+                self._schema = SCHEMA_VERSION
                 if old and old < SCHEMA_VERSION:
                     self._audit_now("schema_migrated", {"from": old, "to": SCHEMA_VERSION})
             self.task = self._load_task()
@@ -367,6 +369,27 @@ class Project:
         ranked earlier is still the queue: a cache key for rankings. Only this handle's writes
         count (the project has one writer at a time: this one, when it is writable)."""
         return self._revision
+
+    def blank_ids(self) -> frozenset[int]:
+        """Ids of the samples whose image is blank (one value everywhere), as found at import;
+        samples never checked are not in it."""
+        if self._schema < 2:  # an older project open read-only: nothing was checked
+            return frozenset()
+        return frozenset(int(r[0]) for r in self._query("SELECT sample_id FROM sample_facts WHERE blank = 1"))
+
+    def unchecked_for_blank(self) -> list[int]:
+        """Ids of the samples no blank check has looked at yet."""
+        if self._schema < 2:
+            return []
+        return [int(r[0]) for r in self._query(
+            "SELECT id FROM samples WHERE id NOT IN (SELECT sample_id FROM sample_facts) ORDER BY id")]
+
+    def write_blank(self, blank: Mapping[int, bool]) -> None:
+        """Record which samples are blank (see ``blank_ids``); the queue leaves those out."""
+        rows = [(int(sid), int(bool(flag))) for sid, flag in blank.items()]
+        with self._write() as conn:
+            conn.executemany("INSERT OR REPLACE INTO sample_facts (sample_id, blank) VALUES (?, ?)", rows)
+            self._insert_audit(conn, "blank_checked", {"samples": len(rows), "blank": sum(f for _, f in rows)})
 
     def labeled_ids(self) -> frozenset[int]:
         """Ids of the samples that have a current label (one cheap query)."""

@@ -98,9 +98,21 @@ _V1 = [
     )""",
 ]
 
+# Facts about a sample's pixels, found once (at import): a blank image (one value everywhere, such
+# as the empty slices padding a registered MRI) is never worth a clinician's label.
+_V2 = [
+    """CREATE TABLE sample_facts (
+        sample_id INTEGER PRIMARY KEY REFERENCES samples(id),
+        blank INTEGER NOT NULL CHECK (blank IN (0, 1))
+    )""",
+]
+
 # MIGRATIONS[n] takes a database at version n - 1 to version n.
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 SCHEMA_VERSION = max(MIGRATIONS)
+#: the oldest schema a read-only handle still opens: version 2 only adds sample_facts, which such a
+#: handle reads as empty (nothing known to be blank)
+OLDEST_READABLE = 1
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

@@ -1,0 +1,41 @@
+"""Blank samples: images with one value everywhere (the empty slices that pad a registered MRI
+volume, a black frame). Nothing in them is worth a clinician's label, so the queue leaves them out;
+`s` in the app can still label one as all background.
+
+Found once, at import, where each source is read anyway; a project made before this check
+(schema 1) gets it on demand with `check_blank_samples`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+
+def is_blank(pixels: np.ndarray) -> bool:
+    """One value everywhere (non-finite pixels aside), or no finite pixel at all."""
+    finite = pixels[np.isfinite(pixels)]
+    return finite.size == 0 or bool(finite.min() == finite.max())
+
+
+def check_blank_samples(project, ids: Iterable[int] | None = None, *,
+                        cancel: Callable[[], bool] | None = None) -> int:
+    """Check the samples `ids` (default: every one not checked yet) and record which are blank;
+    returns how many are. Samples of one volume are read together (the store caches the volume);
+    a sample whose image cannot be read is left unchecked (the app reports it when opened)."""
+    from medlabeler.engine.errors import InputError
+
+    wanted = project.unchecked_for_blank() if ids is None else [int(i) for i in ids]
+    samples = sorted((project.sample(i) for i in wanted), key=lambda s: (s.path, s.series_uid or "", s.slice_index or 0))
+    found: dict[int, bool] = {}
+    for sample in samples:
+        if cancel is not None and cancel():
+            break
+        try:
+            found[sample.id] = is_blank(project.load_pixels(sample))
+        except InputError:
+            continue
+    if found:
+        project.write_blank(found)
+    return sum(found.values())
