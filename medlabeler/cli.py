@@ -294,9 +294,8 @@ def cmd_models(args) -> int:
             activate_by_hand(project, args.activate)
         models = project.models()
         active = project.active_model()
-        kept = {m.version: d.message for m in models
-                if not (active and m.version == active.version)
-                and (d := last_decision(project, m.version)) is not None and not d.promoted}
+        decided = {m.version: d for m in models if (d := last_decision(project, m.version)) is not None}
+        kept = {v: d.message for v, d in decided.items() if not d.promoted and not (active and v == active.version)}
     if args.json:
         rows = [{"version": m.version, "method": m.method, "metrics": m.metrics, "parent": m.parent,
                  "n_labels": m.n_labels, "active": bool(active and m.version == active.version)} for m in models]
@@ -304,7 +303,10 @@ def cmd_models(args) -> int:
         return 0
     for m in models:
         mark = "*" if active and m.version == active.version else " "
-        print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} {_metrics_text(m.metrics)}"
+        figures = _metrics_text(m.metrics)
+        if figures == "no metrics" and m.version in decided and (measured := decided[m.version].measured()):
+            figures = f"val {measured[0]} {measured[1]:.3f} (measured when it was decided)"
+        print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} {figures}"
               + (f"  (not promoted: {kept[m.version]})" if m.version in kept else ""))
     print(f"{len(models)} model versions; active: {f'v{active.version}' if active else 'none'}")
     return 0

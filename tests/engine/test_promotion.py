@@ -46,7 +46,7 @@ def test_a_one_step_run_after_a_good_one_is_kept_not_promoted(project):
     project.activate(good.version)
 
 
-def test_an_equal_model_within_the_tolerance_is_promoted(project):
+def test_an_equal_model_within_the_tolerance_is_promoted(project, capsys):
     active = project.active_model()
     decision = promotion.decide(project, active.version)
     assert decision.promoted  # the active model itself
@@ -60,6 +60,14 @@ def test_an_equal_model_within_the_tolerance_is_promoted(project):
     decision = promotion.promote_or_keep(project, copy.version)
     assert decision.promoted and decision.candidate_value == pytest.approx(decision.active_value)
     assert project.active_model().version == copy.version
+    assert decision.measured() == ("dice", pytest.approx(decision.candidate_value))
+    # a version with no validation figure of its own shows the one measured when it was decided
+    from medlabeler.cli import main
+
+    capsys.readouterr()
+    assert main(["models", str(project.root)]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(f"* v{copy.version} "))
+    assert f"val dice {decision.candidate_value:.3f} (measured when it was decided)" in line
     project.activate(active.version)
 
 

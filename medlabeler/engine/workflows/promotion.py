@@ -60,6 +60,13 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def measured(self) -> tuple[str, float] | None:
+        """(metric, value) the candidate scored on the validation labels when this was decided."""
+        value = self.candidate_value
+        if self.metric and isinstance(value, (int, float)) and math.isfinite(value):
+            return self.metric, float(value)
+        return None
+
 
 def _labels(n: int) -> str:
     return f"{n} validation label{'s' if n != 1 else ''}"

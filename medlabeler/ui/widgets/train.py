@@ -427,7 +427,10 @@ class TrainWidget(QWidget):
             decisions[decision.candidate] = decision
         self.models_table.setRowCount(len(models))
         for r, m in enumerate(sorted(models, key=lambda m: m.version, reverse=True)):
-            metric = calls.model_metric(m.metrics or {})
+            # training's own validation figure; else the one measured when it was promoted or kept (a
+            # run that started before any validation label was saved has none of its own)
+            decision = decisions.get(m.version)
+            metric = calls.model_metric(m.metrics or {}) or (decision.measured() if decision is not None else None)
             is_active = active is not None and m.version == active.version
             cells = ["●" if is_active else "", f"v{m.version}", self._status_of(decisions.get(m.version), m, is_active), m.method,
                      str(m.n_labels or 0), f"{metric[0]} {metric[1]:.3f}" if metric else "—"]
