@@ -102,7 +102,9 @@ class LearningLoop(QObject):
         parts = [self.now]
         if self.last_decision:
             parts.append(f"last decision: {self.last_decision}")
-        parts.append(f"{self.labels_since} label{'s' if self.labels_since != 1 else ''} since the last model")
+        # every split counts: a new validation label changes which model promotion keeps
+        parts.append(f"{self.labels_since} new label{'s' if self.labels_since != 1 else ''} (any split) since the "
+                     "last model")
         return " · ".join(parts)
 
     # --- control (main thread) ------------------------------------------------------------------

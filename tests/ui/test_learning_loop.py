@@ -9,6 +9,7 @@ from qtpy.QtCore import Qt
 from medlabeler.ui import workers
 from medlabeler.ui.app import build_app
 from medlabeler.ui.layers import PREDICTION
+from medlabeler.ui.widgets.train import COL_STATUS, COL_VERSION
 from tests.ui.projects import TINY
 from tests.ui.test_loop import paint_truth, press, save_screenshot
 
@@ -69,9 +70,9 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     assert project.model(decision.candidate).parent == decision.active
     active = project.active_model().version
     assert active == (decision.candidate if decision.promoted else decision.active)
-    row = [train.models_table.item(r, 1).text() for r in range(train.models_table.rowCount())].index(
-        f"v{decision.candidate}")
-    status = train.models_table.item(row, 2).text()
+    row = [train.models_table.item(r, COL_VERSION).text().lstrip("● ") for r in range(train.models_table.rowCount())
+           ].index(f"v{decision.candidate}")
+    status = train.models_table.item(row, COL_STATUS).text()
     assert status == "active" if decision.promoted else status.startswith("not promoted")
 
     # Pause and resume from the Train tab; Retrain asks the running loop for a candidate.

@@ -13,6 +13,7 @@ from qtpy.QtCore import Qt
 from medlabeler.ui import workers
 from medlabeler.ui.app import build_app
 from medlabeler.ui.layers import PREDICTION, UNCERTAINTY, hex_to_rgba
+from medlabeler.ui.widgets.train import COL_METRIC, COL_STATUS, COL_VERSION
 from tests.ui.projects import COLORS, NAMES, TINY, truth_slice
 
 pytestmark = pytest.mark.gui
@@ -116,8 +117,8 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     # New model version listed with its metric; loss plotted per epoch on the main thread.
     assert [m.version for m in project.models()] == [1]
     assert widget.train.models_table.rowCount() == 1
-    assert "dice" in widget.train.models_table.item(0, 5).text()
-    assert widget.train.models_table.item(0, 2).text() == "active"  # the first model: promoted
+    assert "dice" in widget.train.models_table.item(0, COL_METRIC).text()
+    assert widget.train.models_table.item(0, COL_STATUS).text() == "active"  # the first model: promoted
     assert len(widget.train.plot.losses) == 2
     widget.tabs.setCurrentWidget(widget.metrics)  # the plot is drawn when its tab is shown
     assert widget.metrics.points  # performance vs labels
@@ -191,7 +192,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     decision = job.result.decision
     assert decision.candidate == 2 and decision.active == 1 and widget.train.status.text() == decision.message
     if not decision.promoted:
-        assert widget.train.models_table.item(0, 2).text().startswith("not promoted")
+        assert widget.train.models_table.item(0, COL_STATUS).text().startswith("not promoted")
         assert project.active_model().version == 1
         widget.train.models_table.selectRow(0)
         qtbot.mouseClick(widget.train.activate_button, LEFT)
@@ -203,7 +204,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
     assert project.active_model().version == 1
     assert session.current_prediction.model_version == 1
-    assert widget.train.models_table.item(1, 0).text() == "●"
+    assert widget.train.models_table.item(1, COL_VERSION).text() == "● v1"
 
     # The queue's other view: the labeled samples.
     widget.queue.view_combo.setCurrentText("labeled")

@@ -324,7 +324,7 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary) ->
     else:
         init, origin = None, "from scratch"
     n_train = len(project.samples(split="train", labeled=True))
-    what = f"training a candidate {origin} with {n_train} label{'' if n_train == 1 else 's'}"
+    what = f"training a candidate {origin} with {n_train} training label{'' if n_train == 1 else 's'}"
     yield _phase(project, "training", what + f" ({since} new)")
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,

@@ -97,6 +97,22 @@ class CompactCombo(QComboBox):
         for signal in (model.rowsInserted, model.modelReset, model.dataChanged, self.currentIndexChanged):
             signal.connect(self._fit)
 
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
+        """Qt's own painting, with a text longer than the box cut with an ellipsis (Qt cuts it
+        mid-letter: "recommended (FixMatcl")."""
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QStyle, QStyleOptionComboBox, QStylePainter
+
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        option.currentText = self.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideRight,
+                                                           max(field.width(), 0))
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
     def _fit(self, *_args) -> None:
         view = self.view()
         metrics = view.fontMetrics()

@@ -57,8 +57,9 @@ class MetricsWidget(QWidget):
         self.caption = QLabel("")
         self.caption.setWordWrap(True)
         layout.addWidget(self.caption)
-        layout.addWidget(hint("The active model's validation metric against the labels it was trained on, "
-                              "after each decision; hollow markers: candidates that were not promoted."))
+        layout.addWidget(hint("The active model's metric on the validation labels (held out, never trained "
+                              "on), against the number of training labels it learned from, after each "
+                              "decision; hollow markers: candidates that were not promoted."))
         connect(self, self.session.models_changed, self.refresh)
         connect(self, self.session.project_changed, self.refresh)
         self.points: list[tuple[int, float, int]] | None = None  # None: never drawn

@@ -37,6 +37,7 @@ class ProjectWidget(QWidget):
         recent_row = QHBoxLayout()
         self.recent = CompactCombo()
         self.recent_button = QPushButton("Open recent")
+        self.recent_button.setMinimumWidth(self.recent_button.sizeHint().width())  # the combo gives way, not the words
         recent_row.addWidget(self.recent, 1)
         recent_row.addWidget(self.recent_button)
         layout.addLayout(recent_row)

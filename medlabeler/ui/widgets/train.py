@@ -42,6 +42,11 @@ INIT_CHOICES = {"from active model": "active", "from scratch": None, "from pretr
 RECOMMENDED = "recommended"
 #: Rows the versions table shows without scrolling.
 VERSION_ROWS = 6
+#: the versions table's columns; the method is the version cell's tooltip, and the active version
+#: reads "● vN", so the status (the one long text) gets the room a 1366 px screen's dock has
+VERSION_COLUMNS = ("version", "status", "labels", "val metric")
+COL_VERSION, COL_STATUS, COL_LABELS, COL_METRIC = range(len(VERSION_COLUMNS))
+ACTIVE_MARK = "●"
 
 
 class LossPlot(QWidget):
@@ -218,13 +223,16 @@ class TrainWidget(QWidget):
         self.plot = LossPlot()
         layout.addWidget(self.plot)
 
-        layout.addWidget(QLabel("Model versions (● active)"))
-        self.models_table = QTableWidget(0, 6)
-        self.models_table.setHorizontalHeaderLabels(["", "version", "status", "method", "labels", "val metric"])
+        versions_title = QLabel(f"Model versions ({ACTIVE_MARK} active; a version's tooltip names its method)")
+        versions_title.setWordWrap(True)
+        layout.addWidget(versions_title)
+        self.models_table = QTableWidget(0, len(VERSION_COLUMNS))
+        self.models_table.setHorizontalHeaderLabels(list(VERSION_COLUMNS))
+        self.models_table.setWordWrap(True)
         self.models_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.models_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.models_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.models_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.models_table.horizontalHeader().setSectionResizeMode(COL_STATUS, QHeaderView.ResizeMode.Stretch)
         self.models_table.verticalHeader().setVisible(False)
         row_height = self.models_table.verticalHeader().defaultSectionSize()
         self.models_table.setMinimumHeight(row_height * (VERSION_ROWS + 1) + 6)
@@ -283,7 +291,8 @@ class TrainWidget(QWidget):
         if project is not None:
             rec = calls.recommendation(project)
             name = METHOD_LABELS.get(rec.method, rec.method)
-            self.method_combo.setItemText(0, f"recommended ({rec.pretrain.upper() + ' → ' if rec.pretrain else ''}{name})")
+            # the method first: a narrow dock cuts the end of the text
+            self.method_combo.setItemText(0, f"{rec.pretrain.upper() + ' → ' if rec.pretrain else ''}{name} (recommended)")
             self.method_combo.setItemData(0, rec.text(), Qt.ToolTipRole)
             self._mark_experimental(project.task.kind)
             self.steps.setValue(int(rec.config.get("steps") or self.steps.value()))
@@ -432,16 +441,20 @@ class TrainWidget(QWidget):
             decision = decisions.get(m.version)
             metric = calls.model_metric(m.metrics or {}) or (decision.measured() if decision is not None else None)
             is_active = active is not None and m.version == active.version
-            cells = ["●" if is_active else "", f"v{m.version}", self._status_of(decisions.get(m.version), m, is_active), m.method,
-                     str(m.n_labels or 0), f"{metric[0]} {metric[1]:.3f}" if metric else "—"]
+            cells = [f"{ACTIVE_MARK} v{m.version}" if is_active else f"v{m.version}",
+                     self._status_of(decisions.get(m.version), m, is_active), str(m.n_labels or 0),
+                     f"{metric[0]} {metric[1]:.3f}" if metric else "—"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if c == 1:
+                if c == COL_VERSION:
                     item.setData(Qt.ItemDataRole.UserRole, m.version)
-                if c == 2 and cells[2] != "active":
+                    item.setToolTip(f"v{m.version}: {m.method}")
+                if c == COL_STATUS and text != "active":
                     item.setToolTip(text)
                 self.models_table.setItem(r, c, item)
-        self.models_table.resizeColumnsToContents()
+        for column in (COL_VERSION, COL_LABELS, COL_METRIC):  # (sized to contents as a mode, they widen the dock)
+            self.models_table.resizeColumnToContents(column)
+        self.models_table.resizeRowsToContents()
         self.rollback_button.setEnabled(self._previous_active() is not None)
         self._offer_inits()
 
@@ -481,9 +494,8 @@ class TrainWidget(QWidget):
         rows = self.models_table.selectionModel().selectedRows()
         if not rows:
             return
-        version = int(self.models_table.item(rows[0].row(), 1).data(Qt.ItemDataRole.UserRole))
-        method = self.models_table.item(rows[0].row(), 3).text()
-        if method.startswith("pretrain:"):
+        version = int(self.models_table.item(rows[0].row(), COL_VERSION).data(Qt.ItemDataRole.UserRole))
+        if self.session.project.model(version).method.startswith("pretrain:"):
             from napari.utils.notifications import show_info
 
             show_info(f"v{version} is a pretrained encoder, not a model that predicts: train from it "
