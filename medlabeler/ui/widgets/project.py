@@ -36,8 +36,9 @@ class ProjectWidget(QWidget):
 
         recent_row = QHBoxLayout()
         self.recent = CompactCombo()
-        self.recent_button = QPushButton("Open recent")
-        self.recent_button.setMinimumWidth(self.recent_button.sizeHint().width())  # the combo gives way, not the words
+        self.recent_button = QPushButton("Open")
+        self.recent_button.setToolTip("Open the recent project chosen beside it")
+        self.recent_button.setMinimumWidth(self.recent_button.sizeHint().width())  # the combo gives way, not the word
         recent_row.addWidget(self.recent, 1)
         recent_row.addWidget(self.recent_button)
         layout.addLayout(recent_row)
@@ -51,6 +52,7 @@ class ProjectWidget(QWidget):
 
         create = QGroupBox("New project from a folder")
         form = QFormLayout(create)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a field too wide goes under its name
         self.images_edit = QLineEdit()
         self.images_edit.setPlaceholderText("DICOM / NIfTI / PNG folder or file")
         browse_images = QPushButton("…")
