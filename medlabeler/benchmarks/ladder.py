@@ -158,7 +158,9 @@ def _fixmatch_rung(bench, sup_dice, tol) -> list[Rung]:
     dice, per = bench.dice(real.version)
     last = logged[-max(1, len(logged) // 10):]
     mean = {k: float(np.mean([s[k] for s in last if k in s])) for k in last[-1] if k == "mask_rate" or k.startswith("pass_")}
-    accuracy = _pseudo_label_accuracy(bench, real.version, threshold=0.95)
+    from medlabeler.engine.semi.fixmatch import FixMatch
+
+    accuracy = _pseudo_label_accuracy(bench, real.version, threshold=FixMatch.THRESHOLD["segmentation"])
     has_logs = "mask_rate" in mean and all(f"pass_{c}" in mean for c in range(3))
     figures = {"test_dice": dice, "delta": dice - sup_dice, **{f"logged_{k}": v for k, v in mean.items()}, **accuracy}
     return rungs + [Rung("2b fixmatch at its threshold: pass shares logged per class, pseudo-label accuracy",
