@@ -32,6 +32,8 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Volumes at least this large (float32 bytes) are read on a thread before their slice opens: a
 #: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) a fraction of one.
 READ_ON_A_THREAD_BYTES = 64 * 2**20
+#: A saved mask with less of its pixels painted than this gets a note: unpainted pixels are background.
+SPARSE_SHARE = 0.01
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
 _LAYERS_WARM_THREAD: threading.Thread | None = None  # napari's first-layer costs, once per process
 
@@ -176,6 +178,7 @@ class Session(QObject):
         self._landed: collections.deque = collections.deque()  # PendingSaves landed, not reported yet
         self._save_landed_signal.connect(self._report_landed)
         self._landed_since_signal = 0
+        self._sparse_saved: tuple[int, float] | None = None  # (sample, painted share) of a save that painted little
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
         self.rankings.overtaken.connect(self._ranking_overtaken)
@@ -523,6 +526,9 @@ class Session(QObject):
         submitted = 0
         for sample_id, mask in self.view.changed_masks():
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
+            share = float(np.count_nonzero(mask)) / max(mask.size, 1)
+            if 0 < share < SPARSE_SHARE:
+                self._sparse_saved = (sample_id, share)
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
             submitted += 1
@@ -587,7 +593,13 @@ class Session(QObject):
             count, self._landed_since_signal = self._landed_since_signal, 0
             self.labels_changed.emit()
             if self.viewer is not None:
-                self.viewer.status = f"saved {count} label{'s' if count > 1 else ''}"
+                text = f"saved {count} label{'s' if count > 1 else ''}"
+                if self._sparse_saved is not None:  # strokes alone teach the model "background" everywhere else
+                    sample_id, share = self._sparse_saved
+                    text += (f"; sample {sample_id} has only {share:.1%} of its pixels painted, and every "
+                             "unpainted pixel counts as background: paint each structure whole")
+                self.viewer.status = text
+            self._sparse_saved = None
 
     def _origin_for(self, sample_id: int, mask: np.ndarray) -> str:
         if sample_id not in self._from_prediction:

@@ -172,6 +172,17 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
     assert viewer.status.startswith("nothing to save")
     assert len(project.label_history(sample.id)) == 1
 
+    # A few strokes are not a label: the app says that every unpainted pixel is background.
+    session.open_next()
+    layer = session.view.labels_layer
+    data = np.asarray(layer.data)
+    index = (session.sample.slice_index, 5, 5) if data.ndim == 3 else (5, 5)
+    data[index] = 1
+    layer.refresh()
+    press(viewer, "s")
+    assert session.flush_saves()
+    assert "every unpainted pixel counts as background" in viewer.status, viewer.status
+
 
 def test_the_app_logs_each_sample_it_opens_on_stderr(monkeypatch, capsys):
     import logging
