@@ -3,7 +3,7 @@ volume, a black frame). Nothing in them is worth a clinician's label, so the que
 `s` in the app can still label one as all background.
 
 Found once, at import, for images and volumes other than DICOM series (a scanner's slices are
-never one value, and decoding every series would double an import's time); a project made before
+rarely one value, and decoding every series would double an import's time); a project made before
 this check (schema 1) gets it on demand with `check_blank_samples`.
 """
 
