@@ -89,6 +89,16 @@ def _metrics_text(metrics: dict) -> str:
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys) or "no metrics"
 
 
+def _model_figures(model, decision) -> str:
+    """A model's own validation figures, else the one measured when it was promoted or kept (a run
+    that started before any validation label was saved has none of its own)."""
+    figures = _metrics_text(model.metrics)
+    measured = decision.measured() if decision is not None else None
+    if figures == "no metrics" and measured is not None:
+        figures = f"val {measured[0]} {measured[1]:.3f} (measured when it was decided)"
+    return figures
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 
@@ -123,9 +133,12 @@ def cmd_import_labels(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from medlabeler.engine.workflows.promotion import last_decision
+
     with _open(args.project, readonly=True) as project:
         status = project.status()
         active = project.active_model()
+        decision = last_decision(project, active.version) if active is not None else None
         slabs = project.task.slabs
     if args.json:
         print(json.dumps(status, indent=1))
@@ -138,7 +151,7 @@ def cmd_status(args) -> int:
         print(f"  {name:<6} {part['samples']:>6} samples  {part['labeled']:>6} labeled")
     for name, count in status["per_class"].items():
         print(f"  {name}: {count}")
-    print(f"active model: {f'v{active.version} ({active.method}, {_metrics_text(active.metrics)})' if active else 'none'}")
+    print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, decision)})' if active else 'none'}")
     return 0
 
 
@@ -303,10 +316,8 @@ def cmd_models(args) -> int:
         return 0
     for m in models:
         mark = "*" if active and m.version == active.version else " "
-        figures = _metrics_text(m.metrics)
-        if figures == "no metrics" and m.version in decided and (measured := decided[m.version].measured()):
-            figures = f"val {measured[0]} {measured[1]:.3f} (measured when it was decided)"
-        print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} {figures}"
+        print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} "
+              f"{_model_figures(m, decided.get(m.version))}"
               + (f"  (not promoted: {kept[m.version]})" if m.version in kept else ""))
     print(f"{len(models)} model versions; active: {f'v{active.version}' if active else 'none'}")
     return 0

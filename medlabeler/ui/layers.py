@@ -374,6 +374,19 @@ class SampleView:
         elif self.shown.key[1] == sample_id:
             self.shown.baseline[...] = _differs(self.shown.baseline)
 
+    def sample_on_screen(self) -> tuple[int, np.ndarray] | None:
+        """(sample id, its labels as painted) of the slice the viewer shows now: the open sample's,
+        or, in a stack, whichever slice the user moved the slider to (not a sample: None)."""
+        layer = self.labels_layer
+        if layer is None or self.sample is None or self.shown is None:
+            return None
+        data = np.asarray(layer.data)
+        if not self.shown.is_stack:
+            return self.sample.id, data
+        z = int(round(self.viewer.dims.point[0] / self.shown.scale[0]))
+        sample_id = self.shown.slices.get(z)
+        return None if sample_id is None else (sample_id, data[z])
+
     def current_mask(self) -> np.ndarray | None:
         """The labels of the open sample as painted (not necessarily saved)."""
         layer = self.labels_layer

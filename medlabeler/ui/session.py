@@ -178,7 +178,7 @@ class Session(QObject):
         self._landed: collections.deque = collections.deque()  # PendingSaves landed, not reported yet
         self._save_landed_signal.connect(self._report_landed)
         self._landed_since_signal = 0
-        self._sparse_saved: tuple[int, float] | None = None  # (sample, painted share) of a save that painted little
+        self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
         self.rankings.overtaken.connect(self._ranking_overtaken)
@@ -527,8 +527,9 @@ class Session(QObject):
         for sample_id, mask in self.view.changed_masks():
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
             share = float(np.count_nonzero(mask)) / max(mask.size, 1)
-            if 0 < share < SPARSE_SHARE:
-                self._sparse_saved = (sample_id, share)
+            if 0 < share < SPARSE_SHARE:  # strokes alone teach the model "background" everywhere else
+                self._save_note = (f"sample {sample_id} has only {share:.1%} of its pixels painted, and every "
+                                   "unpainted pixel counts as background: paint each structure whole")
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
             submitted += 1
@@ -539,23 +540,27 @@ class Session(QObject):
 
     @main_thread_only
     def save_as_background(self) -> bool:
-        """Segmentation: save the open sample's untouched mask as it is (every pixel background),
-        when it has no label yet: how a clinician says "nothing to label here" (a slice with no
-        structure, a blank slice). False when there is nothing to do: a label exists or the mask
-        was changed (then `save_current` saves it)."""
+        """Segmentation: save the untouched mask of the slice on screen as it is (every pixel
+        background), when it has no label yet: how a clinician says "nothing to label here" (a
+        slice with no structure, a blank slice). The slice on screen, not the open sample: in a
+        volume the slider may have moved to another slice. False when there is nothing to do: a
+        label exists or the mask was changed (then `save_current` saves it)."""
         if (self.project is None or self.view is None or self.writer is None or self.sample is None
                 or self.project.readonly or self.project.task.kind != "segmentation"):
             return False
-        sample_id = self.sample.id
+        on_screen = self.view.sample_on_screen()
+        if on_screen is None:
+            return False
+        sample_id, mask = on_screen
         if sample_id in self.pending_labels() or sample_id in self.project.labeled_ids():
             return False
-        mask = self.view.current_mask()
-        if mask is None or mask.any():
+        if mask.any():
             return False
         mask = mask.astype(np.uint8, copy=True)
         self.writer.submit(sample_id, mask, author=self.author, origin="manual")
         self.view.mark_saved(sample_id, mask)
-        self.viewer.status = "saving it as all background (nothing painted)…"
+        self._save_note = f"sample {sample_id} as all background (nothing painted)"
+        self.viewer.status = f"saving {self._save_note}…"
         self.saves_submitted.emit()
         return True
 
@@ -594,12 +599,8 @@ class Session(QObject):
             self.labels_changed.emit()
             if self.viewer is not None:
                 text = f"saved {count} label{'s' if count > 1 else ''}"
-                if self._sparse_saved is not None:  # strokes alone teach the model "background" everywhere else
-                    sample_id, share = self._sparse_saved
-                    text += (f"; sample {sample_id} has only {share:.1%} of its pixels painted, and every "
-                             "unpainted pixel counts as background: paint each structure whole")
-                self.viewer.status = text
-            self._sparse_saved = None
+                self.viewer.status = text + (f"; {self._save_note}" if self._save_note else "")
+            self._save_note = None
 
     def _origin_for(self, sample_id: int, mask: np.ndarray) -> str:
         if sample_id not in self._from_prediction:

@@ -68,6 +68,9 @@ def test_an_equal_model_within_the_tolerance_is_promoted(project, capsys):
     assert main(["models", str(project.root)]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(f"* v{copy.version} "))
     assert f"val dice {decision.candidate_value:.3f} (measured when it was decided)" in line
+    assert main(["status", str(project.root)]) == 0
+    assert f"active model: v{copy.version} (supervised, val dice {decision.candidate_value:.3f} (measured" in \
+        capsys.readouterr().out
     project.activate(active.version)
 
 

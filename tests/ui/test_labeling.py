@@ -164,6 +164,17 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
     assert project.label(sample.id) is None
     press(viewer, "9")  # the project has 2 labels: said so, nothing picked
     assert viewer.status.startswith("no label 9 in this project: 1 ") and "2 " in viewer.status
+    # The slider moved to another slice of the volume: `s` labels what is on screen, not the open sample.
+    shown = session.view.shown
+    assert shown.is_stack
+    z, other = next((z, sid) for z, sid in sorted(shown.slices.items())
+                    if sid != sample.id and project.label(sid) is None)
+    viewer.dims.set_point(0, z * shown.scale[0])
+    press(viewer, "s")
+    assert session.flush_saves()
+    assert project.label(sample.id) is None and not project.load_label(other).any()
+    assert viewer.status.endswith(f"sample {other} as all background (nothing painted)")
+    viewer.dims.set_point(0, sample.slice_index * shown.scale[0])
     press(viewer, "s")
     assert session.flush_saves()
     assert project.label(sample.id).origin == "manual"
