@@ -492,25 +492,32 @@ class Session(QObject):
         self._start_background(calls.prediction_only_run(self.project, upcoming), "Predicting ahead", preempt=False)
 
     def next_sample_id(self) -> int | None:
-        """The top of the queue that is not the open sample."""
+        """The top of the queue that is not the open sample; when the open sample is still in the
+        queue (left unlabeled), the row after it: `n` without a label walks down the queue rather
+        than back to its top."""
         if self.project is None:
             return None
         from medlabeler.engine.errors import MedlabelerError
 
         try:
-            rows = self.queue_rows(n=2)
+            rows = self.queue_rows()
         except (MedlabelerError, ValueError) as exc:  # a strategy the active model has no scores for
             log.warning("queue: %s", exc)
             rows = []
+        current = self.sample.id if self.sample is not None else None
+        at = next((i for i, row in enumerate(rows) if row.sample == current), None)
+        for row in rows[at + 1:] if at is not None else []:
+            return row.sample
         for row in rows:
-            if self.sample is None or row.sample != self.sample.id:
+            if row.sample != current:
                 return row.sample
         remaining = [s.id for s in self.project.samples(labeled=False)]
         return next((i for i in remaining if self.sample is None or i != self.sample.id), None)
 
     @main_thread_only
     def open_next(self) -> None:
-        """Save, then open the top of the queue as it stands with the labels just saved."""
+        """Save, then open the top of the queue as it stands with the labels just saved (or, when
+        the open sample was left unlabeled, the row after it)."""
         self.save_current()
         next_id = self.next_sample_id()
         if next_id is not None:

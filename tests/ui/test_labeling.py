@@ -195,6 +195,19 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
     assert "every unpainted pixel counts as background" in viewer.status, viewer.status
 
 
+def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain_project):
+    """Leaving a sample unlabeled, `n` opens the row after it, not the queue's top again."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    rows = [row.sample for row in session.queue_rows()]
+    assert session.sample.id == rows[0]
+    for expected in rows[1:4]:
+        press(viewer, "n")  # nothing painted: nothing saved, the queue stays as it was
+        assert session.sample.id == expected
+    assert not session.project.labeled_ids()
+
+
 def test_the_app_logs_each_sample_it_opens_on_stderr(monkeypatch, capsys):
     import logging
 
