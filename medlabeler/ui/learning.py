@@ -41,13 +41,12 @@ def _thinned(gen) -> Generator:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
+        now = time.monotonic()
         run_event = getattr(event, "run_event", None)
         if run_event is not None and run_event.kind == "step" and run_event.step != run_event.total_steps:
-            now = time.monotonic()
             if now - last < PROGRESS_INTERVAL_S:
                 continue
             last = now
-        now = time.monotonic()
         if event.kind == "phase" and not event.message:  # heartbeats of an idle or paused loop
             if now - last_alive >= KEEP_ALIVE_S:
                 last_alive = now

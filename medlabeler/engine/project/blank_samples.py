@@ -9,7 +9,7 @@ this check (schema 1) gets it on demand with `check_blank_samples`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -20,19 +20,17 @@ def is_blank(pixels: np.ndarray) -> bool:
     return finite.size == 0 or bool(finite.min() == finite.max())
 
 
-def check_blank_samples(project, ids: Iterable[int] | None = None, *,
-                        cancel: Callable[[], bool] | None = None) -> int:
-    """Check the samples `ids` (default: every one not checked yet) and record which are blank;
-    returns how many are. Samples of one volume are read together (the store caches the volume);
-    a sample whose image cannot be read is left unchecked (the app reports it when opened)."""
+def check_blank_samples(project, samples: Iterable | None = None) -> int:
+    """Check `samples` (the store's records; default: every one not checked yet) and record which
+    are blank; returns how many are. Samples of one volume are read together (the store caches the
+    volume); a sample whose image cannot be read is left unchecked (the app reports it when opened)."""
     from medlabeler.engine.errors import InputError
 
-    wanted = project.unchecked_for_blank() if ids is None else [int(i) for i in ids]
-    samples = sorted((project.sample(i) for i in wanted), key=lambda s: (s.path, s.series_uid or "", s.slice_index or 0))
+    if samples is None:
+        unchecked = set(project.unchecked_for_blank())
+        samples = [s for s in project.samples() if s.id in unchecked]
     found: dict[int, bool] = {}
-    for sample in samples:
-        if cancel is not None and cancel():
-            break
+    for sample in sorted(samples, key=lambda s: (s.path, s.series_uid or "", s.slice_index or 0)):
         try:
             found[sample.id] = is_blank(project.load_pixels(sample))
         except InputError:

@@ -442,7 +442,7 @@ class TrainWidget(QWidget):
             metric = calls.model_metric(m.metrics or {}) or (decision.measured() if decision is not None else None)
             is_active = active is not None and m.version == active.version
             cells = [f"{ACTIVE_MARK} v{m.version}" if is_active else f"v{m.version}",
-                     self._status_of(decisions.get(m.version), m, is_active), str(m.n_labels or 0),
+                     self._status_of(decision, m, is_active), str(m.n_labels or 0),
                      f"{metric[0]} {metric[1]:.3f}" if metric else "—"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
