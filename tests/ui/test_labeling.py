@@ -206,6 +206,15 @@ def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain
         press(viewer, "n")  # nothing painted: nothing saved, the queue stays as it was
         assert session.sample.id == expected
     assert not session.project.labeled_ids()
+    # A click opens its row; after `n` the selection is on the row opened, not the row clicked.
+    table = widget.queue.table
+    qtbot.waitUntil(lambda: len(widget.queue.rows) > 3, timeout=5_000)
+    cell = table.visualRect(table.model().index(1, 0)).center()
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=cell)
+    assert session.sample.id == rows[1] == widget.queue.rows[1].sample
+    press(viewer, "n")
+    assert session.sample.id == rows[2]
+    qtbot.waitUntil(lambda: [i.row() for i in table.selectionModel().selectedRows()] == [2], timeout=5_000)
 
 
 def test_the_app_logs_each_sample_it_opens_on_stderr(monkeypatch, capsys):

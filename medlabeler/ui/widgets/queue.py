@@ -58,6 +58,7 @@ class QueueWidget(QWidget):
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["sample", "where", "score", "why"])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
@@ -173,9 +174,16 @@ class QueueWidget(QWidget):
         return f"the next {len(self.rows)} to label; {model}"
 
     def _mark_open(self) -> None:
-        """The open sample's row in bold (only rows whose state changes are touched)."""
+        """The open sample's row in bold and selected, no other row selected (a click's selection
+        stays on its row index when the rows move, and would point at another sample); only rows
+        whose state changes are touched."""
         sample = self.session.sample
         bold_now = {r for r, row in enumerate(self.rows) if sample is not None and row.sample == sample.id}
+        selected = {index.row() for index in self.table.selectionModel().selectedRows()}
+        if selected != bold_now:
+            self.table.clearSelection()
+            for r in bold_now:
+                self.table.selectRow(r)
         if bold_now == self._bold_rows:
             return
         self._bold_rows = bold_now
