@@ -166,6 +166,23 @@ def test_encoder_state_loads_into_student_and_teacher():
         assert torch.equal(method.teacher.encoder.state_dict()[key], value)
 
 
+@pytest.mark.parametrize("name", SEGMENTATION)
+def test_the_parameters_a_pretrained_encoder_filled_are_the_trained_copy_of_it(name):
+    """What fit gives the encoder's own learning rate: the loaded encoder's trainable parameters,
+    all of them (an EMA teacher's copy is not trained), and nothing before a load."""
+    donor = build("simclr", "segmentation", seed=0)
+    method = build(name, "segmentation")
+    assert method.pretrained_parameters() == []
+    method.load_encoder_state(donor.encoder_state())
+    loaded = method.pretrained_parameters()
+    trainable = {id(p) for p in method.trainable_parameters()}
+    encoders = [m.encoder for m in method.modules() if hasattr(m, "encoder") and isinstance(m.encoder, torch.nn.Module)]
+    trained_encoder = [p for e in encoders for p in e.parameters() if id(p) in trainable]
+    assert loaded and {id(p) for p in loaded} <= trainable
+    assert {id(p) for p in loaded} <= {id(p) for p in trained_encoder}
+    assert len(loaded) < len(trainable)  # the decoder keeps the base rate
+
+
 def test_fixmatch_mask_rate_counts_only_confident_pixels():
     method = build("fixmatch", "segmentation", seed=0, threshold=0.99)
     x, y = square_masks(4)

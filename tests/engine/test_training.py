@@ -116,6 +116,21 @@ def test_fit_learns_a_toy_task():
     assert step.total_steps == 24 and step.images_per_second > 0 and "ce" in step.metrics
 
 
+def test_a_pretrained_encoder_learns_at_its_own_rate():
+    """encoder_lr_scale 0 freezes what load_encoder_state filled; the head still learns."""
+    torch.manual_seed(0)
+    donor = SmallCNN()
+    method = TinySupervised(SmallCNN())
+    method.load_encoder_state(donor.encoder.state_dict())
+    assert {id(p) for p in method.pretrained_parameters()} == {id(p) for p in method.model.encoder.parameters()}
+    head = [p.detach().clone() for p in method.model.head.parameters()]
+    config = FitConfig(steps=3, batch_size=8, lr=1e-2, encoder_lr_scale=0.0, device="cpu", seed=0)
+    run_to_end(fit(method, config, labeled=quadrant_task(16, 1), pretrained=method.pretrained_parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(method.model.encoder.state_dict().values(),
+                                                 donor.encoder.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(head, method.model.head.parameters()))
+
+
 def test_fit_runs_the_real_resnet18():
     torch.manual_seed(0)
     model = build_model("classification", "resnet18", 1, 2, dropout=0.1)

@@ -120,3 +120,4 @@ class CrossTeaching(Method):
     def load_encoder_state(self, state: dict[str, Tensor]) -> None:
         """Pretrained weights go to the predicting network (the other has a different design)."""
         self.predictor().encoder.load_state_dict(state)
+        self._remember_pretrained(self.predictor().encoder)

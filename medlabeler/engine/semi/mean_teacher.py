@@ -202,3 +202,4 @@ class MeanTeacher(Method):
     def load_encoder_state(self, state: dict[str, Tensor]) -> None:
         self.student.encoder.load_state_dict(state)
         self.teacher.encoder.load_state_dict(state)
+        self._remember_pretrained(self.student.encoder)

@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator, Mapping
+from typing import Any, Callable, Generator, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -55,6 +55,7 @@ class FitConfig:
     batch_size: int = 8
     unlabeled_batch_size: int | None = None  # None: batch_size
     lr: float = 1e-3
+    encoder_lr_scale: float = 1.0  # times lr for fit's `pretrained` parameters
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
     max_grad_norm: float | None = 5.0
@@ -87,6 +88,7 @@ def fit(
     cancel: CancelToken | None = None,
     on_epoch_end: Callable[[int, float], bool | None] | None = None,
     stop_when: Callable[[], bool] | None = None,
+    pretrained: Iterable[nn.Parameter] = (),
 ) -> Generator[Event, None, RunResult]:
     """Train `method` (a `Method`: training_step/after_optimizer_step/predictor) as `config` says.
 
@@ -96,11 +98,12 @@ def fit(
     run before its next batch. `on_epoch_end(epoch, mean_loss)` runs after each epoch; returning
     True ends the run there (a curriculum stage that plateaued). `stop_when()` is asked after
     every step; True ends the run cleanly there, validated and kept like a finished one (a time
-    budget ran out). Nothing runs before the first event is asked for.
+    budget ran out). `pretrained` parameters (a loaded encoder) learn at `encoder_lr_scale` times
+    the rate of the others. Nothing runs before the first event is asked for.
     """
     run = _Run(method, config, labeled=labeled, unlabeled=unlabeled, val=val, eval_fn=eval_fn,
                cancel=CancelToken() if cancel is None else cancel, on_epoch_end=on_epoch_end,
-               stop_when=stop_when)
+               stop_when=stop_when, pretrained=pretrained)
     return (yield from run.events())
 
 
@@ -109,7 +112,7 @@ class _Run:
     `events()` trains, validates, checkpoints and finishes."""
 
     def __init__(self, method, config: FitConfig, *, labeled, unlabeled, val, eval_fn, cancel,
-                 on_epoch_end, stop_when):
+                 on_epoch_end, stop_when, pretrained=()):
         self.method, self.config, self.cancel = method, config, cancel
         self.on_epoch_end, self.stop_when = on_epoch_end, stop_when
         device = config.device
@@ -131,7 +134,9 @@ class _Run:
         method.to(self.device)
         method.train()
         self.params = self._trainable_parameters()
-        self.optimizer = _adamw(self.params, config.lr, config.weight_decay)
+        scaled = {id(p) for p in pretrained} if config.encoder_lr_scale != 1 else set()
+        self.optimizer = _adamw(self.params, config.lr, config.weight_decay,
+                                scaled=scaled, scale=config.encoder_lr_scale)
         self.training_step = distributed.wrap(method, self.params, self.device).step
         if distributed.rank():  # other ranks: other augmentations (rank 0 repeats a 1-process run)
             seed_everything(config.seed + self.start_step + 7919 * distributed.rank())
@@ -260,7 +265,7 @@ class _Run:
     def _set_learning_rate(self) -> None:
         factor = warmup_cosine(self.step, self.total_steps, self.warmup)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * factor
+            group["lr"] = self.config.lr * factor * group.get("lr_scale", 1.0)
 
     def _optimizer_step(self) -> tuple[float, dict, int] | None:
         """(loss, the method's logs, images drawn) of one step; None when the device ran out of
@@ -398,11 +403,15 @@ class _Run:
 # --- parts ------------------------------------------------------------------------------------
 
 
-def _adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with no weight decay on biases and normalisation parameters."""
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def _adamw(params: list[nn.Parameter], lr: float, weight_decay: float, *, scaled: set[int] = frozenset(),
+           scale: float = 1.0) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on biases and normalisation parameters; the parameters whose ids
+    are in `scaled` learn at `scale` times `lr` (their group's "lr_scale")."""
+    groups = []
+    for lr_scale, members in ((1.0, [p for p in params if id(p) not in scaled]),
+                              (scale, [p for p in params if id(p) in scaled])):
+        groups += [{"params": [p for p in members if p.ndim >= 2], "weight_decay": weight_decay, "lr_scale": lr_scale},
+                   {"params": [p for p in members if p.ndim < 2], "weight_decay": 0.0, "lr_scale": lr_scale}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
 
 

@@ -99,6 +99,17 @@ class Method(nn.Module):
     def load_encoder_state(self, state: dict[str, Tensor]) -> None:
         """Start from pretrained encoder weights (call before training; keeps copies in sync)."""
         self.predictor().encoder.load_state_dict(state)
+        self._remember_pretrained(self.predictor().encoder)
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters `load_encoder_state` filled: fit gives them their own learning
+        rate (`FitConfig.encoder_lr_scale`), so that the decoder, new, learns faster than them."""
+        loaded = getattr(self, "_pretrained_ids", frozenset())
+        return [p for p in self.trainable_parameters() if id(p) in loaded]
+
+    def _remember_pretrained(self, *modules: nn.Module) -> None:
+        # ids, not the modules: a module attribute would enter the state_dict a second time
+        self._pretrained_ids = frozenset(id(p) for module in modules for p in module.parameters())
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the optimiser should update (EMA teachers are excluded)."""

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,
     "unlabeled_batch_size": 8,
     "lr": 1e-3,
+    "encoder_lr_scale": 1.0,    # learning rate of a pretrained encoder (init "pretrained"), times lr
     "weight_decay": 1e-4,
     "warmup_fraction": 0.05,
     "max_grad_norm": 5.0,

@@ -85,7 +85,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     result = yield from forward_events(fit(
         learner, FitConfig.from_mapping(run, device=device, names=names), labeled=data.labeled,
         unlabeled=data.unlabeled, val=data.val if len(data.val) else None, eval_fn=eval_fn, cancel=cancel,
-        stop_when=_deadline(budget_s)), held)
+        stop_when=_deadline(budget_s), pretrained=learner.pretrained_parameters()), held)
     if result.cancelled:
         yield Event("done", step=result.steps, total_steps=result.total_steps, epoch=result.epochs,
                     message="cancelled: nothing saved, the previous model stays active")
