@@ -359,7 +359,7 @@ def cmd_demo(args) -> int:
 
     root = prepare_demo(Path(args.dir), fresh=args.fresh)
     if args.headless:
-        return run_headless_round(root)
+        return run_headless_round(root, steps=args.steps)
     from medlabeler.ui.app import run_app
 
     run_app(str(root))
@@ -505,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=str(DEFAULT_DEMO_DIR))
     p.add_argument("--headless", action="store_true", help="run the same loop without a display")
     p.add_argument("--fresh", action="store_true", help="start the demo project again from scratch")
+    p.add_argument("--steps", type=int, default=None,
+                   help="headless: training steps (default: the recommended budget, as the app's loop)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("app", help="start the app (napari with the medlabeler widgets)")

@@ -251,9 +251,9 @@ class _Run:
     def _opening_line(self) -> str:
         plan, batch = self.plan, self.config.batch_size
         autocast = f" with {str(plan.dtype).removeprefix('torch.')} autocast" if plan.dtype else ""
-        n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        return (f"{self.name} on {self.device.type}{autocast}: "
-                f"{self.total_steps} steps ({n_epochs} epochs x {self.steps_per_epoch}), batch {batch}"
+        every = self.config.eval_every * self.steps_per_epoch
+        checks = f", validated every {every}" if self.val is not None and every < self.total_steps else ""
+        return (f"{self.name} on {self.device.type}{autocast}: {self.total_steps} steps{checks}, batch {batch}"
                 + (f" + {self.unlabeled_batch_size} unlabeled" if self.uses_unlabeled and self.uses_labels else "")
                 + (f", resumed at step {self.start_step}" if self.start_step else "")
                 + ("; no unlabeled images, so it learns from the labels alone" if self.without_unlabeled else ""))

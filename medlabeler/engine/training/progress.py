@@ -51,9 +51,13 @@ def drive(events, label: str):
 
 
 def describe(event) -> str:
-    """One line for a progress event: epoch, loss, the headline metrics, its message."""
+    """One line for a progress event: step (a run's length is counted in steps; an epoch is only
+    the validation interval), loss, the headline metrics, its message."""
     parts = []
-    if getattr(event, "epoch", None) is not None:
+    step, total = getattr(event, "step", None), getattr(event, "total_steps", None)
+    if step is not None and total:
+        parts.append(f"step {step}/{total}")
+    elif getattr(event, "kind", "") == "epoch" and getattr(event, "epoch", None) is not None:
         parts.append(f"epoch {event.epoch}")
     if getattr(event, "loss", None) is not None:
         parts.append(f"loss {event.loss:.4f}")

@@ -1,18 +1,15 @@
 """`medlabeler demo`: make the demo project on first run, then open the app or run the loop headless.
 
-The headless loop is the round a clinician does in the app: label a few slices, pretrain on all
-slices (positional contrastive learning), train semi-supervised from the pretrained encoder,
-evaluate on the test split, score the pool and show the next slices to label.
+The headless loop is the round a clinician does in the app: label a few slices, train the
+recommended pipeline with its budget (what the app's loop and `medlabeler train` run; pretraining
+first where it pretrains), evaluate on the test split, score the pool and show the next slices to
+label: the first of them is what the app opens and the first line of `medlabeler queue`.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-
-# Small enough for a 2-core CPU in a few minutes; the app's Train widget lets users go bigger.
-DEMO_CONFIG = {"image_size": 96, "batch_size": 8, "unlabeled_batch_size": 8, "steps_per_epoch": 25}
-
 
 def open_or_create_demo(root: Path):
     """The demo project at ``root``, created from nilearn's MNI152 T1 the first time."""
@@ -33,7 +30,9 @@ def prepare_demo(root: Path, *, fresh: bool = False) -> Path:
     return root
 
 
-def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
+def run_headless_round(root: Path, *, labels: int = 8, steps: int | None = None, config: dict | None = None) -> int:
+    """One round on the demo; `steps` shortens the recommended budget, `config` overrides run
+    settings (tests use a tiny network)."""
     from medlabeler.engine.training.progress import drive
     from medlabeler.engine.workflows.active_loop import next_samples, score_project, where
     from medlabeler.engine.workflows.demo import label_like_a_clinician
@@ -55,11 +54,13 @@ def run_headless_round(root: Path, *, labels: int = 8, epochs: int = 3) -> int:
         from medlabeler.engine.workflows.run_config import recommendation
 
         rec = recommendation(project)  # the same pipeline as the app's loop and `medlabeler train`
+        print(f"training the recommended pipeline: {rec.text() if steps is None else rec.method}"
+              + ("" if steps is None else f" ({steps} steps)"))
         if rec.pretrain:
-            drive(pretrain_project(project, method=rec.pretrain, config={**rec.pretrain_config, **DEMO_CONFIG}),
-                  f"pretrain {rec.pretrain}")
-        result = drive(train_project(project, init="pretrained" if rec.pretrain else None, epochs=epochs,
-                                     config=DEMO_CONFIG), f"train {rec.method}")
+            pretrain = {**rec.pretrain_config, **(config or {}), **({} if steps is None else {"steps": steps})}
+            drive(pretrain_project(project, method=rec.pretrain, config=pretrain), f"pretrain {rec.pretrain}")
+        result = drive(train_project(project, init="pretrained" if rec.pretrain else None, steps=steps,
+                                     config=config), f"train {rec.method}")
         if result.decision is not None:
             print(("promoted: " if result.decision.promoted else "kept: ") + result.decision.message)
         metrics = evaluate_project(project, split="test")
