@@ -148,3 +148,12 @@ def test_when_the_recommendation_pretrains_the_loop_pretrains_first_then_fine_tu
     # an encoder exists now: the loop does not pretrain again
     summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
     assert summary.pretrained == []
+
+
+def test_the_loop_reports_whole_percents_as_a_progress_bar_shows_them():
+    """The loop's text and the Train tab's bar (Qt: value * 100 // maximum) agree at every step."""
+    from medlabeler.engine.workflows.learn_loop import percent
+
+    for total in (7, 100, 300):
+        for step in range(total + 1):
+            assert percent(step / total) == f"{step * 100 // total}%"

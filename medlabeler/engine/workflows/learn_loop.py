@@ -234,6 +234,11 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     return summary
 
 
+def percent(fraction: float) -> str:
+    """Whole percent done, rounded down as a progress bar shows it (35.6% is "35%" in both)."""
+    return f"{math.floor(fraction * 100 + 1e-9)}%"
+
+
 def _sleep(seconds: float, control: LoopControl) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end and not control.cancelled:
@@ -299,7 +304,7 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
         gen = pretrain_project(project, method=rec.pretrain, config=cfg, cancel=control.token,
                                stop_when=stop.is_set)
         result = yield from _drive_run(gen, "pretrain", control,
-                                       lambda e: f"pretraining {e.progress:.0%}" if e.total_steps else "pretraining",
+                                       lambda e: f"pretraining {percent(e.progress)}" if e.total_steps else "pretraining",
                                        on_epoch=plateau)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
@@ -330,7 +335,7 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary) ->
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
                             config={**rec.config, **(config or {})}, cancel=control.token)
         result = yield from _drive_run(gen, "train", control,
-                                       lambda e: f"{what}: {e.progress:.0%}" if e.total_steps else what)
+                                       lambda e: f"{what}: {percent(e.progress)}" if e.total_steps else what)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
         yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {exc}")
