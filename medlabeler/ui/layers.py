@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,16 +39,28 @@ UNCERTAINTY_OPACITY = 0.35
 _CONTRAST_SAMPLE = 2_000_000
 
 
-def read_volume(sample) -> tuple[np.ndarray, tuple[float, ...], tuple[float, float]]:
-    """Pixels, scale and contrast limits of the volume a slice sample belongs to (no layers: any
-    thread, so that the percentiles of a volume without a window are not taken on the main one)."""
+class Volume(NamedTuple):
+    """What the screen needs of the volume a slice sample belongs to."""
+
+    pixels: np.ndarray
+    scale: tuple[float, ...]
+    limits: tuple[float, float]
+    orientation: tuple[str, str]  # napari's 2D camera orientation (engine.io.image.display_orientation)
+
+
+def read_volume(sample) -> Volume:
+    """Pixels, scale, contrast limits and screen orientation of the volume a slice sample belongs
+    to (no layers: any thread, so that the percentiles of a volume without a window are not taken
+    on the main one)."""
     from medlabeler.engine.io import read_image
+    from medlabeler.engine.io.image import display_orientation
 
     image = read_image(sample.path, sample.series_uid)
     array = image.array
     if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
         array = array.astype(np.float32)
-    return array, tuple(float(v) for v in image.spacing[:3]), contrast_limits(array, image.window)
+    return Volume(array, tuple(float(v) for v in image.spacing[:3]), contrast_limits(array, image.window),
+                  display_orientation(image.affine))
 
 
 def volume_bytes(sample) -> int:
@@ -249,7 +262,7 @@ class SampleView:
     def _replace_layers(self, sample, key) -> None:
         """Put another volume or image on screen, reusing the layers (adding napari layers is slow)."""
         if sample.slice_index is not None:
-            pixels, scale, limits = self._volume(sample)
+            pixels, scale, limits, orientation = self._volume(sample)
             slices = {
                 s.slice_index: s.id
                 for s in self.project.samples()
@@ -262,6 +275,7 @@ class SampleView:
             limits = None
             slices = {}
             is_stack = False
+            orientation = ("down", "right")  # 2D images as stored; whole volumes likewise (not read here)
         rgb = not sample.is_volume and pixels.ndim == 3 and pixels.shape[-1] in (3, 4)
         if rgb and pixels.dtype != np.uint8:
             pixels = np.clip(pixels, 0, 255).astype(np.uint8)
@@ -279,7 +293,10 @@ class SampleView:
         self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
         if is_stack and pixels.ndim == 3:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
-        if previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
+        turned = tuple(str(v) for v in self.viewer.camera.orientation2d) != orientation
+        if turned:
+            self.viewer.camera.orientation2d = orientation
+        if turned or previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
 
     def _volume(self, sample):

@@ -55,6 +55,43 @@ def test_real_mni_template():
     np.testing.assert_allclose(image.affine[:3, 3], [98.0, 134.0, -72.0])  # RAS (-98, -134, -72)
 
 
+def test_the_mni_brain_is_shown_radiologically_anterior_up_right_on_the_left():
+    """RAS: anterior and the patient's right at high indices; napari draws rows down and columns
+    right, so the camera turns both (the brain was upside down and mirrored before)."""
+    from medlabeler.engine.io.image import display_orientation
+
+    image = read_image(mni_file())
+    assert display_orientation(image.affine) == ("up", "left")
+    anterior = image.affine @ [0, 200, 0, 1] - image.affine @ [0, 0, 0, 1]
+    assert anterior[1] < 0  # LPS: a higher row index is further anterior (smaller y)
+
+
+@pytest.mark.parametrize("plane, ras_axes, expected", [
+    ("axial as a scanner stores it", np.diag([-1.0, -1.0, 1.0]), ("down", "right")),  # i: left, j: posterior
+    ("axial in RAS", np.eye(3), ("up", "left")),
+    ("axial, only mirrored", np.diag([-1.0, 1.0, 1.0]), ("up", "right")),
+    # k along y: coronal slices; j along z (superior at high j) must be drawn upwards
+    ("coronal in RAS order", np.array([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]), ("up", "left")),
+    # k along x: sagittal; i along y (anterior at high i) drawn leftwards, j along z upwards
+    ("sagittal", np.array([[0, 0, 1.0], [1.0, 0, 0], [0, 1.0, 0]]), ("up", "left")),
+    ("turned 60 degrees in-plane: rows run mostly left-right", rotation_z(60), ("down", "right")),
+    ("turned 30 degrees in-plane", rotation_z(30), ("up", "left")),
+])
+def test_display_orientation_of_each_plane(tmp_path, plane, ras_axes, expected):
+    from medlabeler.engine.io.image import display_orientation
+
+    affine = np.eye(4)
+    affine[:3, :3] = ras_axes
+    nibabel.save(nibabel.Nifti1Image(np.zeros((4, 5, 6), np.int16), affine), tmp_path / "v.nii.gz")
+    assert display_orientation(read_image(tmp_path / "v.nii.gz").affine) == expected, plane
+
+
+def test_display_orientation_without_a_usable_affine():
+    from medlabeler.engine.io.image import display_orientation
+
+    assert display_orientation(None) == display_orientation(np.zeros((4, 4))) == ("down", "right")
+
+
 def test_scaling_and_calibration_window(tmp_path):
     data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
     img = nibabel.Nifti1Image(data, np.eye(4))

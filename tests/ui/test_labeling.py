@@ -61,9 +61,13 @@ def stroke(viewer, points_yx, *, button=Qt.MouseButton.LeftButton) -> None:
     canvas = viewer.window._qt_viewer.canvas.native
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     cy, cx = camera.center[-2:]
+    # the camera may show rows upwards and columns leftwards (a NIfTI in RAS order, shown radiologically)
+    down = -1 if str(viewer.camera.orientation2d[0]) == "up" else 1
+    right = -1 if str(viewer.camera.orientation2d[1]) == "left" else 1
 
     def at(y, x):
-        return QPointF(canvas.width() / 2 + (x - cx) * camera.zoom, canvas.height() / 2 + (y - cy) * camera.zoom)
+        return QPointF(canvas.width() / 2 + right * (x - cx) * camera.zoom,
+                       canvas.height() / 2 + down * (y - cy) * camera.zoom)
 
     def send(kind, point, buttons):
         event = QMouseEvent(kind, point, canvas.mapToGlobal(point), button, buttons, Qt.KeyboardModifier.NoModifier)
@@ -123,6 +127,10 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
         changed = np.argwhere(np.asarray(labels.data) != before)
         assert len(changed) > 20 and set(changed[:, 0]) == {sample.slice_index}  # only the open slice
         assert set(np.asarray(labels.data)[tuple(changed.T)]) == {1}
+        # where the mouse went: row y / 4, columns 10 to 40, though the slabs (RAS) are shown turned
+        assert tuple(map(str, viewer.camera.orientation2d)) == ("up", "left")
+        assert abs(np.median(changed[:, 1]) - y / 4) <= 2
+        assert changed[:, 2].min() <= 40 / 4 + 3 and changed[:, 2].max() >= 160 / 4 - 3
         screenshot(viewer, tmp_path, f"{2 + 2 * round_}-painted-sample-{sample.id}")
 
         press(viewer, "n")  # saves, then opens the top of the queue as it now stands

@@ -62,3 +62,36 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
         row = flat_in[i].astype(np.float32)
         flat_out[i] = row[:, 0] * 0.299 + row[:, 1] * 0.587 + row[:, 2] * 0.114
     return out
+
+
+#: Where the radiological convention puts each plane's axes on screen, in the DICOM patient system
+#: (LPS: +x the patient's left, +y posterior, +z superior): (screen-down, screen-right) directions.
+#: Axial: anterior up, the patient's right on the screen's left; coronal: superior up, right on
+#: the left; sagittal: superior up, anterior on the left (as a scanner's own series are stored).
+_SCREEN_AXES = {
+    2: (np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])),   # axial (slices along z)
+    1: (np.array([0.0, 0.0, -1.0]), np.array([1.0, 0.0, 0.0])),  # coronal (slices along y)
+    0: (np.array([0.0, 0.0, -1.0]), np.array([0.0, 1.0, 0.0])),  # sagittal (slices along x)
+}
+
+
+def display_orientation(affine: np.ndarray | None) -> tuple[str, str]:
+    """How a volume's slices (rows: array axis 1, columns: axis 2) are shown in the radiological
+    convention: napari's 2D camera orientation, ("down" or "up", "right" or "left"). An array
+    stored as a scanner stores it gives ("down", "right"), the default; a NIfTI in RAS order
+    (anterior and the patient's right at high indices) gives ("up", "left"). An axis that does not
+    run along the screen direction it is drawn in (an oblique or transposed plane), or no affine,
+    keeps the default (napari's camera can turn an axis, not swap the two)."""
+    if affine is None or np.shape(affine) != (4, 4) or not np.all(np.isfinite(affine)):
+        return ("down", "right")
+    directions = np.asarray(affine, dtype=float)[:3, :3]
+    norms = np.linalg.norm(directions, axis=0)
+    if np.any(norms == 0):
+        return ("down", "right")
+    directions = directions / norms
+    down, right = _SCREEN_AXES[int(np.argmax(np.abs(directions[:, 0])))]
+    rows, columns = directions[:, 1], directions[:, 2]
+    # an axis is turned only when it runs more along its screen direction than across it
+    vertical = "up" if rows @ down < 0 and abs(rows @ down) > abs(rows @ right) else "down"
+    horizontal = "left" if columns @ right < 0 and abs(columns @ right) > abs(columns @ down) else "right"
+    return (vertical, horizontal)
