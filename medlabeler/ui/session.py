@@ -144,6 +144,18 @@ class _CloseWatcher(QObject):
         self._closing = False
 
 
+def held_out_refusal(sample) -> str:
+    """Why the model's prediction of `sample` cannot be accepted as its label in one click ("" if
+    it can): a validation label chooses the model and a test label measures it, so the model would
+    grade itself. Correcting the prediction (reviewed, then saved) stays open."""
+    role = {"val": ("validation", "chooses the model"), "test": ("test", "measures the model")}.get(
+        getattr(sample, "split", None))
+    if role is None:
+        return ""
+    return (f"sample {sample.id} is a {role[0]} sample: its label {role[1]}, so the model's own prediction "
+            "is not accepted as it. Use 'Correct it…' to check and edit the prediction, then save with s.")
+
+
 class Session(QObject):
     """One viewer's project, open sample, predictions and workers."""
 
@@ -676,6 +688,10 @@ class Session(QObject):
         pred = self.current_prediction
         if pred is None or pred.label is None:
             show_error_message("There is no prediction for this sample yet.")
+            return False
+        refusal = held_out_refusal(self.sample)
+        if refusal:
+            self.viewer.status = refusal
             return False
         if self.project.task.kind == "classification":
             return self.label_class(int(pred.label), origin="accepted_prediction")

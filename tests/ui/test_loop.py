@@ -133,7 +133,10 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert queue_after != queue_before
     assert project.scores(1), "the pool was re-scored with the new model"
 
-    # Accept the prediction of the open sample as its label.
+    # Accept the prediction of a training sample as its label.
+    if session.sample.split != "train":  # the queue's first may ask for a held-out label (below)
+        session.open_sample(next(s.id for s in project.samples(split="train") if s.id not in project.labeled_ids()))
+        qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
     accepted = session.sample.id
     qtbot.mouseClick(widget.review.accept_button, LEFT)
     assert session.flush_saves()
@@ -149,6 +152,15 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     qtbot.mouseClick(widget.label.save_button, LEFT)
     assert session.flush_saves()
     assert project.label(corrected).origin == "corrected_prediction"
+
+    # A held-out sample's prediction is not accepted in one click: the model would grade itself.
+    held_out = next(s for s in project.samples(split="test") if s.id not in project.labeled_ids())
+    session.open_sample(held_out.id)
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    assert not widget.review.accept_button.isEnabled()
+    assert "test sample" in widget.review.accept_button.toolTip()
+    assert not session.accept_prediction() and "Correct it" in viewer.status
+    assert session.flush_saves() and held_out.id not in project.labeled_ids()
 
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "app-after-retrain")
     save_screenshot(grab(widget), tmp_path, "medlabeler-dock")

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui.layers import DEFAULT_VISIBLE, GRADCAM, PREDICTION, UNCERTAINTY
+from medlabeler.ui.session import held_out_refusal
 from medlabeler.ui.widgets._common import connect, hint, session_for
 
 
@@ -95,7 +96,9 @@ class ReviewWidget(QWidget):
     def show_prediction(self, pred) -> None:
         task = self.session.task
         has = pred is not None and pred.label is not None
-        self.accept_button.setEnabled(has)
+        refusal = held_out_refusal(self.session.sample) if has else ""
+        self.accept_button.setEnabled(has and not refusal)
+        self.accept_button.setToolTip(refusal or "Save the prediction as this sample's label")
         self.edit_button.setEnabled(has and task is not None and task.kind == "segmentation")
         self.edit_button.setVisible(task is None or task.kind == "segmentation")
         classification = task is not None and task.kind == "classification"
