@@ -34,6 +34,8 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 READ_ON_A_THREAD_BYTES = 64 * 2**20
 #: A saved mask with less of its pixels painted than this gets a note: unpainted pixels are background.
 SPARSE_SHARE = 0.01
+#: ...or less than this share of what the model's prediction of the sample finds as structure.
+PARTIAL_SHARE = 0.5
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
 _LAYERS_WARM_THREAD: threading.Thread | None = None  # napari's first-layer costs, once per process
 
@@ -545,10 +547,7 @@ class Session(QObject):
         submitted = 0
         for sample_id, mask in self.view.changed_masks():
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
-            share = float(np.count_nonzero(mask)) / max(mask.size, 1)
-            if 0 < share < SPARSE_SHARE:  # strokes alone teach the model "background" everywhere else
-                self._save_note = (f"sample {sample_id} has only {share:.1%} of its pixels painted, and every "
-                                   "unpainted pixel counts as background: paint each structure whole")
+            self._save_note = self._incomplete_note(sample_id, mask) or self._save_note
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
             submitted += 1
@@ -556,6 +555,23 @@ class Session(QObject):
             self.viewer.status = f"saving {submitted} label{'s' if submitted > 1 else ''}…"
             self.saves_submitted.emit()
         return submitted
+
+    def _incomplete_note(self, sample_id: int, mask: np.ndarray) -> str | None:
+        """A note when a saved mask looks like strokes, not whole structures: every unpainted pixel
+        counts as background, which teaches the model (and, on a held-out sample, measures it)
+        wrongly. Strokes: under SPARSE_SHARE of the pixels, or under PARTIAL_SHARE of the
+        structure the model's prediction of the sample finds."""
+        share = float(np.count_nonzero(mask)) / max(mask.size, 1)
+        pred = self.predictions.get(sample_id)
+        found = (float(np.count_nonzero(pred.label)) / max(mask.size, 1)
+                 if pred is not None and isinstance(pred.label, np.ndarray) and pred.label.shape == mask.shape else 0.0)
+        if not (0 < share < SPARSE_SHARE or share < PARTIAL_SHARE * found):
+            return None
+        split = next((s.split for s in self.project.samples(ids=[sample_id])), None)
+        role = {"val": "a validation label chooses the model", "test": "a test label measures the model"}.get(split)
+        against = f" where the model finds {found:.1%} of structure" if share >= SPARSE_SHARE else ""
+        return (f"sample {sample_id} has only {share:.1%} of its pixels painted{against}; every unpainted pixel "
+                f"counts as background{f' and {role}' if role else ''}: paint each structure whole")
 
     @main_thread_only
     def save_as_background(self) -> bool:

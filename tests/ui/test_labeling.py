@@ -408,3 +408,24 @@ def test_every_page_of_the_dock_fits_the_dock_of_a_1366_px_screen(make_napari_vi
     assert combo.view().minimumWidth() > longest > combo.minimumSizeHint().width()  # the open list shows it whole
     # The labels layer starts with the brush: the dock says "paint", and a first drag paints.
     assert widget.session.view.labels_layer.mode == "paint"
+
+
+def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_viewer, qtbot, trained_project):
+    """A held-out label chooses or measures the model: painted far less than the structure the
+    model finds, the save says every unpainted pixel is background and what the label is for."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session, project = widget.session, widget.session.project
+    val = next(s for s in project.samples(split="val") if project.label(s.id) is None)
+    session.open_sample(val.id)
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    predicted = session.current_prediction.label
+    found = np.count_nonzero(predicted) / predicted.size
+    assert found > 0.1, found  # the fixture's model finds the brain
+    layer = session.view.labels_layer
+    np.asarray(layer.data)[val.slice_index, 5:16, 5:16] = 1  # 121 of 2950 pixels: a stroke or two
+    layer.refresh()
+    press(viewer, "s")
+    assert session.flush_saves()
+    assert "every unpainted pixel counts as background and a validation label chooses the model" in viewer.status
+    assert f"where the model finds {found:.1%} of structure" in viewer.status, viewer.status
