@@ -293,9 +293,11 @@ class SampleView:
         self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
         if is_stack and pixels.ndim == 3:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
-        turned = tuple(str(v) for v in self.viewer.camera.orientation2d) != orientation
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
+        turned = (hasattr(camera, "orientation2d")  # napari >= 0.5.5
+                  and tuple(str(v) for v in camera.orientation2d) != orientation)
         if turned:
-            self.viewer.camera.orientation2d = orientation
+            camera.orientation2d = orientation
         if turned or previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
 

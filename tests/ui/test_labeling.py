@@ -62,8 +62,8 @@ def stroke(viewer, points_yx, *, button=Qt.MouseButton.LeftButton) -> None:
     camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
     cy, cx = camera.center[-2:]
     # the camera may show rows upwards and columns leftwards (a NIfTI in RAS order, shown radiologically)
-    down = -1 if str(viewer.camera.orientation2d[0]) == "up" else 1
-    right = -1 if str(viewer.camera.orientation2d[1]) == "left" else 1
+    down = -1 if str(camera.orientation2d[0]) == "up" else 1
+    right = -1 if str(camera.orientation2d[1]) == "left" else 1
 
     def at(y, x):
         return QPointF(canvas.width() / 2 + right * (x - cx) * camera.zoom,
@@ -128,7 +128,7 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
         assert len(changed) > 20 and set(changed[:, 0]) == {sample.slice_index}  # only the open slice
         assert set(np.asarray(labels.data)[tuple(changed.T)]) == {1}
         # where the mouse went: row y / 4, columns 10 to 40, though the slabs (RAS) are shown turned
-        assert tuple(map(str, viewer.camera.orientation2d)) == ("up", "left")
+        assert tuple(map(str, viewer.scene.camera.orientation2d)) == ("up", "left")
         assert abs(np.median(changed[:, 1]) - y / 4) <= 2
         assert changed[:, 2].min() <= 40 / 4 + 3 and changed[:, 2].max() >= 160 / 4 - 3
         screenshot(viewer, tmp_path, f"{2 + 2 * round_}-painted-sample-{sample.id}")
@@ -429,3 +429,35 @@ def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_vie
     assert session.flush_saves()
     assert "every unpainted pixel counts as background and a validation label chooses the model" in viewer.status
     assert f"where the model finds {found:.1%} of structure" in viewer.status, viewer.status
+
+
+def test_keys_still_reach_the_canvas_after_the_dock_was_clicked(make_napari_viewer, qtbot, brain_project):
+    """A click on a combo box, a queue row, a tab or a button leaves the keyboard to the viewer (the
+    canvas, or napari's window, which hands keys to the canvas): the next digit picks a label. A
+    user found the keys dead after choosing the queue's order: the combo box had kept the focus."""
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QAbstractButton, QAbstractItemView, QComboBox
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    canvas = viewer.window._qt_viewer.canvas.native
+    viewer.window._qt_window.activateWindow()
+    canvas.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is canvas, timeout=5_000)
+    combo = widget.queue.strategy_combo
+    qtbot.mouseClick(combo, Qt.MouseButton.LeftButton)  # opens its list
+    combo.hidePopup()
+    qtbot.waitUntil(lambda: len(widget.queue.rows) > 3, timeout=5_000)
+    table = widget.queue.table
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=table.visualRect(table.model().index(1, 0)).center())
+    tab_bar = widget.tabs.tabBar()
+    qtbot.mouseClick(tab_bar, Qt.MouseButton.LeftButton, pos=tab_bar.tabRect(0).center())
+    qtbot.mouseClick(widget.label.class_buttons[0], Qt.MouseButton.LeftButton)
+    qtbot.wait(50)
+    focused = QApplication.focusWidget()
+    assert focused in (canvas, viewer.window._qt_window), focused
+    assert not isinstance(focused, (QComboBox, QAbstractItemView, QAbstractButton))
+    QTest.keyClick(focused, Qt.Key.Key_2)
+    assert session.view.labels_layer.selected_label == 2 and session.view.labels_layer.mode == "paint"
+    assert combo.currentText() == session.strategy

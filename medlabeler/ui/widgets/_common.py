@@ -14,6 +14,28 @@ def session_for(viewer):
     return get_session(viewer)
 
 
+def leave_keys_to_the_canvas(root: QWidget) -> None:
+    """Buttons, combo boxes, check boxes, sliders, tables, tab bars and scrolled pages under ``root`` take no
+    keyboard focus: a click on one leaves the focus where it was (the canvas), so the labeling
+    keys (digits, s, n, u) keep working. A combo box that kept the focus took the next digit as a
+    choice of its own. Text and number fields still take focus: they are typed into."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QAbstractButton, QAbstractItemView, QAbstractSlider, QScrollArea, QTabBar
+
+    def in_a_combo(widget: QWidget) -> bool:  # a combo's own popup list keeps its keys
+        parent = widget.parent()
+        while parent is not None and parent is not root:
+            if isinstance(parent, QComboBox):
+                return True
+            parent = parent.parent()
+        return False
+
+    for kind in (QAbstractButton, QComboBox, QAbstractSlider, QAbstractItemView, QTabBar, QScrollArea):
+        for child in root.findChildren(kind):
+            if not in_a_combo(child):
+                child.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+
 def hint(text: str) -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)

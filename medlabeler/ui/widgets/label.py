@@ -14,7 +14,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui.keys import keys_help
-from medlabeler.ui.widgets._common import connect, hint, sample_text, session_for
+from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, sample_text, session_for
 
 
 class LabelWidget(QWidget):
@@ -64,6 +64,7 @@ class LabelWidget(QWidget):
         connect(self, self.session.labels_changed, self._show_current)
         connect(self, self.session.saves_submitted, self._show_current)
         self.rebuild()
+        leave_keys_to_the_canvas(self)
 
     def rebuild(self) -> None:
         for button in self.class_buttons:
@@ -89,6 +90,7 @@ class LabelWidget(QWidget):
                 button.clicked.connect(lambda _=False, v=i: self.session.label_class(v))
             self.grid.addWidget(button, i // 2, i % 2)
             self.class_buttons.append(button)
+        leave_keys_to_the_canvas(self)
         for w in (self.brush, self.brush_label, self.save_button):
             w.setVisible(segmentation)
         readonly = self.session.project.readonly

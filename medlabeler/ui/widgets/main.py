@@ -5,7 +5,7 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
-from medlabeler.ui.widgets._common import connect
+from medlabeler.ui.widgets._common import connect, leave_keys_to_the_canvas
 from medlabeler.ui.widgets.label import LabelWidget
 from medlabeler.ui.widgets.metrics import MetricsWidget
 from medlabeler.ui.widgets.project import ProjectWidget
@@ -69,6 +69,7 @@ class MedlabelerWidget(QWidget):
         layout.addWidget(splitter)
         connect(self, self.session.project_changed, self._project_changed)
         self._project_changed()
+        leave_keys_to_the_canvas(self)
 
     def _queue_collapsed(self, collapsed: bool) -> None:
         """A collapsed queue keeps only its header row: the tabs get the height."""

@@ -13,7 +13,7 @@ import math
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import connect, hint, session_for
+from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, session_for
 
 
 def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple[int, float, int]]]:
@@ -66,6 +66,7 @@ class MetricsWidget(QWidget):
         self.kept: list[tuple[int, float, int]] = []
         self._stale = True
         self._redraw()
+        leave_keys_to_the_canvas(self)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().showEvent(event)

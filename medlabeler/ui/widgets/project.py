@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from medlabeler.ui.widgets._common import CompactCombo, connect, hint, session_for
+from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_keys_to_the_canvas, session_for
 
 
 class ProjectWidget(QWidget):
@@ -95,6 +95,7 @@ class ProjectWidget(QWidget):
         connect(self, self.session.project_changed, self.refresh)
         connect(self, self.session.labels_changed, self.refresh)
         self.refresh()
+        leave_keys_to_the_canvas(self)
 
     def _browse(self, edit: QLineEdit) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text() or str(Path.home()))

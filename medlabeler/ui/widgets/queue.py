@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import CompactCombo, connect, hint, session_for
+from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_keys_to_the_canvas, session_for
 
 log = logging.getLogger(__name__)
 VIEWS = ("to label", "labeled", "all")
@@ -88,6 +88,7 @@ class QueueWidget(QWidget):
             connect(self, signal, self._refresh_later, later=True)
         connect(self, self.session.background_state, self._background)
         self.refresh()
+        leave_keys_to_the_canvas(self)
 
     def set_collapsed(self, collapsed: bool) -> None:
         """Show only the header row (the table and its buttons hidden), or everything."""

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from medlabeler.ui.layers import DEFAULT_VISIBLE, GRADCAM, PREDICTION, UNCERTAINTY
 from medlabeler.ui.session import held_out_refusal
-from medlabeler.ui.widgets._common import connect, hint, session_for
+from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, session_for
 
 
 class ReviewWidget(QWidget):
@@ -76,6 +76,7 @@ class ReviewWidget(QWidget):
         connect(self, self.session.overlay_toggled, self._overlay_toggled)
         connect(self, self.session.project_changed, self._project_changed)
         self.show_prediction(None)
+        leave_keys_to_the_canvas(self)
 
     def _project_changed(self) -> None:
         self.show_prediction(None)
