@@ -95,8 +95,8 @@ def _model_figures(model, decision) -> str:
     figures = _metrics_text(model.metrics)
     measured = decision.measured() if decision is not None else None
     if figures == "no metrics" and measured is not None:
-        figures = f"val {measured[0]} {measured[1]:.3f} (measured when it was decided)"
-    return figures
+        return f"val {measured[0]} {measured[1]:.3f} (measured when it was decided)"
+    return figures if figures == "no metrics" else "val " + figures
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -338,11 +338,13 @@ def cmd_queue(args) -> int:
     with _open(args.project, readonly=True) as project:
         picks = next_samples(project, strategy=args.strategy, n=args.n)
         samples = {s.id: s for s in project.samples()}
+        ranked = project.active_model() is not None  # before any model: first picks, nothing scored (as the app)
     if args.json:
-        print(json.dumps([{"sample": p.sample, "score": p.score, "reason": p.reason} for p in picks], indent=1))
+        print(json.dumps([{"sample": p.sample, "score": p.score if ranked else None, "reason": p.reason}
+                          for p in picks], indent=1))
         return 0
     for p in picks:
-        score = "" if p.score is None else f"score {p.score:.3f}"
+        score = "" if p.score is None or not ranked else f"score {p.score:.3f}"
         print(f"  sample {p.sample:<6} {where(samples[p.sample]):<10} {score:<11}  {p.reason}")
     print(f"{len(picks)} samples to label next ({args.strategy})")
     return 0

@@ -191,7 +191,7 @@ class Session(QObject):
         self.writer = None  # the open project's LabelWriter: label saves on a thread, in order
         self._landed: collections.deque = collections.deque()  # PendingSaves landed, not reported yet
         self._save_landed_signal.connect(self._report_landed)
-        self._landed_since_signal = 0
+        self._landed_since_signal: list[int] = []  # samples whose saves landed since the last report
         self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
@@ -594,8 +594,8 @@ class Session(QObject):
         mask = mask.astype(np.uint8, copy=True)
         self.writer.submit(sample_id, mask, author=self.author, origin="manual")
         self.view.mark_saved(sample_id, mask)
-        self._save_note = f"sample {sample_id} as all background (nothing painted)"
-        self.viewer.status = f"saving {self._save_note}…"
+        self._save_note = "all background (nothing painted)"
+        self.viewer.status = f"saving sample {sample_id} as all background…"
         self.saves_submitted.emit()
         return True
 
@@ -628,12 +628,13 @@ class Session(QObject):
                 if self.view is not None:
                     self.view.mark_unsaved(pending.sample_id)  # saved again with the next save, if on screen
             else:
-                self._landed_since_signal += 1
+                self._landed_since_signal.append(pending.sample_id)
         if self._landed_since_signal and not self.saving:  # one report for a burst of saves
-            count, self._landed_since_signal = self._landed_since_signal, 0
+            landed, self._landed_since_signal = sorted(set(self._landed_since_signal)), []
             self.labels_changed.emit()
             if self.viewer is not None:
-                text = f"saved {count} label{'s' if count > 1 else ''}"
+                text = (f"saved the label of sample {landed[0]}" if len(landed) == 1 else
+                        f"saved the labels of samples {', '.join(map(str, landed))}")
                 self.viewer.status = text + (f"; {self._save_note}" if self._save_note else "")
             self._save_note = None
 

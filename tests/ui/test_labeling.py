@@ -181,7 +181,7 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
     press(viewer, "s")
     assert session.flush_saves()
     assert project.label(sample.id) is None and not project.load_label(other).any()
-    assert viewer.status.endswith(f"sample {other} as all background (nothing painted)")
+    assert viewer.status == f"saved the label of sample {other}; all background (nothing painted)"
     viewer.dims.set_point(0, sample.slice_index * shown.scale[0])
     press(viewer, "s")
     assert session.flush_saves()

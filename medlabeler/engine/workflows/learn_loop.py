@@ -219,7 +219,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
             if idle_reported != since:
                 if _has_train_labels(project):
                     more = max(1, new_labels - since)
-                    text = f"waiting for labels: {more} more start a candidate"
+                    text = f"waiting for labels: {more} more {'starts' if more == 1 else 'start'} a candidate"
                 else:
                     text = "waiting for labels: label a training sample to start"
                 yield _phase(project, "idle", text)
