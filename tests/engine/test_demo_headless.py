@@ -22,7 +22,7 @@ def test_the_headless_demo_trains_the_recommended_pipeline_and_suggests_the_queu
     root = prepare_demo(tmp_path / "demo")
     assert main(["queue", str(root), "--n", "3"]) == 0  # no model yet: first picks, no scores (as in the app)
     first_picks = capsys.readouterr().out
-    assert first_picks.count("  sample ") == 3 and "score" not in first_picks
+    assert first_picks.count("  sample ") == 3 and "score 0" not in first_picks
     assert run_headless_round(root, labels=4, steps=2, config=TINY) == 0
     out, err = capsys.readouterr()
     with Project.open(root) as project:
