@@ -49,7 +49,7 @@ class MetricsWidget(QWidget):
         self.session = session_for(napari_viewer)
         layout = QVBoxLayout(self)
         self.figure = Figure(figsize=(4, 3))
-        self.figure.subplots_adjust(left=0.17, right=0.96, bottom=0.17, top=0.93)
+        self.figure.subplots_adjust(left=0.17, right=0.96, bottom=0.17, top=0.9)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(200)
         self.ax = self.figure.add_subplot(111)
@@ -105,12 +105,13 @@ class MetricsWidget(QWidget):
             self.ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
             self.ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
             self.ax.set_xlabel("labeled training samples")
-            self.ax.set_ylabel(f"validation {name}")
+            # over the axes, not beside them: a rotated label is cut off in a narrow dock
+            self.ax.set_title(f"validation {name}", loc="left", fontsize=9, y=1.0, pad=3)
             self.ax.grid(alpha=0.3)
             self.ax.legend(fontsize=7, loc="lower right")
             self.canvas.draw_idle()
             self.caption.setText(f"active model v{last[2]}: validation {name} {last[1]:.3f} with {last[0]} labels "
-                                 f"({len(self.points)} decisions)")
+                                 f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})")
         elif project is not None and not project.samples(split="val", labeled=True):
             self.caption.setText("No validation labels yet: the queue mixes in validation samples; label some "
                                  "to measure the models (until then a new model waits to be promoted).")

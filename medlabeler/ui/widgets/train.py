@@ -63,7 +63,7 @@ class LossPlot(QWidget):
         from matplotlib.figure import Figure
 
         self.figure = Figure(figsize=(4, 2.4))
-        self.figure.subplots_adjust(left=0.2, right=0.8, bottom=0.25, top=0.95)
+        self.figure.subplots_adjust(left=0.16, right=0.84, bottom=0.25, top=0.88)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(160)
         layout = QVBoxLayout(self)
@@ -74,9 +74,11 @@ class LossPlot(QWidget):
         from matplotlib.ticker import MaxNLocator
 
         self.ax.set_xlabel("step")
-        self.ax.set_ylabel("loss", color="tab:blue")
-        self.ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        self.ax2.set_ylabel("val metric", color="tab:orange")
+        # the axes' names over them, each on its side: rotated labels were cut off in a narrow dock
+        # (a fixed height: matplotlib's own placement lifted them out of the figure beside an empty twin)
+        self.ax.set_title("loss", loc="left", color="tab:blue", fontsize=9, y=1.0, pad=3)
+        self.ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        self.metric_title = self.ax.set_title("val metric", loc="right", color="tab:orange", fontsize=9, y=1.0, pad=3)
         (self.loss_line,) = self.ax.plot([], [], "o-", color="tab:blue", markersize=3)
         (self.metric_line,) = self.ax2.plot([], [], "s--", color="tab:orange", markersize=3)
         self.empty_text = self.ax.text(0.5, 0.5, "no training run yet", ha="center", va="center",
@@ -126,13 +128,14 @@ class LossPlot(QWidget):
 
     def _draw(self) -> None:
         empty = not self.losses and not self.metric_values
-        for ax in (self.ax, self.ax2):
-            ax.tick_params(labelleft=not empty and ax is self.ax, labelright=not empty and ax is self.ax2,
-                           labelbottom=not empty)
+        for ax in (self.ax, self.ax2):  # no ticks on an axis with nothing on it
+            ax.tick_params(labelleft=bool(self.losses) and ax is self.ax,
+                           labelright=bool(self.metric_values) and ax is self.ax2, labelbottom=not empty)
+        self.metric_title.set_visible(bool(self.metric_values))
         self.empty_text.set_visible(empty)
         self.loss_line.set_data(self.steps, self.losses)
         self.metric_line.set_data(self.metric_steps, self.metric_values)
-        self.ax2.set_ylabel(f"val {self.metric_name}" if self.metric_name else "val metric", color="tab:orange")
+        self.metric_title.set_text(f"val {self.metric_name}" if self.metric_name else "val metric")
         for ax in (self.ax, self.ax2):
             ax.relim()
             ax.autoscale_view()
