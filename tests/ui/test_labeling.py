@@ -151,6 +151,7 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
 
     # Requests for held-out labels read as such, never as an uncertainty of 0.
     for r, row in enumerate(widget.queue.rows):
+        assert widget.queue.table.item(r, 3).toolTip() == row.reason  # the cell may leave details out
         if row.score is None:
             assert row.reason.split(":")[0] in ("validation label needed", "test label needed")
             assert widget.queue.table.item(r, 2).text() == ""
@@ -461,3 +462,13 @@ def test_keys_still_reach_the_canvas_after_the_dock_was_clicked(make_napari_view
     QTest.keyClick(focused, Qt.Key.Key_2)
     assert session.view.labels_layer.selected_label == 2 and session.view.labels_layer.mode == "paint"
     assert combo.currentText() == session.strategy
+
+
+def test_queue_cells_leave_bracketed_details_to_the_tooltip():
+    from medlabeler.ui.widgets.queue import short_reason
+
+    reason = ("entropy 1.084, unlike the labeled and earlier picks (hybrid: of the 40 most uncertain left); "
+              "next to another slice of the same volume in this batch (few other samples left)")
+    assert short_reason(reason) == ("entropy 1.084, unlike the labeled and earlier picks; "
+                                    "next to another slice of the same volume in this batch")
+    assert short_reason("validation label needed: held out") == "validation label needed: held out"

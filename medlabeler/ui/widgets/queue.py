@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
@@ -149,14 +150,14 @@ class QueueWidget(QWidget):
                 where = "" if sample is None else calls.where(sample)
                 # None: a validation/test request; no model: first picks, nothing scored yet
                 score = "" if row.score is None or not ranked else f"{row.score:.3f}"
-                for c, text in enumerate((str(row.sample), where, score, row.reason)):
+                for c, text in enumerate((str(row.sample), where, score, short_reason(row.reason))):
                     item = self.table.item(r, c)
                     if item is None:
                         item = QTableWidgetItem()
                         self.table.setItem(r, c, item)
                     item.setText(text)
                     if c == 3:
-                        item.setToolTip(text)  # the whole reason; the cell may cut it
+                        item.setToolTip(row.reason)  # the whole reason, as `medlabeler queue` prints it
                     if c == 0:
                         item.setData(Qt.ItemDataRole.UserRole, row.sample)
             for column in range(3):
@@ -208,6 +209,12 @@ class QueueWidget(QWidget):
 
     def sample_ids(self) -> list[int]:
         return [row.sample for row in self.rows]
+
+
+def short_reason(reason: str) -> str:
+    """The reason without its bracketed details ("entropy 0.836, unlike the labeled and earlier
+    picks" for the cell; the tooltip has them): a dock's rows stay two lines high, not four."""
+    return re.sub(r" \([^()]*\)", "", reason)
 
 
 def _strategies() -> list[str]:
