@@ -472,3 +472,21 @@ def test_queue_cells_leave_bracketed_details_to_the_tooltip():
     assert short_reason(reason) == ("entropy 1.084, unlike the labeled and earlier picks; "
                                     "next to another slice of the same volume in this batch")
     assert short_reason("validation label needed: held out") == "validation label needed: held out"
+
+
+def test_a_whole_volume_sample_is_shown_radiologically_too(make_napari_viewer, qtbot, tmp_path, brain_files):
+    """A project of whole volumes (unit image) of RAS NIfTIs: the camera turns them as it turns
+    the slices of a slice project; the store answers from the read it made for the pixels."""
+    from medlabeler.engine.project.project_import import create_project
+    from tests.ui.projects import COLORS, NAMES
+
+    images, _ = brain_files
+    project, _ = create_project(tmp_path / "volumes", images, task="segmentation", names=NAMES, colors=COLORS,
+                                unit="image")
+    sample = project.samples()[0]
+    assert sample.is_volume and project.display_orientation(sample) == ("up", "left")
+    project.close()
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, tmp_path / "volumes")
+    assert widget.session.sample.is_volume
+    assert tuple(map(str, viewer.scene.camera.orientation2d)) == ("up", "left")

@@ -129,6 +129,7 @@ class Project:
         self._schema = SCHEMA_VERSION  # the database's (an older one only when open read-only)
         self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
         self._pixels_mutex = threading.Lock()
+        self._orientations: dict[tuple[str, str | None], tuple[str, str]] = {}  # see display_orientation
         self._conn: sqlite3.Connection | None = None
         self._writing: int | None = None  # the thread inside a write transaction (reads its own writes)
         self._readers: dict[threading.Thread, sqlite3.Connection] = {}  # see _reader
@@ -603,7 +604,12 @@ class Project:
                                      "added to the project")
         from ..io import read_image  # imported late: the store works without the readers loaded
 
-        array = np.asarray(read_image(s.path, s.series_uid).array)
+        from ..io.image import display_orientation
+
+        image = read_image(s.path, s.series_uid)
+        array = np.asarray(image.array)
+        with self._pixels_mutex:
+            self._orientations[key] = display_orientation(image.affine)
         if s.is_volume and self.pixel_cache_size > 0:
             array.flags.writeable = False
             with self._pixels_mutex:
@@ -611,6 +617,15 @@ class Project:
                 while len(self._pixels) > self.pixel_cache_size:
                     self._pixels.popitem(last=False)
         return array
+
+    def display_orientation(self, sample: Sample | int) -> tuple[str, str]:
+        """How the sample's source is shown radiologically (`io.image.display_orientation`), known
+        once its pixels were read (read now otherwise)."""
+        s = sample if isinstance(sample, Sample) else self.sample(sample)
+        key = (s.path, s.series_uid)
+        if key not in self._orientations:
+            self._source_array(s)
+        return self._orientations[key]
 
     # --------------------------------------------------------------------------------- labels
     def save_label(self, sample_id: int, value: int | np.ndarray, *, author: str = "",
