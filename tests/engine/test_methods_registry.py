@@ -87,7 +87,7 @@ def test_method_info_lists_defaults():
     assert info["kind"] == "train" and info["defaults"]["threshold"] is None and "Sohn" in info["doc"]  # per task
     thresholds = {task: build_method("fixmatch", task=task, model_factory=factory(task), num_classes=2, in_channels=1,
                                      config={}).threshold for task in ("classification", "segmentation")}
-    assert thresholds == {"classification": 0.95, "segmentation": 0.8}
+    assert thresholds == {"classification": 0.95, "segmentation": 0.95}  # segmentation: chosen at 128 px
     assert method_info("srcl")["defaults"]["contrastive_weight"] is None  # per task, chosen on validation
     weights = {task: build_method("srcl", task=task, model_factory=factory(task), num_classes=2, in_channels=1,
                                   config={}).contrastive_weight for task in ("classification", "segmentation")}
