@@ -32,8 +32,12 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Volumes at least this large (float32 bytes) are read on a thread before their slice opens: a
 #: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) a fraction of one.
 READ_ON_A_THREAD_BYTES = 64 * 2**20
+#: How long the slider rests on another slice of a stack before that slice becomes the open sample.
+FOLLOW_SLICE_MS = 400
 #: A saved mask with less of its pixels painted than this gets a note: unpainted pixels are background.
 SPARSE_SHARE = 0.01
+#: ...on a validation or test sample without a prediction to compare with, this share.
+HELD_OUT_SPARSE_SHARE = 0.05
 #: ...or less than this share of what the model's prediction of the sample finds as structure.
 PARTIAL_SHARE = 0.5
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
@@ -154,8 +158,9 @@ def held_out_refusal(sample) -> str:
         getattr(sample, "split", None))
     if role is None:
         return ""
-    return (f"sample {sample.id} is a {role[0]} sample: its label {role[1]}, so the model's own prediction "
-            "is not accepted as it. Use 'Correct it…' to check and edit the prediction, then save with s.")
+    return (f"sample {sample.id} is a {role[0]} sample: its label {role[1]}, so it must be checked by you, "
+            "not the model's prediction taken unchecked. 'Correct it…' copies the prediction into your labels "
+            "to check and edit; then save with s.")
 
 
 class Session(QObject):
@@ -220,6 +225,13 @@ class Session(QObject):
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
+        # The slider moved to another slice of the stack: once it rests there, that slice is the
+        # open sample (the dock, the queue and the prediction follow; its strokes save to it).
+        self._follow_timer = QTimer(self)
+        self._follow_timer.setSingleShot(True)
+        self._follow_timer.setInterval(FOLLOW_SLICE_MS)
+        self._follow_timer.timeout.connect(self._follow_slice)
+        viewer.dims.events.current_step.connect(self._slice_moved)
 
     @property
     def viewer(self):
@@ -381,6 +393,21 @@ class Session(QObject):
                 self.view.prepare_overlays()
                 self._start_background(calls.prediction_only_run(self.project, sample.id), "Predicting", preempt=False)
         self.rank_ahead()
+
+    def _slice_moved(self, _event=None) -> None:
+        try:
+            if self.view is not None and self.view.shown is not None and self.view.shown.is_stack:
+                self._follow_timer.start()  # restarted by every step: a scroll opens where it stops
+        except RuntimeError:  # the session's Qt side is gone (the window closed)
+            pass
+
+    @main_thread_only
+    def _follow_slice(self) -> None:
+        if self.project is None or self.view is None or self.sample is None or self.reading is not None:
+            return
+        on_screen = self.view.sample_on_screen()
+        if on_screen is not None and on_screen[0] != self.sample.id:
+            self.open_sample(on_screen[0])
 
     def _read_then_open(self, sample) -> None:
         self.reading = sample.id
@@ -565,13 +592,14 @@ class Session(QObject):
         pred = self.predictions.get(sample_id)
         found = (float(np.count_nonzero(pred.label)) / max(mask.size, 1)
                  if pred is not None and isinstance(pred.label, np.ndarray) and pred.label.shape == mask.shape else 0.0)
-        if not (0 < share < SPARSE_SHARE or share < PARTIAL_SHARE * found):
-            return None
         split = next((s.split for s in self.project.samples(ids=[sample_id])), None)
         role = {"val": "a validation label chooses the model", "test": "a test label measures the model"}.get(split)
-        against = f" where the model finds {found:.1%} of structure" if share >= SPARSE_SHARE else ""
-        return (f"sample {sample_id} has only {share:.1%} of its pixels painted{against}; every unpainted pixel "
-                f"counts as background{f' and {role}' if role else ''}: paint each structure whole")
+        sparse = HELD_OUT_SPARSE_SHARE if role and not found else SPARSE_SHARE
+        if not (0 < share < sparse or share < PARTIAL_SHARE * found):
+            return None
+        against = f" (the model finds {found:.1%})" if found and share >= SPARSE_SHARE else ""
+        return (f"sample {sample_id}: only {share:.1%} painted{against}; unpainted pixels count as background"
+                f"{f' and {role}' if role else ''}: paint each structure whole")
 
     @main_thread_only
     def save_as_background(self) -> bool:
@@ -706,7 +734,7 @@ class Session(QObject):
         if pred is None or pred.label is None:
             show_error_message("There is no prediction for this sample yet.")
             return False
-        refusal = held_out_refusal(self.sample)
+        refusal = held_out_refusal(self.sample) or self._hand_label_refusal()
         if refusal:
             self.viewer.status = refusal
             return False
@@ -715,6 +743,15 @@ class Session(QObject):
         self.view.set_current_mask(pred.label)
         self._from_prediction.add(self.sample.id)
         return self.save_current() > 0 or self._already_saved(pred)
+
+    def _hand_label_refusal(self) -> str:
+        """Why a one-click accept would not replace the open sample's label ("" if it may): a label a
+        person drew or corrected is not overwritten by the model's prediction unasked."""
+        label = self.project.label(self.sample.id)
+        if label is None or label.origin not in ("manual", "corrected_prediction"):
+            return ""
+        return (f"sample {self.sample.id} has your label (v{label.version}): the prediction does not replace it "
+                "in one click. 'Correct it…' copies the prediction into your labels to edit; then save with s.")
 
     def _already_saved(self, pred) -> bool:
         pending = self.pending_labels()

@@ -201,7 +201,17 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
     layer.refresh()
     press(viewer, "s")
     assert session.flush_saves()
-    assert "every unpainted pixel counts as background" in viewer.status, viewer.status
+    assert "unpainted pixels count as background" in viewer.status, viewer.status
+
+    # On a held-out sample with no model to compare with, a few percent painted is called strokes too.
+    test_sample = next(s for s in project.samples(split="test") if project.label(s.id) is None)
+    session.open_sample(test_sample.id)
+    data = np.asarray(layer.data)
+    data[test_sample.slice_index, 5:15, 5:15] = 1  # 100 of 2950 pixels: 3.4%
+    layer.refresh()
+    press(viewer, "s")
+    assert session.flush_saves()
+    assert "unpainted pixels count as background and a test label measures the model" in viewer.status
 
 
 def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain_project):
@@ -428,8 +438,8 @@ def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_vie
     layer.refresh()
     press(viewer, "s")
     assert session.flush_saves()
-    assert "every unpainted pixel counts as background and a validation label chooses the model" in viewer.status
-    assert f"where the model finds {found:.1%} of structure" in viewer.status, viewer.status
+    assert "unpainted pixels count as background and a validation label chooses the model" in viewer.status
+    assert f"(the model finds {found:.1%})" in viewer.status, viewer.status
 
 
 def test_keys_still_reach_the_canvas_after_the_dock_was_clicked(make_napari_viewer, qtbot, brain_project):
@@ -490,3 +500,21 @@ def test_a_whole_volume_sample_is_shown_radiologically_too(make_napari_viewer, q
     widget = build_app(viewer, tmp_path / "volumes")
     assert widget.session.sample.is_volume
     assert tuple(map(str, viewer.scene.camera.orientation2d)) == ("up", "left")
+
+
+def test_the_open_sample_follows_the_slider_once_it_rests(make_napari_viewer, qtbot, brain_project, caplog):
+    """Scrolled to another slice of the volume, strokes save to that slice: once the slider rests
+    there it is the open sample, and the dock, the log and the queue say so (a user saved slice 57
+    while the dock still said 68)."""
+    caplog.set_level(logging.INFO, logger="medlabeler")
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    shown = session.view.shown
+    first = session.sample
+    z, other = next((z, sid) for z, sid in sorted(shown.slices.items()) if sid != first.id)
+    viewer.dims.set_point(0, z * shown.scale[0])
+    assert session.sample.id == first.id  # not at once: a scroll passes many slices
+    qtbot.waitUntil(lambda: session.sample.id == other, timeout=5_000)
+    assert last_opened(caplog) == other
+    assert f"sample {other} " in widget.label.sample_label.text(), widget.label.sample_label.text()

@@ -161,6 +161,12 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert "test sample" in widget.review.accept_button.toolTip()
     assert not session.accept_prediction() and "Correct it" in viewer.status
     assert session.flush_saves() and held_out.id not in project.labeled_ids()
+    # Nor does it replace a label someone drew or corrected.
+    hand = next(i for i in labeled if project.sample(i).split == "train")
+    session.open_sample(hand)
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    assert not session.accept_prediction() and f"sample {hand} has your label" in viewer.status
+    assert session.flush_saves() and project.label(hand).origin == "manual"
 
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "app-after-retrain")
     save_screenshot(grab(widget), tmp_path, "medlabeler-dock")

@@ -110,7 +110,8 @@ class MetricsWidget(QWidget):
             self.ax.grid(alpha=0.3)
             self.ax.legend(fontsize=7, loc="lower right")
             self.canvas.draw_idle()
-            self.caption.setText(f"active model v{last[2]}: validation {name} {last[1]:.3f} with {last[0]} labels "
+            self.caption.setText(f"active model v{last[2]}: validation {name} {last[1]:.3f} with {last[0]} training "
+                                 f"label{'' if last[0] == 1 else 's'} "
                                  f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})")
         elif project is not None and not project.samples(split="val", labeled=True):
             self.caption.setText("No validation labels yet: the queue mixes in validation samples; label some "

@@ -99,7 +99,8 @@ class ReviewWidget(QWidget):
         has = pred is not None and pred.label is not None
         refusal = held_out_refusal(self.session.sample) if has else ""
         self.accept_button.setEnabled(has and not refusal)
-        self.accept_button.setToolTip(refusal or "Save the prediction as this sample's label")
+        # rich text: Qt wraps it (a plain tooltip was one line across the image)
+        self.accept_button.setToolTip(f"<p>{refusal}</p>" if refusal else "Save the prediction as this sample's label")
         self.edit_button.setEnabled(has and task is not None and task.kind == "segmentation")
         self.edit_button.setVisible(task is None or task.kind == "segmentation")
         classification = task is not None and task.kind == "classification"
@@ -113,7 +114,7 @@ class ReviewWidget(QWidget):
         if not has:
             active = self.session.project.active_model() if self.session.project else None
             self.summary.setText("No model yet: one trains by itself once a training sample is labeled "
-                                 "(or press Retrain in the Train tab)." if active is None
+                                 "(or press Retrain now in the Train tab)." if active is None
                                  else "Prediction is being computed…" if self.session.sample else "No sample open.")
             return
         if self.session.view is not None:
