@@ -25,7 +25,7 @@ GRADCAM_KEY = "g"
 SEGMENTATION_KEYS = (
     ("1-9", "pick label 1-9 and the brush (replaces napari's digit mode keys)"),
     ("E", "eraser (napari)"),
-    ("F", "fill (napari)"),
+    ("F", "fill an area closed by your strokes (napari; it fills your labels, not the image)"),
     ("P", "brush (napari)"),
     ("[ ]", "smaller / larger brush (napari)"),
     ("Z", "pan and zoom (napari; hold Space for a moment)"),

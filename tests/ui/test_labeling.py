@@ -518,3 +518,14 @@ def test_the_open_sample_follows_the_slider_once_it_rests(make_napari_viewer, qt
     qtbot.waitUntil(lambda: session.sample.id == other, timeout=5_000)
     assert last_opened(caplog) == other
     assert f"sample {other} " in widget.label.sample_label.text(), widget.label.sample_label.text()
+
+
+def test_the_dock_brush_follows_napari_brush_size(make_napari_viewer, qtbot, brain_project):
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    layer = widget.session.view.labels_layer
+    press(viewer, "1")
+    layer.brush_size = 23  # napari's own slider or its [ ] keys
+    assert widget.label.brush.value() == 23
+    widget.label.class_buttons[1].click()  # a label button keeps that size
+    assert layer.selected_label == 2 and layer.brush_size == 23

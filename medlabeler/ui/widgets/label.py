@@ -119,7 +119,28 @@ class LabelWidget(QWidget):
 
     def _sample_opened(self, sample) -> None:
         self.sample_label.setText(sample_text(sample))
+        self._follow_brush()
         self._show_current()
+
+    def _follow_brush(self) -> None:
+        """The slider follows napari's own brush size (its `[` `]` keys and slider): a label
+        button would otherwise set the brush back to the slider's stale size."""
+        layer = self.session.view.labels_layer if self.session.view else None
+        if layer is None or layer is getattr(self, "_brush_layer", None):
+            return
+        self._brush_layer = layer
+        layer.events.brush_size.connect(self._brush_size_changed)
+        self._brush_size_changed()
+
+    def _brush_size_changed(self, _event=None) -> None:
+        layer = getattr(self, "_brush_layer", None)
+        try:
+            if layer is not None and self.brush.value() != int(round(layer.brush_size)):
+                self.brush.blockSignals(True)  # napari has it already: no echo back
+                self.brush.setValue(int(round(layer.brush_size)))
+                self.brush.blockSignals(False)
+        except RuntimeError:  # the widget is gone (the dock closed)
+            pass
 
     def _show_current(self) -> None:
         session = self.session
