@@ -109,3 +109,21 @@ def test_a_project_another_app_writes_to_opens_read_only_and_cannot_be_painted(m
     finally:
         other_app.close()
     assert Project.open(brain_project).close() is None  # the read-only app took no lock
+
+
+def test_a_save_updates_the_counts_without_rebuilding_the_recent_list(make_napari_viewer, monkeypatch,
+                                                                      brain_project):
+    from medlabeler.ui import session as session_module
+    from medlabeler.ui.app import build_app
+
+    viewer = make_napari_viewer()
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    reads = []
+    real = session_module.recent_projects
+    monkeypatch.setattr(session_module, "recent_projects", lambda: reads.append(1) or real())
+    session.view.labels_layer.data[session.sample.slice_index, 10:20, 10:20] = 1
+    session.save_current()
+    assert session.flush_saves()
+    assert "1 of 24 samples labeled" in widget.project.counts_label.text()
+    assert reads == []  # the list of recent projects changes when a project opens, not on a save

@@ -93,7 +93,7 @@ class ProjectWidget(QWidget):
         browse_root.clicked.connect(lambda: self._browse(self.root_edit))
         self.create_button.clicked.connect(self.create_from_form)
         connect(self, self.session.project_changed, self.refresh)
-        connect(self, self.session.labels_changed, self.refresh)
+        connect(self, self.session.labels_changed, self._labels_changed)
         self.refresh()
         leave_keys_to_the_canvas(self)
 
@@ -128,6 +128,15 @@ class ProjectWidget(QWidget):
             self.viewer.status = summary.splitlines()[0]  # warnings also went to a notification
         return summary
 
+    def _labels_changed(self) -> None:
+        """After a save only the counts change: the recent projects' list (a file read and a stat
+        per project) is not rebuilt on the main thread after every save."""
+        self._show_counts()
+
+    def _show_counts(self) -> None:
+        if self.session.project is not None:
+            self.counts_label.setText(counts_text(self.session.counts()))
+
     def refresh(self) -> None:
         from medlabeler.ui.session import recent_projects
 
@@ -141,7 +150,7 @@ class ProjectWidget(QWidget):
         task = project.task
         self.path_label.setText(f"<b>{Path(project.root).name}</b>: {task.kind} of {', '.join(task.names)} "
                                 f"(one sample per {task.unit})" + (" — read-only" if project.readonly else ""))
-        self.counts_label.setText(counts_text(self.session.counts()))
+        self._show_counts()
 
 
 def counts_text(status: dict) -> str:
