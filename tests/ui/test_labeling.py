@@ -529,3 +529,15 @@ def test_the_dock_brush_follows_napari_brush_size(make_napari_viewer, qtbot, bra
     assert widget.label.brush.value() == 23
     widget.label.class_buttons[1].click()  # a label button keeps that size
     assert layer.selected_label == 2 and layer.brush_size == 23
+
+
+def test_each_queue_order_says_what_it_puts_first(make_napari_viewer, brain_project):
+    from qtpy.QtCore import Qt as QtCore_Qt
+
+    viewer = make_napari_viewer()
+    combo = build_app(viewer, brain_project).queue.strategy_combo
+    tips = {combo.itemText(i): combo.itemData(i, QtCore_Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())}
+    assert "disagree" in tips["bald"] and "least like any labeled" in tips["kcenter"]
+    assert "(the default)" in combo.toolTip()
+    combo.setCurrentText("random")
+    assert combo.toolTip().startswith("random: a random order")

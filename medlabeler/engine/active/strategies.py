@@ -45,6 +45,17 @@ ENTRY_POINT_GROUP = "medlabeler.strategies"
 MODEL_VERSION_KEY = "model_version"
 DEFAULT_STRATEGY = "hybrid"
 UNCERTAINTY_PREFERENCE = ("entropy", "bald", "margin", "least_confidence")
+#: What each built-in strategy puts first, in plain words (the app's tooltips; a plugin's strategy
+#: shows its name alone).
+STRATEGY_HELP = {
+    "hybrid": "the most uncertain samples, chosen so that each batch is varied (the default)",
+    "entropy": "the samples the model is least sure about (entropy of its prediction)",
+    "margin": "the samples whose two likeliest labels are closest",
+    "least_confidence": "the samples whose likeliest label has the lowest probability",
+    "bald": "the samples on which repeated predictions (MC dropout) disagree most",
+    "kcenter": "the samples least like any labeled one, to cover the images' variety",
+    "random": "a random order: the control the other orders are compared with",
+}
 SCORE_WORDS = {
     "entropy": "entropy",
     "margin": "margin uncertainty",

@@ -49,7 +49,11 @@ class QueueWidget(QWidget):
         self.view_combo.addItems(VIEWS)
         self.strategy_combo = CompactCombo(4)
         self.strategy_combo.addItems(_strategies())
+        for i in range(self.strategy_combo.count()):
+            self.strategy_combo.setItemData(i, strategy_help(self.strategy_combo.itemText(i)),
+                                            Qt.ItemDataRole.ToolTipRole)
         self.strategy_combo.setCurrentText(self.session.strategy)
+        self.strategy_combo.setToolTip(strategy_help(self.strategy_combo.currentText()))
         controls.addWidget(QLabel("Queue"))
         controls.addWidget(self.view_combo, 1)
         controls.addWidget(QLabel("by"))
@@ -105,6 +109,7 @@ class QueueWidget(QWidget):
         self.refresh()  # after a save, the queue without the sample just saved: often ranked already
 
     def _strategy_changed(self, name: str) -> None:
+        self.strategy_combo.setToolTip(strategy_help(name))
         self.session.strategy = name
         self.refresh(wait=True)
 
@@ -209,6 +214,16 @@ class QueueWidget(QWidget):
 
     def sample_ids(self) -> list[int]:
         return [row.sample for row in self.rows]
+
+
+def strategy_help(name: str) -> str:
+    """"kcenter: the samples least like any labeled one…": what an order puts first."""
+    try:
+        from medlabeler.engine.active.strategies import STRATEGY_HELP
+    except ImportError:
+        return name
+    text = STRATEGY_HELP.get(name)
+    return f"{name}: {text} first" if text else name
 
 
 def short_reason(reason: str) -> str:
