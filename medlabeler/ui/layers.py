@@ -276,7 +276,7 @@ class SampleView:
             slices = {}
             is_stack = False
             # a whole volume as a radiologist reads it (known from the read above); a 2D image as stored
-            orientation = self.project.display_orientation(sample) if sample.is_volume else ("down", "right")
+            orientation = self.project.display_orientation(sample)
         rgb = not sample.is_volume and pixels.ndim == 3 and pixels.shape[-1] in (3, 4)
         if rgb and pixels.dtype != np.uint8:
             pixels = np.clip(pixels, 0, 255).astype(np.uint8)

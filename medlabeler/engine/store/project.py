@@ -608,8 +608,9 @@ class Project:
 
         image = read_image(s.path, s.series_uid)
         array = np.asarray(image.array)
-        with self._pixels_mutex:
-            self._orientations[key] = display_orientation(image.affine)
+        if s.is_volume:  # only volumes are turned on screen (a 2D image is shown as stored)
+            with self._pixels_mutex:
+                self._orientations[key] = display_orientation(image.affine)
         if s.is_volume and self.pixel_cache_size > 0:
             array.flags.writeable = False
             with self._pixels_mutex:
@@ -620,8 +621,10 @@ class Project:
 
     def display_orientation(self, sample: Sample | int) -> tuple[str, str]:
         """How the sample's source is shown radiologically (`io.image.display_orientation`), known
-        once its pixels were read (read now otherwise)."""
+        once its pixels were read (read now otherwise); a 2D image as stored."""
         s = sample if isinstance(sample, Sample) else self.sample(sample)
+        if not s.is_volume:
+            return ("down", "right")
         key = (s.path, s.series_uid)
         if key not in self._orientations:
             self._source_array(s)

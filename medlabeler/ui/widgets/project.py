@@ -93,7 +93,9 @@ class ProjectWidget(QWidget):
         browse_root.clicked.connect(lambda: self._browse(self.root_edit))
         self.create_button.clicked.connect(self.create_from_form)
         connect(self, self.session.project_changed, self.refresh)
-        connect(self, self.session.labels_changed, self._labels_changed)
+        # after a save only the counts change: the recent projects' list (a file read and a stat per
+        # project) is not rebuilt on the main thread after every save
+        connect(self, self.session.labels_changed, self._show_counts)
         self.refresh()
         leave_keys_to_the_canvas(self)
 
@@ -127,11 +129,6 @@ class ProjectWidget(QWidget):
         if summary:
             self.viewer.status = summary.splitlines()[0]  # warnings also went to a notification
         return summary
-
-    def _labels_changed(self) -> None:
-        """After a save only the counts change: the recent projects' list (a file read and a stat
-        per project) is not rebuilt on the main thread after every save."""
-        self._show_counts()
 
     def _show_counts(self) -> None:
         if self.session.project is not None:
