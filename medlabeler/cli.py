@@ -92,11 +92,13 @@ def _metrics_text(metrics: dict) -> str:
 def _model_figures(model, decision) -> str:
     """A model's own validation figures, else the one measured when it was promoted or kept (a run
     that started before any validation label was saved has none of its own)."""
-    figures = _metrics_text(model.metrics)
-    measured = decision.measured() if decision is not None else None
-    if figures == "no metrics" and measured is not None:
-        return f"val {measured[0]} {measured[1]:.3f} (measured when it was decided)"
-    return figures if figures == "no metrics" else "val " + figures
+    from medlabeler.engine.workflows.promotion import validation_figure
+
+    figure = validation_figure(model.metrics, decision)
+    if figure is None:
+        return "no metrics"
+    name, value, at_decision = figure
+    return f"val {name} {value:.3f} (measured when it was decided)" if at_decision else "val " + _metrics_text(model.metrics)
 
 
 # --- commands ---------------------------------------------------------------------------------

@@ -323,8 +323,13 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
 
 def model_metric(metrics: dict) -> tuple[str, float] | None:
     """The headline validation metric of a model version (Dice for segmentation, else AUC/accuracy)."""
-    for key in ("dice", "auc", "balanced_accuracy", "accuracy"):
-        value = metrics.get(key) if metrics else None
-        if isinstance(value, (int, float)) and np.isfinite(value):
-            return key, float(value)
-    return None
+    from medlabeler.engine.workflows.promotion import headline_metric
+
+    return headline_metric(metrics)
+
+
+def validation_figure(metrics: dict, decision) -> tuple[str, float, bool] | None:
+    """A version's own headline validation metric, else the one measured at its promotion decision."""
+    from medlabeler.engine.workflows.promotion import validation_figure as figure
+
+    return figure(metrics, decision)

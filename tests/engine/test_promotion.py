@@ -46,6 +46,17 @@ def test_a_one_step_run_after_a_good_one_is_kept_not_promoted(project):
     project.activate(good.version)
 
 
+def test_a_version_is_shown_with_its_own_figure_else_the_one_measured_at_its_decision():
+    decided = promotion.Decision(candidate=3, promoted=False, message="", metric="dice", candidate_value=0.71)
+    assert promotion.validation_figure({"dice": 0.8, "auc": 0.9}, decided) == ("dice", 0.8, False)
+    assert promotion.validation_figure({"dice": None, "auc": float("nan"), "accuracy": 0.6}, None) == (
+        "accuracy", 0.6, False)
+    assert promotion.validation_figure({}, decided) == ("dice", 0.71, True)
+    assert promotion.validation_figure({"dice": float("nan")}, None) is None
+    undefined = promotion.Decision(candidate=3, promoted=False, message="", metric="dice", candidate_value=float("nan"))
+    assert promotion.validation_figure({}, undefined) is None
+
+
 def test_an_equal_model_within_the_tolerance_is_promoted(project, capsys):
     active = project.active_model()
     decision = promotion.decide(project, active.version)

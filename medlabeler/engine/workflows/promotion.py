@@ -81,6 +81,27 @@ def _pick(task_kind: str, metrics: dict[str, float]) -> tuple[str, float | None]
     return names[0], None
 
 
+def headline_metric(metrics: dict[str, Any] | None) -> tuple[str, float] | None:
+    """(name, value) of a model's headline validation metric (Dice for segmentation, else AUC, then
+    balanced accuracy, then accuracy); None when it has none that is finite."""
+    for name in ("dice", *METRICS["classification"]):
+        value = (metrics or {}).get(name)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return name, float(value)
+    return None
+
+
+def validation_figure(metrics: dict[str, Any] | None, decision: Decision | None) -> tuple[str, float, bool] | None:
+    """(name, value, measured_at_decision) that a model version is shown with: its own headline
+    validation metric, else the one measured when it was promoted or kept (a run that started
+    before any validation label was saved has none of its own). None: neither exists."""
+    own = headline_metric(metrics)
+    if own is not None:
+        return (*own, False)
+    measured = decision.measured() if decision is not None else None
+    return (*measured, True) if measured is not None else None
+
+
 def validation_metric(project, version: int, *, device=None, metric: str | None = None
                       ) -> tuple[str, float | None, int]:
     """(metric name, value or None, validation samples) of a model version on the current val labels."""

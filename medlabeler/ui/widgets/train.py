@@ -440,10 +440,8 @@ class TrainWidget(QWidget):
             decisions[decision.candidate] = decision
         self.models_table.setRowCount(len(models))
         for r, m in enumerate(sorted(models, key=lambda m: m.version, reverse=True)):
-            # training's own validation figure; else the one measured when it was promoted or kept (a
-            # run that started before any validation label was saved has none of its own)
             decision = decisions.get(m.version)
-            metric = calls.model_metric(m.metrics or {}) or (decision.measured() if decision is not None else None)
+            metric = calls.validation_figure(m.metrics or {}, decision)
             is_active = active is not None and m.version == active.version
             cells = [f"{ACTIVE_MARK} v{m.version}" if is_active else f"v{m.version}",
                      self._status_of(decision, m, is_active), str(m.n_labels or 0),
