@@ -227,6 +227,7 @@ class Session(QObject):
             app.aboutToQuit.connect(self.shutdown)
         # The slider moved to another slice of the stack: once it rests there, that slice is the
         # open sample (the dock, the queue and the prediction follow; its strokes save to it).
+        self._closing = False  # close_project is under way
         self._follow_timer = QTimer(self)
         self._follow_timer.setSingleShot(True)
         self._follow_timer.setInterval(FOLLOW_SLICE_MS)
@@ -324,6 +325,16 @@ class Session(QObject):
     def close_project(self) -> None:
         if self.project is None:
             return
+        # the slider moves while layers go and events run while jobs stop: nothing opens meanwhile
+        # (a quit had opened samples 1 and 150, saving the strokes of the one open to each)
+        self._closing = True
+        self._follow_timer.stop()
+        try:
+            self._close_project()
+        finally:
+            self._closing = False
+
+    def _close_project(self) -> None:
         self.save_current()
         self.flush_saves()  # every label on disk before the project closes
         self.jobs.cancel_all()
@@ -366,7 +377,7 @@ class Session(QObject):
         slice of a large volume not read yet is read on a thread first (seconds for a CT series):
         the window stays live, the status bar says so, and the sample opens when its volume is in
         memory."""
-        if self.project is None:
+        if self.project is None or self._closing:
             return
         if save_first:
             self.save_current()
@@ -396,14 +407,14 @@ class Session(QObject):
 
     def _slice_moved(self, _event=None) -> None:
         try:
-            if self.view is not None and self.view.shown is not None and self.view.shown.is_stack:
+            if not self._closing and self.view is not None and self.view.shown is not None and self.view.shown.is_stack:
                 self._follow_timer.start()  # restarted by every step: a scroll opens where it stops
         except RuntimeError:  # the session's Qt side is gone (the window closed)
             pass
 
     @main_thread_only
     def _follow_slice(self) -> None:
-        if self.project is None or self.view is None or self.sample is None or self.reading is not None:
+        if self._closing or self.project is None or self.view is None or self.sample is None or self.reading is not None:
             return
         on_screen = self.view.sample_on_screen()
         if on_screen is not None and on_screen[0] != self.sample.id:

@@ -520,6 +520,25 @@ def test_the_open_sample_follows_the_slider_once_it_rests(make_napari_viewer, qt
     assert f"sample {other} " in widget.label.sample_label.text(), widget.label.sample_label.text()
 
 
+def test_closing_opens_nothing_though_the_slider_moved_and_events_run(make_napari_viewer, qtbot, brain_project,
+                                                                      caplog, monkeypatch):
+    """A quit opened samples 1 and 150 (saving the open one's strokes to each) while it waited for
+    the jobs to stop: the slider had moved as the layers went, and the follow timer fired."""
+    from medlabeler.ui.session import FOLLOW_SLICE_MS
+
+    caplog.set_level(logging.INFO, logger="medlabeler")
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    shown = session.view.shown
+    z = next(z for z, sid in sorted(shown.slices.items()) if sid != session.sample.id)
+    viewer.dims.set_point(0, z * shown.scale[0])  # the follow timer starts
+    opened_before = last_opened(caplog)
+    # a training step takes its time to stop: events run meanwhile, as in `wait_idle`
+    monkeypatch.setattr(session.jobs, "wait_idle", lambda timeout_s=60: qtbot.wait(3 * FOLLOW_SLICE_MS) or True)
+    session.close_project()
+    assert session.project is None and last_opened(caplog) == opened_before
+
+
 def test_the_dock_brush_follows_napari_brush_size(make_napari_viewer, qtbot, brain_project):
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, brain_project)
