@@ -160,7 +160,15 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     from medlabeler.engine.project.export import export_project
 
-    with _open(args.project) as project:  # writable: the export is recorded in the audit log
+    from medlabeler.engine.errors import ProjectLockedError
+
+    try:
+        project = _open(args.project)  # writable: the export is recorded in the audit log
+    except ProjectLockedError as exc:  # the app has it open: export what it has saved so far
+        project = _open(args.project, readonly=True)
+        print(f"note: the project is open in another app{f' ({exc.holder})' if exc.holder else ''}: exporting "
+              "the labels saved there so far, read-only (this export is not recorded in the project's audit log)")
+    with project:
         files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,
                                deidentify=args.deidentify)
     _say_seg_identity(args)

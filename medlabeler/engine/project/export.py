@@ -40,8 +40,9 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
         files = export_segs(project, out, deidentify=deidentify, keep_names=keep_names)
     else:
         raise ValueError(f"unknown export format {fmt!r} (nifti, csv or dicom-seg)")
-    project.audit("export", format=fmt, files=len(files), keep_names=keep_names,
-                  **({"deidentify": deidentify} if fmt == "dicom-seg" else {}))
+    if not project.readonly:  # a read-only handle (the app holds the project) cannot record it
+        project.audit("export", format=fmt, files=len(files), keep_names=keep_names,
+                      **({"deidentify": deidentify} if fmt == "dicom-seg" else {}))
     return files
 
 

@@ -1,0 +1,32 @@
+"""`medlabeler export` while the app holds the project open for writing: it exports what is saved."""
+
+import numpy as np
+
+from medlabeler.cli import main
+from medlabeler.engine.io import read_image
+from medlabeler.engine.project.project_import import create_project
+from medlabeler.engine.store import Project
+from tests.engine.io_fixtures import write_nifti
+
+
+def test_export_reads_a_project_another_app_holds_open(tmp_path, capsys):
+    volume = np.arange(4 * 6 * 5, dtype=np.float32).reshape(4, 6, 5)
+    source = write_nifti(tmp_path / "images" / "v.nii.gz", volume)
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["a"])
+    mask = np.zeros((6, 5), np.uint8)
+    mask[2:4, 1:3] = 1
+    with project:
+        sample = project.samples()[1]
+        project.save_label(sample.id, mask, author="clinician")
+        audits_before = len(project.audit_log())
+        # the app keeps the project open for writing (this handle holds the lock) while a script exports
+        assert main(["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "out")]) == 0
+        out = capsys.readouterr().out
+        assert "open in another app" in out and "read-only" in out and "not recorded" in out
+        assert len(project.audit_log()) == audits_before  # nothing was written behind the app's back
+    exported = read_image(tmp_path / "out" / "volume_0001_labels.nii.gz").array
+    assert np.array_equal(exported[sample.slice_index], mask)
+    # with the app closed, the export is recorded as before
+    assert main(["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "out2")]) == 0
+    with Project.open(tmp_path / "proj", readonly=True) as project:
+        assert project.audit_log()[-1]["action"] == "export"
