@@ -272,7 +272,8 @@ class SampleView:
         else:
             pixels = self.project.load_pixels(sample)  # a 2D image, or a whole volume
             scale = tuple(float(v) for v in sample.spacing)
-            limits = None
+            window = self.project.display_window(sample)  # a whole CT keeps its DICOM window, as its slices do
+            limits = contrast_limits(pixels, window) if window is not None else None
             slices = {}
             is_stack = False
             # a whole volume as a radiologist reads it (known from the read above); a 2D image as stored
@@ -292,7 +293,7 @@ class SampleView:
             self._set_layer(LABELS, labels, "labels", scale=scale, **self._layer_spec(LABELS)[2])
         self._blank_overlays()
         self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
-        if is_stack and pixels.ndim == 3:  # the slider reads "slice 50", as the queue does (from 0)
+        if pixels.ndim == 3 and not rgb:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
         camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
         turned = (hasattr(camera, "orientation2d")  # napari >= 0.5.5

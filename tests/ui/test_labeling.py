@@ -502,6 +502,27 @@ def test_a_whole_volume_sample_is_shown_radiologically_too(make_napari_viewer, q
     assert tuple(map(str, viewer.scene.camera.orientation2d)) == ("up", "left")
 
 
+def test_a_whole_ct_volume_keeps_its_dicom_window_and_the_slider_says_slice(make_napari_viewer, tmp_path):
+    """A whole-volume project (unit image) of a CT series: shown with the series' own window (W400/L40),
+    as its slices are in a slice project, not with the percentiles of every voxel (a user found the
+    brain flat grey); napari's slider reads "slice", not "-3"."""
+    from medlabeler.engine.project.project_import import create_project
+    from tests.engine.io_fixtures import write_dicom_series
+
+    hu = np.full((6, 24, 20), -1000.0)
+    hu[:, 4:20, 4:16] = 40.0
+    hu[:, 8:12, 6:10] = 1200.0  # bone: far outside the brain window
+    write_dicom_series(tmp_path / "ct", hu, window=(40.0, 400.0))
+    project, _ = create_project(tmp_path / "proj", tmp_path / "ct", task="segmentation", names=["bone"],
+                                unit="image")
+    project.close()
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, tmp_path / "proj")
+    assert widget.session.sample.is_volume
+    assert tuple(widget.session.view.layers["image"].contrast_limits) == (-160.0, 240.0)
+    assert viewer.dims.axis_labels[0] == "slice"
+
+
 def test_the_open_sample_follows_the_slider_once_it_rests(make_napari_viewer, qtbot, brain_project, caplog):
     """Scrolled to another slice of the volume, strokes save to that slice: once the slider rests
     there it is the open sample, and the dock, the log and the queue say so (a user saved slice 57

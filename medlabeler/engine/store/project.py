@@ -129,7 +129,8 @@ class Project:
         self._schema = SCHEMA_VERSION  # the database's (an older one only when open read-only)
         self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
         self._pixels_mutex = threading.Lock()
-        self._orientations: dict[tuple[str, str | None], tuple[str, str]] = {}  # see display_orientation
+        # how each volume read is shown: (orientation, window); see display_orientation, display_window
+        self._display: dict[tuple[str, str | None], tuple[tuple[str, str], tuple[float, float] | None]] = {}
         self._conn: sqlite3.Connection | None = None
         self._writing: int | None = None  # the thread inside a write transaction (reads its own writes)
         self._readers: dict[threading.Thread, sqlite3.Connection] = {}  # see _reader
@@ -610,7 +611,7 @@ class Project:
         array = np.asarray(image.array)
         if s.is_volume:  # only volumes are turned on screen (a 2D image is shown as stored)
             with self._pixels_mutex:
-                self._orientations[key] = display_orientation(image.affine)
+                self._display[key] = (display_orientation(image.affine), image.window)
         if s.is_volume and self.pixel_cache_size > 0:
             array.flags.writeable = False
             with self._pixels_mutex:
@@ -625,10 +626,20 @@ class Project:
         s = sample if isinstance(sample, Sample) else self.sample(sample)
         if not s.is_volume:
             return ("down", "right")
+        return self._display_of(s)[0]
+
+    def display_window(self, sample: Sample | int) -> tuple[float, float] | None:
+        """The window (centre, width) the source file of a volume sample asks to be shown with (a CT's
+        DICOM window), known once its pixels were read (read now otherwise); None without one, and
+        for 2D images."""
+        s = sample if isinstance(sample, Sample) else self.sample(sample)
+        return self._display_of(s)[1] if s.is_volume else None
+
+    def _display_of(self, s: Sample) -> tuple[tuple[str, str], tuple[float, float] | None]:
         key = (s.path, s.series_uid)
-        if key not in self._orientations:
+        if key not in self._display:
             self._source_array(s)
-        return self._orientations[key]
+        return self._display[key]
 
     # --------------------------------------------------------------------------------- labels
     def save_label(self, sample_id: int, value: int | np.ndarray, *, author: str = "",
