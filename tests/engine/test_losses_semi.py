@@ -68,7 +68,7 @@ def test_softmax_mse_matches_loop_reference(shape):
 
 
 # ------------------------------------------------------------------ soft Dice
-def reference_dice(logits, target, smooth=1e-5, include_background=True):
+def reference_dice(logits, target, smooth=1e-5, include_background=True, ignore=None):
     b, c, h, w = logits.shape
     dices = []
     for k in range(0 if include_background else 1, c):
@@ -76,6 +76,8 @@ def reference_dice(logits, target, smooth=1e-5, include_background=True):
         for i in range(b):
             for y in range(h):
                 for x in range(w):
+                    if ignore is not None and int(target[i, y, x]) == ignore:
+                        continue
                     p = softmax_list([float(logits[i, j, y, x]) for j in range(c)])[k]
                     t = 1.0 if int(target[i, y, x]) == k else 0.0
                     inter += p * t
@@ -204,6 +206,44 @@ def test_fixmatch_loss_matches_loop_reference(n, c, threshold):
     strong = torch.randn(n, c, generator=g)
     got = float(FixMatchLoss()(strong, pseudo_labels(weak, threshold)))
     assert got == pytest.approx(reference_fixmatch(strong, weak, threshold), rel=1e-5, abs=1e-7)
+
+
+def reference_fixmatch_dice(strong_logits, weak_logits, threshold):
+    """0.5 * (the CE over all pixels + the foreground Dice over the confident pixels), in loops."""
+    b, c, h, w = strong_logits.shape
+    total, targets = 0.0, torch.full((b, h, w), IGNORE)
+    for i in range(b):
+        for y in range(h):
+            for x in range(w):
+                p_weak = softmax_list([float(weak_logits[i, j, y, x]) for j in range(c)])
+                if max(p_weak) >= threshold:
+                    label = p_weak.index(max(p_weak))
+                    targets[i, y, x] = label
+                    total += -math.log(softmax_list([float(strong_logits[i, j, y, x]) for j in range(c)])[label])
+    dice = reference_dice(strong_logits, targets, include_background=False, ignore=IGNORE)
+    return 0.5 * (total / (b * h * w) + dice)
+
+
+@pytest.mark.parametrize("b,c,threshold", [(2, 3, 0.8), (1, 4, 0.5), (3, 2, 0.95)])
+def test_fixmatch_loss_with_dice_matches_loop_reference(b, c, threshold):
+    g = torch.Generator().manual_seed(b * c)
+    weak = torch.randn(b, c, 5, 4, generator=g) * 4
+    strong = torch.randn(b, c, 5, 4, generator=g)
+    got = float(FixMatchLoss(dice=True)(strong, pseudo_labels(weak, threshold)))
+    assert got == pytest.approx(reference_fixmatch_dice(strong, weak, threshold), rel=1e-5)
+
+
+@pytest.mark.parametrize("b,c,h,w", [(1, 3, 3, 4), (2, 4, 4, 4)])
+def test_soft_dice_leaves_ignored_pixels_out(b, c, h, w):
+    g = torch.Generator().manual_seed(b + c + h)
+    logits = torch.randn(b, c, h, w, generator=g) * 2
+    target = torch.randint(-1, c, (b, h, w), generator=g)
+    got = float(soft_dice_loss(logits, target, include_background=False, ignore_index=-1))
+    assert got == pytest.approx(reference_dice(logits, target, include_background=False, ignore=-1), rel=1e-5)
+    # an ignored pixel's prediction cannot move the loss
+    moved = logits.clone()
+    moved[target.unsqueeze(1).expand_as(moved) == -1] = 9.0
+    assert float(soft_dice_loss(moved, target, include_background=False, ignore_index=-1)) == pytest.approx(got)
 
 
 # ------------------------------------------------------------------ cross teaching

@@ -229,6 +229,9 @@ def test_fixmatch_segmentation_cuts_and_mixes_strong_views_that_keep_their_pseud
     assert build("fixmatch", "segmentation", unlabeled_weight=1.0).unlabeled_weight == 1.0
     with pytest.raises(ValueError, match="segmentation only"):
         build("fixmatch", "classification", cutmix_p=0.5)
+    with pytest.raises(ValueError, match="segmentation only"):
+        build("fixmatch", "classification", unlabeled_dice=True)
+    assert build("fixmatch", "segmentation", unlabeled_dice=True).unlabeled_loss.dice
     seen = {}
     method.model = Thresholder()
     method.unlabeled_loss = Recorder(seen)

@@ -12,12 +12,19 @@ from medlabeler.engine.training.method import full_precision
 
 
 def soft_dice_loss(
-    logits: Tensor, target: Tensor, *, smooth: float = 1e-5, include_background: bool = True
+    logits: Tensor,
+    target: Tensor,
+    *,
+    smooth: float = 1e-5,
+    include_background: bool = True,
+    ignore_index: int | None = None,
 ) -> Tensor:
     """1 - mean over classes of (2 sum p t + s) / (sum p + sum t + s).
 
     `logits` (B, C, H, W), `target` (B, H, W) integer labels in 0..C-1. Sums run over the
     whole batch and all pixels (per class), which stays stable on slices with no foreground.
+    Pixels whose target is `ignore_index` (e.g. pseudo-labels not confident enough) are left out of
+    every sum, their predictions included.
     """
     num_classes = logits.shape[1]
     if target.shape != (logits.shape[0], *logits.shape[2:]):
@@ -25,7 +32,13 @@ def soft_dice_loss(
             f"Dice target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
         )
     probs = F.softmax(logits.float(), dim=1)
+    if ignore_index is not None:
+        keep = (target != ignore_index).unsqueeze(1)
+        target = target.masked_fill(~keep.squeeze(1), 0)
+        probs = probs * keep
     onehot = F.one_hot(target.long(), num_classes).movedim(-1, 1).float()
+    if ignore_index is not None:
+        onehot = onehot * keep
     dims = (0, *range(2, logits.dim()))
     intersection = (probs * onehot).sum(dims)
     denominator = probs.sum(dims) + onehot.sum(dims)
