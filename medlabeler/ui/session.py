@@ -307,6 +307,11 @@ class Session(QObject):
         self.queue_changed.emit()
         if open_first:
             first = self.next_sample_id()
+            if first is None:  # nothing left to label: show the first sample rather than an empty viewer
+                first = next((s.id for s in project.samples()), None)
+                if first is not None and self.viewer is not None:
+                    self.viewer.status = ("every sample is labeled: review them through the queue's "
+                                          "\"labeled\" view, or retrain")
             if first is not None:
                 self.open_sample(first)
 

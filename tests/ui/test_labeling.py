@@ -523,6 +523,26 @@ def test_a_whole_ct_volume_keeps_its_dicom_window_and_the_slider_says_slice(make
     assert viewer.dims.axis_labels[0] == "slice"
 
 
+def test_a_project_with_every_sample_labeled_opens_on_a_sample_not_an_empty_viewer(make_napari_viewer, tmp_path,
+                                                                                     brain_files):
+    """Reopening a finished whole-volume project showed napari's empty welcome screen: nothing was
+    left in the queue, so nothing opened."""
+    from medlabeler.engine.project.project_import import create_project
+    from tests.ui.projects import COLORS, NAMES
+
+    images, _ = brain_files
+    project, _ = create_project(tmp_path / "volumes", images, task="segmentation", names=NAMES, colors=COLORS,
+                                unit="image")
+    for sample in project.samples():
+        project.save_label(sample.id, np.zeros(sample.shape, np.uint8), author="clinician")
+    first = project.samples()[0].id
+    project.close()
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, tmp_path / "volumes").session
+    assert session.sample is not None and session.sample.id == first
+    assert "every sample is labeled" in viewer.status
+
+
 def test_the_open_sample_follows_the_slider_once_it_rests(make_napari_viewer, qtbot, brain_project, caplog):
     """Scrolled to another slice of the volume, strokes save to that slice: once the slider rests
     there it is the open sample, and the dock, the log and the queue say so (a user saved slice 57
