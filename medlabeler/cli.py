@@ -157,6 +157,15 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_remove_label(args) -> int:
+    with _open(args.project) as project:
+        for sample_id in args.samples:
+            version = project.remove_label(sample_id)
+            print(f"sample {sample_id}: " + ("no label to remove" if version is None else
+                                             f"label removed (version {version} stays in the history)"))
+    return 0
+
+
 def cmd_export(args) -> int:
     from medlabeler.engine.project.export import export_project
 
@@ -404,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("path")
     p.set_defaults(func=cmd_import_labels)
+
+    p = sub.add_parser("remove-label", help="make samples unlabeled again (labels saved by mistake); "
+                                            "their versions stay in the project's history")
+    p.add_argument("project")
+    p.add_argument("samples", nargs="+", type=int, help="sample ids (as `medlabeler queue` and the app show them)")
+    p.set_defaults(func=cmd_remove_label)
 
     p = sub.add_parser("status", help="counts of samples and labels")
     p.add_argument("project")

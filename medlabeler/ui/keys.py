@@ -30,7 +30,8 @@ SEGMENTATION_KEYS = (
     ("[ ]", "smaller / larger brush (napari)"),
     ("Z", "pan and zoom (napari; hold Space for a moment)"),
     ("Ctrl+Z", "undo (napari)"),
-    (SAVE_KEY, "save the labels (nothing painted on a new sample: saved as all background)"),
+    (SAVE_KEY, "save the labels (nothing painted on a new sample: saved as all background; twice on a "
+               "validation or test sample)"),
     (NEXT_KEY, "save and open the next sample of the queue"),
     (UNCERTAINTY_KEY, "show / hide the uncertainty map"),
 )

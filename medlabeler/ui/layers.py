@@ -395,6 +395,22 @@ class SampleView:
         elif self.shown.key[1] == sample_id:
             self.shown.baseline[...] = _differs(self.shown.baseline)
 
+    def clear_labels(self, sample_id: int) -> None:
+        """Empty the labels of ``sample_id`` on screen, as stored now that it has none."""
+        layer = self.labels_layer
+        if layer is None or self.shown is None or self.shown.baseline is None:
+            return
+        if self.shown.is_stack:
+            index = next((z for z, sid in self.shown.slices.items() if sid == sample_id), None)
+            if index is None:
+                return
+            layer.data[index] = 0
+            self.shown.baseline[index] = 0
+        elif self.shown.key[1] == sample_id:
+            layer.data[...] = 0
+            self.shown.baseline[...] = 0
+        layer.refresh()
+
     def sample_on_screen(self) -> tuple[int, np.ndarray] | None:
         """(sample id, its labels as painted) of the slice the viewer shows now: the open sample's,
         or, in a stack, whichever slice the user moved the slider to (not a sample: None)."""

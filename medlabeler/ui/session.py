@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -40,6 +41,8 @@ SPARSE_SHARE = 0.01
 HELD_OUT_SPARSE_SHARE = 0.05
 #: ...or less than this share of what the model's prediction of the sample finds as structure.
 PARTIAL_SHARE = 0.5
+#: Seconds within which a second `s` saves an untouched validation or test slice as all background.
+CONFIRM_BACKGROUND_S = 10.0
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
 _LAYERS_WARM_THREAD: threading.Thread | None = None  # napari's first-layer costs, once per process
 
@@ -228,6 +231,7 @@ class Session(QObject):
         # The slider moved to another slice of the stack: once it rests there, that slice is the
         # open sample (the dock, the queue and the prediction follow; its strokes save to it).
         self._closing = False  # close_project is under way
+        self._background_armed: tuple[int, float] | None = None  # see _background_confirmed
         self._follow_timer = QTimer(self)
         self._follow_timer.setSingleShot(True)
         self._follow_timer.setInterval(FOLLOW_SLICE_MS)
@@ -615,7 +619,7 @@ class Session(QObject):
             return None
         against = f" (the model finds {found:.1%})" if found and share >= SPARSE_SHARE else ""
         return (f"sample {sample_id}: only {share:.1%} painted{against}; unpainted pixels count as background"
-                f"{f' and {role}' if role else ''}: paint each structure whole")
+                f"{f' and {role}' if role else ''}: paint each structure whole (or Remove label, if saved by mistake)")
 
     @main_thread_only
     def save_as_background(self) -> bool:
@@ -623,7 +627,11 @@ class Session(QObject):
         background), when it has no label yet: how a clinician says "nothing to label here" (a
         slice with no structure, a blank slice). The slice on screen, not the open sample: in a
         volume the slider may have moved to another slice. False when there is nothing to do: a
-        label exists or the mask was changed (then `save_current` saves it)."""
+        label exists or the mask was changed (then `save_current` saves it).
+
+        On a validation or test sample the first press only asks for a second one (within
+        CONFIRM_BACKGROUND_S): an empty held-out label says none of the structures is there and
+        grades the model by that (a user saved a test slice full of bone as all background)."""
         if (self.project is None or self.view is None or self.writer is None or self.sample is None
                 or self.project.readonly or self.project.task.kind != "segmentation"):
             return False
@@ -635,6 +643,8 @@ class Session(QObject):
             return False
         if mask.any():
             return False
+        if not self._background_confirmed(sample_id):
+            return True
         mask = mask.astype(np.uint8, copy=True)
         self.writer.submit(sample_id, mask, author=self.author, origin="manual")
         self.view.mark_saved(sample_id, mask)
@@ -642,6 +652,47 @@ class Session(QObject):
         self.viewer.status = f"saving sample {sample_id} as all background…"
         self.saves_submitted.emit()
         return True
+
+    @main_thread_only
+    def remove_label(self) -> bool:
+        """Make the sample on screen unlabeled again: a label saved by mistake (a stray click is
+        saved when the slider leaves its slice). Its versions stay in the project's history. False
+        when it has no saved label."""
+        if self.project is None or self.view is None or self.sample is None:
+            return False
+        if self.writer is None:
+            show_error_message("This project is open read-only; labels cannot be removed.")
+            return False
+        on_screen = self.view.sample_on_screen() if self.project.task.kind == "segmentation" else None
+        sample_id = on_screen[0] if on_screen is not None else self.sample.id
+        self.flush_saves()  # a save still being written would land after the removal
+        version = self.project.remove_label(sample_id)
+        if version is None:
+            self.viewer.status = f"sample {sample_id} has no saved label to remove"
+            return False
+        self.view.clear_labels(sample_id)
+        self._from_prediction.discard(sample_id)
+        self.labels_changed.emit()
+        self.queue_changed.emit()
+        self.viewer.status = (f"removed the label of sample {sample_id}: it is unlabeled again (version {version} "
+                              "stays in the project's history)")
+        return True
+
+    def _background_confirmed(self, sample_id: int) -> bool:
+        """Whether an all-background save of ``sample_id`` may go ahead: at once on a training sample;
+        on a held-out one at the second press within CONFIRM_BACKGROUND_S (the first says why)."""
+        split = next((s.split for s in self.project.samples(ids=[sample_id])), None)
+        role = {"val": ("validation", "chooses"), "test": ("test", "measures")}.get(split)
+        armed, self._background_armed = self._background_armed, None
+        if role is None or (armed is not None and armed[0] == sample_id
+                            and time.monotonic() - armed[1] <= CONFIRM_BACKGROUND_S):
+            return True
+        self._background_armed = (sample_id, time.monotonic())
+        names = " or ".join(self.project.task.names)
+        self.viewer.status = (f"sample {sample_id} is a {role[0]} sample: saved with nothing painted, its label says "
+                              f"there is no {names} on it, and it {role[1]} the model by that. Press s again to "
+                              "save it as all background.")
+        return False
 
     def flush_saves(self, timeout_s: float | None = 60.0) -> bool:
         """Wait until every label handed to the writer is on disk, then report them (closing,

@@ -239,6 +239,25 @@ def test_label_versions_history_and_origin(cls):
         cls.load_label(sid, version=9)
 
 
+def test_a_label_saved_by_mistake_is_removed_and_its_versions_stay_in_the_history(cls):
+    sid = cls.samples()[1].id
+    assert cls.remove_label(sid) is None  # nothing to remove
+    cls.save_label(sid, 1)
+    cls.save_label(sid, 2)
+    labeled_before = cls.status()["labeled"]
+    assert cls.remove_label(sid) == 2
+    assert cls.label(sid) is None and sid not in cls.labeled_ids() and sid not in cls.labels()
+    assert sid in {s.id for s in cls.samples(labeled=False)}
+    assert cls.status()["labeled"] == labeled_before - 1
+    assert [(h.version, h.is_current) for h in cls.label_history(sid)] == [(1, False), (2, False)]
+    assert cls.audit_log()[-1] == {"time": cls.audit_log()[-1]["time"], "action": "label_removed",
+                                   "detail": {"sample": sid, "version": 2}}
+    assert cls.revert_label(sid, 2).is_current  # taken back
+    assert cls.save_label(sid, 0).version == 3  # and a later save numbers on
+    with pytest.raises(ProjectError):
+        cls.remove_label(10**6)
+
+
 def test_count_labels_after_counts_current_labels_saved_later(cls):
     first, second = cls.samples()[:2]
     cls.save_label(first.id, 1)

@@ -502,6 +502,47 @@ def test_a_whole_volume_sample_is_shown_radiologically_too(make_napari_viewer, q
     assert tuple(map(str, viewer.scene.camera.orientation2d)) == ("up", "left")
 
 
+def test_a_label_saved_by_mistake_is_removed_from_the_dock(make_napari_viewer, qtbot, brain_project):
+    """A stray click, saved when the slider left the slice, made a training label of one dot: Remove
+    label makes the sample unlabeled again; the version stays in the history."""
+    from qtpy.QtCore import Qt as QtKeys
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, project = widget.session, widget.session.project
+    sample = session.sample
+    layer = session.view.labels_layer
+    index = (sample.slice_index, 5, 5) if np.asarray(layer.data).ndim == 3 else (5, 5)
+    layer.data[index] = 1
+    press(viewer, "s")
+    assert session.flush_saves() and project.label(sample.id) is not None
+    assert "Remove label" in viewer.status  # the note on a dot says how to take it back
+    qtbot.mouseClick(widget.label.remove_button, QtKeys.MouseButton.LeftButton)
+    assert project.label(sample.id) is None and sample.id not in project.labeled_ids()
+    assert not np.asarray(layer.data)[index] and not session.view.changed_masks()  # nothing left to save
+    assert viewer.status.startswith(f"removed the label of sample {sample.id}")
+    assert [v.version for v in project.label_history(sample.id)] == [1]
+    assert widget.label.current_label.text() == "not labeled yet"
+    qtbot.mouseClick(widget.label.remove_button, QtKeys.MouseButton.LeftButton)
+    assert viewer.status == f"sample {sample.id} has no saved label to remove"
+
+
+def test_s_on_an_untouched_held_out_slice_asks_again_before_saving_all_background(make_napari_viewer,
+                                                                                 brain_project):
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, project = widget.session, widget.session.project
+    held_out = next(s for s in project.samples(split="test") if project.label(s.id) is None)
+    session.open_sample(held_out.id)
+    press(viewer, "s")
+    assert session.flush_saves() and project.label(held_out.id) is None
+    assert viewer.status.startswith(f"sample {held_out.id} is a test sample: saved with nothing painted")
+    assert viewer.status.endswith("Press s again to save it as all background.")
+    press(viewer, "s")
+    assert session.flush_saves() and not project.load_label(held_out.id).any()
+    assert viewer.status == f"saved the label of sample {held_out.id}; all background (nothing painted)"
+
+
 def test_a_whole_ct_volume_keeps_its_dicom_window_and_the_slider_says_slice(make_napari_viewer, tmp_path):
     """A whole-volume project (unit image) of a CT series: shown with the series' own window (W400/L40),
     as its slices are in a slice project, not with the percentiles of every voxel (a user found the

@@ -818,6 +818,19 @@ class Project:
             self._insert_audit(conn, "label_reverted", {"sample": lv.sample_id, "version": lv.version})
         return self.label(sample_id)
 
+    def remove_label(self, sample_id: int) -> int | None:
+        """Make the sample unlabeled again (a label saved by mistake); its versions stay in the history
+        (`label_history`, `revert_label`). Returns the version that was current, None if none was."""
+        self.sample(sample_id)  # an unknown id raises
+        with self._write(labels_only=True) as conn:
+            row = conn.execute("SELECT version FROM labels WHERE sample_id = ? AND is_current = 1",
+                               (int(sample_id),)).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (int(sample_id),))
+            self._insert_audit(conn, "label_removed", {"sample": int(sample_id), "version": int(row[0])})
+        return int(row[0])
+
     def labels(self, split: str | None = None) -> dict[int, int | np.ndarray]:
         """Current labels by sample id (class indices or masks), optionally of one split."""
         samples = {s.id: s for s in self.samples(split=split, labeled=True)}

@@ -45,8 +45,12 @@ class LabelWidget(QWidget):
         buttons = QHBoxLayout()
         self.save_button = QPushButton("Save (s)")
         self.next_button = QPushButton("Next (n)")
+        self.remove_button = QPushButton("Remove label")
+        self.remove_button.setToolTip("Make the sample on screen unlabeled again (a label saved by mistake); "
+                                      "its versions stay in the project's history")
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.next_button)
+        buttons.addWidget(self.remove_button)
         layout.addLayout(buttons)
         self.help = hint("")
         layout.addWidget(self.help)
@@ -58,6 +62,7 @@ class LabelWidget(QWidget):
 
         self.save_button.clicked.connect(self.save)
         self.next_button.clicked.connect(self.session.open_next)
+        self.remove_button.clicked.connect(self.session.remove_label)
         self.brush.valueChanged.connect(self._brush_changed)
         connect(self, self.session.project_changed, self.rebuild)
         connect(self, self.session.sample_opened, self._sample_opened)
@@ -94,7 +99,7 @@ class LabelWidget(QWidget):
         for w in (self.brush, self.brush_label, self.save_button):
             w.setVisible(segmentation)
         readonly = self.session.project.readonly
-        for w in (*self.class_buttons, self.brush, self.save_button):
+        for w in (*self.class_buttons, self.brush, self.save_button, self.remove_button):
             w.setEnabled(not readonly)
         self.help.setText(
             "Open read-only (another app writes to this project): look at the images, labels and "

@@ -1,4 +1,4 @@
-"""`medlabeler export` while the app holds the project open for writing: it exports what is saved."""
+"""`medlabeler export` while the app holds the project open, and `medlabeler remove-label`."""
 
 import numpy as np
 
@@ -30,3 +30,18 @@ def test_export_reads_a_project_another_app_holds_open(tmp_path, capsys):
     assert main(["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "out2")]) == 0
     with Project.open(tmp_path / "proj", readonly=True) as project:
         assert project.audit_log()[-1]["action"] == "export"
+
+
+def test_remove_label_makes_samples_unlabeled_from_the_command_line(tmp_path, capsys):
+    source = write_nifti(tmp_path / "images" / "v.nii.gz", np.ones((3, 6, 5), np.float32))
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["a"])
+    with project:
+        first, second = (s.id for s in project.samples()[:2])
+        project.save_label(first, np.zeros((6, 5), np.uint8))
+    assert main(["remove-label", str(tmp_path / "proj"), str(first), str(second)]) == 0
+    out = capsys.readouterr().out
+    assert f"sample {first}: label removed (version 1 stays in the history)" in out
+    assert f"sample {second}: no label to remove" in out
+    with Project.open(tmp_path / "proj", readonly=True) as project:
+        assert project.labeled_ids() == frozenset() and len(project.label_history(first)) == 1
+    assert main(["remove-label", str(tmp_path / "proj"), "999"]) != 0  # an unknown sample is an error
