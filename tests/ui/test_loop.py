@@ -181,6 +181,8 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     job = session.last_training
     qtbot.waitUntil(lambda: job.events_seen >= 2, timeout=60_000)
     qtbot.mouseClick(widget.train.cancel_button, LEFT)
+    # heard at once (a step of a whole CT takes tens of seconds on a CPU); no step report overwrites it
+    assert widget.train.status.text().startswith("Cancelling") and not widget.train.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: job.outcome is not None and not job.running, timeout=60_000)  # ended: widgets updated
     assert job.outcome == "cancelled"
     assert [m.version for m in project.models()] == [1] and project.active_model().version == 1

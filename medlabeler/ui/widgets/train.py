@@ -212,6 +212,7 @@ class TrainWidget(QWidget):
         self.train_button = QPushButton("Retrain now")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self._cancelling = False  # Cancel pressed, the run not ended yet
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
@@ -391,8 +392,13 @@ class TrainWidget(QWidget):
             self.learning.stop()
         else:
             self.session.cancel_training()
+        # a step of a whole CT volume on a CPU takes tens of seconds: say that it was heard
+        self.cancel_button.setEnabled(False)
+        self._cancelling = True
+        self.status.setText("Cancelling: the run stops after the step it is on; the active model stays.")
 
     def _started(self, method: str) -> None:
+        self._cancelling = False
         self.plot.reset(running=True)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -416,9 +422,11 @@ class TrainWidget(QWidget):
             parts.append(f"{speed:.0f} img/s")
         if getattr(event, "message", ""):
             parts.append(event.message)
-        self.status.setText(", ".join(parts))
+        if not self._cancelling:  # "Cancelling…" stays until the run ends
+            self.status.setText(", ".join(parts))
 
     def _ended(self, outcome: str) -> None:
+        self._cancelling = False
         self.train_button.setEnabled(self.session.project is not None)
         self.cancel_button.setEnabled(False)
         job = self.session.last_training
