@@ -122,9 +122,9 @@ def test_broken_series_give_clear_errors(tmp_path, volume, problem):
         write_dicom_series(folder, volume, positions=positions)
         expected = "duplicate slice positions"
     elif problem == "uneven":
-        paths = write_dicom_series(folder, volume, spacing=(2.5, 1, 1))
-        paths[6].unlink()  # a missing slice leaves a 5 mm gap
-        expected = r"uneven slice spacing: distances between neighbouring slices of 2\.5, 5 mm"
+        positions = [(0, 0, 2.5 * k + (1.2 if k >= 6 else 0.0)) for k in range(n)]
+        write_dicom_series(folder, volume, positions=positions)  # a 3.7 mm gap: no whole number of slices
+        expected = r"uneven slice spacing: distances between neighbouring slices of 2\.5, 3\.7 mm"
     else:
         write_dicom_series(folder, volume[:5], series_uid="1.2.3.5")
         write_dicom_series(folder, volume[5:8, :10, :10], series_uid="1.2.3.5", prefix="x",

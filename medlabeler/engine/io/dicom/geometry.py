@@ -4,7 +4,7 @@ and how slices stack into a volume (ordered along the slice normal, median slice
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,6 +25,11 @@ SPACING_TOLERANCE_REL = 0.02
 
 
 ORIENTATION_TOLERANCE = 1e-3
+
+
+# A series whose gaps are whole multiples of its spacing has slices missing; they are filled with
+# blank slices as long as they make at most this fraction of the filled volume.
+MAX_FILLED_FRACTION = 0.25
 
 
 def _floats(value: Any, n: int) -> np.ndarray | None:
@@ -114,7 +119,12 @@ def affine_2d(ds: Dataset, spacing_yx: tuple[float, float]) -> np.ndarray | None
 
 
 class _StackProblem(Exception):
-    pass
+    """Why slices make no regular stack; `pairs`: (index, index) of given slices that share a
+    position, for a caller that can name their files."""
+
+    def __init__(self, text: str, pairs: Sequence[tuple[int, int]] = ()):
+        super().__init__(text)
+        self.pairs = list(pairs)
 
 
 @dataclass
@@ -125,6 +135,26 @@ class StackGeometry:
     spacing_z: float
     affine: np.ndarray | None
     how: str
+    #: volume indices that no given slice fills (slices missing from a regular grid), ascending;
+    #: the given slices take the other indices, in `order`
+    missing: list[int] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Slices in the volume: the given ones and the missing ones."""
+        return len(self.order) + len(self.missing)
+
+    def layout(self) -> list[int | None]:
+        """For each volume index, the given slice stored there (None: a missing slice)."""
+        missing = set(self.missing)
+        given = iter(self.order)
+        return [None if index in missing else next(given) for index in range(self.size)]
+
+    def position_of(self, index: int) -> np.ndarray | None:
+        """The patient position (LPS, mm) of a volume index's first pixel; None without an affine."""
+        if self.affine is None:
+            return None
+        return (self.affine @ np.array([index, 0.0, 0.0, 1.0]))[:3]
 
 
 def plan_stack(
@@ -135,13 +165,15 @@ def plan_stack(
     declared_z: float | None,
     *,
     strict: bool,
+    fill_gaps: bool = False,
 ) -> StackGeometry:
     """Order slices in space. strict: raise _StackProblem for an irregular stack; else keep
-    the given order and note why."""
+    the given order and note why. fill_gaps: gaps that are whole multiples of the regular slice
+    distance are missing slices (listed in `missing`), not an irregular stack."""
     n = len(positions)
     try:
         if all(p is not None for p in positions) and all(o is not None for o in orientations):
-            return _stack_by_position(positions, orientations, spacing_yx)  # type: ignore[arg-type]
+            return _stack_by_position(positions, orientations, spacing_yx, fill_gaps)  # type: ignore[arg-type]
         numbers = list(instance_numbers)
         if all(v is not None for v in numbers):
             if len(set(numbers)) != n:
@@ -161,7 +193,10 @@ def plan_stack(
 
 
 def _stack_by_position(
-    positions: Sequence[np.ndarray], orientations: Sequence[np.ndarray], spacing_yx: tuple[float, float]
+    positions: Sequence[np.ndarray],
+    orientations: Sequence[np.ndarray],
+    spacing_yx: tuple[float, float],
+    fill_gaps: bool = False,
 ) -> StackGeometry:
     iops = np.stack(orientations)
     distinct = _count_distinct(iops)
@@ -181,21 +216,62 @@ def _stack_by_position(
     gaps = np.diff(along[order])
     duplicates = int(np.sum(gaps < DUPLICATE_TOLERANCE_MM))
     if duplicates:
+        pairs = [(order[i], order[i + 1]) for i in np.flatnonzero(gaps < DUPLICATE_TOLERANCE_MM)]
         raise _StackProblem(
             f"duplicate slice positions: {duplicates} slice(s) share a position along the slice "
-            "normal with another (copied files, or several stacks or time points in one series?)"
+            "normal with another (copied files, or several stacks or time points in one series?)",
+            pairs,
         )
     spacing = float(np.median(gaps))
     tolerance = max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE_REL * spacing)
+    missing: list[int] = []
     if np.any(np.abs(gaps - spacing) > tolerance):
-        seen = sorted({round(float(g), 3) for g in gaps})
-        shown = ", ".join(f"{g:g}" for g in seen[:8]) + (", ..." if len(seen) > 8 else "")
-        raise _StackProblem(
-            f"uneven slice spacing: distances between neighbouring slices of {shown} mm "
-            f"(median {spacing:g} mm); a slice may be missing"
-        )
-    step = (ipps[order[-1]] - ipps[order[0]]) / (n - 1)
-    return StackGeometry(order, spacing, _affine(iop, ipps[order[0]], step, spacing_yx), "ImagePositionPatient")
+        steps = _whole_steps(gaps, spacing, tolerance) if fill_gaps else None
+        if steps is None:
+            seen = sorted({round(float(g), 3) for g in gaps})
+            shown = ", ".join(f"{g:g}" for g in seen[:8]) + (", ..." if len(seen) > 8 else "")
+            raise _StackProblem(
+                f"uneven slice spacing: distances between neighbouring slices of {shown} mm "
+                f"(median {spacing:g} mm){_irregular_places(along[order], spacing, tolerance)}"
+            )
+        first = np.concatenate([[0], np.cumsum(steps)])  # volume index of each given slice
+        size = int(first[-1]) + 1
+        missing = sorted(set(range(size)) - {int(i) for i in first})
+        spacing = float(along[order[-1]] - along[order[0]]) / (size - 1)
+        if len(missing) > MAX_FILLED_FRACTION * size:
+            raise _StackProblem(
+                f"uneven slice spacing: {len(missing)} of {size} slices are missing at a regular "
+                f"distance of {spacing:g} mm, too many to fill with blank slices"
+            )
+    size = n + len(missing)
+    step = (ipps[order[-1]] - ipps[order[0]]) / (size - 1)
+    affine = _affine(iop, ipps[order[0]], step, spacing_yx)
+    return StackGeometry(order, spacing, affine, "ImagePositionPatient", missing)
+
+
+def _irregular_places(along: np.ndarray, spacing: float, tolerance: float) -> str:
+    """Where a stack's spacing breaks, as positions along the slice normal (z for axial slices)."""
+    gaps = np.diff(along)
+    steps = np.maximum(np.rint(gaps / spacing), 1)
+    odd = [int(i) for i in np.flatnonzero(np.abs(gaps - steps * spacing) > tolerance)]
+    if not odd:  # whole multiples (a stack read without filling): slices are missing
+        return "; a slice may be missing"
+    places = ", at ".join(f"{round(float(along[i]), 2):g} and {round(float(along[i + 1]), 2):g} mm" for i in odd[:3])
+    more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
+    return (f"; not a whole number of slices between the slices at {places}{more} (positions along the "
+            "slice normal), so no missing slice can be filled in")
+
+
+def _whole_steps(gaps: np.ndarray, spacing: float, tolerance: float) -> np.ndarray | None:
+    """How many regular steps each gap spans, when every gap is a whole multiple of the slice
+    distance (within tolerance of the distance the whole stack gives); else None."""
+    steps = np.rint(gaps / spacing).astype(np.int64)
+    if np.any(steps < 1):
+        return None
+    refined = float(np.sum(gaps)) / float(np.sum(steps))  # the distance the whole stack gives
+    if np.any(np.abs(gaps - steps * refined) > tolerance):
+        return None
+    return steps
 
 
 def _count_distinct(iops: np.ndarray) -> int:

@@ -1,9 +1,14 @@
 """Folders of DICOM: files grouped by series (SeriesInstanceUID), a series planned and read as one
 volume, and the per-file descriptions a project scan shows.
+
+A series with slices missing from its regular grid (a file deleted, or one that cannot be read) is
+read with blank slices at the missing positions, so that its geometry stays right; copies of an
+instance already read (the same SOPInstanceUID) are read once. Both are said in a note.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,8 +26,8 @@ from medlabeler.engine.io.dicom.files import (
     n_frames, no_image_problem, _read_full, read_header, silently_skipped,
 )
 from medlabeler.engine.io.dicom.geometry import (
-    _declared_slice_distance, _instance_number, _orientation, pixel_spacing, plan_stack, _position,
-    _StackProblem,
+    _declared_slice_distance, DUPLICATE_TOLERANCE_MM, _instance_number, _normal, _orientation, pixel_spacing,
+    plan_stack, _position, _StackProblem,
 )
 from medlabeler.engine.io.dicom.multiframe import file_shape, read_dicom_file
 from medlabeler.engine.io.image import Image
@@ -30,10 +35,14 @@ from medlabeler.engine.io.image import Image
 
 @dataclass
 class SeriesPlan:
-    """A header-only description of one series stacked into a volume."""
+    """A header-only description of one series stacked into a volume.
+
+    files and headers have one entry per volume index (stack order). A slice missing from the
+    regular grid (its index in `missing`) has no file (None) and a stand-in header: a copy of a
+    neighbour's, at the missing position, with an empty SOPInstanceUID and no InstanceNumber."""
 
     where: Path
-    files: list[Path]  # in stack order
+    files: list[Path | None]  # in stack order
     headers: list[Dataset]  # in stack order
     shape: tuple[int, ...]
     spacing: tuple[float, ...]
@@ -41,10 +50,16 @@ class SeriesPlan:
     how: str
     spacing_source: str
     series_uid: str | None = None
+    missing: list[int] = field(default_factory=list)  # volume indices with no file: read as blank
+
+    @property
+    def n_files(self) -> int:
+        return sum(1 for f in self.files if f is not None)
 
 
 def plan_series(where: Path, files: Sequence[Path], headers: Sequence[Dataset]) -> SeriesPlan:
-    """Check that single-frame files form one regular volume; ImageReadError naming `where`."""
+    """Check that single-frame files form one regular volume; ImageReadError naming `where`.
+    Gaps that are whole multiples of the slice distance become missing slices (`missing`)."""
     if not files:
         raise ImageReadError(where, "holds no DICOM images")
     first = headers[0]
@@ -67,21 +82,59 @@ def plan_series(where: Path, files: Sequence[Path], headers: Sequence[Dataset]) 
             [_instance_number(h) for h in headers],
             _declared_slice_distance(first),
             strict=True,
+            fill_gaps=True,
         )
     except _StackProblem as problem:
-        raise ImageReadError(where, f"{_series_label(first, len(files))}: {problem}") from None
+        text = f"{_series_label(first, len(files))}: {problem}"
+        if problem.pairs:
+            shown = ", ".join(f"{_relative(files[a], where)} and {_relative(files[b], where)}"
+                              for a, b in problem.pairs[:_LISTED])
+            text += f": {shown}" + (f" and {len(problem.pairs) - _LISTED} more" if len(problem.pairs) > _LISTED else "")
+        raise ImageReadError(where, text) from None
     rows, cols = sizes.pop()
+    layout = geometry.layout()
+    stand_ins: dict[int, Dataset] = {}
+    below = layout[0]  # the first and last indices always hold a file
+    for index, given in enumerate(layout):
+        if given is None:
+            stand_ins[index] = _stand_in(headers[below], geometry.position_of(index))  # type: ignore[index]
+        else:
+            below = given
     return SeriesPlan(
         where=where,
-        files=[files[i] for i in geometry.order],
-        headers=[headers[i] for i in geometry.order],
-        shape=(len(files), rows, cols),
+        files=[None if i is None else files[i] for i in layout],
+        headers=[stand_ins[index] if i is None else headers[i] for index, i in enumerate(layout)],
+        shape=(geometry.size, rows, cols),
         spacing=(geometry.spacing_z, *spacing_yx),
         affine=geometry.affine,
         how=geometry.how,
         spacing_source=spacing_source,
         series_uid=str(first.get("SeriesInstanceUID", "")) or None,
+        missing=list(geometry.missing),
     )
+
+
+class MissingSliceHeader(Dataset):
+    """The header standing in for a slice missing from a series. It names no instance (an empty
+    SOPInstanceUID, no SOPClassUID): whatever would reference it as an image (a DICOM-SEG frame)
+    fails with an AttributeError saying why, rather than referencing nothing."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - Dataset's own signature
+        if name == "SOPClassUID":
+            raise AttributeError("a slice missing from the series (shown blank) has no DICOM image to reference")
+        return super().__getattr__(name)
+
+
+def _stand_in(neighbour: Dataset, position: np.ndarray | None) -> Dataset:
+    """The header of a missing slice: its neighbour's, at the missing position, naming no instance."""
+    ds = MissingSliceHeader(copy.deepcopy(neighbour))
+    ds.SOPInstanceUID = ""
+    for keyword in ("SOPClassUID", "InstanceNumber", "SliceLocation"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    if position is not None:
+        ds.ImagePositionPatient = [round(float(v), 6) for v in position]
+    return ds
 
 
 def _series_label(ds: Dataset, n_files: int | None = None) -> str:
@@ -99,6 +152,8 @@ def read_series(plan: SeriesPlan) -> Image:
     volume = np.empty((n, rows, cols), dtype=np.float32)
     first_full: Dataset | None = None
     for index, path in enumerate(plan.files):
+        if path is None:
+            continue  # a missing slice: filled below
         ds = _read_full(path)
         plane = colour_to_grey(path, ds) if colour else grey_values(path, ds, _decode(path, ds))
         if plane.shape != (rows, cols):
@@ -107,8 +162,12 @@ def read_series(plan: SeriesPlan) -> Image:
         if first_full is None:
             first_full = ds
     assert first_full is not None
+    if plan.missing:
+        volume[plan.missing] = blank_value(volume, plan.missing, modality_of(first_full))
     metadata = metadata_of(first_full)
-    metadata.update(files=n, slice_order=plan.how, spacing_source=plan.spacing_source)
+    metadata.update(files=plan.n_files, slice_order=plan.how, spacing_source=plan.spacing_source)
+    if plan.missing:
+        metadata["blank_slices"] = list(plan.missing)  # missing from the series, filled blank
     if colour:
         metadata["converted_to_grey"] = True
     if _is_monochrome1(first_full) and not colour:
@@ -127,13 +186,31 @@ def read_series(plan: SeriesPlan) -> Image:
     )
 
 
+# The value of a CT slice filled in for a missing one: air, in Hounsfield units.
+AIR_HU = -1024.0
+
+
+def blank_value(volume: np.ndarray, missing: Sequence[int], modality: str) -> float:
+    """What a missing slice is filled with: the series' minimum, or air (-1024 HU) for a CT whose
+    minimum lies below it (the padding outside a scanner's field of view, -2048 or -3024)."""
+    present = np.ones(volume.shape[0], dtype=bool)
+    present[list(missing)] = False
+    values = volume[present]
+    finite = values[np.isfinite(values)]
+    lowest = float(finite.min()) if finite.size else 0.0
+    return max(lowest, AIR_HU) if modality == "CT" and lowest < AIR_HU else lowest
+
+
 @dataclass
 class SeriesGroup:
-    """The image files of one SeriesInstanceUID found under a folder."""
+    """The image files of one SeriesInstanceUID found under a folder.
+
+    duplicates: (copy, the file kept) for files holding an instance (SOPInstanceUID) already found."""
 
     series_uid: str | None
     single: list[tuple[Path, Dataset]] = field(default_factory=list)
     multi: list[tuple[Path, Dataset]] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -195,11 +272,19 @@ def group_series(
     errors: list[ImageReadError] | None = None,
     *,
     wanted_uid: str | None = None,
+    ignored: list[Path] | None = None,
 ) -> dict[str, SeriesGroup]:
     """Read headers and group image files by SeriesInstanceUID (a file without one is its own
-    group, keyed by its path). Unreadable files go to `errors` (or are skipped). With
-    wanted_uid, files known (from earlier reads) to belong elsewhere are not parsed again."""
+    group, keyed by its path). Unreadable files go to `errors` (or are skipped); DICOM files that
+    hold no image and need no report (a structured report, a plan) go to `ignored`. With
+    wanted_uid, files known (from earlier reads) to belong elsewhere are not parsed again.
+
+    A file holding an instance already found in its series (the same SOPInstanceUID, transfer
+    syntax and file size: a plain copy) is listed in the group's `duplicates`, not read twice. Other
+    files of one instance (stored in another encoding, or cut short) are kept: the checks of each
+    report them, or the series' duplicate positions do."""
     groups: dict[str, SeriesGroup] = {}
+    instances: dict[tuple[str, ...], Path] = {}
     for path in files:
         if wanted_uid is not None:
             known = _cached_uid(path)
@@ -221,14 +306,63 @@ def group_series(
             continue
         if not image:
             _remember_uid(path, _NOT_IMAGE)
+            if ignored is not None:
+                ignored.append(path)
             continue
         _remember_uid(path, uid)
         if wanted_uid is not None and uid != wanted_uid:
             continue
         key = uid or f"file:{path}"
         group = groups.setdefault(key, SeriesGroup(series_uid=uid or None))
+        instance = _copy_key(key, ds)
+        if instance is not None:
+            if instance in instances:
+                group.duplicates.append((path, instances[instance]))
+                continue
+            instances[instance] = path
         (group.multi if n_frames(ds) > 1 else group.single).append((path, ds))
     return groups
+
+
+def _copy_key(series_key: str, ds: Dataset) -> tuple[str, ...] | None:
+    """What two plain copies of one instance share: series, SOPInstanceUID, transfer syntax and
+    file size (None without a SOPInstanceUID)."""
+    instance = str(ds.get("SOPInstanceUID", "") or "").strip()
+    if not instance:
+        return None
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "") if meta is not None else "")
+    return series_key, instance, syntax, str(getattr(ds, "_medlabeler_file_size", None))
+
+
+@dataclass
+class _Usable:
+    """The files of a series that can be read, and those that cannot (with their headers)."""
+
+    single: list[tuple[Path, Dataset]] = field(default_factory=list)
+    multi: list[tuple[Path, Dataset]] = field(default_factory=list)
+    rejected: list[tuple[Path, Dataset, ImageReadError]] = field(default_factory=list)
+
+
+def usable_files(group: SeriesGroup) -> _Usable:
+    """Split a group's files into readable ones and those whose decoder is missing or whose pixel
+    data is cut short (header-only checks). Reading a series and describing it use the same
+    split, so both give the same volume."""
+    usable = _Usable()
+    for path, ds in group.single + group.multi:
+        try:
+            check_decoder(path, ds)
+            problem = truncation_problem(path, ds)
+            if problem:
+                raise ImageReadError(path, problem)
+        except ImageReadError as exc:
+            usable.rejected.append((path, ds, exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one damaged file never drops the others
+            usable.rejected.append((path, ds, unexpected_error(path, exc)))
+            continue
+        (usable.multi if n_frames(ds) > 1 else usable.single).append((path, ds))
+    return usable
 
 
 def common_folder(paths: Sequence[Path]) -> Path:
@@ -266,16 +400,26 @@ def read_dicom_folder(folder: Path, series_uid: str | None = None) -> Image:
 
 
 def read_group(folder: Path, group: SeriesGroup) -> Image:
-    if group.single:
-        if len(group.single) == 1:
-            return read_dicom_file(group.single[0][0])
-        paths = [p for p, _ in group.single]
-        plan = plan_series(folder, paths, [h for _, h in group.single])
-        return read_series(plan)
-    if len(group.multi) == 1:
-        return read_dicom_file(group.multi[0][0])
+    """The series of a group as one Image: files that cannot be read are left out (as a scan
+    leaves them out), their positions read as blank slices when they leave a gap."""
+    usable = usable_files(group)
+    if not usable.single and not usable.multi:
+        raise usable.rejected[0][2]
+    if usable.single:
+        if len(usable.single) == 1:
+            return read_dicom_file(usable.single[0][0])
+        paths = [p for p, _ in usable.single]
+        plan = plan_series(folder, paths, [h for _, h in usable.single])
+        image = read_series(plan)
+        if usable.rejected:
+            image.metadata["unreadable_files"] = len(usable.rejected)
+        if group.duplicates:
+            image.metadata["duplicate_files"] = len(group.duplicates)
+        return image
+    if len(usable.multi) == 1:
+        return read_dicom_file(usable.multi[0][0])
     raise ImageReadError(
-        folder, f"the series is stored as {len(group.multi)} multi-frame files; open one file at a time"
+        folder, f"the series is stored as {len(usable.multi)} multi-frame files; open one file at a time"
     )
 
 
@@ -290,8 +434,12 @@ def read_dicom_paths(paths: Sequence[Path]) -> tuple[list[Image], list[ImageRead
     for group in groups.values():
         members = [p for p, _ in group.single] or [p for p, _ in group.multi]
         try:
-            if not group.single and len(group.multi) > 1:
-                images.extend(read_dicom_file(p) for p in members)
+            usable = usable_files(group)
+            errors.extend(exc for _, _, exc in usable.rejected)  # the files the group leaves out
+            if not usable.single and not usable.multi:
+                continue
+            if not usable.single and len(usable.multi) > 1:
+                images.extend(read_dicom_file(p) for p, _ in usable.multi)
             else:
                 images.append(read_group(common_folder(members), group))
         except ImageReadError as exc:
@@ -313,42 +461,51 @@ class DicomSource:
     patient_id: str | None
     description: str
     n_files: int = 1
+    blank_slices: tuple[int, ...] = ()  # slices missing from the series, read as blank
+    duplicates: int = 0  # files holding an instance already read, ignored
+    notes: tuple[str, ...] = ()  # what a user should know about how it was read
 
 
-def describe_dicom_files(files: Sequence[Path]) -> tuple[list[DicomSource], list[ImageReadError]]:
+def describe_dicom_files(
+    files: Sequence[Path], ignored: list[Path] | None = None
+) -> tuple[list[DicomSource], list[ImageReadError]]:
     """Sources among DICOM files without decoding pixels: headers, decoder and size checks.
-    Never raises: a file or series that fails unexpectedly becomes one error naming it."""
+    Never raises: a file or series that fails unexpectedly becomes one error naming it.
+    DICOM files without an image that need no report go to `ignored`."""
     errors: list[ImageReadError] = []
-    groups = group_series(files, errors)
+    groups = group_series(files, errors, ignored=ignored)
     sources: list[DicomSource] = []
     for group in groups.values():
-        good_single: list[tuple[Path, Dataset]] = []
-        for path, ds in group.single + group.multi:
+        usable = usable_files(group)
+        errors.extend(exc for _, _, exc in usable.rejected)
+        first_of_group = len(sources)
+        for path, ds in usable.multi:
             try:
-                check_decoder(path, ds)
-                problem = truncation_problem(path, ds)
-                if problem:
-                    raise ImageReadError(path, problem)
-                if n_frames(ds) > 1:
-                    shape, spacing = file_shape(ds)
-                    sources.append(_source(path, ds, shape, spacing))
-                else:
-                    good_single.append((path, ds))
+                shape, spacing = file_shape(ds)
+                sources.append(_source(path, ds, shape, spacing))
             except ImageReadError as exc:
                 errors.append(exc)
             except Exception as exc:  # noqa: BLE001 - one damaged file never drops the others
                 errors.append(unexpected_error(path, exc))
+        good_single = usable.single
         if not good_single:
+            if len(sources) > first_of_group:
+                sources[first_of_group] = _with_duplicates(sources[first_of_group], group, usable.multi[0][1])
             continue
         paths = [p for p, _ in good_single]
         where = paths[0] if len(paths) == 1 else common_folder(paths)
         try:
             if len(good_single) == 1:
                 shape, spacing = file_shape(good_single[0][1])
-                sources.append(_source(where, good_single[0][1], shape, spacing))
+                sources.append(_with_duplicates(_source(where, good_single[0][1], shape, spacing), group,
+                                                good_single[0][1]))
             else:
                 plan = plan_series(where, paths, [h for _, h in good_single])
-                sources.append(replace(_source(where, plan.headers[0], plan.shape, plan.spacing), n_files=len(paths)))
+                source = replace(_source(where, plan.headers[0], plan.shape, plan.spacing), n_files=len(paths))
+                if plan.missing:
+                    source = replace(source, blank_slices=tuple(plan.missing),
+                                     notes=(missing_note(plan, usable.rejected),))
+                sources.append(_with_duplicates(source, group, plan.headers[0]))
         except ImageReadError as exc:
             exc.files = len(paths)
             errors.append(exc)
@@ -357,6 +514,88 @@ def describe_dicom_files(files: Sequence[Path]) -> tuple[list[DicomSource], list
             error.files = len(paths)
             errors.append(error)
     return sources, errors
+
+
+def missing_note(plan: SeriesPlan, rejected: Sequence[tuple[Path, Dataset, ImageReadError]] = ()) -> str:
+    """What a user reads about a series read with blank slices: where they are, and which
+    unreadable files sat there (a file named, never a patient)."""
+    first = next(h for h, f in zip(plan.headers, plan.files) if f is not None)
+    n = len(plan.missing)
+    where_text = _positions_text(plan, plan.missing)
+    indices = ", ".join(str(i) for i in plan.missing[:_LISTED]) + (", ..." if n > _LISTED else "")
+    text = (f"{plan.where}: {_series_label(first, plan.n_files)}: {n} slice{'s' * (n != 1)} missing at "
+            f"{where_text} (slice {'indices' if n != 1 else 'index'} {indices} of {plan.shape[0]}), "
+            f"shown blank")
+    there = _files_at(plan, rejected)
+    if there:
+        shown = ", ".join(f"{_relative(path, plan.where)} ({exc.problem})" for path, exc in there[:_LISTED])
+        more = f" and {len(there) - _LISTED} more" if len(there) > _LISTED else ""
+        text += f"; the file{'s' * (len(there) != 1)} that {'were' if len(there) != 1 else 'was'} there " \
+                f"{'are' if len(there) != 1 else 'is'} unreadable: {shown}{more}"
+    else:
+        text += "; no file holds them (deleted, or not copied?)" if n != 1 else \
+                "; no file holds it (deleted, or not copied?)"
+    return text
+
+
+_LISTED = 10
+
+
+def _positions_text(plan: SeriesPlan, indices: Sequence[int]) -> str:
+    """``z=12.5, 15 mm``: the missing slices' coordinate on the patient axis closest to the slice
+    normal (z for axial slices), else the index when the series has no geometry."""
+    if plan.affine is None:
+        return "unknown positions"
+    step = plan.affine[:3, 0]
+    axis = int(np.argmax(np.abs(step)))
+    values = [float((plan.affine @ np.array([i, 0.0, 0.0, 1.0]))[axis]) for i in indices]
+    shown = ", ".join(f"{round(v, 2):g}" for v in values[:_LISTED]) + (", ..." if len(values) > _LISTED else "")
+    return f"{'xyz'[axis]}={shown} mm"
+
+
+def _files_at(
+    plan: SeriesPlan, rejected: Sequence[tuple[Path, Dataset, ImageReadError]]
+) -> list[tuple[Path, ImageReadError]]:
+    """The unreadable files whose header puts them at a missing slice."""
+    if plan.affine is None or not rejected:
+        return []
+    iop = _orientation(plan.headers[0], 0)
+    if iop is None:
+        return []
+    normal = _normal(iop)
+    spots = [float(plan.affine[:3, :] @ np.array([i, 0.0, 0.0, 1.0]) @ normal) for i in plan.missing]
+    tolerance = max(DUPLICATE_TOLERANCE_MM, 0.25 * abs(float(plan.spacing[0])))
+    found = []
+    for path, ds, exc in rejected:
+        position = _position(ds, 0)
+        if position is not None and any(abs(float(position @ normal) - spot) <= tolerance for spot in spots):
+            found.append((path, exc))
+    return found
+
+
+def _relative(path: Path, where: Path) -> str:
+    try:
+        return path.relative_to(where).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def duplicates_note(where: Path, group: SeriesGroup, first: Dataset, n_files: int) -> str:
+    """``5 duplicate files of instances already read, ignored``, naming a few of them."""
+    n = len(group.duplicates)
+    shown = ", ".join(f"{_relative(copy_, where)} repeats {_relative(kept, where)}"
+                      for copy_, kept in group.duplicates[:3])
+    more = ", ..." if n > 3 else ""
+    return (f"{where}: {_series_label(first, n_files)}: {n} duplicate file{'s' * (n != 1)} of instances already "
+            f"read (the same SOPInstanceUID), ignored: {shown}{more}")
+
+
+def _with_duplicates(source: DicomSource, group: SeriesGroup, first: Dataset) -> DicomSource:
+    if not group.duplicates:
+        return source
+    note = duplicates_note(source.path if source.path.is_dir() else source.path.parent, group, first,
+                           source.n_files)
+    return replace(source, duplicates=len(group.duplicates), notes=(*source.notes, note))
 
 
 def _source(path: Path, ds: Dataset, shape: tuple[int, ...], spacing: Sequence[float]) -> DicomSource:
