@@ -23,7 +23,10 @@ class SourceInfo:
     label_hint: the parent folder name of a PNG/JPEG/TIFF/BMP, or of a 2D DICOM file, below the
     scanned folder (ISIC-style ``class_name/*.png``, ``class_name/*.dcm``). description: series
     description or file name, for lists. n_files: how many files it is made of (a DICOM series:
-    one per slice).
+    one per slice, the ones read).
+    blank_slices: slice indices of a DICOM series that no file holds (a slice missing from its
+    regular grid), read as blank. duplicates: files ignored as copies of instances already read.
+    notes: what a user should be told about how it is read (missing slices, duplicates).
     """
 
     path: str
@@ -36,6 +39,9 @@ class SourceInfo:
     label_hint: str | None = None
     description: str = ""
     n_files: int = 1
+    blank_slices: tuple[int, ...] = ()
+    duplicates: int = 0
+    notes: tuple[str, ...] = ()
 
 
 def group_key(text: str) -> str:
@@ -74,12 +80,16 @@ def _walk(root: Path, errors: list[InputError]) -> list[Path]:
     return files
 
 
-def scan_sources(path: str | Path) -> tuple[list[SourceInfo], list[InputError]]:
+def scan_sources(
+    path: str | Path, ignored: list[Path] | None = None
+) -> tuple[list[SourceInfo], list[InputError]]:
     """Readable sources under a file or folder, and one InputError per unreadable one.
 
     Reads headers only: DICOM without pixel data (series checked for a regular geometry,
     compressed syntaxes checked for an installed decoder), the NIfTI header, the image size
-    through Pillow/tifffile. Never raises for a bad file.
+    through Pillow/tifffile. Never raises for a bad file. Files of a folder that hold no image
+    and need no report (a readme, a DICOMDIR, a DICOM structured report; hidden files aside) are
+    appended to `ignored`.
     """
     root = Path(os.path.abspath(path))
     errors: list[InputError] = []
@@ -97,6 +107,8 @@ def scan_sources(path: str | Path) -> tuple[list[SourceInfo], list[InputError]]:
             continue
         if kind is None and not walked:
             kind = "dicom"  # a single file given explicitly: let the DICOM reader judge it
+        if kind is None and ignored is not None:
+            ignored.append(file)
         if kind == "dicom":
             dicom_files.append(file)
         elif kind == "nifti":
@@ -105,7 +117,7 @@ def scan_sources(path: str | Path) -> tuple[list[SourceInfo], list[InputError]]:
             hint = file.parent.name if walked and file.parent != root else None
             _add(infos, errors, file, lambda f=file, h=hint: _raster_info(f, h, _stable_key(f, root)))
     if dicom_files:
-        dicom_infos, dicom_errors = _dicom_infos(dicom_files, root if walked else None)
+        dicom_infos, dicom_errors = _dicom_infos(dicom_files, root if walked else None, ignored)
         infos.extend(dicom_infos)
         errors.extend(dicom_errors)
     if not walked and not infos and not errors:
@@ -176,11 +188,13 @@ def _dicom_hint(path: Path, is_volume: bool, root: Path | None) -> str | None:
     return path.parent.name
 
 
-def _dicom_infos(files: list[Path], root: Path | None = None) -> tuple[list[SourceInfo], list[InputError]]:
+def _dicom_infos(
+    files: list[Path], root: Path | None = None, ignored: list[Path] | None = None
+) -> tuple[list[SourceInfo], list[InputError]]:
     from medlabeler.engine.io.dicom import describe_dicom_files
 
     try:
-        sources, errors = describe_dicom_files(files)  # reports bad files and series one by one
+        sources, errors = describe_dicom_files(files, ignored)  # reports bad files and series one by one
     except Exception as exc:  # noqa: BLE001 - a last resort: never raise from a scan, name every file
         problem = f"could not be scanned (unexpected {type(exc).__name__} while scanning DICOM: {exc})"
         return [], [ImageReadError(file, problem) for file in files]
@@ -201,6 +215,9 @@ def _dicom_infos(files: list[Path], root: Path | None = None) -> tuple[list[Sour
                 label_hint=_dicom_hint(source.path, is_volume, root),
                 description=source.description,
                 n_files=source.n_files,
+                blank_slices=source.blank_slices,
+                duplicates=source.duplicates,
+                notes=source.notes,
             )
         )
     return infos, list(errors)

@@ -7,6 +7,7 @@ the file, collected in the returned report rather than raised.
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +19,15 @@ from medlabeler.engine.project.blank_samples import check_blank_samples
 from medlabeler.engine.store import Project
 
 SLABS_PER_VOLUME = 10
+LISTED_PROBLEMS = 10  # problems an import that found nothing names one by one
 MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".npy")
 
 
 @dataclass
 class ImportReport:
-    """What an import did: counts of what worked, one error per bad file or series, and warnings
-    about the project made (an empty split, and what the app does about it)."""
+    """What an import did: counts of what worked, one error per bad file or series (each names
+    it and says why), and warnings about the project made (an empty split, and what the app does
+    about it; a DICOM series read with missing slices shown blank, or with duplicate files)."""
 
     added: int = 0
     labeled: int = 0
@@ -33,25 +36,65 @@ class ImportReport:
     files_used: int = 0  # image files behind the samples added
     sources: int = 0  # images, volumes and DICOM series added
     warnings: list[str] = field(default_factory=list)
+    missing: int = 0  # slices missing from DICOM series, shown blank
+    missing_left_out: int = 0  # their slice samples, counted in `blank`: the queue leaves them out
+    duplicates: int = 0  # DICOM files holding an instance already read, ignored
+    ignored: int = 0  # files that hold no image (a readme, a DICOMDIR, a DICOM report), ignored
 
     @property
     def files_skipped(self) -> int:
         return sum(getattr(e, "files", 1) for e in self.errors)
 
     def summary(self) -> str:
-        found = self.files_used + self.files_skipped
+        found = self.files_used + self.files_skipped + self.duplicates
         text = (f"{found} image file{'s' * (found != 1)} found, {self.files_used} used "
                 f"({self.sources} image{'s' * (self.sources != 1)} or series): {self.added} samples added, "
                 f"{self.labeled} labels imported")
-        if self.blank:
-            text += (f"; {self.blank} blank sample{'s' * (self.blank != 1)} (one value everywhere) left out "
+        found_blank = self.blank - self.missing_left_out
+        if found_blank:
+            text += (f"; {found_blank} blank sample{'s' * (found_blank != 1)} (one value everywhere) left out "
                      "of the queue")
+        if self.missing:
+            text += (f"; {self.missing} missing slice{'s' * (self.missing != 1)} shown blank"
+                     + (" and left out of the queue" if self.missing_left_out else ""))
         if self.errors:
-            series = sum(1 for e in self.errors if getattr(e, "files", 1) > 1)
-            text += f"; {self.files_skipped} file{'s' * (self.files_skipped != 1)} skipped"
-            if series:
-                text += f" ({series} whole series)"
+            text += "; " + skipped_text(self.errors)
+        if self.duplicates:
+            text += (f"; {self.duplicates} duplicate file{'s' * (self.duplicates != 1)} of instances already "
+                     "read, ignored")
+        if self.ignored:
+            text += f"; {self.ignored} non-image file{'s' * (self.ignored != 1)} ignored"
         return text
+
+
+def skipped_text(errors: list[InputError]) -> str:
+    """``301 files skipped (1 whole series)``: files, not errors, counted."""
+    files = sum(getattr(e, "files", 1) for e in errors)
+    series = sum(1 for e in errors if getattr(e, "files", 1) > 1)
+    return f"{files} file{'s' * (files != 1)} skipped" + (f" ({series} whole series)" if series else "")
+
+
+def nothing_readable(errors: list[InputError], ignored: int) -> str:
+    """Why an import found nothing: every problem (the first LISTED_PROBLEMS) named with its file."""
+    problem = "no readable images found"
+    if errors:
+        n = len(errors)
+        files = [e for e in errors if getattr(e, "files", 1) <= 1]
+        series = [e for e in errors if getattr(e, "files", 1) > 1]
+        counts = []
+        if files:
+            counts.append(f"{len(files)} unreadable file{'s' * (len(files) != 1)}")
+        if series:
+            in_series = sum(e.files for e in series)
+            counts.append(f"{len(series)} series refused ({in_series} files)")
+        problem += f" ({', '.join(counts)}):"
+        problem += "".join(f"\n  - {e}" for e in errors[:LISTED_PROBLEMS])
+        if n > LISTED_PROBLEMS:
+            problem += f"\n  - and {n - LISTED_PROBLEMS} more"
+    if ignored:
+        files = f"{ignored} non-image file{'s' * (ignored != 1)} ignored"
+        problem += f"\n  ({files})" if errors else f" ({files})"
+    return problem
 
 
 def create_project(
@@ -70,13 +113,11 @@ def create_project(
     those images are labeled with their folder's class. Volumes become slice samples for 2D
     segmentation unless ``unit`` says otherwise.
     """
-    infos, errors = scan_sources(images)
+    ignored: list[Path] = []
+    infos, errors = scan_sources(images, ignored)
     infos, errors = _usable(infos, list(errors))
     if not infos:
-        problem = "no readable images found"
-        if errors:
-            problem += f" ({len(errors)} unreadable files, first: {errors[0]})"
-        raise InputError(images, problem)
+        raise InputError(images, nothing_readable(errors, len(ignored)))
     hints = sorted({i.label_hint for i in infos if i.label_hint})
     if task == "classification" and not names:
         if len(hints) < 2:
@@ -88,16 +129,22 @@ def create_project(
         unit = "slice" if task == "segmentation" and any(i.is_volume for i in infos) else "image"
     project = Project.create(root, task=task, names=list(names), colors=colors, unit=unit, seed=seed,
                              slabs=_slabs_needed(infos, unit))
-    report = ImportReport(errors=list(errors), files_used=sum(i.n_files for i in infos), sources=len(infos))
+    report = ImportReport(errors=list(errors), files_used=sum(i.n_files for i in infos), sources=len(infos),
+                          missing=sum(len(getattr(i, "blank_slices", ())) for i in infos),
+                          duplicates=sum(getattr(i, "duplicates", 0) for i in infos), ignored=len(ignored))
     try:
         ids = project.add_sources(infos)
         report.added = len(ids)
         # DICOM series are left unchecked: a scanner's slices are rarely one value, and decoding every
-        # series would double the import's time (a 300-slice CT: 3.5 s to 7.6 s)
+        # series would double the import's time (a 300-slice CT: 3.5 s to 7.6 s); the slices missing
+        # from a series, read as blank, are recorded as blank from the scan
         added = set(ids)
-        report.blank = check_blank_samples(project, [s for s in project.samples()
-                                                     if s.id in added and s.series_uid is None])
-        report.warnings = empty_split_warnings(project)
+        samples = [s for s in project.samples() if s.id in added]
+        report.missing_left_out = mark_missing_slices(project, infos, samples)
+        others = [s for s in samples if s.series_uid is None]
+        report.blank = report.missing_left_out + check_blank_samples(project, others)
+        report.warnings = [note for info in infos for note in getattr(info, "notes", ())]
+        report.warnings += empty_split_warnings(project)
         if task == "classification" and hints:
             report.labeled = _label_from_folder_names(project, names, report)
         project.audit("create", images=str(images), samples=report.added, skipped=len(report.errors))
@@ -105,6 +152,20 @@ def create_project(
         project.close()  # release the writer lock; the folder keeps what was committed
         raise
     return project, report
+
+
+def mark_missing_slices(project: Project, infos: list, samples: list) -> int:
+    """Record the slice samples of slices missing from their DICOM series (read as blank) as
+    blank, so the queue never offers them; returns how many."""
+    missing = {(os.path.abspath(str(i.path)), i.series_uid): set(i.blank_slices)
+               for i in infos if getattr(i, "blank_slices", ())}
+    if not missing:
+        return 0
+    blank = {s.id: True for s in samples
+             if s.slice_index is not None and s.slice_index in missing.get((os.path.abspath(s.path), s.series_uid), ())}
+    if blank:
+        project.write_blank(blank)
+    return len(blank)
 
 
 EMPTY_SPLIT_CONSEQUENCE = {

@@ -1,0 +1,235 @@
+"""DICOM series with slices missing, cut short or copied, as a user's CT folder has them.
+
+- a slice missing from the regular grid (deleted, or a file that cannot be read) is read as a
+  blank slice at its position, so the volume keeps its geometry; the import warns, naming the
+  series and the position, and the slice sample is never queued;
+- uneven spacing that is not a whole number of slices keeps its refusal;
+- copies of an instance (the same SOPInstanceUID) are read once and counted;
+- an import that finds nothing names every problem; non-image files are counted.
+
+The volumes are slices of the MNI152 brain MRI (nilearn) written slice by slice with pydicom.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+
+from medlabeler.cli import main
+from medlabeler.engine.errors import ImageReadError, InputError
+from medlabeler.engine.io import read_image, scan_sources
+from medlabeler.engine.io.dicom import read_dicom_paths
+from medlabeler.engine.project.project_import import create_project
+from tests.engine.io_fixtures import mni_volume, write_dicom_series
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    """A small real MRI, (Z, Y, X) = (12, 24, 20), values as int-valued 'HU' in 0..1020."""
+    return mni_volume(step=10)[:12] * 4.0
+
+
+def _truncate(path, size: int = 400) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(size + 132 + 600)  # the header stays readable, the pixels are cut short
+
+
+def test_a_deleted_slice_is_read_blank_at_its_position(tmp_path, volume):
+    full = write_dicom_series(tmp_path / "full", volume, spacing=(2.5, 0.8, 0.7), origin=(3, -4, 10))
+    paths = write_dicom_series(tmp_path / "ct", volume, spacing=(2.5, 0.8, 0.7), origin=(3, -4, 10))
+    paths[5].unlink()
+    whole = read_image(full[0].parent)
+    image = read_image(tmp_path / "ct")
+    assert image.array.shape == volume.shape
+    np.testing.assert_array_equal(np.delete(image.array, 5, axis=0), np.delete(volume, 5, axis=0))
+    assert np.all(image.array[5] == volume.min())  # blank: the series' minimum (0 here)
+    np.testing.assert_allclose(image.affine, whole.affine, atol=1e-6)  # index k still maps to slice k's position
+    assert image.spacing == pytest.approx(whole.spacing)
+    assert image.metadata["blank_slices"] == [5] and image.metadata["files"] == 11
+
+    infos, errors = scan_sources(tmp_path / "ct")
+    assert errors == [] and len(infos) == 1
+    info = infos[0]
+    assert info.shape == volume.shape and info.n_files == 11 and info.blank_slices == (5,)
+    (note,) = info.notes
+    assert "series 1 'test series' (11 files): 1 slice missing at z=22.5 mm (slice index 5 of 12), shown blank" in note
+    assert "no file holds it" in note and "Doe" not in note and "PAT-0001" not in note
+
+
+def test_two_gaps_and_air_for_a_ct_below_minus_1024(tmp_path, volume):
+    """Two neighbouring slices and a third missing; a CT padded with -3024 gets air (-1024 HU)."""
+    ct = volume - 1024.0
+    ct[:, :2, :] = -3024.0  # outside the field of view
+    paths = write_dicom_series(tmp_path / "ct", ct, rescale=(1.0, -4096.0))
+    for k in (3, 4, 9):
+        paths[k].unlink()
+    image = read_image(tmp_path / "ct")
+    assert image.array.shape == ct.shape and image.metadata["blank_slices"] == [3, 4, 9]
+    assert np.all(image.array[[3, 4, 9]] == -1024.0)
+    kept = [k for k in range(len(ct)) if k not in (3, 4, 9)]
+    np.testing.assert_array_equal(image.array[kept], ct[kept])
+    (info,), _ = scan_sources(tmp_path / "ct")
+    assert "3 slices missing at z=7.5, 10, 22.5 mm (slice indices 3, 4, 9 of 12)" in info.notes[0]
+
+
+def test_uneven_spacing_that_is_no_whole_gap_is_still_refused(tmp_path, volume):
+    positions = [(0, 0, 2.5 * k + (1.2 if k >= 6 else 0.0)) for k in range(len(volume))]
+    write_dicom_series(tmp_path / "uneven", volume, positions=positions)
+    with pytest.raises(ImageReadError, match="uneven slice spacing") as info:
+        read_image(tmp_path / "uneven")
+    assert "12.5 and 16.2 mm" in str(info.value) and "no missing slice can be filled in" in str(info.value)
+    paths = write_dicom_series(tmp_path / "sparse", volume)
+    for k in range(3, 8):  # 5 of 12 slices would be blank: not a series with a slice lost
+        paths[k].unlink()
+    with pytest.raises(ImageReadError, match="too many to fill"):
+        read_image(tmp_path / "sparse")
+
+
+def test_a_truncated_slice_no_longer_blocks_the_series(tmp_path, volume, capsys):
+    paths = write_dicom_series(tmp_path / "ct", volume, series_description="head")
+    _truncate(paths[6])
+    (tmp_path / "ct" / "readme.txt").write_text("scan notes")
+    code = main(["init", str(tmp_path / "p"), "--images", str(tmp_path / "ct"), "--task", "segmentation",
+                 "--labels", "bone,brain"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert ("12 image files found, 11 used (1 image or series): 12 samples added, 0 labels imported; 1 missing "
+            "slice shown blank and left out of the queue; 1 file skipped; 1 non-image file ignored") in out.out
+    assert f"skipped {paths[6]}: file is truncated" in out.err
+    warning = next(line for line in out.err.splitlines() if line.startswith("warning:"))
+    assert ("series 1 'head' (11 files): 1 slice missing at z=15 mm (slice index 6 of 12), shown blank; the file "
+            f"that was there is unreadable: {paths[6].name} (file is truncated") in warning
+    assert "Doe" not in out.out + out.err and "PAT-0001" not in out.out + out.err
+
+    from medlabeler.engine.store import Project
+
+    with Project.open(tmp_path / "p", readonly=True) as project:
+        by_index = {s.slice_index: s for s in project.samples()}
+        assert project.blank_ids() == {by_index[6].id}  # never queued
+        for k in (5, 6, 7):  # a slice sample's index is its position: the app reads the same volume
+            expected = volume[k] if k != 6 else np.full_like(volume[k], volume.min())
+            np.testing.assert_array_equal(project.load_pixels(by_index[k]), expected)
+        sample = by_index[0]
+    again = read_image(sample.path, sample.series_uid)
+    assert again.array.shape == volume.shape and np.all(again.array[6] == volume.min())
+
+
+def test_two_series_of_one_folder_one_with_a_gap(tmp_path, volume):
+    folder = tmp_path / "flat"
+    paths = write_dicom_series(folder, volume, series_uid="1.2.3.8.1", prefix="a")
+    write_dicom_series(folder, volume[:6] + 1, series_uid="1.2.3.8.2", prefix="b", series_number=2)
+    paths[2].unlink()
+    project, report = create_project(tmp_path / "p", folder, task="segmentation", names=["brain"])
+    with project:
+        assert report.added == 18 and report.missing == 1 and len(report.warnings) >= 1
+        gap = [s for s in project.samples() if s.series_uid == "1.2.3.8.1"]
+        assert project.blank_ids() == {s.id for s in gap if s.slice_index == 2}
+    np.testing.assert_array_equal(read_image(folder, series_uid="1.2.3.8.1").array[3], volume[3])
+    images, errors = read_dicom_paths([folder])  # the napari reader
+    assert errors == [] and sorted(i.array.shape[0] for i in images) == [6, 12]
+
+
+def test_copies_of_instances_are_read_once(tmp_path, volume, capsys):
+    folder = tmp_path / "ct"
+    paths = write_dicom_series(folder, volume, series_description="head")
+    (folder / "copies").mkdir()
+    for k in range(3):
+        shutil.copy(paths[k], folder / "copies" / paths[k].name)
+    for k in (3, 4):
+        shutil.copy(paths[k], folder / f"copy_of_{paths[k].name}")
+    image = read_image(folder)
+    np.testing.assert_array_equal(image.array, volume)
+    assert image.metadata["duplicate_files"] == 5
+    code = main(["init", str(tmp_path / "p"), "--images", str(folder), "--task", "segmentation", "--labels", "brain"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert ("17 image files found, 12 used (1 image or series): 12 samples added, 0 labels imported; "
+            "5 duplicate files of instances already read, ignored") in out.out
+    warning = next(line for line in out.err.splitlines() if line.startswith("warning:"))
+    assert "series 1 'head' (12 files): 5 duplicate files of instances already read" in warning
+    assert f"copy_of_{paths[3].name} repeats {paths[3].name}" in warning  # a path below the series folder
+    assert "skipped" not in out.err
+
+
+def test_a_cut_short_copy_is_reported_and_the_whole_one_read(tmp_path, volume):
+    """Only plain copies (same instance, encoding and size) count as duplicates: a copy cut short
+    is reported by name, and the whole file of its instance fills the slice."""
+    folder = tmp_path / "ct"
+    paths = write_dicom_series(folder, volume, shuffle=False)
+    (folder / "z").mkdir()
+    shutil.copy(paths[4], folder / "z" / "copy.dcm")
+    _truncate(paths[4])
+    image = read_image(folder)
+    np.testing.assert_array_equal(image.array, volume)
+    assert "blank_slices" not in image.metadata
+    infos, errors = scan_sources(folder)
+    assert len(infos) == 1 and infos[0].blank_slices == () and infos[0].duplicates == 0
+    assert [e.path for e in errors] == [str(paths[4])] and "truncated" in str(errors[0])
+
+
+def test_same_position_with_different_instances_is_still_refused(tmp_path, volume):
+    positions = [(0, 0, 2.5 * k) for k in range(len(volume))]
+    positions[4] = positions[3]
+    paths = write_dicom_series(tmp_path / "dup", volume, positions=positions)
+    with pytest.raises(ImageReadError, match="duplicate slice positions") as info:
+        read_image(tmp_path / "dup")
+    assert paths[3].name in str(info.value) and paths[4].name in str(info.value)  # the files named
+
+
+def test_an_import_that_finds_nothing_names_every_problem(tmp_path, volume):
+    folder = tmp_path / "bad"
+    uneven = [(0, 0, z) for z in (0.0, 2.0, 4.0, 9.0, 11.0)]
+    for number in range(12):
+        write_dicom_series(folder / f"s{number:02d}", volume[:5], positions=uneven, series_number=number + 1,
+                           series_description="T1", seed=number)
+    (folder / "readme.txt").write_text("twelve series")
+    with pytest.raises(InputError) as info:
+        create_project(tmp_path / "p", folder, task="segmentation", names=["brain"])
+    message = str(info.value)
+    assert message.startswith(f"{folder}: no readable images found (12 series refused (60 files)):")
+    lines = message.splitlines()[1:]
+    assert len([line for line in lines if "uneven slice spacing" in line]) == 10
+    assert "series 1 'T1' (5 files)" in message and "series 10 'T1' (5 files)" in message
+    assert "  - and 2 more" in lines and "  (1 non-image file ignored)" in lines
+    only_text = tmp_path / "text"
+    only_text.mkdir()
+    (only_text / "a.txt").write_text("a")
+    with pytest.raises(InputError, match=r"no readable images found \(1 non-image file ignored\)"):
+        create_project(tmp_path / "p2", only_text, task="segmentation", names=["brain"])
+
+
+def test_a_seg_of_a_series_with_a_gap_references_the_right_images(tmp_path, volume):
+    """Slice samples after a gap keep their own images: a DICOM-SEG references them, reads back
+    onto them, and a label on the blank slice is refused rather than written without an image."""
+    pytest.importorskip("highdicom")
+    from medlabeler.engine.project.dicom_seg import export_segs
+    from medlabeler.engine.project.project_import import import_labels
+
+    paths = write_dicom_series(tmp_path / "mr", volume, modality="MR", rescale=(1.0, 0.0))
+    uids = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths]
+    paths[5].unlink()
+    mask = (volume > 400).astype(np.uint8)
+    project, _ = create_project(tmp_path / "p", tmp_path / "mr", task="segmentation", names=["brain"])
+    with project:
+        by_index = {s.slice_index: s for s in project.samples()}
+        for k in (3, 7):
+            project.save_label(by_index[k].id, mask[k])
+        (seg_path,) = export_segs(project, tmp_path / "out")
+        project.save_label(by_index[5].id, np.zeros_like(mask[5]))
+        with pytest.raises(InputError, match="no DICOM image to reference"):
+            export_segs(project, tmp_path / "out2")
+    seg = pydicom.dcmread(seg_path)
+    refs = {f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            for f in seg.PerFrameFunctionalGroupsSequence}
+    assert refs == {uids[3], uids[7]}
+    other, _ = create_project(tmp_path / "p2", tmp_path / "mr", task="segmentation", names=["brain"])
+    with other:
+        assert import_labels(other, seg_path).labeled == 2
+        by_index = {s.slice_index: s for s in other.samples()}
+        for k in (3, 7):
+            np.testing.assert_array_equal(other.load_label(by_index[k].id), mask[k])
+    assert not os.path.exists(tmp_path / "out2") or not any((tmp_path / "out2").iterdir())
