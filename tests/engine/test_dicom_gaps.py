@@ -233,3 +233,50 @@ def test_a_seg_of_a_series_with_a_gap_references_the_right_images(tmp_path, volu
         for k in (3, 7):
             np.testing.assert_array_equal(other.load_label(by_index[k].id), mask[k])
     assert not os.path.exists(tmp_path / "out2") or not any((tmp_path / "out2").iterdir())
+
+
+def test_a_seg_references_the_right_images_when_an_end_slice_is_unreadable(tmp_path, volume):
+    """The first slice's file is cut short: the volume starts one slice later, and the SEG's frames
+    must reference the images of the volume read, not be shifted by one (they were planned from
+    every file)."""
+    pytest.importorskip("highdicom")
+    from medlabeler.engine.project.dicom_seg import export_segs
+
+    paths = write_dicom_series(tmp_path / "mr", volume, modality="MR", rescale=(1.0, 0.0), shuffle=False)
+    uids = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths]
+    _truncate(paths[0])
+    project, _ = create_project(tmp_path / "p", tmp_path / "mr", task="segmentation", names=["brain"])
+    with project:
+        assert len(project.samples()) == len(volume) - 1
+        by_index = {s.slice_index: s for s in project.samples()}
+        mask = (volume[4] > 400).astype(np.uint8)
+        project.save_label(by_index[3].id, mask)  # volume index 3 is file 4
+        np.testing.assert_array_equal(project.load_pixels(by_index[3].id), volume[4])
+        (seg_path,) = export_segs(project, tmp_path / "out")
+    seg = pydicom.dcmread(seg_path)
+    refs = [f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            for f in seg.PerFrameFunctionalGroupsSequence]
+    assert refs == [uids[4]]
+
+
+def test_slices_that_share_one_instance_uid_are_not_copies(tmp_path, volume):
+    """Some anonymisers give every slice of a series one SOPInstanceUID; uncompressed slices also
+    share their size. Only files with the same bytes are copies: every slice is read."""
+    folder = tmp_path / "anon"
+    paths = write_dicom_series(folder, volume)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+        ds.save_as(path, enforce_file_format=True)
+    image = read_image(folder)
+    np.testing.assert_array_equal(image.array, volume)
+    assert "duplicate_files" not in image.metadata and "blank_slices" not in image.metadata
+
+
+def test_a_series_whose_spacing_doubles_is_refused_not_filled(tmp_path, volume):
+    """2.5 mm then 5 mm between slices, numbered on without a break: no file is missing, so the wider
+    part is not padded with blank slices between every real one; the reason is said."""
+    z = [2.5 * k for k in range(9)] + [20.0 + 5.0 * k for k in range(1, 4)]
+    write_dicom_series(tmp_path / "two", volume, positions=[(0.0, 0.0, v) for v in z])
+    with pytest.raises(ImageReadError, match="InstanceNumbers run on across the wider gaps"):
+        read_image(tmp_path / "two")

@@ -157,7 +157,12 @@ def source_series(path: str, series_uid: str | None) -> SourceSeries:
     group = next((g for g in groups.values() if g.series_uid == series_uid), None)
     if group is None or not group.single:
         raise InputError(where, "holds no single-frame DICOM series with the project's SeriesInstanceUID")
-    plan = dicom.plan_series(where, [p for p, _ in group.single], [h for _, h in group.single])
+    # the files the volume was read from (unreadable ones left out, their slices blank), so that
+    # frame k references the image of slice k of the labels
+    usable = dicom.usable_files(group).single
+    if not usable:
+        raise InputError(where, "holds no readable single-frame DICOM images of the project's series")
+    plan = dicom.plan_series(where, [p for p, _ in usable], [h for _, h in usable])
     return SourceSeries(list(plan.headers), where=str(where))
 
 

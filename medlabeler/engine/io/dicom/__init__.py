@@ -27,10 +27,11 @@ from medlabeler.engine.io.dicom.series import (
     plan_series,
     read_dicom_folder,
     read_dicom_paths,
+    usable_files,
 )
 
 __all__ = [
     "candidate_files", "describe_dicom_files", "frame_geometry", "group_series", "is_image",
     "looks_like_dicom", "n_frames", "plan_series", "read_dicom_file", "read_dicom_folder",
-    "read_dicom_paths", "read_header",
+    "read_dicom_paths", "read_header", "usable_files",
 ]

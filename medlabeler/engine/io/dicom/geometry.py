@@ -173,7 +173,8 @@ def plan_stack(
     n = len(positions)
     try:
         if all(p is not None for p in positions) and all(o is not None for o in orientations):
-            return _stack_by_position(positions, orientations, spacing_yx, fill_gaps)  # type: ignore[arg-type]
+            return _stack_by_position(positions, orientations, spacing_yx, fill_gaps,  # type: ignore[arg-type]
+                                      instance_numbers)
         numbers = list(instance_numbers)
         if all(v is not None for v in numbers):
             if len(set(numbers)) != n:
@@ -197,6 +198,7 @@ def _stack_by_position(
     orientations: Sequence[np.ndarray],
     spacing_yx: tuple[float, float],
     fill_gaps: bool = False,
+    instance_numbers: Sequence[int | None] = (),
 ) -> StackGeometry:
     iops = np.stack(orientations)
     distinct = _count_distinct(iops)
@@ -234,6 +236,13 @@ def _stack_by_position(
                 f"uneven slice spacing: distances between neighbouring slices of {shown} mm "
                 f"(median {spacing:g} mm){_irregular_places(along[order], spacing, tolerance)}"
             )
+        run_on = _numbers_run_on(instance_numbers, order, steps)
+        if run_on:
+            raise _StackProblem(
+                f"uneven slice spacing: the distance between neighbouring slices changes from {spacing:g} mm to "
+                f"{float(gaps[run_on[0]]):g} mm, and their InstanceNumbers run on across the wider gaps ({len(run_on)}), "
+                "so no slice is missing there: the series has two spacings"
+            )
         first = np.concatenate([[0], np.cumsum(steps)])  # volume index of each given slice
         size = int(first[-1]) + 1
         missing = sorted(set(range(size)) - {int(i) for i in first})
@@ -260,6 +269,16 @@ def _irregular_places(along: np.ndarray, spacing: float, tolerance: float) -> st
     more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
     return (f"; not a whole number of slices between the slices at {places}{more} (positions along the "
             "slice normal), so no missing slice can be filled in")
+
+
+def _numbers_run_on(instance_numbers: Sequence[int | None], order: Sequence[int], steps: np.ndarray) -> list[int]:
+    """Indices of the gaps spanning several steps across which the slices' InstanceNumbers differ by
+    fewer than the steps: nothing was numbered in between, so no slice is missing there (a series
+    whose spacing changes, 2.5 mm then 5 mm). Empty when the numbers are absent or repeat."""
+    numbers = [instance_numbers[i] for i in order] if len(instance_numbers) == len(order) else []
+    if not numbers or any(v is None for v in numbers) or len(set(numbers)) != len(numbers):
+        return []
+    return [k for k, step in enumerate(steps) if step > 1 and abs(numbers[k + 1] - numbers[k]) < step]
 
 
 def _whole_steps(gaps: np.ndarray, spacing: float, tolerance: float) -> np.ndarray | None:

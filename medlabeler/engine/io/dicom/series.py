@@ -193,11 +193,12 @@ AIR_HU = -1024.0
 def blank_value(volume: np.ndarray, missing: Sequence[int], modality: str) -> float:
     """What a missing slice is filled with: the series' minimum, or air (-1024 HU) for a CT whose
     minimum lies below it (the padding outside a scanner's field of view, -2048 or -3024)."""
-    present = np.ones(volume.shape[0], dtype=bool)
-    present[list(missing)] = False
-    values = volume[present]
-    finite = values[np.isfinite(values)]
-    lowest = float(finite.min()) if finite.size else 0.0
+    gone = set(missing)
+    lowest = np.inf
+    for k in range(volume.shape[0]):  # slice by slice: no copy of a whole CT
+        if k not in gone:
+            lowest = min(lowest, float(np.nanmin(volume[k])) if np.isfinite(volume[k]).any() else np.inf)
+    lowest = 0.0 if not np.isfinite(lowest) else lowest
     return max(lowest, AIR_HU) if modality == "CT" and lowest < AIR_HU else lowest
 
 
@@ -316,10 +317,11 @@ def group_series(
         group = groups.setdefault(key, SeriesGroup(series_uid=uid or None))
         instance = _copy_key(key, ds)
         if instance is not None:
-            if instance in instances:
-                group.duplicates.append((path, instances[instance]))
+            kept = instances.get(instance)
+            if kept is not None and _same_bytes(path, kept):
+                group.duplicates.append((path, kept))
                 continue
-            instances[instance] = path
+            instances.setdefault(instance, path)
         (group.multi if n_frames(ds) > 1 else group.single).append((path, ds))
     return groups
 
@@ -333,6 +335,18 @@ def _copy_key(series_key: str, ds: Dataset) -> tuple[str, ...] | None:
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "") if meta is not None else "")
     return series_key, instance, syntax, str(getattr(ds, "_medlabeler_file_size", None))
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes: only then is one a copy of the other. Some
+    anonymisers give every slice of a series one SOPInstanceUID, and uncompressed slices share
+    their size, so the key alone would drop real slices."""
+    import filecmp
+
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
 
 
 @dataclass
