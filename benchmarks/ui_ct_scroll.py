@@ -15,6 +15,11 @@ the unchanged window costs (under Xvfb the canvas is drawn by software OpenGL: t
 frame). Figures, not assertions. Run it under a display:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/ui_ct_scroll.py --slices 120
+
+`--bare` measures the floor instead: plain napari in the same maximized window (an empty dock as
+wide as the app's), no medlabeler and no learning, shown the same volume (read, scaled and windowed as the app reads it) in an image and
+an empty uint8 labels layer, and scrolled with the same keys. What the app adds to opening and
+scrolling is the difference from the app with `--loop off`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ui_heartbeat import Heartbeat, StallSampler, percentiles  # noqa: E402  (the same 2 ms timer)
+from ui_heartbeat import Heartbeat, StallSampler, dock_placeholder, percentiles  # noqa: E402  (the same 2 ms timer)
 
 CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 SHAPE = (300, 512, 512)
@@ -115,6 +120,42 @@ def label_by_threshold(project, count: int) -> int:
     return len(picks)
 
 
+def read_first_volume(root: Path):
+    """The volume of the project's first sample, read as the app reads it (`read_volume`)."""
+    from medlabeler.engine.store import Project
+    from medlabeler.ui.layers import read_volume
+
+    with Project.open(root, readonly=True) as project:
+        return read_volume(project.samples()[0])
+
+
+def warm_up_napari(viewer, pump) -> None:
+    """napari's first-layer costs (modules, shaders, the first textures), paid on small layers."""
+    small = np.zeros((4, 8, 8), np.float32)
+    image = viewer.add_image(small, contrast_limits=(0.0, 1.0))
+    labels = viewer.add_labels(small.astype(np.uint8))
+    pump(0.5)
+    viewer.layers.remove(labels)
+    viewer.layers.remove(image)
+    pump(0.5)
+
+
+def show_bare(viewer, volume, pump) -> tuple[float, float]:
+    """Plain napari shows the volume as the app would: an image and an empty uint8 labels layer,
+    the camera turned alike. Returns the seconds until the layers were made and until the first
+    repaint was done."""
+    started = time.perf_counter()
+    viewer.add_image(volume.pixels, scale=volume.scale, contrast_limits=volume.limits, name="image")
+    pump(0.05)  # each layer in its own turn of the event loop: the longest stall is one layer's
+    labels = viewer.add_labels(np.zeros(volume.pixels.shape, np.uint8), scale=volume.scale, name="labels")
+    labels.mode = "paint"
+    viewer.scene.camera.orientation2d = volume.orientation
+    viewer.reset_view()
+    layers_s = time.perf_counter() - started
+    pump(0.2)  # the first repaint
+    return layers_s, time.perf_counter() - started
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ct-dir", help="a folder to write the series to, or holding it already (default: temporary)")
@@ -126,7 +167,11 @@ def main(argv=None) -> int:
                         help="training slices labeled (by thresholds) before opening, so the loop trains while "
                              "the clinician scrolls (0: the loop waits for labels)")
     parser.add_argument("--profile", action="store_true", help="where the main thread is during stalls")
+    parser.add_argument("--bare", action="store_true",
+                        help="the floor: plain napari shows the same volume in two layers (no app, no learning)")
     args = parser.parse_args(argv)
+    if args.bare:
+        args.loop = "off"
     os.environ["MEDLABELER_LEARN"] = "1" if args.loop == "on" else "0"
 
     tmp = tempfile.TemporaryDirectory(prefix="medlabeler-ct-")
@@ -157,9 +202,10 @@ def main(argv=None) -> int:
 
     viewer = napari.Viewer(title="medlabeler CT scroll benchmark", show=True)
     app = QApplication.instance()
-    widget = build_app(viewer)
+    session = None if args.bare else build_app(viewer).session
+    if args.bare:
+        dock_placeholder(viewer)
     fit_window(viewer)
-    session = widget.session
     canvas = viewer.window._qt_viewer.canvas
     handler = viewer.window._qt_viewer._key_map_handler
 
@@ -170,15 +216,22 @@ def main(argv=None) -> int:
             time.sleep(0.001)
 
     pump(3.0)  # the clinician picks the folder: the start-up warm-up threads finish meanwhile
+    volume = None
+    if args.bare:  # off the clock, as the app reads on a thread and pays napari's first-layer costs ahead
+        volume = read_first_volume(root)
+        warm_up_napari(viewer, pump)
     beat = Heartbeat()
     beat.start()
     open_sampler = StallSampler(beat, depth=3).start() if args.profile else None
-    started = time.perf_counter()
-    session.open_project(root)
-    open_call_s = time.perf_counter() - started
-    while session.sample is None and time.perf_counter() - started < 300:
-        pump(0.01)
-    open_s = time.perf_counter() - started
+    if args.bare:
+        open_call_s, open_s = show_bare(viewer, volume, pump)
+    else:
+        started = time.perf_counter()
+        session.open_project(root)
+        open_call_s = time.perf_counter() - started
+        while session.sample is None and time.perf_counter() - started < 300:
+            pump(0.01)
+        open_s = time.perf_counter() - started
     opening = beat.stop()
     if open_sampler is not None:
         open_sampler.stop()
@@ -202,12 +255,13 @@ def main(argv=None) -> int:
             key_ms.append(1000 * (time.perf_counter() - t0))
             pump(args.interval_ms / 1000)
     scrolling = beat.stop()
-    loop_now = session.learning.now
-    image = session.view.layers["image"]
-    print(f"opened {image.data.shape} {image.data.dtype}: first slice shown {open_s:.2f} s after Open "
-          f"(the open call itself {open_call_s:.2f} s; {n_samples} DICOM files read on a thread); "
-          f"canvas {canvas.native.width()}x{canvas.native.height()} px")
-    print(f"heartbeat while opening (reading, then making the layers): {percentiles(opening)}")
+    loop_now = "none (bare napari)" if args.bare else session.learning.now
+    image = viewer.layers[0]
+    what = "the layers made" if args.bare else f"the open call itself {open_call_s:.2f} s; {n_samples} DICOM files read on a thread"
+    print(f"{'bare napari: ' if args.bare else ''}opened {image.data.shape} {image.data.dtype}: first slice shown "
+          f"{open_s:.2f} s after Open ({what}); canvas {canvas.native.width()}x{canvas.native.height()} px")
+    print(f"heartbeat while opening ({'making the layers' if args.bare else 'reading, then making the layers'}): "
+          f"{percentiles(opening)}")
     print(f"heartbeat (2 ms timer) for 3 s after opening, loop {args.loop}: {percentiles(settling)}")
     print(f"repaint of the unchanged window: p50 {np.median(floor):.0f} ms, max {max(floor):.0f} ms "
           f"(the floor of every frame on this display)")
@@ -223,7 +277,8 @@ def main(argv=None) -> int:
         sampler.stop()
         print(f"where the main thread was while the heartbeat was over 30 ms late ({sampler.samples} samples):")
         print(sampler.report(top=10))
-    session.shutdown()
+    if session is not None:
+        session.shutdown()
     viewer.close()
     tmp.cleanup()
     return 0

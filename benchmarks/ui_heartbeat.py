@@ -32,6 +32,20 @@ def percentiles(gaps_ms: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):.1f} ms, p99 {np.percentile(a, 99):.1f} ms, max {a.max():.1f} ms ({a.size} ticks)"
 
 
+#: the width of the app's dock at a 1600 px wide screen, kept empty in the `--bare` runs (plain
+#: napari) so that napari's canvas has the app's size
+DOCK_WIDTH = 400
+
+
+def dock_placeholder(viewer) -> None:
+    """An empty dock as wide as the app's, on the right of a plain napari viewer."""
+    from qtpy.QtWidgets import QWidget
+
+    placeholder = QWidget()
+    placeholder.setFixedWidth(DOCK_WIDTH)
+    viewer.window.add_dock_widget(placeholder, name="empty", area="right")
+
+
 class Heartbeat:
     """Timestamps of a 2 ms QTimer; gaps between ticks are how long the event loop was blocked."""
 

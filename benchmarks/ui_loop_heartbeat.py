@@ -13,6 +13,11 @@ that was active after each round (measured at the end, off the clock).
 Figures, not assertions. Run it under a display:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/ui_loop_heartbeat.py --rounds 4
+
+`--bare` measures the floor of the clinician's phase instead: plain napari (no medlabeler, no
+learning; an empty dock as wide as the app's) shows the demo volume in an image and a labels layer,
+and the same clinician paints the reference mask of a training slice, refreshes the layer and
+moves to the next slice, as many times and with the same pauses. What the app adds is the difference from its own clinician phase.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ui_heartbeat import Heartbeat, StallSampler, percentiles  # noqa: E402  (the same 2 ms timer)
+from ui_heartbeat import Heartbeat, StallSampler, dock_placeholder, percentiles  # noqa: E402  (the same 2 ms timer)
 
 
 def _time_main_thread_work(sink: dict) -> None:
@@ -63,6 +68,64 @@ def _time_main_thread_work(sink: dict) -> None:
             wrap(owner, name)
 
 
+def pump_until(app, condition, timeout_s: float) -> bool:
+    """Run the Qt event loop until `condition()` holds or `timeout_s` passes; whether it held."""
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end:
+        if condition():
+            return True
+        app.processEvents()
+        time.sleep(0.001)
+    return False
+
+
+def bare_clinician(args) -> int:
+    """The clinician's phase in plain napari: paint a slice's reference mask, refresh, next slice."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from medlabeler.engine.io import read_image
+    from medlabeler.engine.io.image import display_orientation
+    from medlabeler.engine.workflows.demo import demo_truth
+    from medlabeler.engine.workflows.demo_loop import open_or_create_demo
+
+    truth = demo_truth()
+    tmp = tempfile.TemporaryDirectory(prefix="medlabeler-bare-bench-")
+    with open_or_create_demo(Path(tmp.name) / "demo") as project:
+        train = [s.slice_index for s in project.samples(split="train") if truth[s.slice_index].any()]
+        image = read_image(project.samples()[0].path)
+    volume = np.asarray(image.array, np.float32)
+    viewer = napari.Viewer(title="bare napari, the clinician's phase", show=not args.hidden)
+    dock_placeholder(viewer)
+    app = QApplication.instance()
+    viewer.add_image(volume, contrast_limits=(float(volume.min()), float(volume.max())), name="image")
+    labels = viewer.add_labels(np.zeros(volume.shape, np.uint8), name="labels")
+    labels.mode = "paint"
+    viewer.scene.camera.orientation2d = display_orientation(image.affine)
+    viewer.reset_view()
+    picks = [train[k] for k in np.random.default_rng(0).permutation(len(train))[: args.rounds * args.per_round + 1]]
+    viewer.dims.set_current_step(0, picks[0])
+    pump_until(app, lambda: False, 2.0)
+    beat, action_ms = Heartbeat(), []
+    beat.start()
+    for here, following in zip(picks, picks[1:]):
+        labels.data[here] = truth[here]
+        labels.refresh()
+        acted = time.perf_counter()  # the app's `n` would save here; plain napari only moves on
+        viewer.dims.set_current_step(0, following)
+        action_ms.append(1000 * (time.perf_counter() - acted))
+        pump_until(app, lambda: False, 0.3)
+    gaps = beat.stop()
+    print(f"bare napari, {len(action_ms)} slices painted and left, canvas "
+          f"{viewer.window._qt_viewer.canvas.native.width()}x{viewer.window._qt_viewer.canvas.native.height()} px")
+    print(f"heartbeat while the clinician paints and moves on (no learning): {percentiles(gaps)}")
+    print(f"  of which moving to the next slice (main thread): p50 {np.percentile(action_ms, 50):.0f} ms, "
+          f"max {max(action_ms):.0f} ms")
+    viewer.close()
+    tmp.cleanup()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -71,7 +134,10 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--hidden", action="store_true", help="do not show the window")
     parser.add_argument("--profile", action="store_true", help="time the main-thread work of each widget")
+    parser.add_argument("--bare", action="store_true", help="the clinician's phase in plain napari (no app, no learning)")
     args = parser.parse_args(argv)
+    if args.bare:
+        return bare_clinician(args)
 
     import os
 
@@ -108,20 +174,8 @@ def main(argv=None) -> int:
                    "steps_per_epoch": max(1, args.steps // 2)}
     loop.new_labels = args.per_round
 
-    def pump(seconds: float) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents()
-            time.sleep(0.001)
-
     def wait_for(condition, timeout_s: float) -> bool:
-        end = time.perf_counter() + timeout_s
-        while time.perf_counter() < end:
-            if condition():
-                return True
-            app.processEvents()
-            time.sleep(0.001)
-        return False
+        return pump_until(app, condition, timeout_s)
 
     session.open_project(root)
     print(f"demo: {len(session.project.samples())} slices, {n_val} validation slices labeled; loop running: "
@@ -147,7 +201,7 @@ def main(argv=None) -> int:
             session.save_current()
             session.open_next()
             action_ms.append(1000 * (time.perf_counter() - acted))
-            pump(0.3)  # a clinician's pause between slices
+            pump_until(app, lambda: False, 0.3)  # a clinician's pause between slices
         labeling_gaps += beat.stop()
         beat.start()
         decided = wait_for(lambda: len(loop.decisions) > before, 900)
@@ -163,7 +217,9 @@ def main(argv=None) -> int:
         print(f"round {rnd}: {rows[-1][1]} train labels, active v{active}, {round_s:.1f} s: {decision.message}",
               flush=True)
     print(f"heartbeat (2 ms timer) while the loop trains, validates, scores: {percentiles(loop_gaps)}")
-    print(f"heartbeat while the clinician opens, paints and saves (loop running): {percentiles(labeling_gaps)}")
+    canvas = viewer.window._qt_viewer.canvas.native
+    print(f"heartbeat while the clinician opens, paints and saves (loop running; canvas {canvas.width()}x"
+          f"{canvas.height()} px): {percentiles(labeling_gaps)}")
     print(f"  of which the clinician's own actions (save + open next, main thread): "
           f"p50 {np.percentile(action_ms, 50):.0f} ms, max {max(action_ms):.0f} ms ({len(action_ms)} actions)")
     slow = sorted(loop_gaps)[-5:]
