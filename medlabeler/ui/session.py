@@ -153,6 +153,11 @@ class _CloseWatcher(QObject):
         self._closing = False
 
 
+def missing_slice_note(sample_id: int) -> str:
+    return (f"sample {sample_id} is a slice missing from its DICOM series (no readable file holds it; shown blank "
+            "at its position): there is nothing to label there, and strokes on it are not saved")
+
+
 def held_out_refusal(sample) -> str:
     """Why the model's prediction of `sample` cannot be accepted as its label in one click ("" if
     it can): a validation label chooses the model and a test label measures it, so the model would
@@ -592,7 +597,13 @@ class Session(QObject):
         if self.project is None or self.view is None or self.writer is None:
             return 0
         submitted = 0
-        for sample_id, mask in self.view.changed_masks():
+        changed = self.view.changed_masks()
+        missing = self.project.missing_slice_ids() if changed else frozenset()
+        for sample_id, mask in changed:
+            if sample_id in missing:  # the store would refuse it: say why here, and drop the strokes
+                self.view.clear_labels(sample_id)
+                self.viewer.status = missing_slice_note(sample_id)
+                continue
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
             self._save_note = self._incomplete_note(sample_id, mask) or self._save_note
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
@@ -643,6 +654,9 @@ class Session(QObject):
             return False
         if mask.any():
             return False
+        if sample_id in self.project.missing_slice_ids():
+            self.viewer.status = missing_slice_note(sample_id)
+            return True
         if not self._background_confirmed(sample_id):
             return True
         mask = mask.astype(np.uint8, copy=True)

@@ -280,3 +280,18 @@ def test_a_series_whose_spacing_doubles_is_refused_not_filled(tmp_path, volume):
     write_dicom_series(tmp_path / "two", volume, positions=[(0.0, 0.0, v) for v in z])
     with pytest.raises(ImageReadError, match="InstanceNumbers run on across the wider gaps"):
         read_image(tmp_path / "two")
+
+
+def test_a_missing_slice_cannot_be_labeled(tmp_path, volume):
+    """The blank stand-in of a missing slice is no image: a label there (even all background, which
+    an export would then claim for the real anatomy) is refused, naming the sample."""
+    paths = write_dicom_series(tmp_path / "ct", volume, shuffle=False)
+    paths[6].unlink()
+    project, _ = create_project(tmp_path / "p", tmp_path / "ct", task="segmentation", names=["brain"])
+    with project:
+        by_index = {s.slice_index: s for s in project.samples()}
+        assert project.missing_slice_ids() == {by_index[6].id}
+        with pytest.raises(InputError, match=f"sample {by_index[6].id}: is a slice missing from its DICOM series"):
+            project.save_label(by_index[6].id, np.zeros(volume.shape[1:], np.uint8))
+        project.save_label(by_index[5].id, np.zeros(volume.shape[1:], np.uint8))  # its neighbours can be
+        assert project.labeled_ids() == {by_index[5].id}

@@ -543,6 +543,34 @@ def test_s_on_an_untouched_held_out_slice_asks_again_before_saving_all_backgroun
     assert viewer.status == f"saved the label of sample {held_out.id}; all background (nothing painted)"
 
 
+def test_a_slice_missing_from_its_series_is_not_labeled_in_the_app(make_napari_viewer, tmp_path):
+    """A CT series with one file gone is read with that slice blank: the dock says there is nothing
+    to label, `s` saves nothing, and strokes there are dropped with the reason."""
+    from medlabeler.engine.project.project_import import create_project
+    from tests.engine.io_fixtures import write_dicom_series
+
+    hu = np.full((6, 24, 20), -1000.0)
+    hu[:, 4:20, 4:16] = 40.0
+    paths = write_dicom_series(tmp_path / "ct", hu, shuffle=False)
+    paths[3].unlink()
+    project, _ = create_project(tmp_path / "proj", tmp_path / "ct", task="segmentation", names=["brain"])
+    missing = next(s.id for s in project.samples() if s.slice_index == 3)
+    project.close()
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, tmp_path / "proj")
+    session, project = widget.session, widget.session.project
+    session.open_sample(missing)
+    assert widget.label.current_label.text().startswith("missing from its series")
+    press(viewer, "s")
+    assert session.flush_saves() and project.label(missing) is None
+    assert viewer.status.startswith(f"sample {missing} is a slice missing from its DICOM series")
+    layer = session.view.labels_layer
+    layer.data[3, 5, 5] = 1
+    press(viewer, "s")
+    assert session.flush_saves() and project.label(missing) is None and not np.asarray(layer.data)[3].any()
+    assert "strokes on it are not saved" in viewer.status
+
+
 def test_a_whole_ct_volume_keeps_its_dicom_window_and_the_slider_says_slice(make_napari_viewer, tmp_path):
     """A whole-volume project (unit image) of a CT series: shown with the series' own window (W400/L40),
     as its slices are in a slice project, not with the percentiles of every voxel (a user found the

@@ -379,6 +379,18 @@ class Project:
             return frozenset()
         return frozenset(int(r[0]) for r in self._query("SELECT sample_id FROM sample_facts WHERE blank = 1"))
 
+    def missing_slice_ids(self) -> frozenset[int]:
+        """Ids of the slice samples of DICOM series that no readable file holds (a slice missing
+        from its series, read blank at its position): there is nothing to label there. The import
+        records them blank and checks DICOM series for nothing else (`check_blank_samples` run on
+        every sample of an older project could add a truly blank DICOM slice, which is then
+        refused as well)."""
+        if self._schema < 2:
+            return frozenset()
+        return frozenset(int(r[0]) for r in self._query(
+            "SELECT f.sample_id FROM sample_facts f JOIN samples s ON s.id = f.sample_id "
+            "WHERE f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL"))
+
     def unchecked_for_blank(self) -> list[int]:
         """Ids of the samples no blank check has looked at yet."""
         if self._schema < 2:
@@ -649,6 +661,9 @@ class Project:
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
         s = self.sample(sample_id)
+        if s.id in self.missing_slice_ids():
+            raise _sample_error(s, "is a slice missing from its DICOM series (no readable file holds it; shown "
+                                   "blank at its position): there is nothing to label there")
         if self.task.kind == "classification":
             class_index = self._check_class(s, value)
             data = checksum = None

@@ -157,7 +157,9 @@ class LabelWidget(QWidget):
             return
         label = session.project.label(session.sample.id)
         if label is None:
-            self.current_label.setText("not labeled yet")
+            missing = session.sample.id in session.project.missing_slice_ids()
+            self.current_label.setText("missing from its series (shown blank): nothing to label" if missing
+                                       else "not labeled yet")
             return
         origin = label.origin.replace("_", " ")
         if label.value is not None:
