@@ -41,6 +41,8 @@ SPARSE_SHARE = 0.01
 HELD_OUT_SPARSE_SHARE = 0.05
 #: ...or less than this share of what the model's prediction of the sample finds as structure.
 PARTIAL_SHARE = 0.5
+#: Said when a project opens with nothing left to label (its first sample is shown).
+ALL_LABELED_NOTE = "every sample is labeled: review them through the queue's \"labeled\" view, or retrain"
 #: Seconds within which a second `s` saves an untouched validation or test slice as all background.
 CONFIRM_BACKGROUND_S = 10.0
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
@@ -319,8 +321,11 @@ class Session(QObject):
             if first is None:  # nothing left to label: show the first sample rather than an empty viewer
                 first = next((s.id for s in project.samples()), None)
                 if first is not None and self.viewer is not None:
-                    self.viewer.status = ("every sample is labeled: review them through the queue's "
-                                          "\"labeled\" view, or retrain")
+                    from napari.utils.notifications import show_info
+
+                    # a notification too: napari's mouse readout replaces the status line at once
+                    self.viewer.status = ALL_LABELED_NOTE
+                    show_info(ALL_LABELED_NOTE)
             if first is not None:
                 self.open_sample(first)
 

@@ -606,10 +606,15 @@ def test_a_project_with_every_sample_labeled_opens_on_a_sample_not_an_empty_view
         project.save_label(sample.id, np.zeros(sample.shape, np.uint8), author="clinician")
     first = project.samples()[0].id
     project.close()
+    from napari.utils.notifications import notification_manager
+
     viewer = make_napari_viewer(show=True)
+    shown = []
+    notification_manager.notification_ready.connect(lambda n: shown.append(n.message))
     session = build_app(viewer, tmp_path / "volumes").session
     assert session.sample is not None and session.sample.id == first
     assert "every sample is labeled" in viewer.status
+    assert any("every sample is labeled" in message for message in shown)  # outlasts the mouse readout
 
 
 def test_the_open_sample_follows_the_slider_once_it_rests(make_napari_viewer, qtbot, brain_project, caplog):
