@@ -130,8 +130,8 @@ def create_project(
     project = Project.create(root, task=task, names=list(names), colors=colors, unit=unit, seed=seed,
                              slabs=_slabs_needed(infos, unit))
     report = ImportReport(errors=list(errors), files_used=sum(i.n_files for i in infos), sources=len(infos),
-                          missing=sum(len(getattr(i, "blank_slices", ())) for i in infos),
-                          duplicates=sum(getattr(i, "duplicates", 0) for i in infos), ignored=len(ignored))
+                          missing=sum(len(i.blank_slices) for i in infos),
+                          duplicates=sum(i.duplicates for i in infos), ignored=len(ignored))
     try:
         ids = project.add_sources(infos)
         report.added = len(ids)
@@ -143,7 +143,7 @@ def create_project(
         report.missing_left_out = mark_missing_slices(project, infos, samples)
         others = [s for s in samples if s.series_uid is None]
         report.blank = report.missing_left_out + check_blank_samples(project, others)
-        report.warnings = [note for info in infos for note in getattr(info, "notes", ())]
+        report.warnings = [note for info in infos for note in info.notes]
         report.warnings += empty_split_warnings(project)
         if task == "classification" and hints:
             report.labeled = _label_from_folder_names(project, names, report)
@@ -157,8 +157,7 @@ def create_project(
 def mark_missing_slices(project: Project, infos: list, samples: list) -> int:
     """Record the slice samples of slices missing from their DICOM series (read as blank) as
     blank, so the queue never offers them; returns how many."""
-    missing = {(os.path.abspath(str(i.path)), i.series_uid): set(i.blank_slices)
-               for i in infos if getattr(i, "blank_slices", ())}
+    missing = {(os.path.abspath(str(i.path)), i.series_uid): set(i.blank_slices) for i in infos if i.blank_slices}
     if not missing:
         return 0
     blank = {s.id: True for s in samples

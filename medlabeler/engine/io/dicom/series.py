@@ -194,11 +194,9 @@ def blank_value(volume: np.ndarray, missing: Sequence[int], modality: str) -> fl
     """What a missing slice is filled with: the series' minimum, or air (-1024 HU) for a CT whose
     minimum lies below it (the padding outside a scanner's field of view, -2048 or -3024)."""
     gone = set(missing)
-    lowest = np.inf
-    for k in range(volume.shape[0]):  # slice by slice: no copy of a whole CT
-        if k not in gone:
-            lowest = min(lowest, float(np.nanmin(volume[k])) if np.isfinite(volume[k]).any() else np.inf)
-    lowest = 0.0 if not np.isfinite(lowest) else lowest
+    # slice by slice, NaN ignored (fmin), no copy of a whole CT
+    lows = [float(np.fmin.reduce(volume[k], axis=None)) for k in range(volume.shape[0]) if k not in gone]
+    lowest = min((v for v in lows if np.isfinite(v)), default=0.0)
     return max(lowest, AIR_HU) if modality == "CT" and lowest < AIR_HU else lowest
 
 
@@ -280,10 +278,10 @@ def group_series(
     hold no image and need no report (a structured report, a plan) go to `ignored`. With
     wanted_uid, files known (from earlier reads) to belong elsewhere are not parsed again.
 
-    A file holding an instance already found in its series (the same SOPInstanceUID, transfer
-    syntax and file size: a plain copy) is listed in the group's `duplicates`, not read twice. Other
-    files of one instance (stored in another encoding, or cut short) are kept: the checks of each
-    report them, or the series' duplicate positions do."""
+    A file holding an instance already found in its series with the same bytes (a plain copy) is
+    listed in the group's `duplicates`, not read twice. Other files of one instance (stored in
+    another encoding, cut short, or slices an anonymiser gave one SOPInstanceUID) are kept: the
+    checks of each report them, or the series' duplicate positions do."""
     groups: dict[str, SeriesGroup] = {}
     instances: dict[tuple[str, ...], Path] = {}
     for path in files:
@@ -328,7 +326,7 @@ def group_series(
 
 def _copy_key(series_key: str, ds: Dataset) -> tuple[str, ...] | None:
     """What two plain copies of one instance share: series, SOPInstanceUID, transfer syntax and
-    file size (None without a SOPInstanceUID)."""
+    file size (None without a SOPInstanceUID). Files sharing it are compared byte for byte."""
     instance = str(ds.get("SOPInstanceUID", "") or "").strip()
     if not instance:
         return None
@@ -413,10 +411,11 @@ def read_dicom_folder(folder: Path, series_uid: str | None = None) -> Image:
     return read_group(folder, group)
 
 
-def read_group(folder: Path, group: SeriesGroup) -> Image:
+def read_group(folder: Path, group: SeriesGroup, usable: _Usable | None = None) -> Image:
     """The series of a group as one Image: files that cannot be read are left out (as a scan
-    leaves them out), their positions read as blank slices when they leave a gap."""
-    usable = usable_files(group)
+    leaves them out), their positions read as blank slices when they leave a gap. `usable`: the
+    group's `usable_files`, when the caller has them already."""
+    usable = usable_files(group) if usable is None else usable
     if not usable.single and not usable.multi:
         raise usable.rejected[0][2]
     if usable.single:
@@ -455,7 +454,7 @@ def read_dicom_paths(paths: Sequence[Path]) -> tuple[list[Image], list[ImageRead
             if not usable.single and len(usable.multi) > 1:
                 images.extend(read_dicom_file(p) for p, _ in usable.multi)
             else:
-                images.append(read_group(common_folder(members), group))
+                images.append(read_group(common_folder(members), group, usable))
         except ImageReadError as exc:
             errors.append(exc)
         except Exception as exc:  # noqa: BLE001 - one damaged series never drops the others
