@@ -160,12 +160,15 @@ def missing_slice_note(sample_id: int) -> str:
             "at its position): there is nothing to label there, and strokes on it are not saved")
 
 
+#: What the label of a held-out sample is for, by split: (its name, what its label does).
+HELD_OUT_ROLES = {"val": ("validation", "chooses the model"), "test": ("test", "measures the model")}
+
+
 def held_out_refusal(sample) -> str:
     """Why the model's prediction of `sample` cannot be accepted as its label in one click ("" if
     it can): a validation label chooses the model and a test label measures it, so the model would
     grade itself. Correcting the prediction (reviewed, then saved) stays open."""
-    role = {"val": ("validation", "chooses the model"), "test": ("test", "measures the model")}.get(
-        getattr(sample, "split", None))
+    role = HELD_OUT_ROLES.get(getattr(sample, "split", None))
     if role is None:
         return ""
     return (f"sample {sample.id} is a {role[0]} sample: its label {role[1]}, so it must be checked by you, "
@@ -628,14 +631,14 @@ class Session(QObject):
         pred = self.predictions.get(sample_id)
         found = (float(np.count_nonzero(pred.label)) / max(mask.size, 1)
                  if pred is not None and isinstance(pred.label, np.ndarray) and pred.label.shape == mask.shape else 0.0)
-        split = next((s.split for s in self.project.samples(ids=[sample_id])), None)
-        role = {"val": "a validation label chooses the model", "test": "a test label measures the model"}.get(split)
+        role = HELD_OUT_ROLES.get(self._split_of(sample_id))
         sparse = HELD_OUT_SPARSE_SHARE if role and not found else SPARSE_SHARE
         if not (0 < share < sparse or share < PARTIAL_SHARE * found):
             return None
         against = f" (the model finds {found:.1%})" if found and share >= SPARSE_SHARE else ""
         return (f"sample {sample_id}: only {share:.1%} painted{against}; unpainted pixels count as background"
-                f"{f' and {role}' if role else ''}: paint each structure whole (or Remove label, if saved by mistake)")
+                f"{f' and a {role[0]} label {role[1]}' if role else ''}: paint each structure whole (or Remove label, "
+                "if saved by mistake)")
 
     @main_thread_only
     def save_as_background(self) -> bool:
@@ -697,11 +700,13 @@ class Session(QObject):
                               "stays in the project's history)")
         return True
 
+    def _split_of(self, sample_id: int) -> str | None:
+        return next((s.split for s in self.project.samples(ids=[sample_id])), None)
+
     def _background_confirmed(self, sample_id: int) -> bool:
         """Whether an all-background save of ``sample_id`` may go ahead: at once on a training sample;
         on a held-out one at the second press within CONFIRM_BACKGROUND_S (the first says why)."""
-        split = next((s.split for s in self.project.samples(ids=[sample_id])), None)
-        role = {"val": ("validation", "chooses"), "test": ("test", "measures")}.get(split)
+        role = HELD_OUT_ROLES.get(self._split_of(sample_id))
         armed, self._background_armed = self._background_armed, None
         if role is None or (armed is not None and armed[0] == sample_id
                             and time.monotonic() - armed[1] <= CONFIRM_BACKGROUND_S):
@@ -709,7 +714,7 @@ class Session(QObject):
         self._background_armed = (sample_id, time.monotonic())
         names = " or ".join(self.project.task.names)
         self.viewer.status = (f"sample {sample_id} is a {role[0]} sample: saved with nothing painted, its label says "
-                              f"there is no {names} on it, and it {role[1]} the model by that. Press s again to "
+                              f"there is no {names} on it, and it {role[1]} by that. Press s again to "
                               "save it as all background.")
         return False
 
