@@ -98,7 +98,9 @@ def _model_figures(model, decision) -> str:
     if figure is None:
         return "no metrics"
     name, value, at_decision = figure
-    return f"val {name} {value:.3f} (measured when it was decided)" if at_decision else "val " + _metrics_text(model.metrics)
+    if not at_decision:
+        return "val " + _metrics_text(model.metrics)
+    return f"{name if name.startswith('train ') else 'val ' + name} {value:.3f} (measured when it was decided)"
 
 
 # --- commands ---------------------------------------------------------------------------------

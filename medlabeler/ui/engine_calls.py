@@ -138,6 +138,13 @@ def promotion_decisions(project) -> list:
     return decisions(project)
 
 
+def comparison_split(project) -> str:
+    """"val", or "train" where the project has no validation samples (promotion compares on those)."""
+    from medlabeler.engine.workflows.promotion import comparison_split as split
+
+    return split(project)
+
+
 def promotion_tolerance() -> float:
     from medlabeler.engine.workflows.promotion import TOLERANCE
 

@@ -98,7 +98,7 @@ def test_the_tolerance_does_not_stack_down_a_chain_of_candidates(project, monkey
     values = {start.version: 0.900, copies[0]: 0.897, copies[1]: 0.894, copies[2]: 0.899, copies[3]: 0.891}
     n_val = len(project.samples(split="val", labeled=True))
     monkeypatch.setattr(promotion, "validation_metric",
-                        lambda project, version, device=None, metric=None: ("dice", values[version], n_val))
+                        lambda project, version, device=None, metric=None, split="val": ("dice", values[version], n_val))
 
     first = promotion.promote_or_keep(project, copies[0])
     assert first.promoted and "within 0.005 of 0.900" in first.message and first.best_value == 0.900
@@ -178,3 +178,40 @@ def test_cli_train_prints_promoted_or_kept_and_learn_runs_the_loop(tmp_path, cap
     # nothing new to learn from: the loop re-scores nothing, trains nothing, and says so
     assert main(["learn", str(root), "--budget-s", "30"]) == 0
     assert "learn: 0 candidates, 0 promoted" in capsys.readouterr().out
+
+
+def test_a_project_with_no_validation_samples_compares_on_the_training_labels(tmp_path):
+    """One scan in a whole-volume project: nothing can be held out, so waiting for validation labels
+    would keep every later model out; the candidate is compared on the training labels instead."""
+    import numpy as np
+
+    from medlabeler.engine.project.project_import import create_project
+
+    from .test_pipeline_datasets import write_volumes
+
+    write_volumes(tmp_path / "images", n=1, depth=8)
+    project, report = create_project(tmp_path / "project", tmp_path / "images", task="segmentation",
+                                     names=["lesion"], unit="image")
+    try:
+        assert any("no validation samples" in w and "training labels" in w for w in report.warnings)
+        (scan,) = project.samples()
+        assert scan.split == "train" and promotion.comparison_split(project) == "train"
+        project.save_label(scan.id, (project.load_pixels(scan) > 140).astype(np.uint8))
+        config = {"cap_threads": False, "features": [4, 8, 16], "batch_size": 2, "lr": 3e-3, "volume_size": 16}
+        first = run_to_end(train_project(project, method="supervised", steps=40, config=config))
+        assert first.decision.promoted and "no validation samples" in first.decision.message
+        good = promotion.validation_metric(project, first.version, split="train")[1]
+
+        bad = run_to_end(train_project(project, method="supervised", steps=1, config={**config, "lr": 1e-6}))
+        decision = bad.decision
+        assert decision.split == "train" and not decision.waiting and decision.n_val == 1
+        assert decision.active_value == pytest.approx(good) and decision.candidate_value < good - promotion.TOLERANCE
+        assert not decision.promoted and project.active_model().version == first.version
+        assert "train dice on 1 training label" in decision.message and "no validation samples" in decision.message
+        assert decision.measured()[0] == "train dice"  # shown as a training figure, never as validation
+
+        again = run_to_end(train_project(project, method="supervised", steps=40, config=config))
+        assert again.decision.split == "train"
+        assert again.decision.promoted == (again.decision.candidate_value >= good - promotion.TOLERANCE)
+    finally:
+        project.close()

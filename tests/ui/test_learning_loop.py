@@ -115,3 +115,41 @@ def test_quitting_while_the_loop_waits_for_labels_does_not_hang(make_napari_view
     WorkerBase.await_workers(msecs=5_000)  # what napari connects to the app's aboutToQuit; raises on a timeout
     qtbot.waitUntil(lambda: not session.learning.running, timeout=5_000)
     assert session.learning.job.outcome == "cancelled"
+
+
+def test_one_scan_without_validation_samples_shows_training_figures(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """A whole-volume project of one scan has nothing to hold out: promotion compares on the training
+    labels, and the app shows those figures as training figures and says why."""
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.train import train_project
+    from medlabeler.ui.widgets.metrics import NO_VALIDATION_NOTE
+    from medlabeler.ui.widgets.train import COL_METRIC
+    from tests.engine.test_pipeline_datasets import write_volumes
+
+    monkeypatch.setenv("MEDLABELER_LEARN", "0")
+    write_volumes(tmp_path / "images", n=1, depth=8)
+    project, _ = create_project(tmp_path / "project", tmp_path / "images", task="segmentation", names=["lesion"],
+                                unit="image")
+    with project:
+        (scan,) = project.samples()
+        project.save_label(scan.id, (project.load_pixels(scan) > 140).astype(np.uint8))
+        config = {"cap_threads": False, "features": [4, 8, 16], "batch_size": 2, "lr": 3e-3, "volume_size": 16}
+        run_to_end(train_project(project, method="supervised", steps=20, config=config))
+        second = run_to_end(train_project(project, method="supervised", steps=20, config=config)).decision
+    assert second.split == "train" and second.candidate_value is not None
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    assert widget.session.open_project(tmp_path / "project")
+    widget.tabs.setCurrentWidget(widget.train)
+    table = widget.train.models_table
+    row = next(r for r in range(table.rowCount()) if table.item(r, COL_VERSION).data(Qt.ItemDataRole.UserRole)
+               == second.candidate)
+    assert table.item(row, COL_METRIC).text() == f"train dice {second.candidate_value:.3f}"
+    widget.tabs.setCurrentWidget(widget.metrics)
+    metrics = widget.metrics
+    qtbot.waitUntil(lambda: bool(metrics.points), timeout=10_000)  # drawn once the tab is shown
+    assert metrics.points and metrics.ax.get_title(loc="left") == "training dice"
+    assert NO_VALIDATION_NOTE in metrics.caption.text()
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "one-scan-metrics")

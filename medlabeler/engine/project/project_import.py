@@ -168,8 +168,9 @@ def mark_missing_slices(project: Project, infos: list, samples: list) -> int:
 
 
 EMPTY_SPLIT_CONSEQUENCE = {
-    "val": "training keeps its last weights rather than the best on validation, and the queue asks "
-           "for no validation labels",
+    "val": "training keeps its last weights rather than the best on validation, the queue asks for no "
+           "validation labels, and a new model is compared with the active one on the training labels (which "
+           "catches a broken run, not overfitting)",
     "test": "the model cannot be measured on held-out images (`medlabeler evaluate` has nothing to score)",
 }
 

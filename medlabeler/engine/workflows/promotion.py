@@ -11,6 +11,10 @@ RootPainter keeps a new model only when validation improves (Smith et al., New P
   metric if validation labels exist.
 - An active model but no validation labels: promotion waits (the candidate is kept); the queue
   mixes in validation samples to get them (active_loop.held_out_plan).
+- A project with no validation samples at all (one or two scans in a whole-volume project, too few
+  to hold one out) would wait forever: there the candidate is compared on the training labels
+  instead, and the message says so. That catches a broken run (one class everywhere, a run cut
+  short), not overfitting.
 - A candidate whose metric is undefined (NaN) is kept.
 - The tolerance does not stack: a candidate must also come within `TOLERANCE` of the best value
   any model reached on the same validation labels since the last activation by hand. Otherwise
@@ -56,6 +60,11 @@ class Decision:
     waiting: bool = False  # kept only because there are no validation labels to compare on
     best_value: float | None = None  # the best value any model reached on these validation labels
     val_state: str = ""  # which validation labels: `validation_state`
+    split: str = "val"  # the labels compared on: "train" only in a project with no validation samples
+
+    def compared_on(self) -> str:
+        """The figure's prefix: "val", or "train" where the project has no validation samples."""
+        return "train" if self.split == "train" else "val"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,12 +73,13 @@ class Decision:
         """(metric, value) the candidate scored on the validation labels when this was decided."""
         value = self.candidate_value
         if self.metric and isinstance(value, (int, float)) and math.isfinite(value):
-            return self.metric, float(value)
+            return (self.metric if self.split == "val" else f"{self.split} {self.metric}"), float(value)
         return None
 
 
-def _labels(n: int) -> str:
-    return f"{n} validation label{'s' if n != 1 else ''}"
+def _labels(n: int, split: str = "val") -> str:
+    word = "validation" if split == "val" else "training"
+    return f"{n} {word} label{'s' if n != 1 else ''}"
 
 
 def _pick(task_kind: str, metrics: dict[str, float]) -> tuple[str, float | None]:
@@ -102,10 +112,10 @@ def validation_figure(metrics: dict[str, Any] | None, decision: Decision | None)
     return (*measured, True) if measured is not None else None
 
 
-def validation_metric(project, version: int, *, device=None, metric: str | None = None
+def validation_metric(project, version: int, *, device=None, metric: str | None = None, split: str = "val"
                       ) -> tuple[str, float | None, int]:
-    """(metric name, value or None, validation samples) of a model version on the current val labels."""
-    metrics = evaluate_project(project, "val", version, device=device)
+    """(metric name, value or None, samples) of a model version on the current labels of `split`."""
+    metrics = evaluate_project(project, split, version, device=device)
     n = int(metrics.get("n", 0))
     if metric is not None:
         value = metrics.get(metric)
@@ -114,10 +124,16 @@ def validation_metric(project, version: int, *, device=None, metric: str | None 
     return name, value, n
 
 
-def validation_state(project) -> str:
-    """A fingerprint of the current validation labels (which samples, which label versions):
+def validation_state(project, split: str = "val") -> str:
+    """A fingerprint of the current labels of `split` (which samples, which label versions):
     metrics measured under the same state are comparable."""
-    return label_fingerprint(project, [s.id for s in project.samples(split="val", labeled=True)])
+    return label_fingerprint(project, [s.id for s in project.samples(split=split, labeled=True)])
+
+
+def comparison_split(project) -> str:
+    """The labels promotion compares on: "val", or "train" in a project with no validation samples
+    at all, where waiting for validation labels would mean waiting forever."""
+    return "val" if project.samples(split="val") else "train"
 
 
 def best_value(project, val_state: str, metric: str) -> float | None:
@@ -141,50 +157,54 @@ def best_value(project, val_state: str, metric: str) -> float | None:
 
 
 def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None) -> Decision:
-    """Compare candidate `candidate` with the active model on the current validation labels."""
+    """Compare candidate `candidate` with the active model on the current validation labels (on the
+    training labels in a project with no validation samples: `comparison_split`)."""
     active = project.active_model()
-    n_val = len(project.samples(split="val", labeled=True))
+    split = comparison_split(project)
+    n_val = len(project.samples(split=split, labeled=True))
+    no_val_note = "" if split == "val" else "; this project has no validation samples, so models are compared on the training labels"
     if active is not None and active.version == candidate:
-        return Decision(candidate, True, f"v{candidate} is already active", active=candidate, n_val=n_val)
-    if n_val == 0:
+        return Decision(candidate, True, f"v{candidate} is already active", active=candidate, n_val=n_val, split=split)
+    if n_val == 0 or (active is None and split == "train"):
         if active is None:
-            return Decision(candidate, True, f"promoted v{candidate}: the first model (no validation labels "
-                                             "yet to measure it)", n_val=0)
+            yet = "no validation labels yet to measure it" if split == "val" else no_val_note[2:]
+            return Decision(candidate, True, f"promoted v{candidate}: the first model ({yet})", n_val=0, split=split)
+        ask = "the queue asks for validation samples, label one" if split == "val" else "label a training sample"
         return Decision(candidate, False, (
-            f"v{candidate} kept, promotion waits: no validation labels to compare it with active "
-            f"v{active.version}; the queue asks for validation samples, label one"),
-            active=active.version, n_val=0, waiting=True)
-    name, value, _ = validation_metric(project, candidate, device=device)
+            f"v{candidate} kept, promotion waits: no {'validation' if split == 'val' else 'training'} labels to "
+            f"compare it with active v{active.version}; {ask}"),
+            active=active.version, n_val=0, waiting=True, split=split)
+    name, value, _ = validation_metric(project, candidate, device=device, split=split)
     if active is None:
         shown = f"{value:.3f}" if value is not None else "undefined"
         return Decision(candidate, True, f"promoted v{candidate}: the first model (val {name} {shown})",
                         metric=name, candidate_value=value, n_val=n_val)
-    _, active_value, _ = validation_metric(project, active.version, device=device, metric=name)
-    state = validation_state(project)
+    _, active_value, _ = validation_metric(project, active.version, device=device, metric=name, split=split)
+    state = validation_state(project, split)
     best = best_value(project, state, name)
     if active_value is not None:
         best = active_value if best is None else max(best, active_value)
     common = dict(metric=name, candidate_value=value, active=active.version, active_value=active_value,
-                  tolerance=tolerance, n_val=n_val, best_value=best, val_state=state)
+                  tolerance=tolerance, n_val=n_val, best_value=best, val_state=state, split=split)
+    on = f"{split} {name} on {_labels(n_val, split)}{no_val_note}"
     if value is None:
-        return Decision(candidate, False, f"v{candidate} not better: its val {name} is undefined; active "
-                                          f"v{active.version} stays", **common)
+        return Decision(candidate, False, f"v{candidate} not better: its {split} {name} is undefined; active "
+                                          f"v{active.version} stays{no_val_note}", **common)
     if active_value is None:
-        return Decision(candidate, True, f"promoted v{candidate}: val {name} {value:.3f}, active "
-                                         f"v{active.version} undefined", **common)
+        return Decision(candidate, True, f"promoted v{candidate}: {split} {name} {value:.3f}, active "
+                                         f"v{active.version} undefined{no_val_note}", **common)
     if value >= active_value - tolerance and value < best - tolerance:
         return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs the best {best:.3f} on these "
-                                          f"validation labels (active v{active.version} {active_value:.3f}, val "
-                                          f"{name} on {_labels(n_val)})", **common)
+                                          f"{'validation' if split == 'val' else 'training'} labels (active v{active.version} {active_value:.3f}, {on})", **common)
     if value >= active_value - tolerance:
         if value > active_value:
             compare = f"{value:.3f} > {active_value:.3f}"
         else:
             compare = f"{value:.3f} within {tolerance:g} of {active_value:.3f}"
-        return Decision(candidate, True, f"promoted v{candidate}: {compare} "
-                                         f"(active v{active.version}, val {name} on {_labels(n_val)})", **common)
+        return Decision(candidate, True, f"promoted v{candidate}: {compare} (active v{active.version}, {on})",
+                        **common)
     return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs active v{active.version} "
-                                      f"{active_value:.3f} (val {name} on {_labels(n_val)})", **common)
+                                      f"{active_value:.3f} ({on})", **common)
 
 
 def promote_or_keep(project, candidate: int, *, tolerance: float = TOLERANCE, device=None) -> Decision:

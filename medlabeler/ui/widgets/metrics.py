@@ -17,14 +17,16 @@ from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canva
 
 
 def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple[int, float, int]]]:
-    """(metric name, active points, kept points): (labels, value, version) per decision."""
+    """(metric name, active points, kept points): (labels, value, version) per decision made on the
+    labels promotion compares on now (validation; training in a project with no validation samples)."""
     active_pts: list[tuple[int, float, int]] = []
     kept: list[tuple[int, float, int]] = []
     name = ""
+    split = calls.comparison_split(project)
     models = {m.version: m for m in project.models()}
     for d in calls.promotion_decisions(project):
         model = models.get(d.candidate)
-        if model is None or d.metric == "" or getattr(d, "candidate_value", None) is None:
+        if model is None or d.metric == "" or getattr(d, "candidate_value", None) is None or d.split != split:
             continue
         name = name or d.metric
         if d.metric != name:
@@ -37,6 +39,12 @@ def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple
             if d.active_value is not None and math.isfinite(d.active_value):
                 active_pts.append((n, float(d.active_value), d.active))
     return name, active_pts, kept
+
+
+#: What the tab says in a project with no validation samples (one or two scans of whole volumes).
+NO_VALIDATION_NOTE = ("This project has no validation samples (too few scans to hold one out): new models are "
+                      "compared on the training labels, which catches a broken run but not overfitting. Add "
+                      "scans to measure the models on held-out ones.")
 
 
 class MetricsWidget(QWidget):
@@ -85,6 +93,7 @@ class MetricsWidget(QWidget):
 
         project = self.session.project
         name, self.points, self.kept = active_curve(project) if project is not None else ("", [], [])
+        on = "training" if project is not None and calls.comparison_split(project) == "train" else "validation"
         self.canvas.setVisible(bool(self.points))
         self.ax.clear()
         if self.points:
@@ -106,13 +115,16 @@ class MetricsWidget(QWidget):
             self.ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
             self.ax.set_xlabel("labeled training samples")
             # over the axes, not beside them: a rotated label is cut off in a narrow dock
-            self.ax.set_title(f"validation {name}", loc="left", fontsize=9, y=1.0, pad=3)
+            self.ax.set_title(f"{on} {name}", loc="left", fontsize=9, y=1.0, pad=3)
             self.ax.grid(alpha=0.3)
             self.ax.legend(fontsize=7, loc="lower right")
             self.canvas.draw_idle()
-            self.caption.setText(f"active model v{last[2]}: validation {name} {last[1]:.3f} with {last[0]} training "
+            self.caption.setText(f"active model v{last[2]}: {on} {name} {last[1]:.3f} with {last[0]} training "
                                  f"label{'' if last[0] == 1 else 's'} "
-                                 f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})")
+                                 f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})"
+                                 + (f". {NO_VALIDATION_NOTE}" if on == "training" else ""))
+        elif on == "training":
+            self.caption.setText(NO_VALIDATION_NOTE)
         elif project is not None and not project.samples(split="val", labeled=True):
             self.caption.setText("No validation labels yet: the queue mixes in validation samples; label some "
                                  "to measure the models (until then a new model waits to be promoted).")
