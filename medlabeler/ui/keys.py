@@ -1,9 +1,9 @@
 """Keyboard: one scheme for the whole app, shown in the Label tab and the README ("Keys").
 
 medlabeler's own keys: ``n`` saves and opens the next sample of the queue, ``s`` saves, ``u`` and
-``g`` show or hide the uncertainty map and Grad-CAM, and the digits 1-9 pick a label: the class
-of the image (classification: saved at once, the next sample opens) or, in segmentation, the
-label to paint with the brush.
+``g`` show or hide the uncertainty map and Grad-CAM, ``w`` steps through the CT windows, and the
+digits 1-9 pick a label: the class of the image (classification: saved at once, the next sample
+opens) or, in segmentation, the label to paint with the brush.
 
 The digits are bound on the viewer and on the open image and labels layers: napari gives the
 active layer's own keys priority, and its Labels layer uses 1-7 for its modes (1 eraser, 2 paint,
@@ -20,6 +20,8 @@ NEXT_KEY = "n"
 SAVE_KEY = "s"
 UNCERTAINTY_KEY = "u"
 GRADCAM_KEY = "g"
+WINDOW_KEY = "w"
+WINDOW_HELP = "the next CT window: brain, soft tissue, lung, bone, the file's own (kept for the next scans)"
 
 #: (key, what it does), shown in the dock's keys help and written in README.md.
 SEGMENTATION_KEYS = (
@@ -34,11 +36,13 @@ SEGMENTATION_KEYS = (
                "validation or test sample)"),
     (NEXT_KEY, "save and open the next sample of the queue"),
     (UNCERTAINTY_KEY, "show / hide the uncertainty map"),
+    (WINDOW_KEY, WINDOW_HELP),
 )
 CLASSIFICATION_KEYS = (
     ("1-9", "label the image as class 1-9 and open the next"),
     (NEXT_KEY, "open the next sample of the queue"),
     (GRADCAM_KEY, "show / hide Grad-CAM (where the model looked)"),
+    (WINDOW_KEY, WINDOW_HELP),
 )
 
 
@@ -67,6 +71,7 @@ def install_viewer_keys(viewer, session) -> None:
     viewer.bind_key(SAVE_KEY, save, overwrite=True)
     viewer.bind_key(UNCERTAINTY_KEY, _overlay_key(ref, "uncertainty"), overwrite=True)
     viewer.bind_key(GRADCAM_KEY, _overlay_key(ref, "grad-cam"), overwrite=True)
+    viewer.bind_key(WINDOW_KEY, _window_key(ref), overwrite=True)
     for digit in range(1, 10):
         viewer.bind_key(str(digit), _digit_key(ref, digit), overwrite=True)
 
@@ -116,6 +121,19 @@ def _overlay_key(ref, kind: str):
                                else f"{kind} {'shown' if shown else 'hidden'}")
 
     return toggle
+
+
+def _window_key(ref):
+    def press(_target):
+        s = ref()
+        if s is None or s.view is None or s.viewer is None:
+            return
+        shown = s.view.next_window()
+        s.viewer.status = (f"window: {shown}; {WINDOW_KEY}: the next" if shown else
+                           f"{WINDOW_KEY} steps through CT windows: this image is not a CT (in HU); its contrast "
+                           "is set in layer controls")
+
+    return press
 
 
 def _digit_key(ref, digit: int):

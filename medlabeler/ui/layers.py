@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from medlabeler.engine.io.image import CT_WINDOWS
 from medlabeler.ui.workers import main_thread_only
 
 IMAGE = "image"
@@ -115,7 +116,18 @@ def warm_up_layers() -> None:
         pass
 
 
-def contrast_limits(array: np.ndarray, window: tuple[float, float] | None) -> tuple[float, float]:
+#: The CT windows `w` steps through after the file's own, narrowest first.
+CT_WINDOW_ORDER = ("brain", "soft_tissue", "lung", "bone")
+
+
+def describe_window(name: str | None, limits: tuple[float, float]) -> str:
+    """ "bone (L 400 W 1800)" as a radiologist reads a window; `name` None: the file's own."""
+    low, high = limits
+    shown = name.replace("_", " ") if name else "the file's"
+    return f"{shown} (L {(low + high) / 2:g} W {high - low:g})"
+
+
+def contrast_limits(array: np.ndarray | None, window: tuple[float, float] | None) -> tuple[float, float]:
     """The file's window (centre, width) when it has one, else robust percentiles of the pixels."""
     if window is not None and window[1] and window[1] > 0:
         centre, width = float(window[0]), float(window[1])
@@ -162,6 +174,8 @@ class Shown:
     rgb: bool
     is_stack: bool  # slices of one volume, each a sample
     slices: dict[int, int] = field(default_factory=dict)  # slice index -> sample id (stack only)
+    file_limits: tuple[float, float] | None = None  # the contrast the file asks for (or its percentiles)
+    ct: bool = False  # in HU: the CT window presets apply
     baseline: np.ndarray | None = None  # labels as last loaded or saved
 
 
@@ -192,6 +206,7 @@ class SampleView:
         self._overlay_slices: dict[str, int] = {}  # overlay kind -> the slice written in its volume
         self._volume_cache: dict[tuple, tuple] = {}
         self.overlay_visible = dict(DEFAULT_VISIBLE)  # the user's choice, kept across samples
+        self.window_choice: str | None = None  # a CT window picked with `w`, kept across scans; None: the file's
 
     # --- opening ------------------------------------------------------------------------------
     @main_thread_only
@@ -282,10 +297,12 @@ class SampleView:
         if rgb and pixels.dtype != np.uint8:
             pixels = np.clip(pixels, 0, 255).astype(np.uint8)
         previous = self.shown
-        self.shown = Shown(key=key, pixels=pixels, scale=scale, rgb=rgb, is_stack=is_stack, slices=slices)
+        self.shown = Shown(key=key, pixels=pixels, scale=scale, rgb=rgb, is_stack=is_stack, slices=slices,
+                           ct=not rgb and str(sample.modality).upper() == "CT")
         image_kwargs = {"scale": scale, "rgb": rgb}
         if not rgb:
-            image_kwargs["contrast_limits"] = limits or contrast_limits(pixels, None)
+            self.shown.file_limits = limits or contrast_limits(pixels, None)
+            image_kwargs["contrast_limits"] = self._window_limits()
             image_kwargs["colormap"] = "gray"
         self._set_layer(IMAGE, pixels, "image", **image_kwargs)
         if self.task.kind == "segmentation":
@@ -302,6 +319,29 @@ class SampleView:
             camera.orientation2d = orientation
         if turned or previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
+
+    def _window_limits(self) -> tuple[float, float]:
+        """The contrast limits of the window chosen for the image on screen (the file's by default)."""
+        if self.shown.ct and self.window_choice in CT_WINDOWS:
+            return contrast_limits(None, CT_WINDOWS[self.window_choice])
+        return self.shown.file_limits
+
+    @main_thread_only
+    def next_window(self) -> str | None:
+        """Show the next CT window (the file's, then brain, soft tissue, lung, bone, round again) and
+        keep it for the next scans; returns what is shown, or None when the image is not a CT."""
+        layer = self.layers.get(IMAGE)
+        if self.shown is None or not self.shown.ct or layer is None:
+            return None
+        order = [None, *CT_WINDOW_ORDER]
+        at = order.index(self.window_choice) if self.window_choice in order else 0
+        self.window_choice = order[(at + 1) % len(order)]
+        limits = self._window_limits()
+        layer.contrast_limits_range = (min(limits[0], layer.contrast_limits_range[0]),
+                                       max(limits[1], layer.contrast_limits_range[1]))
+        layer.contrast_limits = limits
+        layer.contrast_limits_range = limits  # the slider then fine-tunes within the window
+        return describe_window(self.window_choice, limits)
 
     def _volume(self, sample):
         """Pixels, scale and contrast limits of the volume a slice sample belongs to (one cached)."""

@@ -592,6 +592,47 @@ def test_a_whole_ct_volume_keeps_its_dicom_window_and_the_slider_says_slice(make
     assert viewer.dims.axis_labels[0] == "slice"
 
 
+def test_w_steps_through_the_ct_windows_and_the_window_stays_for_the_next_scan(make_napari_viewer, tmp_path,
+                                                                               brain_project):
+    """A radiologist reads bone in a bone window: `w` steps from the file's window through brain,
+    soft tissue, lung and bone, the contrast slider's range follows (it stopped at the file's
+    window), and the next scan opens in the window chosen."""
+    from medlabeler.engine.project.project_import import create_project
+    from tests.engine.io_fixtures import write_dicom_series
+
+    hu = np.full((6, 24, 20), -1000.0)
+    hu[:, 4:20, 4:16] = 40.0
+    for k in range(2):
+        write_dicom_series(tmp_path / "ct" / f"s{k}", hu, window=(40.0, 400.0), series_number=k + 1)
+    project, _ = create_project(tmp_path / "proj", tmp_path / "ct", task="segmentation", names=["bone"],
+                                unit="image")
+    first, second = (s.id for s in project.samples())
+    project.close()
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, tmp_path / "proj").session
+    session.open_sample(first)
+    image = session.view.layers["image"]
+    assert tuple(image.contrast_limits) == (-160.0, 240.0)
+    seen = []
+    for _ in range(4):
+        press(viewer, "w")
+        seen.append((tuple(image.contrast_limits), viewer.status))
+    assert [limits for limits, _ in seen] == [(0.0, 80.0), (-160.0, 240.0), (-1350.0, 150.0), (-500.0, 1300.0)]
+    assert seen[0][1] == "window: brain (L 40 W 80); w: the next"
+    assert seen[-1][1].startswith("window: bone (L 400 W 1800)")
+    assert tuple(image.contrast_limits_range) == (-500.0, 1300.0)  # the slider fine-tunes within bone
+    session.open_sample(second)
+    assert tuple(session.view.layers["image"].contrast_limits) == (-500.0, 1300.0)
+    press(viewer, "w")
+    assert viewer.status == "window: the file's (L 40 W 400); w: the next"
+    assert tuple(session.view.layers["image"].contrast_limits) == (-160.0, 240.0)
+
+    session.open_project(brain_project)  # not a CT: its contrast stays where it was
+    before = tuple(session.view.layers["image"].contrast_limits)
+    press(viewer, "w")
+    assert "not a CT" in viewer.status and tuple(session.view.layers["image"].contrast_limits) == before
+
+
 def test_a_project_with_every_sample_labeled_opens_on_a_sample_not_an_empty_viewer(make_napari_viewer, tmp_path,
                                                                                      brain_files):
     """Reopening a finished whole-volume project showed napari's empty welcome screen: nothing was

@@ -38,10 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from medlabeler.engine.errors import InputError
-
-CT_WINDOWS = {"soft_tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
-              "brain": (40.0, 80.0)}
-
+from medlabeler.engine.io.image import CT_WINDOWS
 
 RESIZE_MODES = ("letterbox", "stretch", "crop")
 #: A `max_side` up to this lets 2D inputs go through the network whole, not by sliding window.

@@ -7,6 +7,11 @@ from typing import Any
 
 import numpy as np
 
+#: Standard CT windows (centre, width) in HU: the radiologist's presets, for display (`w` in the
+#: app) and as a training normalisation (`Preprocess.window`).
+CT_WINDOWS = {"soft_tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
+              "brain": (40.0, 80.0)}
+
 
 @dataclass(repr=False)
 class Image:
