@@ -47,6 +47,7 @@ class Volume(NamedTuple):
     scale: tuple[float, ...]
     limits: tuple[float, float]
     orientation: tuple[str, str]  # napari's 2D camera orientation (engine.io.image.display_orientation)
+    markers: tuple[str, str, str, str] | None = None  # patient directions at the top, bottom, left, right
 
 
 def read_volume(sample) -> Volume:
@@ -54,14 +55,14 @@ def read_volume(sample) -> Volume:
     to (no layers: any thread, so that the percentiles of a volume without a window are not taken
     on the main one)."""
     from medlabeler.engine.io import read_image
-    from medlabeler.engine.io.image import display_orientation
+    from medlabeler.engine.io.image import display_orientation, screen_markers
 
     image = read_image(sample.path, sample.series_uid)
     array = image.array
     if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
         array = array.astype(np.float32)
     return Volume(array, tuple(float(v) for v in image.spacing[:3]), contrast_limits(array, image.window),
-                  display_orientation(image.affine))
+                  display_orientation(image.affine), screen_markers(image.affine))
 
 
 def volume_bytes(sample) -> int:
@@ -115,6 +116,13 @@ def warm_up_layers() -> None:
     except ImportError:
         pass
 
+
+#: Where the patient-direction letters go on the canvas: (top, bottom, left, right), as
+#: engine.io.image.screen_markers gives them.
+MARKER_POSITIONS = ("top_center", "bottom_center", "middle_left", "middle_right")
+MARKER_PREFIX = "medlabeler_marker_"
+MARKER_FONT_SIZE = 12
+MARKER_COLOR = "#ffd54f"  # amber: read on grey anatomy and on black air, apart from every label colour
 
 #: The CT windows `w` steps through after the file's own, narrowest first.
 CT_WINDOW_ORDER = ("brain", "soft_tissue", "lung", "bone")
@@ -277,7 +285,7 @@ class SampleView:
     def _replace_layers(self, sample, key) -> None:
         """Put another volume or image on screen, reusing the layers (adding napari layers is slow)."""
         if sample.slice_index is not None:
-            pixels, scale, limits, orientation = self._volume(sample)
+            pixels, scale, limits, orientation, markers = self._volume(sample)
             slices = {
                 s.slice_index: s.id
                 for s in self.project.samples()
@@ -293,6 +301,7 @@ class SampleView:
             is_stack = False
             # a whole volume as a radiologist reads it (known from the read above); a 2D image as stored
             orientation = self.project.display_orientation(sample)
+            markers = self.project.display_markers(sample)
         rgb = not sample.is_volume and pixels.ndim == 3 and pixels.shape[-1] in (3, 4)
         if rgb and pixels.dtype != np.uint8:
             pixels = np.clip(pixels, 0, 255).astype(np.uint8)
@@ -319,6 +328,27 @@ class SampleView:
             camera.orientation2d = orientation
         if turned or previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
+        self._show_markers(markers)
+
+    def _show_markers(self, markers: tuple[str, str, str, str] | None) -> None:
+        """The patient directions (A, P, R, L, S, I) at the canvas edges, as radiology viewers show
+        them; none for a 2D image or a volume without geometry. napari before 0.9 has no canvas
+        overlays to hold them: nothing is shown there."""
+        overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
+        if overlays is None:
+            return
+        from napari.components.overlays import TextOverlay
+
+        for position, letter in zip(MARKER_POSITIONS, markers or ("",) * len(MARKER_POSITIONS)):
+            name = MARKER_PREFIX + position
+            if name not in overlays:
+                if not letter:
+                    continue
+                overlays[name] = TextOverlay(position=position, font_size=MARKER_FONT_SIZE, color=MARKER_COLOR)
+            overlay = overlays[name]
+            if overlay.text != letter:
+                overlay.text = letter
+            overlay.visible = bool(letter)
 
     def _window_limits(self) -> tuple[float, float]:
         """The contrast limits of the window chosen for the image on screen (the file's by default)."""

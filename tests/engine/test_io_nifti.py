@@ -154,3 +154,28 @@ def test_garbage_with_a_nifti_name_is_refused(tmp_path):
         assert name in str(info.value)
     infos, errors = scan_sources(tmp_path)
     assert infos == [] and len(errors) == 2
+
+
+@pytest.mark.parametrize("plane, ras_axes, expected", [
+    ("axial as a scanner stores it", np.diag([-1.0, -1.0, 1.0]), ("A", "P", "R", "L")),
+    ("axial in RAS", np.eye(3), ("A", "P", "R", "L")),
+    ("axial, only mirrored", np.diag([-1.0, 1.0, 1.0]), ("A", "P", "R", "L")),
+    ("coronal in RAS order", np.array([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]), ("S", "I", "R", "L")),
+    ("sagittal", np.array([[0, 0, 1.0], [1.0, 0, 0], [0, 1.0, 0]]), ("S", "I", "A", "P")),
+    ("turned 30 degrees in-plane", rotation_z(30), ("A", "P", "R", "L")),
+])
+def test_the_screen_edges_are_marked_with_the_patient_directions_shown_there(tmp_path, plane, ras_axes, expected):
+    """Radiological reading: an axial slice has anterior at the top and the patient's right on the
+    screen's left, whatever order the file stores it in, since the camera turns it."""
+    from medlabeler.engine.io.image import screen_markers
+
+    affine = np.eye(4)
+    affine[:3, :3] = ras_axes
+    nibabel.save(nibabel.Nifti1Image(np.zeros((4, 5, 6), np.int16), affine), tmp_path / "v.nii.gz")
+    assert screen_markers(read_image(tmp_path / "v.nii.gz").affine) == expected, plane
+
+
+def test_no_markers_without_a_usable_affine():
+    from medlabeler.engine.io.image import screen_markers
+
+    assert screen_markers(None) is None and screen_markers(np.zeros((4, 4))) is None

@@ -633,6 +633,31 @@ def test_w_steps_through_the_ct_windows_and_the_window_stays_for_the_next_scan(m
     assert "not a CT" in viewer.status and tuple(session.view.layers["image"].contrast_limits) == before
 
 
+def test_the_canvas_edges_name_the_patient_directions_of_a_scan_and_nothing_on_a_photo(make_napari_viewer, tmp_path,
+                                                                                       class_project):
+    """A CT slice read radiologically: anterior at the top, the patient's right on the screen's left,
+    as every radiology viewer marks it; a 2D image has no patient geometry and gets no letters."""
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui.layers import MARKER_POSITIONS, MARKER_PREFIX
+    from tests.engine.io_fixtures import write_dicom_series
+
+    write_dicom_series(tmp_path / "ct", np.full((4, 24, 20), 40.0), window=(40.0, 400.0))
+    project, _ = create_project(tmp_path / "proj", tmp_path / "ct", task="segmentation", names=["brain"])
+    project.close()
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, tmp_path / "proj").session
+    overlays = viewer.canvas.overlays
+
+    def letters():
+        return tuple(overlays[MARKER_PREFIX + p].text if MARKER_PREFIX + p in overlays
+                     and overlays[MARKER_PREFIX + p].visible else "" for p in MARKER_POSITIONS)
+
+    assert letters() == ("A", "P", "R", "L")
+    save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "ct-orientation-markers")
+    session.open_project(class_project)
+    assert session.sample is not None and letters() == ("", "", "", "")
+
+
 def test_a_project_with_every_sample_labeled_opens_on_a_sample_not_an_empty_viewer(make_napari_viewer, tmp_path,
                                                                                      brain_files):
     """Reopening a finished whole-volume project showed napari's empty welcome screen: nothing was

@@ -100,3 +100,30 @@ def display_orientation(affine: np.ndarray | None) -> tuple[str, str]:
     vertical = "up" if rows @ down < 0 and abs(rows @ down) > abs(rows @ right) else "down"
     horizontal = "left" if columns @ right < 0 and abs(columns @ right) > abs(columns @ down) else "right"
     return (vertical, horizontal)
+
+
+#: The patient direction letters along DICOM's LPS axes: (towards -, towards +).
+_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))
+
+
+def _letter(direction: np.ndarray) -> str:
+    axis = int(np.argmax(np.abs(direction)))
+    return _LETTERS[axis][int(direction[axis] > 0)]
+
+
+def screen_markers(affine: np.ndarray | None) -> tuple[str, str, str, str] | None:
+    """The patient directions at the (top, bottom, left, right) edges of the screen when the
+    volume's slices are shown turned as `display_orientation` says: ("A", "P", "R", "L") for an
+    axial slice read radiologically. An oblique plane gets the direction it runs most along. None
+    without a usable affine (nothing is known then, so nothing is claimed)."""
+    if affine is None or np.shape(affine) != (4, 4) or not np.all(np.isfinite(affine)):
+        return None
+    directions = np.asarray(affine, dtype=float)[:3, :3]
+    norms = np.linalg.norm(directions, axis=0)
+    if np.any(norms == 0):
+        return None
+    directions = directions / norms
+    vertical, horizontal = display_orientation(affine)
+    down = directions[:, 1] if vertical == "down" else -directions[:, 1]
+    right = directions[:, 2] if horizontal == "right" else -directions[:, 2]
+    return (_letter(-down), _letter(down), _letter(-right), _letter(right))

@@ -129,8 +129,9 @@ class Project:
         self._schema = SCHEMA_VERSION  # the database's (an older one only when open read-only)
         self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
         self._pixels_mutex = threading.Lock()
-        # how each volume read is shown: (orientation, window); see display_orientation, display_window
-        self._display: dict[tuple[str, str | None], tuple[tuple[str, str], tuple[float, float] | None]] = {}
+        # how each volume read is shown: (orientation, window, markers); see display_orientation,
+        # display_window, display_markers
+        self._display: dict[tuple[str, str | None], tuple] = {}
         self._conn: sqlite3.Connection | None = None
         self._writing: int | None = None  # the thread inside a write transaction (reads its own writes)
         self._readers: dict[threading.Thread, sqlite3.Connection] = {}  # see _reader
@@ -617,13 +618,13 @@ class Project:
                                      "added to the project")
         from ..io import read_image  # imported late: the store works without the readers loaded
 
-        from ..io.image import display_orientation
+        from ..io.image import display_orientation, screen_markers
 
         image = read_image(s.path, s.series_uid)
         array = np.asarray(image.array)
         if s.is_volume:  # only volumes are turned on screen (a 2D image is shown as stored)
             with self._pixels_mutex:
-                self._display[key] = (display_orientation(image.affine), image.window)
+                self._display[key] = (display_orientation(image.affine), image.window, screen_markers(image.affine))
         if s.is_volume and self.pixel_cache_size > 0:
             array.flags.writeable = False
             with self._pixels_mutex:
@@ -647,7 +648,13 @@ class Project:
         s = sample if isinstance(sample, Sample) else self.sample(sample)
         return self._display_of(s)[1] if s.is_volume else None
 
-    def _display_of(self, s: Sample) -> tuple[tuple[str, str], tuple[float, float] | None]:
+    def display_markers(self, sample: Sample | int) -> tuple[str, str, str, str] | None:
+        """The patient directions at the screen's (top, bottom, left, right) edges as a volume sample
+        is shown (`io.image.screen_markers`); None for 2D images and volumes without an affine."""
+        s = sample if isinstance(sample, Sample) else self.sample(sample)
+        return self._display_of(s)[2] if s.is_volume else None
+
+    def _display_of(self, s: Sample) -> tuple:
         key = (s.path, s.series_uid)
         if key not in self._display:
             self._source_array(s)
