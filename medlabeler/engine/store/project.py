@@ -108,6 +108,11 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+def _clear_current(conn: sqlite3.Connection, sample_id: int) -> None:
+    """No label version of the sample is current any more (inside a write transaction)."""
+    conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (sample_id,))
+
+
 class Project:
     """An open project. Create with ``Project.create``, open with ``Project.open``; close when done.
 
@@ -713,7 +718,7 @@ class Project:
             version = int(conn.execute("SELECT ifnull(max(version), 0) + 1 FROM labels WHERE sample_id = ?",
                                        (sample_id,)).fetchone()[0])
         created = _now()
-        conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (sample_id,))
+        _clear_current(conn, sample_id)
         conn.execute(
             "INSERT INTO labels (sample_id, version, value, mask_relpath, checksum, present, author, "
             "created, origin, is_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
@@ -834,7 +839,7 @@ class Project:
         lv = self._label_version(sample_id, version)
         self._label_content(lv)  # refuses a damaged version
         with self._write(labels_only=True) as conn:
-            conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (lv.sample_id,))
+            _clear_current(conn, lv.sample_id)
             conn.execute("UPDATE labels SET is_current = 1 WHERE sample_id = ? AND version = ?",
                          (lv.sample_id, lv.version))
             self._insert_audit(conn, "label_reverted", {"sample": lv.sample_id, "version": lv.version})
@@ -849,7 +854,7 @@ class Project:
                                (int(sample_id),)).fetchone()
             if row is None:
                 return None
-            conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (int(sample_id),))
+            _clear_current(conn, int(sample_id))
             self._insert_audit(conn, "label_removed", {"sample": int(sample_id), "version": int(row[0])})
         return int(row[0])
 
