@@ -130,8 +130,8 @@ def _window_key(ref):
             return
         shown = s.view.next_window()
         s.viewer.status = (f"window: {shown}; {WINDOW_KEY}: the next" if shown else
-                           f"{WINDOW_KEY} steps through CT windows: this image is not a CT (in HU); its contrast "
-                           "is set in layer controls")
+                           f"{WINDOW_KEY} steps through CT windows: this image is not a CT (its file names no CT "
+                           "modality and it has no air in Hounsfield units); its contrast is set in layer controls")
 
     return press
 

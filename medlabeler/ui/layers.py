@@ -128,6 +128,23 @@ MARKER_COLOR = "#ffd54f"  # amber: read on grey anatomy and on black air, apart 
 CT_WINDOW_ORDER = ("brain", "soft_tissue", "lung", "bone")
 
 
+#: A grey image whose darkest values reach this is a CT in Hounsfield units (air is -1000) though its
+#: file does not say so: NIfTI, the format of most CT research data, has no modality.
+HU_AIR_AT_MOST = -900.0
+
+
+def looks_like_ct(modality: str, pixels: np.ndarray, rgb: bool) -> bool:
+    """Whether the CT windows apply: a DICOM CT, or a grey image of unknown modality with air in HU
+    (read from a strided sample of the pixels: a 512x512x300 CT is not scanned whole)."""
+    kind = str(modality or "").upper()
+    if rgb or pixels.size == 0 or kind not in ("CT", "OT", ""):
+        return False  # a colour image, or a DICOM that names another modality (MR, PT, ...)
+    if kind == "CT":
+        return True
+    sample = pixels[tuple(slice(None, None, max(1, n // 64)) for n in pixels.shape)]
+    return float(np.min(sample)) <= HU_AIR_AT_MOST
+
+
 def describe_window(name: str | None, limits: tuple[float, float]) -> str:
     """ "bone (L 400 W 1800)" as a radiologist reads a window; `name` None: the file's own."""
     low, high = limits
@@ -215,6 +232,9 @@ class SampleView:
         self._volume_cache: dict[tuple, tuple] = {}
         self.overlay_visible = dict(DEFAULT_VISIBLE)  # the user's choice, kept across samples
         self.window_choice: str | None = None  # a CT window picked with `w`, kept across scans; None: the file's
+        self._markers: tuple[str, str, str, str] | None = None  # patient directions of the scan on screen
+        for emitter in (viewer.dims.events.order, viewer.dims.events.ndisplay):
+            emitter.connect(self._place_markers)
 
     # --- opening ------------------------------------------------------------------------------
     @main_thread_only
@@ -307,7 +327,7 @@ class SampleView:
             pixels = np.clip(pixels, 0, 255).astype(np.uint8)
         previous = self.shown
         self.shown = Shown(key=key, pixels=pixels, scale=scale, rgb=rgb, is_stack=is_stack, slices=slices,
-                           ct=not rgb and str(sample.modality).upper() == "CT")
+                           ct=looks_like_ct(sample.modality, pixels, rgb))
         image_kwargs = {"scale": scale, "rgb": rgb}
         if not rgb:
             self.shown.file_limits = limits or contrast_limits(pixels, None)
@@ -328,17 +348,22 @@ class SampleView:
             camera.orientation2d = orientation
         if turned or previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
-        self._show_markers(markers)
+        self._markers = markers
+        self._place_markers()
 
-    def _show_markers(self, markers: tuple[str, str, str, str] | None) -> None:
+    def _place_markers(self, _event=None) -> None:
         """The patient directions (A, P, R, L, S, I) at the canvas edges, as radiology viewers show
-        them; none for a 2D image or a volume without geometry. napari before 0.9 has no canvas
-        overlays to hold them: nothing is shown there."""
+        them; none for a 2D image or a volume without geometry, and none once napari's own buttons
+        roll or transpose the axes or show 3D (the letters would name the wrong sides). napari
+        before 0.9 has no canvas overlays to hold them: nothing is shown there."""
         overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
         if overlays is None:
             return
         from napari.components.overlays import TextOverlay
 
+        markers, dims = self._markers, self.viewer.dims
+        if markers is not None and (dims.ndisplay != 2 or tuple(dims.displayed) != (dims.ndim - 2, dims.ndim - 1)):
+            markers = None
         for position, letter in zip(MARKER_POSITIONS, markers or ("",) * len(MARKER_POSITIONS)):
             name = MARKER_PREFIX + position
             if name not in overlays:
@@ -346,8 +371,8 @@ class SampleView:
                     continue
                 overlays[name] = TextOverlay(position=position, font_size=MARKER_FONT_SIZE, color=MARKER_COLOR)
             overlay = overlays[name]
-            if overlay.text != letter:
-                overlay.text = letter
+            if letter and overlay.text != letter:  # never an empty text: vispy's text visual then
+                overlay.text = letter             # draws from empty buffers (a segfault in Mesa)
             overlay.visible = bool(letter)
 
     def _window_limits(self) -> tuple[float, float]:
@@ -420,6 +445,10 @@ class SampleView:
                 self.viewer.layers.remove(layer)
         self.layers.clear()
         self.shown = None
+        self._markers = None
+        self._place_markers()
+        for emitter in (self.viewer.dims.events.order, self.viewer.dims.events.ndisplay):
+            emitter.disconnect(self._place_markers)
 
     # --- labels -------------------------------------------------------------------------------
     @property

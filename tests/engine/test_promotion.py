@@ -201,6 +201,7 @@ def test_a_project_with_no_validation_samples_compares_on_the_training_labels(tm
         first = run_to_end(train_project(project, method="supervised", steps=40, config=config))
         assert first.decision.promoted and "no validation samples" in first.decision.message
         good = promotion.validation_metric(project, first.version, split="train")[1]
+        assert first.decision.candidate_value == pytest.approx(good) and first.decision.n_val == 1  # measured too
 
         bad = run_to_end(train_project(project, method="supervised", steps=1, config={**config, "lr": 1e-6}))
         decision = bad.decision
@@ -210,8 +211,9 @@ def test_a_project_with_no_validation_samples_compares_on_the_training_labels(tm
         assert "train dice on 1 training label" in decision.message and "no validation samples" in decision.message
         assert decision.measured()[0] == "train dice"  # shown as a training figure, never as validation
 
+        # the same run again (same seed, from random weights: the same model) equals the active one
         again = run_to_end(train_project(project, method="supervised", steps=40, config=config))
-        assert again.decision.split == "train"
-        assert again.decision.promoted == (again.decision.candidate_value >= good - promotion.TOLERANCE)
+        assert again.decision.split == "train" and again.decision.candidate_value == pytest.approx(good)
+        assert again.decision.promoted and project.active_model().version == again.version
     finally:
         project.close()

@@ -598,7 +598,7 @@ def test_w_steps_through_the_ct_windows_and_the_window_stays_for_the_next_scan(m
     soft tissue, lung and bone, the contrast slider's range follows (it stopped at the file's
     window), and the next scan opens in the window chosen."""
     from medlabeler.engine.project.project_import import create_project
-    from tests.engine.io_fixtures import write_dicom_series
+    from tests.engine.io_fixtures import write_dicom_series, write_nifti
 
     hu = np.full((6, 24, 20), -1000.0)
     hu[:, 4:20, 4:16] = 40.0
@@ -627,14 +627,24 @@ def test_w_steps_through_the_ct_windows_and_the_window_stays_for_the_next_scan(m
     assert viewer.status == "window: the file's (L 40 W 400); w: the next"
     assert tuple(session.view.layers["image"].contrast_limits) == (-160.0, 240.0)
 
-    session.open_project(brain_project)  # not a CT: its contrast stays where it was
+    session.open_project(brain_project)  # an MRI: not a CT, its contrast stays where it was
     before = tuple(session.view.layers["image"].contrast_limits)
     press(viewer, "w")
     assert "not a CT" in viewer.status and tuple(session.view.layers["image"].contrast_limits) == before
 
+    # a NIfTI CT names no modality: air in Hounsfield units says what it is
+    write_nifti(tmp_path / "nifti" / "ct.nii.gz", hu, dtype=np.int16)
+    create_project(tmp_path / "nifti_proj", tmp_path / "nifti", task="segmentation", names=["bone"],
+                   unit="image")[0].close()
+    session.open_project(tmp_path / "nifti_proj")
+    assert session.sample.modality != "CT"
+    press(viewer, "w")
+    assert viewer.status.startswith("window: brain (L 40 W 80)")
+    assert tuple(session.view.layers["image"].contrast_limits) == (0.0, 80.0)
+
 
 def test_the_canvas_edges_name_the_patient_directions_of_a_scan_and_nothing_on_a_photo(make_napari_viewer, tmp_path,
-                                                                                       class_project):
+                                                                                       class_project, brain_project):
     """A CT slice read radiologically: anterior at the top, the patient's right on the screen's left,
     as every radiology viewer marks it; a 2D image has no patient geometry and gets no letters."""
     from medlabeler.engine.project.project_import import create_project
@@ -654,6 +664,19 @@ def test_the_canvas_edges_name_the_patient_directions_of_a_scan_and_nothing_on_a
 
     assert letters() == ("A", "P", "R", "L")
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "ct-orientation-markers")
+    session.open_project(brain_project)  # NIfTI in RAS order: turned on screen, the same letters
+    assert letters() == ("A", "P", "R", "L")
+    viewer.dims.transpose()  # napari's own buttons: the letters would name the wrong sides
+    assert letters() == ("", "", "", "")
+    viewer.dims.transpose()
+    assert letters() == ("A", "P", "R", "L")
+    viewer.dims.roll()
+    assert letters() == ("", "", "", "")
+    viewer.dims.roll()
+    viewer.dims.roll()
+    assert letters() == ("A", "P", "R", "L")
+    session.close_project()  # nothing on an empty canvas
+    assert letters() == ("", "", "", "")
     session.open_project(class_project)
     assert session.sample is not None and letters() == ("", "", "", "")
 

@@ -62,9 +62,6 @@ class Decision:
     val_state: str = ""  # which validation labels: `validation_state`
     split: str = "val"  # the labels compared on: "train" only in a project with no validation samples
 
-    def compared_on(self) -> str:
-        """The figure's prefix: "val", or "train" where the project has no validation samples."""
-        return "train" if self.split == "train" else "val"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,13 +159,14 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
     active = project.active_model()
     split = comparison_split(project)
     n_val = len(project.samples(split=split, labeled=True))
-    no_val_note = "" if split == "val" else "; this project has no validation samples, so models are compared on the training labels"
+    no_val_note = ("" if split == "val" else
+                   "; this project has no validation samples, so models are compared on the training labels")
     if active is not None and active.version == candidate:
         return Decision(candidate, True, f"v{candidate} is already active", active=candidate, n_val=n_val, split=split)
-    if n_val == 0 or (active is None and split == "train"):
+    if n_val == 0:
         if active is None:
-            yet = "no validation labels yet to measure it" if split == "val" else no_val_note[2:]
-            return Decision(candidate, True, f"promoted v{candidate}: the first model ({yet})", n_val=0, split=split)
+            return Decision(candidate, True, f"promoted v{candidate}: the first model (no validation labels yet "
+                                             "to measure it)", n_val=0, split=split)
         ask = "the queue asks for validation samples, label one" if split == "val" else "label a training sample"
         return Decision(candidate, False, (
             f"v{candidate} kept, promotion waits: no {'validation' if split == 'val' else 'training'} labels to "
@@ -177,8 +175,9 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
     name, value, _ = validation_metric(project, candidate, device=device, split=split)
     if active is None:
         shown = f"{value:.3f}" if value is not None else "undefined"
-        return Decision(candidate, True, f"promoted v{candidate}: the first model (val {name} {shown})",
-                        metric=name, candidate_value=value, n_val=n_val)
+        return Decision(candidate, True, f"promoted v{candidate}: the first model ({split} {name} {shown}"
+                                         f"{no_val_note})", metric=name, candidate_value=value, n_val=n_val,
+                        split=split)
     _, active_value, _ = validation_metric(project, active.version, device=device, metric=name, split=split)
     state = validation_state(project, split)
     best = best_value(project, state, name)

@@ -41,10 +41,11 @@ def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple
     return name, active_pts, kept
 
 
-#: What the tab says in a project with no validation samples (one or two scans of whole volumes).
-NO_VALIDATION_NOTE = ("This project has no validation samples (too few scans to hold one out): new models are "
-                      "compared on the training labels, which catches a broken run but not overfitting. Add "
-                      "scans to measure the models on held-out ones.")
+#: What the tab says in a project with no validation samples (one or two scans of whole volumes, or
+#: a validation fraction of 0).
+NO_VALIDATION_NOTE = ("This project has no validation samples: new models are compared on the training labels, "
+                      "which catches a broken run but not overfitting.")
+ADD_SCANS_NOTE = "Add scans to measure the models on held-out ones."
 
 
 class MetricsWidget(QWidget):
@@ -88,6 +89,12 @@ class MetricsWidget(QWidget):
             return
         self._redraw()
 
+    @staticmethod
+    def _no_validation_note(project) -> str:
+        """Why the figures are training ones; adding scans helps only where validation has a share."""
+        wants_val = project.task.split_fractions[1] > 0
+        return NO_VALIDATION_NOTE + (f" {ADD_SCANS_NOTE}" if wants_val else "")
+
     def _redraw(self) -> None:
         from matplotlib.ticker import MaxNLocator
 
@@ -122,9 +129,9 @@ class MetricsWidget(QWidget):
             self.caption.setText(f"active model v{last[2]}: {on} {name} {last[1]:.3f} with {last[0]} training "
                                  f"label{'' if last[0] == 1 else 's'} "
                                  f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})"
-                                 + (f". {NO_VALIDATION_NOTE}" if on == "training" else ""))
+                                 + (f". {self._no_validation_note(project)}" if on == "training" else ""))
         elif on == "training":
-            self.caption.setText(NO_VALIDATION_NOTE)
+            self.caption.setText(self._no_validation_note(project))
         elif project is not None and not project.samples(split="val", labeled=True):
             self.caption.setText("No validation labels yet: the queue mixes in validation samples; label some "
                                  "to measure the models (until then a new model waits to be promoted).")
