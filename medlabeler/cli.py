@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="measure: active-learning curves, pipelines, training throughput")
     p.add_argument("name", choices=["active-learning", "pipelines", "throughput", "learning-loop", "sanity-ladder"])
-    p.add_argument("--dataset", default="mni-tissue-seg", help="mni-tissue-seg, mni-tissue3-seg (three labels, one small), mni-tissue-cls or a labeled project folder")
+    p.add_argument("--dataset", default="mni-tissue-seg", help="mni-tissue-seg, mni-tissue3-seg (three labels, one small), mni-tissue-vol (six whole scans), mni-tissue-cls or a labeled project folder")
     p.add_argument("--strategies", default="random,entropy,bald,kcenter,hybrid")
     p.add_argument("--methods", default="supervised,pcl+supervised,mean-teacher,auto",
                    help="pipelines: [pretrain+]train,...; 'auto' is the recommended pipeline, 'all' every method")

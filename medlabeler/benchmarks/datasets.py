@@ -7,6 +7,11 @@
   smooth bias field and Rician noise, and three labels of very different sizes: CSF (dark voxels
   inside the brain: ventricles and sulci, about 1% of the pixels), grey and white matter. A model
   that learns only the large labels scores about 0.63 here, which the two-label set cannot show.
+- ``mni-tissue-vol``: whole volumes (`--unit image`, a 3D U-Net on patches): the same MRI cut into
+  six scans, three slabs of 63 axial slices each cut into a front and a back half (the template is
+  left-right symmetric: left and right halves would be mirror copies of each other across splits);
+  the store splits the six by scan (4 train, 1 validation, 1 test at seed 0); the oracle is the
+  tissue reference of `mni-tissue-seg`.
 - ``mni-tissue-cls``: 32 x 32 px patches cut from the axial slices of the same MRI, written as PNGs in
   an ISIC-style folder ``class_name/*.png``; the class is the tissue dominating the patch centre
   (grey matter / white matter / other, or the first two only). Patches are grouped by slab of
@@ -31,7 +36,7 @@ import numpy as np
 
 from medlabeler.engine.errors import InputError
 
-BUILTIN = ("mni-tissue-seg", "mni-tissue3-seg", "mni-tissue-cls")
+BUILTIN = ("mni-tissue-seg", "mni-tissue3-seg", "mni-tissue-vol", "mni-tissue-cls")
 TISSUE3_LABELS = ("csf", "grey_matter", "white_matter")
 PATCH_CLASSES = {3: ("grey_matter", "white_matter", "other"), 2: ("grey_matter", "white_matter")}
 _SLAB = re.compile(r"^slab(\d+)_")
@@ -65,6 +70,8 @@ def load_dataset(name: str, work: Path, *, patches: int = 900, classes: int = 3,
         return _mni_segmentation()
     if name == "mni-tissue3-seg":
         return _tissue3_segmentation(Path(work) / "mni-tissue3-seg")
+    if name == "mni-tissue-vol":
+        return _tissue_volumes(Path(work) / "mni-tissue-vol")
     if name == "mni-tissue-cls":
         folder = Path(work) / f"mni-tissue-cls-{patches}x{classes}"
         info = build_tissue_patches(folder, n_patches=patches, classes=classes, slabs=slabs)
@@ -162,6 +169,57 @@ def _tissue3_segmentation(folder: Path) -> BenchmarkData:
     return BenchmarkData("mni-tissue3-seg", "segmentation", "dice", make, truth, notes=[
         f"coronal slices of the MNI152 T1 with a bias field and noise; pixel shares: CSF {share[1]:.1%}, "
         f"grey {share[2]:.1%}, white matter {share[3]:.1%}; train/val/test are contiguous slabs"])
+
+
+# --- mni-tissue-vol -----------------------------------------------------------------------------
+
+
+def build_tissue_volumes(folder: Path) -> dict[str, np.ndarray]:
+    """Write mni-tissue-vol's six scans as ``folder/mni_z{slab}_y{half}.nii.gz`` unless there (1 mm,
+    each placed where it lies in the brain); returns the reference labels (Z, Y, X) by file name."""
+    import nibabel as nib
+
+    from medlabeler.engine.io import read_image
+    from medlabeler.engine.workflows import demo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    t1 = None
+    truth = mni_truth()
+    depth, rows = truth.shape[0], truth.shape[1]
+    parts = {}
+    for a, (z0, z1) in enumerate([(0, 63), (63, 126), (126, depth)]):
+        for b, (y0, y1) in enumerate([(0, rows // 2), (rows // 2, rows)]):
+            name = f"mni_z{a}_y{b}.nii.gz"
+            parts[name] = truth[z0:z1, y0:y1, :]
+            path = folder / name
+            if path.exists():
+                continue
+            if t1 is None:
+                t1 = read_image(demo.mni_file("t1")).array.astype(np.float32)
+            affine = np.eye(4)
+            affine[:3, 3] = [0.0, y0, z0]
+            tmp = path.with_name(path.name + ".part.nii.gz")
+            nib.save(nib.Nifti1Image(t1[z0:z1, y0:y1, :].transpose(2, 1, 0), affine), tmp)  # nibabel: (X, Y, Z)
+            tmp.replace(path)
+    return parts
+
+
+def _tissue_volumes(folder: Path) -> BenchmarkData:
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.engine.workflows import demo
+
+    parts = build_tissue_volumes(folder)
+
+    def make(root: Path):
+        project, _report = create_project(root, folder, task="segmentation", names=list(demo.LABELS), unit="image")
+        return project
+
+    def truth(sample):
+        return parts[Path(sample.path).name]
+
+    return BenchmarkData("mni-tissue-vol", "segmentation", "dice", make, truth, notes=[
+        "six scans cut from one MRI (3 axial slabs x front/back halves): held-out scans are other parts "
+        "of the same brain"])
 
 
 # --- mni-tissue-cls -----------------------------------------------------------------------------

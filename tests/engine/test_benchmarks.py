@@ -163,6 +163,29 @@ def test_tissue_patches_are_balanced_true_to_the_masks_and_import_as_isic(tmp_pa
         assert {data.truth(s) for s in project.samples()} == {0, 1}
 
 
+def test_tissue_volumes_are_six_scans_of_the_brain_split_by_scan_with_their_reference(tmp_path):
+    """mni-tissue-vol: whole scans for the 3D path, held out by scan, each labeled by the reference
+    cut where the scan lies in the brain."""
+    import numpy as np
+
+    data = load_dataset("mni-tissue-vol", tmp_path / "work")
+    project = data.make(tmp_path / "project")
+    try:
+        samples = project.samples()
+        assert len(samples) == 6 and all(s.is_volume and s.slice_index is None for s in samples)
+        assert sorted(s.split for s in samples) == ["test", "train", "train", "train", "train", "val"]
+        truth = mni_truth()
+        total = sum(int((data.truth(s) > 0).sum()) for s in samples)
+        assert total == int((truth > 0).sum())  # the six parts tile the brain, none lost or doubled
+        for s in samples:
+            label = data.truth(s)
+            assert label.shape == tuple(s.shape)
+            image = np.asarray(project.load_pixels(s))
+            assert image[label > 0].mean() > 2 * max(1.0, image[label == 0].mean())  # tissue is brighter
+    finally:
+        project.close()
+
+
 def test_unknown_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="unknown benchmark dataset"):
         load_dataset(str(tmp_path / "nothing-here"), tmp_path)
