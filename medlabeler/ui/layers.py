@@ -371,8 +371,8 @@ class SampleView:
                     continue
                 overlays[name] = TextOverlay(position=position, font_size=MARKER_FONT_SIZE, color=MARKER_COLOR)
             overlay = overlays[name]
-            if letter and overlay.text != letter:  # never an empty text: vispy's text visual then
-                overlay.text = letter             # draws from empty buffers (a segfault in Mesa)
+            if letter and overlay.text != letter:  # a letter not shown is hidden, its text kept
+                overlay.text = letter
             overlay.visible = bool(letter)
 
     def _window_limits(self) -> tuple[float, float]:
