@@ -145,6 +145,13 @@ def comparison_split(project) -> str:
     return split(project)
 
 
+def split_word(split: str) -> str:
+    """"validation" or "training": what promotion's messages call the labels of `split`."""
+    from medlabeler.engine.workflows.promotion import SPLIT_WORDS
+
+    return SPLIT_WORDS[split]
+
+
 def promotion_tolerance() -> float:
     from medlabeler.engine.workflows.promotion import TOLERANCE
 

@@ -62,7 +62,6 @@ class Decision:
     val_state: str = ""  # which validation labels: `validation_state`
     split: str = "val"  # the labels compared on: "train" only in a project with no validation samples
 
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -74,9 +73,12 @@ class Decision:
         return None
 
 
+#: What the labels of each split that promotion compares on are called in its messages.
+SPLIT_WORDS = {"val": "validation", "train": "training"}
+
+
 def _labels(n: int, split: str = "val") -> str:
-    word = "validation" if split == "val" else "training"
-    return f"{n} {word} label{'s' if n != 1 else ''}"
+    return f"{n} {SPLIT_WORDS[split]} label{'s' if n != 1 else ''}"
 
 
 def _pick(task_kind: str, metrics: dict[str, float]) -> tuple[str, float | None]:
@@ -169,7 +171,7 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
                                              "to measure it)", n_val=0, split=split)
         ask = "the queue asks for validation samples, label one" if split == "val" else "label a training sample"
         return Decision(candidate, False, (
-            f"v{candidate} kept, promotion waits: no {'validation' if split == 'val' else 'training'} labels to "
+            f"v{candidate} kept, promotion waits: no {SPLIT_WORDS[split]} labels to "
             f"compare it with active v{active.version}; {ask}"),
             active=active.version, n_val=0, waiting=True, split=split)
     name, value, _ = validation_metric(project, candidate, device=device, split=split)
@@ -194,7 +196,8 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
                                          f"v{active.version} undefined{no_val_note}", **common)
     if value >= active_value - tolerance and value < best - tolerance:
         return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs the best {best:.3f} on these "
-                                          f"{'validation' if split == 'val' else 'training'} labels (active v{active.version} {active_value:.3f}, {on})", **common)
+                                          f"{SPLIT_WORDS[split]} labels (active v{active.version} {active_value:.3f}, "
+                                          f"{on})", **common)
     if value >= active_value - tolerance:
         if value > active_value:
             compare = f"{value:.3f} > {active_value:.3f}"

@@ -100,7 +100,7 @@ class MetricsWidget(QWidget):
 
         project = self.session.project
         name, self.points, self.kept = active_curve(project) if project is not None else ("", [], [])
-        on = "training" if project is not None and calls.comparison_split(project) == "train" else "validation"
+        on = calls.split_word(calls.comparison_split(project) if project is not None else "val")
         self.canvas.setVisible(bool(self.points))
         self.ax.clear()
         if self.points:

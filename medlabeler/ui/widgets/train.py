@@ -479,7 +479,7 @@ class TrainWidget(QWidget):
         if decision.promoted:
             return "was active"
         if decision.waiting:
-            return f"not promoted: no {'training' if decision.split == 'train' else 'validation'} labels"
+            return f"not promoted: no {calls.split_word(decision.split)} labels"
         if decision.candidate_value is not None and decision.active_value is not None:
             return f"not promoted: {decision.candidate_value:.3f} vs v{decision.active} {decision.active_value:.3f}"
         return "not promoted"
