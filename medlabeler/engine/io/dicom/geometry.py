@@ -152,9 +152,12 @@ class StackGeometry:
 
     def position_of(self, index: int) -> np.ndarray | None:
         """The patient position (LPS, mm) of a volume index's first pixel; None without an affine."""
-        if self.affine is None:
-            return None
-        return (self.affine @ np.array([index, 0.0, 0.0, 1.0]))[:3]
+        return None if self.affine is None else slice_position(self.affine, index)
+
+
+def slice_position(affine: np.ndarray, index: int) -> np.ndarray:
+    """The patient position (LPS, mm) of the first pixel of slice `index` of a volume with `affine`."""
+    return (affine @ np.array([index, 0.0, 0.0, 1.0]))[:3]
 
 
 def plan_stack(

@@ -27,7 +27,7 @@ from medlabeler.engine.io.dicom.files import (
 )
 from medlabeler.engine.io.dicom.geometry import (
     _declared_slice_distance, DUPLICATE_TOLERANCE_MM, _instance_number, _normal, _orientation, pixel_spacing,
-    plan_stack, _position, _StackProblem,
+    plan_stack, _position, slice_position, _StackProblem,
 )
 from medlabeler.engine.io.dicom.multiframe import file_shape, read_dicom_file
 from medlabeler.engine.io.image import Image
@@ -561,7 +561,7 @@ def _positions_text(plan: SeriesPlan, indices: Sequence[int]) -> str:
         return "unknown positions"
     step = plan.affine[:3, 0]
     axis = int(np.argmax(np.abs(step)))
-    values = [float((plan.affine @ np.array([i, 0.0, 0.0, 1.0]))[axis]) for i in indices]
+    values = [float(slice_position(plan.affine, i)[axis]) for i in indices]
     shown = ", ".join(f"{round(v, 2):g}" for v in values[:_LISTED]) + (", ..." if len(values) > _LISTED else "")
     return f"{'xyz'[axis]}={shown} mm"
 
@@ -576,7 +576,7 @@ def _files_at(
     if iop is None:
         return []
     normal = _normal(iop)
-    spots = [float(plan.affine[:3, :] @ np.array([i, 0.0, 0.0, 1.0]) @ normal) for i in plan.missing]
+    spots = [float(slice_position(plan.affine, i) @ normal) for i in plan.missing]
     tolerance = max(DUPLICATE_TOLERANCE_MM, 0.25 * abs(float(plan.spacing[0])))
     found = []
     for path, ds, exc in rejected:
