@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
+from medlabeler.engine.store.project import MISSING_SLICE
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
 from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes, warm_up_layers
@@ -156,8 +157,7 @@ class _CloseWatcher(QObject):
 
 
 def missing_slice_note(sample_id: int) -> str:
-    return (f"sample {sample_id} is a slice missing from its DICOM series (no readable file holds it; shown blank "
-            "at its position): there is nothing to label there, and strokes on it are not saved")
+    return f"sample {sample_id} {MISSING_SLICE}, and strokes on it are not saved"
 
 
 #: What the label of a held-out sample is for, by split: (its name, what its label does).

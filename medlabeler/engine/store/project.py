@@ -108,6 +108,11 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+#: Why a slice sample of a DICOM series that no readable file holds takes no label (the app says it too).
+MISSING_SLICE = ("is a slice missing from its DICOM series (no readable file holds it; shown blank at its position): "
+                 "there is nothing to label there")
+
+
 def _clear_current(conn: sqlite3.Connection, sample_id: int) -> None:
     """No label version of the sample is current any more (inside a write transaction)."""
     conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (sample_id,))
@@ -674,8 +679,7 @@ class Project:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
         s = self.sample(sample_id)
         if s.id in self.missing_slice_ids():
-            raise _sample_error(s, "is a slice missing from its DICOM series (no readable file holds it; shown "
-                                   "blank at its position): there is nothing to label there")
+            raise _sample_error(s, MISSING_SLICE)
         if self.task.kind == "classification":
             class_index = self._check_class(s, value)
             data = checksum = None
