@@ -371,9 +371,12 @@ class SampleView:
                     continue
                 overlays[name] = TextOverlay(position=position, font_size=MARKER_FONT_SIZE, color=MARKER_COLOR)
             overlay = overlays[name]
-            if letter and overlay.text != letter:  # a letter not shown is hidden, its text kept
+            # Blanked, never hidden: a canvas overlay turning visible again makes napari re-parent
+            # every canvas overlay, and drawing the labels brush circle after that segfaults in
+            # Mesa (a volume project, then a 2D one, then a volume again crashed the app).
+            if overlay.text != letter:
                 overlay.text = letter
-            overlay.visible = bool(letter)
+            overlay.visible = True
 
     def _window_limits(self) -> tuple[float, float]:
         """The contrast limits of the window chosen for the image on screen (the file's by default)."""

@@ -681,6 +681,26 @@ def test_the_canvas_edges_name_the_patient_directions_of_a_scan_and_nothing_on_a
     assert session.sample is not None and letters() == ("", "", "", "")
 
 
+def test_switching_between_volume_and_2d_projects_in_one_window_does_not_crash(make_napari_viewer, qtbot, tmp_path,
+                                                                               class_project, brain_files):
+    """A volume project, then a 2D one, then the volume again segfaulted in Mesa: the orientation
+    letters were hidden on the 2D image and shown again, napari then re-parented its canvas
+    overlays, and the labels brush circle drawn during the next layer insert crashed. (A crash
+    here ends the whole test run.)"""
+    from medlabeler.engine.project.project_import import create_project
+    from tests.ui.projects import COLORS, NAMES
+
+    images, _ = brain_files
+    create_project(tmp_path / "volumes", images, task="segmentation", names=NAMES, colors=COLORS,
+                   unit="image")[0].close()
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, tmp_path / "volumes").session
+    for path in (class_project, tmp_path / "volumes", class_project, tmp_path / "volumes"):
+        session.open_project(path)
+        qtbot.wait(100)  # paints in between, as a clinician's clicks give
+        assert session.sample is not None and session.project.root == path
+
+
 def test_a_project_with_every_sample_labeled_opens_on_a_sample_not_an_empty_viewer(make_napari_viewer, tmp_path,
                                                                                      brain_files):
     """Reopening a finished whole-volume project showed napari's empty welcome screen: nothing was
