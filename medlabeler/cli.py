@@ -396,13 +396,18 @@ def cmd_app(args) -> int:
     return 0
 
 
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose own --help opens with the line that `medlabeler --help` lists for it."""
+    return sub.add_parser(name, help=help, description=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medlabeler", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("init", help="create a project from a file or folder of images")
-    p.add_argument("project")
+    p = _command(sub, "init", help="create a project from a file or folder of images")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--images", required=True, help="file, folder of DICOM/NIfTI/images, or class_name/ folders")
     p.add_argument("--task", required=True, choices=["classification", "segmentation"])
     p.add_argument("--classes", help="comma-separated class names (classification)")
@@ -411,40 +416,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("import-labels", help="import masks (NIfTI/PNG named after the images), DICOM-SEGs of the project's series, or a CSV image,label")
-    p.add_argument("project")
-    p.add_argument("path")
+    p = _command(sub, "import-labels", help="import masks (NIfTI/PNG named after the images), DICOM-SEGs of the project's series, or a CSV image,label")
+    p.add_argument("project", help="the project folder")
+    p.add_argument("path", help="a folder of masks named after the images (0 background, 1..N the labels in "
+                                "the order init's --labels gave them), a DICOM-SEG file or folder, or a CSV "
+                                "file of image,label rows (label: a class name)")
     p.set_defaults(func=cmd_import_labels)
 
-    p = sub.add_parser("remove-label", help="make samples unlabeled again (labels saved by mistake); "
+    p = _command(sub, "remove-label", help="make samples unlabeled again (labels saved by mistake); "
                                             "their versions stay in the project's history")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("samples", nargs="+", type=int, help="sample ids (as `medlabeler queue` and the app show them)")
     p.set_defaults(func=cmd_remove_label)
 
-    p = sub.add_parser("status", help="counts of samples and labels")
-    p.add_argument("project")
+    p = _command(sub, "status", help="counts of samples and labels")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("export", help="export labels (de-identified file names unless --keep-names)")
-    p.add_argument("project")
+    p = _command(sub, "export", help="export labels (de-identified file names unless --keep-names)")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--format", required=True, choices=["nifti", "csv", "dicom-seg"])
     p.add_argument("--out", required=True)
     p.add_argument("--keep-names", action="store_true", help="name files after the source images (may identify patients)")
     p.add_argument("--deidentify", action="store_true", help="dicom-seg: leave out the patient identifiers the SEG would copy from its source")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("pretrain", help="self-supervised pretraining on all images")
-    p.add_argument("project")
+    p = _command(sub, "pretrain", help="self-supervised pretraining on all images")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--method", default="simclr", choices=_Registered(lambda: _method_names("pretrain")),
                    help=_pretrain_method_help())
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--config", help="JSON file of method/training options")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("train", help="train on the labels (and unlabeled images for semi-supervised methods)")
-    p.add_argument("project")
+    p = _command(sub, "train", help="train on the labels (and unlabeled images for semi-supervised methods)")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--method", default=None, choices=_Registered(lambda: _method_names("train")),
                    help=_train_method_help())
     p.add_argument("--init", help="where training starts: 'active' (the active model, the default, as the app's "
@@ -456,17 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file of method/training options")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("learn", help="the app's learning loop without a display: pretrain if recommended, "
+    p = _command(sub, "learn", help="the app's learning loop without a display: pretrain if recommended, "
                                      "train a candidate when labels arrived, promote it only if validation "
                                      "does not drop, re-score the pool; stops when idle or at --budget-s")
-    p.add_argument("project")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--budget-s", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--new-labels", type=int, default=3, help="labels that trigger a new candidate (default 3)")
     p.add_argument("--config", help="JSON file of training options for every run (overrides the recommended)")
     p.set_defaults(func=cmd_learn)
 
-    p = sub.add_parser("predict", help="write predictions of the active model")
-    p.add_argument("project")
+    p = _command(sub, "predict", help="write predictions of the active model")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--samples", help="comma-separated sample ids (default: all)")
     p.add_argument("--out", required=True)
     p.add_argument("--keep-names", action="store_true")
@@ -474,33 +481,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deidentify", action="store_true", help="dicom-seg: leave out the patient identifiers the SEG would copy from its source")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="metrics of the active model on a split")
-    p.add_argument("project")
+    p = _command(sub, "evaluate", help="metrics of the active model on a split")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--version", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("models", help="model versions; --activate V rolls back or forward")
-    p.add_argument("project")
+    p = _command(sub, "models", help="model versions; --activate V rolls back or forward")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--activate", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("score", help="score unlabeled samples with the active model")
-    p.add_argument("project")
+    p = _command(sub, "score", help="score unlabeled samples with the active model")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--strategy", default="hybrid", choices=_Registered(_strategy_names))
     p.add_argument("--mc-passes", type=int, default=0, help="MC dropout passes for BALD (0: off)")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("queue", help="the samples to label next")
-    p.add_argument("project")
+    p = _command(sub, "queue", help="the samples to label next")
+    p.add_argument("project", help="the project folder")
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--strategy", default="hybrid", choices=_Registered(_strategy_names))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue)
 
-    p = sub.add_parser("benchmark", help="measure: active-learning curves, pipelines, training throughput")
+    p = _command(sub, "benchmark", help="measure: active-learning curves, pipelines, training throughput")
     p.add_argument("name", choices=["active-learning", "pipelines", "throughput", "learning-loop", "sanity-ladder"])
     p.add_argument("--dataset", default="mni-tissue-seg", help="mni-tissue-seg, mni-tissue3-seg (three labels, one small), mni-tissue-vol (six whole scans), mni-tissue-cls or a labeled project folder")
     p.add_argument("--strategies", default="random,entropy,bald,kcenter,hybrid")
@@ -530,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="print every epoch of every run")
     p.set_defaults(func=cmd_benchmark)
 
-    p = sub.add_parser("demo", help="create the demo project (a real brain MRI) and open it")
+    p = _command(sub, "demo", help="create the demo project (a real brain MRI) and open it")
     p.add_argument("--dir", default=str(DEFAULT_DEMO_DIR))
     p.add_argument("--headless", action="store_true", help="run the same loop without a display")
     p.add_argument("--fresh", action="store_true", help="start the demo project again from scratch")
@@ -538,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="headless: training steps (default: the recommended budget, as the app's loop)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("app", help="start the app (napari with the medlabeler widgets)")
+    p = _command(sub, "app", help="start the app (napari with the medlabeler widgets)")
     p.add_argument("project", nargs="?")
     p.set_defaults(func=cmd_app)
     return parser

@@ -27,3 +27,14 @@ def test_missing_project_is_a_clear_error(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and "not a medlabeler project" in err
+
+
+def test_each_command_says_what_it_does_in_its_own_help():
+    """`medlabeler import-labels --help` showed only "project path": the line the command list
+    gives was missing where a user asks about that one command."""
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    listed = {action.dest: action.help for action in sub._choices_actions}
+    for name, parser in sub.choices.items():
+        assert parser.format_help().split("\n\n")[1].replace("\n", " ").split() == listed[name].split(), name
+    path_help = sub.choices["import-labels"].format_help()
+    assert "a folder of masks named after the images" in " ".join(path_help.split())
