@@ -19,7 +19,7 @@ from medlabeler.engine.errors import InputError, ProjectError, ProjectLockedErro
 from medlabeler.engine.io import SourceInfo
 from medlabeler.engine.store import Project, Sample
 from medlabeler.engine.store.schema import SCHEMA_VERSION
-from medlabeler.engine.store.splits import assign_splits
+from medlabeler.engine.store.splits import assign_splits, group_hash, split_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -214,6 +214,17 @@ def test_small_projects_still_get_val_and_test():
     # a split with fraction 0 stays empty
     no_test = assign_splits([f"g{i}" for i in range(10)], {}, 1, (0.8, 0.2, 0.0))
     assert "test" not in no_test.values() and "val" in no_test.values()
+
+
+def test_a_project_always_has_a_training_sample():
+    """A one-scan project whose scan hashed into val (about 3 seeds in 10) could never be trained:
+    the queue was empty and `train` said no training sample was labeled."""
+    for seed in range(40):
+        assert assign_splits(["scan"], {}, seed, (0.7, 0.15, 0.15)) == {"scan": "train"}, seed
+        assert "train" in assign_splits(["s1", "s2"], {}, seed, (0.7, 0.15, 0.15)).values(), seed
+    assert assign_splits(["later"], {"first": "val"}, 0, (0.7, 0.15, 0.15)) == {"later": "train"}
+    assert assign_splits(["later"], {"first": "train"}, 3, (0.7, 0.15, 0.15)) == {"later": split_of(
+        group_hash(3, "later"), (0.7, 0.15, 0.15))}  # with a training group, the hash decides as before
 
 
 # ------------------------------------------------------------------------------------- labels

@@ -2,8 +2,10 @@
 
 Each group's split comes from a hash of (seed, group) mapped to [0, 1) and cut at the fractions, so
 it does not depend on which other groups exist: adding sources later never moves an old group.
-Small projects get one correction: once there are >= 3 groups, a val or test split with a
-non-zero fraction that is still empty takes the *new* group whose hash lies nearest to it.
+Small projects get two corrections. Training is never empty: with no group in train, the new group
+whose hash lies nearest to train's range goes there (a one-scan project whose scan hashed into
+val could never be trained). And once there are >= 3 groups, a val or test split with a non-zero
+fraction that is still empty takes the *new* group whose hash lies nearest to it.
 Groups already stored never move, so when groups arrive one at a time the correction may
 have to wait for the next new group.
 """
@@ -57,9 +59,14 @@ def assign_splits(
     result = {g: split_of(hashes[g], fractions) for g in fresh}
     counts = Counter(existing.values())
     counts.update(result.values())
+    bounds = _bounds(fractions)
+    if fresh and not counts["train"]:
+        pick = min(fresh, key=lambda g: (hashes[g] - bounds["train"][1], g))
+        counts[result[pick]] -= 1
+        result[pick] = "train"
+        counts["train"] += 1
     if len(existing) + len(fresh) < 3:
         return result
-    bounds = _bounds(fractions)
     wanted = [s for s, f in zip(SPLITS, fractions) if f > 0 and s != "train"]
     for target in wanted:
         if counts[target]:
