@@ -132,6 +132,8 @@ def cmd_import_labels(args) -> int:
         report = import_labels(project, args.path)
     for error in report.errors:
         print(f"skipped {error}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"imported {report.labeled} labels from {args.path}" + (f", {len(report.errors)} problems" if report.errors else ""))
     return 0
 

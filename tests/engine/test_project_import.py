@@ -154,6 +154,37 @@ def test_masks_import_and_nifti_export_round_trip(tmp_path, brain):
     assert index["labels"] == {"1": "grey", "2": "white"}
 
 
+def test_a_mask_stored_in_another_voxel_order_is_turned_by_its_affine(tmp_path, brain):
+    """A mask of a DICOM series saved by another tool in RAS order (nibabel's canonical) lies on
+    the same grid as the series, its voxels in another order: it was imported mirrored left-right
+    and front-back, without a word. A mask whose affine is simply wrong keeps its file's order and
+    is named in a warning."""
+    volume = brain[::4]
+    write_dicom_series(tmp_path / "ct", volume, spacing=(6.0, 2.0, 2.0))
+    truth = np.zeros(volume.shape, np.uint8)
+    truth[:, :10, :8] = 1  # in one corner: a mirrored copy lies in another
+    made, _ = create_project(tmp_path / "first", tmp_path / "ct", task="segmentation", names=["corner"], unit="image")
+    with made:
+        made.save_label(made.samples()[0].id, truth, author="test")
+    assert main(["export", str(tmp_path / "first"), "--format", "nifti", "--out", str(tmp_path / "out")]) == 0
+    exported = nib.load(tmp_path / "out" / "volume_0001_labels.nii.gz")
+    canonical = nib.as_closest_canonical(exported)
+    assert nib.aff2axcodes(canonical.affine) != nib.aff2axcodes(exported.affine)  # a real turn
+    (tmp_path / "ras").mkdir()
+    nib.save(canonical, tmp_path / "ras" / "ct.nii.gz")
+    (tmp_path / "bogus").mkdir()
+    nib.save(nib.Nifti1Image(np.asarray(exported.dataobj), np.eye(4)), tmp_path / "bogus" / "ct.nii.gz")
+
+    for masks, note in (("ras", "turned by its affine"), ("bogus", "imported in the file's voxel order")):
+        project, _ = create_project(tmp_path / masks / "proj", tmp_path / "ct", task="segmentation",
+                                    names=["corner"], unit="image")
+        with project:
+            report = import_labels(project, tmp_path / masks)
+            assert report.labeled == 1 and not report.errors
+            assert np.array_equal(project.load_label(project.samples()[0].id), truth), masks
+        assert len(report.warnings) == 1 and note in report.warnings[0] and "ct.nii.gz" in report.warnings[0]
+
+
 def test_mask_of_the_wrong_shape_is_reported_not_saved(tmp_path, brain):
     source = write_nifti(tmp_path / "images" / "brain.nii.gz", brain)
     write_nifti(tmp_path / "masks" / "brain.nii.gz", np.zeros((3, 4, 5), np.uint8))

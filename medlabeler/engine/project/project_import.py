@@ -320,14 +320,16 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
             report.errors.append(InputError(mask_path, "no image in the project has this name"))
             continue
         try:
-            report.labeled += _save_mask_file(project, mask_path, samples)
+            report.labeled += _save_mask_file(project, mask_path, samples, report.warnings)
         except InputError as exc:
             report.errors.append(exc)
     return report
 
 
-def read_mask(mask_path: Path) -> np.ndarray:
-    """Read a mask file as an integer array in the image's axis order."""
+def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a mask file: an integer array in its file's axis order, and its affine (None for a
+    .npy or an image format without geometry)."""
+    affine = None
     if mask_path.suffix.lower() == ".npy":
         try:
             array = np.load(mask_path, allow_pickle=False)
@@ -339,19 +341,20 @@ def read_mask(mask_path: Path) -> np.ndarray:
             array.close()
             raise InputError(mask_path, "cannot read mask: not a .npy array (a .npz archive?)")
     else:
-        array = read_image(mask_path).array
+        image = read_image(mask_path)
+        array, affine = image.array, image.affine
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype == np.uint8:
         raise InputError(mask_path, "mask is an RGB image; expected one integer label per pixel")
     if array.dtype.kind not in "biuf":
         raise InputError(mask_path, f"mask values must be non-negative integers, not {array.dtype} values")
     if not np.all(np.isfinite(array)) or np.any(array != np.round(array)) or np.any(array < 0):
         raise InputError(mask_path, "mask values must be non-negative integers")
-    return array.astype(np.int64)
+    return array.astype(np.int64), affine
 
 
-def _save_mask_file(project: Project, mask_path: Path, samples: list) -> int:
+def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: list[str]) -> int:
     """Check the mask against every image it names, then save it (nothing is saved if a check fails)."""
-    mask = read_mask(mask_path)
+    mask, mask_affine = read_mask(mask_path)
     n_labels = len(project.task.names)
     if mask.max(initial=0) > n_labels:
         raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} labels")
@@ -363,6 +366,8 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list) -> int:
                                     "after one of them unambiguously (a DICOM series: by its SeriesInstanceUID)")
     members = next(iter(sources.values()))
     expected = _source_mask_shape(members)
+    if mask_affine is not None and mask.ndim == 3:
+        mask = _on_image_grid(mask, mask_affine, members[0], mask_path, warnings)
     if tuple(mask.shape) != expected:
         raise InputError(mask_path, f"mask shape {tuple(mask.shape)} does not match image shape {expected}")
     dtype = np.uint16 if n_labels > 255 else np.uint8
@@ -370,6 +375,30 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list) -> int:
         part = mask if sample.slice_index is None else mask[sample.slice_index]
         project.save_label(sample.id, part.astype(dtype), origin="imported")
     return len(members)
+
+
+def _on_image_grid(mask: np.ndarray, mask_affine: np.ndarray, sample, mask_path: Path, warnings: list[str]) -> np.ndarray:
+    """The mask in its image's voxel order. Another tool may store the same grid in another voxel
+    order (an RAS-ordered NIfTI of an LPS-ordered DICOM series): taken as it lies in the file, the
+    label would be mirrored. Such a mask is turned by its affine; a mask whose grid matches the
+    image's in no voxel order keeps its file's order, with a warning that names it."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+    image_affine = read_image(sample.path, sample.series_uid).affine
+    if image_affine is None or _same_grid(mask_affine, image_affine):
+        return mask
+    turn = ornt_transform(io_orientation(mask_affine), io_orientation(image_affine))
+    turned_affine = mask_affine @ inv_ornt_aff(turn, mask.shape)
+    if _same_grid(turned_affine, image_affine):
+        warnings.append(f"{mask_path}: stored in another voxel order than its image; turned by its affine to match")
+        return np.ascontiguousarray(apply_orientation(mask, turn))
+    warnings.append(f"{mask_path}: its affine places it elsewhere than its image (another origin, spacing or "
+                    "direction); imported in the file's voxel order: check it on the image")
+    return mask
+
+
+def _same_grid(a: np.ndarray, b: np.ndarray, tolerance_mm: float = 0.01) -> bool:
+    return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), atol=tolerance_mm))
 
 
 def _source_mask_shape(members: list) -> tuple[int, ...]:
