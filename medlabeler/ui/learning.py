@@ -82,6 +82,7 @@ class LearningLoop(QObject):
         self._counted.connect(self._count_arrived)
         session.project_changed.connect(self._project_changed)
         session.labels_changed.connect(self._labels_changed)
+        session.models_changed.connect(self._labels_changed)  # a manual run's model counts too
 
     # --- state ----------------------------------------------------------------------------------
     @property

@@ -11,7 +11,7 @@ from medlabeler.ui.app import build_app
 from medlabeler.ui.layers import PREDICTION
 from medlabeler.ui.widgets.train import COL_STATUS, COL_VERSION
 from tests.ui.projects import TINY
-from tests.ui.test_loop import paint_truth, press, save_screenshot
+from tests.ui.test_loop import choose, paint_truth, press, save_screenshot
 
 pytestmark = pytest.mark.gui
 LEFT = Qt.MouseButton.LeftButton
@@ -98,6 +98,39 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     assert project.active_model().version == active and "learning is off" in train.loop_status.text()
     assert not workers.THREAD_CHECKS["violations"]
     session.shutdown()
+
+
+def test_cancel_stops_the_loop_says_so_and_a_manual_model_resets_the_label_count(make_napari_viewer, qtbot,
+                                                                                 brain_project, brain_files, monkeypatch):
+    """Cancel during a loop run unticked "Learn in the background" without a word and left
+    "Cancelling…" on screen after the run had stopped; a model from Retrain (loop off) left the
+    count at "2 new labels since the last model"."""
+    from medlabeler.ui.widgets.train import CANCELLED, LOOP_OFF
+
+    monkeypatch.setenv("MEDLABELER_LEARN", "1")
+    _, masks = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    session, train = widget.session, widget.train
+    session.learning.config = {**TINY, "steps": 5000}  # long enough to cancel mid-run
+    assert session.open_project(brain_project)
+    loop = session.learning
+    for _ in range(2):
+        paint_truth(session, masks)
+        press(viewer, "n")
+    steps = []
+    session.training_event.connect(steps.append)
+    qtbot.waitUntil(lambda: len(steps) >= 2, timeout=60_000)
+    qtbot.mouseClick(train.cancel_button, LEFT)
+    assert train.status.text().startswith("Cancelling") and "Learning in the background is off" in train.status.text()
+    qtbot.waitUntil(lambda: not loop.running, timeout=60_000)
+    assert train.status.text() == CANCELLED + LOOP_OFF and not train.loop_check.isChecked()
+    assert not session.project.models() and "2 new labels" in train.loop_status.text()
+
+    choose(widget, "supervised", steps=4)  # Retrain by hand, the loop off
+    qtbot.mouseClick(train.train_button, LEFT)
+    qtbot.waitUntil(lambda: session.project.active_model() is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: "0 new labels" in train.loop_status.text(), timeout=10_000)
 
 
 def test_quitting_while_the_loop_waits_for_labels_does_not_hang(make_napari_viewer, qtbot, brain_project,

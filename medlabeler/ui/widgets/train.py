@@ -47,6 +47,9 @@ VERSION_ROWS = 6
 VERSION_COLUMNS = ("version", "status", "labels", "val metric")
 COL_VERSION, COL_STATUS, COL_LABELS, COL_METRIC = range(len(VERSION_COLUMNS))
 ACTIVE_MARK = "●"
+CANCELLING = "Cancelling: the run stops after the step it is on; the active model stays."
+CANCELLED = "Cancelled; the previous model stays active."
+LOOP_OFF = " Learning in the background is off: tick it to go on."
 
 
 class LossPlot(QWidget):
@@ -348,6 +351,9 @@ class TrainWidget(QWidget):
 
     def _loop_status(self) -> None:
         running = self.learning.running
+        if self._cancelling and not running and not self.session.training_running:
+            self._cancelling = False  # the loop's run ended: no training_ended says so
+            self.status.setText(CANCELLED + LOOP_OFF)
         self.loop_check.blockSignals(True)
         self.loop_check.setChecked(running)
         self.loop_check.blockSignals(False)
@@ -388,14 +394,15 @@ class TrainWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the running job: a manual run, or the loop (switch it on again to continue)."""
-        if self.learning.running:
+        stops_loop = self.learning.running
+        if stops_loop:
             self.learning.stop()
         else:
             self.session.cancel_training()
         # a step of a whole CT volume on a CPU takes tens of seconds: say that it was heard
         self.cancel_button.setEnabled(False)
         self._cancelling = True
-        self.status.setText("Cancelling: the run stops after the step it is on; the active model stays.")
+        self.status.setText(CANCELLING + (LOOP_OFF if stops_loop else ""))
 
     def _started(self, method: str) -> None:
         self._cancelling = False
@@ -432,7 +439,7 @@ class TrainWidget(QWidget):
         job = self.session.last_training
         decision = getattr(getattr(job, "result", None), "decision", None) if job is not None else None
         words = {"done": decision.message if decision is not None else "Training finished.",
-                 "cancelled": "Cancelled; the previous model stays active.",
+                 "cancelled": CANCELLED,
                  "failed": "Training stopped with an error; the previous model stays active."}
         self.status.setText(words.get(outcome, outcome))
         self.plot.ended(outcome)
