@@ -50,14 +50,16 @@ class Volume(NamedTuple):
     markers: tuple[str, str, str, str] | None = None  # patient directions at the top, bottom, left, right
 
 
-def read_volume(sample) -> Volume:
+def read_volume(sample, project) -> Volume:
     """Pixels, scale, contrast limits and screen orientation of the volume a slice sample belongs
     to (no layers: any thread, so that the percentiles of a volume without a window are not taken
-    on the main one)."""
+    on the main one). Slices of a DICOM series that no readable file holds any more are told to
+    the project: they take no label."""
     from medlabeler.engine.io import read_image
     from medlabeler.engine.io.image import display_orientation, screen_markers
 
     image = read_image(sample.path, sample.series_uid)
+    project.note_lost_slices(sample, image.metadata.get("blank_slices"))
     array = image.array
     if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):
         array = array.astype(np.float32)
@@ -405,7 +407,7 @@ class SampleView:
         """Pixels, scale and contrast limits of the volume a slice sample belongs to (one cached)."""
         key = (sample.path, sample.series_uid)
         if key not in self._volume_cache:
-            self.keep_volume(sample, read_volume(sample))
+            self.keep_volume(sample, read_volume(sample, self.project))
         return self._volume_cache[key]
 
     def needs_reading(self, sample) -> bool:

@@ -412,6 +412,9 @@ class Session(QObject):
         cached = self._cached_prediction(sample.id)
         self.view.show(sample, prediction=cached)  # a prediction made ahead is drawn with the slice
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
+        if sample.id in self.project.missing_slice_ids():  # possibly found just now: its file went
+            self.viewer.status = missing_slice_note(sample.id)
+            self.queue_changed.emit()  # the queue drops it
         from medlabeler.ui.keys import install_layer_keys
 
         for layer in (self.view.layers.get("image"), self.view.labels_layer):  # may be new layers
@@ -450,7 +453,7 @@ class Session(QObject):
 
         def read() -> None:
             try:
-                volume = read_volume(sample)
+                volume = read_volume(sample, project)
             except Exception as exc:  # noqa: BLE001 - shown on the main thread
                 volume = exc
             self._volume_read.emit(project, sample, volume)

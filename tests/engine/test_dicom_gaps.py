@@ -292,3 +292,27 @@ def test_a_missing_slice_cannot_be_labeled(tmp_path, volume):
             project.save_label(by_index[6].id, np.zeros(volume.shape[1:], np.uint8))
         project.save_label(by_index[5].id, np.zeros(volume.shape[1:], np.uint8))  # its neighbours can be
         assert project.labeled_ids() == {by_index[5].id}
+
+
+def test_a_file_damaged_or_deleted_after_the_import_leaves_its_slice_missing(tmp_path, volume):
+    """A file cut short or deleted after `init` read as a blank (black) slice without a word, and
+    `s` saved it as an all-background training label: once its series is read, such a slice is
+    missing, as one found at import (refused, never queued)."""
+    from medlabeler.engine.store import Project
+
+    paths = write_dicom_series(tmp_path / "ct", volume, shuffle=False)
+    project, _ = create_project(tmp_path / "p", tmp_path / "ct", task="segmentation", names=["brain"])
+    by_index = {s.slice_index: s.id for s in project.samples()}
+    project.close()
+    _truncate(paths[4])
+    paths[7].unlink()
+    with Project.open(tmp_path / "p") as project:
+        assert project.missing_slice_ids() == frozenset()  # nothing read yet: nothing known
+        project.load_pixels(project.sample(by_index[2]))  # any slice reads the whole series
+        lost = {by_index[4], by_index[7]}
+        assert project.missing_slice_ids() == lost and lost <= project.blank_ids()
+        with pytest.raises(InputError, match="is a slice missing from its DICOM series"):
+            project.save_label(by_index[4], np.zeros(volume.shape[1:], np.uint8))
+        project.save_label(by_index[3], np.zeros(volume.shape[1:], np.uint8))
+    with Project.open(tmp_path / "p") as project:  # known per session: a file put back is read again
+        assert project.missing_slice_ids() == frozenset()

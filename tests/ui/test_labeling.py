@@ -543,19 +543,24 @@ def test_s_on_an_untouched_held_out_slice_asks_again_before_saving_all_backgroun
     assert viewer.status == f"saved the label of sample {held_out.id}; all background (nothing painted)"
 
 
-def test_a_slice_missing_from_its_series_is_not_labeled_in_the_app(make_napari_viewer, tmp_path):
+@pytest.mark.parametrize("gone", ["before the import", "after the import"])
+def test_a_slice_missing_from_its_series_is_not_labeled_in_the_app(make_napari_viewer, tmp_path, gone):
     """A CT series with one file gone is read with that slice blank: the dock says there is nothing
-    to label, `s` saves nothing, and strokes there are dropped with the reason."""
+    to label, `s` saves nothing, and strokes there are dropped with the reason. A file deleted after
+    the import is found when the series is read (it had been shown black and saved as background)."""
     from medlabeler.engine.project.project_import import create_project
     from tests.engine.io_fixtures import write_dicom_series
 
     hu = np.full((6, 24, 20), -1000.0)
     hu[:, 4:20, 4:16] = 40.0
     paths = write_dicom_series(tmp_path / "ct", hu, shuffle=False)
-    paths[3].unlink()
+    if gone == "before the import":
+        paths[3].unlink()
     project, _ = create_project(tmp_path / "proj", tmp_path / "ct", task="segmentation", names=["brain"])
     missing = next(s.id for s in project.samples() if s.slice_index == 3)
     project.close()
+    if gone == "after the import":
+        paths[3].unlink()
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, tmp_path / "proj")
     session, project = widget.session, widget.session.project

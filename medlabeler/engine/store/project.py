@@ -142,6 +142,9 @@ class Project:
         # how each volume read is shown: (orientation, window, markers); see display_orientation,
         # display_window, display_markers
         self._display: dict[tuple[str, str | None], tuple] = {}
+        # slices of DICOM series that no readable file held when read in this session (a file
+        # deleted or damaged after import): missing slices, as those found at import
+        self._lost_slices: frozenset[int] = frozenset()  # replaced, never changed: read without a lock
         self._conn: sqlite3.Connection | None = None
         self._writing: int | None = None  # the thread inside a write transaction (reads its own writes)
         self._readers: dict[threading.Thread, sqlite3.Connection] = {}  # see _reader
@@ -387,20 +390,22 @@ class Project:
         """Ids of the samples whose image is blank (one value everywhere), as found at import;
         samples never checked are not in it."""
         if self._schema < 2:  # an older project open read-only: nothing was checked
-            return frozenset()
-        return frozenset(int(r[0]) for r in self._query("SELECT sample_id FROM sample_facts WHERE blank = 1"))
+            return self._lost_slices
+        return frozenset(int(r[0]) for r in self._query(
+            "SELECT sample_id FROM sample_facts WHERE blank = 1")) | self._lost_slices
 
     def missing_slice_ids(self) -> frozenset[int]:
         """Ids of the slice samples of DICOM series that no readable file holds (a slice missing
         from its series, read blank at its position): there is nothing to label there. The import
         records them blank and checks DICOM series for nothing else (`check_blank_samples` run on
         every sample of an older project could add a truly blank DICOM slice, which is then
-        refused as well)."""
+        refused as well). A file deleted or damaged since the import leaves its slice missing too,
+        once the series is read again."""
         if self._schema < 2:
-            return frozenset()
+            return self._lost_slices
         return frozenset(int(r[0]) for r in self._query(
             "SELECT f.sample_id FROM sample_facts f JOIN samples s ON s.id = f.sample_id "
-            "WHERE f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL"))
+            "WHERE f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL")) | self._lost_slices
 
     def unchecked_for_blank(self) -> list[int]:
         """Ids of the samples no blank check has looked at yet."""
@@ -632,6 +637,7 @@ class Project:
 
         image = read_image(s.path, s.series_uid)
         array = np.asarray(image.array)
+        self.note_lost_slices(s, image.metadata.get("blank_slices"))
         if s.is_volume:  # only volumes are turned on screen (a 2D image is shown as stored)
             with self._pixels_mutex:
                 self._display[key] = (display_orientation(image.affine), image.window, screen_markers(image.affine))
@@ -642,6 +648,17 @@ class Project:
                 while len(self._pixels) > self.pixel_cache_size:
                     self._pixels.popitem(last=False)
         return array
+
+    def note_lost_slices(self, s: Sample, blank_slices) -> None:
+        """Record that the slices ``blank_slices`` of the series of ``s`` were read blank: no readable
+        file holds them now (a reader of the series outside the store, such as the app's, says so)."""
+        if s.series_uid is None or not blank_slices:
+            return
+        lost = {int(r[0]) for r in self._query(
+            "SELECT id, slice_index FROM samples WHERE path = ? AND series_uid = ? AND slice_index IS NOT NULL",
+            (s.path, s.series_uid)) if int(r[1]) in set(blank_slices)}
+        with self._pixels_mutex:
+            self._lost_slices = self._lost_slices | lost
 
     def display_orientation(self, sample: Sample | int) -> tuple[str, str]:
         """How the sample's source is shown radiologically (`io.image.display_orientation`), known
