@@ -169,6 +169,32 @@ def test_classification_pipeline(tmp_path):
     project.close()
 
 
+def test_grey_photos_among_colour_ones_train_and_predict_with_three_channels(tmp_path):
+    """One grey PNG in a folder of colour photos stopped all training ("the project mixes grey and
+    colour images"), and the app's loop waited for ever without a word."""
+    from PIL import Image
+
+    from medlabeler.engine.io import scan_sources
+    from medlabeler.engine.store import Project
+    from tests.engine.test_pipeline_datasets import fixed_groups, write_pngs
+
+    classes = write_pngs(tmp_path / "images", 16, rgb=True)
+    grey = tmp_path / "images" / "img00.png"
+    Image.fromarray(np.asarray(Image.open(grey))[..., 0]).save(grey)  # one grey photo, class 0
+    infos, _ = scan_sources(tmp_path / "images")
+    project = Project.create(tmp_path / "project", task="classification", names=["normal", "lesion"], seed=0)
+    project.add_sources(fixed_groups(infos))
+    for sample in project.samples():
+        project.save_label(sample.id, classes[str(sample.path)])
+    run_to_end(train_project(project, method="supervised", steps=2, config=CLS))
+    record = project.active_model().record
+    assert record["preprocess"]["grey_as_rgb"] is True
+    grey_id = next(s.id for s in project.samples() if s.path == str(grey.resolve()))
+    ((_, probs),) = predict_samples(project, [grey_id])
+    assert probs.shape == (2,)
+    project.close()
+
+
 def test_no_labels_is_a_clear_error(tmp_path):
     project = make_seg_project(tmp_path, n=2, depth=3, label_fraction=0.0)
     assert project.status()["labeled"] == 0

@@ -58,7 +58,9 @@ def resize_for(task: str, resize: str) -> str:
 class Preprocess:
     """How samples become model tensors. `window`: None, (center, width), or a name in
     CT_WINDOWS (applied to CT samples only). `max_side` ("crop" mode, 2D): images with a longer
-    side above it are scaled down to it first (None: never)."""
+    side above it are scaled down to it first (None: never). `grey_as_rgb`: 2D grey images get
+    three equal channels, so that they train with the colour ones of the same project (a grey
+    photo among dermatology photos); set by `input_kind`, recorded with the model."""
 
     size: int = 128
     volume_size: int = 64
@@ -66,6 +68,7 @@ class Preprocess:
     window: Any = None
     percentiles: tuple[float, float] = (1.0, 99.0)
     max_side: int | None = None
+    grey_as_rgb: bool = False
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
@@ -319,7 +322,9 @@ class SampleTensors:
         return self.preprocess.volume_size if spatial_dims == 3 else self.preprocess.size
 
     def channels(self, sample) -> int:
-        return 3 if is_rgb(sample.shape, sample.is_volume and sample.slice_index is None) else 1
+        if is_rgb(sample.shape, sample.is_volume and sample.slice_index is None):
+            return 3
+        return 3 if self.preprocess.grey_as_rgb and len(self.spatial_shape(sample)) == 2 else 1
 
     def position(self, sample) -> float:
         pos = getattr(sample, "slice_position", None)
@@ -342,7 +347,8 @@ class SampleTensors:
             return torch.from_numpy(normalise_rgb(pixels[..., :3]))
         window = self.preprocess.ct_window(sample.modality)
         stats = None if window is not None else self.stats(sample)
-        return torch.from_numpy(normalise_grey(pixels, stats, window))[None]
+        grey = torch.from_numpy(normalise_grey(pixels, stats, window))[None]
+        return grey.expand(3, *grey.shape[1:]).contiguous() if self.channels(sample) == 3 else grey
 
     def image(self, sample) -> torch.Tensor:
         """(C, *size) float32 model input of `sample` (cached)."""
@@ -494,14 +500,24 @@ def build_project_data(project, preprocess: Preprocess | None = None, *, unlabel
 
 
 def input_kind(samples: Sequence, tensors: SampleTensors) -> tuple[int, int]:
-    """(in_channels, spatial_dims) shared by `samples`; mixing grey and RGB, or 2D and 3D, is refused."""
-    kinds = {(tensors.channels(s), len(tensors.spatial_shape(s))) for s in samples}
-    if not kinds:
+    """(in_channels, spatial_dims) shared by `samples`. 2D grey images among colour ones get three
+    channels (`Preprocess.grey_as_rgb`, set on `tensors`); mixing 2D images and whole volumes, or
+    images of other channel counts, is refused, naming a file of each kind."""
+    by_kind: dict[tuple[int, int], Any] = {}
+    for s in samples:
+        by_kind.setdefault((tensors.channels(s), len(tensors.spatial_shape(s))), s)
+    if set(by_kind) == {(1, 2), (3, 2)}:
+        tensors.preprocess = dataclasses.replace(tensors.preprocess, grey_as_rgb=True)
+        return 3, 2
+    if not by_kind:
         return 1, 2
-    if len(kinds) > 1:
-        raise InputError(None, "the project mixes grey and colour images, or 2D images and whole volumes; "
+    if len(by_kind) > 1:
+        words = {(1, 2): "a grey 2D image", (3, 2): "a colour 2D image", (1, 3): "a whole volume"}
+        examples = "; ".join(f"{words.get(kind, f'{kind[0]} channels, {kind[1]}D')}: {sample.path}"
+                             for kind, sample in sorted(by_kind.items()))
+        raise InputError(None, f"the project mixes 2D images and whole volumes ({examples}); "
                                "train on one kind at a time")
-    return kinds.pop()
+    return by_kind.popitem()[0]
 
 
 # --- batches ----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def pretrain_project(project, *, method: str = "simclr", epochs: int | None = No
     device = device_for(run)
     preprocess = preprocess_for(run, task.kind)
     images, in_channels, dims = _pretrain_images(project, run, preprocess)
+    preprocess = images.tensors.preprocess  # grey images among colour ones get three channels
     arch = arch_for(task.kind, run, dims)
     factory = network_factory(task.kind, arch, in_channels, task.num_classes, run)
     seed_everything(run["seed"])

@@ -92,7 +92,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
         return result
     record = _model_record(project, method=method, method_cfg=method_cfg, settings=learner.settings(method_cfg),
                            names=names, model_args=model_args,
-                           preprocess=preprocess, data=data, run=run, init_text=init_text, parent=parent,
+                           preprocess=data.tensors.preprocess, data=data, run=run, init_text=init_text, parent=parent,
                            labels_read_at=labels_read_at, labels_mark=labels_mark, result=result,
                            device=device)
     version = save_version(project, method_label=method, state=learner.predictor().state_dict(),
