@@ -71,6 +71,7 @@ class LearningLoop(QObject):
         self.control = None
         self.now = "learning is off"
         self.last_decision = ""
+        self.last_failure = ""  # the last run's error, until a run gets through
         self.labels_since = 0
         self.decisions: list = []  # this session's decisions, in order (the decision log)
         self.config: dict = {}  # run-config overrides for the loop's runs (tests use tiny models)
@@ -100,6 +101,8 @@ class LearningLoop(QObject):
 
     def status_text(self) -> str:
         parts = [self.now]
+        if self.last_failure and self.last_failure != self.now:  # it stays until a run gets through
+            parts.append(self.last_failure)
         if self.last_decision:
             parts.append(f"last decision: {self.last_decision}")
         # every split counts: a new validation label changes which model promotion keeps
@@ -157,6 +160,7 @@ class LearningLoop(QObject):
     def _project_changed(self) -> None:
         self.decisions.clear()
         self.last_decision = ""
+        self.last_failure = ""
         if self.session.project is not None and learn_on_open():
             self.start()
         self._refresh_count()
@@ -209,6 +213,7 @@ class LearningLoop(QObject):
         if kind in ("train", "pretrain") and event.run_event is not None:
             self.session.training_event.emit(event.run_event)
         elif kind == "decision":
+            self.last_failure = ""
             self.decisions.append(event.decision)
             self.last_decision = event.decision.message
             self.labels_since = event.labels_since_model
@@ -223,6 +228,7 @@ class LearningLoop(QObject):
             if not self._scoring:
                 self.session.queue_changed.emit()
         elif kind == "failed":
+            self.last_failure = event.message
             self._scoring_stopped()
         elif kind == "pretrained":
             self.session.models_changed.emit()

@@ -186,3 +186,22 @@ def test_one_scan_without_validation_samples_shows_training_figures(make_napari_
     assert metrics.points and metrics.ax.get_title(loc="left") == "training dice"
     assert NO_VALIDATION_NOTE in metrics.caption.text()
     save_screenshot(viewer.screenshot(canvas_only=False, flash=False), tmp_path, "one-scan-metrics")
+
+
+def test_a_failed_run_stays_in_the_loop_status_until_a_run_gets_through(make_napari_viewer, brain_project):
+    """A run that failed (a grey photo among colour ones stopped training) said so for a moment;
+    "waiting for labels" then replaced it and the loop seemed to wait for ever."""
+    from medlabeler.engine.workflows.learn_loop import LoopEvent
+    from medlabeler.engine.workflows.promotion import Decision
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    loop, train = widget.session.learning, widget.train
+    failure = "training failed, the active model stays: sample 3: image data is truncated or damaged"
+    loop._on_event(LoopEvent("failed", phase="training", message=failure))
+    loop._on_event(LoopEvent("phase", phase="idle", message="waiting for labels: 1 more starts a candidate"))
+    assert train.loop_status.text().startswith("waiting for labels: 1 more starts a candidate · " + failure)
+    fields = {name: None for name in Decision.__dataclass_fields__}
+    decision = Decision(**{**fields, "candidate": 2, "promoted": False, "message": "v2 not better: 0.71 vs active v1 0.83"})
+    loop._on_event(LoopEvent("decision", decision=decision, message=decision.message))
+    assert failure not in train.loop_status.text()
