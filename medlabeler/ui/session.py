@@ -408,9 +408,16 @@ class Session(QObject):
             self._read_then_open(sample)
             return
         self.reading = None
-        self.sample = sample
         cached = self._cached_prediction(sample.id)
-        self.view.show(sample, prediction=cached)  # a prediction made ahead is drawn with the slice
+        from medlabeler.engine.errors import MedlabelerError
+
+        try:
+            self.view.show(sample, prediction=cached)  # a prediction made ahead is drawn with the slice
+        except MedlabelerError as exc:  # a file damaged since the import: the open sample stays
+            show_error_message(f"Cannot open sample {sample.id}: {exc}")
+            self.queue_changed.emit()  # the store left it out of the queue: `n` does not stop there again
+            return
+        self.sample = sample  # only now: a key pressed after a failed open labels what is on screen
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
         if sample.id in self.project.missing_slice_ids():  # possibly found just now: its file went
             self.viewer.status = missing_slice_note(sample.id)

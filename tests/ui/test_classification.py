@@ -79,3 +79,36 @@ def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_
     assert session.flush_saves()
     assert project.label(sample.id).origin == "accepted_prediction"
     assert project.load_label(sample.id) == int(pred.label)
+
+
+def test_a_damaged_image_does_not_open_and_a_key_labels_what_is_on_screen(make_napari_viewer, tmp_path, brain_pngs,
+                                                                         monkeypatch):
+    """A PNG cut short after the import failed to open with a bare "Error calling Python override",
+    and the next class key saved its class to that image, never shown, instead of the one on screen."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+
+    images, _ = brain_pngs
+    shutil.copytree(images, tmp_path / "images")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
+    damaged = next(s for s in project.samples() if s.split == "train")
+    project.close()
+    data = Path(damaged.path).read_bytes()
+    Path(damaged.path).write_bytes(data[: len(data) // 3])
+    errors = []
+    monkeypatch.setattr("medlabeler.ui.session.show_error_message", errors.append)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, tmp_path / "proj").session
+    if session.sample.id == damaged.id:  # it was first in the queue: the app could not open it
+        session.open_next()
+    shown = session.sample
+    session.open_sample(damaged.id)
+    assert session.sample.id == shown.id and len(errors) == 1
+    assert errors[0].startswith(f"Cannot open sample {damaged.id}: ") and Path(damaged.path).name in errors[0]
+    assert damaged.id in session.project.blank_ids()
+    assert damaged.id not in [row.sample for row in session.queue_rows()]  # `n` does not stop there again
+    session.advance_after_class = False
+    press(viewer, "2")
+    assert session.flush_saves()
+    assert session.project.label(damaged.id) is None and session.project.load_label(shown.id) == 1

@@ -145,6 +145,7 @@ class Project:
         # slices of DICOM series that no readable file held when read in this session (a file
         # deleted or damaged after import): missing slices, as those found at import
         self._lost_slices: frozenset[int] = frozenset()  # replaced, never changed: read without a lock
+        self._unreadable: frozenset[int] = frozenset()  # samples whose image failed to read this session
         self._conn: sqlite3.Connection | None = None
         self._writing: int | None = None  # the thread inside a write transaction (reads its own writes)
         self._readers: dict[threading.Thread, sqlite3.Connection] = {}  # see _reader
@@ -381,18 +382,19 @@ class Project:
     @property
     def ranking_revision(self) -> int:
         """A number that changes whenever this handle commits anything other than labels (scores,
-        embeddings, models, samples, ...). With the set of labeled samples it says when a queue
+        embeddings, models, samples, ...), or finds images it cannot read any more. With the set of labeled samples it says when a queue
         ranked earlier is still the queue: a cache key for rankings. Only this handle's writes
         count (the project has one writer at a time: this one, when it is writable)."""
         return self._revision
 
     def blank_ids(self) -> frozenset[int]:
         """Ids of the samples whose image is blank (one value everywhere), as found at import;
-        samples never checked are not in it."""
+        samples never checked are not in it. Samples whose image could not be read in this session
+        (damaged or gone since the import) are in it too: there is nothing to label there."""
         if self._schema < 2:  # an older project open read-only: nothing was checked
-            return self._lost_slices
+            return self._lost_slices | self._unreadable
         return frozenset(int(r[0]) for r in self._query(
-            "SELECT sample_id FROM sample_facts WHERE blank = 1")) | self._lost_slices
+            "SELECT sample_id FROM sample_facts WHERE blank = 1")) | self._lost_slices | self._unreadable
 
     def missing_slice_ids(self) -> frozenset[int]:
         """Ids of the slice samples of DICOM series that no readable file holds (a slice missing
@@ -611,7 +613,14 @@ class Project:
     def load_pixels(self, sample: Sample | int) -> np.ndarray:
         """float32 pixels of a sample: the slice for slice samples, RGB kept as (Y, X, 3)."""
         s = sample if isinstance(sample, Sample) else self.sample(sample)
-        array = self._source_array(s)
+        try:
+            array = self._source_array(s)
+        except InputError:  # damaged or gone since the import: never queued again this session
+            with self._pixels_mutex:
+                if s.id not in self._unreadable:
+                    self._unreadable = self._unreadable | {s.id}
+                    self._revision += 1  # a queue ranked before holds it
+            raise
         if s.slice_index is not None:
             if array.ndim < 3 or s.slice_index >= array.shape[0]:
                 raise InputError(s.path, f"has no slice {s.slice_index} any more (shape {array.shape}); "
@@ -658,7 +667,9 @@ class Project:
             "SELECT id, slice_index FROM samples WHERE path = ? AND series_uid = ? AND slice_index IS NOT NULL",
             (s.path, s.series_uid)) if int(r[1]) in set(blank_slices)}
         with self._pixels_mutex:
-            self._lost_slices = self._lost_slices | lost
+            if not lost <= self._lost_slices:
+                self._lost_slices = self._lost_slices | lost
+                self._revision += 1  # a queue ranked before holds them
 
     def display_orientation(self, sample: Sample | int) -> tuple[str, str]:
         """How the sample's source is shown radiologically (`io.image.display_orientation`), known
