@@ -246,3 +246,18 @@ def test_import_warns_about_an_empty_split_and_what_the_app_does(tmp_path, brain
         for warning in report.warnings:
             assert "too few to hold one out" in warning and "Add images of more patients" in warning
         assert any("last weights" in w for w in report.warnings) == ("val" in empty)
+
+
+def test_an_image_whose_pixels_cannot_be_read_is_skipped_at_import(tmp_path, capsys):
+    """A PNG cut short in a copy has a readable header: `init` took it, and every later training
+    run stopped at it ("image data is truncated"), with no command to drop it."""
+    made = make_isic_folder(tmp_path / "isic", {"nevus": 4, "melanoma": 4}, jpeg_every=0)
+    cut = sorted(made)[2]
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 3])
+    assert main(["init", str(tmp_path / "proj"), "--images", str(tmp_path / "isic"),
+                 "--task", "classification"]) == 0
+    out = capsys.readouterr()
+    assert "7 samples added" in out.out and cut.name in out.err
+    with Project.open(tmp_path / "proj", readonly=True) as project:
+        assert len(project.samples()) == 7 and str(cut) not in {s.path for s in project.samples()}

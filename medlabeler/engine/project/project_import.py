@@ -116,6 +116,7 @@ def create_project(
     ignored: list[Path] = []
     infos, errors = scan_sources(images, ignored)
     infos, errors = _usable(infos, list(errors))
+    infos, plain_blank = _decoded_plain_images(infos, errors)
     if not infos:
         raise InputError(images, nothing_readable(errors, len(ignored)))
     hints = sorted({i.label_hint for i in infos if i.label_hint})
@@ -141,8 +142,11 @@ def create_project(
         added = set(ids)
         samples = [s for s in project.samples() if s.id in added]
         report.missing_left_out = mark_missing_slices(project, infos, samples)
-        others = [s for s in samples if s.series_uid is None]
-        report.blank = report.missing_left_out + check_blank_samples(project, others)
+        known = {s.id: plain_blank[s.path] for s in samples if s.path in plain_blank}
+        if known:
+            project.write_blank(known)
+        others = [s for s in samples if s.series_uid is None and s.id not in known]
+        report.blank = report.missing_left_out + sum(known.values()) + check_blank_samples(project, others)
         report.warnings = [note for info in infos for note in info.notes]
         report.warnings += empty_split_warnings(project)
         if task == "classification" and hints:
@@ -199,6 +203,29 @@ def _usable(infos: list, errors: list[InputError]) -> tuple[list, list[InputErro
         else:
             kept.append(info)
     return kept, errors
+
+
+def _decoded_plain_images(infos: list, errors: list[InputError]) -> tuple[list, dict[str, bool]]:
+    """Decode every plain 2D image (PNG, JPEG, TIFF...) once: a file whose header reads but whose
+    pixels do not (cut short in a copy) becomes an error naming it, not a sample that stops every
+    training run later. Returns the sources kept and, per decoded file, whether it is blank."""
+    from medlabeler.engine.io import read_image
+
+    from .blank_samples import is_blank
+
+    kept, blank = [], {}
+    for info in infos:
+        if info.is_volume or info.series_uid is not None:  # volumes and DICOM: read when used
+            kept.append(info)
+            continue
+        try:
+            pixels = np.asarray(read_image(info.path).array, dtype=np.float32)
+        except InputError as exc:
+            errors.append(exc)
+            continue
+        blank[os.path.abspath(str(info.path))] = is_blank(pixels)
+        kept.append(info)
+    return kept, blank
 
 
 def _slabs_needed(infos, unit: str) -> int:
