@@ -378,3 +378,21 @@ def test_a_deleted_source_stops_training_with_its_name_and_keeps_the_active_mode
         with pytest.raises(MedlabelerError, match=deleted.name):
             run_to_end(train_project(project, method="supervised", config=config))
         assert project.active_model().version == before and len(project.models()) == 1
+
+
+def test_an_unlabeled_image_damaged_after_the_import_is_passed_over_not_fatal(tmp_path):
+    """One unlabeled PNG cut short after `init` stopped every semi-supervised run; it is left out of
+    the run (and its sample id logged, not its path), as a labeled one still stops it by name."""
+    from pathlib import Path
+
+    project = make_cls_project(tmp_path, n=24)
+    unlabeled = [s for s in project.samples(split="train")][:8]
+    for sample in unlabeled:
+        project.remove_label(sample.id)
+    assert all(project.label(s.id) is None for s in unlabeled)
+    damaged = Path(unlabeled[0].path)
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    result = run_to_end(train_project(project, method="mean-teacher", steps=3,
+                                      config={**CLS, "unlabeled_batch_size": 8}))
+    assert project.active_model().version == result.version
+    project.close()

@@ -25,6 +25,7 @@ come from `InfiniteBatches`, an in-process shuffled sampler driven by a torch.Ge
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -39,6 +40,8 @@ from torch.utils.data import Dataset
 
 from medlabeler.engine.errors import InputError
 from medlabeler.engine.io.image import CT_WINDOWS
+
+log = logging.getLogger(__name__)
 
 RESIZE_MODES = ("letterbox", "stretch", "crop")
 #: A `max_side` up to this lets 2D inputs go through the network whole, not by sliding window.
@@ -454,16 +457,33 @@ class UnlabeledDataset(Dataset):
         self.samples = list(samples)
         self.ids = [s.id for s in self.samples]
         self._positions = torch.tensor([tensors.position(s) for s in self.samples], dtype=torch.float32)
+        self.unreadable: dict[int, InputError] = {}  # sample id -> why its image did not read
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        image = self.tensors.image(self.samples[index])
+        image, index = self._readable(index)
         if self.crop:
             crop = self.tensors.crop_size(image.ndim - 1)
             image = image[(slice(None), *random_window(image.shape[1:], crop, self.generator))]
         return image, self._positions[index]
+
+    def _readable(self, index: int) -> tuple[torch.Tensor, int]:
+        """The image at ``index``, or at the next index whose file still reads: an unlabeled image
+        damaged or deleted since the import is passed over (its id kept in ``unreadable``) rather
+        than stopping the run; only a pool with no readable image stops it."""
+        for step in range(len(self.samples)):
+            at = (index + step) % len(self.samples)
+            if self.ids[at] in self.unreadable:
+                continue
+            try:
+                return self.tensors.image(self.samples[at]), at
+            except InputError as exc:
+                self.unreadable[self.ids[at]] = exc
+                log.warning("unlabeled sample %d left out of this run: %s", self.ids[at], exc.problem)  # no path
+        raise InputError(None, f"none of the {len(self.samples)} unlabeled images can be read; the first: "
+                               f"{next(iter(self.unreadable.values()))}")
 
 
 @dataclass
