@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -85,8 +87,23 @@ def _config(path: str | None) -> dict:
 
 
 def _metrics_text(metrics: dict) -> str:
-    keys = [k for k in ("dice", "auc", "accuracy", "balanced_accuracy") if isinstance(metrics.get(k), (int, float))]
+    keys = [k for k in ("dice", "auc", "accuracy", "balanced_accuracy")
+            if isinstance(metrics.get(k), (int, float)) and math.isfinite(metrics[k])]
     return ", ".join(f"{k} {metrics[k]:.3f}" for k in keys) or "no metrics"
+
+
+def _print_json(value) -> None:
+    """JSON any parser reads: a figure that could not be measured (NaN) is null, not NaN."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy scalars
+            v = v.item()
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    print(json.dumps(plain(value), indent=1, allow_nan=False))
 
 
 def _model_figures(model, decision) -> str:
@@ -134,8 +151,9 @@ def cmd_import_labels(args) -> int:
         print(f"skipped {error}", file=sys.stderr)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"imported {report.labeled} labels from {args.path}" + (f", {len(report.errors)} problems" if report.errors else ""))
-    return 0
+    problems = f", {_count(len(report.errors), 'problem')}" if report.errors else ""
+    print(f"imported {_count(report.labeled, 'label')} from {args.path}{problems}")
+    return 0 if report.labeled else 1  # a script sees that nothing came in
 
 
 def cmd_status(args) -> int:
@@ -147,7 +165,7 @@ def cmd_status(args) -> int:
         decision = last_decision(project, active.version) if active is not None else None
         slabs = project.task.slabs
     if args.json:
-        print(json.dumps(status, indent=1))
+        _print_json(status)
         return 0
     print(f"{status['samples']} samples, {status['labeled']} labeled")
     if slabs:
@@ -185,7 +203,7 @@ def cmd_export(args) -> int:
         files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,
                                deidentify=args.deidentify)
     _say_seg_identity(args)
-    print(f"exported {len(files)} files to {args.out}")
+    print(f"exported {_count(len(files), 'file')} to {args.out}")
     return 0
 
 
@@ -200,14 +218,41 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def _version_number(text: str) -> int | None:
+    """A model version as typed: 3 or v3 (as `medlabeler models` and the app show it)."""
+    match = re.fullmatch(r"[vV]?(\d+)", str(text).strip())
+    return int(match.group(1)) if match else None
+
+
+def _version_arg(text: str) -> int:
+    number = _version_number(text)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"not a model version: {text!r} (give 3 or v3)")
+    return number
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def cmd_train(args) -> int:
     from medlabeler.engine.errors import InitMismatchError
     from medlabeler.engine.workflows.train import train_project, train_recommended
 
     config = _config(args.config)
     init = args.init
-    if init and init.isdigit():
-        init = int(init)
+    if init and _version_number(init) is not None:  # "3" or "v3", as the app and `models` show it
+        init = _version_number(init)
     with _open(args.project) as project:
         by_default = init is None
         if init in (None, "active"):  # as the app's Retrain and the learning loop: on from the active model
@@ -294,7 +339,9 @@ def cmd_evaluate(args) -> int:
     with _open(args.project, readonly=True) as project:
         metrics = evaluate_project(project, split=args.split, version=args.version)
     if args.json:
-        print(json.dumps(metrics, indent=1, default=float))
+        _print_json(metrics)
+    elif not metrics.get("n"):
+        print(f"{args.split}: no labeled {args.split} samples to measure the model on")
     else:
         print(f"{args.split}: {_metrics_text(metrics)}")
     return 0
@@ -335,7 +382,7 @@ def cmd_models(args) -> int:
     if args.json:
         rows = [{"version": m.version, "method": m.method, "metrics": m.metrics, "parent": m.parent,
                  "n_labels": m.n_labels, "active": bool(active and m.version == active.version)} for m in models]
-        print(json.dumps(rows, indent=1, default=float))
+        _print_json(rows)
         return 0
     for m in models:
         mark = "*" if active and m.version == active.version else " "
@@ -363,8 +410,7 @@ def cmd_queue(args) -> int:
         samples = {s.id: s for s in project.samples()}
         ranked = project.active_model() is not None  # before any model: first picks, nothing scored (as the app)
     if args.json:
-        print(json.dumps([{"sample": p.sample, "score": p.score if ranked else None, "reason": p.reason}
-                          for p in picks], indent=1))
+        _print_json([{"sample": p.sample, "score": p.score if ranked else None, "reason": p.reason} for p in picks])
         return 0
     for p in picks:
         score = "" if p.score is None or not ranked else f"score {p.score:.3f}"
@@ -459,9 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="where training starts: 'active' (the active model, the default, as the app's "
                                   "Retrain and the learning loop; from scratch when there is none), 'scratch', "
                                   "'pretrained' (the newest pretrained encoder) or a model version")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recommended budget)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (default: the recommended budget)")
     p.add_argument("--budget-s", type=float, default=None, help="stop cleanly after this many seconds")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the labeled set instead of --steps")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="passes over the labeled set instead of --steps")
     p.add_argument("--config", help="JSON file of method/training options")
     p.set_defaults(func=cmd_train)
 
@@ -470,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "does not drop, re-score the pool; stops when idle or at --budget-s")
     p.add_argument("project", help="the project folder")
     p.add_argument("--budget-s", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--new-labels", type=int, default=3, help="labels that trigger a new candidate (default 3)")
+    p.add_argument("--new-labels", type=_positive_int, default=3, help="labels that trigger a new candidate (default 3)")
     p.add_argument("--config", help="JSON file of training options for every run (overrides the recommended)")
     p.set_defaults(func=cmd_learn)
 
@@ -485,14 +531,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "evaluate", help="metrics of the active model on a split")
     p.add_argument("project", help="the project folder")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="the labels to measure on (default test)")
     p.add_argument("--version", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
     p = _command(sub, "models", help="model versions; --activate V rolls back or forward")
     p.add_argument("project", help="the project folder")
-    p.add_argument("--activate", type=int, default=None)
+    p.add_argument("--activate", type=_version_arg, default=None, metavar="V",
+                   help="make model version V (3 or v3) the active one: a roll back or forward")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
@@ -504,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "queue", help="the samples to label next")
     p.add_argument("project", help="the project folder")
-    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--n", type=_positive_int, default=10, help="how many samples to list (default 10)")
     p.add_argument("--strategy", default="hybrid", choices=_Registered(_strategy_names))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_queue)

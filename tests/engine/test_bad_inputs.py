@@ -343,7 +343,7 @@ def test_cli_import_labels_partial_exits_0_fatal_exits_2(tmp_path, capsys):
     partial = next(c for c in CSV_CASES if c.name == "csv_unknown_class").build(tmp_path / "csv")
     assert main(["import-labels", str(tmp_path / "project"), str(partial)]) == 0
     out, err = capsys.readouterr()
-    assert "imported 1 labels" in out and "1 problems" in out
+    assert "imported 1 label from" in out and out.rstrip().endswith("1 problem")
     assert [line for line in err.splitlines() if line.startswith("skipped ")] == [
         line for line in err.splitlines() if line.strip()]
     assert "csv_unknown_class.csv, line 3" in err and "unknown class 'unsure'" in err
@@ -351,6 +351,14 @@ def test_cli_import_labels_partial_exits_0_fatal_exits_2(tmp_path, capsys):
     assert main(["import-labels", str(tmp_path / "project"), str(fatal)]) == 2
     err = capsys.readouterr().err
     assert "csv_non_utf8.csv" in err and "utf-8" in err and "Traceback" not in err
+    # nothing imported is a failure a script can see; a missing path says so
+    nothing = tmp_path / "none.csv"
+    nothing.write_text("file,label\nnot_here.png,0\n")  # a header other tools write: not a problem row
+    assert main(["import-labels", str(tmp_path / "project"), str(nothing)]) == 1
+    out, err = capsys.readouterr()
+    assert "imported 0 labels" in out and "1 problem" in out and "line 2" in err and "line 1" not in err
+    assert main(["import-labels", str(tmp_path / "project"), str(tmp_path / "gone.csv")]) == 2
+    assert "gone.csv: does not exist" in capsys.readouterr().err
     with Project.open(tmp_path / "project", readonly=True) as reopened:
         by_name = {Path(s.path).name: s for s in reopened.samples()}
         assert reopened.load_label(by_name["img_01.png"].id) == 0  # from the partial import

@@ -180,11 +180,12 @@ def test_prediction_segs_carry_the_algorithm_identification(tmp_path, brain, cap
 
 @pytest.mark.parametrize("name, meaning", [("Liver", "Liver"), ("lung", "Lung"), ("brain", "Brain"),
                                            ("grey matter", "Gray Matter"), ("white matter", "White Matter"),
-                                           ("tumour", "Neoplasm")])
+                                           ("tumour", "Neoplasm"), ("bone", "Bone"), ("Bones", "Bone")])
 def test_known_structures_get_snomed_codes(name, meaning):
     category, kind = segment_codes(name)
     assert kind.scheme_designator == "SCT" and kind.meaning == meaning
-    expected = "Morphologically Abnormal Structure" if name == "tumour" else "Anatomical Structure"
+    expected = {"tumour": "Morphologically Abnormal Structure", "bone": "Tissue", "Bones": "Tissue"}.get(
+        name, "Anatomical Structure")  # bone: SNOMED's bone tissue (a CT label "bone" was generic "Tissue")
     assert category.meaning.lower() == expected.lower()
 
 

@@ -26,7 +26,10 @@ def test_every_documented_command_is_there():
 def test_missing_project_is_a_clear_error(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert "nowhere" in err and "not a medlabeler project" in err
+    assert "nowhere: does not exist" in err  # a typo in the path, said as such
+    (tmp_path / "folder").mkdir()
+    assert main(["status", str(tmp_path / "folder")]) == 2
+    assert "not a medlabeler project" in capsys.readouterr().err
 
 
 def test_each_command_says_what_it_does_in_its_own_help():
@@ -38,3 +41,30 @@ def test_each_command_says_what_it_does_in_its_own_help():
         assert parser.format_help().split("\n\n")[1].replace("\n", " ").split() == listed[name].split(), name
     path_help = sub.choices["import-labels"].format_help()
     assert "a folder of masks named after the images" in " ".join(path_help.split())
+
+
+def test_versions_are_typed_as_shown_and_counts_must_be_positive(capsys):
+    """`models --activate v1` failed ("invalid int value: 'v1'") although every listing shows v1;
+    `train --steps 0` ended in a traceback and `queue --n -3` listed 27 rows."""
+    import pytest
+
+    parser = build_parser()
+    assert parser.parse_args(["models", "p", "--activate", "v3"]).activate == 3
+    assert parser.parse_args(["models", "p", "--activate", "3"]).activate == 3
+    for argv in (["train", "p", "--steps", "0"], ["queue", "p", "--n", "-3"], ["models", "p", "--activate", "x3"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        assert "error:" in capsys.readouterr().err
+
+
+def test_json_output_has_null_where_a_figure_could_not_be_measured(capsys):
+    """`evaluate --json` printed NaN, which JSON parsers other than Python's refuse."""
+    import json
+    import math
+
+    import numpy as np
+
+    from medlabeler.cli import _print_json
+
+    _print_json({"dice": math.nan, "n": np.int64(0), "per_label": [np.float32(0.5), math.inf]})
+    assert json.loads(capsys.readouterr().out) == {"dice": None, "n": 0, "per_label": [0.5, None]}

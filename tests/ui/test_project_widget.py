@@ -54,6 +54,8 @@ def test_a_bad_folder_is_reported_not_raised(make_napari_viewer, monkeypatch, tm
     assert widget.create_from_form() is None
     assert len(shown) == 1 and shown[0].startswith("Cannot create the project: ") and "empty" in shown[0]
     assert widget.session.open_project(tmp_path / "nowhere") is False
+    assert "nowhere: does not exist" in shown[-1]
+    assert widget.session.open_project(tmp_path / "empty") is False
     assert "not a medlabeler project" in shown[-1]
 
 
@@ -77,7 +79,7 @@ def test_closing_the_window_saves_labels_and_releases_the_project(make_napari_vi
 
 def test_a_project_another_app_writes_to_opens_read_only_and_cannot_be_painted(make_napari_viewer, monkeypatch,
                                                                                brain_project):
-    """The lock error says "or open this project read-only": the app does so, says why, and the
+    """A project another app writes to: the app opens it read-only (as the lock error says), says why, and the
     labels layer pans instead of painting what could never be saved."""
     from medlabeler.engine.store.project import Project
     from medlabeler.ui.app import build_app

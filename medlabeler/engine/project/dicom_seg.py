@@ -29,6 +29,9 @@ PREDICTION_SERIES_NUMBER = 200
 # British spellings and synonyms -> the keyword pydicom's SNOMED CT dictionary uses.
 _SYNONYMS = {"grey": "gray", "tumour": "neoplasm", "tumor": "neoplasm", "oedema": "edema",
              "haemorrhage": "hemorrhage", "oesophagus": "esophagus", "csf": "cerebrospinal fluid"}
+# Whole label names that name a coded structure in other words ("bone" alone is bone tissue;
+# "bone marrow" keeps its own code).
+_WHOLE_NAMES = {"bone": "bone tissue", "bones": "bone tissue"}
 # Patient-identifying attributes a de-identified copy leaves empty (PS3.15 basic profile, the
 # part a SEG carries from its source: Patient and General Study modules).
 _IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
@@ -57,7 +60,7 @@ class Algorithm:
 
 def _keyword(name: str) -> str:
     words = re.findall(r"[a-z0-9]+", name.lower())
-    words = " ".join(_SYNONYMS.get(w, w) for w in words).split()
+    words = _WHOLE_NAMES.get(" ".join(words), " ".join(_SYNONYMS.get(w, w) for w in words)).split()
     return "".join(w.capitalize() for w in words)
 
 

@@ -48,8 +48,8 @@ class ImportReport:
     def summary(self) -> str:
         found = self.files_used + self.files_skipped + self.duplicates
         text = (f"{found} image file{'s' * (found != 1)} found, {self.files_used} used "
-                f"({self.sources} image{'s' * (self.sources != 1)} or series): {self.added} samples added, "
-                f"{self.labeled} labels imported")
+                f"({self.sources} image{'s' * (self.sources != 1)} or series): {self.added} sample{'s' * (self.added != 1)} "
+                f"added, {self.labeled} label{'s' * (self.labeled != 1)} imported")
         found_blank = self.blank - self.missing_left_out
         if found_blank:
             text += (f"; {found_blank} blank sample{'s' * (found_blank != 1)} (one value everywhere) left out "
@@ -263,6 +263,8 @@ def _source_key(path: str) -> str:
 def import_labels(project: Project, path: str | Path) -> ImportReport:
     """Import a CSV of ``image,label`` (classification) or a folder of masks named after the images."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(path, "does not exist")
     if path.is_file() and path.suffix.lower() == ".csv":
         return _import_csv(project, path)
     report = _import_dicom_segs(project, path)
@@ -307,7 +309,7 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
             rows = [(reader.line_num, row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read CSV: {exc}") from exc
-    if rows and [c.strip().lower() for c in rows[0][1][:2]] == ["image", "label"]:
+    if rows and _is_header(rows[0][1]):
         rows = rows[1:]
     rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
     if not rows:
@@ -331,6 +333,16 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
             project.save_label(sample.id, task.names.index(label), origin="imported")
             report.labeled += 1
     return report
+
+
+_HEADER_IMAGE = ("image", "file", "filename", "file_name", "path", "image_id", "name")
+_HEADER_LABEL = ("label", "class", "class_name", "diagnosis", "dx")
+
+
+def _is_header(row: list[str]) -> bool:
+    """A first row naming its columns (image,label; file,label; image_id,diagnosis ...)."""
+    cells = [c.strip().lower() for c in row[:2]]
+    return len(cells) == 2 and cells[0] in _HEADER_IMAGE and cells[1] in _HEADER_LABEL
 
 
 def _import_masks(project: Project, folder: Path) -> ImportReport:
@@ -384,7 +396,7 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
     mask, mask_affine = read_mask(mask_path)
     n_labels = len(project.task.names)
     if mask.max(initial=0) > n_labels:
-        raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} labels")
+        raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} label{'s' * (n_labels != 1)}")
     sources: dict[tuple[str, str | None], list] = {}
     for sample in samples:
         sources.setdefault((sample.path, sample.series_uid), []).append(sample)
@@ -440,6 +452,8 @@ def _source_mask_shape(members: list) -> tuple[int, ...]:
 def require_project(path: str | Path) -> Path:
     """The project folder, or a clear error when it is not one."""
     root = Path(path)
+    if not root.exists():
+        raise ProjectError(f"{root}: does not exist; create a project there with 'medlabeler init'")
     if not (root / "project.sqlite").exists():
         raise ProjectError(f"{root}: not a medlabeler project (no project.sqlite); create one with 'medlabeler init'")
     return root

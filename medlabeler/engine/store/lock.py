@@ -46,7 +46,8 @@ class ProjectLock:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise ProjectLockedError(
                     f"{self.root}: project is open for writing in another app{holder}; "
-                    "close it there, or open this project read-only",
+                    "close it there first (meanwhile the app opens it read-only, and status, queue, "
+                    "evaluate and export, which only read, work)",
                     holder=holder.strip(" ()"),
                 ) from None
             raise ProjectError(f"{self.root}: cannot lock the project: {exc.strerror or exc}") from None

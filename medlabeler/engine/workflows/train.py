@@ -48,7 +48,7 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
 
     task = project.task
     if not (init in (None, "", "none", "scratch", "pretrained") or str(init).isdigit()):
-        raise TrainingError(f"init must be None, 'pretrained' or a model version, not {init!r}")
+        raise TrainingError(f"init must be 'scratch', 'pretrained' or a model version, not {init!r}")
     rec = recommendation(project, config)
     method = method or rec.method
     config = _budget_config(config, rec.config if method == rec.method else
@@ -183,7 +183,7 @@ def _apply_init(project, method, init, model_args: dict):
         try:
             mv = project.model(int(init))
         except (TypeError, ValueError):
-            raise TrainingError(f"init must be None, 'pretrained' or a model version, not {init!r}") from None
+            raise TrainingError(f"init must be 'scratch', 'pretrained' or a model version, not {init!r}") from None
     state, record = load_weights(mv.path)
     saved_args = record.get("model", {})
     if not _model_args_match(saved_args, model_args, ("arch", "in_channels", "features", "stem")):
