@@ -323,7 +323,10 @@ def _result_text(result) -> str:
         parts.append(f"model v{version}")
     metrics = getattr(result, "metrics", None) or {}
     if metrics:
-        parts.append("val " + _metrics_text(metrics))
+        best_step = getattr(result, "best_step", None)
+        kept = f" (the weights of step {best_step} of {result.steps}: the best on validation)" \
+            if best_step and getattr(result, "best_metrics", None) and best_step != result.steps else ""
+        parts.append("val " + _metrics_text(metrics) + kept)
     for name, unit in (("images_per_second", "images/s"), ("seconds", "s")):
         value = getattr(result, name, None)
         if value:

@@ -256,6 +256,17 @@ def test_best_validation_weights_are_restored():
     assert all(torch.equal(final[k], states[1][k]) for k in final)
 
 
+def test_a_tie_on_the_monitored_metric_keeps_the_weights_with_the_better_accuracy():
+    """On 7 validation images AUC reached 1.0 at step 12 and stayed; the weights of that first step
+    (accuracy 0.43) were kept over later ones as well ranked by AUC and far more accurate."""
+    method = TinySupervised(SmallCNN())
+    scores = iter([{"auc": 1.0, "accuracy": 0.43}, {"auc": 1.0, "accuracy": 0.86}, {"auc": 0.9, "accuracy": 1.0}])
+    _, result = events_of(fit(method, FitConfig(epochs=3, batch_size=4, device="cpu"),
+                              labeled=quadrant_task(8, 0), val=quadrant_task(4, 1),
+                              eval_fn=lambda model, data: next(scores)))
+    assert result.best_metrics == {"auc": 1.0, "accuracy": 0.86} and result.best_step == 4
+
+
 def test_resume_point_continues_the_run(tmp_path):
     torch.manual_seed(0)
     method = TinySupervised(SmallCNN())

@@ -149,7 +149,7 @@ class _Run:
         self.evaluate = self._evaluator(eval_fn, val)
 
         self.result = RunResult(total_steps=self.total_steps, monitor=self.monitor, batch_size=config.batch_size)
-        self.best_score, self.best_state = -math.inf, None
+        self.best_score, self.best_state = (-math.inf,), None
         self.images_seen, self.started = 0, time.perf_counter()
         self.oom_retried = False
         self.step, self.epoch, self.epoch_loss, self.epoch_batches = self.start_step, 0, 0.0, 0
@@ -429,13 +429,13 @@ def _free_device_memory(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-def _score(metrics: dict[str, float], monitor: str) -> float:
-    """The value that ranks validations (higher is better); -inf when undefined."""
-    for key in (monitor, "balanced_accuracy", "accuracy"):
-        value = metrics.get(key)
-        if value is not None and math.isfinite(value):
-            return float(value)
-    return -math.inf
+def _score(metrics: dict[str, float], monitor: str) -> tuple[float, ...]:
+    """What ranks validations (higher is better): `monitor`, then balanced accuracy and accuracy
+    for ties and where it is undefined (-inf). On a few validation images AUC reaches 1.0 early
+    and stays there; ranked by AUC alone, the first such step was kept and the better-separated
+    weights after it were thrown away."""
+    values = (metrics.get(key) for key in (monitor, "balanced_accuracy", "accuracy"))
+    return tuple(float(v) if v is not None and math.isfinite(v) else -math.inf for v in values)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
