@@ -322,11 +322,17 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
         config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size": 2}
         run_to_end(train_project(project, method="supervised", config=config))
         ids = [s.id for s in project.samples()[5:8]]
+        slices = [(s.id, s.slice_index, s.split) for s in project.samples()[5:8]]
     assert main(["predict", str(tmp_path / "p"), "--samples", ",".join(map(str, ids)), "--out", str(tmp_path / "o")]) == 0
     assert "wrote predictions for 3 samples" in capsys.readouterr().out
     predicted = read_image(tmp_path / "o" / "volume_0001_prediction.nii.gz")
     assert predicted.array.shape == brain.shape and predicted.spacing == (6.0, 6.0, 6.0)
     assert not predicted.array[:5].any() and not predicted.array[8:].any()
+    import json  # the file's samples, for a reader of de-identified names
+
+    about = json.loads((tmp_path / "o" / "model.json").read_text())
+    assert about["volumes"] == [{"file": "volume_0001_prediction.nii.gz",
+                                 "samples": [{"sample": i, "slice": k, "split": s} for i, k, s in slices]}]
 
 
 def test_whole_volumes_train_with_the_built_in_semi_supervised_method(tmp_path):

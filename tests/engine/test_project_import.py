@@ -152,6 +152,9 @@ def test_masks_import_and_nifti_export_round_trip(tmp_path, brain):
     assert np.allclose(original.affine, written.affine)
     index = json.loads((tmp_path / "out" / "labels.json").read_text())
     assert index["labels"] == {"1": "grey", "2": "white"}
+    with Project.open(tmp_path / "proj", readonly=True) as project:  # file -> samples, slices and splits
+        expected = [{"sample": s.id, "slice": s.slice_index, "split": s.split} for s in project.samples()]
+    assert index["volumes"][0]["samples"] == sorted(expected, key=lambda row: row["slice"])
 
 
 def test_a_mask_stored_in_another_voxel_order_is_turned_by_its_affine(tmp_path, brain):

@@ -80,8 +80,10 @@ def nifti_affine(image) -> np.ndarray:
 
 def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
     by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
+    samples_of: dict[tuple[str, str | None], list] = defaultdict(list)
     for sample in project.samples(labeled=True):
         by_source[(sample.path, sample.series_uid)][sample.slice_index] = project.load_label(sample.id)
+        samples_of[(sample.path, sample.series_uid)].append(sample)
     files, index = [], []
     dtype = np.uint16 if len(project.task.names) > 255 else np.uint8
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
@@ -89,7 +91,11 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
         target = write_mask_nifti(out / f"{stem}_labels.nii.gz", path, series_uid, masks, dtype)
         files.append(target)
         labeled_slices = sorted(k for k in masks if k is not None)
-        index.append({"file": target.name, "labeled_slices": labeled_slices or "all",
+        # the project's sample ids (as `queue`, the app and the CSV export name them): the way back
+        # from a de-identified file name to the sample, slice and split
+        samples = [{"sample": s.id, "slice": s.slice_index, "split": s.split}
+                   for s in sorted(samples_of[(path, series_uid)], key=lambda s: s.slice_index or 0)]
+        index.append({"file": target.name, "labeled_slices": labeled_slices or "all", "samples": samples,
                       **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "volumes": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))

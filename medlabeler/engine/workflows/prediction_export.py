@@ -44,14 +44,17 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
 
         require_dicom_sources([samples[i] for i in ids])
     predictions = predict_samples(project, ids, model_bundle=bundle)
+    index = None
     if project.task.kind == "classification":
         _write_classes(project, out, predictions, samples, keep_names)
     elif fmt == "dicom-seg":
         _write_segs(project, out, predictions, samples, bundle[2], keep_names, deidentify)
     else:
-        _write_masks(project, out, predictions, samples, keep_names)
-    (out / "model.json").write_text(json.dumps({"model_version": bundle[2].version, "method": bundle[2].method,
-                                                "names": list(project.task.names)}, indent=1))
+        index = _write_masks(project, out, predictions, samples, keep_names)
+    about = {"model_version": bundle[2].version, "method": bundle[2].method, "names": list(project.task.names)}
+    if index is not None:
+        about["volumes"] = index  # each file's samples: the way back from a de-identified name
+    (out / "model.json").write_text(json.dumps(about, indent=1))
     return len(ids)
 
 
@@ -83,11 +86,18 @@ def _write_segs(project, out: Path, predictions, samples, model, keep_names: boo
                      deidentify=deidentify, keep_names=keep_names, suffix="prediction_seg")
 
 
-def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> None:
+def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> list[dict]:
+    """NIfTI masks, one per source; returns each file with the samples (id, slice, split) it holds."""
     from medlabeler.engine.project.export import write_mask_nifti
     from medlabeler.engine.project.names import file_stem
 
     by_source = _masks_by_source(predictions, samples)
+    index = []
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
         stem = file_stem(path) if keep_names else f"volume_{number:04d}"
-        write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)
+        target = write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)
+        held = sorted((s for s in samples.values() if (s.path, s.series_uid) == (path, series_uid)
+                       and s.slice_index in masks), key=lambda s: s.slice_index or 0)
+        index.append({"file": target.name, "samples": [{"sample": s.id, "slice": s.slice_index, "split": s.split}
+                                                       for s in held]})
+    return index
