@@ -264,3 +264,15 @@ def test_an_image_whose_pixels_cannot_be_read_is_skipped_at_import(tmp_path, cap
     assert "7 samples added" in out.out and cut.name in out.err
     with Project.open(tmp_path / "proj", readonly=True) as project:
         assert len(project.samples()) == 7 and str(cut) not in {s.path for s in project.samples()}
+
+
+def test_class_folders_left_out_of_classes_are_named(tmp_path):
+    """`--classes nevus,melanoma` on a folder that also holds keratosis/ added its 20 images
+    unlabeled without a word ("40 labels imported")."""
+    make_isic_folder(tmp_path / "isic", {"nevus": 3, "melanoma": 3, "keratosis": 2})
+    project, report = create_project(tmp_path / "proj", tmp_path / "isic", task="classification",
+                                     names=["nevus", "melanoma"])
+    project.close()
+    assert report.labeled == 6
+    assert any("class folders not among the classes (nevus, melanoma)" in w and "keratosis/ (2 images)" in w
+               for w in report.warnings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from medlabeler.engine.errors import InputError, ProjectError
 from medlabeler.engine.io import read_image, scan_sources
-from medlabeler.engine.project.blank_samples import check_blank_samples
+from medlabeler.engine.project.blank_samples import check_blank_samples, is_blank
 from medlabeler.engine.store import Project
 
 SLABS_PER_VOLUME = 10
@@ -150,7 +151,7 @@ def create_project(
         report.warnings = [note for info in infos for note in info.notes]
         report.warnings += empty_split_warnings(project)
         if task == "classification" and hints:
-            report.labeled = _label_from_folder_names(project, names, report)
+            report.labeled = _label_from_folder_names(project, names, set(hints), report)
         project.audit("create", images=str(images), samples=report.added, skipped=len(report.errors))
     except BaseException:
         project.close()  # release the writer lock; the folder keeps what was committed
@@ -209,10 +210,6 @@ def _decoded_plain_images(infos: list, errors: list[InputError]) -> tuple[list, 
     """Decode every plain 2D image (PNG, JPEG, TIFF...) once: a file whose header reads but whose
     pixels do not (cut short in a copy) becomes an error naming it, not a sample that stops every
     training run later. Returns the sources kept and, per decoded file, whether it is blank."""
-    from medlabeler.engine.io import read_image
-
-    from .blank_samples import is_blank
-
     kept, blank = [], {}
     for info in infos:
         if info.is_volume or info.series_uid is not None:  # volumes and DICOM: read when used
@@ -240,14 +237,21 @@ def _slabs_needed(infos, unit: str) -> int:
     return SLABS_PER_VOLUME if len({i.group for i in infos if i.is_volume}) < 3 else 0
 
 
-def _label_from_folder_names(project: Project, names: list[str], report: ImportReport) -> int:
-    """Label each sample of an ISIC-style folder with the class its parent folder names."""
-    count = 0
+def _label_from_folder_names(project: Project, names: list[str], folders: set[str], report: ImportReport) -> int:
+    """Label each sample of an ISIC-style folder with the class its parent folder names; a class
+    folder that --classes leaves out is named in a warning (its images were added unlabeled)."""
+    count, left_out = 0, Counter()
     for sample in project.samples():
         folder = Path(sample.path).parent.name
         if folder in names:
             project.save_label(sample.id, names.index(folder), origin="imported")
             count += 1
+        elif folder in folders:
+            left_out[folder] += 1
+    if left_out:
+        folders_text = ", ".join(f"{name}/ ({n} image{'s' * (n != 1)})" for name, n in sorted(left_out.items()))
+        report.warnings.append(f"class folders not among the classes ({', '.join(names)}), so their images "
+                               f"were added unlabeled: {folders_text}")
     return count
 
 
