@@ -57,6 +57,9 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     widget.tabs.setCurrentWidget(widget.metrics)  # drawn when shown: one point, labeled axes
     assert widget.metrics.points and not widget.metrics.canvas.isHidden()
     assert widget.metrics.ax.get_xlabel() == "labeled training samples"
+    # the labels the project had at the decision, not the ones the model learned from (a model kept
+    # after labels were removed read "with 12 training labels" for a model of 42)
+    assert "when the project had" in widget.metrics.caption.text()
     widget.tabs.setCurrentWidget(widget.label)
 
     # Three more labels start a candidate warm-started from the active model.

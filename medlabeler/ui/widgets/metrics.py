@@ -110,11 +110,14 @@ class MetricsWidget(QWidget):
                 self.ax.plot([p[0] for p in self.kept], [p[1] for p in self.kept], "o", markerfacecolor="none",
                              color="tab:red", markersize=5, linestyle="none", label="not promoted")
             last = self.points[-1]
-            self.ax.annotate(f"v{last[2]}", (last[0], last[1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
             values = ys + [p[1] for p in self.kept]
             low, high = min(values), max(values)
             pad = max(0.05, (high - low) * 0.15)
-            self.ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad) if high <= 1.0 else high + pad)
+            top = min(1.0, high + pad) if high <= 1.0 else high + pad
+            self.ax.set_ylim(max(0.0, low - pad), top)
+            near_top = last[1] > top - pad / 2  # above the point the version would run into the title
+            self.ax.annotate(f"v{last[2]}", (last[0], last[1]), fontsize=7, xytext=(3, -9 if near_top else 3),
+                             textcoords="offset points")
             span = max(xs + [p[0] for p in self.kept]) - min(xs + [p[0] for p in self.kept])
             lo_x = min(xs + [p[0] for p in self.kept])
             self.ax.set_xlim(lo_x - max(1, span * 0.05), lo_x + span + max(1, span * 0.05))
@@ -126,8 +129,8 @@ class MetricsWidget(QWidget):
             self.ax.grid(alpha=0.3)
             self.ax.legend(fontsize=7, loc="lower right")
             self.canvas.draw_idle()
-            self.caption.setText(f"active model v{last[2]}: {on} {name} {last[1]:.3f} with {last[0]} training "
-                                 f"label{'' if last[0] == 1 else 's'} "
+            self.caption.setText(f"active model v{last[2]}: {on} {name} {last[1]:.3f} when the project had "
+                                 f"{last[0]} training label{'' if last[0] == 1 else 's'} "
                                  f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})"
                                  + (f". {self._no_validation_note(project)}" if on == "training" else ""))
         elif on == "training":
