@@ -646,7 +646,10 @@ class Session(QObject):
         if not (0 < share < sparse or share < PARTIAL_SHARE * found):
             return None
         against = f" (the model finds {found:.1%})" if found and share >= SPARSE_SHARE else ""
-        return (f"sample {sample_id}: only {share:.1%} painted{against}; unpainted pixels count as background"
+        # a stroke on one slice of a whole volume is a few thousandths of a percent: not "0.0%"
+        count, unit = int(np.count_nonzero(mask)), "voxel" if mask.ndim == 3 else "pixel"
+        painted = f"{share:.1%}" if share >= 0.001 else f"{count} {unit}{'s' * (count != 1)} ({share * 100:.2g}%)"
+        return (f"sample {sample_id}: only {painted} painted{against}; unpainted pixels count as background"
                 f"{f' and a {role[0]} label {role[1]}' if role else ''}: paint each structure whole (or Remove label, "
                 "if saved by mistake)")
 

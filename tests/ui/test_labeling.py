@@ -202,6 +202,7 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
     press(viewer, "s")
     assert session.flush_saves()
     assert "unpainted pixels count as background" in viewer.status, viewer.status
+    assert "only 1 pixel (0.034%) painted" in viewer.status  # not "0.0%"
 
     # On a held-out sample with no model to compare with, a few percent painted is called strokes too.
     test_sample = next(s for s in project.samples(split="test") if project.label(s.id) is None)
