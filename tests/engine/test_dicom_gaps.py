@@ -316,3 +316,24 @@ def test_a_file_damaged_or_deleted_after_the_import_leaves_its_slice_missing(tmp
         project.save_label(by_index[3], np.zeros(volume.shape[1:], np.uint8))
     with Project.open(tmp_path / "p") as project:  # known per session: a file put back is read again
         assert project.missing_slice_ids() == frozenset()
+
+
+def test_a_whole_volume_with_a_missing_slice_still_gets_a_seg(tmp_path, volume):
+    """`export --format dicom-seg` of a whole volume whose series misses a slice was refused ("a
+    slice missing from the series has no DICOM image to reference"): its SEG leaves that slice out."""
+    pytest.importorskip("highdicom")
+    from medlabeler.engine.project.dicom_seg import export_segs
+
+    paths = write_dicom_series(tmp_path / "mr", volume, modality="MR", rescale=(1.0, 0.0))
+    uids = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths]
+    paths[5].unlink()
+    project, _ = create_project(tmp_path / "p", tmp_path / "mr", task="segmentation", names=["brain"],
+                                unit="image")
+    with project:
+        (scan,) = project.samples()
+        project.save_label(scan.id, (volume > 400).astype(np.uint8))
+        (seg_path,) = export_segs(project, tmp_path / "out")
+    seg = pydicom.dcmread(seg_path)
+    refs = [f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            for f in seg.PerFrameFunctionalGroupsSequence]
+    assert sorted(set(refs)) == sorted(uid for k, uid in enumerate(uids) if k != 5)

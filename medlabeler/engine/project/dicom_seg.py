@@ -123,6 +123,7 @@ class SourceSeries:
     datasets: list  # headers without pixel data; one per slice, or one multi-frame file
     frame_order: list[int] | None = None  # multi-frame: file frame of each array slice
     where: str = ""  # the file or series folder, for messages
+    missing: tuple[int, ...] = ()  # slices no file holds (shown blank): no image, so no frame
 
     def __post_init__(self) -> None:
         for ds in self.datasets:  # our own parsed headers: filling them changes no file
@@ -166,7 +167,7 @@ def source_series(path: str, series_uid: str | None) -> SourceSeries:
     if not usable:
         raise InputError(where, "holds no readable single-frame DICOM images of the project's series")
     plan = dicom.plan_series(where, [p for p, _ in usable], [h for _, h in usable])
-    return SourceSeries(list(plan.headers), where=str(where))
+    return SourceSeries(list(plan.headers), where=str(where), missing=tuple(plan.missing))
 
 
 def require_dicom_sources(samples) -> None:
@@ -217,7 +218,8 @@ def _frames(source: SourceSeries, masks: dict) -> tuple[np.ndarray, list]:
         slices = {i: whole[i] for i in range(whole.shape[0])} if whole.ndim == 3 else {0: whole}
     else:
         slices = {int(k): np.asarray(v) for k, v in masks.items()}
-    order = sorted(slices)
+    # a slice missing from the series has no image to reference: a whole volume's SEG leaves it out
+    order = [i for i in sorted(slices) if i not in source.missing]
     dtype = np.uint16 if max(int(m.max(initial=0)) for m in slices.values()) > 255 else np.uint8
     if source.frame_order is not None:  # one multi-frame file: frames in file order
         if len(slices) != source.n_slices:
