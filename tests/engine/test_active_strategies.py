@@ -123,6 +123,20 @@ def test_hybrid_is_uncertain_and_diverse():
     assert set(ids_of(wide)) & set(range(8, 12))  # listed after 6: most uncertain first within a round
 
 
+def test_hybrid_with_few_samples_left_still_prefers_the_uncertain():
+    """With 40 left and a batch of 10, "the 40 most uncertain" was all of them: k-center chose the
+    far, confident ones and the queue opened with entropy 0.28 to 0.000 before 1.06."""
+    emb, scores = {}, {}
+    for i in range(30):  # uncertain, close together
+        emb[i], scores[i] = np.array([0.1 * i, 0.0]), {"entropy": 1.0 - 0.01 * i}
+    for i in range(30, 40):  # confident, far apart
+        emb[i], scores[i] = np.array([100.0 * i, 50.0 * (i % 3)]), {"entropy": 0.001 * (40 - i)}
+    picks = select("hybrid", candidates=list(range(40)), scores=scores, embeddings=emb, labeled=[], n=10,
+                   dedup_threshold=None)
+    assert len(picks) == 10 and all(s.sample < 30 for s in picks)
+    assert "of the 30 most uncertain left" in picks[0].reason
+
+
 def test_hybrid_is_prefix_stable_with_a_fixed_batch():
     rng = np.random.default_rng(0)
     emb = {i: rng.normal(size=4) for i in range(120)}

@@ -297,7 +297,8 @@ def hybrid_strategy(
     **_: Any,
 ) -> list[Selection]:
     """Rounds of `batch`: k-center among the `multiplier` x batch most uncertain (by `score`,
-    default entropy) not yet picked, with the labeled and earlier picks as centres.
+    default entropy) not yet picked, with the labeled and earlier picks as centres (with few left:
+    among the most uncertain three quarters of them, never fewer than 2 x batch).
 
     Rounds of a fixed batch make the ranking prefix-stable: the first k picks do not depend on
     how long a list is asked for. Within a round the picks are listed most uncertain first.
@@ -325,20 +326,25 @@ def hybrid_strategy(
     round_size = max(1, batch or n)
     chosen: list[int] = []
     taken: set[int] = set()
+    pool_of: dict[int, int] = {}  # how many candidates each pick's round chose among
     while len(chosen) < n:
-        pool = [c for c in in_order if c not in taken][: multiplier * round_size]
+        left = [c for c in in_order if c not in taken]
+        # Of a short list, the most uncertain three quarters at most: with fewer than M x batch
+        # left, k-center would choose among all of them and list confident samples first.
+        pool = left[: min(multiplier * round_size, max(2 * round_size, math.ceil(0.75 * len(left))))]
         if not pool:
             break
         rows = [row_of[c] for c in pool]
         known = np.concatenate(centers) if centers else None
         picked, _gaps = kcenter_greedy(pts[rows], known, min(round_size, n - len(chosen)))
         round_ids = sorted((pool[i] for i in picked), key=lambda c: (-value[c], c))
+        pool_of.update((c, len(pool)) for c in round_ids)
         chosen += round_ids
         taken.update(round_ids)
         centers.append(pts[[row_of[c] for c in round_ids]])
     words = _words(name)
     return [Selection(c, value[c], f"{words} {value[c]:.3f}, unlike the labeled and earlier picks "
-                      f"(hybrid: of the {multiplier * round_size} most uncertain left)") for c in chosen]
+                      f"(hybrid: of the {pool_of[c]} most uncertain left)") for c in chosen]
 
 
 @register_strategy("cold-start")
