@@ -97,7 +97,7 @@ def test_a_truncated_slice_no_longer_blocks_the_series(tmp_path, volume, capsys)
     out = capsys.readouterr()
     assert code == 0, out.err
     assert ("12 image files found, 11 used (1 image or series): 12 samples added, 0 labels imported; 1 missing "
-            "slice shown blank and left out of the queue; 1 file skipped; 1 non-image file ignored") in out.out
+            "slice shown blank and left out of the queue; 1 file skipped; 1 non-image file ignored (readme.txt)") in out.out
     assert f"skipped {paths[6]}: file is truncated" in out.err
     warning = next(line for line in out.err.splitlines() if line.startswith("warning:"))
     assert ("series 1 'head' (11 files): 1 slice missing at z=15 mm (slice index 6 of 12), shown blank; the file "

@@ -41,6 +41,7 @@ class ImportReport:
     missing_left_out: int = 0  # their slice samples, counted in `blank`: the queue leaves them out
     duplicates: int = 0  # DICOM files holding an instance already read, ignored
     ignored: int = 0  # files that hold no image (a readme, a DICOMDIR, a DICOM report), ignored
+    ignored_names: tuple[str, ...] = ()  # the first few of them, by file name
 
     @property
     def files_skipped(self) -> int:
@@ -64,7 +65,9 @@ class ImportReport:
             text += (f"; {self.duplicates} duplicate file{'s' * (self.duplicates != 1)} of instances already "
                      "read, ignored")
         if self.ignored:
-            text += f"; {self.ignored} non-image file{'s' * (self.ignored != 1)} ignored"
+            more = ", ..." if self.ignored > len(self.ignored_names) else ""
+            names = f" ({', '.join(self.ignored_names)}{more})" if self.ignored_names else ""
+            text += f"; {self.ignored} non-image file{'s' * (self.ignored != 1)} ignored{names}"
         return text
 
 
@@ -133,7 +136,8 @@ def create_project(
                              slabs=_slabs_needed(infos, unit))
     report = ImportReport(errors=list(errors), files_used=sum(i.n_files for i in infos), sources=len(infos),
                           missing=sum(len(i.blank_slices) for i in infos),
-                          duplicates=sum(i.duplicates for i in infos), ignored=len(ignored))
+                          duplicates=sum(i.duplicates for i in infos), ignored=len(ignored),
+                          ignored_names=tuple(p.name for p in sorted(ignored)[:3]))
     try:
         ids = project.add_sources(infos)
         report.added = len(ids)
