@@ -87,6 +87,9 @@ def test_pause_holds_a_run_and_cancel_keeps_the_active_model(project):
 def test_until_idle_stops_when_nothing_is_left_and_a_failed_run_keeps_the_model(project):
     summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
     assert len(summary.decisions) == 1 and summary.decisions[0].promoted
+    idle = []  # nothing left to do: the last words say why (they were only "learning stopped")
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False), idle.append)
+    assert idle[-1].message == "learning stopped (nothing to do until 3 more labels arrive)"
     active = project.active_model()
     for sample in project.samples(split="train", labeled=False)[:3]:
         _label(project, sample)

@@ -182,6 +182,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
 
     tried_at: tuple | None = None  # the label state of the last failed run: not retried until it changes
     idle_reported: int | None = None  # labels since the model when "idle" was last reported in words
+    stopped_because = ""  # with until_idle: why there was nothing (more) to do
     paused_reported = False
     try:
         while not control.cancelled and not out_of_time():
@@ -214,15 +215,18 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 if decision.promoted and score and not control.cancelled:
                     yield from _rescore(project, control, new_labels)
                 continue
+            more = max(1, new_labels - since) if _has_train_labels(project) else None
             if until_idle:
+                stopped_because = ("nothing to do: no training label yet" if more is None else
+                                   f"nothing to do until {more} more label{'s' * (more != 1)} arrive"
+                                   f"{'s' * (more == 1)}")
                 break
+            if more is None:
+                waiting = "waiting for labels: label a training sample to start"
+            else:
+                waiting = f"waiting for labels: {more} more {'starts' if more == 1 else 'start'} a candidate"
             if idle_reported != since:
-                if _has_train_labels(project):
-                    more = max(1, new_labels - since)
-                    text = f"waiting for labels: {more} more {'starts' if more == 1 else 'start'} a candidate"
-                else:
-                    text = "waiting for labels: label a training sample to start"
-                yield _phase(project, "idle", text)
+                yield _phase(project, "idle", waiting)
                 idle_reported = since
             else:
                 yield LoopEvent("phase", phase="idle", labels_since_model=since)
@@ -230,7 +234,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     finally:
         summary.seconds = clock() - started
         summary.cancelled = control.cancelled
-    yield _phase(project, "stopped", "learning stopped" + (" (cancelled)" if control.cancelled else ""))
+    why = " (cancelled)" if control.cancelled else f" ({stopped_because})" if stopped_because else ""
+    yield _phase(project, "stopped", "learning stopped" + why)
     return summary
 
 
