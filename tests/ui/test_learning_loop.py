@@ -124,8 +124,13 @@ def test_cancel_stops_the_loop_says_so_and_a_manual_model_resets_the_label_count
     steps = []
     session.training_event.connect(steps.append)
     qtbot.waitUntil(lambda: len(steps) >= 2, timeout=60_000)
+    widget.tabs.setCurrentWidget(train)
+    qtbot.wait(50)
+    plot_at = train.plot.mapTo(widget, train.plot.rect().topLeft())
     qtbot.mouseClick(train.cancel_button, LEFT)
-    assert train.status.text().startswith("Cancelling") and "Learning in the background is off" in train.status.text()
+    assert train.status.text().startswith("Cancelling") and "Background learning is off" in train.status.text()
+    qtbot.wait(50)  # laid out again: the longer message does not move what lies below it
+    assert train.plot.mapTo(widget, train.plot.rect().topLeft()) == plot_at
     qtbot.waitUntil(lambda: not loop.running, timeout=60_000)
     assert train.status.text() == CANCELLED + LOOP_OFF and not train.loop_check.isChecked()
     assert not session.project.models() and "2 new labels" in train.loop_status.text()

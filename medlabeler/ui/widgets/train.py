@@ -47,9 +47,9 @@ VERSION_ROWS = 6
 VERSION_COLUMNS = ("version", "status", "labels", "val metric")
 COL_VERSION, COL_STATUS, COL_LABELS, COL_METRIC = range(len(VERSION_COLUMNS))
 ACTIVE_MARK = "●"
-CANCELLING = "Cancelling: the run stops after the step it is on; the active model stays."
+CANCELLING = "Cancelling after the step it is on; the active model stays."
 CANCELLED = "Cancelled; the previous model stays active."
-LOOP_OFF = " Learning in the background is off: tick it to go on."
+LOOP_OFF = " Background learning is off: tick it to go on."
 
 
 class LossPlot(QWidget):
@@ -226,6 +226,10 @@ class TrainWidget(QWidget):
         layout.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # room for three lines from the start: a longer message (Cancel's) moved the plot and the
+        # versions table under the pointer
+        self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.status)
         self.plot = LossPlot()
         layout.addWidget(self.plot)
