@@ -259,21 +259,24 @@ class Session(QObject):
         from medlabeler.engine.errors import MedlabelerError, ProjectLockedError
 
         self.close_project()
+        locked_note = None
         try:
             try:
                 project = calls.open_project(path)
             except ProjectLockedError as exc:  # another app writes to it: look, don't touch
                 project = calls.open_project(path, readonly=True)
-                from napari.utils.notifications import show_warning
-
                 other = f" ({exc.holder})" if exc.holder else ""
-                show_warning(f"{project.root.name} is open for writing in another app{other}, so it opened "
-                             "read-only here: images, labels and predictions can be looked at; labeling and "
-                             "training need it closed there.")
+                locked_note = (f"{project.root.name} is open for writing in another app{other}, so it opened "
+                               "read-only here: images, labels and predictions can be looked at; labeling and "
+                               "training need it closed there.")
         except MedlabelerError as exc:
             show_error_message(f"Cannot open the project: {exc}")
             return False
         self._attach(project, open_first=open_first)
+        if locked_note:  # after the first sample's own notes, so that none hides it
+            from napari.utils.notifications import show_warning
+
+            show_warning(locked_note)
         return True
 
     @main_thread_only

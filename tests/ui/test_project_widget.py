@@ -129,3 +129,27 @@ def test_a_save_updates_the_counts_without_rebuilding_the_recent_list(make_napar
     assert session.flush_saves()
     assert "1 of 24 samples labeled" in widget.project.counts_label.text()
     assert reads == []  # the list of recent projects changes when a project opens, not on a save
+
+
+def test_the_read_only_warning_comes_after_the_first_samples_own_notes(make_napari_viewer, monkeypatch, brain_project):
+    """A second app on a finished project showed "every sample is labeled" on top of the warning
+    that it had opened the project read-only (the warning reached only stderr)."""
+    import numpy as np
+
+    from medlabeler.engine.store.project import Project
+    from medlabeler.ui.app import build_app
+
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", lambda m: shown.append(("warning", m)))
+    monkeypatch.setattr("napari.utils.notifications.show_info", lambda m: shown.append(("info", m)))
+    other_app = Project.open(brain_project)
+    try:
+        for sample in other_app.samples():
+            other_app.save_label(sample.id, np.zeros(sample.shape, np.uint8))
+        session = build_app(make_napari_viewer()).session
+        session.warm_up_on_open = False
+        assert session.open_project(brain_project)
+        assert [kind for kind, _ in shown] == ["info", "warning"] and "read-only" in shown[-1][1]
+        session.close_project()
+    finally:
+        other_app.close()
