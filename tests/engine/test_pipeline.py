@@ -192,6 +192,12 @@ def test_grey_photos_among_colour_ones_train_and_predict_with_three_channels(tmp
     grey_id = next(s.id for s in project.samples() if s.path == str(grey.resolve()))
     ((_, probs),) = predict_samples(project, [grey_id])
     assert probs.shape == (2,)
+    # decided on the whole project: a grey image in the test split alone still gets three channels
+    from medlabeler.engine.data.datasets import Preprocess, SampleTensors, input_kind
+
+    tensors = SampleTensors(project, Preprocess())
+    assert input_kind([s for s in project.samples() if s.id != grey_id], tensors) == (3, 2)
+    assert tensors.preprocess.grey_as_rgb and tensors.image(project.sample(grey_id)).shape[0] == 3
     project.close()
 
 

@@ -520,15 +520,16 @@ def build_project_data(project, preprocess: Preprocess | None = None, *, unlabel
 
 
 def input_kind(samples: Sequence, tensors: SampleTensors) -> tuple[int, int]:
-    """(in_channels, spatial_dims) shared by `samples`. 2D grey images among colour ones get three
-    channels (`Preprocess.grey_as_rgb`, set on `tensors`); mixing 2D images and whole volumes, or
-    images of other channel counts, is refused, naming a file of each kind."""
+    """(in_channels, spatial_dims) shared by `samples`. Where the project holds 2D grey images
+    and colour ones (in any split: a model must also predict its test images), the grey ones get
+    three channels (`Preprocess.grey_as_rgb`, set on `tensors`). Mixing 2D images and whole
+    volumes, or images of other channel counts, is refused, naming a file of each kind."""
+    flat = {tensors.channels(s) for s in tensors.project.samples() if len(tensors.spatial_shape(s)) == 2}
+    if {1, 3} <= flat:
+        tensors.preprocess = dataclasses.replace(tensors.preprocess, grey_as_rgb=True)
     by_kind: dict[tuple[int, int], Any] = {}
     for s in samples:
         by_kind.setdefault((tensors.channels(s), len(tensors.spatial_shape(s))), s)
-    if set(by_kind) == {(1, 2), (3, 2)}:
-        tensors.preprocess = dataclasses.replace(tensors.preprocess, grey_as_rgb=True)
-        return 3, 2
     if not by_kind:
         return 1, 2
     if len(by_kind) > 1:
