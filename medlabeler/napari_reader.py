@@ -1,6 +1,8 @@
 """napari reader contribution (npe2): DICOM files, DICOM folders (one layer per series), NIfTI.
 
-PNG/TIFF/JPEG are left to napari's built-in readers. ``get_reader`` never raises: it returns
+PNG/TIFF/JPEG are left to napari's built-in readers: the manifest names only DICOM and NIfTI
+suffixes, and folders (a "*" pattern made napari ask which reader should open every PNG, and fail
+when it was this one). A DICOM file without a suffix opens with its folder. ``get_reader`` never raises: it returns
 None for anything it will not read. The reader function raises ImageReadError with a message
 naming the file and the problem, which napari shows to the user.
 """

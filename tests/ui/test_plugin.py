@@ -15,6 +15,16 @@ def test_manifest_is_valid_and_points_at_real_callables():
     contributions = manifest.contributions
     assert {w.display_name for w in contributions.widgets} >= {"medlabeler", "Project", "Queue", "Label", "Train", "Review", "Metrics"}
     assert contributions.readers[0].command == "medlabeler.get_reader"
+    # napari asks the user to choose a reader for a file two plugins claim: PNG and TIFF are napari's
+    from npe2 import PluginManager
+
+    plugins = PluginManager.instance()
+    plugins.discover()
+    claims = plugins.iter_compatible_readers
+    for mine in ("scan.dcm", "brain.nii.gz", "IMG.IMA"):
+        assert "medlabeler" in {r.plugin_name for r in claims([mine])}, mine
+    for theirs in ("photo.png", "stack.tif", "photo.jpg", "notes.txt"):
+        assert "medlabeler" not in {r.plugin_name for r in claims([theirs])}, theirs
     assert contributions.sample_data[0].key == "demo"
     assert "napari/layers/annotate" in contributions.menus
 
