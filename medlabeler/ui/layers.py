@@ -235,6 +235,7 @@ class SampleView:
         self.overlay_visible = dict(DEFAULT_VISIBLE)  # the user's choice, kept across samples
         self.window_choice: str | None = None  # a CT window picked with `w`, kept across scans; None: the file's
         self._markers: tuple[str, str, str, str] | None = None  # patient directions of the scan on screen
+        self._camera_before: tuple | None = None  # napari's 2D orientation before a scan turned it
         for emitter in (viewer.dims.events.order, viewer.dims.events.ndisplay):
             emitter.connect(self._place_markers)
 
@@ -343,10 +344,12 @@ class SampleView:
         self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
         if pixels.ndim == 3 and not rgb:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
-        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
+        camera = self._camera()
         turned = (hasattr(camera, "orientation2d")  # napari >= 0.5.5
                   and tuple(str(v) for v in camera.orientation2d) != orientation)
         if turned:
+            if self._camera_before is None:
+                self._camera_before = tuple(str(v) for v in camera.orientation2d)
             camera.orientation2d = orientation
         if turned or previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
@@ -444,11 +447,17 @@ class SampleView:
         return labels, baseline
 
     @main_thread_only
+    def _camera(self):
+        return self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
+
     def remove_layers(self) -> None:
         for layer in list(self.layers.values()):
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.layers.clear()
+        if self._camera_before is not None:  # the user's own layers are shown as before the project
+            self._camera().orientation2d = self._camera_before
+            self._camera_before = None
         self.shown = None
         self._markers = None
         self._place_markers()

@@ -681,8 +681,12 @@ def test_the_canvas_edges_name_the_patient_directions_of_a_scan_and_nothing_on_a
     viewer.dims.roll()
     viewer.dims.roll()
     assert letters() == ("A", "P", "R", "L")
+    camera = viewer.scene.camera
+    assert tuple(camera.orientation2d) != ("down", "right")  # the RAS brain is turned on screen
     session.close_project()  # nothing on an empty canvas
     assert letters() == ("", "", "", "")
+    # the user's own images are shown as napari shows them again (they stayed upside down, mirrored)
+    assert tuple(str(v) for v in camera.orientation2d) == ("down", "right")
     session.open_project(class_project)
     assert session.sample is not None and letters() == ("", "", "", "")
 
