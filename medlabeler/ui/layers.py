@@ -248,7 +248,9 @@ class SampleView:
         before the slider moves, so that napari slices and draws each layer once.
         """
         key = self._key(sample)
-        if self.shown is None or self.shown.key != key:
+        core = [self.layers.get(IMAGE)] + ([self.layers.get(LABELS)] if self.task.kind == "segmentation" else [])
+        if self.shown is None or self.shown.key != key or any(
+                layer is None or layer not in self.viewer.layers for layer in core):  # or the user deleted one
             self._replace_layers(sample, key)
         self.sample = sample
         pred = prediction if prediction is not None and prediction.sample_id == sample.id else None
@@ -451,10 +453,11 @@ class SampleView:
         return self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
 
     def remove_layers(self) -> None:
-        for layer in list(self.layers.values()):
+        ours = list(self.layers.values())
+        self.layers.clear()  # first: a layer leaving while still listed here is one the user deleted
+        for layer in ours:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
-        self.layers.clear()
         if self._camera_before is not None:  # the user's own layers are shown as before the project
             self._camera().orientation2d = self._camera_before
             self._camera_before = None
@@ -467,7 +470,14 @@ class SampleView:
     # --- labels -------------------------------------------------------------------------------
     @property
     def labels_layer(self):
+        """The labels layer of the open sample; while the viewer closes it is out of the viewer
+        already and still holds the strokes to save."""
         return self.layers.get(LABELS)
+
+    def deleted_by_user(self, layer) -> bool:
+        """Whether ``layer``, just removed from the viewer, is the image or labels layer of the
+        open sample (this view removes its own layers after forgetting them)."""
+        return any(self.layers.get(kind) is layer for kind in (IMAGE, LABELS))
 
     def changed_masks(self) -> list[tuple[int, np.ndarray]]:
         """(sample id, mask) of every sample on screen whose labels changed since load/save."""
@@ -528,8 +538,8 @@ class SampleView:
         """(sample id, its labels as painted) of the slice the viewer shows now: the open sample's,
         or, in a stack, whichever slice the user moved the slider to (not a sample: None)."""
         layer = self.labels_layer
-        if layer is None or self.sample is None or self.shown is None:
-            return None
+        if layer is None or layer not in self.viewer.layers or self.sample is None or self.shown is None:
+            return None  # none on screen (napari's delete button took it)
         data = np.asarray(layer.data)
         if not self.shown.is_stack:
             return self.sample.id, data

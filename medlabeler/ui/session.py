@@ -247,6 +247,7 @@ class Session(QObject):
         self._follow_timer.setInterval(FOLLOW_SLICE_MS)
         self._follow_timer.timeout.connect(self._follow_slice)
         viewer.dims.events.current_step.connect(self._slice_moved)
+        viewer.layers.events.removed.connect(self._layer_removed)
 
     @property
     def viewer(self):
@@ -439,6 +440,26 @@ class Session(QObject):
                 self.view.prepare_overlays()
                 self._start_background(calls.prediction_only_run(self.project, sample.id), "Predicting", preempt=False)
         self.rank_ahead()
+
+    def _layer_removed(self, event) -> None:
+        """napari's delete button took the image or labels layer of the open sample: it comes back
+        at once (labeling without it broke: keys raised, `s` saved a slice never painted)."""
+        if self._closing or self.view is None or self.sample is None or not self.view.deleted_by_user(event.value):
+            return
+        sample_id = self.sample.id
+        self.viewer.status = (f"medlabeler's {event.value.name} layer is needed to label: shown again "
+                              "(strokes not saved were deleted with it)")
+        QTimer.singleShot(0, lambda: self._show_again(sample_id))
+
+    def _show_again(self, sample_id: int) -> None:
+        if self.sample is None or self.sample.id != sample_id or self.view is None:  # another opened meanwhile
+            return
+        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        if window is not None and not window.isVisible():  # the viewer closing clears every layer
+            return
+        if not any(layer in self.viewer.layers for layer in self.view.layers.values()):
+            return  # all of them went at once (napari's clear, or the user's select-all): nothing to mend
+        self.open_sample(sample_id, save_first=False)
 
     def _slice_moved(self, _event=None) -> None:
         try:
@@ -805,7 +826,7 @@ class Session(QObject):
     def paint_with(self, value: int, brush_size: int | None = None) -> bool:
         """Segmentation: paint label ``value`` (1-based, as the labels layer stores it) with the brush."""
         layer = self.view.labels_layer if self.view is not None else None
-        if layer is None or not 1 <= value <= len(self.project.task.names):
+        if layer is None or layer not in self.viewer.layers or not 1 <= value <= len(self.project.task.names):
             return False
         if self.project.readonly:
             self.viewer.status = "this project is open read-only: labels cannot be changed"

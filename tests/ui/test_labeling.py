@@ -794,3 +794,22 @@ def test_each_queue_order_says_what_it_puts_first(make_napari_viewer, brain_proj
     assert "(the default)" in combo.toolTip()
     combo.setCurrentText("random")
     assert combo.toolTip().startswith("random: a random order")
+
+
+def test_deleting_the_labels_layer_with_napari_brings_it_back(make_napari_viewer, qtbot, brain_project):
+    """napari's delete button took the labels layer: the next sample had none, `1` raised, and `s`
+    saved the open slice as all background although nothing could be painted."""
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    sample = session.sample
+    deleted = session.view.labels_layer
+    viewer.layers.remove(deleted)  # what napari's delete button does
+    assert not session.paint_with(1) and session.view.sample_on_screen() is None  # no traceback, nothing saved
+    qtbot.waitUntil(lambda: session.view.labels_layer is not deleted, timeout=5_000)
+    assert session.view.labels_layer in viewer.layers and session.sample.id == sample.id
+    assert session.paint_with(1) and viewer.layers.selection.active is session.view.labels_layer
+    session.open_next()
+    assert session.view.labels_layer in viewer.layers
+    before = set(viewer.layers)
+    session.close_project()  # its own removals are not taken for the user's
+    assert not set(viewer.layers) & before and session.sample is None
