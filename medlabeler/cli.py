@@ -364,11 +364,15 @@ def cmd_predict(args) -> int:
     from medlabeler.engine.workflows.prediction_export import write_predictions
 
     ids = [int(i) for i in args.samples.split(",")] if args.samples else None
+    unreadable: list = []
     with _open(args.project, readonly=True) as project:
         count = write_predictions(project, args.out, sample_ids=ids, keep_names=args.keep_names,
-                                  fmt=args.format, deidentify=args.deidentify)
+                                  fmt=args.format, deidentify=args.deidentify, unreadable=unreadable)
+    for error in unreadable:
+        print(f"skipped {error}", file=sys.stderr)
     _say_seg_identity(args)
-    print(f"wrote predictions for {count} samples to {args.out}")
+    print(f"wrote predictions for {_count(count, 'sample')} to {args.out}"
+          + (f"; {len(unreadable)} left out: their images no longer read" if unreadable else ""))
     return 0
 
 
@@ -392,7 +396,7 @@ def cmd_models(args) -> int:
         print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} "
               f"{_model_figures(m, decided.get(m.version))}"
               + (f"  (not promoted: {kept[m.version]})" if m.version in kept else ""))
-    print(f"{len(models)} model versions; active: {f'v{active.version}' if active else 'none'}")
+    print(f"{_count(len(models), 'model version')}; active: {f'v{active.version}' if active else 'none'}")
     return 0
 
 

@@ -69,7 +69,7 @@ def test_only_rank_zero_needs_the_writer_lock(project_dir):
         run = torchrun("pretrain", str(project_dir / "project"), "--method", "simclr", "--epochs", "1",
                        "--config", str(project_dir / "config.json"))
     assert run.returncode != 0
-    assert "project is open for writing in another app (pid" in run.stderr
+    assert "project is open for writing in another medlabeler app or command (pid" in run.stderr
 
 
 def test_outside_torchrun_everything_is_a_plain_run():

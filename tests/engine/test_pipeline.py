@@ -392,7 +392,7 @@ def test_a_deleted_source_stops_training_with_its_name_and_keeps_the_active_mode
         assert project.active_model().version == before and len(project.models()) == 1
 
 
-def test_an_unlabeled_image_damaged_after_the_import_is_passed_over_not_fatal(tmp_path):
+def test_an_unlabeled_image_damaged_after_the_import_is_passed_over_not_fatal(tmp_path, capsys):
     """One unlabeled PNG cut short after `init` stopped every semi-supervised run; it is left out of
     the run (and its sample id logged, not its path), as a labeled one still stops it by name."""
     from pathlib import Path
@@ -407,4 +407,17 @@ def test_an_unlabeled_image_damaged_after_the_import_is_passed_over_not_fatal(tm
     result = run_to_end(train_project(project, method="mean-teacher", steps=3,
                                       config={**CLS, "unlabeled_batch_size": 8}))
     assert project.active_model().version == result.version
+    root = project.root
     project.close()
+    # scoring the pool and writing predictions pass over it too (they stopped at it)
+    from medlabeler.cli import main
+
+    assert main(["score", str(root)]) == 0
+    assert main(["predict", str(root), "--out", str(tmp_path / "pred")]) == 0
+    out, err = capsys.readouterr()
+    assert "wrote predictions for 23 samples" in out and "1 left out" in out and damaged.name in err
+    from medlabeler.engine.store import Project
+
+    with Project.open(root, readonly=True) as reopened:
+        scored = reopened.scores()
+    assert unlabeled[0].id not in scored and {s.id for s in unlabeled[1:]} <= set(scored)

@@ -19,6 +19,7 @@ never rank scores from two versions together (see strategies.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ import numpy as np
 
 from medlabeler.engine.active import aggregate, uncertainty
 from medlabeler.engine.active.strategies import MODEL_VERSION_KEY
+from medlabeler.engine.errors import InputError
+
+log = logging.getLogger(__name__)
 
 TASKS = ("classification", "segmentation")
 
@@ -161,7 +165,16 @@ def score_pool(
             cancelled = True
             break
         batch = ids[b : b + batch_size]
-        out = predict_fn(batch)
+        try:
+            out = predict_fn(batch)
+        except InputError:  # an image damaged or deleted since the import: score the others
+            readable = _readable(predict_fn, batch)
+            done += len(batch) - len(readable)  # the unreadable ones are done: nothing to score there
+            batch = readable
+            if not batch:
+                yield ScoringEvent("progress", done, total, rate(), f"scored {done}/{total}")
+                continue
+            out = predict_fn(batch)
         feat = None
         if isinstance(out, tuple):
             out, feat = out
@@ -182,6 +195,20 @@ def score_pool(
     msg = f"cancelled after {done}/{total} samples" if cancelled else f"scored {total} samples"
     yield ScoringEvent("log", done, total, rate(), msg)
     return ScoringResult(scores, maps, feats or None, cancelled, rate(), seconds, tuple(names))
+
+
+def _readable(predict_fn: Callable[[list[int]], Any], batch: list[int]) -> list[int]:
+    """The ids of ``batch`` whose images still read, one at a time; the others are logged by id
+    (a path may name a patient) and left unscored, so the queue leaves them out."""
+    readable = []
+    for sample_id in batch:
+        try:
+            predict_fn([sample_id])
+        except InputError as exc:
+            log.warning("sample %d left unscored: %s", sample_id, exc.problem)
+            continue
+        readable.append(sample_id)
+    return readable
 
 
 # ----------------------------------------------------------------------------- store

@@ -45,7 +45,7 @@ class ProjectLock:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise ProjectLockedError(
-                    f"{self.root}: project is open for writing in another app{holder}; "
+                    f"{self.root}: project is open for writing in another medlabeler app or command{holder}; "
                     "close it there first (meanwhile the app opens it read-only, and status, queue, "
                     "evaluate and export, which only read, work)",
                     holder=holder.strip(" ()"),

@@ -15,17 +15,19 @@ from medlabeler.engine.workflows.model_versions import load_model, preprocess_fr
 
 
 def predict_samples(project, sample_ids: Iterable[int], version: int | None = None, *, mc_samples: int = 0,
-                    batch_size: int = 8, device=None, seed: int | None = None, model_bundle=None
-                    ) -> Iterator[tuple[int, np.ndarray]]:
+                    batch_size: int = 8, device=None, seed: int | None = None, model_bundle=None,
+                    unreadable: list | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(sample_id, probabilities) per sample, at the sample's original size: classification
     (C,), segmentation (C, *sample spatial shape). With `mc_samples` = T > 0, T MC-dropout passes:
     (T, C) / (T, C, *S). Large native-resolution inputs ("crop" mode) use a sliding window.
-    `model_bundle` (from `load_model`) avoids reloading the weights between calls."""
+    `model_bundle` (from `load_model`) avoids reloading the weights between calls. With a list as
+    `unreadable`, a sample whose image no longer reads is passed over and its InputError put there
+    (else it stops the predictions)."""
     from medlabeler.engine.inference.predict import mc_dropout_probs, predict_probs
 
     model, record, tensors = _open(project, version, device, model_bundle)
     roi = _roi(record, tensors.preprocess)
-    for chunk, x in _chunks(project, tensors, sample_ids, batch_size, roi):
+    for chunk, x in _chunks(project, tensors, sample_ids, batch_size, roi, unreadable):
         if mc_samples > 0:
             probs = mc_dropout_probs(model, x, mc_samples, seed=seed, batch_size=batch_size, roi_size=roi)
             probs = probs.transpose(0, 1)  # (N, T, C, ...)
@@ -82,17 +84,26 @@ def _open(project, version, device, model_bundle):
     return model, record, SampleTensors(project, preprocess_from_record(record), cache_mb=0)
 
 
-def _chunks(project, tensors, sample_ids: Iterable[int], batch_size: int, roi: int | None):
+def _chunks(project, tensors, sample_ids: Iterable[int], batch_size: int, roi: int | None,
+            unreadable: list | None = None):
     """(samples, their stacked model inputs) in chunks of up to `batch_size` consecutive samples
     of one input shape (native-resolution inputs differ between images); one sample at a time
-    for sliding-window models (`roi`)."""
+    for sliding-window models (`roi`). See `predict_samples` for `unreadable`."""
     import torch
+
+    from medlabeler.engine.errors import InputError
 
     limit = 1 if roi is not None else max(1, batch_size)
     chunk, images = [], []
     for sample_id in sample_ids:
         sample = project.sample(sample_id)
-        image = tensors.image(sample)
+        try:
+            image = tensors.image(sample)
+        except InputError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(exc)
+            continue
         if images and (len(images) >= limit or image.shape != images[0].shape):
             yield chunk, torch.stack(images)
             chunk, images = [], []

@@ -17,8 +17,10 @@ import numpy as np
 
 def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None = None,
                       keep_names: bool = False, version: int | None = None, fmt: str = "nifti",
-                      deidentify: bool = False) -> int:
-    """Predict ``sample_ids`` (default: all samples) and write them under ``out``; returns the count.
+                      deidentify: bool = False, unreadable: list | None = None) -> int:
+    """Predict ``sample_ids`` (default: all samples) and write them under ``out``; returns how
+    many were written. With a list as ``unreadable``, samples whose images no longer read are
+    left out and their errors put there (else the first one stops the export).
 
     ``fmt="dicom-seg"`` writes one DICOM-SEG per source series instead of NIfTI, marked as made
     by medlabeler's model (``deidentify``: without the source's patient identifiers)."""
@@ -43,7 +45,14 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
         from medlabeler.engine.project.dicom_seg import require_dicom_sources
 
         require_dicom_sources([samples[i] for i in ids])
-    predictions = predict_samples(project, ids, model_bundle=bundle)
+    written: list[int] = []
+
+    def counted(stream):  # the writers consume the stream one sample at a time: no list of maps
+        for sample_id, probs in stream:
+            written.append(sample_id)
+            yield sample_id, probs
+
+    predictions = counted(predict_samples(project, ids, model_bundle=bundle, unreadable=unreadable))
     index = None
     if project.task.kind == "classification":
         _write_classes(project, out, predictions, samples, keep_names)
@@ -55,7 +64,7 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
     if index is not None:
         about["volumes"] = index  # each file's samples: the way back from a de-identified name
     (out / "model.json").write_text(json.dumps(about, indent=1))
-    return len(ids)
+    return len(written)
 
 
 def _write_classes(project, out: Path, predictions, samples, keep_names: bool) -> None:
