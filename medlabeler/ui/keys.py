@@ -53,6 +53,9 @@ def keys_help(kind: str) -> str:
 
 
 def install_viewer_keys(viewer, session) -> None:
+    """medlabeler's keys on the viewer. They act only while one of medlabeler's layers (or none)
+    is the active layer: with the user's own layer active, `s` had saved the open sample as all
+    background while the user worked on their layer."""
     ref = weakref.ref(session)
 
     def next_sample(_viewer):
@@ -67,13 +70,31 @@ def install_viewer_keys(viewer, session) -> None:
             if s.viewer is not None and not saved:
                 s.viewer.status = "nothing to save: no change since the last save"
 
-    viewer.bind_key(NEXT_KEY, next_sample, overwrite=True)
-    viewer.bind_key(SAVE_KEY, save, overwrite=True)
-    viewer.bind_key(UNCERTAINTY_KEY, _overlay_key(ref, "uncertainty"), overwrite=True)
-    viewer.bind_key(GRADCAM_KEY, _overlay_key(ref, "grad-cam"), overwrite=True)
-    viewer.bind_key(WINDOW_KEY, _window_key(ref), overwrite=True)
-    for digit in range(1, 10):
-        viewer.bind_key(str(digit), _digit_key(ref, digit), overwrite=True)
+    keys = {NEXT_KEY: next_sample, SAVE_KEY: save, UNCERTAINTY_KEY: _overlay_key(ref, "uncertainty"),
+            GRADCAM_KEY: _overlay_key(ref, "grad-cam"), WINDOW_KEY: _window_key(ref),
+            **{str(digit): _digit_key(ref, digit) for digit in range(1, 10)}}
+    for key, action in keys.items():
+        viewer.bind_key(key, _on_our_layers(ref, key, action), overwrite=True)
+
+
+def _on_our_layers(ref, key: str, action):
+    """``action`` when a medlabeler project is open and the active layer is one of its layers (or
+    no layer is active); otherwise the status line says why the key did nothing."""
+    def press(target):
+        s = ref()
+        if s is None or s.viewer is None:
+            return
+        if s.project is None or s.view is None:
+            s.viewer.status = f"{key}: no medlabeler project is open (open one in the medlabeler dock)"
+            return
+        active = s.viewer.layers.selection.active
+        if active is not None and not any(active is layer for layer in s.view.layers.values()):
+            s.viewer.status = (f"{key} is medlabeler's key for its own layers: the active layer, {active.name}, "
+                               "is not one (select a medlabeler layer first)")
+            return
+        action(target)
+
+    return press
 
 
 #: The status-bar hint napari shows for a layer; its own names the digit mode keys taken here.

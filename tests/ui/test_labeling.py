@@ -813,3 +813,23 @@ def test_deleting_the_labels_layer_with_napari_brings_it_back(make_napari_viewer
     before = set(viewer.layers)
     session.close_project()  # its own removals are not taken for the user's
     assert not set(viewer.layers) & before and session.sample is None
+
+
+def test_medlabeler_keys_leave_the_users_own_layers_alone(make_napari_viewer, brain_project):
+    """With their own labels layer active, a napari user's `s` saved medlabeler's open sample as
+    all background; with no project open, `s` said "no change since the last save"."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    session = widget.session
+    press(viewer, "s")
+    assert "no medlabeler project is open" in viewer.status
+    session.open_project(brain_project)
+    sample = session.sample
+    mine = viewer.add_labels(np.zeros((8, 8), np.uint8), name="my labels")
+    viewer.layers.selection.active = mine
+    press(viewer, "s")
+    assert session.flush_saves() and session.project.label(sample.id) is None
+    assert "the active layer, my labels, is not one" in viewer.status
+    viewer.layers.selection.active = session.view.labels_layer
+    press(viewer, "s")
+    assert session.flush_saves() and session.project.label(sample.id) is not None  # all background, as asked
