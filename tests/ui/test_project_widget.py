@@ -153,3 +153,26 @@ def test_the_read_only_warning_comes_after_the_first_samples_own_notes(make_napa
         session.close_project()
     finally:
         other_app.close()
+
+
+def test_the_project_tab_closes_the_project(make_napari_viewer, qtbot, brain_project):
+    """A napari user found no way to close a project from the dock: the lock stayed held, the loop
+    kept training and medlabeler's layers stayed until napari quit."""
+    import numpy as np
+    from qtpy.QtCore import Qt
+
+    from medlabeler.engine.store import Project
+    from medlabeler.ui.app import build_app
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, tab = widget.session, widget.project
+    mine = viewer.add_image(np.zeros((8, 8)), name="my image")
+    sample = session.sample
+    session.view.labels_layer.data[sample.slice_index, 10:20, 10:20] = 1
+    assert tab.close_button.isEnabled()
+    qtbot.mouseClick(tab.close_button, Qt.MouseButton.LeftButton)
+    assert session.project is None and list(viewer.layers) == [mine]
+    assert tab.path_label.text() == "No project open" and not tab.close_button.isEnabled()
+    with Project.open(brain_project) as project:  # released, and the strokes saved
+        assert project.load_label(sample.id)[10:20, 10:20].all()

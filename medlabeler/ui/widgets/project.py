@@ -45,7 +45,13 @@ class ProjectWidget(QWidget):
 
         self.path_label = QLabel("No project open")
         self.path_label.setWordWrap(True)
-        layout.addWidget(self.path_label)
+        self.close_button = QPushButton("Close project")
+        self.close_button.setToolTip("Save the labels, stop the background learning, remove medlabeler's layers "
+                                     "and release the project for other apps")
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_label, 1)
+        path_row.addWidget(self.close_button)
+        layout.addLayout(path_row)
         self.counts_label = QLabel("")
         self.counts_label.setWordWrap(True)
         layout.addWidget(self.counts_label)
@@ -88,6 +94,7 @@ class ProjectWidget(QWidget):
 
         self.open_button.clicked.connect(self._choose_and_open)
         self.demo_button.clicked.connect(lambda: self.session.open_demo())
+        self.close_button.clicked.connect(self.session.close_project)
         self.recent_button.clicked.connect(self._open_recent)
         browse_images.clicked.connect(lambda: self._browse(self.images_edit))
         browse_root.clicked.connect(lambda: self._browse(self.root_edit))
@@ -140,6 +147,7 @@ class ProjectWidget(QWidget):
         self.recent.clear()
         self.recent.addItems(recent_projects())
         project = self.session.project
+        self.close_button.setEnabled(project is not None)
         if project is None:
             self.path_label.setText("No project open")
             self.counts_label.setText("")
