@@ -41,6 +41,10 @@ def test_plugin_widgets_share_one_session(make_napari_viewer, qtbot, brain_proje
     assert label.sample_label.text().startswith("sample ")
     queue.table.cellClicked.emit(1, 0)
     assert queue.session.sample.id == queue.rows[1].sample
+    # a widget docked after a sample opened shows that sample (it said "no sample open")
+    _, main = viewer.window.add_plugin_dock_widget("medlabeler", "medlabeler")
+    assert main.label.sample_label.text() == label.sample_label.text() != ""
+    assert "no sample" not in main.label.sample_label.text()
 
 
 def test_demo_sample_opens_the_demo_project(make_napari_viewer, qtbot):

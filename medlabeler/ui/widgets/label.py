@@ -69,6 +69,8 @@ class LabelWidget(QWidget):
         connect(self, self.session.labels_changed, self._show_current)
         connect(self, self.session.saves_submitted, self._show_current)
         self.rebuild()
+        if self.session.sample is not None:  # docked after a sample opened: no signal will say which
+            self._sample_opened(self.session.sample)
         leave_keys_to_the_canvas(self)
 
     def rebuild(self) -> None:

@@ -75,7 +75,7 @@ class ReviewWidget(QWidget):
         connect(self, self.session.prediction_changed, self.show_prediction)
         connect(self, self.session.overlay_toggled, self._overlay_toggled)
         connect(self, self.session.project_changed, self._project_changed)
-        self.show_prediction(None)
+        self.show_prediction(self.session.current_prediction)  # docked late: the one on screen
         leave_keys_to_the_canvas(self)
 
     def _project_changed(self) -> None:
