@@ -89,9 +89,9 @@ def read_layers(path: str | Sequence[str]) -> list[LayerData]:
 
 def layer_data(image: Any) -> LayerData:
     """(data, kwargs, "image") for one Image: scale from spacing, contrast limits from the window.
-    Identifiers (patient name, IDs, UIDs) are never put in the layer."""
+    Identifiers (patient name, IDs, UIDs) are never put in the layer, nor the path (DICOM folders
+    are often named after the patient; napari keeps the path it opened in `layer.source`)."""
     metadata = {k: v for k, v in image.metadata.items() if v is not None}
-    metadata["source"] = image.source
     metadata["modality"] = image.modality
     if image.affine is not None:
         metadata["affine"] = [[float(v) for v in row] for row in image.affine]

@@ -55,6 +55,7 @@ def test_folder_with_two_series_gives_one_layer_each(tmp_path, volume):
     text = repr([{k: v for k, v in kwargs.items()} for _, kwargs, _ in layers])
     for secret in ("Doe^Jane", "PAT-0001", "ACC123", "1.2.3.1"):  # what the files say about the patient
         assert secret not in text
+    assert "Doe_Jane" not in text  # nor the folder's name (it was the metadata's "source")
 
 
 def test_layers_are_accepted_by_napari(tmp_path, volume):
