@@ -209,6 +209,7 @@ def test_a_failed_run_stays_in_the_loop_status_until_a_run_gets_through(make_nap
     loop._on_event(LoopEvent("failed", phase="training", message=failure))
     loop._on_event(LoopEvent("phase", phase="idle", message="waiting for labels: 1 more starts a candidate"))
     assert train.loop_status.text().startswith("waiting for labels: 1 more starts a candidate · " + failure)
+    assert train.status.text() == failure  # not the failed run's last step report
     fields = {name: None for name in Decision.__dataclass_fields__}
     decision = Decision(**{**fields, "candidate": 2, "promoted": False, "message": "v2 not better: 0.71 vs active v1 0.83"})
     loop._on_event(LoopEvent("decision", decision=decision, message=decision.message))

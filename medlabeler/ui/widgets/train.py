@@ -216,6 +216,7 @@ class TrainWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self._cancelling = False  # Cancel pressed, the run not ended yet
+        self._failure_shown = ""  # the loop's failed run last shown in the status
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
@@ -358,6 +359,12 @@ class TrainWidget(QWidget):
         if self._cancelling and not running and not self.session.training_running:
             self._cancelling = False  # the loop's run ended: no training_ended says so
             self.status.setText(CANCELLED + LOOP_OFF)
+        failure = self.learning.last_failure
+        if failure and failure != self._failure_shown:  # the run's last step report would stay on
+            self.status.setText(failure)
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        self._failure_shown = failure
         self.loop_check.blockSignals(True)
         self.loop_check.setChecked(running)
         self.loop_check.blockSignals(False)
