@@ -24,13 +24,26 @@ def dock_widgets(viewer):
 
     from medlabeler.ui.widgets import MedlabelerWidget
 
+    docked = next((w for w in viewer.window.dock_widgets.values() if isinstance(w, MedlabelerWidget)), None)
+    if docked is not None:  # one dock per viewer (the demo sample, then the Plugins menu, made two)
+        return docked
     widget = MedlabelerWidget(viewer)
-    dock = viewer.window.add_dock_widget(widget, name="medlabeler", area="right")
+    dock = viewer.window.add_dock_widget(widget, name=_dock_name(), area="right")
     window = _main_window(viewer)
     screen = (window.screen() if window is not None else None) or QApplication.primaryScreen()
     if isinstance(window, QMainWindow) and screen is not None:
         window.resizeDocks([dock], [dock_width(screen.availableGeometry().width())], Qt.Orientation.Horizontal)
     return widget
+
+
+def _dock_name() -> str:
+    """napari's own name for the plugin's main widget ("medlabeler (medlabeler)"): its Plugins
+    menu then finds this dock instead of adding a second one."""
+    try:
+        from napari.plugins import menu_item_template
+    except ImportError:  # an older napari
+        return "medlabeler"
+    return menu_item_template.format("medlabeler", "medlabeler")
 
 
 def fit_window(viewer) -> None:

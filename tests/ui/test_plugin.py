@@ -47,6 +47,18 @@ def test_plugin_widgets_share_one_session(make_napari_viewer, qtbot, brain_proje
     assert "no sample" not in main.label.sample_label.text()
 
 
+def test_the_app_and_the_plugins_menu_share_one_dock(make_napari_viewer, brain_project):
+    """The demo sample docked the app's widget and Plugins > medlabeler then docked a second one."""
+    from medlabeler.ui.app import build_app
+    from medlabeler.ui.widgets import MedlabelerWidget
+
+    viewer = make_napari_viewer()
+    widget = build_app(viewer, brain_project)
+    _, from_menu = viewer.window.add_plugin_dock_widget("medlabeler", "medlabeler")
+    assert from_menu is widget and build_app(viewer) is widget
+    assert sum(isinstance(w, MedlabelerWidget) for w in viewer.window.dock_widgets.values()) == 1
+
+
 def test_demo_sample_opens_the_demo_project(make_napari_viewer, qtbot):
     from medlabeler.ui.session import get_session
 
