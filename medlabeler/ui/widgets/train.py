@@ -150,6 +150,22 @@ class LossPlot(QWidget):
         self.draws += 1
 
 
+class StatusLabel(QLabel):
+    """A wrapped status of a fixed number of lines, the whole text in its tooltip: a message
+    longer or shorter than the one before (Cancel's, a step report) moved the plot and the versions
+    table under the pointer."""
+
+    def __init__(self, lines: int, parent=None):
+        super().__init__("", parent)
+        self.setWordWrap(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 2)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setToolTip(text)
+
+
 class TrainWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -225,12 +241,7 @@ class TrainWidget(QWidget):
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
         layout.addWidget(self.progress)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        # room for three lines from the start: a longer message (Cancel's) moved the plot and the
-        # versions table under the pointer
-        self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())
-        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.status = StatusLabel(lines=4)
         layout.addWidget(self.status)
         self.plot = LossPlot()
         layout.addWidget(self.plot)
