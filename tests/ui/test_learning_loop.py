@@ -132,8 +132,10 @@ def test_cancel_stops_the_loop_says_so_and_a_manual_model_resets_the_label_count
     qtbot.wait(50)  # laid out again: the longer message does not move what lies below it
     assert train.plot.mapTo(widget, train.plot.rect().topLeft()) == plot_at
     qtbot.waitUntil(lambda: not loop.running, timeout=60_000)
-    assert train.status.text() == CANCELLED + LOOP_OFF and not train.loop_check.isChecked()
-    assert not session.project.models() and "2 new labels" in train.loop_status.text()
+    # the widgets follow once the job's end reaches the main thread, and the count from its thread
+    qtbot.waitUntil(lambda: train.status.text() == CANCELLED + LOOP_OFF, timeout=10_000)
+    qtbot.waitUntil(lambda: "2 new labels" in train.loop_status.text(), timeout=10_000)
+    assert not train.loop_check.isChecked() and not session.project.models()
 
     choose(widget, "supervised", steps=4)  # Retrain by hand, the loop off
     qtbot.mouseClick(train.train_button, LEFT)
