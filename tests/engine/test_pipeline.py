@@ -387,8 +387,9 @@ def test_a_deleted_source_stops_training_with_its_name_and_keeps_the_active_mode
     deleted = Path(labeled[0].path)
     deleted.unlink()
     with Project.open(tmp_path / "p") as project:  # a new session: nothing of the scan in memory
-        with pytest.raises(MedlabelerError, match=deleted.name):
+        with pytest.raises(MedlabelerError, match=deleted.name) as caught:
             run_to_end(train_project(project, method="supervised", config=config))
+        assert "is labeled: put the file back, or take its label back" in str(caught.value)
         assert project.active_model().version == before and len(project.models()) == 1
 
 

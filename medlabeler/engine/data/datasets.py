@@ -439,7 +439,14 @@ class LabeledDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        image, label = self.tensors.image(self.samples[index]), self._labels[index]
+        sample = self.samples[index]
+        try:
+            image = self.tensors.image(sample)
+        except InputError as exc:  # a labeled image cannot be passed over: its label would go unseen
+            raise InputError(exc.path, f"{exc.problem}; sample {sample.id} is labeled: put the file back, or "
+                                       f"take its label back (Remove label, or medlabeler remove-label PROJECT "
+                                       f"{sample.id})") from exc
+        label = self._labels[index]
         if self.crop and label.ndim > 0:
             window = label_window(label, self.tensors.crop_size(label.ndim), self.generator, self.foreground,
                                   self._pixels[index])
