@@ -185,8 +185,7 @@ class TrainWidget(QWidget):
         loop_row.addWidget(self.loop_check)
         loop_row.addWidget(self.pause_button)
         layout.addLayout(loop_row)
-        self.loop_status = QLabel("")
-        self.loop_status.setWordWrap(True)
+        self.loop_status = StatusLabel(lines=3)  # fixed: its words change length as the loop works
         layout.addWidget(self.loop_status)
 
         form = QFormLayout()
