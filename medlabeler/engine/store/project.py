@@ -382,8 +382,8 @@ class Project:
     @property
     def ranking_revision(self) -> int:
         """A number that changes whenever this handle commits anything other than labels (scores,
-        embeddings, models, samples, ...), or finds images it cannot read any more. With the set of labeled samples it says when a queue
-        ranked earlier is still the queue: a cache key for rankings. Only this handle's writes
+        embeddings, models, samples, ...), or finds images it cannot read any more. With the set of
+        labeled samples it says when a queue ranked earlier is still the queue: a cache key for rankings. Only this handle's writes
         count (the project has one writer at a time: this one, when it is writable)."""
         return self._revision
 
@@ -616,10 +616,7 @@ class Project:
         try:
             array = self._source_array(s)
         except InputError:  # damaged or gone since the import: never queued again this session
-            with self._pixels_mutex:
-                if s.id not in self._unreadable:
-                    self._unreadable = self._unreadable | {s.id}
-                    self._revision += 1  # a queue ranked before holds it
+            self._add_session_ids("_unreadable", {s.id})
             raise
         if s.slice_index is not None:
             if array.ndim < 3 or s.slice_index >= array.shape[0]:
@@ -663,12 +660,19 @@ class Project:
         file holds them now (a reader of the series outside the store, such as the app's, says so)."""
         if s.series_uid is None or not blank_slices:
             return
+        blank = {int(k) for k in blank_slices}
         lost = {int(r[0]) for r in self._query(
             "SELECT id, slice_index FROM samples WHERE path = ? AND series_uid = ? AND slice_index IS NOT NULL",
-            (s.path, s.series_uid)) if int(r[1]) in set(blank_slices)}
+            (s.path, s.series_uid)) if int(r[1]) in blank}
+        self._add_session_ids("_lost_slices", lost)
+
+    def _add_session_ids(self, name: str, ids: set[int]) -> None:
+        """Add to one of the sets found while reading in this session (``_unreadable``,
+        ``_lost_slices``); the set is replaced, never changed, so readers need no lock."""
         with self._pixels_mutex:
-            if not lost <= self._lost_slices:
-                self._lost_slices = self._lost_slices | lost
+            known = getattr(self, name)
+            if not ids <= known:
+                setattr(self, name, known | ids)
                 self._revision += 1  # a queue ranked before holds them
 
     def display_orientation(self, sample: Sample | int) -> tuple[str, str]:
