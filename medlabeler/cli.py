@@ -379,23 +379,31 @@ def cmd_predict(args) -> int:
 def cmd_models(args) -> int:
     from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision
 
-    with _open(args.project, readonly=args.activate is None) as project:
+    from medlabeler.engine.workflows.model_versions import remove_old_weights, removed_text
+
+    with _open(args.project, readonly=args.activate is None and not args.remove_old) as project:
         if args.activate is not None:
             activate_by_hand(project, args.activate)
+        if args.remove_old:
+            removed, freed = remove_old_weights(project)
+            print(f"removed {removed_text(removed, freed)}; their records stay" if removed
+                  else "no old weights to remove", file=sys.stderr)
         models = project.models()
         active = project.active_model()
         decided = {m.version: d for m in models if (d := last_decision(project, m.version)) is not None}
         kept = {v: d.message for v, d in decided.items() if not d.promoted and not (active and v == active.version)}
     if args.json:
         rows = [{"version": m.version, "method": m.method, "metrics": m.metrics, "parent": m.parent,
-                 "n_labels": m.n_labels, "active": bool(active and m.version == active.version)} for m in models]
+                 "n_labels": m.n_labels, "active": bool(active and m.version == active.version),
+                 "weights_removed": m.removed} for m in models]
         _print_json(rows)
         return 0
     for m in models:
         mark = "*" if active and m.version == active.version else " "
         print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} "
               f"{_model_figures(m, decided.get(m.version))}"
-              + (f"  (not promoted: {kept[m.version]})" if m.version in kept else ""))
+              + (f"  (not promoted: {kept[m.version]})" if m.version in kept else "")
+              + (f"  [weights removed {m.removed[:10]}]" if m.removed else ""))
     print(f"{_count(len(models), 'model version')}; active: {f'v{active.version}' if active else 'none'}")
     return 0
 
@@ -457,6 +465,8 @@ def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from medlabeler.engine.workflows.model_versions import KEEP_NEWEST, KEEP_ROLL_BACK  # (no torch)
+
     parser = argparse.ArgumentParser(prog="medlabeler", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
@@ -547,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="the project folder")
     p.add_argument("--activate", type=_version_arg, default=None, metavar="V",
                    help="make model version V (3 or v3) the active one: a roll back or forward")
+    p.add_argument("--remove-old", action="store_true",
+                   help="free space: remove the weights of old versions, as the learning loop does after each "
+                        f"round (kept: the active model, the {KEEP_NEWEST} newest, the {KEEP_ROLL_BACK} newest that "
+                        "were active, the newest pretrained encoder); their records, metrics and decisions stay")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 

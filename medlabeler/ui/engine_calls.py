@@ -103,7 +103,15 @@ def recommendation(project):
 
 
 def has_pretrained(project) -> bool:
-    return project is not None and any(m.method.startswith("pretrain:") for m in project.models())
+    from medlabeler.engine.workflows.model_versions import newest_pretrained
+
+    return project is not None and newest_pretrained(project) is not None
+
+
+def weights_removed_text(removed: str) -> str:
+    from medlabeler.engine.store.project import weights_removed_text as text
+
+    return text(removed)
 
 
 def loop_control(token):

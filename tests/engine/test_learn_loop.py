@@ -153,6 +153,21 @@ def test_when_the_recommendation_pretrains_the_loop_pretrains_first_then_fine_tu
     assert summary.pretrained == []
 
 
+def test_each_round_removes_old_weights_and_the_loop_goes_on_from_the_active_model(project, monkeypatch):
+    from medlabeler.engine.workflows import learn_loop, model_versions
+
+    monkeypatch.setattr(learn_loop, "remove_old_weights", lambda p: model_versions.remove_old_weights(p, 1, 1))
+    first = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    assert first.removed == [] and first.decisions[0].promoted
+    for sample in project.samples(split="train", labeled=False)[:3]:
+        _label(project, sample)
+    second = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    v1, v2 = project.models()
+    assert second.decisions[0].promoted and v2.active and v2.parent == 1, "warm-started from v1 before it went"
+    assert second.removed == [1] and v1.removed is not None and not v1.path.exists() and v2.path.is_file()
+    assert "removed the weights of v1" in second.text()
+
+
 def test_the_loop_reports_whole_percents_as_a_progress_bar_shows_them():
     """The loop's text and the Train tab's bar (Qt: value * 100 // maximum) agree at every step."""
     from medlabeler.engine.workflows.learn_loop import percent

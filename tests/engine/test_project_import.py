@@ -94,6 +94,8 @@ def test_a_project_of_schema_1_opens_read_only_and_is_checked_once_open_for_writ
     project.close()
     db = sqlite3.connect(tmp_path / "proj" / "project.sqlite")  # as an older medlabeler left it
     db.execute("DROP TABLE sample_facts")
+    db.execute("ALTER TABLE models DROP COLUMN removed")
+    db.execute("ALTER TABLE models DROP COLUMN was_active")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()

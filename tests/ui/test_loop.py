@@ -226,6 +226,16 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert session.current_prediction.model_version == 1
     assert widget.train.models_table.item(1, COL_VERSION).text() == "● v1"
 
+    # The loop removes old weights to save space: the row stays and says so; it cannot come back.
+    project.remove_model_weights([2])
+    widget.train.refresh_models()
+    assert widget.train.models_table.item(0, COL_STATUS).text().startswith("weights removed (")
+    shown_info = []
+    monkeypatch.setattr("napari.utils.notifications.show_info", shown_info.append)
+    widget.train.models_table.selectRow(0)
+    qtbot.mouseClick(widget.train.activate_button, LEFT)
+    assert project.active_model().version == 1 and "v2: its weights were removed" in shown_info[0]
+
     # The queue's other view: the labeled samples.
     widget.queue.view_combo.setCurrentText("labeled")
     assert set(widget.queue.sample_ids()) == {*labeled, val.id, accepted, corrected}

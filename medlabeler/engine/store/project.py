@@ -60,7 +60,14 @@ _SAMPLE_COLUMNS = ("id, path, series_uid, slice_index, group_key, split, shape, 
                    "source_shape, modality, is_volume")
 _LABEL_COLUMNS = ("sample_id, version, value, mask_relpath, checksum, author, created, origin, "
                   "is_current, present")
-_MODEL_COLUMNS = "version, method, relpath, record, metrics, parent, created, n_labels, active, checksum"
+_MODEL_COLUMNS = "version, method, relpath, record, metrics, parent, created, n_labels, active, checksum, removed, was_active"
+_MODEL_COLUMNS_V2 = _MODEL_COLUMNS.replace("removed, was_active", "NULL, active")  # read-only, older schema
+
+
+def weights_removed_text(removed: str) -> str:
+    """Why a model version cannot predict or be activated any more."""
+    return (f"its weights were removed on {removed[:10]} to save space (its record and metrics are kept); "
+            "activate a newer version, or train a new model")
 
 
 def _now() -> str:
@@ -461,7 +468,7 @@ class Project:
         """Delete what a crash can leave: temporary files, and files no committed row points to."""
         referenced = {r[0] for r in self._query("SELECT mask_relpath FROM labels WHERE mask_relpath IS NOT NULL")}
         model_stems = {Path(r[0]).name.split(".")[0] for r in self._query(
-            "SELECT relpath FROM models UNION ALL SELECT relpath FROM embeddings")}
+            "SELECT relpath FROM models WHERE removed IS NULL UNION ALL SELECT relpath FROM embeddings")}
         removed = 0
         for folder, keep in ((self.root, None), (self.root / MASKS_DIR, "mask"), (self.root / MODELS_DIR, "model")):
             if not folder.is_dir():
@@ -949,9 +956,10 @@ class Project:
                         conn.execute("UPDATE models SET active = 0 WHERE active = 1")
                     conn.execute(
                         "INSERT INTO models (version, method, relpath, checksum, record, metrics, parent, "
-                        "created, active, n_labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "created, active, n_labels, was_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (version, str(method), relpath, checksum, record_json, metrics_json,
-                         None if parent is None else int(parent), created, int(bool(activate)), n_labels),
+                         None if parent is None else int(parent), created, int(bool(activate)), n_labels,
+                         int(bool(activate))),
                     )
                     self._insert_audit(conn, "model_added", {"version": version, "method": str(method),
                                                              "parent": parent, "active": bool(activate)})
@@ -965,33 +973,71 @@ class Project:
         return int(self._query("SELECT count(*) FROM labels WHERE is_current = 1")[0][0])
 
     def _model_from_row(self, row: tuple) -> ModelVersion:
-        version, method, relpath, record, metrics, parent, created, n_labels, active, checksum = row
+        version, method, relpath, record, metrics, parent, created, n_labels, active, checksum, removed, was_active = row
         return ModelVersion(version=int(version), method=method, path=files.resolve_inside(self.root, relpath),
                             record=json.loads(record), metrics=json.loads(metrics),
                             parent=None if parent is None else int(parent), created=created,
-                            n_labels=int(n_labels), active=bool(active), checksum=checksum)
+                            n_labels=int(n_labels), active=bool(active), checksum=checksum,
+                            removed=removed, was_active=bool(was_active))
+
+    def _models_where(self, where: str = "", args: tuple = ()) -> list[ModelVersion]:
+        columns = _MODEL_COLUMNS if self._schema >= 3 else _MODEL_COLUMNS_V2
+        return [self._model_from_row(r) for r in
+                self._query(f"SELECT {columns} FROM models {where} ORDER BY version", args)]
 
     def models(self) -> list[ModelVersion]:
-        """All model versions, oldest first."""
-        return [self._model_from_row(r) for r in self._query(f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY version")]
+        """All model versions, oldest first (those whose weights were removed too)."""
+        return self._models_where()
 
     def model(self, version: int) -> ModelVersion:
-        rows = self._query(f"SELECT {_MODEL_COLUMNS} FROM models WHERE version = ?", (int(version),))
+        rows = self._models_where("WHERE version = ?", (int(version),))
         if not rows:
             raise ProjectError(f"{self.root}: no model version {version}")
-        return self._model_from_row(rows[0])
+        return rows[0]
 
     def active_model(self) -> ModelVersion | None:
-        rows = self._query(f"SELECT {_MODEL_COLUMNS} FROM models WHERE active = 1")
-        return self._model_from_row(rows[0]) if rows else None
+        rows = self._models_where("WHERE active = 1")
+        return rows[0] if rows else None
 
     def activate(self, version: int) -> None:
         """Make a model version the active one (the one predictions and scores come from)."""
-        self.model(version)
+        if (removed := self.model(version).removed) is not None:
+            raise ProjectError(f"{self.root}: model v{version} cannot be activated: {weights_removed_text(removed)}")
         with self._write() as conn:
             conn.execute("UPDATE models SET active = 0 WHERE active = 1")
-            conn.execute("UPDATE models SET active = 1 WHERE version = ?", (int(version),))
+            conn.execute("UPDATE models SET active = 1, was_active = 1 WHERE version = ?", (int(version),))
             self._insert_audit(conn, "model_activated", {"version": int(version)})
+
+    def remove_model_weights(self, versions: Iterable[int]) -> int:
+        """Delete the weights (and scores, embeddings) of model versions; their rows stay, marked
+        removed, so the history of versions and decisions is kept. Returns the bytes freed.
+
+        The active model is never removed. The rows are marked first: a crash before the files go
+        leaves orphans, which the next open removes.
+        """
+        self._check_writable()
+        versions = sorted({int(v) for v in versions})
+        with self._mutex:
+            targets = [m for m in self._models_where() if m.version in versions and m.removed is None]
+            if any(m.active for m in targets):
+                raise ProjectError(f"{self.root}: the active model's weights cannot be removed")
+            if not targets:
+                return 0
+            keys = [(m.version,) for m in targets]
+            embeddings = [r[0] for v in keys for r in
+                          self._query("SELECT relpath FROM embeddings WHERE model_version = ?", v)]
+            paths = [m.path for m in targets] + [files.resolve_inside(self.root, r) for r in embeddings]
+            paths += [m.path.with_suffix(".json") for m in targets]  # a sidecar record, where one was copied
+            size = sum(p.stat().st_size for p in paths if p.is_file())
+            with self._write() as conn:
+                conn.executemany("UPDATE models SET removed = ? WHERE version = ?", [(_now(), *k) for k in keys])
+                conn.executemany("DELETE FROM scores WHERE model_version = ?", keys)
+                conn.executemany("DELETE FROM embeddings WHERE model_version = ?", keys)
+                self._insert_audit(conn, "model_weights_removed", {"versions": [k[0] for k in keys], "bytes": size})
+            for path in paths:
+                path.unlink(missing_ok=True)
+            files.fsync_dir(self.root / MODELS_DIR)
+        return size
 
     def _model_key(self, model_version: int | None) -> int:
         """The scores/embeddings key: a model version, the active one for None, 0 if none is active."""

@@ -101,7 +101,11 @@ class LabelVersion:
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """A trained model kept in ``models/``; ``path`` is absolute."""
+    """A trained model kept in ``models/``; ``path`` is absolute.
+
+    ``removed``: when its weights were removed to save space (None while they are kept); the
+    record and metrics stay. ``was_active``: it is or was once the active model.
+    """
 
     version: int
     method: str
@@ -113,3 +117,5 @@ class ModelVersion:
     n_labels: int
     active: bool = False
     checksum: str = ""
+    removed: str | None = None
+    was_active: bool = False

@@ -107,11 +107,23 @@ _V2 = [
     )""",
 ]
 
+# A model's history outlives its weights: a learning loop that runs all day makes a version every
+# few labels (45 MB each for a ResNet-18), so old weights are removed and the row stays, with
+# `removed` (when) set. `was_active` keeps which versions were ever active, the roll-back history.
+_V3 = [
+    "ALTER TABLE models ADD COLUMN removed TEXT",
+    "ALTER TABLE models ADD COLUMN was_active INTEGER NOT NULL DEFAULT 0",
+    """UPDATE models SET was_active = 1 WHERE active = 1 OR version IN (
+        SELECT json_extract(detail, '$.version') FROM audit WHERE action = 'model_activated'
+        OR (action = 'model_added' AND json_extract(detail, '$.active')))""",
+]
+
 # MIGRATIONS[n] takes a database at version n - 1 to version n.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 #: the oldest schema a read-only handle still opens: version 2 only adds sample_facts, which such a
-#: handle reads as empty (nothing known to be blank)
+#: handle reads as empty (nothing known to be blank); version 3 the models' `removed` and
+#: `was_active`, read as "weights present" and "active now"
 OLDEST_READABLE = 1
 
 

@@ -23,6 +23,7 @@ worker thread, `medlabeler learn` drives it in a terminal.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -31,7 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medlabeler.engine.errors import MedlabelerError
-from medlabeler.engine.workflows.model_versions import newest_pretrained
+from medlabeler.engine.workflows.model_versions import newest_pretrained, remove_old_weights, removed_text
+
+log = logging.getLogger(__name__)
 from medlabeler.engine.workflows.run_config import recommendation
 
 #: New labels (saved since the newest model) that start a new candidate.
@@ -113,6 +116,8 @@ class LoopSummary:
     decisions: list = field(default_factory=list)
     pretrained: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    removed: list = field(default_factory=list)  # versions whose old weights were removed
+    freed_bytes: int = 0
     seconds: float = 0.0
     cancelled: bool = False
 
@@ -123,6 +128,8 @@ class LoopSummary:
             parts.append(f"pretrained v{self.pretrained[-1]}")
         if self.failures:
             parts.append(f"{len(self.failures)} failed runs")
+        if self.removed:
+            parts.append(f"removed {removed_text(self.removed, self.freed_bytes)} to save space")
         parts.append(f"{self.seconds:.0f} s" + (", cancelled" if self.cancelled else ""))
         return ", ".join(parts)
 
@@ -349,11 +356,27 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary) ->
         return None
     decision = result.decision
     summary.decisions.append(decision)
+    _remove_old_weights(project, summary)
     now_active = project.active_model()
     yield LoopEvent("decision", phase="training", decision=decision, message=decision.message,
                     version=result.version, active_version=now_active.version if now_active else None,
                     labels_since_model=labels_since_model(project))
     return decision
+
+
+def _remove_old_weights(project, summary: LoopSummary) -> None:
+    """A loop that runs all day makes a version every few labels: keep the space it takes bounded."""
+    from medlabeler.engine.training.distributed import on_main
+
+    try:
+        removed, freed = on_main(lambda: remove_old_weights(project))
+    except (MedlabelerError, OSError, RuntimeError) as exc:  # space is not worth a failed round
+        log.warning("old model weights were not removed: %s", exc)
+        return
+    if removed:
+        summary.removed += removed
+        summary.freed_bytes += freed
+        log.info("removed %s to save space; their records stay", removed_text(removed, freed))
 
 
 def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEvent, None, None]:

@@ -2,7 +2,8 @@
 
 `save_version` writes a run's weights and record as a new model version (rank 0 alone under
 torchrun); `load_model` builds the network of a version for prediction, `preprocess_from_record`
-the preprocessing it was trained with; `newest_pretrained` finds the newest pretrained encoder.
+the preprocessing it was trained with; `newest_pretrained` finds the newest pretrained encoder;
+`remove_old_weights` frees the space of versions nobody will go back to.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ import tempfile
 from pathlib import Path
 
 from medlabeler.engine.errors import ProjectError
+
+#: the learning loop's retention: the newest trained versions (a kept candidate can still be
+#: activated by hand) and the newest that were active (roll back that far) keep their weights, as
+#: do the active model and the newest pretrained encoder; older ones keep their row and metrics
+KEEP_NEWEST = 3
+KEEP_ROLL_BACK = 3
 
 
 def finite_metrics(metrics: dict) -> dict[str, float]:
@@ -36,22 +43,58 @@ def save_version(project, *, method_label: str, state: dict, record: dict, metri
     return on_main(save)  # under torchrun rank 0 alone writes; every rank gets the version
 
 
+def read_weights(project, mv):
+    """(state_dict, record) of a model version; a clear error where its weights were removed."""
+    from medlabeler.engine.store.project import weights_removed_text
+    from medlabeler.engine.training.checkpoint import load_weights
+
+    if mv.removed is not None:
+        raise ProjectError(f"{project.root}: model v{mv.version} cannot be loaded: {weights_removed_text(mv.removed)}")
+    return load_weights(mv.path)
+
+
+def old_versions(project, keep_newest: int = KEEP_NEWEST, keep_roll_back: int = KEEP_ROLL_BACK) -> list[int]:
+    """Versions whose weights `remove_old_weights` removes (see KEEP_NEWEST, KEEP_ROLL_BACK)."""
+    present = [m for m in project.models() if m.removed is None]
+    trained = [m for m in present if not m.method.startswith("pretrain:")]
+    encoders = [m for m in present if m.method.startswith("pretrain:")]
+    keep = {m.version for m in present if m.active}
+    keep |= {m.version for m in trained[len(trained) - keep_newest:]} if keep_newest > 0 else set()
+    once_active = [m for m in trained if m.was_active]
+    keep |= {m.version for m in once_active[len(once_active) - keep_roll_back:]} if keep_roll_back > 0 else set()
+    keep |= {encoders[-1].version} if encoders else set()
+    return [m.version for m in present if m.version not in keep]
+
+
+def removed_text(versions: list[int], freed: int) -> str:
+    """'the weights of v1, v2 (90 MB)': what `remove_old_weights` did, in words."""
+    size = f"{freed / 1e6:.0f} MB" if freed >= 1e6 else f"{freed / 1e3:.0f} kB"
+    which = ", ".join(f"v{v}" for v in versions) if len(versions) <= 6 else f"{len(versions)} old versions"
+    return f"the weights of {which} ({size})"
+
+
+def remove_old_weights(project, keep_newest: int = KEEP_NEWEST,
+                       keep_roll_back: int = KEEP_ROLL_BACK) -> tuple[list[int], int]:
+    """Remove the weights of old versions (rows, metrics and decisions stay); (versions, bytes freed)."""
+    versions = old_versions(project, keep_newest, keep_roll_back)
+    return versions, project.remove_model_weights(versions) if versions else 0
+
+
 def newest_pretrained(project):
     """The newest pretrained encoder's ModelVersion, or None."""
-    versions = [m for m in project.models() if m.method.startswith("pretrain:")]
+    versions = [m for m in project.models() if m.method.startswith("pretrain:") and m.removed is None]
     return versions[-1] if versions else None
 
 
 def load_model(project, version: int | None = None, device=None):
     """(network in eval mode, record, ModelVersion) of `version` (default: the active model)."""
     from medlabeler.engine.models import build_model
-    from medlabeler.engine.training.checkpoint import load_weights
     from medlabeler.engine.training.device import cap_threads, pick_device
 
     mv = project.model(version) if version is not None else project.active_model()
     if mv is None:
         raise ProjectError(f"{project.root}: no trained model yet; train one first")
-    state, record = load_weights(mv.path)
+    state, record = read_weights(project, mv)
     if record.get("kind") == "encoder":
         raise ProjectError(f"{project.root}: model v{mv.version} is a pretrained encoder ({mv.method}); it "
                            "cannot predict. Train a model from it with init 'pretrained'")

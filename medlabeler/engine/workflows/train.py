@@ -19,7 +19,7 @@ from typing import Any, Generator, Iterable
 
 from medlabeler.engine.errors import InitMismatchError, TrainingError
 from medlabeler.engine.workflows.model_versions import (finite_metrics, label_fingerprint, newest_pretrained,
-                                                        save_version)
+                                                        read_weights, save_version)
 from medlabeler.engine.workflows.run_config import (arch_for, device_for, forward_events, network_factory,
                                                     preprocess_for, recommendation, resolve_config)
 from medlabeler.engine.workflows.promotion import TOLERANCE, promote_or_keep
@@ -171,8 +171,6 @@ def _deadline(budget_s: float | None):
 
 def _apply_init(project, method, init, model_args: dict):
     """Load the init weights into `method`; returns (parent version, description)."""
-    from medlabeler.engine.training.checkpoint import load_weights
-
     if init in (None, "", "none", "scratch"):
         return None, "random"
     if init == "pretrained":
@@ -184,7 +182,7 @@ def _apply_init(project, method, init, model_args: dict):
             mv = project.model(int(init))
         except (TypeError, ValueError):
             raise TrainingError(f"init must be 'scratch', 'pretrained' or a model version, not {init!r}") from None
-    state, record = load_weights(mv.path)
+    state, record = read_weights(project, mv)
     saved_args = record.get("model", {})
     if not _model_args_match(saved_args, model_args, ("arch", "in_channels", "features", "stem")):
         raise InitMismatchError(

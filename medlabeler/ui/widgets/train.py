@@ -4,6 +4,7 @@ metric plot, and the model versions (active, candidates not promoted) to activat
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -496,8 +497,11 @@ class TrainWidget(QWidget):
         self.rollback_button.setEnabled(self._previous_active() is not None)
         self._offer_inits()
 
-    @staticmethod
-    def _status_of(decision, m, is_active: bool) -> str:
+    @classmethod
+    def _status_of(cls, decision, m, is_active: bool) -> str:
+        if m.removed is not None:  # what it was stays readable; the table shows why it cannot come back
+            was = cls._status_of(decision, replace(m, removed=None), is_active)
+            return f"weights removed ({was})" if was != "inactive" else "weights removed"
         if m.method.startswith("pretrain:"):
             return "pretrained encoder"
         if is_active:
@@ -520,7 +524,8 @@ class TrainWidget(QWidget):
             return None
         for decision in reversed(calls.promotion_decisions(project)):
             if decision.promoted and decision.candidate == active.version:
-                return decision.active
+                previous = decision.active
+                return previous if previous is not None and project.model(previous).removed is None else None
         return None
 
     def roll_back(self) -> None:
@@ -533,10 +538,12 @@ class TrainWidget(QWidget):
         if not rows:
             return
         version = int(self.models_table.item(rows[0].row(), COL_VERSION).data(Qt.ItemDataRole.UserRole))
-        if self.session.project.model(version).method.startswith("pretrain:"):
+        model = self.session.project.model(version)
+        if model.method.startswith("pretrain:") or model.removed is not None:
             from napari.utils.notifications import show_info
 
-            show_info(f"v{version} is a pretrained encoder, not a model that predicts: train from it "
+            show_info(f"v{version}: {calls.weights_removed_text(model.removed)}" if model.removed is not None else
+                      f"v{version} is a pretrained encoder, not a model that predicts: train from it "
                       "with Start 'from pretrained encoder'.")
             return
         self.session.activate_model(version)
