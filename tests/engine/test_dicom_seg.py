@@ -7,7 +7,7 @@ import pydicom
 import pytest
 
 from medlabeler.cli import main
-from medlabeler.engine.project.dicom_seg import SEG_SOP_CLASS, segment_codes
+from medlabeler.engine.project.dicom_seg import SEG_SOP_CLASS, segment_codes, source_series
 from medlabeler.engine.errors import InputError
 from medlabeler.engine.project.export import export_project
 from medlabeler.engine.project.project_import import create_project, import_labels
@@ -270,9 +270,52 @@ def test_a_source_highdicom_refuses_is_named_and_nothing_is_written(tmp_path):
     with project:
         (sample,) = project.samples()
         project.save_label(sample.id, (project.load_pixels(sample) > 100).astype(np.uint8))
-        with pytest.raises(InputError, match="cannot be referenced by a DICOM-SEG") as caught:
+        with pytest.raises(InputError, match="no position for each frame .* export with --format nifti") as caught:
             export_project(project, tmp_path / "out", fmt="dicom-seg")
     assert str(image) in str(caught.value) and not list((tmp_path / "out").glob("*"))
+
+
+def test_some_frames_of_a_multi_frame_ct_get_a_seg_of_those_frames(tmp_path, capsys):
+    """Enhanced CT (2 frames, a position each): a SEG of the one labeled frame references it."""
+    from pydicom.data import get_testdata_file
+
+    image = Path(get_testdata_file("eCT_Supplemental.dcm"))
+    project, _ = create_project(tmp_path / "p", image, task="segmentation", names=["body"])
+    with project:
+        first, second = project.samples()
+        mask = (project.load_pixels(second) > 0).astype(np.uint8)
+        project.save_label(second.id, mask)
+        (seg_file,) = export_project(project, tmp_path / "out", fmt="dicom-seg")
+        seg = hd.seg.segread(seg_file)
+        assert int(seg.NumberOfFrames) == 1
+        file_frame = source_series(second.path, second.series_uid).frame_order[second.slice_index]
+        referenced = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
+        assert int(referenced.ReferencedFrameNumber) == file_frame + 1
+        project.save_label(second.id, np.zeros_like(mask))
+        assert import_labels(project, seg_file).labeled == 1
+        np.testing.assert_array_equal(project.load_label(second.id), mask)
+        assert project.label(first.id) is None
+
+
+def test_a_patients_name_never_reaches_a_warning(tmp_path, capsys):
+    """highdicom warns that a one-word name "is unlikely to represent the intended person name",
+    quoting it: the warning is kept, the name is not."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = "Zebedee"
+    ds.save_as(tmp_path / "ct.dcm")
+    project, _ = create_project(tmp_path / "p", tmp_path / "ct.dcm", task="segmentation", names=["liver"])
+    with project:
+        (sample,) = project.samples()
+        project.save_label(sample.id, (project.load_pixels(sample) > 0).astype(np.uint8))
+    with pytest.warns(UserWarning) as warned:
+        code, out, err = cli(capsys, "export", tmp_path / "p", "--format", "dicom-seg", "--deidentify",
+                             "--out", tmp_path / "out")
+    assert code == 0, err
+    texts = [str(w.message) for w in warned]
+    assert any("<patient identifier>" in t and "unlikely to represent" in t for t in texts)
+    assert not any("Zebedee" in t for t in texts) and "Zebedee" not in out + err
 
 
 def test_multi_frame_source_frames_follow_the_file_order(tmp_path, brain):

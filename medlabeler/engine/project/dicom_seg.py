@@ -14,7 +14,9 @@ copy still references its images.
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,9 +173,31 @@ def source_series(path: str, series_uid: str | None) -> SourceSeries:
 
 
 def require_dicom_sources(samples) -> None:
-    """InputError naming the first source of ``samples`` that a SEG cannot reference."""
+    """InputError naming the first source of ``samples`` that a SEG cannot reference (before a
+    model runs on them)."""
     for path, uid in sorted({(s.path, s.series_uid) for s in samples}, key=lambda k: (k[0], k[1] or "")):
-        source_series(path, uid)
+        _check_referable(source_series(path, uid))
+
+
+def frame_positions(source: SourceSeries) -> list | None:
+    """Each file frame's position in the patient (a multi-frame source), None where a frame has none."""
+    from medlabeler.engine.io.dicom.geometry import _position
+
+    ds = source.datasets[0]
+    if source.frame_order is None or not ds.get("FrameOfReferenceUID"):
+        return None
+    positions = [_position(ds, frame) for frame in range(len(source.frame_order))]
+    return None if any(p is None for p in positions) else positions
+
+
+def _check_referable(source: SourceSeries) -> None:
+    """A multi-frame image without a position per frame (a cine ultrasound, some enhanced MR)
+    cannot carry a SEG of its frames: say so before any work, in words, not highdicom's."""
+    if source.frame_order is not None and frame_positions(source) is None:
+        what = ("no Frame of Reference UID" if not source.datasets[0].get("FrameOfReferenceUID")
+                else "no position for each frame (Plane Position Sequence)")
+        raise InputError(source.where, f"a multi-frame image with {what}: a DICOM-SEG cannot say which of its "
+                                       "frames a mask belongs to; export with --format nifti")
 
 
 # ----------------------------------------------------------------------------- writing
@@ -185,9 +209,10 @@ def build_seg(source: SourceSeries, masks: dict, names, colors, *, algorithm: Al
     """The SEG of ``source`` (a highdicom Segmentation, a pydicom Dataset): ``masks`` maps slice
     index (None: the whole image/volume) to a label mask (0 background, i the i-th name). Only
     the given slices become frames. InputError naming the source when highdicom refuses it."""
-    pixels, datasets = _frames(source, masks)
+    _check_referable(source)
+    pixels, datasets, positions = _frames(source, masks)
     try:
-        seg = _segmentation(pixels, datasets, names, colors, algorithm, description, series_number)
+        seg = _segmentation(pixels, datasets, names, colors, algorithm, description, series_number, positions)
     except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source
         raise InputError(source.where, f"cannot be referenced by a DICOM-SEG ({exc})") from exc
     if deidentify:
@@ -195,13 +220,16 @@ def build_seg(source: SourceSeries, masks: dict, names, colors, *, algorithm: Al
     return seg
 
 
-def _segmentation(pixels, datasets, names, colors, algorithm, description, series_number):
+def _segmentation(pixels, datasets, names, colors, algorithm, description, series_number, positions=None):
     import highdicom as hd
     from pydicom.uid import generate_uid
 
     from medlabeler import __version__
 
-    return hd.seg.Segmentation(
+    plane_positions = None if positions is None else [
+        hd.PlanePositionSequence(coordinate_system=hd.CoordinateSystemNames.PATIENT, image_position=list(p))
+        for p in positions]
+    return hd.seg.Segmentation(plane_positions=plane_positions,
         source_images=datasets, pixel_array=pixels, segmentation_type="BINARY",
         segment_descriptions=segment_descriptions(names, colors, algorithm),
         series_instance_uid=generate_uid(), series_number=series_number, sop_instance_uid=generate_uid(),
@@ -211,8 +239,9 @@ def _segmentation(pixels, datasets, names, colors, algorithm, description, serie
         omit_empty_frames=False)
 
 
-def _frames(source: SourceSeries, masks: dict) -> tuple[np.ndarray, list]:
-    """Label-map frames and the source datasets they segment, in the source's own order."""
+def _frames(source: SourceSeries, masks: dict) -> tuple[np.ndarray, list, list | None]:
+    """Label-map frames, the source datasets they segment, in the source's own order, and (some
+    frames of a multi-frame image) the position of each: how highdicom finds the frame referenced."""
     if None in masks:
         whole = np.asarray(masks[None])
         slices = {i: whole[i] for i in range(whole.shape[0])} if whole.ndim == 3 else {0: whole}
@@ -222,14 +251,13 @@ def _frames(source: SourceSeries, masks: dict) -> tuple[np.ndarray, list]:
     order = [i for i in sorted(slices) if i not in source.missing]
     dtype = np.uint16 if max(int(m.max(initial=0)) for m in slices.values()) > 255 else np.uint8
     if source.frame_order is not None:  # one multi-frame file: frames in file order
-        if len(slices) != source.n_slices:
-            raise InputError(source.where, "a DICOM-SEG of a multi-frame image needs every frame labeled "
-                                           "(label the whole volume, or export with --format nifti)")
-        pixels = np.zeros((source.n_slices, *slices[0].shape), dtype=dtype)
-        for array_index, frame in enumerate(source.frame_order):
-            pixels[frame] = slices[array_index]
-        return pixels, source.datasets
-    return np.stack([slices[i] for i in order]).astype(dtype), [source.datasets[i] for i in order]
+        frames = sorted((source.frame_order[i], i) for i in slices)
+        pixels = np.stack([slices[i] for _, i in frames]).astype(dtype)
+        if len(frames) == source.n_slices:
+            return pixels, source.datasets, None
+        positions = frame_positions(source)
+        return pixels, source.datasets, [positions[frame] for frame, _ in frames]
+    return np.stack([slices[i] for i in order]).astype(dtype), [source.datasets[i] for i in order], None
 
 
 def _deidentify(seg) -> None:
@@ -257,14 +285,36 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
         description += f" (model v{algorithm.model_version})"
     series_number = PREDICTION_SERIES_NUMBER if algorithm is not None else LABEL_SERIES_NUMBER
     built = []
-    for number, (((path, _uid), masks), source) in enumerate(zip(ordered, sources), 1):
-        stem = file_stem(path) if keep_names else f"volume_{number:04d}"
-        built.append((out / f"{stem}_{suffix}.dcm", build_seg(
-            source, masks, names, colors, algorithm=algorithm, deidentify=deidentify, description=description,
-            series_number=series_number)))
-    for target, seg in built:
-        seg.save_as(target)
+    with identifiers_kept_out_of_warnings([ds for source in sources for ds in source.datasets]):
+        for number, (((path, _uid), masks), source) in enumerate(zip(ordered, sources), 1):
+            stem = file_stem(path) if keep_names else f"volume_{number:04d}"
+            built.append((out / f"{stem}_{suffix}.dcm", build_seg(
+                source, masks, names, colors, algorithm=algorithm, deidentify=deidentify, description=description,
+                series_number=series_number)))
+        for target, seg in built:
+            seg.save_as(target)
     return [target for target, _ in built]
+
+
+@contextmanager
+def identifiers_kept_out_of_warnings(datasets):
+    """highdicom and pydicom quote values in their warnings ('The string "<a patient's name>" is
+    unlikely to represent the intended person name'): re-issue them with the patient's
+    identifiers replaced, so a terminal or a log never shows them."""
+    secrets = set()
+    for ds in datasets:
+        for keyword in _IDENTIFYING:
+            value = str(ds.get(keyword, "") or "")
+            secrets |= {value, *re.split(r"[\\^=]", value)}  # a name's components appear alone too
+    secrets = sorted((s for s in secrets if len(s.strip()) >= 2), key=len, reverse=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        text = str(warning.message)
+        for secret in secrets:
+            text = text.replace(secret, "<patient identifier>")
+        warnings.warn(text, warning.category, stacklevel=3)
 
 
 def export_segs(project, out: str | Path, *, deidentify: bool = False, keep_names: bool = False) -> list[Path]:
