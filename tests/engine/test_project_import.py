@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -278,3 +279,46 @@ def test_class_folders_left_out_of_classes_are_named(tmp_path):
     assert report.labeled == 6
     assert any("class folders not among the classes (nevus, melanoma)" in w and "keratosis/ (2 images)" in w
                for w in report.warnings)
+
+
+def _xray_study(folder, patient: str, views=("PA", "LAT")) -> list:
+    """Two views of one chest X-ray in one series (no positions, as a CR/DX file has none)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    series = generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for number, view in enumerate(views, 1):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.Modality, ds.PatientID, ds.ViewPosition = "DX", patient, view
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = series, generate_uid(), number
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "SliceLocation", "FrameOfReferenceUID"):
+            delattr(ds, keyword)
+        ds.PixelData = (ds.pixel_array + 50 * number).astype(ds.pixel_array.dtype).tobytes()
+        ds.save_as(folder / f"{patient}_{view}.dcm")
+        written.append(folder / f"{patient}_{view}.dcm")
+    return written
+
+
+def test_the_views_of_an_x_ray_series_are_images_of_their_own_labeled_by_their_folder(tmp_path, capsys):
+    _xray_study(tmp_path / "xr" / "normal", "P1")
+    _xray_study(tmp_path / "xr" / "abnormal", "P2")
+    code = main(["init", str(tmp_path / "cls"), "--images", str(tmp_path / "xr"), "--task", "classification"])
+    assert code == 0, capsys.readouterr().err
+    with Project.open(tmp_path / "cls", readonly=True) as project:
+        samples = project.samples()
+        assert project.task.names == ("abnormal", "normal") and len(samples) == 4
+        assert {s.shape for s in samples} == {(128, 128)} and not any(s.is_volume for s in samples)
+        labels = {Path(s.path).name: project.task.names[project.load_label(s.id)] for s in samples}
+        assert labels == {"P1_PA.dcm": "normal", "P1_LAT.dcm": "normal", "P2_PA.dcm": "abnormal",
+                          "P2_LAT.dcm": "abnormal"}
+        assert len({s.split for s in samples if "P1" in s.path}) == 1, "one patient's views stay in one split"
+        pa, lat = (project.load_pixels(s) for s in sorted(samples, key=lambda s: s.path) if "P1" in s.path)
+        assert not np.array_equal(pa, lat)
+    code = main(["init", str(tmp_path / "seg"), "--images", str(tmp_path / "xr"), "--task", "segmentation",
+                 "--labels", "lung"])
+    assert code == 0
+    with Project.open(tmp_path / "seg", readonly=True) as project:
+        assert len(project.samples()) == 4 and {s.slice_index for s in project.samples()} == {None}

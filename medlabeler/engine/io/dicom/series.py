@@ -311,9 +311,9 @@ def group_series(
         _remember_uid(path, uid)
         if wanted_uid is not None and uid != wanted_uid:
             continue
-        key = uid or f"file:{path}"
+        key = f"file:{path}" if not uid or stands_alone(ds) else uid
         group = groups.setdefault(key, SeriesGroup(series_uid=uid or None))
-        instance = _copy_key(key, ds)
+        instance = _copy_key(uid or key, ds)
         if instance is not None:
             kept = instances.get(instance)
             if kept is not None and _same_bytes(path, kept):
@@ -322,6 +322,19 @@ def group_series(
             instances.setdefault(instance, path)
         (group.multi if n_frames(ds) > 1 else group.single).append((path, ds))
     return groups
+
+
+#: Modalities whose single-frame images are pictures of their own, never slices of a volume: the
+#: PA and lateral views of a chest X-ray share a series, as do the stills of an ultrasound exam
+#: or the photos of a skin lesion (projection radiography, mammography, dental, angiography and
+#: fluoroscopy stills, ultrasound, photography, microscopy).
+PLANAR_MODALITIES = frozenset({"CR", "DX", "MG", "IO", "PX", "RG", "XA", "RF", "US", "XC", "OP", "ES", "GM",
+                               "SM", "BMD", "DOC"})
+
+
+def stands_alone(ds: Dataset) -> bool:
+    """A single-frame image that is a 2D sample of its own even when its series holds others."""
+    return n_frames(ds) == 1 and str(ds.get("Modality", "") or "").upper() in PLANAR_MODALITIES
 
 
 def _copy_key(series_key: str, ds: Dataset) -> tuple[str, ...] | None:
