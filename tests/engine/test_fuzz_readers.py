@@ -1,6 +1,6 @@
 """Fuzzing the readers: damaged bytes give an Image or an InputError, never another exception.
 
-Real files (pydicom's CT_small, MR_small and the multi-frame rtdose, a NIfTI volume, PNGs) are
+Real files (pydicom's CT_small, MR_small and rtdose's 15 frames as a secondary capture, a NIfTI volume, PNGs) are
 mutated by hypothesis (bytes flipped, overwritten with boundary values, inserted, deleted, the file
 cut short; PNG chunk checksums optionally repaired so damage reaches the decoder) and given to
 ``read_image`` and ``scan_sources``. Every reader outcome must be an ``Image`` of a sane shape and
@@ -83,7 +83,7 @@ def seeds() -> dict[str, bytes]:
     return {
         "ct.dcm": _fixed_uids("CT_small.dcm", 1),
         "mr.dcm": _fixed_uids("MR_small.dcm", 2),
-        "rtdose.dcm": corpus.testdata("rtdose.dcm").read_bytes(),  # multi-frame, implicit VR
+        "multiframe.dcm": _multi_frame_image(),  # 15 frames, implicit VR
         "volume.nii": corpus.nifti_bytes(corpus.volume_pixels((4, 8, 8)), compressed=False),
         "volume.nii.gz": corpus.nifti_bytes(corpus.volume_pixels((4, 8, 8)), compressed=True),
         "grey.png": corpus.png_bytes(corpus.grey_pixels((16, 16))),
@@ -93,6 +93,15 @@ def seeds() -> dict[str, bytes]:
         "stack.tif": corpus.tiff_stack_bytes("minisblack"),
         "neighbour": _fixed_uids("CT_small.dcm", 3),
     }
+
+
+def _multi_frame_image() -> bytes:
+    """rtdose.dcm's frames as a multi-frame secondary capture (a dose grid is no image to label)."""
+    ds = corpus.fresh_dicom("rtdose.dcm")
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.1999.4"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1002.4"
+    return corpus.dicom_bytes(ds)
 
 
 def _fixed_uids(name: str, number: int) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def test_a_mixed_tree_is_indexed_from_headers_only(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "name",
     ["CT_small.dcm", "MR_small.dcm", "emri_small_RLE.dcm", "eCT_Supplemental.dcm", "US1_UNCR.dcm",
-     "OBXXXX1A.dcm", "examples_ybr_color.dcm", "SC_rgb_2frame.dcm", "rtdose.dcm", "JPEG-LL.dcm",
+     "OBXXXX1A.dcm", "examples_ybr_color.dcm", "SC_rgb_2frame.dcm", "JPEG-LL.dcm",
      "MR2_J2KI.dcm", "RG3_UNCR.dcm"],
 )
 def test_scan_predicts_what_read_image_returns(name):
@@ -102,3 +103,21 @@ def test_source_info_is_an_immutable_record():
     assert info.label_hint is None and info.description == ""
     with pytest.raises(AttributeError):
         info.path = "b.png"  # type: ignore[misc]
+
+
+def test_seg_dose_and_dicomdir_files_are_passed_over_saying_what_they_are(tmp_path):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    for name in ("CT_small.dcm", "liver.dcm", "rtdose.dcm", "DICOMDIR-bigEnd", "DICOMDIR-implicit"):
+        shutil.copy(get_testdata_file(name), tmp_path / name)
+    ignored = []
+    infos, errors = scan_sources(tmp_path, ignored)
+    assert [Path(i.path).name for i in infos] == ["CT_small.dcm"]
+    problems = {Path(e.path).name: e.problem for e in errors}
+    assert sorted(problems) == ["liver.dcm", "rtdose.dcm"]
+    assert problems["liver.dcm"].startswith("is a DICOM-SEG: labels, not an image to label")
+    assert "import-labels" in problems["liver.dcm"]
+    assert problems["rtdose.dcm"] == "is an RT dose grid, not an image to label"
+    assert sorted(p.name for p in ignored) == ["DICOMDIR-bigEnd", "DICOMDIR-implicit"], "not 'truncated'"

@@ -190,9 +190,27 @@ def transfer_syntax(ds: Dataset) -> UID | None:
     return UID(str(uid)) if uid else None
 
 
+# Objects with pixels that are not images to label: what a scan says when it passes over each.
+_NOT_TO_LABEL = {
+    "Segmentation Storage": "is a DICOM-SEG: labels, not an image to label (add them to a project of its "
+                            "images with `medlabeler import-labels`)",
+    "RT Dose Storage": "is an RT dose grid, not an image to label",
+}
+
+
+def _sop_class(ds: Dataset) -> str:
+    """The SOP class UID, from the dataset or else its file meta (a DICOMDIR has it only there)."""
+    uid = ds.get("SOPClassUID")
+    if not uid:
+        meta = getattr(ds, "file_meta", None)
+        uid = meta.get("MediaStorageSOPClassUID") if meta is not None else None
+    return str(uid or "")
+
+
 def is_image(ds: Dataset) -> bool:
-    """Whether the dataset carries an image (not a report, plan, DICOMDIR ...)."""
-    if str(ds.get("SOPClassUID", "")) == DICOMDIR_SOP_CLASS:
+    """Whether the dataset carries an image to label (not a report, plan, DICOMDIR, SEG, dose ...)."""
+    uid = _sop_class(ds)
+    if uid == DICOMDIR_SOP_CLASS or (uid and UID(uid).name in _NOT_TO_LABEL):
         return False
     return bool(ds.get("Rows")) and bool(ds.get("Columns"))
 
@@ -202,6 +220,8 @@ def no_image_problem(ds: Dataset) -> str:
     size = getattr(ds, "_medlabeler_file_size", None)
     offset = getattr(ds, "_medlabeler_pixel_offset", None)
     sop = _sop_name(ds)
+    if _sop_class(ds) and UID(_sop_class(ds)).name in _NOT_TO_LABEL:
+        return _NOT_TO_LABEL[UID(_sop_class(ds)).name]
     if "Rows" in ds and "Columns" in ds:
         return f"holds no image (Rows {ds.get('Rows')!r}, Columns {ds.get('Columns')!r}; SOP class {sop})"
     if offset is not None and size is not None and offset >= size and _expects_image(ds):
@@ -214,11 +234,11 @@ def no_image_problem(ds: Dataset) -> str:
 
 def _expects_image(ds: Dataset) -> bool:
     """True unless the SOP class is one that holds no image by design."""
-    uid = ds.get("SOPClassUID")
+    uid = _sop_class(ds)
     if not uid:
         return True
-    name = UID(str(uid)).name
-    if str(uid) == DICOMDIR_SOP_CLASS:
+    name = UID(uid).name
+    if uid == DICOMDIR_SOP_CLASS:
         return False
     return not any(word in name for word in _NON_IMAGE_SOP_WORDS)
 
@@ -312,5 +332,5 @@ def _group_item(ds: Dataset, frame: int | None, keyword: str) -> Dataset | None:
 
 
 def _sop_name(ds: Dataset) -> str:
-    uid = ds.get("SOPClassUID")
-    return UID(str(uid)).name if uid else "unknown"
+    uid = _sop_class(ds)
+    return UID(uid).name if uid else "unknown"
