@@ -337,3 +337,49 @@ def test_a_whole_volume_with_a_missing_slice_still_gets_a_seg(tmp_path, volume):
     refs = [f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
             for f in seg.PerFrameFunctionalGroupsSequence]
     assert sorted(set(refs)) == sorted(uid for k, uid in enumerate(uids) if k != 5)
+
+
+def test_a_labeled_slice_whose_file_went_stops_training_and_is_never_measured_blank(tmp_path, volume):
+    """Its slice reads blank: a model would learn a black image labeled as the old mask, or be
+    promoted on it (the validation Dice of an empty image). Training stops naming it; predictions
+    pass over it."""
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.predict import predict_samples
+    from medlabeler.engine.workflows.train import train_project
+
+    tiny = {"cap_threads": False, "image_size": 16, "features": [4, 8], "batch_size": 2, "steps": 1}
+    paths = write_dicom_series(tmp_path / "ct", volume, shuffle=False)
+    project, _ = create_project(tmp_path / "p", tmp_path / "ct", task="segmentation", names=["brain"])
+    by_index = {s.slice_index: s.id for s in project.samples()}
+    for index in (3, 5, 8):
+        project.save_label(by_index[index], (volume[index] > 300).astype(np.uint8))
+    project.close()
+    paths[5].unlink()
+    with Project.open(tmp_path / "p") as project:
+        with pytest.raises(InputError, match=rf"slice 5, sample {by_index[5]}: is a slice missing .*"
+                                             rf"remove-label PROJECT {by_index[5]}"):
+            run_to_end(train_project(project, method="supervised", config=tiny))
+        project.remove_label(by_index[5])
+        run_to_end(train_project(project, method="supervised", config=tiny))
+        passed_over = []
+        got = [sid for sid, _ in predict_samples(project, [by_index[4], by_index[5]], unreadable=passed_over)]
+        assert got == [by_index[4]] and "is a slice missing" in str(passed_over[0])
+
+
+def test_a_seg_export_says_which_labeled_slices_it_left_out(tmp_path, volume, caplog):
+    pytest.importorskip("highdicom")
+    from medlabeler.engine.project.dicom_seg import export_segs
+    from medlabeler.engine.store import Project
+
+    paths = write_dicom_series(tmp_path / "mr", volume, modality="MR", rescale=(1.0, 0.0), shuffle=False)
+    project, _ = create_project(tmp_path / "p", tmp_path / "mr", task="segmentation", names=["brain"])
+    by_index = {s.slice_index: s.id for s in project.samples()}
+    for index in (2, 6):
+        project.save_label(by_index[index], (volume[index] > 400).astype(np.uint8))
+    project.close()
+    paths[6].unlink()
+    with Project.open(tmp_path / "p") as project, caplog.at_level("WARNING"):
+        (seg_path,) = export_segs(project, tmp_path / "out")
+    assert len(pydicom.dcmread(seg_path).PerFrameFunctionalGroupsSequence) == 1
+    assert f"{seg_path.name}: labeled slice 6 left out: no readable file holds it now" in caplog.text

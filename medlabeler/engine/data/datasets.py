@@ -344,8 +344,14 @@ class SampleTensors:
 
     # -- public
     def normalised(self, sample) -> torch.Tensor:
-        """(C, *original) float32 normalised pixels (not resized)."""
+        """(C, *original) float32 normalised pixels (not resized). InputError for a slice missing
+        from its DICOM series (read blank): a model must neither learn from it nor be measured on it."""
         pixels = np.asarray(self.project.load_pixels(sample))
+        if sample.series_uid is not None and sample.slice_index is not None \
+                and sample.id in self.project.missing_slice_ids():
+            from medlabeler.engine.store.project import MISSING_SLICE
+
+            raise InputError(sample.path, f"slice {sample.slice_index}, sample {sample.id}: {MISSING_SLICE}")
         if is_rgb(pixels.shape, sample.is_volume and sample.slice_index is None):
             return torch.from_numpy(normalise_rgb(pixels[..., :3]))
         window = self.preprocess.ct_window(sample.modality)

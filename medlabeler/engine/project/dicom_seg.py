@@ -13,6 +13,7 @@ copy still references its images.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections import defaultdict
@@ -24,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from medlabeler.engine.errors import InputError, ProjectError
+
+log = logging.getLogger(__name__)
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 LABEL_SERIES_NUMBER = 100
@@ -293,6 +296,11 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
                 series_number=series_number)))
         for target, seg in built:
             seg.save_as(target)
+    for (target, _), ((_, masks), source) in zip(built, zip(ordered, sources)):
+        if left_out := sorted(k for k in masks if k is not None and k in source.missing):
+            log.warning("%s: labeled slice%s %s left out: no readable file holds %s now (deleted or damaged "
+                        "since the import)", target.name, "s" * (len(left_out) > 1),
+                        ", ".join(map(str, left_out)), "them" if len(left_out) > 1 else "it")
     return [target for target, _ in built]
 
 
