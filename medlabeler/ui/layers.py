@@ -55,10 +55,15 @@ def read_volume(sample, project) -> Volume:
     to (no layers: any thread, so that the percentiles of a volume without a window are not taken
     on the main one). Slices of a DICOM series that no readable file holds any more are told to
     the project: they take no label."""
+    from medlabeler.engine.errors import InputError
     from medlabeler.engine.io import read_image
     from medlabeler.engine.io.image import display_orientation, screen_markers
 
-    image = read_image(sample.path, sample.series_uid)
+    try:
+        image = read_image(sample.path, sample.series_uid)
+    except InputError:
+        project.note_unreadable(sample)  # its other slices leave the queue too
+        raise
     project.note_lost_slices(sample, image.metadata.get("blank_slices"))
     array = image.array
     if array.dtype not in (np.float32, np.uint8, np.int16, np.uint16):

@@ -383,3 +383,22 @@ def test_a_seg_export_says_which_labeled_slices_it_left_out(tmp_path, volume, ca
         (seg_path,) = export_segs(project, tmp_path / "out")
     assert len(pydicom.dcmread(seg_path).PerFrameFunctionalGroupsSequence) == 1
     assert f"{seg_path.name}: labeled slice 6 left out: no readable file holds it now" in caplog.text
+
+
+def test_a_multi_frame_file_damaged_after_the_import_leaves_the_queue_with_all_its_slices(tmp_path):
+    """Each of its slices failed on its own ("Cannot open sample 3", then 4 ...) and stayed queued."""
+    from pydicom.data import get_testdata_file
+
+    from medlabeler.engine.store import Project
+
+    shutil.copy(get_testdata_file("emri_small.dcm"), tmp_path / "mr.dcm")
+    project, _ = create_project(tmp_path / "p", tmp_path / "mr.dcm", task="segmentation", names=["brain"])
+    ids = {s.id for s in project.samples()}
+    project.close()
+    data = (tmp_path / "mr.dcm").read_bytes()
+    (tmp_path / "mr.dcm").write_bytes(data[: len(data) // 2])
+    with Project.open(tmp_path / "p") as project:
+        before = project.ranking_revision
+        with pytest.raises(InputError, match="mr.dcm"):
+            project.load_pixels(min(ids))
+        assert ids <= project.blank_ids() and project.ranking_revision > before

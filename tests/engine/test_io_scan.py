@@ -121,3 +121,21 @@ def test_seg_dose_and_dicomdir_files_are_passed_over_saying_what_they_are(tmp_pa
     assert "import-labels" in problems["liver.dcm"]
     assert problems["rtdose.dcm"] == "is an RT dose grid, not an image to label"
     assert sorted(p.name for p in ignored) == ["DICOMDIR-bigEnd", "DICOMDIR-implicit"], "not 'truncated'"
+
+
+@pytest.mark.parametrize("name, cut", [("RG1_J2KR.dcm", 60_000), ("emri_small_jpeg_2k_lossless.dcm", -2000),
+                                       ("emri_small_jpeg_2k_lossless_too_short.dcm", None)])
+def test_compressed_pixel_data_cut_short_is_reported_at_the_scan_not_when_opened(tmp_path, name, cut):
+    data = Path(get_testdata_file(name)).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:cut] if cut else data)
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "ct.dcm")
+    infos, errors = scan_sources(tmp_path)
+    assert [Path(i.path).name for i in infos] == ["ct.dcm"]
+    assert len(errors) == 1 and "cut.dcm: file is truncated: its compressed pixel data ends early" in str(errors[0])
+
+
+def test_whole_compressed_files_pass_the_check():
+    for name in ("RG1_J2KR.dcm", "emri_small_jpeg_2k_lossless.dcm", "emri_small_RLE.dcm", "JPEG-LL.dcm",
+                 "SC_rgb_jpeg_dcmtk.dcm", "US1_J2KR.dcm"):
+        infos, errors = scan_sources(get_testdata_file(name))
+        assert errors == [] and len(infos) == 1, name

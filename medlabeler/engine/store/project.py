@@ -623,7 +623,7 @@ class Project:
         try:
             array = self._source_array(s)
         except InputError:  # damaged or gone since the import: never queued again this session
-            self._add_session_ids("_unreadable", {s.id})
+            self.note_unreadable(s)
             raise
         if s.slice_index is not None:
             if array.ndim < 3 or s.slice_index >= array.shape[0]:
@@ -661,6 +661,13 @@ class Project:
                 while len(self._pixels) > self.pixel_cache_size:
                     self._pixels.popitem(last=False)
         return array
+
+    def note_unreadable(self, s: Sample) -> None:
+        """Record that the file or series of ``s`` no longer reads (damaged or gone since the import):
+        none of its samples is queued again this session (a reader outside the store, such as the
+        app's, says so too)."""
+        self._add_session_ids("_unreadable", {int(r[0]) for r in self._query(
+            "SELECT id FROM samples WHERE path = ? AND series_uid IS ?", (s.path, s.series_uid))} | {s.id})
 
     def note_lost_slices(self, s: Sample, blank_slices) -> None:
         """Record that the slices ``blank_slices`` of the series of ``s`` were read blank: no readable

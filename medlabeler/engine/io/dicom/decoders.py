@@ -74,13 +74,16 @@ def _missing_decoder_text(uid: UID, package: str) -> str:
 
 
 def truncation_problem(path: Path, ds: Dataset) -> str | None:
-    """For uncompressed pixel data: a problem text if the file is shorter than its pixels."""
+    """A problem text if the file is shorter than its pixels (uncompressed), or its compressed
+    pixel data ends early or holds fewer fragments than frames (header and item headers only)."""
     uid = known_transfer_syntax(path, ds)
-    if uid is None or uid.is_compressed or uid.is_deflated:
+    if uid is None or uid.is_deflated:
         return None
     offset = getattr(ds, "_medlabeler_pixel_offset", None)
     if offset is None:
         return None
+    if uid.is_compressed:
+        return _encapsulated_problem(path, offset, n_frames(ds))
     size = getattr(ds, "_medlabeler_file_size", None)
     if size is not None and offset >= size:  # the header reaches the end: no pixel data element
         return "has no pixel data (the file ends after its header)"
@@ -97,6 +100,48 @@ def truncation_problem(path: Path, ds: Dataset) -> str | None:
             f"{max(available, 0)} follow the header"
         )
     return None
+
+
+_ITEM, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+
+
+def _encapsulated_problem(path: Path, offset: int, frames: int) -> str | None:
+    """Walk the item headers of compressed (encapsulated) pixel data, seeking over the fragments:
+    a file cut short inside them, or with fewer fragments than frames, cannot decode every frame.
+    Anything unexpected is left to the decoder (None)."""
+    import struct
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            head = handle.read(12)  # tag, VR, reserved, length (always explicit VR little endian)
+            if len(head) < 12 or struct.unpack("<HH", head[:4]) != (0x7FE0, 0x0010):
+                return None
+            if struct.unpack("<I", head[8:])[0] != 0xFFFFFFFF:
+                return None
+            fragments = -1  # the first item is the basic offset table
+            while True:
+                item = handle.read(8)
+                if len(item) < 8:
+                    break
+                tag, length = struct.unpack("<HH", item[:4]), struct.unpack("<I", item[4:])[0]
+                if tag == _SEQUENCE_END:
+                    if fragments < frames:
+                        return (f"file is damaged: its compressed pixel data holds {max(fragments, 0)} "
+                                f"fragments for {frames} frames")
+                    return None
+                if tag != _ITEM:
+                    return None
+                if handle.tell() + length > size:
+                    break
+                handle.seek(length, 1)
+                fragments += 1
+    except OSError:
+        return None
+    return (f"file is truncated: its compressed pixel data ends early (the file ends after {size} bytes, "
+            f"{'before its first frame' if fragments < 1 else f'after {fragments} complete fragments'}; "
+            f"{frames} frame{'s' * (frames != 1)} expected)")
 
 
 _LUMA_PHOTOMETRICS = ("YBR_FULL", "YBR_FULL_422")
