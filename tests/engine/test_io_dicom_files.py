@@ -200,3 +200,14 @@ def test_missing_decoder_reported_even_if_pydicom_fails_only_while_decoding(monk
     monkeypatch.setattr(dicom, "check_decoder", lambda path, ds: None)  # skip the early check
     with pytest.raises(MissingDecoderError, match="pylibjpeg-openjpeg"):
         read_image(pydicom_file("emri_small_jpeg_2k_lossless.dcm"))
+
+
+def test_a_single_dicom_image_is_shown_with_the_window_its_file_asks_for(tmp_path):
+    """A single CT slice (L40 W100) looked washed out until `w` was pressed: 2D images had no window."""
+    from medlabeler.engine.project.project_import import create_project
+
+    project, _ = create_project(tmp_path / "p", pydicom_file("693_J2KR.dcm"), task="segmentation", names=["liver"])
+    with project:
+        (sample,) = project.samples()
+        assert not sample.is_volume and project.display_window(sample) == (40.0, 100.0)
+        assert project.display_orientation(sample) == ("down", "right")  # as stored

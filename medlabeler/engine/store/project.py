@@ -651,9 +651,9 @@ class Project:
         image = read_image(s.path, s.series_uid)
         array = np.asarray(image.array)
         self.note_lost_slices(s, image.metadata.get("blank_slices"))
-        if s.is_volume:  # only volumes are turned on screen (a 2D image is shown as stored)
-            with self._pixels_mutex:
-                self._display[key] = (display_orientation(image.affine), image.window, screen_markers(image.affine))
+        with self._pixels_mutex:  # only volumes are turned on screen (a 2D image is shown as stored)
+            self._display[key] = ((display_orientation(image.affine), image.window, screen_markers(image.affine))
+                                  if s.is_volume else (("down", "right"), image.window, None))
         if s.is_volume and self.pixel_cache_size > 0:
             array.flags.writeable = False
             with self._pixels_mutex:
@@ -698,11 +698,11 @@ class Project:
         return self._display_of(s)[0]
 
     def display_window(self, sample: Sample | int) -> tuple[float, float] | None:
-        """The window (centre, width) the source file of a volume sample asks to be shown with (a CT's
-        DICOM window), known once its pixels were read (read now otherwise); None without one, and
-        for 2D images."""
+        """The window (centre, width) the source file of a sample asks to be shown with (a CT's
+        DICOM window, an X-ray's), known once its pixels were read (read now otherwise); None
+        without one."""
         s = sample if isinstance(sample, Sample) else self.sample(sample)
-        return self._display_of(s)[1] if s.is_volume else None
+        return self._display_of(s)[1]
 
     def display_markers(self, sample: Sample | int) -> tuple[str, str, str, str] | None:
         """The patient directions at the screen's (top, bottom, left, right) edges as a volume sample
