@@ -402,3 +402,14 @@ def test_a_multi_frame_file_damaged_after_the_import_leaves_the_queue_with_all_i
         with pytest.raises(InputError, match="mr.dcm"):
             project.load_pixels(min(ids))
         assert ids <= project.blank_ids() and project.ranking_revision > before
+
+
+def test_when_most_gaps_hold_a_missing_slice_the_refusal_names_the_real_spacing(tmp_path, volume):
+    """Slices at 0, 2.5, 7.5, 12.5 mm of a 2.5 mm series: the median gap is no slice distance; the
+    refusal said 'not a whole number of slices ... (median 3.75 mm)', where 2 of 6 are missing."""
+    paths = write_dicom_series(tmp_path / "ct", volume[:6], positions=[(0.0, 0.0, 2.5 * k) for k in range(6)],
+                               shuffle=False)
+    for k in (2, 4):
+        paths[k].unlink()
+    with pytest.raises(ImageReadError, match="2 of 6 slices are missing at a regular distance of 2.5 mm, too many"):
+        read_image(tmp_path / "ct")

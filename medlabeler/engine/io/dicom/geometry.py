@@ -231,7 +231,14 @@ def _stack_by_position(
     tolerance = max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE_REL * spacing)
     missing: list[int] = []
     if np.any(np.abs(gaps - spacing) > tolerance):
-        steps = _whole_steps(gaps, spacing, tolerance) if fill_gaps else None
+        steps = None
+        # the median gap is the spacing unless most gaps hold a missing slice; then the smallest is
+        for base in ((spacing, float(gaps.min())) if fill_gaps else ()):
+            base_tolerance = max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE_REL * base)
+            steps = _whole_steps(gaps, base, base_tolerance)
+            if steps is not None:
+                spacing, tolerance = base, base_tolerance
+                break
         if steps is None:
             seen = sorted({round(float(g), 3) for g in gaps})
             shown = ", ".join(f"{g:g}" for g in seen[:8]) + (", ..." if len(seen) > 8 else "")
