@@ -163,7 +163,7 @@ def cmd_status(args) -> int:
         status = project.status()
         active = project.active_model()
         decision = last_decision(project, active.version) if active is not None else None
-        slabs = project.task.slabs
+        slabs = _slabs_per_scan(project) if project.task.slabs else ""
     if args.json:
         _print_json(status)
         return 0
@@ -177,6 +177,15 @@ def cmd_status(args) -> int:
         print(f"  {name}: {count}")
     print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, decision)})' if active else 'none'}")
     return 0
+
+
+def _slabs_per_scan(project) -> str:
+    """'10', or '2-10' where a scan has fewer slices than the project's slab count."""
+    groups: dict[tuple, set] = {}
+    for sample in project.samples():
+        groups.setdefault((sample.path, sample.series_uid), set()).add(sample.group)
+    counts = sorted({len(g) for g in groups.values()})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
 def cmd_remove_label(args) -> int:

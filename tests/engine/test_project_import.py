@@ -322,3 +322,12 @@ def test_the_views_of_an_x_ray_series_are_images_of_their_own_labeled_by_their_f
     assert code == 0
     with Project.open(tmp_path / "seg", readonly=True) as project:
         assert len(project.samples()) == 4 and {s.slice_index for s in project.samples()} == {None}
+
+
+def test_status_counts_the_slabs_a_short_scan_really_has(tmp_path, capsys):
+    from pydicom.data import get_testdata_file
+
+    create_project(tmp_path / "p", get_testdata_file("eCT_Supplemental.dcm"), task="segmentation",
+                   names=["body"])[0].close()
+    assert main(["status", str(tmp_path / "p")]) == 0
+    assert "splits: 2 contiguous slabs of slices per scan" in capsys.readouterr().out  # 2 slices, not 10
