@@ -41,6 +41,18 @@ def test_queue_is_all_train_once_held_out_splits_have_their_share(tmp_path):
         assert not labeled & {p.sample for p in next_samples(project, strategy="random", n=4)}
 
 
+def test_once_every_training_sample_is_labeled_the_queue_asks_for_the_held_out_ones(tmp_path):
+    """A project of three images (one per split) offered only its training image: `n` went back
+    and forth, and the test image was never asked for."""
+    project, _ = _project(tmp_path)
+    with project:
+        for sample in project.samples(split="train"):
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        open_held_out = len(project.samples(split="val")) + len(project.samples(split="test"))
+        plan = held_out_plan(project, 100)
+        assert len(plan) == open_held_out and set(plan) == {"val", "test"}
+
+
 def test_scoring_embeds_labeled_samples_as_kcenter_starting_points(tmp_path):
     from medlabeler.engine.workflows.active_loop import score_project
     from medlabeler.engine.workflows.train import train_project

@@ -142,8 +142,10 @@ def held_out_plan(project, n: int, *, known: dict | None = None) -> list[str]:
         behind = [(fractions[s] * total - labeled[s], s) for s in ("val", "test") if open_[s] > 0 and fractions[s] > 0]
         deficit, name = max(behind, default=(0.0, "train"))
         name = name if deficit >= 1.0 or (labeled[name] == 0 and sum(labeled.values()) >= 2) else "train"
-        if name == "train" and open_["train"] <= 0:
-            break
+        if name == "train" and open_["train"] <= 0:  # every training sample labeled: the held-out ones
+            if not behind:
+                break
+            name = max(behind)[1]
         plan.append(name)
         labeled[name] += 1
         open_[name] -= 1
