@@ -331,3 +331,16 @@ def test_status_counts_the_slabs_a_short_scan_really_has(tmp_path, capsys):
                    names=["body"])[0].close()
     assert main(["status", str(tmp_path / "p")]) == 0
     assert "splits: 2 contiguous slabs of slices per scan" in capsys.readouterr().out  # 2 slices, not 10
+
+
+def test_ignored_files_that_share_a_name_are_listed_by_their_path(tmp_path):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    for study in ("a", "b"):
+        (tmp_path / "dicom" / study).mkdir(parents=True)
+        shutil.copy(get_testdata_file("DICOMDIR-implicit"), tmp_path / "dicom" / study / "DICOMDIR-implicit")
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "dicom" / "a" / "ct.dcm")
+    _, report = create_project(tmp_path / "p", tmp_path / "dicom", task="segmentation", names=["x"])
+    assert report.ignored_names == ("a/DICOMDIR-implicit", "b/DICOMDIR-implicit")

@@ -78,6 +78,14 @@ def skipped_text(errors: list[InputError]) -> str:
     return f"{files} file{'s' * (files != 1)} skipped" + (f" ({series} whole series)" if series else "")
 
 
+def _shown_names(paths: list[Path], root: Path) -> tuple[str, ...]:
+    """File names, or their paths below the imported folder where two share a name (DICOMDIR)."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return tuple(names)
+    return tuple(p.relative_to(root).as_posix() if root in p.parents else str(p) for p in paths)
+
+
 def nothing_readable(errors: list[InputError], ignored: int) -> str:
     """Why an import found nothing: every problem (the first LISTED_PROBLEMS) named with its file."""
     problem = "no readable images found"
@@ -137,7 +145,7 @@ def create_project(
     report = ImportReport(errors=list(errors), files_used=sum(i.n_files for i in infos), sources=len(infos),
                           missing=sum(len(i.blank_slices) for i in infos),
                           duplicates=sum(i.duplicates for i in infos), ignored=len(ignored),
-                          ignored_names=tuple(p.name for p in sorted(ignored)[:3]))
+                          ignored_names=_shown_names(sorted(ignored)[:3], Path(os.path.abspath(images))))
     try:
         ids = project.add_sources(infos)
         report.added = len(ids)
