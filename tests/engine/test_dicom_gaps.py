@@ -413,3 +413,19 @@ def test_when_most_gaps_hold_a_missing_slice_the_refusal_names_the_real_spacing(
         paths[k].unlink()
     with pytest.raises(ImageReadError, match="2 of 6 slices are missing at a regular distance of 2.5 mm, too many"):
         read_image(tmp_path / "ct")
+
+
+def test_an_instance_also_stored_in_another_encoding_is_read_once(tmp_path, volume):
+    """An uncompressed slice and its RLE copy (the same SOPInstanceUID at the same place): the
+    series was refused for 'duplicate slice positions' while a byte-identical copy was read once."""
+    from pydicom.uid import RLELossless
+
+    paths = write_dicom_series(tmp_path / "ct", volume)
+    ds = pydicom.dcmread(paths[3])
+    ds.compress(RLELossless, generate_instance_uid=False)
+    ds.save_as(tmp_path / "ct" / "zz_rle_copy.dcm")
+    image = read_image(tmp_path / "ct")
+    np.testing.assert_array_equal(image.array, volume)
+    assert image.metadata["duplicate_files"] == 1
+    (info,), errors = scan_sources(tmp_path / "ct")
+    assert not errors and info.duplicates == 1 and "zz_rle_copy.dcm repeats" in info.notes[0]

@@ -348,6 +348,21 @@ def _copy_key(series_key: str, ds: Dataset) -> tuple[str, ...] | None:
     return series_key, instance, syntax, str(getattr(ds, "_medlabeler_file_size", None))
 
 
+def _placed_instance(series_key: str, ds: Dataset) -> tuple | None:
+    """What two encodings of one instance share: series, SOPInstanceUID, position and size (None
+    without a UID or a position). An anonymiser that gives every slice one UID leaves their
+    positions apart, so those slices are kept."""
+    instance = str(ds.get("SOPInstanceUID", "") or "").strip()
+    position = ds.get("ImagePositionPatient")
+    if not instance or position is None or n_frames(ds) > 1:
+        return None
+    try:
+        where = tuple(round(float(v), 3) for v in position)
+    except (TypeError, ValueError):
+        return None
+    return "placed", series_key, instance, where, ds.get("Rows"), ds.get("Columns")
+
+
 def _same_bytes(a: Path, b: Path) -> bool:
     """Whether two files hold the same bytes: only then is one a copy of the other. Some
     anonymisers give every slice of a series one SOPInstanceUID, and uncompressed slices share
@@ -367,13 +382,20 @@ class _Usable:
     single: list[tuple[Path, Dataset]] = field(default_factory=list)
     multi: list[tuple[Path, Dataset]] = field(default_factory=list)
     rejected: list[tuple[Path, Dataset, ImageReadError]] = field(default_factory=list)
+    encodings: list[tuple[Path, Path]] = field(default_factory=list)  # (ignored, kept): one instance twice
+
+    def duplicates(self, group: SeriesGroup) -> list[tuple[Path, Path]]:
+        """(ignored, kept) for plain copies and for instances stored again in another encoding."""
+        return group.duplicates + self.encodings
 
 
 def usable_files(group: SeriesGroup) -> _Usable:
     """Split a group's files into readable ones and those whose decoder is missing or whose pixel
     data is cut short (header-only checks). Reading a series and describing it use the same
-    split, so both give the same volume."""
+    split, so both give the same volume. A readable file holding an instance already read at the
+    same place (stored in another encoding) is read once."""
     usable = _Usable()
+    placed: dict[tuple, Path] = {}
     for path, ds in group.single + group.multi:
         try:
             check_decoder(path, ds)
@@ -386,6 +408,12 @@ def usable_files(group: SeriesGroup) -> _Usable:
         except Exception as exc:  # noqa: BLE001 - one damaged file never drops the others
             usable.rejected.append((path, ds, unexpected_error(path, exc)))
             continue
+        key = _placed_instance(group.series_uid or str(path), ds)
+        if key is not None and key in placed:
+            usable.encodings.append((path, placed[key]))
+            continue
+        if key is not None:
+            placed[key] = path
         (usable.multi if n_frames(ds) > 1 else usable.single).append((path, ds))
     return usable
 
@@ -439,8 +467,8 @@ def read_group(folder: Path, group: SeriesGroup, usable: _Usable | None = None) 
         image = read_series(plan)
         if usable.rejected:
             image.metadata["unreadable_files"] = len(usable.rejected)
-        if group.duplicates:
-            image.metadata["duplicate_files"] = len(group.duplicates)
+        if usable.duplicates(group):
+            image.metadata["duplicate_files"] = len(usable.duplicates(group))
         return image
     if len(usable.multi) == 1:
         return read_dicom_file(usable.multi[0][0])
@@ -516,14 +544,15 @@ def describe_dicom_files(
         good_single = usable.single
         if not good_single:
             if len(sources) > first_of_group:
-                sources[first_of_group] = _with_duplicates(sources[first_of_group], group, usable.multi[0][1])
+                sources[first_of_group] = _with_duplicates(sources[first_of_group], usable.duplicates(group),
+                                                                 usable.multi[0][1])
             continue
         paths = [p for p, _ in good_single]
         where = paths[0] if len(paths) == 1 else common_folder(paths)
         try:
             if len(good_single) == 1:
                 shape, spacing = file_shape(good_single[0][1])
-                sources.append(_with_duplicates(_source(where, good_single[0][1], shape, spacing), group,
+                sources.append(_with_duplicates(_source(where, good_single[0][1], shape, spacing), usable.duplicates(group),
                                                 good_single[0][1]))
             else:
                 plan = plan_series(where, paths, [h for _, h in good_single])
@@ -531,7 +560,7 @@ def describe_dicom_files(
                 if plan.missing:
                     source = replace(source, blank_slices=tuple(plan.missing),
                                      notes=(missing_note(plan, usable.rejected),))
-                sources.append(_with_duplicates(source, group, plan.headers[0]))
+                sources.append(_with_duplicates(source, usable.duplicates(group), plan.headers[0]))
         except ImageReadError as exc:
             exc.files = len(paths)
             errors.append(exc)
@@ -606,22 +635,22 @@ def _relative(path: Path, where: Path) -> str:
         return str(path)
 
 
-def duplicates_note(where: Path, group: SeriesGroup, first: Dataset, n_files: int) -> str:
+def duplicates_note(where: Path, duplicates: list[tuple[Path, Path]], first: Dataset, n_files: int) -> str:
     """``5 duplicate files of instances already read, ignored``, naming a few of them."""
-    n = len(group.duplicates)
+    n = len(duplicates)
     shown = ", ".join(f"{_relative(copy_, where)} repeats {_relative(kept, where)}"
-                      for copy_, kept in group.duplicates[:3])
+                      for copy_, kept in duplicates[:3])
     more = ", ..." if n > 3 else ""
     return (f"{where}: {_series_label(first, n_files)}: {n} duplicate file{'s' * (n != 1)} of instances already "
             f"read (the same SOPInstanceUID), ignored: {shown}{more}")
 
 
-def _with_duplicates(source: DicomSource, group: SeriesGroup, first: Dataset) -> DicomSource:
-    if not group.duplicates:
+def _with_duplicates(source: DicomSource, duplicates: list[tuple[Path, Path]], first: Dataset) -> DicomSource:
+    if not duplicates:
         return source
-    note = duplicates_note(source.path if source.path.is_dir() else source.path.parent, group, first,
+    note = duplicates_note(source.path if source.path.is_dir() else source.path.parent, duplicates, first,
                            source.n_files)
-    return replace(source, duplicates=len(group.duplicates), notes=(*source.notes, note))
+    return replace(source, duplicates=len(duplicates), notes=(*source.notes, note))
 
 
 def _source(path: Path, ds: Dataset, shape: tuple[int, ...], spacing: Sequence[float]) -> DicomSource:
