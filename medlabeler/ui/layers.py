@@ -329,7 +329,7 @@ class SampleView:
             limits = contrast_limits(pixels, window) if window is not None else None
             slices = {}
             is_stack = False
-            # a whole volume as a radiologist reads it (known from the read above); a 2D image as stored
+            # as a radiologist reads it (known from the read above); an image without geometry as stored
             orientation = self.project.display_orientation(sample)
             markers = self.project.display_markers(sample)
         rgb = not sample.is_volume and pixels.ndim == 3 and pixels.shape[-1] in (3, 4)
@@ -365,7 +365,7 @@ class SampleView:
 
     def _place_markers(self, _event=None) -> None:
         """The patient directions (A, P, R, L, S, I) at the canvas edges, as radiology viewers show
-        them; none for a 2D image or a volume without geometry, and none once napari's own buttons
+        them; none for an image without geometry (a photo, an X-ray), and none once napari's own buttons
         roll or transpose the axes or show 3D (the letters would name the wrong sides). napari
         before 0.9 has no canvas overlays to hold them: nothing is shown there."""
         overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)

@@ -210,4 +210,17 @@ def test_a_single_dicom_image_is_shown_with_the_window_its_file_asks_for(tmp_pat
     with project:
         (sample,) = project.samples()
         assert not sample.is_volume and project.display_window(sample) == (40.0, 100.0)
-        assert project.display_orientation(sample) == ("down", "right")  # as stored
+        assert project.display_orientation(sample) == ("down", "right")  # stored as a scanner stores an axial slice
+        assert project.display_markers(sample) == ("A", "P", "R", "L")
+
+
+def test_a_single_ct_slice_stored_upside_down_is_turned_as_its_volume_would_be(tmp_path):
+    """explicit_VR-UN.dcm's rows run towards anterior: shown as stored, the spine was at the top."""
+    from medlabeler.engine.project.project_import import create_project
+
+    project, _ = create_project(tmp_path / "p", pydicom_file("explicit_VR-UN.dcm"), task="segmentation",
+                                names=["liver"])
+    with project:
+        (sample,) = project.samples()
+        assert project.display_orientation(sample) == ("up", "right")
+        assert project.display_markers(sample)[:2] == ("A", "P")

@@ -651,9 +651,8 @@ class Project:
         image = read_image(s.path, s.series_uid)
         array = np.asarray(image.array)
         self.note_lost_slices(s, image.metadata.get("blank_slices"))
-        with self._pixels_mutex:  # only volumes are turned on screen (a 2D image is shown as stored)
-            self._display[key] = ((display_orientation(image.affine), image.window, screen_markers(image.affine))
-                                  if s.is_volume else (("down", "right"), image.window, None))
+        with self._pixels_mutex:  # a 2D image with geometry (a CT slice) is turned as its volume would be
+            self._display[key] = (display_orientation(image.affine), image.window, screen_markers(image.affine))
         if s.is_volume and self.pixel_cache_size > 0:
             array.flags.writeable = False
             with self._pixels_mutex:
@@ -691,10 +690,8 @@ class Project:
 
     def display_orientation(self, sample: Sample | int) -> tuple[str, str]:
         """How the sample's source is shown radiologically (`io.image.display_orientation`), known
-        once its pixels were read (read now otherwise); a 2D image as stored."""
+        once its pixels were read (read now otherwise); an image without geometry as stored."""
         s = sample if isinstance(sample, Sample) else self.sample(sample)
-        if not s.is_volume:
-            return ("down", "right")
         return self._display_of(s)[0]
 
     def display_window(self, sample: Sample | int) -> tuple[float, float] | None:
@@ -705,10 +702,10 @@ class Project:
         return self._display_of(s)[1]
 
     def display_markers(self, sample: Sample | int) -> tuple[str, str, str, str] | None:
-        """The patient directions at the screen's (top, bottom, left, right) edges as a volume sample
-        is shown (`io.image.screen_markers`); None for 2D images and volumes without an affine."""
+        """The patient directions at the screen's (top, bottom, left, right) edges as a sample is
+        shown (`io.image.screen_markers`); None for images without geometry (a photo, an X-ray)."""
         s = sample if isinstance(sample, Sample) else self.sample(sample)
-        return self._display_of(s)[2] if s.is_volume else None
+        return self._display_of(s)[2]
 
     def _display_of(self, s: Sample) -> tuple:
         key = (s.path, s.series_uid)
