@@ -175,3 +175,34 @@ def test_the_loop_reports_whole_percents_as_a_progress_bar_shows_them():
     for total in (7, 100, 300):
         for step in range(total + 1):
             assert percent(step / total) == f"{step * 100 // total}%"
+
+
+def test_a_loop_that_finds_the_pool_unscored_scores_it_before_waiting(project):
+    """The queue fell back to random picks with a model active: scores were only made after a
+    promotion, and a pass stopped at once when labels were already waiting for the next candidate."""
+    from medlabeler.engine.active.scoring import to_score
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))  # a model, no scores
+    assert to_score(project, split="train")
+    control = LoopControl()
+    phases = []
+    for event in learn(project, control=control, config=TINY, poll_s=0.01):
+        phases.append(event.phase)
+        if event.phase == "idle":
+            control.cancel()
+    assert "scoring" in phases and phases.index("scoring") < phases.index("idle")
+    assert set(to_score(project, split="train")) <= project.blank_ids()
+
+
+def test_labels_waiting_when_scoring_starts_do_not_stop_it(project, monkeypatch):
+    from medlabeler.engine.active.scoring import to_score
+    from medlabeler.engine.workflows import learn_loop
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    for sample in project.samples(split="train", labeled=False)[:3]:
+        _label(project, sample)  # the next candidate is due
+    clock = iter(range(0, 10_000, 3))
+    monkeypatch.setattr(learn_loop.time, "monotonic", lambda: float(next(clock)))  # a check every chunk
+    events = list(learn_loop._rescore(project, LoopControl(), new_labels=3))
+    assert not any("scoring stops here" in (e.message or "") for e in events)
+    assert set(to_score(project, split="train")) <= project.blank_ids()

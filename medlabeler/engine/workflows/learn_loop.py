@@ -189,6 +189,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
 
     tried_at: tuple | None = None  # the label state of the last failed run: not retried until it changes
     idle_reported: int | None = None  # labels since the model when "idle" was last reported in words
+    scored_at: int | None = None  # labels since the model when an idle loop last completed the scores
     stopped_because = ""  # with until_idle: why there was nothing (more) to do
     paused_reported = False
     try:
@@ -219,7 +220,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 if decision is None:
                     tried_at = state
                     continue
-                if decision.promoted and score and not control.cancelled:
+                if score and not control.cancelled and (decision.promoted or _unscored(project)):
                     yield from _rescore(project, control, new_labels)
                 continue
             more = max(1, new_labels - since) if _has_train_labels(project) else None
@@ -232,6 +233,10 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 waiting = "waiting for labels: label a training sample to start"
             else:
                 waiting = f"waiting for labels: {more} more {'starts' if more == 1 else 'start'} a candidate"
+            if scored_at != since and score and _unscored(project):  # before waiting: a full queue
+                scored_at = since
+                yield from _rescore(project, control, new_labels)
+                continue
             if idle_reported != since:
                 yield _phase(project, "idle", waiting)
                 idle_reported = since
@@ -379,9 +384,22 @@ def _remove_old_weights(project, summary: LoopSummary) -> None:
         log.info("removed %s to save space; their records stay", removed_text(removed, freed))
 
 
+def _unscored(project) -> bool:
+    """Whether unlabeled training samples that can be scored lack a score from the active model (a
+    scoring pass cut short, a kept candidate, a project reopened): the queue would fall back to
+    random picks for them."""
+    from medlabeler.engine.active.scoring import to_score
+
+    if project.active_model() is None:
+        return False
+    return bool(set(to_score(project, split="train")) - project.blank_ids())
+
+
 def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEvent, None, None]:
-    """Score the pool with the new active model; stop early (scores so far are kept) when enough
-    new labels arrived for the next candidate: training on them matters more than a full pool."""
+    """Score the pool with the active model; stop early (scores so far are kept) when enough new
+    labels arrive while it scores for the next candidate: training on them matters more than a full
+    pool. Labels that were waiting when it started do not stop it: a pass cut short at once leaves
+    the queue on random picks until the next promotion."""
     from medlabeler.engine.training import distributed
     from medlabeler.engine.workflows.active_loop import score_project
 
@@ -401,6 +419,7 @@ def _rescore_pool(project, control, new_labels: int, score_project) -> Generator
     stop = threading.Event()
     gen = score_project(project, cancel=lambda: stop.is_set() or control.cancelled, chunk_writes=True)
     checked = time.monotonic()
+    waiting = labels_since_model(project)
     final = None
     try:
         while True:
@@ -408,7 +427,7 @@ def _rescore_pool(project, control, new_labels: int, score_project) -> Generator
                 yield from _paused_wait(control)
             if time.monotonic() - checked > 2.0:
                 checked = time.monotonic()
-                if labels_since_model(project) >= new_labels or control.retrain_requested:
+                if labels_since_model(project) - waiting >= new_labels or control.retrain_requested:
                     stop.set()
             try:
                 event = next(gen)
