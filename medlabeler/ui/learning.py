@@ -99,7 +99,8 @@ class LearningLoop(QObject):
     def paused(self) -> bool:
         return self.control is not None and self.control.paused
 
-    def status_text(self) -> str:
+    def status_parts(self) -> list[str]:
+        """What the loop does now, its last failure and decision, and the labels since the last model."""
         parts = [self.now]
         if self.last_failure and self.last_failure != self.now:  # it stays until a run gets through
             parts.append(self.last_failure)
@@ -108,7 +109,10 @@ class LearningLoop(QObject):
         # every split counts: a new validation label changes which model promotion keeps
         parts.append(f"{self.labels_since} new label{'s' if self.labels_since != 1 else ''} (any split) since the "
                      "last model")
-        return " · ".join(parts)
+        return parts
+
+    def status_text(self) -> str:
+        return " · ".join(self.status_parts())
 
     # --- control (main thread) ------------------------------------------------------------------
     @main_thread_only

@@ -29,11 +29,11 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     project = session.project
     loop = session.learning
     assert loop.running and train.loop_check.isChecked() and train.pause_button.isEnabled()
-    qtbot.waitUntil(lambda: "label a training sample" in train.loop_status.text(), timeout=30_000)
+    qtbot.waitUntil(lambda: "label a training sample" in train.loop_status.toolTip(), timeout=30_000)
     has_encoder = any(m.method.startswith("pretrain:") for m in project.models())  # the loop may pretrain first
     offered = [train.init_combo.itemText(i) for i in range(train.init_combo.count())]
     assert ("from pretrained encoder" in offered) == has_encoder
-    assert "No pretrained encoder" in train.init_note.text()
+    assert ("No pretrained encoder" in train.init_note.text()) == (not has_encoder)  # no model yet
     widget.tabs.setCurrentWidget(widget.metrics)
     assert widget.metrics.canvas.isHidden() and "No" in widget.metrics.caption.text()  # no empty axes
     widget.tabs.setCurrentWidget(widget.label)
@@ -51,7 +51,12 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     qtbot.waitUntil(lambda: len(loop.decisions) >= 1, timeout=120_000)
     first = loop.decisions[0]
     assert first.promoted and project.active_model().version == first.candidate
-    assert f"last decision: {first.message}" in train.loop_status.text()
+    assert f"last decision: {first.message}" in train.loop_status.toolTip()
+    assert train.init_note.text() == "", "a model exists: training starts from it, nothing is missing"
+    widget.tabs.setCurrentWidget(train)
+    shown = train.loop_status.text().splitlines()  # a line each, cut to the dock's width: none lost below
+    assert len(shown) == 3 and shown[1].startswith("last decision: ") and "new label" in shown[2]
+    assert all(train.loop_status.fontMetrics().horizontalAdvance(line) <= train.loop_status.width() for line in shown)
     qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
     assert session.view.has_layer(PREDICTION)
     widget.tabs.setCurrentWidget(widget.metrics)  # drawn when shown: one point, labeled axes
@@ -80,7 +85,7 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
 
     # Pause and resume from the Train tab; Retrain asks the running loop for a candidate.
     qtbot.mouseClick(train.pause_button, LEFT)
-    assert loop.paused and train.pause_button.text() == "Resume" and "paused" in train.loop_status.text()
+    assert loop.paused and train.pause_button.text() == "Resume" and "paused" in train.loop_status.toolTip()
     qtbot.mouseClick(train.pause_button, LEFT)
     assert not loop.paused
     count = len(loop.decisions)
@@ -98,7 +103,7 @@ def test_the_loop_learns_while_labeling_and_never_regresses(make_napari_viewer, 
     active = project.active_model().version
     train.loop_check.setChecked(False)
     qtbot.waitUntil(lambda: not loop.running, timeout=60_000)
-    assert project.active_model().version == active and "learning is off" in train.loop_status.text()
+    assert project.active_model().version == active and "learning is off" in train.loop_status.toolTip()
     assert not workers.THREAD_CHECKS["violations"]
     session.shutdown()
 
@@ -134,13 +139,13 @@ def test_cancel_stops_the_loop_says_so_and_a_manual_model_resets_the_label_count
     qtbot.waitUntil(lambda: not loop.running, timeout=60_000)
     # the widgets follow once the job's end reaches the main thread, and the count from its thread
     qtbot.waitUntil(lambda: train.status.text() == CANCELLED + LOOP_OFF, timeout=10_000)
-    qtbot.waitUntil(lambda: "2 new labels" in train.loop_status.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "2 new labels" in train.loop_status.toolTip(), timeout=10_000)
     assert not train.loop_check.isChecked() and not session.project.models()
 
     choose(widget, "supervised", steps=4)  # Retrain by hand, the loop off
     qtbot.mouseClick(train.train_button, LEFT)
     qtbot.waitUntil(lambda: session.project.active_model() is not None, timeout=60_000)
-    qtbot.waitUntil(lambda: "0 new labels" in train.loop_status.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "0 new labels" in train.loop_status.toolTip(), timeout=10_000)
 
 
 def test_quitting_while_the_loop_waits_for_labels_does_not_hang(make_napari_viewer, qtbot, brain_project,
@@ -153,7 +158,7 @@ def test_quitting_while_the_loop_waits_for_labels_does_not_hang(make_napari_view
     widget = build_app(viewer)
     session, train = widget.session, widget.train
     assert session.open_project(brain_project)
-    qtbot.waitUntil(lambda: "label a training sample" in train.loop_status.text(), timeout=30_000)
+    qtbot.waitUntil(lambda: "label a training sample" in train.loop_status.toolTip(), timeout=30_000)
     qtbot.wait(1500)  # idle for a while: several heartbeats, no event with words
     WorkerBase.await_workers(msecs=5_000)  # what napari connects to the app's aboutToQuit; raises on a timeout
     qtbot.waitUntil(lambda: not session.learning.running, timeout=5_000)
@@ -210,9 +215,9 @@ def test_a_failed_run_stays_in_the_loop_status_until_a_run_gets_through(make_nap
     failure = "training failed, the active model stays: sample 3: image data is truncated or damaged"
     loop._on_event(LoopEvent("failed", phase="training", message=failure))
     loop._on_event(LoopEvent("phase", phase="idle", message="waiting for labels: 1 more starts a candidate"))
-    assert train.loop_status.text().startswith("waiting for labels: 1 more starts a candidate · " + failure)
+    assert train.loop_status.toolTip().startswith("waiting for labels: 1 more starts a candidate · " + failure)
     assert train.status.text() == failure  # not the failed run's last step report
     fields = {name: None for name in Decision.__dataclass_fields__}
     decision = Decision(**{**fields, "candidate": 2, "promoted": False, "message": "v2 not better: 0.71 vs active v1 0.83"})
     loop._on_event(LoopEvent("decision", decision=decision, message=decision.message))
-    assert failure not in train.loop_status.text()
+    assert failure not in train.loop_status.toolTip()

@@ -167,6 +167,36 @@ class StatusLabel(QLabel):
         self.setToolTip(text)
 
 
+class StatusLines(QLabel):
+    """A status of a fixed number of lines, one part on each, cut to the width with an ellipsis
+    (the whole text in the tooltip): wrapped, the loop's "labels since the last model" fell
+    below its last line. Parts beyond the lines share the last one."""
+
+    def __init__(self, lines: int, parent=None):
+        super().__init__("", parent)
+        self.lines = lines
+        self.parts: list[str] = []
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 2)
+        self.setMinimumWidth(1)  # elided: its text never widens the dock
+
+    def set_parts(self, parts: list[str]) -> None:
+        self.parts = [p for p in parts if p]
+        self.setToolTip(" · ".join(self.parts))
+        self._show()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._show()
+
+    def _show(self) -> None:
+        parts = self.parts[: self.lines - 1] + ([" · ".join(self.parts[self.lines - 1:])]
+                                                if len(self.parts) >= self.lines else [])
+        width = max(1, self.contentsRect().width())
+        metrics = self.fontMetrics()
+        super().setText("\n".join(metrics.elidedText(p, Qt.TextElideMode.ElideRight, width) for p in parts))
+
+
 class TrainWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -186,7 +216,7 @@ class TrainWidget(QWidget):
         loop_row.addWidget(self.loop_check)
         loop_row.addWidget(self.pause_button)
         layout.addLayout(loop_row)
-        self.loop_status = StatusLabel(lines=3)  # fixed: its words change length as the loop works
+        self.loop_status = StatusLines(lines=3)  # fixed: its words change length as the loop works
         layout.addWidget(self.loop_status)
 
         form = QFormLayout()
@@ -345,8 +375,9 @@ class TrainWidget(QWidget):
         if current in choices and not (self._offered_active and not had_active):
             self.init_combo.setCurrentText(current)  # else the first: warm start once a model exists
         self.init_combo.blockSignals(False)
-        self.init_note.setText("" if has_pretrained or project is None else
-                               "No pretrained encoder here yet: pretrain one to start from it.")
+        no_model = project is not None and project.active_model() is None  # (once one exists it starts there)
+        self.init_note.setText("No pretrained encoder here yet: pretrain one to start from it."
+                               if no_model and not has_pretrained else "")
         self.init_note.setVisible(bool(self.init_note.text()))
 
     def config(self) -> dict:
@@ -384,10 +415,7 @@ class TrainWidget(QWidget):
         self.pause_button.setChecked(running and self.learning.paused)
         self.pause_button.setText("Resume" if running and self.learning.paused else "Pause")
         self.pause_button.blockSignals(False)
-        if self.session.project is None:
-            self.loop_status.setText("")
-        else:
-            self.loop_status.setText(self.learning.status_text())
+        self.loop_status.set_parts([] if self.session.project is None else self.learning.status_parts())
         busy = self.session.training_running
         self.train_button.setEnabled(self.session.project is not None and (running or not busy))
         self.cancel_button.setEnabled(busy)
