@@ -234,14 +234,16 @@ class TrainWidget(QWidget):
         self.steps.setRange(1, 100000)
         self.steps.setSingleStep(50)
         self.steps.setValue(300)
-        self.steps.setToolTip("Optimizer steps of a run (the default is the recommended budget)")
+        self.steps.setToolTip("Optimizer steps of a run started here with 'Learn in the background' off (the "
+                              "default is the recommended budget, which the background loop always uses)")
         form.addRow("Steps", self.steps)
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0, 24 * 3600)
         self.budget.setDecimals(0)
         self.budget.setSuffix(" s")
         self.budget.setSpecialValueText("no limit")
-        self.budget.setToolTip("Stop a run cleanly after this many seconds (0: no limit)")
+        self.budget.setToolTip("Stop a run started here cleanly after this many seconds (0: no limit); the "
+                               "background loop's runs use the recommended budget")
         form.addRow("Time budget", self.budget)
         self.image_size = QSpinBox()
         self.image_size.setRange(32, 1024)
@@ -430,7 +432,9 @@ class TrainWidget(QWidget):
         """With the loop on: ask it for a candidate now. Off: run the form's method and budget."""
         if self.learning.running:
             self.learning.retrain()
-            self.status.setText("Retrain requested: the loop trains a candidate with the recommended method now.")
+            rec = calls.recommendation(self.session.project)
+            self.status.setText(f"Retrain requested: the loop trains a candidate now with the recommended pipeline "
+                                f"({rec.text()}); the form below sets a run of its own with learning off.")
             return True
         init = INIT_CHOICES.get(self.init_combo.currentText())
         if init == "active":
