@@ -146,8 +146,14 @@ def promotion_decisions(project) -> list:
     return decisions(project)
 
 
+def comparison_note(project, split: str) -> str:
+    from medlabeler.engine.workflows.promotion import comparison_note as note
+
+    return note(project, split)
+
+
 def comparison_split(project) -> str:
-    """"val", or "train" where the project has no validation samples (promotion compares on those)."""
+    """"val", or "train" where validation cannot judge (no validation samples; one class only)."""
     from medlabeler.engine.workflows.promotion import comparison_split as split
 
     return split(project)

@@ -217,3 +217,32 @@ def test_a_project_with_no_validation_samples_compares_on_the_training_labels(tm
         assert again.decision.promoted and project.active_model().version == again.version
     finally:
         project.close()
+
+
+def test_validation_labels_of_one_class_judge_neither_steps_nor_models(tmp_path):
+    """Four patients' X-rays, validation all "normal": any model that says "normal" everywhere
+    scored balanced accuracy 1.000 there, training kept its first step, and promotion would keep
+    the model that never finds a lesion. Now training keeps its last weights, and promotion
+    compares on the training labels, saying why."""
+    from .test_pipeline_datasets import make_cls_project
+
+    project = make_cls_project(tmp_path, n=24)
+    try:
+        for sample in project.samples(split="val", labeled=True):
+            project.save_label(sample.id, 0)  # one class only
+        assert promotion.comparison_split(project) == "train"
+        from medlabeler.engine.project.project_import import one_class_validation_warnings
+
+        (warning,) = one_class_validation_warnings(project)  # what `init` of such class folders says
+        assert warning.startswith("the validation labels hold one class only (normal)")
+        config = {"cap_threads": False, "image_size": 32, "batch_size": 8, "lr": 3e-3, "eval_every": 1,
+                  "steps_per_epoch": 2}
+        events = []
+        first = run_to_end(train_project(project, method="supervised", steps=6, config=config), events.append)
+        assert first.best_step is None, "no step was chosen on validation: the last weights stay"
+        assert any("validation labels hold one class only" in (e.message or "") for e in events)
+        second = run_to_end(train_project(project, method="supervised", steps=6, config=config))
+        assert second.decision.split == "train"
+        assert "the validation labels hold one class only (normal)" in second.decision.message
+    finally:
+        project.close()

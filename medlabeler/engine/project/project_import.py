@@ -164,6 +164,7 @@ def create_project(
         report.warnings += empty_split_warnings(project)
         if task == "classification" and hints:
             report.labeled = _label_from_folder_names(project, names, set(hints), report)
+            report.warnings += one_class_validation_warnings(project)
         project.audit("create", images=str(images), samples=report.added, skipped=len(report.errors))
     except BaseException:
         project.close()  # release the writer lock; the folder keeps what was committed
@@ -204,6 +205,33 @@ def empty_split_warnings(project: Project) -> list[str]:
             warnings.append(f"no {word} samples: {groups} {unit} are too few to hold one out; "
                             f"{EMPTY_SPLIT_CONSEQUENCE[split]}. Add images of more patients to get one.")
     return warnings
+
+
+#: Where a classification project's validation labels hold one class only (few patients).
+ONE_CLASS_NOTE = ("the validation labels hold one class only ({name}), so models are compared on the training "
+                  "labels: label validation images of the other classes")
+
+
+def only_validation_class(project) -> int | None:
+    """The one class a classification project's validation labels hold while its training labels
+    hold more: a model that predicts it everywhere scores best there (None otherwise)."""
+    if project.task.kind != "classification":
+        return None
+
+    def classes(split: str) -> set[int]:
+        return {int(project.load_label(s.id)) for s in project.samples(split=split, labeled=True)}
+
+    val = classes("val")
+    return next(iter(val)) if len(val) == 1 and len(classes("train")) > 1 else None
+
+
+def one_class_validation_warnings(project: Project) -> list[str]:
+    """A line when the imported validation labels hold one class only: what happens then."""
+    only = only_validation_class(project)
+    if only is None:
+        return []
+    return [ONE_CLASS_NOTE.format(name=project.task.names[only]) + "; training keeps its last weights rather "
+            "than the best on validation"]
 
 
 def _usable(infos: list, errors: list[InputError]) -> tuple[list, list[InputError]]:

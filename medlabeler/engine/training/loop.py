@@ -370,6 +370,10 @@ class _Run:
         result = self.result
         result.last_metrics = metrics
         score = _score(metrics, self.monitor)
+        if _one_class(metrics):  # any model that predicts that class everywhere scores best: no judge
+            return Event("metric", step=self.step, total_steps=self.total_steps, epoch=epoch, metrics=metrics,
+                         message="validation labels hold one class only: it cannot tell the steps apart, "
+                                 "the last weights are kept")
         if self.best_state is None or score > self.best_score:
             self.best_score, self.best_state = score, _cpu_copy(self.predictor.state_dict())
             result.best_metrics, result.best_step = metrics, self.step
@@ -436,6 +440,13 @@ def _score(metrics: dict[str, float], monitor: str) -> tuple[float, ...]:
     weights after it were thrown away."""
     values = (metrics.get(key) for key in (monitor, "balanced_accuracy", "accuracy"))
     return tuple(float(v) if v is not None and math.isfinite(v) else -math.inf for v in values)
+
+
+def _one_class(metrics: dict[str, float]) -> bool:
+    """Classification metrics of validation labels that hold a single class (recall defined for one
+    class only): AUC is undefined and balanced accuracy rewards predicting that class everywhere."""
+    recalls = [v for k, v in metrics.items() if k.startswith("recall_")]
+    return bool(recalls) and sum(1 for v in recalls if math.isfinite(v)) < 2
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -33,6 +33,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from medlabeler.engine.project.project_import import ONE_CLASS_NOTE, only_validation_class
 from medlabeler.engine.workflows.evaluate import evaluate_project
 from medlabeler.engine.workflows.model_versions import label_fingerprint
 
@@ -131,8 +132,22 @@ def validation_state(project, split: str = "val") -> str:
 
 def comparison_split(project) -> str:
     """The labels promotion compares on: "val", or "train" in a project with no validation samples
-    at all, where waiting for validation labels would mean waiting forever."""
-    return "val" if project.samples(split="val") else "train"
+    at all, where waiting for validation labels would mean waiting forever, and in a classification
+    project whose validation labels hold one class only while its training labels hold more (any
+    model that predicts that class everywhere would win there)."""
+    if not project.samples(split="val") or only_validation_class(project) is not None:
+        return "train"
+    return "val"
+
+
+def comparison_note(project, split: str) -> str:
+    """Why promotion compares on the training labels ("" when it compares on validation)."""
+    if split == "val":
+        return ""
+    only = only_validation_class(project) if project.samples(split="val") else None
+    if only is not None:
+        return "; " + ONE_CLASS_NOTE.format(name=project.task.names[only])
+    return "; this project has no validation samples, so models are compared on the training labels"
 
 
 def best_value(project, val_state: str, metric: str) -> float | None:
@@ -161,8 +176,7 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
     active = project.active_model()
     split = comparison_split(project)
     n_val = len(project.samples(split=split, labeled=True))
-    no_val_note = ("" if split == "val" else
-                   "; this project has no validation samples, so models are compared on the training labels")
+    no_val_note = comparison_note(project, split)
     if active is not None and active.version == candidate:
         return Decision(candidate, True, f"v{candidate} is already active", active=candidate, n_val=n_val, split=split)
     if n_val == 0:

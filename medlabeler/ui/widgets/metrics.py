@@ -92,6 +92,9 @@ class MetricsWidget(QWidget):
     @staticmethod
     def _no_validation_note(project) -> str:
         """Why the figures are training ones; adding scans helps only where validation has a share."""
+        if project.samples(split="val"):  # validation labels of one class only
+            note = calls.comparison_note(project, "train").lstrip("; ")
+            return note[0].upper() + note[1:] + "."
         wants_val = project.task.split_fractions[1] > 0
         return NO_VALIDATION_NOTE + (f" {ADD_SCANS_NOTE}" if wants_val else "")
 
