@@ -270,7 +270,7 @@ def test_a_source_highdicom_refuses_is_named_and_nothing_is_written(tmp_path):
     with project:
         (sample,) = project.samples()
         project.save_label(sample.id, (project.load_pixels(sample) > 100).astype(np.uint8))
-        with pytest.raises(InputError, match="no position for each frame .* export with --format nifti") as caught:
+        with pytest.raises(InputError, match="no position for each frame .* write NIfTI instead") as caught:
             export_project(project, tmp_path / "out", fmt="dicom-seg")
     assert str(image) in str(caught.value) and not list((tmp_path / "out").glob("*"))
 
@@ -347,3 +347,23 @@ def test_multi_frame_source_frames_follow_the_file_order(tmp_path, brain):
         report = import_labels(project, seg_file)
         assert report.labeled == 1 and not report.errors
         np.testing.assert_array_equal(project.load_label(sample.id), mask)
+
+
+def test_predict_refuses_a_seg_it_cannot_write_before_the_model_runs_and_leaves_no_folder(tmp_path, monkeypatch):
+    from pydicom.data import get_testdata_file
+
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows import predict as predict_module
+    from medlabeler.engine.workflows.prediction_export import write_predictions
+    from medlabeler.engine.workflows.train import train_project
+
+    project, _ = create_project(tmp_path / "p", get_testdata_file("emri_small.dcm"), task="segmentation",
+                                names=["brain"])
+    with project:
+        sample = project.samples(split="train")[0]
+        project.save_label(sample.id, (project.load_pixels(sample) > 100).astype(np.uint8))
+        run_to_end(train_project(project, method="supervised", config={**TINY, "steps": 1}))
+        monkeypatch.setattr(predict_module, "predict_samples", lambda *a, **k: pytest.fail("the model ran"))
+        with pytest.raises(InputError, match="no position for each frame"):
+            write_predictions(project, tmp_path / "out", fmt="dicom-seg")
+    assert not (tmp_path / "out").exists()

@@ -200,7 +200,7 @@ def _check_referable(source: SourceSeries) -> None:
         what = ("no Frame of Reference UID" if not source.datasets[0].get("FrameOfReferenceUID")
                 else "no position for each frame (Plane Position Sequence)")
         raise InputError(source.where, f"a multi-frame image with {what}: a DICOM-SEG cannot say which of its "
-                                       "frames a mask belongs to; export with --format nifti")
+                                       "frames a mask belongs to; write NIfTI instead (--format nifti)")
 
 
 # ----------------------------------------------------------------------------- writing

@@ -28,7 +28,6 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
     from medlabeler.engine.workflows.predict import predict_samples
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if fmt not in ("nifti", "dicom-seg"):
         raise ValueError(f"unknown prediction format {fmt!r} (nifti or dicom-seg)")
     if fmt == "dicom-seg" and project.task.kind != "segmentation":
@@ -45,6 +44,7 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
         from medlabeler.engine.project.dicom_seg import require_dicom_sources
 
         require_dicom_sources([samples[i] for i in ids])
+    out.mkdir(parents=True, exist_ok=True)  # only once nothing refuses: a refusal leaves no empty folder
     written: list[int] = []
 
     def counted(stream):  # the writers consume the stream one sample at a time: no list of maps
