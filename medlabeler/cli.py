@@ -124,13 +124,13 @@ def _model_figures(model, decision) -> str:
 
 
 def cmd_init(args) -> int:
-    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.engine.project.project_import import create_project, skipped_lines
 
     names = _names(args.classes) if args.task == "classification" else _names(args.labels)
     project, report = create_project(args.project, args.images, task=args.task, names=names, unit=args.unit, seed=args.seed)
     with project:
-        for error in report.errors:
-            print(f"skipped {error}", file=sys.stderr)
+        for line in skipped_lines(report.errors):
+            print(f"skipped {line}", file=sys.stderr)
         for warning in report.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         status = project.status()

@@ -59,6 +59,12 @@ def open_project(path: str | Path, *, readonly: bool = False):
     return Project.open(require_project(path), readonly=readonly)
 
 
+def skipped_lines(errors) -> list[str]:
+    from medlabeler.engine.project.project_import import skipped_lines as lines
+
+    return lines(errors)
+
+
 def create_project(root, images, *, task: str, names: list[str] | None, colors: list[str] | None, unit: str | None):
     """A new project indexing ``images``; returns (project, the import report: summary(), errors, warnings)."""
     from medlabeler.engine.project.project_import import create_project as create

@@ -291,7 +291,7 @@ class Session(QObject):
         except MedlabelerError as exc:
             show_error_message(f"Cannot create the project: {exc}")
             return None
-        notes = [f"skipped {error}" for error in report.errors] + [f"warning: {w}" for w in report.warnings]
+        notes = [f"skipped {line}" for line in calls.skipped_lines(report.errors)] + [f"warning: {w}" for w in report.warnings]
         if notes:  # shown to the user, not logged: file names may identify patients
             from napari.utils.notifications import show_warning
 

@@ -344,3 +344,18 @@ def test_ignored_files_that_share_a_name_are_listed_by_their_path(tmp_path):
     shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "dicom" / "a" / "ct.dcm")
     _, report = create_project(tmp_path / "p", tmp_path / "dicom", task="segmentation", names=["x"])
     assert report.ignored_names == ("a/DICOMDIR-implicit", "b/DICOMDIR-implicit")
+
+
+def test_many_files_skipped_for_one_reason_make_one_line_and_twin_series_one_counted_line():
+    from medlabeler.engine.errors import ImageReadError
+    from medlabeler.engine.project.project_import import skipped_lines
+
+    stubs = [ImageReadError(f"/d/TINY/SE0/IM{k:04d}", "holds no image: the DICOM header is truncated") for k in range(54)]
+    twins = [ImageReadError("/d/MR2", "series 2 'PILOT' (3 files): mixed orientation") for _ in range(2)]
+    other = ImageReadError("/d/TINY/SE0/odd.dcm", "not a DICOM file")
+    lines = skipped_lines(stubs + twins + [other])
+    assert lines == ["54 files in /d/TINY/SE0 (IM0000, IM0001, IM0002, ...): holds no image: the DICOM header is "
+                     "truncated",
+                     "/d/MR2: series 2 'PILOT' (3 files): mixed orientation (2 series alike: the same number and "
+                     "description)",
+                     "/d/TINY/SE0/odd.dcm: not a DICOM file"]

@@ -71,6 +71,26 @@ class ImportReport:
         return text
 
 
+def skipped_lines(errors: list[InputError], keep: int = 3) -> list[str]:
+    """One line per skipped file or series, except that more than `keep` files of one folder with
+    the same problem (54 header stubs of a DICOMDIR tree) become one line naming a few."""
+    groups: dict[tuple[str, str], list[InputError]] = {}
+    for error in errors:
+        folder = os.path.dirname(str(error.path)) if error.path else ""
+        groups.setdefault((folder, error.problem), []).append(error)
+    lines = []
+    for (folder, problem), members in groups.items():
+        if len(members) <= keep:
+            texts = [str(e) for e in members]
+            for text in dict.fromkeys(texts):  # two series alike (number, description): said once, counted
+                alike = texts.count(text)
+                lines.append(text + (f" ({alike} series alike: the same number and description)" if alike > 1 else ""))
+            continue
+        names = ", ".join(os.path.basename(str(e.path)) for e in members[:keep])
+        lines.append(f"{len(members)} files in {folder} ({names}, ...): {problem}")
+    return lines
+
+
 def skipped_text(errors: list[InputError]) -> str:
     """``301 files skipped (1 whole series)``: files, not errors, counted."""
     files = sum(getattr(e, "files", 1) for e in errors)
