@@ -429,3 +429,53 @@ def test_an_instance_also_stored_in_another_encoding_is_read_once(tmp_path, volu
     assert image.metadata["duplicate_files"] == 1
     (info,), errors = scan_sources(tmp_path / "ct")
     assert not errors and info.duplicates == 1 and "zz_rle_copy.dcm repeats" in info.notes[0]
+
+
+def test_a_labeled_test_slice_whose_file_went_leaves_scoring_whole(tmp_path, volume):
+    """Scoring embeds the labeled samples as k-center's centres: one that no longer reads failed
+    every pass (no embeddings written, the loop saying "scoring failed" each round)."""
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.active_loop import score_project
+    from medlabeler.engine.workflows.train import train_project
+
+    tiny = {"cap_threads": False, "image_size": 16, "features": [4, 8], "batch_size": 2, "steps": 1}
+    paths = write_dicom_series(tmp_path / "ct", volume, shuffle=False)
+    project, _ = create_project(tmp_path / "p", tmp_path / "ct", task="segmentation", names=["brain"], unit="slice")
+    samples = project.samples()
+    test = next(s for s in samples if s.split == "test")
+    for sample in [test] + [s for s in samples if s.split == "train"][:2]:
+        project.save_label(sample.id, (volume[sample.slice_index] > 300).astype(np.uint8))
+    project.close()
+    paths[test.slice_index].unlink()
+    with Project.open(tmp_path / "p") as project:
+        run_to_end(train_project(project, method="supervised", config=tiny))
+        result = run_to_end(score_project(project))
+        ids, _ = project.embeddings()
+        assert result["scored"] > 0 and test.id not in set(ids.tolist()) and len(ids) > result["scored"]
+
+
+def test_echoes_at_one_place_that_share_an_instance_uid_are_not_taken_for_encodings(tmp_path, volume):
+    """An anonymiser's one UID for every file, two echoes per position: still refused for duplicate
+    positions (before the encoding rule they were; dropping one echo silently would lose data)."""
+    paths = write_dicom_series(tmp_path / "mr", volume[:4], shuffle=False)
+    for number, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+        ds.save_as(path, enforce_file_format=True)
+        ds.InstanceNumber, ds.EchoTime = 100 + number, 90.0
+        ds.PixelData = (ds.pixel_array // 2).astype(ds.pixel_array.dtype).tobytes()
+        ds.save_as(tmp_path / "mr" / f"echo2_{number}.dcm", enforce_file_format=True)
+    with pytest.raises(ImageReadError, match="duplicate slice positions"):
+        read_image(tmp_path / "mr")
+
+
+def test_an_x_ray_series_stacked_by_an_older_import_still_reads_as_it_was_made(tmp_path):
+    from medlabeler.engine.io.dicom import read_dicom_folder
+
+    from .test_project_import import _xray_study
+
+    _xray_study(tmp_path / "study", "P1")
+    uid = str(pydicom.dcmread(next((tmp_path / "study").glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID)
+    image = read_dicom_folder(tmp_path / "study", uid)  # the (folder, series) sample of a project made before
+    assert image.array.shape == (2, 128, 128)

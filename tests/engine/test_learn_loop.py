@@ -206,3 +206,16 @@ def test_labels_waiting_when_scoring_starts_do_not_stop_it(project, monkeypatch)
     events = list(learn_loop._rescore(project, LoopControl(), new_labels=3))
     assert not any("scoring stops here" in (e.message or "") for e in events)
     assert set(to_score(project, split="train")) <= project.blank_ids()
+
+
+def test_a_candidate_that_becomes_due_while_scoring_stops_the_pass(project, monkeypatch):
+    """One label waits when the pass starts (no candidate due); two more arrive while it runs."""
+    from medlabeler.engine.workflows import learn_loop
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    clock = iter(range(0, 10_000, 3))
+    monkeypatch.setattr(learn_loop.time, "monotonic", lambda: float(next(clock)))  # a check every chunk
+    counts = iter([1, 1] + [3] * 1000)  # read for the start message, for the start, then at each check
+    monkeypatch.setattr(learn_loop, "labels_since_model", lambda p: next(counts))
+    events = list(learn_loop._rescore(project, LoopControl(), new_labels=3))
+    assert any("scoring stops here" in (e.message or "") for e in events)

@@ -84,6 +84,15 @@ def test_the_active_the_newest_the_last_active_and_the_newest_encoder_keep_their
         assert all(m.path.is_file() == (m.removed is None) for m in again.models())
 
 
+def test_fewer_versions_than_the_limits_keep_them_all(project, tmp_path):
+    add(project, tmp_path, "supervised", activate=False)  # never active
+    add(project, tmp_path, "supervised", activate=True)
+    assert old_versions(project) == []
+    for _ in range(3):
+        add(project, tmp_path, "supervised", activate=False)
+    assert old_versions(project) == [1], "v2 stays: the 3 newest that were ever active are v2 alone"
+
+
 def test_the_cli_removes_old_weights_on_request_and_lists_them(project, tmp_path, capsys):
     make_history(project, tmp_path)
     root = project.root

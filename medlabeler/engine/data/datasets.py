@@ -348,7 +348,7 @@ class SampleTensors:
         from its DICOM series (read blank): a model must neither learn from it nor be measured on it."""
         pixels = np.asarray(self.project.load_pixels(sample))
         if sample.series_uid is not None and sample.slice_index is not None \
-                and sample.id in self.project.missing_slice_ids():
+                and self.project.is_missing_slice(sample.id):
             from medlabeler.engine.store.project import MISSING_SLICE
 
             raise InputError(sample.path, f"slice {sample.slice_index}, sample {sample.id}: {MISSING_SLICE}")

@@ -416,6 +416,16 @@ class Project:
             "SELECT f.sample_id FROM sample_facts f JOIN samples s ON s.id = f.sample_id "
             "WHERE f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL")) | self._lost_slices
 
+    def is_missing_slice(self, sample_id: int) -> bool:
+        """Whether one sample is in `missing_slice_ids` (one indexed lookup, for a check per image)."""
+        if sample_id in self._lost_slices:
+            return True
+        if self._schema < 2:
+            return False
+        return bool(self._query(
+            "SELECT 1 FROM sample_facts f JOIN samples s ON s.id = f.sample_id WHERE f.sample_id = ? "
+            "AND f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL", (int(sample_id),)))
+
     def unchecked_for_blank(self) -> list[int]:
         """Ids of the samples no blank check has looked at yet."""
         if self._schema < 2:
@@ -627,6 +637,7 @@ class Project:
             raise
         if s.slice_index is not None:
             if array.ndim < 3 or s.slice_index >= array.shape[0]:
+                self.note_unreadable(s)
                 raise InputError(s.path, f"has no slice {s.slice_index} any more (shape {array.shape}); "
                                          "the file changed since it was added")
             array = array[s.slice_index]

@@ -58,7 +58,8 @@ def score_project(project, *, mc_passes: int = 0, cancel: Any = None, split: str
         write_scores_to_project(project, version, result.scores)
     if result.embeddings:
         # Labeled samples are k-center's starting centres: embed them with the same model.
-        labeled_ids, features = embed_samples(project, [s.id for s in project.samples(labeled=True)], model_bundle=bundle)
+        labeled_ids, features = embed_samples(project, [s.id for s in project.samples(labeled=True)],
+                                              model_bundle=bundle, unreadable=[])  # a centre less, not a failed pass
         embeddings = {**result.embeddings, **dict(zip(labeled_ids, features))}
         write_embeddings_to_project(project, version, embeddings)
     return {"scored": len(result.scores), "model_version": version,

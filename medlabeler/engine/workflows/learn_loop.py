@@ -190,6 +190,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     tried_at: tuple | None = None  # the label state of the last failed run: not retried until it changes
     idle_reported: int | None = None  # labels since the model when "idle" was last reported in words
     scored_at: int | None = None  # labels since the model when an idle loop last completed the scores
+    scored_whole: int | None = None  # the active version a scoring pass last went through to the end
     stopped_because = ""  # with until_idle: why there was nothing (more) to do
     paused_reported = False
     try:
@@ -220,8 +221,10 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 if decision is None:
                     tried_at = state
                     continue
-                if score and not control.cancelled and (decision.promoted or _unscored(project)):
-                    yield from _rescore(project, control, new_labels)
+                if score and not control.cancelled and (decision.promoted or (
+                        scored_whole != _active_version(project) and _unscored(project))):
+                    if (yield from _rescore(project, control, new_labels)):
+                        scored_whole = _active_version(project)
                 continue
             more = max(1, new_labels - since) if _has_train_labels(project) else None
             if until_idle:
@@ -233,9 +236,12 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 waiting = "waiting for labels: label a training sample to start"
             else:
                 waiting = f"waiting for labels: {more} more {'starts' if more == 1 else 'start'} a candidate"
-            if scored_at != since and score and _unscored(project):  # before waiting: a full queue
+            # before waiting, a full queue; one whole pass per model, so a sample that never scores
+            # (its file damaged) cannot start pass after pass
+            if scored_at != since and score and scored_whole != _active_version(project) and _unscored(project):
                 scored_at = since
-                yield from _rescore(project, control, new_labels)
+                if (yield from _rescore(project, control, new_labels)):
+                    scored_whole = _active_version(project)
                 continue
             if idle_reported != since:
                 yield _phase(project, "idle", waiting)
@@ -384,6 +390,11 @@ def _remove_old_weights(project, summary: LoopSummary) -> None:
         log.info("removed %s to save space; their records stay", removed_text(removed, freed))
 
 
+def _active_version(project) -> int | None:
+    active = project.active_model()
+    return active.version if active is not None else None
+
+
 def _unscored(project) -> bool:
     """Whether unlabeled training samples that can be scored lack a score from the active model (a
     scoring pass cut short, a kept candidate, a project reopened): the queue would fall back to
@@ -395,7 +406,7 @@ def _unscored(project) -> bool:
     return bool(set(to_score(project, split="train")) - project.blank_ids())
 
 
-def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEvent, None, None]:
+def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEvent, None, bool]:
     """Score the pool with the active model; stop early (scores so far are kept) when enough new
     labels arrive while it scores for the next candidate: training on them matters more than a full
     pool. Labels that were waiting when it started do not stop it: a pass cut short at once leaves
@@ -404,16 +415,17 @@ def _rescore(project, control, new_labels: int = NEW_LABELS) -> Generator[LoopEv
     from medlabeler.engine.workflows.active_loop import score_project
 
     if not project.samples(split="train", labeled=False):
-        return
+        return True
     if distributed.active():  # under torchrun rank 0 alone scores (it writes); the others wait for it
-        if distributed.is_main():
-            yield from _rescore_pool(project, control, new_labels, score_project)
+        whole = (yield from _rescore_pool(project, control, new_labels, score_project)) if distributed.is_main() \
+            else True
         distributed.barrier()
-        return
-    yield from _rescore_pool(project, control, new_labels, score_project)
+        return whole
+    return (yield from _rescore_pool(project, control, new_labels, score_project))
 
 
-def _rescore_pool(project, control, new_labels: int, score_project) -> Generator[LoopEvent, None, None]:
+def _rescore_pool(project, control, new_labels: int, score_project) -> Generator[LoopEvent, None, bool]:
+    """Score the pool; True when the pass went through to the end."""
     active = project.active_model()
     yield _phase(project, "scoring", f"scoring the pool with v{active.version}")
     stop = threading.Event()
@@ -427,7 +439,10 @@ def _rescore_pool(project, control, new_labels: int, score_project) -> Generator
                 yield from _paused_wait(control)
             if time.monotonic() - checked > 2.0:
                 checked = time.monotonic()
-                if labels_since_model(project) - waiting >= new_labels or control.retrain_requested:
+                since = labels_since_model(project)
+                # a candidate due only now stops it; one due already waits for as many labels again
+                due = since - waiting >= new_labels if waiting >= new_labels else since >= new_labels
+                if due or control.retrain_requested:
                     stop.set()
             try:
                 event = next(gen)
@@ -443,9 +458,10 @@ def _rescore_pool(project, control, new_labels: int, score_project) -> Generator
                     final = scored
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         yield LoopEvent("failed", phase="scoring", message=f"scoring failed: {exc}")
-        return
+        return False
     if final is not None:
         yield final
     if stop.is_set():
         yield _phase(project, "training", "new labels arrived: scoring stops here (the queue uses the scores so "
                                           "far) and the next candidate trains")
+    return not stop.is_set() and not control.cancelled

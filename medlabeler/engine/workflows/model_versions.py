@@ -59,9 +59,9 @@ def old_versions(project, keep_newest: int = KEEP_NEWEST, keep_roll_back: int = 
     trained = [m for m in present if not m.method.startswith("pretrain:")]
     encoders = [m for m in present if m.method.startswith("pretrain:")]
     keep = {m.version for m in present if m.active}
-    keep |= {m.version for m in trained[len(trained) - keep_newest:]} if keep_newest > 0 else set()
+    keep |= {m.version for m in trained[-keep_newest:]} if keep_newest > 0 else set()
     once_active = [m for m in trained if m.was_active]
-    keep |= {m.version for m in once_active[len(once_active) - keep_roll_back:]} if keep_roll_back > 0 else set()
+    keep |= {m.version for m in once_active[-keep_roll_back:]} if keep_roll_back > 0 else set()
     keep |= {encoders[-1].version} if encoders else set()
     return [m.version for m in present if m.version not in keep]
 

@@ -57,21 +57,19 @@ def predict_with_features(project, sample_ids: Iterable[int], version: int | Non
 
 
 def embed_samples(project, sample_ids: Iterable[int], version: int | None = None, *, batch_size: int = 16,
-                  device=None, model_bundle=None) -> tuple[list[int], np.ndarray]:
-    """Pooled encoder features (N, D) of samples (embeddings for k-center / core-set)."""
+                  device=None, model_bundle=None, unreadable: list | None = None) -> tuple[list[int], np.ndarray]:
+    """(ids, pooled encoder features (N, D)) of samples (embeddings for k-center / core-set). With a
+    list as `unreadable`, a sample whose image no longer reads is left out (see `predict_samples`)."""
     import torch
 
     from medlabeler.engine.inference.predict import predict_features
 
     model, _record, tensors = _open(project, version, device, model_bundle)
-    ids = list(sample_ids)
-    feats = []
-    for start in range(0, len(ids), batch_size):
-        chunk = [project.sample(i) for i in ids[start:start + batch_size]]
-        if tensors.preprocess.resize == "crop":
-            feats += [predict_features(model, tensors.image(s)[None]) for s in chunk]
-        else:
-            feats.append(predict_features(model, torch.stack([tensors.image(s) for s in chunk]), batch_size=batch_size))
+    one_at_a_time = 1 if tensors.preprocess.resize == "crop" else None  # native sizes differ
+    ids, feats = [], []
+    for chunk, x in _chunks(project, tensors, sample_ids, batch_size, one_at_a_time, unreadable):
+        feats.append(predict_features(model, x, batch_size=batch_size))
+        ids += [s.id for s in chunk]
     dim = getattr(model, "feature_dim", 0)
     return ids, (torch.cat(feats).numpy() if feats else np.zeros((0, dim), np.float32))
 

@@ -123,8 +123,8 @@ def _encapsulated_problem(path: Path, offset: int, frames: int) -> str | None:
             fragments = -1  # the first item is the basic offset table
             while True:
                 item = handle.read(8)
-                if len(item) < 8:
-                    break
+                if len(item) < 8:  # no closing delimiter: cut short (pydicom's emri "too short" ends
+                    break          # exactly after its tenth fragment and does not decode)
                 tag, length = struct.unpack("<HH", item[:4]), struct.unpack("<I", item[4:])[0]
                 if tag == _SEQUENCE_END:
                     if fragments < frames:

@@ -360,7 +360,10 @@ def _placed_instance(series_key: str, ds: Dataset) -> tuple | None:
         where = tuple(round(float(v), 3) for v in position)
     except (TypeError, ValueError):
         return None
-    return "placed", series_key, instance, where, ds.get("Rows"), ds.get("Columns")
+    # echoes or time points at one place that an anonymiser gave one UID differ in these
+    told_apart = tuple(str(ds.get(k, "")) for k in ("InstanceNumber", "EchoTime", "AcquisitionNumber",
+                                                    "TemporalPositionIdentifier"))
+    return "placed", series_key, instance, where, ds.get("Rows"), ds.get("Columns"), told_apart
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -433,7 +436,10 @@ def read_dicom_folder(folder: Path, series_uid: str | None = None) -> Image:
         chosen = [g for g in groups.values() if g.series_uid == series_uid]
         if not chosen:
             raise ImageReadError(folder, "holds no DICOM series with the requested SeriesInstanceUID")
-        group = chosen[0]
+        group = chosen[0] if len(chosen) == 1 else SeriesGroup(  # images that stand alone now (X-ray
+            series_uid, single=[f for g in chosen for f in g.single],  # views), stacked as a volume in a
+            multi=[f for g in chosen for f in g.multi],  # project made before: read as it was made
+            duplicates=[f for g in chosen for f in g.duplicates])
     else:
         if not groups:
             detail = f"; {len(unreadable)} file(s) could not be read" if unreadable else ""
