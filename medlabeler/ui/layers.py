@@ -453,10 +453,10 @@ class SampleView:
                 labels[...] = baseline[...] = mask
         return labels, baseline
 
-    @main_thread_only
     def _camera(self):
         return self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
 
+    @main_thread_only
     def remove_layers(self) -> None:
         ours = list(self.layers.values())
         self.layers.clear()  # first: a layer leaving while still listed here is one the user deleted
