@@ -302,7 +302,7 @@ def prediction_only_run(project, sample_id: int) -> Callable[[Any], Generator]:
     """Predict one sample with the active model (opening a sample that has no cached prediction)."""
 
     def start(token):
-        if project.active_model() is None or sample_id in project.missing_slice_ids():
+        if project.active_model() is None or project.is_missing_slice(sample_id):
             return iter(())  # (a slice missing from its series has no image to predict on)
         return _predict(project, sample_id, active_bundle(project))
 

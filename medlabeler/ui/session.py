@@ -423,7 +423,7 @@ class Session(QObject):
             return
         self.sample = sample  # only now: a key pressed after a failed open labels what is on screen
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
-        if sample.id in self.project.missing_slice_ids():  # possibly found just now: its file went
+        if self.project.is_missing_slice(sample.id):  # possibly found just now: its file went
             self.viewer.status = missing_slice_note(sample.id)
             self.queue_changed.emit()  # the queue drops it
         from medlabeler.ui.keys import install_layer_keys
@@ -699,7 +699,7 @@ class Session(QObject):
             return False
         if mask.any():
             return False
-        if sample_id in self.project.missing_slice_ids():
+        if self.project.is_missing_slice(sample_id):
             self.viewer.status = missing_slice_note(sample_id)
             return True
         if not self._background_confirmed(sample_id):

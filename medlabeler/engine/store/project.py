@@ -62,6 +62,9 @@ _LABEL_COLUMNS = ("sample_id, version, value, mask_relpath, checksum, author, cr
                   "is_current, present")
 _MODEL_COLUMNS = "version, method, relpath, record, metrics, parent, created, n_labels, active, checksum, removed, was_active"
 _MODEL_COLUMNS_V2 = _MODEL_COLUMNS.replace("removed, was_active", "NULL, active")  # read-only, older schema
+#: the slice samples of DICOM series recorded blank at import: slices no file held (`missing_slice_ids`)
+_MISSING_SLICES = ("SELECT f.sample_id FROM sample_facts f JOIN samples s ON s.id = f.sample_id "
+                   "WHERE f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL")
 
 
 def weights_removed_text(removed: str) -> str:
@@ -412,9 +415,7 @@ class Project:
         once the series is read again."""
         if self._schema < 2:
             return self._lost_slices
-        return frozenset(int(r[0]) for r in self._query(
-            "SELECT f.sample_id FROM sample_facts f JOIN samples s ON s.id = f.sample_id "
-            "WHERE f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL")) | self._lost_slices
+        return frozenset(int(r[0]) for r in self._query(_MISSING_SLICES)) | self._lost_slices
 
     def is_missing_slice(self, sample_id: int) -> bool:
         """Whether one sample is in `missing_slice_ids` (one indexed lookup, for a check per image)."""
@@ -422,9 +423,7 @@ class Project:
             return True
         if self._schema < 2:
             return False
-        return bool(self._query(
-            "SELECT 1 FROM sample_facts f JOIN samples s ON s.id = f.sample_id WHERE f.sample_id = ? "
-            "AND f.blank = 1 AND s.series_uid IS NOT NULL AND s.slice_index IS NOT NULL", (int(sample_id),)))
+        return bool(self._query(_MISSING_SLICES + " AND f.sample_id = ?", (int(sample_id),)))
 
     def unchecked_for_blank(self) -> list[int]:
         """Ids of the samples no blank check has looked at yet."""
@@ -676,8 +675,7 @@ class Project:
         """Record that the file or series of ``s`` no longer reads (damaged or gone since the import):
         none of its samples is queued again this session (a reader outside the store, such as the
         app's, says so too)."""
-        self._add_session_ids("_unreadable", {int(r[0]) for r in self._query(
-            "SELECT id FROM samples WHERE path = ? AND series_uid IS ?", (s.path, s.series_uid))} | {s.id})
+        self._add_session_ids("_unreadable", {sample_id for sample_id, _ in self._source_slices(s)} | {s.id})
 
     def note_lost_slices(self, s: Sample, blank_slices) -> None:
         """Record that the slices ``blank_slices`` of the series of ``s`` were read blank: no readable
@@ -685,10 +683,12 @@ class Project:
         if s.series_uid is None or not blank_slices:
             return
         blank = {int(k) for k in blank_slices}
-        lost = {int(r[0]) for r in self._query(
-            "SELECT id, slice_index FROM samples WHERE path = ? AND series_uid = ? AND slice_index IS NOT NULL",
-            (s.path, s.series_uid)) if int(r[1]) in blank}
-        self._add_session_ids("_lost_slices", lost)
+        self._add_session_ids("_lost_slices", {sample_id for sample_id, k in self._source_slices(s) if k in blank})
+
+    def _source_slices(self, s: Sample) -> list[tuple[int, int | None]]:
+        """(id, slice index) of every sample read from the same file or series as ``s``."""
+        return [(int(r[0]), None if r[1] is None else int(r[1])) for r in self._query(
+            "SELECT id, slice_index FROM samples WHERE path = ? AND series_uid IS ?", (s.path, s.series_uid))]
 
     def _add_session_ids(self, name: str, ids: set[int]) -> None:
         """Add to one of the sets found while reading in this session (``_unreadable``,
@@ -732,7 +732,7 @@ class Project:
         if origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
         s = self.sample(sample_id)
-        if s.id in self.missing_slice_ids():
+        if self.is_missing_slice(s.id):
             raise _sample_error(s, MISSING_SLICE)
         if self.task.kind == "classification":
             class_index = self._check_class(s, value)

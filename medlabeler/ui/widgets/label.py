@@ -159,7 +159,7 @@ class LabelWidget(QWidget):
             return
         label = session.project.label(session.sample.id)
         if label is None:
-            missing = session.sample.id in session.project.missing_slice_ids()
+            missing = session.project.is_missing_slice(session.sample.id)
             self.current_label.setText("missing from its series (shown blank): nothing to label" if missing
                                        else "not labeled yet")
             return
