@@ -239,7 +239,7 @@ def only_validation_class(project) -> int | None:
         return None
 
     def classes(split: str) -> set[int]:
-        return {int(project.load_label(s.id)) for s in project.samples(split=split, labeled=True)}
+        return {int(value) for value in project.labels(split).values()}
 
     val = classes("val")
     return next(iter(val)) if len(val) == 1 and len(classes("train")) > 1 else None
