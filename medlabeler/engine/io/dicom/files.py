@@ -207,10 +207,15 @@ def _sop_class(ds: Dataset) -> str:
     return str(uid or "")
 
 
+def _not_to_label(ds: Dataset) -> str | None:
+    """What a dataset with pixels that is no image to label is (a SEG, a dose grid); None otherwise."""
+    uid = _sop_class(ds)
+    return _NOT_TO_LABEL.get(UID(uid).name) if uid else None
+
+
 def is_image(ds: Dataset) -> bool:
     """Whether the dataset carries an image to label (not a report, plan, DICOMDIR, SEG, dose ...)."""
-    uid = _sop_class(ds)
-    if uid == DICOMDIR_SOP_CLASS or (uid and UID(uid).name in _NOT_TO_LABEL):
+    if _sop_class(ds) == DICOMDIR_SOP_CLASS or _not_to_label(ds):
         return False
     return bool(ds.get("Rows")) and bool(ds.get("Columns"))
 
@@ -220,8 +225,8 @@ def no_image_problem(ds: Dataset) -> str:
     size = getattr(ds, "_medlabeler_file_size", None)
     offset = getattr(ds, "_medlabeler_pixel_offset", None)
     sop = _sop_name(ds)
-    if _sop_class(ds) and UID(_sop_class(ds)).name in _NOT_TO_LABEL:
-        return _NOT_TO_LABEL[UID(_sop_class(ds)).name]
+    if what := _not_to_label(ds):
+        return what
     if "Rows" in ds and "Columns" in ds:
         return f"holds no image (Rows {ds.get('Rows')!r}, Columns {ds.get('Columns')!r}; SOP class {sop})"
     if offset is not None and size is not None and offset >= size and _expects_image(ds):

@@ -436,9 +436,10 @@ def read_dicom_folder(folder: Path, series_uid: str | None = None) -> Image:
         chosen = [g for g in groups.values() if g.series_uid == series_uid]
         if not chosen:
             raise ImageReadError(folder, "holds no DICOM series with the requested SeriesInstanceUID")
-        group = chosen[0] if len(chosen) == 1 else SeriesGroup(  # images that stand alone now (X-ray
-            series_uid, single=[f for g in chosen for f in g.single],  # views), stacked as a volume in a
-            multi=[f for g in chosen for f in g.multi],  # project made before: read as it was made
+        # images that stand alone now (X-ray views) were stacked as a volume by an older import: a
+        # project made then reads its series as it was made
+        group = chosen[0] if len(chosen) == 1 else SeriesGroup(
+            series_uid, single=[f for g in chosen for f in g.single], multi=[f for g in chosen for f in g.multi],
             duplicates=[f for g in chosen for f in g.duplicates])
     else:
         if not groups:
@@ -473,8 +474,8 @@ def read_group(folder: Path, group: SeriesGroup, usable: _Usable | None = None) 
         image = read_series(plan)
         if usable.rejected:
             image.metadata["unreadable_files"] = len(usable.rejected)
-        if usable.duplicates(group):
-            image.metadata["duplicate_files"] = len(usable.duplicates(group))
+        if duplicates := usable.duplicates(group):
+            image.metadata["duplicate_files"] = len(duplicates)
         return image
     if len(usable.multi) == 1:
         return read_dicom_file(usable.multi[0][0])
@@ -537,6 +538,7 @@ def describe_dicom_files(
     sources: list[DicomSource] = []
     for group in groups.values():
         usable = usable_files(group)
+        duplicates = usable.duplicates(group)
         errors.extend(exc for _, _, exc in usable.rejected)
         first_of_group = len(sources)
         for path, ds in usable.multi:
@@ -550,15 +552,14 @@ def describe_dicom_files(
         good_single = usable.single
         if not good_single:
             if len(sources) > first_of_group:
-                sources[first_of_group] = _with_duplicates(sources[first_of_group], usable.duplicates(group),
-                                                                 usable.multi[0][1])
+                sources[first_of_group] = _with_duplicates(sources[first_of_group], duplicates, usable.multi[0][1])
             continue
         paths = [p for p, _ in good_single]
         where = paths[0] if len(paths) == 1 else common_folder(paths)
         try:
             if len(good_single) == 1:
                 shape, spacing = file_shape(good_single[0][1])
-                sources.append(_with_duplicates(_source(where, good_single[0][1], shape, spacing), usable.duplicates(group),
+                sources.append(_with_duplicates(_source(where, good_single[0][1], shape, spacing), duplicates,
                                                 good_single[0][1]))
             else:
                 plan = plan_series(where, paths, [h for _, h in good_single])
@@ -566,7 +567,7 @@ def describe_dicom_files(
                 if plan.missing:
                     source = replace(source, blank_slices=tuple(plan.missing),
                                      notes=(missing_note(plan, usable.rejected),))
-                sources.append(_with_duplicates(source, usable.duplicates(group), plan.headers[0]))
+                sources.append(_with_duplicates(source, duplicates, plan.headers[0]))
         except ImageReadError as exc:
             exc.files = len(paths)
             errors.append(exc)
