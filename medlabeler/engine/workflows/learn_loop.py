@@ -33,9 +33,9 @@ from typing import Any
 
 from medlabeler.engine.errors import MedlabelerError
 from medlabeler.engine.workflows.model_versions import newest_pretrained, remove_old_weights, removed_text
+from medlabeler.engine.workflows.run_config import recommendation
 
 log = logging.getLogger(__name__)
-from medlabeler.engine.workflows.run_config import recommendation
 
 #: New labels (saved since the newest model) that start a new candidate.
 NEW_LABELS = 3
@@ -193,6 +193,16 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     scored_whole: int | None = None  # the active version a scoring pass last went through to the end
     stopped_because = ""  # with until_idle: why there was nothing (more) to do
     paused_reported = False
+
+    def needs_scores() -> bool:
+        """The pool lacks scores of the active model, and no pass went through with it yet (one whole
+        pass per model: a sample that never scores, its file damaged, starts no more)."""
+        return scored_whole != _active_version(project) and _unscored(project)
+
+    def rescore() -> Generator[LoopEvent, None, None]:
+        nonlocal scored_whole
+        if (yield from _rescore(project, control, new_labels)):
+            scored_whole = _active_version(project)
     try:
         while not control.cancelled and not out_of_time():
             if control.paused:
@@ -221,10 +231,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 if decision is None:
                     tried_at = state
                     continue
-                if score and not control.cancelled and (decision.promoted or (
-                        scored_whole != _active_version(project) and _unscored(project))):
-                    if (yield from _rescore(project, control, new_labels)):
-                        scored_whole = _active_version(project)
+                if score and not control.cancelled and (decision.promoted or needs_scores()):
+                    yield from rescore()
                 continue
             more = max(1, new_labels - since) if _has_train_labels(project) else None
             if until_idle:
@@ -236,12 +244,9 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 waiting = "waiting for labels: label a training sample to start"
             else:
                 waiting = f"waiting for labels: {more} more {'starts' if more == 1 else 'start'} a candidate"
-            # before waiting, a full queue; one whole pass per model, so a sample that never scores
-            # (its file damaged) cannot start pass after pass
-            if scored_at != since and score and scored_whole != _active_version(project) and _unscored(project):
+            if scored_at != since and score and needs_scores():  # before waiting: a full queue
                 scored_at = since
-                if (yield from _rescore(project, control, new_labels)):
-                    scored_whole = _active_version(project)
+                yield from rescore()
                 continue
             if idle_reported != since:
                 yield _phase(project, "idle", waiting)
