@@ -167,17 +167,16 @@ class StatusLabel(QLabel):
         self.setToolTip(text)
 
 
-class StatusLines(QLabel):
+class StatusLines(StatusLabel):
     """A status of a fixed number of lines, one part on each, cut to the width with an ellipsis
     (the whole text in the tooltip): wrapped, the loop's "labels since the last model" fell
     below its last line. Parts beyond the lines share the last one."""
 
     def __init__(self, lines: int, parent=None):
-        super().__init__("", parent)
+        super().__init__(lines, parent)
+        self.setWordWrap(False)
         self.lines = lines
         self.parts: list[str] = []
-        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 2)
         self.setMinimumWidth(1)  # elided: its text never widens the dock
 
     def set_parts(self, parts: list[str]) -> None:
@@ -194,7 +193,7 @@ class StatusLines(QLabel):
                                                 if len(self.parts) >= self.lines else [])
         width = max(1, self.contentsRect().width())
         metrics = self.fontMetrics()
-        super().setText("\n".join(metrics.elidedText(p, Qt.TextElideMode.ElideRight, width) for p in parts))
+        QLabel.setText(self, "\n".join(metrics.elidedText(p, Qt.TextElideMode.ElideRight, width) for p in parts))
 
 
 class TrainWidget(QWidget):
@@ -574,8 +573,10 @@ class TrainWidget(QWidget):
         if model.method.startswith("pretrain:") or model.removed is not None:
             from napari.utils.notifications import show_info
 
-            show_info(f"v{version}: {calls.weights_removed_text(model.removed)}" if model.removed is not None else
-                      f"v{version} is a pretrained encoder, not a model that predicts: train from it "
-                      "with Start 'from pretrained encoder'.")
+            if model.removed is not None:
+                show_info(f"v{version}: {calls.weights_removed_text(model.removed)}")
+            else:
+                show_info(f"v{version} is a pretrained encoder, not a model that predicts: train from it "
+                          "with Start 'from pretrained encoder'.")
             return
         self.session.activate_model(version)
