@@ -386,9 +386,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision
-
     from medlabeler.engine.workflows.model_versions import remove_old_weights, removed_text
+    from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision
 
     with _open(args.project, readonly=args.activate is None and not args.remove_old) as project:
         if args.activate is not None:

@@ -232,8 +232,8 @@ def _segmentation(pixels, datasets, names, colors, algorithm, description, serie
     plane_positions = None if positions is None else [
         hd.PlanePositionSequence(coordinate_system=hd.CoordinateSystemNames.PATIENT, image_position=list(p))
         for p in positions]
-    return hd.seg.Segmentation(plane_positions=plane_positions,
-        source_images=datasets, pixel_array=pixels, segmentation_type="BINARY",
+    return hd.seg.Segmentation(
+        source_images=datasets, pixel_array=pixels, plane_positions=plane_positions, segmentation_type="BINARY",
         segment_descriptions=segment_descriptions(names, colors, algorithm),
         series_instance_uid=generate_uid(), series_number=series_number, sop_instance_uid=generate_uid(),
         instance_number=1, manufacturer="medlabeler", manufacturer_model_name="medlabeler",
