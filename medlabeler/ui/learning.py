@@ -70,6 +70,7 @@ class LearningLoop(QObject):
         self.job: EngineJob | None = None
         self.control = None
         self.now = "learning is off"
+        self.phase = ""  # the loop's phase now: "training", "pretraining", "scoring", "idle", ...
         self.last_decision = ""
         self.last_failure = ""  # the last run's error, until a run gets through
         self.labels_since = 0
@@ -94,6 +95,11 @@ class LearningLoop(QObject):
     def scoring(self) -> bool:
         """Whether the loop is writing the pool's scores now (the queue re-ranks when it stops)."""
         return self._scoring
+
+    @property
+    def run_under_way(self) -> bool:
+        """A candidate or an encoder is being trained now (closing the project discards it)."""
+        return self.running and self.phase in ("training", "pretraining")
 
     @property
     def paused(self) -> bool:
@@ -237,6 +243,7 @@ class LearningLoop(QObject):
         elif kind == "pretrained":
             self.session.models_changed.emit()
         elif kind == "phase":
+            self.phase = event.phase or self.phase
             self.labels_since = event.labels_since_model
             self._scoring_stopped()  # e.g. early, for new labels
             if event.phase in ("training", "pretraining"):
@@ -255,6 +262,7 @@ class LearningLoop(QObject):
         self.now = {"failed": f"learning stopped: {self.job.error}" if self.job else "learning stopped"}.get(
             outcome, "learning is off")
         self.control = None
+        self.phase = ""
         self._scoring_stopped()
         self.status_changed.emit()
 

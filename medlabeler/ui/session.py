@@ -363,6 +363,7 @@ class Session(QObject):
     def _close_project(self) -> None:
         self.save_current()
         self.flush_saves()  # every label on disk before the project closes
+        self._say_what_closing_discards()
         self.jobs.cancel_all()
         self.jobs.wait_idle(60)
         self.rankings.forget()
@@ -380,6 +381,16 @@ class Session(QObject):
         self.predictions.clear()
         self.project_changed.emit()
         self.sample_opened.emit(None)
+
+    def _say_what_closing_discards(self) -> None:
+        """A run stopped half-way leaves no model: say so rather than drop it silently."""
+        active = self.project.active_model()
+        stays = f"the active model v{active.version} stays" if active is not None else "there is no model yet"
+        if self.learning.run_under_way:
+            log.warning("closing the project stops the background run half-way (%s): it is not kept, %s",
+                        self.learning.now, stays)
+        elif self.training_running and not self.learning.running:
+            log.warning("closing the project stops the training run half-way: it is not kept, %s", stays)
 
     def shutdown(self) -> None:
         """Save, stop the workers and release the project (window closing)."""

@@ -148,6 +148,28 @@ def test_cancel_stops_the_loop_says_so_and_a_manual_model_resets_the_label_count
     qtbot.waitUntil(lambda: "0 new labels" in train.loop_status.toolTip(), timeout=10_000)
 
 
+def test_closing_while_a_candidate_trains_says_it_is_not_kept(make_napari_viewer, qtbot, brain_project, brain_files,
+                                                             monkeypatch, caplog):
+    """A quit during a loop run discarded the run without a word."""
+    monkeypatch.setenv("MEDLABELER_LEARN", "1")
+    _, masks = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    session = widget.session
+    session.learning.config = {**TINY, "steps": 5000}  # still training when the project closes
+    assert session.open_project(brain_project)
+    project = session.project
+    paint_truth(session, masks)
+    press(viewer, "n")
+    qtbot.waitUntil(lambda: session.learning.run_under_way and "%" in session.learning.now, timeout=60_000)
+    with caplog.at_level("WARNING", logger="medlabeler.ui.session"):
+        session.close_project()
+    said = [r.getMessage() for r in caplog.records if "closing the project" in r.getMessage()]
+    assert len(said) == 1 and "training a candidate from scratch" in said[0], said
+    assert "it is not kept, there is no model yet" in said[0]
+    assert project.closed and not session.learning.run_under_way
+
+
 def test_quitting_while_the_loop_waits_for_labels_does_not_hang(make_napari_viewer, qtbot, brain_project,
                                                                 monkeypatch):
     """napari's quit asks every worker to stop and waits for them: an idle loop must notice."""
