@@ -422,6 +422,33 @@ def test_every_page_of_the_dock_fits_the_dock_of_a_1366_px_screen(make_napari_vi
     assert widget.session.view.labels_layer.mode == "paint"
 
 
+def test_the_wheel_over_the_train_tab_leaves_its_settings_alone(make_napari_viewer, qtbot):
+    """Scrolling down the Train tab with the wheel turned the Batch size field that passed under
+    the pointer from 8 to 1, without a sign. The event is handed on, ignored, so that Qt offers a
+    real wheel to the page, which scrolls (checked by hand with xdotool: a synthetic event sent to
+    a widget is not offered to its parents)."""
+    from qtpy.QtCore import QPoint
+    from qtpy.QtGui import QWheelEvent
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    widget.tabs.setCurrentWidget(widget.train)
+    field, combo = widget.train.batch_size, widget.train.method_combo
+    before = (field.value(), combo.currentIndex())
+
+    def wheel_down(target) -> bool:
+        at = QPointF(target.rect().center())
+        event = QWheelEvent(at, QPointF(target.mapToGlobal(at.toPoint())), QPoint(0, 0), QPoint(0, -120),
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                            False)
+        QApplication.sendEvent(target, event)
+        return event.isAccepted()
+
+    assert not any(wheel_down(target) for target in (field, combo)), "the wheel was not handed on to the page"
+    assert (field.value(), combo.currentIndex()) == before
+    assert field.focusPolicy() == Qt.FocusPolicy.StrongFocus  # a click still puts the cursor in it
+
+
 def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_viewer, qtbot, trained_project):
     """A held-out label chooses or measures the model: painted far less than the structure the
     model finds, the save says every unpainted pixel is background and what the label is for."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import weakref
 
+from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QComboBox, QLabel, QWidget
 
 
@@ -18,7 +19,8 @@ def leave_keys_to_the_canvas(root: QWidget) -> None:
     """Buttons, combo boxes, check boxes, sliders, tables, tab bars and scrolled pages under ``root`` take no
     keyboard focus: a click on one leaves the focus where it was (the canvas), so the labeling
     keys (digits, s, n, u) keep working. A combo box that kept the focus took the next digit as a
-    choice of its own. Text and number fields still take focus: they are typed into."""
+    choice of its own. Text and number fields still take focus: they are typed into. The wheel
+    scrolls the page (`leave_the_wheel_to_the_page`)."""
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QAbstractButton, QAbstractItemView, QAbstractSlider, QScrollArea, QTabBar
 
@@ -34,6 +36,35 @@ def leave_keys_to_the_canvas(root: QWidget) -> None:
         for child in root.findChildren(kind):
             if not in_a_combo(child):
                 child.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    leave_the_wheel_to_the_page(root)
+
+
+class _WheelToThePage(QObject):
+    """Passes a wheel event over a number field or a combo box on to the page that scrolls, unless
+    the field has the keyboard focus (clicked to be edited)."""
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt name
+        from qtpy.QtCore import QEvent
+
+        if event.type() == QEvent.Type.Wheel and not watched.hasFocus():
+            event.ignore()  # Qt offers an ignored wheel event to the parents: the page scrolls
+            return True
+        return False
+
+
+def leave_the_wheel_to_the_page(root: QWidget) -> None:
+    """The mouse wheel over the dock scrolls its page; it no longer turns the number field or
+    combo box that happens to pass under the pointer (scrolling down the Train tab set the batch
+    size from 8 to 1 without a sign). A field takes the wheel once clicked into, as in a browser."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QAbstractSpinBox
+
+    wheel = _WheelToThePage(root)
+    for field in root.findChildren(QAbstractSpinBox):
+        field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # a wheel does not give it the focus
+        field.installEventFilter(wheel)
+    for combo in root.findChildren(QComboBox):
+        combo.installEventFilter(wheel)
 
 
 def hint(text: str) -> QLabel:
