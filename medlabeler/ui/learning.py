@@ -244,7 +244,8 @@ class LearningLoop(QObject):
             self.session.models_changed.emit()
         elif kind == "phase":
             self.phase = event.phase or self.phase
-            self.labels_since = event.labels_since_model
+            if event.labels_since_model is not None:  # a pause mid-run counts nothing: "0 new labels"
+                self.labels_since = event.labels_since_model
             self._scoring_stopped()  # e.g. early, for new labels
             if event.phase in ("training", "pretraining"):
                 view = self.session.view

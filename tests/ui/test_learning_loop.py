@@ -241,5 +241,8 @@ def test_a_failed_run_stays_in_the_loop_status_until_a_run_gets_through(make_nap
     assert train.status.text() == failure  # not the failed run's last step report
     fields = {name: None for name in Decision.__dataclass_fields__}
     decision = Decision(**{**fields, "candidate": 2, "promoted": False, "message": "v2 not better: 0.71 vs active v1 0.83"})
-    loop._on_event(LoopEvent("decision", decision=decision, message=decision.message))
+    loop._on_event(LoopEvent("decision", decision=decision, message=decision.message, labels_since_model=14))
     assert failure not in train.loop_status.toolTip()
+    # a pause in the middle of a run reports no count: the 14 labels stay (it read "0 new labels")
+    loop._on_event(LoopEvent("phase", phase="paused", message="learning paused"))
+    assert "14 new labels" in train.loop_status.toolTip() and loop.phase == "paused"

@@ -94,6 +94,7 @@ class LoopEvent:
     scoring | stopped), "train" / "pretrain" (a run's progress: `run_event` is the training
     Event), "decision" (`decision`: engine.promotion.Decision), "pretrained", "scored" (a chunk
     of scores stored: `done`/`total`), "failed" (a run raised; the active model stays).
+    `labels_since_model` comes with the events that counted them (None on the others).
     """
 
     kind: str
@@ -104,7 +105,7 @@ class LoopEvent:
     decision: Any = None
     done: int = 0
     total: int = 0
-    labels_since_model: int = 0
+    labels_since_model: int | None = None  # None: not counted for this event (not "none")
     active_version: int | None = None
     version: int | None = None
 
