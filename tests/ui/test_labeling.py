@@ -449,6 +449,34 @@ def test_the_wheel_over_the_train_tab_leaves_its_settings_alone(make_napari_view
     assert field.focusPolicy() == Qt.FocusPolicy.StrongFocus  # a click still puts the cursor in it
 
 
+def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_back(make_napari_viewer, qtbot,
+                                                                                    trained_project):
+    """One click on Activate made a model validation had turned down the active one, without a word."""
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.promotion import promote_or_keep
+    from medlabeler.engine.workflows.train import train_project
+
+    with Project.open(trained_project) as project:
+        candidate = run_to_end(train_project(project, method="supervised", config={**TINY, "steps": 1},
+                                             promote=False)).version
+        kept = promote_or_keep(project, candidate, tolerance=-1.0)  # it would have to beat v1 by 1: kept
+    assert not kept.promoted
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    train, session = widget.train, widget.session
+    train.refresh_models()
+    train.models_table.selectRow(0)  # newest first
+    qtbot.mouseClick(train.activate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
+    assert session.project.active_model().version == candidate
+    assert train.status.text() == (f"v{candidate} is active, as you chose, though promotion had kept it back ({kept.message}). "
+                                   f"Roll back returns to v{kept.active}.")
+    qtbot.mouseClick(train.rollback_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
+    assert session.project.active_model().version == kept.active
+
+
 def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_viewer, qtbot, trained_project):
     """A held-out label chooses or measures the model: painted far less than the structure the
     model finds, the save says every unpainted pixel is background and what the label is for."""

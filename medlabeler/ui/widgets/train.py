@@ -579,4 +579,11 @@ class TrainWidget(QWidget):
                 show_info(f"v{version} is a pretrained encoder, not a model that predicts: train from it "
                           "with Start 'from pretrained encoder'.")
             return
+        before = self.session.project.active_model()
+        decision = calls.model_decision(self.session.project, version)
         self.session.activate_model(version)
+        if decision is not None and not decision.promoted and not decision.waiting and before is not None \
+                and before.version != version:
+            # one click made a model validation had turned down the active one: say so, and the way back
+            self.status.setText(f"v{version} is active, as you chose, though promotion had kept it "
+                                f"back ({decision.message}). Roll back returns to v{before.version}.")
