@@ -19,6 +19,7 @@ from qtpy.QtWidgets import QApplication
 from medlabeler.cli import main
 from medlabeler.ui.app import build_app, fit_window
 from medlabeler.ui.layers import LABELS, PREDICTION, STACK, UNCERTAINTY
+from medlabeler.ui.widgets.train import COL_METRIC
 from tests.ui.projects import TINY, truth_slice
 from tests.ui.test_loop import press, save_screenshot
 
@@ -450,8 +451,9 @@ def test_the_wheel_over_the_train_tab_leaves_its_settings_alone(make_napari_view
 
 
 def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_back(make_napari_viewer, qtbot,
-                                                                                    trained_project):
-    """One click on Activate made a model validation had turned down the active one, without a word."""
+                                                                                    trained_project, brain_files):
+    """One click on Activate made a model validation had turned down the active one, without a word;
+    and its figure in the table (its run's) differed from its decision's without a word either."""
     from medlabeler.engine.store import Project
     from medlabeler.engine.training import run_to_end
     from medlabeler.engine.workflows.promotion import promote_or_keep
@@ -460,12 +462,17 @@ def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_b
     with Project.open(trained_project) as project:
         candidate = run_to_end(train_project(project, method="supervised", config={**TINY, "steps": 1},
                                              promote=False)).version
+        second_val = project.samples(split="val")[1]  # promotion compares on more labels than the run had
+        project.save_label(second_val.id, truth_slice(brain_files[1], second_val))
         kept = promote_or_keep(project, candidate, tolerance=-1.0)  # it would have to beat v1 by 1: kept
     assert not kept.promoted
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, trained_project)
     train, session = widget.train, widget.session
     train.refresh_models()
+    figure = train.models_table.item(0, COL_METRIC)
+    assert figure.toolTip() == ("measured by its training run on the validation labels of then; promotion measured "
+                                f"dice {kept.candidate_value:.3f} on the 2 validation labels it compared on")
     train.models_table.selectRow(0)  # newest first
     qtbot.mouseClick(train.activate_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)

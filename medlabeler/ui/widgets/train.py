@@ -521,6 +521,8 @@ class TrainWidget(QWidget):
                     item.setToolTip(f"v{m.version}: {m.method}")
                 if c == COL_STATUS and text != "active":
                     item.setToolTip(text)
+                if c == COL_METRIC and metric:
+                    item.setToolTip(self._metric_origin(metric, decision))
                 self.models_table.setItem(r, c, item)
         for column in (COL_VERSION, COL_LABELS, COL_METRIC):  # (sized to contents as a mode, they widen the dock)
             self.models_table.resizeColumnToContents(column)
@@ -546,6 +548,19 @@ class TrainWidget(QWidget):
         if decision.candidate_value is not None and decision.active_value is not None:
             return f"not promoted: {decision.candidate_value:.3f} vs v{decision.active} {decision.active_value:.3f}"
         return "not promoted"
+
+    @staticmethod
+    def _metric_origin(metric: tuple, decision) -> str:
+        """Where a version's figure comes from: its run's validation, or promotion's re-measurement,
+        which differ when validation labels came or changed in between (0.790 here, 0.798 there)."""
+        if metric[2]:
+            return "measured when promotion decided (its run had no validation labels)"
+        text = "measured by its training run on the validation labels of then"
+        measured = decision.measured() if decision is not None else None
+        if measured is not None and f"{measured[1]:.3f}" != f"{metric[1]:.3f}":
+            text += (f"; promotion measured {measured[0]} {measured[1]:.3f} on the {decision.n_val} "
+                     f"{calls.split_word(decision.split)} labels it compared on")
+        return text
 
     def _previous_active(self) -> int | None:
         """The model that was active before the current one (from the decision log)."""
