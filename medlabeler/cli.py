@@ -605,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="JSON object (or file) of extra training options")
     p.add_argument("--method", default="supervised", help="training method of the active-learning rounds")
     p.add_argument("--warm-start", action="store_true", help="each round starts from the previous round's model")
+    p.add_argument("--warm-share", type=float, default=None,
+                   help="learning-loop: the share of --steps a candidate warm-started from the active model trains "
+                        "(default: the app's loop's, 1/3)")
     p.add_argument("--mc-passes", type=int, default=4, help="MC-dropout passes when scoring for BALD")
     p.add_argument("--fraction", type=float, default=0.95, help="fraction of full supervision to reach")
     p.add_argument("--patches", type=int, default=900, help="patches of mni-tissue-cls")

@@ -64,6 +64,7 @@ def run(args) -> int:
         f"and {revealed['test']} test labels; {args.per_round} labels a round, up to {args.rounds} rounds; "
         f"run config {config}")
 
+    warm = {} if args.warm_share is None else {"warm_share": args.warm_share}
     control = LoopControl()
     decisions: list = []
     decided_at: list[float] = []
@@ -72,7 +73,8 @@ def run(args) -> int:
 
     def loop_thread() -> None:
         try:
-            for event in learn(project, control=control, config=config, new_labels=args.per_round, poll_s=0.1):
+            for event in learn(project, control=control, config=config, new_labels=args.per_round, poll_s=0.1,
+                               **warm):
                 if event.kind == "decision":
                     decisions.append(event.decision)
                     decided_at.append(time.monotonic())

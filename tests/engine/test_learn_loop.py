@@ -56,6 +56,9 @@ def test_the_loop_trains_after_three_new_labels_and_promotes(project):
     assert project.active_model().version == second.candidate
     assert project.model(second.candidate).parent == first.candidate  # warm-started from the active model
     assert project.model(second.candidate).n_labels == 6
+    # a model from scratch trains the whole budget, a candidate warm-started from one a third of it
+    assert project.model(first.candidate).record["run"]["steps"] == 30
+    assert project.model(second.candidate).record["run"]["steps"] == 10
     # the pool was re-scored with each promoted model, in chunks the queue could use at once
     assert scored and set(project.scores(second.candidate)) == {s.id for s in project.samples(split="train", labeled=False)}
     assert kinds[-1] == "phase"
@@ -148,6 +151,7 @@ def test_when_the_recommendation_pretrains_the_loop_pretrains_first_then_fine_tu
     assert any(e.kind == "pretrain" and e.run_event.kind == "step" for e in events)
     first = project.model(summary.decisions[0].candidate)
     assert summary.decisions[0].promoted and first.parent == encoder.version and "pretrain:simclr" in first.record["init"]
+    assert first.record["run"]["steps"] == 30  # fine-tuning an encoder is no warm start: the whole budget
     # an encoder exists now: the loop does not pretrain again
     summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
     assert summary.pretrained == []
@@ -219,3 +223,35 @@ def test_a_candidate_that_becomes_due_while_scoring_stops_the_pass(project, monk
     monkeypatch.setattr(learn_loop, "labels_since_model", lambda p: next(counts))
     events = list(learn_loop._rescore(project, LoopControl(), new_labels=3))
     assert any("scoring stops here" in (e.message or "") for e in events)
+
+
+def test_a_run_in_progress_says_about_how_long_is_left():
+    """The status showed "43%" and a clinician could not tell when the model would come."""
+    from medlabeler.engine.workflows.learn_loop import _TimeLeft
+
+    now = [100.0]
+    timer = _TimeLeft(clock=lambda: now[0])
+    assert timer.text(0.10) == ""  # the rate counts from the first report
+    now[0] += 3
+    assert timer.text(0.20) == ""  # too early to say
+    now[0] += 57  # 60 s for 0.40 of the run: 0.50 left takes 75 s
+    assert timer.text(0.50) == ", about 1 min left"
+    now[0] += 60  # 120 s for 0.80: 0.10 left takes 15 s
+    assert timer.text(0.90) == ", under a minute left"
+    timer.restart()  # after a pause: the paused minutes are not part of the rate
+    now[0] += 600
+    assert timer.text(0.90) == ""
+    now[0] += 10
+    assert timer.text(0.91) == ""  # 0.01 done: too little to say
+    now[0] += 290
+    assert timer.text(0.95) == ", about 5 min left"  # 300 s for 0.05: 0.05 left takes 300 s
+
+
+def test_the_loop_names_the_steps_of_the_run_it_trains(project):
+    events = []
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False), events.append)
+    started = next(e.message for e in events if e.kind == "phase" and e.phase == "training")
+    assert started == "training a candidate from scratch with 3 training labels (9 new), 30 steps"  # new in any split
+    progress = [e.message for e in events if e.kind == "train" and e.run_event.kind == "step"]
+    assert progress[-1].startswith("training a candidate from scratch with 3 training labels: 100% of 30 steps")
+

@@ -33,6 +33,7 @@ from typing import Any
 
 from medlabeler.engine.errors import MedlabelerError
 from medlabeler.engine.workflows.model_versions import newest_pretrained, remove_old_weights, removed_text
+from medlabeler.engine.workflows.recommended import WARM_START_SHARE
 from medlabeler.engine.workflows.run_config import recommendation
 
 log = logging.getLogger(__name__)
@@ -166,10 +167,13 @@ def _has_train_labels(project) -> bool:
 def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_LABELS,
           budget_s: float | None = None, run_budget_s: float | None = None, pretrain_budget_s: float | None = None,
           config: dict | None = None, until_idle: bool = False, poll_s: float = 0.25, score: bool = True,
+          warm_share: float = WARM_START_SHARE,
           clock: Callable[[], float] = time.monotonic) -> Generator[LoopEvent, None, LoopSummary]:
     """Run the learning loop until cancelled, `budget_s` seconds passed, or (with `until_idle`)
     nothing is left to do. `config`: run-config overrides for every run (tests and benchmarks use
-    tiny models); `run_budget_s`: seconds per training run. Yields LoopEvents; returns a LoopSummary."""
+    tiny models); `run_budget_s`: seconds per training run; `warm_share`: the share of the run's
+    steps a candidate warm-started from the active model trains. Yields LoopEvents; returns a
+    LoopSummary."""
     control = control or LoopControl()
     summary = LoopSummary()
     started = clock()
@@ -228,7 +232,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
             if due and (retrain or state != tried_at):
                 idle_reported = None
                 decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
-                                                       since, summary)
+                                                       since, summary, warm_share)
                 if decision is None:
                     tried_at = state
                     continue
@@ -295,18 +299,46 @@ def _paused_wait(control: LoopControl) -> Generator[LoopEvent, None, None]:
 
 def _drive_run(gen, kind: str, control: LoopControl, describe: Callable[[Any], str],
                on_epoch: Callable[[Any], None] | None = None) -> Generator[LoopEvent, None, Any]:
-    """Forward a training generator's events as LoopEvents, pausing between steps; returns its result."""
+    """Forward a training generator's events as LoopEvents, pausing between steps; returns its result.
+    A message with a share done says about how long is left."""
+    timer = _TimeLeft()
     while True:
         if control.paused:
             yield from _paused_wait(control)
+            timer.restart()  # the pause is no part of the rate
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
         if on_epoch is not None and event.kind == "epoch":
             on_epoch(event)
+        message = describe(event)
+        if event.total_steps and event.progress is not None:
+            message += timer.text(event.progress)
         yield LoopEvent(kind, phase="pretraining" if kind == "pretrain" else "training", run_event=event,
-                        progress=event.progress, message=describe(event))
+                        progress=event.progress, message=message)
+
+
+class _TimeLeft:
+    """", about 3 min left" from the rate so far (validation passes included): a clinician who
+    sees a run at 43% wants to know when its model comes, not only how far it is."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.restart()
+
+    def restart(self, progress: float | None = None) -> None:
+        self.started, self.base = self.clock(), progress
+
+    def text(self, progress: float) -> str:
+        if self.base is None:  # the first report after a (re)start: the rate counts from here
+            self.restart(progress)
+            return ""
+        elapsed, done = self.clock() - self.started, progress - self.base
+        if elapsed < 5 or done <= 0.02 or progress >= 1:  # too early to say
+            return ""
+        left = elapsed / done * (1 - progress)
+        return ", under a minute left" if left < 60 else f", about {round(left / 60)} min left"
 
 
 def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[LoopEvent, None, int | None]:
@@ -347,24 +379,29 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
     return result.version
 
 
-def _train_candidate(project, rec, control, budget_s, config, since, summary) -> Generator[LoopEvent, None, Any]:
+def _train_candidate(project, rec, control, budget_s, config, since, summary,
+                     warm_share: float) -> Generator[LoopEvent, None, Any]:
     from medlabeler.engine.workflows.train import train_project
 
     active = project.active_model()
+    run_config = {**rec.config, **(config or {})}
     if active is not None:
         init, origin = active.version, f"from v{active.version}"
+        run_config = _warm_steps(run_config, warm_share)
     elif rec.init == "pretrained" and newest_pretrained(project) is not None:
         init, origin = "pretrained", "from the pretrained encoder"
     else:
         init, origin = None, "from scratch"
     n_train = len(project.samples(split="train", labeled=True))
     what = f"training a candidate {origin} with {n_train} training label{'' if n_train == 1 else 's'}"
-    yield _phase(project, "training", what + f" ({since} new)")
+    steps = run_config.get("steps")
+    yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
-                            config={**rec.config, **(config or {})}, cancel=control.token)
+                            config=run_config, cancel=control.token)
         result = yield from _drive_run(gen, "train", control,
-                                       lambda e: f"{what}: {percent(e.progress)}" if e.total_steps else what)
+                                       lambda e: f"{what}: {percent(e.progress)} of {e.total_steps} steps"
+                                       if e.total_steps else what)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
         yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {exc}")
@@ -379,6 +416,15 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary) ->
                     version=result.version, active_version=now_active.version if now_active else None,
                     labels_since_model=labels_since_model(project))
     return decision
+
+
+def _warm_steps(run_config: dict, share: float) -> dict:
+    """A warm-started candidate's steps: `share` of a run's from scratch (a run measured in epochs
+    keeps them)."""
+    steps = run_config.get("steps")
+    if not steps:
+        return run_config
+    return {**run_config, "steps": max(1, round(steps * share))}
 
 
 def _remove_old_weights(project, summary: LoopSummary) -> None:

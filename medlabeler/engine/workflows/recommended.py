@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CPU_STEPS, GPU_STEPS = 300, 1500
+#: A candidate the learning loop warm-starts from the active model trains this share of the steps
+#: of a run from scratch: it starts from a model that already knows all but the newest few labels
+#: (docs/benchmarks.md, "Warm-started rounds").
+WARM_START_SHARE = 1 / 3
 #: Patches per step in whole-volume training (docs/benchmarks.md, "Whole volumes on a CPU").
 VOLUME_BATCH = 2
 
@@ -50,8 +54,8 @@ def recommended(task_kind: str, *, spatial_dims: int = 2, gpu: bool = False) -> 
                 "FixMatch 0.9650-0.9665) and is above supervised on test at 4, 8 and 16 labels there; at the "
                 "app's 128 px crops its threshold of 0.95 has the best mean validation Dice on mni-tissue-seg and "
                 "on mni-tissue3-seg (a 1% CSF label), where it is above supervised on validation and 0.011 below it "
-                "on test at 16 labels. In the learning-loop benchmark (60-step rounds) a saved label reaches a "
-                "promoted model in about 11 s (docs/benchmarks.md)")
+                "on test at 16 labels. In the learning loop at the app's sizes a warm-started round (a third of "
+                "the steps) takes about 2.5 minutes on a 2-core CPU (docs/benchmarks.md)")
     if task_kind == "classification":
         return Recommendation(method="srcl", config={"steps": steps},
                               why="SRCL (mean teacher + relation consistency + NT-Xent) beat supervised "

@@ -234,7 +234,8 @@ class TrainWidget(QWidget):
         self.steps.setSingleStep(50)
         self.steps.setValue(300)
         self.steps.setToolTip("Optimizer steps of a run started here with 'Learn in the background' off (the "
-                              "default is the recommended budget, which the background loop always uses)")
+                              "default is the recommended budget; the background loop always uses it, and a "
+                              "third of it for a candidate warm-started from the active model)")
         form.addRow("Steps", self.steps)
         self.budget = QDoubleSpinBox()
         self.budget.setRange(0, 24 * 3600)
