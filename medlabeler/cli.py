@@ -426,17 +426,18 @@ def cmd_score(args) -> int:
 
 
 def cmd_queue(args) -> int:
-    from medlabeler.engine.workflows.active_loop import next_samples, where
+    from medlabeler.engine.workflows.active_loop import next_samples, shown_score, where
 
     with _open(args.project, readonly=True) as project:
         picks = next_samples(project, strategy=args.strategy, n=args.n)
         samples = {s.id: s for s in project.samples()}
-        ranked = project.active_model() is not None  # before any model: first picks, nothing scored (as the app)
+        has_model = project.active_model() is not None
+    scores = [shown_score(p, has_model=has_model) for p in picks]  # uncertainties only (as the app)
     if args.json:
-        _print_json([{"sample": p.sample, "score": p.score if ranked else None, "reason": p.reason} for p in picks])
+        _print_json([{"sample": p.sample, "score": score, "reason": p.reason} for p, score in zip(picks, scores)])
         return 0
-    for p in picks:
-        score = "" if p.score is None or not ranked else f"score {p.score:.3f}"
+    for p, value in zip(picks, scores):
+        score = "" if value is None else f"score {value:.3f}"
         print(f"  sample {p.sample:<6} {where(samples[p.sample]):<10} {score:<11}  {p.reason}")
     print(f"{len(picks)} samples to label next ({args.strategy})")
     return 0

@@ -165,6 +165,12 @@ def comparison_split(project) -> str:
     return split(project)
 
 
+def shown_score(selection, *, has_model: bool):
+    from medlabeler.engine.workflows.active_loop import shown_score as score
+
+    return score(selection, has_model=has_model)
+
+
 def split_word(split: str) -> str:
     """"validation" or "training": what promotion's messages call the labels of `split`."""
     from medlabeler.engine.workflows.promotion import SPLIT_WORDS

@@ -255,3 +255,17 @@ def test_the_loop_names_the_steps_of_the_run_it_trains(project):
     progress = [e.message for e in events if e.kind == "train" and e.run_event.kind == "step"]
     assert progress[-1].startswith("training a candidate from scratch with 3 training labels: 100% of 30 steps")
 
+
+def test_first_picks_show_no_score_until_the_active_model_scored_the_pool(project, capsys):
+    """After a promotion, before the pool's scores were written, the queue read "no uncertainty
+    scores yet: far from labeled samples" beside a score of 0.686 (a k-center distance)."""
+    import json
+
+    from medlabeler.cli import main
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    assert project.active_model() is not None and not project.scores(project.active_model().version)
+    assert main(["queue", str(project.root), "--n", "3", "--json"]) == 0
+    picks = json.loads(capsys.readouterr().out)
+    first = [p for p in picks if p["reason"].startswith("no uncertainty scores yet: ")]
+    assert first and all(p["score"] is None for p in first), picks

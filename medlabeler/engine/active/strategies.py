@@ -347,10 +347,19 @@ def hybrid_strategy(
                       f"(hybrid: of the {pool_of[c]} most uncertain left)") for c in chosen]
 
 
+#: How the reason of a first pick starts (no uncertainty behind it: its score is a k-center
+#: distance or nothing), before any model and while the active model's scores are not written yet.
+FIRST_PICK_PREFIXES = ("no model yet: ", "no uncertainty scores yet: ")
+
+
+def is_first_pick(reason: str) -> bool:
+    return reason.startswith(FIRST_PICK_PREFIXES)
+
+
 @register_strategy("cold-start")
 def cold_start_strategy(
     *, candidates: Sequence[int], embeddings: Mapping[int, Any] | None, labeled: Sequence[int], n: int,
-    seed: int = 0, prefix: str = "no model yet: ", **kw: Any,
+    seed: int = 0, prefix: str = FIRST_PICK_PREFIXES[0], **kw: Any,
 ) -> list[Selection]:
     """No model yet: k-center on (SSL) embeddings if any candidate has one, otherwise random."""
     if embeddings and any(c in embeddings for c in candidates):
@@ -488,7 +497,7 @@ def select(
             return uncertainty_strategy(strategy, **kw)
 
     if uses_scores and not any(scores.get(c) for c in pool):
-        fn = functools.partial(cold_start_strategy, prefix="no uncertainty scores yet: ")
+        fn = functools.partial(cold_start_strategy, prefix=FIRST_PICK_PREFIXES[1])
     elif uses_scores:
         name = strategy if strategy != "hybrid" else options.get("score")
         if name and not any(name in scores.get(c, {}) for c in pool):

@@ -121,6 +121,18 @@ def is_request(selection) -> bool:
     return selection.score is None
 
 
+def shown_score(selection, *, has_model: bool) -> float | None:
+    """The score a queue shows for a pick: an uncertainty, so none for a first pick (before any
+    model, or while the active model's scores are being written: there its score is a k-center
+    distance, and "no uncertainty scores yet" beside 0.686 read as a contradiction) and none for a
+    held-out request."""
+    from medlabeler.engine.active.strategies import is_first_pick
+
+    if not has_model or selection.score is None or is_first_pick(selection.reason):
+        return None
+    return float(selection.score)
+
+
 def where(sample) -> str:
     """Where a sample is, as every view shows it: ``slice 44`` counting from 0 like napari's slice
     slider (the sample id is the project's id, as in `medlabeler queue` and exports), else its split."""

@@ -146,15 +146,15 @@ class QueueWidget(QWidget):
         self._bold_rows = None
         ids = [row.sample for row in self.rows]
         samples = {s.id: s for s in project.samples(ids=ids)} if project is not None and ids else {}
-        ranked = project is not None and project.active_model() is not None
+        has_model = project is not None and project.active_model() is not None
         self.table.setUpdatesEnabled(False)
         try:
             self.table.setRowCount(len(self.rows))
             for r, row in enumerate(self.rows):
                 sample = samples.get(row.sample)
                 where = "" if sample is None else calls.where(sample)
-                # None: a validation/test request; no model: first picks, nothing scored yet
-                score = "" if row.score is None or not ranked else f"{row.score:.3f}"
+                value = calls.shown_score(row, has_model=has_model)  # an uncertainty, or nothing
+                score = "" if value is None else f"{value:.3f}"
                 for c, text in enumerate((str(row.sample), where, score, short_reason(row.reason))):
                     item = self.table.item(r, c)
                     if item is None:
