@@ -42,6 +42,8 @@ SPARSE_SHARE = 0.01
 HELD_OUT_SPARSE_SHARE = 0.05
 #: ...or less than this share of what the model's prediction of the sample finds as structure.
 PARTIAL_SHARE = 0.5
+#: Held-out masks kept to be judged when their prediction arrives (`_judge_later`).
+UNJUDGED_KEPT = 8
 #: Said when a project opens with nothing left to label (its first sample is shown).
 ALL_LABELED_NOTE = "every sample is labeled: review them through the queue's \"labeled\" view, or retrain"
 #: Seconds within which a second `s` saves an untouched validation or test slice as all background.
@@ -211,6 +213,8 @@ class Session(QObject):
         self._save_landed_signal.connect(self._report_landed)
         self._landed_since_signal: list[int] = []  # samples whose saves landed since the last report
         self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
+        # held-out masks saved before their sample's prediction arrived: judged when it does
+        self._unjudged: dict[int, np.ndarray] = {}
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
         self.rankings.overtaken.connect(self._ranking_overtaken)
@@ -379,6 +383,7 @@ class Session(QObject):
         self.sample = None
         self.reading = None
         self.predictions.clear()
+        self._unjudged.clear()
         self.project_changed.emit()
         self.sample_opened.emit(None)
 
@@ -658,7 +663,10 @@ class Session(QObject):
                 self.viewer.status = missing_slice_note(sample_id)
                 continue
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
-            self._save_note = self._incomplete_note(sample_id, mask) or self._save_note
+            note = self._incomplete_note(sample_id, mask)
+            self._save_note = note or self._save_note
+            if note is None:
+                self._judge_later(sample_id, mask)
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
             submitted += 1
@@ -666,6 +674,27 @@ class Session(QObject):
             self.viewer.status = f"saving {submitted} label{'s' if submitted > 1 else ''}…"
             self.saves_submitted.emit()
         return submitted
+
+    def _judge_later(self, sample_id: int, mask: np.ndarray) -> None:
+        """A held-out mask saved before the model's prediction of its sample arrived was judged on
+        its painted share alone: a grey-matter ring with no white matter went into validation
+        without a word. Judge it again against the prediction when that arrives."""
+        if sample_id in self.predictions or HELD_OUT_ROLES.get(self._split_of(sample_id)) is None:
+            return
+        if self.project.active_model() is None:  # no model: no prediction is coming
+            return
+        self._unjudged.pop(sample_id, None)
+        self._unjudged[sample_id] = mask
+        while len(self._unjudged) > UNJUDGED_KEPT:
+            del self._unjudged[next(iter(self._unjudged))]
+
+    def _judge_now(self, sample_id: int) -> None:
+        mask = self._unjudged.pop(sample_id, None)
+        note = None if mask is None else self._incomplete_note(sample_id, mask)
+        if note is not None:  # the clinician may be on another sample by now: a notification, not the status
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"Saved earlier: {note}")
 
     def _incomplete_note(self, sample_id: int, mask: np.ndarray) -> str | None:
         """A note when a saved mask looks like strokes, not whole structures: every unpainted pixel
@@ -914,6 +943,7 @@ class Session(QObject):
         self.predictions[pred.sample_id] = pred  # newest last
         while len(self.predictions) > self.predictions_kept:
             del self.predictions[next(iter(self.predictions))]
+        self._judge_now(pred.sample_id)
         if self.sample is not None and pred.sample_id == self.sample.id and self.view is not None:
             self.view.show_prediction(pred)
             self.timings["overlay_at"] = _now()

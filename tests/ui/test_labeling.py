@@ -505,6 +505,33 @@ def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_vie
     assert f"(the model finds {found:.1%})" in viewer.status, viewer.status
 
 
+def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_it_does(make_napari_viewer, qtbot,
+                                                                                        trained_project, monkeypatch):
+    """A grey-matter ring saved on a validation sample before the model's prediction of it had
+    arrived went into validation without a word (painted 7%: more than strokes, less than half of
+    what the model finds)."""
+    warned = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session, project = widget.session, widget.session.project
+    val = next(s for s in project.samples(split="val") if project.label(s.id) is None)
+    session.open_sample(val.id)
+    assert session.current_prediction is None  # it is made on a thread: not here before the save
+    layer = session.view.labels_layer
+    np.asarray(layer.data)[val.slice_index, 5:20, 5:20] = 1  # 225 of 2950 pixels
+    layer.refresh()
+    press(viewer, "s")
+    assert session.flush_saves()
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    found = np.count_nonzero(session.current_prediction.label) / session.current_prediction.label.size
+    assert found > 2 * 225 / 2950, found  # the fixture's model finds the brain: the mask is half of it or less
+    qtbot.waitUntil(lambda: bool(warned), timeout=10_000)
+    assert warned == [f"Saved earlier: sample {val.id}: only 7.6% painted (the model finds {found:.1%}); unpainted "
+                      "pixels count as background and a validation label chooses the model: paint each structure "
+                      "whole (or Remove label, if saved by mistake)"]
+
+
 def test_keys_still_reach_the_canvas_after_the_dock_was_clicked(make_napari_viewer, qtbot, brain_project):
     """A click on a combo box, a queue row, a tab or a button leaves the keyboard to the viewer (the
     canvas, or napari's window, which hands keys to the canvas): the next digit picks a label. A
