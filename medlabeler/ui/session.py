@@ -166,6 +166,13 @@ def missing_slice_note(sample_id: int) -> str:
 HELD_OUT_ROLES = {"val": ("validation", "chooses the model"), "test": ("test", "measures the model")}
 
 
+def _warn(text: str) -> None:
+    """A notification in the viewer's corner (the status line is one line, cut on a small screen)."""
+    from napari.utils.notifications import show_warning
+
+    show_warning(text)
+
+
 def held_out_refusal(sample) -> str:
     """Why the model's prediction of `sample` cannot be accepted as its label in one click ("" if
     it can): a validation label chooses the model and a test label measures it, so the model would
@@ -667,6 +674,8 @@ class Session(QObject):
             self._save_note = note or self._save_note
             if note is None:
                 self._judge_later(sample_id, mask)
+            elif HELD_OUT_ROLES.get(self._split_of(sample_id)):
+                _warn(note)  # a partial held-out label misjudges models: more than a status line
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
             submitted += 1
@@ -692,9 +701,7 @@ class Session(QObject):
         mask = self._unjudged.pop(sample_id, None)
         note = None if mask is None else self._incomplete_note(sample_id, mask)
         if note is not None:  # the clinician may be on another sample by now: a notification, not the status
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"Saved earlier: {note}")
+            _warn(f"Saved earlier: {note}")
 
     def _incomplete_note(self, sample_id: int, mask: np.ndarray) -> str | None:
         """A note when a saved mask looks like strokes, not whole structures: every unpainted pixel

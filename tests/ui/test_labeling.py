@@ -484,9 +484,13 @@ def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_b
     assert session.project.active_model().version == kept.active
 
 
-def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_viewer, qtbot, trained_project):
+def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_viewer, qtbot, trained_project,
+                                                                  monkeypatch):
     """A held-out label chooses or measures the model: painted far less than the structure the
-    model finds, the save says every unpainted pixel is background and what the label is for."""
+    model finds, the save says every unpainted pixel is background and what the label is for, in
+    the status line and in a notification (the line is cut on a 1366 px screen)."""
+    warned = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, trained_project)
     session, project = widget.session, widget.session.project
@@ -503,6 +507,7 @@ def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_vie
     assert session.flush_saves()
     assert "unpainted pixels count as background and a validation label chooses the model" in viewer.status
     assert f"(the model finds {found:.1%})" in viewer.status, viewer.status
+    assert len(warned) == 1 and warned[0] in viewer.status
 
 
 def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_it_does(make_napari_viewer, qtbot,
