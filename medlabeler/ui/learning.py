@@ -71,6 +71,7 @@ class LearningLoop(QObject):
         self.control = None
         self.now = "learning is off"
         self.phase = ""  # the loop's phase now: "training", "pretraining", "scoring", "idle", ...
+        self._in_run = False  # a candidate or an encoder is being trained (through pauses)
         self.last_decision = ""
         self.last_failure = ""  # the last run's error, until a run gets through
         self.labels_since = 0
@@ -99,7 +100,7 @@ class LearningLoop(QObject):
     @property
     def run_under_way(self) -> bool:
         """A candidate or an encoder is being trained now (closing the project discards it)."""
-        return self.running and self.phase in ("training", "pretraining")
+        return self.running and self._in_run
 
     @property
     def paused(self) -> bool:
@@ -223,6 +224,7 @@ class LearningLoop(QObject):
         if kind in ("train", "pretrain") and event.run_event is not None:
             self.session.training_event.emit(event.run_event)
         elif kind == "decision":
+            self._in_run = False
             self.last_failure = ""
             self.decisions.append(event.decision)
             self.last_decision = event.decision.message
@@ -238,12 +240,16 @@ class LearningLoop(QObject):
             if not self._scoring:
                 self.session.queue_changed.emit()
         elif kind == "failed":
+            self._in_run = False
             self.last_failure = event.message
             self._scoring_stopped()
         elif kind == "pretrained":
+            self._in_run = False
             self.session.models_changed.emit()
         elif kind == "phase":
             self.phase = event.phase or self.phase
+            if event.phase != "paused":  # a pause holds a run; it does not end it
+                self._in_run = event.phase in ("training", "pretraining")
             if event.labels_since_model is not None:  # a pause mid-run counts nothing: "0 new labels"
                 self.labels_since = event.labels_since_model
             self._scoring_stopped()  # e.g. early, for new labels
@@ -264,6 +270,7 @@ class LearningLoop(QObject):
             outcome, "learning is off")
         self.control = None
         self.phase = ""
+        self._in_run = False
         self._scoring_stopped()
         self.status_changed.emit()
 

@@ -150,7 +150,8 @@ def test_cancel_stops_the_loop_says_so_and_a_manual_model_resets_the_label_count
 
 def test_closing_while_a_candidate_trains_says_it_is_not_kept(make_napari_viewer, qtbot, brain_project, brain_files,
                                                              monkeypatch, caplog):
-    """A quit during a loop run discarded the run without a word."""
+    """A quit during a loop run discarded the run without a word (and, after a pause and resume,
+    still did)."""
     monkeypatch.setenv("MEDLABELER_LEARN", "1")
     _, masks = brain_files
     viewer = make_napari_viewer(show=True)
@@ -161,7 +162,16 @@ def test_closing_while_a_candidate_trains_says_it_is_not_kept(make_napari_viewer
     project = session.project
     paint_truth(session, masks)
     press(viewer, "n")
-    qtbot.waitUntil(lambda: session.learning.run_under_way and "%" in session.learning.now, timeout=60_000)
+    loop = session.learning
+    qtbot.waitUntil(lambda: loop.run_under_way and "%" in loop.now, timeout=60_000)
+    loop.set_paused(True)  # a pause holds the run: it is still under way after it (it was forgotten)
+    qtbot.waitUntil(lambda: loop.phase == "paused", timeout=10_000)
+    assert loop.run_under_way
+    steps = []
+    session.training_event.connect(steps.append)
+    loop.set_paused(False)
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=30_000)
+    assert loop.run_under_way
     with caplog.at_level("WARNING", logger="medlabeler.ui.session"):
         session.close_project()
     said = [r.getMessage() for r in caplog.records if "closing the project" in r.getMessage()]
