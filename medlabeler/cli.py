@@ -254,6 +254,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, not {value}")
+    return value
+
+
 def cmd_train(args) -> int:
     from medlabeler.engine.errors import InitMismatchError
     from medlabeler.engine.workflows.train import train_project, train_recommended
@@ -606,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="JSON object (or file) of extra training options")
     p.add_argument("--method", default="supervised", help="training method of the active-learning rounds")
     p.add_argument("--warm-start", action="store_true", help="each round starts from the previous round's model")
-    p.add_argument("--warm-share", type=float, default=None,
+    p.add_argument("--warm-share", type=_share, default=None,
                    help="learning-loop: the share of --steps a candidate warm-started from the active model trains "
                         "(default: the app's loop's, 1/3)")
     p.add_argument("--mc-passes", type=int, default=4, help="MC-dropout passes when scoring for BALD")

@@ -171,6 +171,12 @@ def shown_score(selection, *, has_model: bool):
     return score(selection, has_model=has_model)
 
 
+def labels_text(n: int, split: str) -> str:
+    from medlabeler.engine.workflows.promotion import labels_text as text
+
+    return text(n, split)
+
+
 def split_word(split: str) -> str:
     """"validation" or "training": what promotion's messages call the labels of `split`."""
     from medlabeler.engine.workflows.promotion import SPLIT_WORDS

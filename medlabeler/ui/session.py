@@ -670,6 +670,7 @@ class Session(QObject):
                 self.viewer.status = missing_slice_note(sample_id)
                 continue
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
+            self._unjudged.pop(sample_id, None)  # an earlier mask of it: replaced by this one
             note = self._incomplete_note(sample_id, mask)
             self._save_note = note or self._save_note
             if note is None:
@@ -692,7 +693,6 @@ class Session(QObject):
             return
         if self.project.active_model() is None:  # no model: no prediction is coming
             return
-        self._unjudged.pop(sample_id, None)
         self._unjudged[sample_id] = mask
         while len(self._unjudged) > UNJUDGED_KEPT:
             del self._unjudged[next(iter(self._unjudged))]
@@ -778,6 +778,7 @@ class Session(QObject):
             return False
         self.view.clear_labels(sample_id)
         self._from_prediction.discard(sample_id)
+        self._unjudged.pop(sample_id, None)  # nothing left to judge when its prediction comes
         self.labels_changed.emit()
         self.queue_changed.emit()
         self.viewer.status = (f"removed the label of sample {sample_id}: it is unlabeled again (version {version} "
@@ -1026,15 +1027,16 @@ class Session(QObject):
             self.refresh_after_model()  # a pretraining run stores an encoder and changes nothing shown
 
     @main_thread_only
-    def activate_model(self, version: int) -> None:
-        """Make ``version`` the active model (roll back or forward) and refresh predictions."""
+    def activate_model(self, version: int) -> bool:
+        """Make ``version`` the active model (roll back or forward) and refresh predictions; False
+        (and an error shown) when it cannot be."""
         from medlabeler.engine.errors import MedlabelerError
 
         try:
             calls.activate_by_hand(self.project, int(version))  # logged beside the loop's decisions
         except MedlabelerError as exc:
             show_error_message(f"Cannot activate model v{version}: {exc}")
-            return
+            return False
         self.predictions.clear()
         if self.view is not None:
             self.view.clear_prediction()
@@ -1042,6 +1044,7 @@ class Session(QObject):
         self.models_changed.emit()
         self.queue_changed.emit()
         self.refresh_after_model()
+        return True
 
     @main_thread_only
     def model_promoted(self) -> None:

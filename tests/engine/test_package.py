@@ -51,7 +51,9 @@ def test_versions_are_typed_as_shown_and_counts_must_be_positive(capsys):
     parser = build_parser()
     assert parser.parse_args(["models", "p", "--activate", "v3"]).activate == 3
     assert parser.parse_args(["models", "p", "--activate", "3"]).activate == 3
-    for argv in (["train", "p", "--steps", "0"], ["queue", "p", "--n", "-3"], ["models", "p", "--activate", "x3"]):
+    assert parser.parse_args(["benchmark", "learning-loop", "--warm-share", "0.5"]).warm_share == 0.5
+    for argv in (["train", "p", "--steps", "0"], ["queue", "p", "--n", "-3"], ["models", "p", "--activate", "x3"],
+                 ["benchmark", "learning-loop", "--warm-share", "0"]):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
         assert "error:" in capsys.readouterr().err

@@ -22,6 +22,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _torch_without_triton():
+    """What the app does once OpenGL has loaded LLVM (workers.keep_torch_clear_of_gl_llvm), from
+    the first GUI test on: a test that trained before any session of its own had seen the canvas
+    loaded triton after Mesa's LLVM and crashed the process (seen running a few GUI tests alone;
+    the whole suite imports triton in the engine tests first, which is safe)."""
+    import sys
+
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None
+
+
 @pytest.fixture(autouse=True)
 def _debug_threads(monkeypatch, tmp_path):
     from medlabeler.ui import workers

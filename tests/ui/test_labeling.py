@@ -527,6 +527,7 @@ def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_i
     np.asarray(layer.data)[val.slice_index, 5:20, 5:20] = 1  # 225 of 2950 pixels
     layer.refresh()
     press(viewer, "s")
+    assert val.id in session._unjudged  # to be judged when its prediction comes
     assert session.flush_saves()
     qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
     found = np.count_nonzero(session.current_prediction.label) / session.current_prediction.label.size
@@ -535,6 +536,15 @@ def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_i
     assert warned == [f"Saved earlier: sample {val.id}: only 7.6% painted (the model finds {found:.1%}); unpainted "
                       "pixels count as background and a validation label chooses the model: paint each structure "
                       "whole (or Remove label, if saved by mistake)"]
+    # a label removed before its prediction came is not judged when it comes
+    other = next(s for s in project.samples(split="val") if project.label(s.id) is None)
+    session.open_sample(other.id)
+    np.asarray(layer.data)[other.slice_index, 5:20, 5:20] = 1
+    layer.refresh()
+    press(viewer, "s")
+    assert other.id in session._unjudged
+    session.remove_label()
+    assert other.id not in session._unjudged
 
 
 def test_keys_still_reach_the_canvas_after_the_dock_was_clicked(make_napari_viewer, qtbot, brain_project):

@@ -78,7 +78,8 @@ class Decision:
 SPLIT_WORDS = {"val": "validation", "train": "training"}
 
 
-def _labels(n: int, split: str = "val") -> str:
+def labels_text(n: int, split: str = "val") -> str:
+    """"3 validation labels", "1 training label"."""
     return f"{n} {SPLIT_WORDS[split]} label{'s' if n != 1 else ''}"
 
 
@@ -201,7 +202,7 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
         best = active_value if best is None else max(best, active_value)
     common = dict(metric=name, candidate_value=value, active=active.version, active_value=active_value,
                   tolerance=tolerance, n_val=n_val, best_value=best, val_state=state, split=split)
-    on = f"{split} {name} on {_labels(n_val, split)}{no_val_note}"
+    on = f"{split} {name} on {labels_text(n_val, split)}{no_val_note}"
     if value is None:
         return Decision(candidate, False, f"v{candidate} not better: its {split} {name} is undefined; active "
                                           f"v{active.version} stays{no_val_note}", **common)

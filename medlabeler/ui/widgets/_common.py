@@ -39,6 +39,9 @@ def leave_keys_to_the_canvas(root: QWidget) -> None:
     leave_the_wheel_to_the_page(root)
 
 
+_WHEEL_TO_THE_PAGE = "medlabeler_wheel_to_the_page"
+
+
 class _WheelToThePage(QObject):
     """Passes a wheel event over a number field or a combo box on to the page that scrolls, unless
     the field has the keyboard focus (clicked to be edited)."""
@@ -60,11 +63,13 @@ def leave_the_wheel_to_the_page(root: QWidget) -> None:
     from qtpy.QtWidgets import QAbstractSpinBox
 
     wheel = _WheelToThePage(root)
-    for field in root.findChildren(QAbstractSpinBox):
-        field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # a wheel does not give it the focus
+    for field in root.findChildren(QAbstractSpinBox) + root.findChildren(QComboBox):
+        if field.property(_WHEEL_TO_THE_PAGE):  # a part's own call and the whole dock's: once is enough
+            continue
+        field.setProperty(_WHEEL_TO_THE_PAGE, True)
+        if isinstance(field, QAbstractSpinBox):
+            field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # a wheel does not give it the focus
         field.installEventFilter(wheel)
-    for combo in root.findChildren(QComboBox):
-        combo.installEventFilter(wheel)
 
 
 def hint(text: str) -> QLabel:

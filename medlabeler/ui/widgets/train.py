@@ -559,8 +559,8 @@ class TrainWidget(QWidget):
         text = "measured by its training run on the validation labels of then"
         measured = decision.measured() if decision is not None else None
         if measured is not None and f"{measured[1]:.3f}" != f"{metric[1]:.3f}":
-            text += (f"; promotion measured {measured[0]} {measured[1]:.3f} on the {decision.n_val} "
-                     f"{calls.split_word(decision.split)} labels it compared on")
+            text += (f"; promotion measured {measured[0]} {measured[1]:.3f} on the "
+                     f"{calls.labels_text(decision.n_val, decision.split)} it compared on")
         return text
 
     def _previous_active(self) -> int | None:
@@ -597,7 +597,8 @@ class TrainWidget(QWidget):
             return
         before = self.session.project.active_model()
         decision = calls.model_decision(self.session.project, version)
-        self.session.activate_model(version)
+        if not self.session.activate_model(version):
+            return
         if decision is not None and not decision.promoted and not decision.waiting and before is not None \
                 and before.version != version:
             # one click made a model validation had turned down the active one: say so, and the way back
