@@ -130,7 +130,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--per-round", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps of each candidate")
+    parser.add_argument("--warm-share", type=float, default=None,
+                        help="share of --steps a warm-started candidate trains (default: the app's, 1/3, at "
+                             "least 100 steps)")
+    parser.add_argument("--steps", type=int, default=60,
+                        help="optimizer steps of a model from scratch (a candidate warm-started from the active "
+                             "model trains a third, at least 100, as in the app)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--hidden", action="store_true", help="do not show the window")
     parser.add_argument("--profile", action="store_true", help="time the main-thread work of each widget")
@@ -169,6 +174,12 @@ def main(argv=None) -> int:
     widget = build_app(viewer)
     session = widget.session
     loop = session.learning
+    loop.warm_share = args.warm_share
+    # Every round's active model is measured on test at the end, so none of their weights may go:
+    # the loop's removal of old weights (milliseconds a round) is off in this benchmark.
+    from medlabeler.engine.workflows import learn_loop
+
+    learn_loop.remove_old_weights = lambda project: ([], 0)
     loop.config = {"image_size": args.image_size, "features": [8, 16, 32, 64], "batch_size": 8,
                    "unlabeled_batch_size": 8, "lr": 3e-3, "steps": args.steps,
                    "steps_per_epoch": max(1, args.steps // 2)}
@@ -179,7 +190,8 @@ def main(argv=None) -> int:
 
     session.open_project(root)
     print(f"demo: {len(session.project.samples())} slices, {n_val} validation slices labeled; loop running: "
-          f"{loop.running}; candidate {args.steps} steps at {args.image_size} px")
+          f"{loop.running}; {args.steps} steps from scratch, warm-started share "
+          f"{'default' if args.warm_share is None else args.warm_share}, at {args.image_size} px")
     beat = Heartbeat()
     sampler = StallSampler(beat, depth=3).start() if args.profile else None
     rows, labeling_gaps, loop_gaps, action_ms = [], [], [], []

@@ -26,7 +26,10 @@ def project(tmp_path):
     project.close()
 
 
-def test_the_loop_trains_after_three_new_labels_and_promotes(project):
+def test_the_loop_trains_after_three_new_labels_and_promotes(project, monkeypatch):
+    from medlabeler.engine.workflows import learn_loop
+
+    monkeypatch.setattr(learn_loop, "WARM_START_MIN_STEPS", 5)  # the tiny runs: a third of 30 shows
     control = LoopControl()
     gen = learn(project, control=control, config=TINY, poll_s=0.01)
     kinds, decisions, scored, labeled_more = [], [], [], False
@@ -269,3 +272,13 @@ def test_first_picks_show_no_score_until_the_active_model_scored_the_pool(projec
     picks = json.loads(capsys.readouterr().out)
     first = [p for p in picks if p["reason"].startswith("no uncertainty scores yet: ")]
     assert first and all(p["score"] is None for p in first), picks
+
+
+def test_a_warm_start_trains_a_third_of_the_steps_but_not_too_few():
+    from medlabeler.engine.workflows.learn_loop import _warm_steps
+
+    assert _warm_steps({"steps": 300}, 1 / 3) == {"steps": 100}  # the app on a CPU
+    assert _warm_steps({"steps": 1500}, 1 / 3)["steps"] == 500  # on a GPU
+    assert _warm_steps({"steps": 150}, 1 / 3)["steps"] == 100  # 50 would be too few
+    assert _warm_steps({"steps": 60}, 1 / 3)["steps"] == 60  # a short run stays whole
+    assert _warm_steps({"steps": None, "epochs": 5}, 1 / 3) == {"steps": None, "epochs": 5}

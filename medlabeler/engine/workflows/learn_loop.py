@@ -33,7 +33,7 @@ from typing import Any
 
 from medlabeler.engine.errors import MedlabelerError
 from medlabeler.engine.workflows.model_versions import newest_pretrained, remove_old_weights, removed_text
-from medlabeler.engine.workflows.recommended import WARM_START_SHARE
+from medlabeler.engine.workflows.recommended import WARM_START_MIN_STEPS, WARM_START_SHARE
 from medlabeler.engine.workflows.run_config import recommendation
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     """Run the learning loop until cancelled, `budget_s` seconds passed, or (with `until_idle`)
     nothing is left to do. `config`: run-config overrides for every run (tests and benchmarks use
     tiny models); `run_budget_s`: seconds per training run; `warm_share`: the share of the run's
-    steps a candidate warm-started from the active model trains. Yields LoopEvents; returns a
+    steps a candidate warm-started from the active model trains (never under WARM_START_MIN_STEPS). Yields LoopEvents; returns a
     LoopSummary."""
     control = control or LoopControl()
     summary = LoopSummary()
@@ -419,12 +419,12 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary,
 
 
 def _warm_steps(run_config: dict, share: float) -> dict:
-    """A warm-started candidate's steps: `share` of a run's from scratch (a run measured in epochs
-    keeps them)."""
+    """A warm-started candidate's steps: `share` of a run's from scratch, and at least
+    WARM_START_MIN_STEPS of them (a run measured in epochs keeps them)."""
     steps = run_config.get("steps")
     if not steps:
         return run_config
-    return {**run_config, "steps": max(1, round(steps * share))}
+    return {**run_config, "steps": max(min(steps, WARM_START_MIN_STEPS), round(steps * share), 1)}
 
 
 def _remove_old_weights(project, summary: LoopSummary) -> None:

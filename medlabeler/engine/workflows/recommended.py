@@ -16,6 +16,9 @@ CPU_STEPS, GPU_STEPS = 300, 1500
 #: of a run from scratch: it starts from a model that already knows all but the newest few labels
 #: (docs/benchmarks.md, "Warm-started rounds").
 WARM_START_SHARE = 1 / 3
+#: ...and never fewer steps than this (or the whole run, when that is shorter): 20 steps, a third
+#: of the GUI benchmark's 60, were too few for a candidate to take in its new labels.
+WARM_START_MIN_STEPS = 100
 #: Patches per step in whole-volume training (docs/benchmarks.md, "Whole volumes on a CPU").
 VOLUME_BATCH = 2
 
