@@ -484,18 +484,26 @@ def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_b
     assert session.project.active_model().version == kept.active
 
 
+def _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project, monkeypatch):
+    """The app on the trained project, an unlabeled validation sample open; warnings collected."""
+    warned = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, trained_project).session
+    project = session.project
+    val = next(s for s in project.samples(split="val") if project.label(s.id) is None)
+    session.open_sample(val.id)
+    return viewer, session, val, warned
+
+
 def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_viewer, qtbot, trained_project,
                                                                   monkeypatch):
     """A held-out label chooses or measures the model: painted far less than the structure the
     model finds, the save says every unpainted pixel is background and what the label is for, in
     the status line and in a notification (the line is cut on a 1366 px screen)."""
-    warned = []
-    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
-    viewer = make_napari_viewer(show=True)
-    widget = build_app(viewer, trained_project)
-    session, project = widget.session, widget.session.project
-    val = next(s for s in project.samples(split="val") if project.label(s.id) is None)
-    session.open_sample(val.id)
+    viewer, session, val, warned = _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project,
+                                                                        monkeypatch)
+    project = session.project
     qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
     predicted = session.current_prediction.label
     found = np.count_nonzero(predicted) / predicted.size
@@ -515,13 +523,9 @@ def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_i
     """A grey-matter ring saved on a validation sample before the model's prediction of it had
     arrived went into validation without a word (painted 7%: more than strokes, less than half of
     what the model finds)."""
-    warned = []
-    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
-    viewer = make_napari_viewer(show=True)
-    widget = build_app(viewer, trained_project)
-    session, project = widget.session, widget.session.project
-    val = next(s for s in project.samples(split="val") if project.label(s.id) is None)
-    session.open_sample(val.id)
+    viewer, session, val, warned = _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project,
+                                                                        monkeypatch)
+    project = session.project
     assert session.current_prediction is None  # it is made on a thread: not here before the save
     layer = session.view.labels_layer
     np.asarray(layer.data)[val.slice_index, 5:20, 5:20] = 1  # 225 of 2950 pixels
