@@ -450,6 +450,27 @@ def test_the_wheel_over_the_train_tab_leaves_its_settings_alone(make_napari_view
     assert field.focusPolicy() == Qt.FocusPolicy.StrongFocus  # a click still puts the cursor in it
 
 
+def test_every_line_of_the_loop_status_is_drawn_whole(make_napari_viewer, qtbot):
+    """The loop's status was sized for 3 lines of the font it had before napari's style sheet: the
+    third ("N new labels since the last model") was cut through at the bottom."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    widget.tabs.setCurrentWidget(widget.train)
+    status = widget.train.loop_status
+    status.set_parts(["training: 43% of 100 steps, ~1 min left (from v3, 13 training labels)",
+                      "last decision: promoted v4: 0.865 > 0.861", "2 new labels (any split) since the last model"])
+    qtbot.waitUntil(lambda: status.isVisible() and status.height() > 0)
+    qtbot.wait(100)
+    image = status.grab().toImage()
+    grey = np.array([[image.pixelColor(x, y).lightness() for x in range(image.width())]
+                     for y in range(image.height())])
+    text_rows = np.flatnonzero((np.abs(grey - np.median(grey)) > 60).any(axis=1))
+    lines = np.split(text_rows, np.flatnonzero(np.diff(text_rows) > 1) + 1)  # runs of rows with letters
+    heights = [len(rows) for rows in lines]
+    assert len(status.text().splitlines()) == 3 and len(lines) == 3, heights
+    assert heights[-1] >= heights[0] - 1, f"the last line is cut: {heights} rows of letters"
+
+
 def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_back(make_napari_viewer, qtbot,
                                                                                     trained_project, brain_files):
     """One click on Activate made a model validation had turned down the active one, without a word;

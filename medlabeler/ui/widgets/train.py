@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -158,9 +158,27 @@ class StatusLabel(QLabel):
 
     def __init__(self, lines: int, parent=None):
         super().__init__("", parent)
+        self.lines = lines
         self.setWordWrap(True)
         self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 2)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        # Qt lays a line of text out on whole pixels: a line takes lineSpacing + 1 at some sizes
+        margins = self.contentsMargins()
+        line = self.fontMetrics().lineSpacing() + 1
+        self.setFixedHeight(self.lines * line + margins.top() + margins.bottom() + 2)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """napari's style sheet sets a larger font after the label was made: sized for the old one,
+        the third line of the loop's status was cut in half."""
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._fit_height()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self._fit_height()  # polished by now: the font it is drawn with
+        super().showEvent(event)
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
         super().setText(text)
@@ -175,7 +193,6 @@ class StatusLines(StatusLabel):
     def __init__(self, lines: int, parent=None):
         super().__init__(lines, parent)
         self.setWordWrap(False)
-        self.lines = lines
         self.parts: list[str] = []
         self.setMinimumWidth(1)  # elided: its text never widens the dock
 
