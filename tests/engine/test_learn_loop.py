@@ -238,16 +238,16 @@ def test_a_run_in_progress_says_about_how_long_is_left():
     now[0] += 3
     assert timer.text(0.20) == ""  # too early to say
     now[0] += 57  # 60 s for 0.40 of the run: 0.50 left takes 75 s
-    assert timer.text(0.50) == ", about 1 min left"
+    assert timer.text(0.50) == ", ~1 min left"
     now[0] += 60  # 120 s for 0.80: 0.10 left takes 15 s
-    assert timer.text(0.90) == ", under a minute left"
+    assert timer.text(0.90) == ", <1 min left"
     timer.restart()  # after a pause: the paused minutes are not part of the rate
     now[0] += 600
     assert timer.text(0.90) == ""
     now[0] += 10
     assert timer.text(0.91) == ""  # 0.01 done: too little to say
     now[0] += 290
-    assert timer.text(0.95) == ", about 5 min left"  # 300 s for 0.05: 0.05 left takes 300 s
+    assert timer.text(0.95) == ", ~5 min left"  # 300 s for 0.05: 0.05 left takes 300 s
 
 
 def test_the_loop_names_the_steps_of_the_run_it_trains(project):
@@ -256,7 +256,7 @@ def test_the_loop_names_the_steps_of_the_run_it_trains(project):
     started = next(e.message for e in events if e.kind == "phase" and e.phase == "training")
     assert started == "training a candidate from scratch with 3 training labels (9 new), 30 steps"  # new in any split
     progress = [e.message for e in events if e.kind == "train" and e.run_event.kind == "step"]
-    assert progress[-1].startswith("training a candidate from scratch with 3 training labels: 100% of 30 steps")
+    assert progress[-1] == "training: 100% of 30 steps (from scratch, 3 training labels)"
 
 
 def test_first_picks_show_no_score_until_the_active_model_scored_the_pool(project, capsys):

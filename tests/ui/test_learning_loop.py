@@ -175,7 +175,7 @@ def test_closing_while_a_candidate_trains_says_it_is_not_kept(make_napari_viewer
     with caplog.at_level("WARNING", logger="medlabeler.ui.session"):
         session.close_project()
     said = [r.getMessage() for r in caplog.records if "closing the project" in r.getMessage()]
-    assert len(said) == 1 and "training a candidate from scratch" in said[0], said
+    assert len(said) == 1 and "steps" in said[0] and "(from scratch, 1 training label)" in said[0], said
     assert "it is not kept, there is no model yet" in said[0]
     assert project.closed and not session.learning.run_under_way
 
