@@ -419,6 +419,10 @@ def test_every_page_of_the_dock_fits_the_dock_of_a_1366_px_screen(make_napari_vi
     assert any("experimental" in combo.itemText(i) for i in range(combo.count()))
     longest = max(combo.view().fontMetrics().horizontalAdvance(combo.itemText(i)) for i in range(combo.count()))
     assert combo.view().minimumWidth() > longest > combo.minimumSizeHint().width()  # the open list shows it whole
+    # the loop, its runs and the versions before the form only a run by hand uses: on a 768 px
+    # screen the versions table was below the fold
+    train = widget.train
+    assert train.loop_status.y() < train.train_button.y() < train.models_table.y() < train.method_combo.y()
     # The labels layer starts with the brush: the dock says "paint", and a first drag paints.
     assert widget.session.view.labels_layer.mode == "paint"
 

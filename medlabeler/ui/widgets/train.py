@@ -274,7 +274,6 @@ class TrainWidget(QWidget):
         self.batch_size.setRange(1, 512)
         self.batch_size.setValue(8)
         form.addRow("Batch size", self.batch_size)
-        layout.addLayout(form)
 
         buttons = QHBoxLayout()
         self.train_button = QPushButton("Retrain now")
@@ -293,7 +292,6 @@ class TrainWidget(QWidget):
         self.status = StatusLabel(lines=4)
         layout.addWidget(self.status)
         self.plot = LossPlot()
-        layout.addWidget(self.plot)
 
         versions_title = QLabel(f"Model versions ({ACTIVE_MARK} active; a version's tooltip names its method)")
         versions_title.setWordWrap(True)
@@ -316,6 +314,11 @@ class TrainWidget(QWidget):
         table_buttons.addWidget(self.activate_button)
         table_buttons.addWidget(self.rollback_button)
         layout.addLayout(table_buttons)
+        # the loop, its runs and the versions first (what a clinician watches; on a 1366x768 screen
+        # the versions table was below the fold, under a form that only a run by hand uses)
+        layout.addWidget(self.plot)
+        layout.addWidget(hint("A run by hand (Retrain now with 'Learn in the background' off) uses:"))
+        layout.addLayout(form)
         layout.addWidget(hint("Learning runs in the background: keep labeling. A new model becomes active only "
                               f"if its validation metric is at least the active one's, and the best one's on the same labels, "
                               f"minus {calls.promotion_tolerance():g} "
