@@ -42,8 +42,9 @@ SPARSE_SHARE = 0.01
 HELD_OUT_SPARSE_SHARE = 0.05
 #: ...or less than this share of what the model's prediction of the sample finds as structure.
 PARTIAL_SHARE = 0.5
-#: Held-out masks kept to be judged when their prediction arrives (`_judge_later`).
-UNJUDGED_KEPT = 8
+#: Held-out masks kept to be judged when their prediction arrives (`_judge_later`), and the
+#: largest kept (a whole CT volume's mask, hundreds of MB, is not held for a note).
+UNJUDGED_KEPT, UNJUDGED_MAX_BYTES = 8, 16 * 2**20
 #: Said when a project opens with nothing left to label (its first sample is shown).
 ALL_LABELED_NOTE = "every sample is labeled: review them through the queue's \"labeled\" view, or retrain"
 #: Seconds within which a second `s` saves an untouched validation or test slice as all background.
@@ -689,7 +690,9 @@ class Session(QObject):
         """A held-out mask saved before the model's prediction of its sample arrived was judged on
         its painted share alone: a grey-matter ring with no white matter went into validation
         without a word. Judge it again against the prediction when that arrives."""
-        if sample_id in self.predictions or HELD_OUT_ROLES.get(self._split_of(sample_id)) is None:
+        if mask.nbytes > UNJUDGED_MAX_BYTES or sample_id in self.predictions:
+            return
+        if HELD_OUT_ROLES.get(self._split_of(sample_id)) is None:
             return
         if self.project.active_model() is None:  # no model: no prediction is coming
             return

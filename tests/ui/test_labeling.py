@@ -574,6 +574,8 @@ def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_i
     assert other.id in session._unjudged
     session.remove_label()
     assert other.id not in session._unjudged
+    session._judge_later(other.id, np.zeros((80, 512, 512), np.uint8))  # a whole volume's mask: not held
+    assert other.id not in session._unjudged
 
 
 def test_keys_still_reach_the_canvas_after_the_dock_was_clicked(make_napari_viewer, qtbot, brain_project):
