@@ -672,11 +672,12 @@ class Session(QObject):
                 continue
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
             self._unjudged.pop(sample_id, None)  # an earlier mask of it: replaced by this one
-            note = self._incomplete_note(sample_id, mask)
+            role = HELD_OUT_ROLES.get(self._split_of(sample_id))  # None: a training sample
+            note = self._incomplete_note(sample_id, mask, role)
             self._save_note = note or self._save_note
-            if note is None:
-                self._judge_later(sample_id, mask)
-            elif HELD_OUT_ROLES.get(self._split_of(sample_id)):
+            if role is not None and note is None:
+                self._judge_later(sample_id, mask)  # against the prediction, when it arrives
+            elif role is not None:
                 _warn(note)  # a partial held-out label misjudges models: more than a status line
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
@@ -692,8 +693,6 @@ class Session(QObject):
         without a word. Judge it again against the prediction when that arrives."""
         if mask.nbytes > UNJUDGED_MAX_BYTES or sample_id in self.predictions:
             return
-        if HELD_OUT_ROLES.get(self._split_of(sample_id)) is None:
-            return
         if self.project.active_model() is None:  # no model: no prediction is coming
             return
         self._unjudged[sample_id] = mask
@@ -702,20 +701,21 @@ class Session(QObject):
 
     def _judge_now(self, sample_id: int) -> None:
         mask = self._unjudged.pop(sample_id, None)
-        note = None if mask is None else self._incomplete_note(sample_id, mask)
+        note = None if mask is None else self._incomplete_note(sample_id, mask,
+                                                               HELD_OUT_ROLES.get(self._split_of(sample_id)))
         if note is not None:  # the clinician may be on another sample by now: a notification, not the status
             _warn(f"Saved earlier: {note}")
 
-    def _incomplete_note(self, sample_id: int, mask: np.ndarray) -> str | None:
+    def _incomplete_note(self, sample_id: int, mask: np.ndarray, role: tuple[str, str] | None) -> str | None:
         """A note when a saved mask looks like strokes, not whole structures: every unpainted pixel
         counts as background, which teaches the model (and, on a held-out sample, measures it)
         wrongly. Strokes: under SPARSE_SHARE of the pixels, or under PARTIAL_SHARE of the
-        structure the model's prediction of the sample finds."""
+        structure the model's prediction of the sample finds. `role`: the sample's held-out role
+        (HELD_OUT_ROLES), None for a training sample."""
         share = float(np.count_nonzero(mask)) / max(mask.size, 1)
         pred = self.predictions.get(sample_id)
         found = (float(np.count_nonzero(pred.label)) / max(mask.size, 1)
                  if pred is not None and isinstance(pred.label, np.ndarray) and pred.label.shape == mask.shape else 0.0)
-        role = HELD_OUT_ROLES.get(self._split_of(sample_id))
         sparse = HELD_OUT_SPARSE_SHARE if role and not found else SPARSE_SHARE
         if not (0 < share < sparse or share < PARTIAL_SHARE * found):
             return None
