@@ -172,8 +172,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     """Run the learning loop until cancelled, `budget_s` seconds passed, or (with `until_idle`)
     nothing is left to do. `config`: run-config overrides for every run (tests and benchmarks use
     tiny models); `run_budget_s`: seconds per training run; `warm_share`: the share of the run's
-    steps a candidate warm-started from the active model trains (never under WARM_START_MIN_STEPS). Yields LoopEvents; returns a
-    LoopSummary."""
+    steps a candidate warm-started from the active model trains (never under WARM_START_MIN_STEPS).
+    Yields LoopEvents; returns a LoopSummary."""
     control = control or LoopControl()
     summary = LoopSummary()
     started = clock()
@@ -381,6 +381,7 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
 
 def _train_candidate(project, rec, control, budget_s, config, since, summary,
                      warm_share: float) -> Generator[LoopEvent, None, Any]:
+    from medlabeler.engine.workflows.promotion import labels_text
     from medlabeler.engine.workflows.train import train_project
 
     active = project.active_model()
@@ -392,15 +393,15 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary,
         init, origin = "pretrained", "from the pretrained encoder"
     else:
         init, origin = None, "from scratch"
-    n_train = len(project.samples(split="train", labeled=True))
-    what = f"training a candidate {origin} with {n_train} training label{'' if n_train == 1 else 's'}"
+    labels = labels_text(len(project.samples(split="train", labeled=True)), "train")  # "13 training labels"
+    what = f"training a candidate {origin} with {labels}"
     steps = run_config.get("steps")
     yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
                             config=run_config, cancel=control.token)
         result = yield from _drive_run(gen, "train", control,
-                                       lambda e, left: _training_progress(e, left, origin, n_train)
+                                       lambda e, left: _training_progress(e, left, origin, labels)
                                        if e.total_steps else what)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
@@ -418,11 +419,10 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary,
     return decision
 
 
-def _training_progress(event, left: str, origin: str, n_train: int) -> str:
+def _training_progress(event, left: str, origin: str, labels: str) -> str:
     """"training: 43% of 100 steps, ~1 min left (from v3, 13 training labels)": how far and how
     long first, since a dock a 1366 px screen leaves cuts the line at about 45 characters."""
-    return (f"training: {percent(event.progress)} of {event.total_steps} steps{left} ({origin}, {n_train} training "
-            f"label{'' if n_train == 1 else 's'})")
+    return f"training: {percent(event.progress)} of {event.total_steps} steps{left} ({origin}, {labels})"
 
 
 def _warm_steps(run_config: dict, share: float) -> dict:
