@@ -318,8 +318,9 @@ def cmd_learn(args) -> int:
 
         from medlabeler.engine.training.events import run_to_end
 
+        rest = {"full_run_after_s": None} if args.no_full_run else {}
         summary = run_to_end(learn(project, new_labels=args.new_labels, budget_s=args.budget_s,
-                                   config=_config(args.config) or None, until_idle=True), show)
+                                   config=_config(args.config) or None, until_idle=True, **rest), show)
     if _torchrun_rank() == 0:
         print(f"learn: {summary.text()}")
     return 0
@@ -554,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-s", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--new-labels", type=_positive_int, default=3, help="labels that trigger a new candidate (default 3)")
     p.add_argument("--config", help="JSON file of training options for every run (overrides the recommended)")
+    p.add_argument("--no-full-run", action="store_true",
+                   help="stop after a candidate warm-started from the active model (a third of the steps), instead "
+                        "of giving the active model a full-length run on the same labels before stopping (the app "
+                        "does that after a minute without a new label)")
     p.set_defaults(func=cmd_learn)
 
     p = _command(sub, "predict", help="write predictions of the active model")
@@ -619,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-share", type=_share, default=None,
                    help="learning-loop: the share of --steps a candidate warm-started from the active model trains "
                         "(default: the app's loop's, 1/3)")
+    p.add_argument("--full-run-after-s", type=float, default=None,
+                   help="learning-loop: after the last round the clinician rests this long and the loop gives the "
+                        "active model a full-length run (default: the app's loop's, 60 s; a negative value: no rest)")
     p.add_argument("--mc-passes", type=int, default=4, help="MC-dropout passes when scoring for BALD")
     p.add_argument("--fraction", type=float, default=0.95, help="fraction of full supervision to reach")
     p.add_argument("--patches", type=int, default=900, help="patches of mni-tissue-cls")

@@ -7,9 +7,14 @@ candidate after every 3 new labels, promotes it only if validation does not drop
 (engine.promotion), and re-scores the pool. Validation and test labels are revealed up front
 (validation chooses, test only reports).
 
-Printed: the curve (labels vs the ACTIVE model's test Dice after each round), the wall time of
-each round, the time from a label save to a promoted model that includes it (p50, max), the
-decision log, and a single manual Retrain from scratch with the final labels for comparison.
+After the last round the clinician rests: the loop, idle for `--full-run-after-s` (the app's 60 s),
+gives the active model a full-length run on the same labels (its warm-started rounds train a third
+of the steps), and the benchmark waits for that decision.
+
+Printed: the curve (labels vs the ACTIVE model's test Dice after each round, and after the rest),
+the wall time of each round, the time from a label save to a promoted model that includes it (p50,
+max), the decision log, and a single manual Retrain from scratch with the final labels for
+comparison.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ def run(args) -> int:
         f"run config {config}")
 
     warm = {} if args.warm_share is None else {"warm_share": args.warm_share}
+    rest_s = getattr(args, "full_run_after_s", None)
+    if rest_s is not None:
+        warm["full_run_after_s"] = None if rest_s < 0 else rest_s
     control = LoopControl()
     decisions: list = []
     decided_at: list[float] = []
@@ -117,6 +125,12 @@ def run(args) -> int:
                          "test": test, "round_s": round_s, "decision": decision.message})
             say(f"round {rnd:>2}: {len(labeled):>3} labels, active v{rows[-1]['active']}, test {data.metric} "
                 f"{test:.4f}, round {round_s:.1f} s — {decision.message}")
+        if rows and warm.get("full_run_after_s", 0) is not None:
+            rest = _rest(project, data, config, decisions, idle, error, len(labeled), evaluate_project)
+            if rest is not None:
+                rows.append(rest)
+                say(f"rest: {len(labeled):>3} labels, active v{rest['active']}, test {data.metric} "
+                    f"{rest['test']:.4f}, {rest['round_s']:.1f} s — {rest['decision']}")
     finally:
         control.cancel()
         thread.join(120)
@@ -132,6 +146,24 @@ def run(args) -> int:
     say(text)
     say(f"wrote {out / 'learning-loop.md'}")
     return 0
+
+
+def _rest(project, data, config, decisions, idle, error, labels: int, evaluate_project) -> dict | None:
+    """The clinician stops labeling: wait for the loop's full run at rest and its decision (None:
+    the loop has nothing left to do, its newest model being a full-length run already)."""
+    from medlabeler.engine.workflows.learn_loop import short_run_newest
+    from medlabeler.engine.workflows.run_config import recommendation
+
+    if not short_run_newest(project, recommendation(project, config), config):
+        return None
+    before, started = len(decisions), time.monotonic()
+    if not _wait(lambda: len(decisions) > before and idle.is_set(), 3600, error):
+        say("rest: no decision within 3600 s")
+        return None
+    active = project.active_model()
+    return {"round": "rest", "labels": labels, "active": active.version if active else None,
+            "test": evaluate_project(project, "test")[data.metric] if active is not None else math.nan,
+            "round_s": time.monotonic() - started, "decision": decisions[-1].message}
 
 
 def _report(args, data, rows, latencies, drops, manual_test, seconds) -> str:
@@ -152,7 +184,10 @@ def _report(args, data, rows, latencies, drops, manual_test, seconds) -> str:
         lines.append(f"largest drop of the active test {data.metric} between rounds: {max(0.0, -min(drops)):.4f} "
                      f"(target <= 0.01)")
     if rows:
-        lines.append(f"final active test {data.metric} {rows[-1]['test']:.4f} vs a single manual Retrain from "
-                     f"scratch with the same {rows[-1]['labels']} labels {manual_test:.4f}")
+        rounds = [r for r in rows if r["round"] != "rest"]
+        rested = (f" after the rest ({rounds[-1]['test']:.4f} after the last round)"
+                  if rows[-1]["round"] == "rest" and rounds else "")
+        lines.append(f"final active test {data.metric} {rows[-1]['test']:.4f}{rested} vs a single manual Retrain "
+                     f"from scratch with the same {rows[-1]['labels']} labels {manual_test:.4f}")
     lines.append(f"total {seconds:.0f} s")
     return "\n".join(lines) + "\n"

@@ -282,3 +282,87 @@ def test_a_warm_start_trains_a_third_of_the_steps_but_not_too_few():
     assert _warm_steps({"steps": 150}, 1 / 3)["steps"] == 100  # 50 would be too few
     assert _warm_steps({"steps": 60}, 1 / 3)["steps"] == 60  # a short run stays whole
     assert _warm_steps({"steps": None, "epochs": 5}, 1 / 3) == {"steps": None, "epochs": 5}
+
+
+@pytest.fixture()
+def short_rounds(monkeypatch):
+    """The tiny runs' warm rounds a third of their 30 steps: 10."""
+    from medlabeler.engine.workflows import learn_loop
+
+    monkeypatch.setattr(learn_loop, "WARM_START_MIN_STEPS", 5)
+
+
+def _label_more(project, n: int = 3) -> None:
+    for sample in project.samples(split="train", labeled=False)[:n]:
+        _label(project, sample)
+
+
+def test_a_loop_at_rest_gives_a_short_round_a_full_run_once(project, short_rounds):
+    """Warm rounds train a third of the steps to keep up with a clinician; when nobody labels for
+    a while, the active model gets a full-length run on the same labels, once."""
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
+    _label_more(project)
+    events = []
+    summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False), events.append)
+    warm, full = (project.model(d.candidate) for d in summary.decisions)
+    assert warm.record["run"]["steps"] == 10 and full.record["run"]["steps"] == 30
+    first = summary.decisions[0]
+    assert full.parent == (warm.version if first.promoted else first.active)  # from the active model
+    assert full.n_labels == warm.n_labels
+    said = [e.message for e in events if e.kind == "phase" and e.phase == "training"]
+    assert said[-1] == ("no new label for a while: a full run of 30 steps from v"
+                        f"{full.parent} with 6 training labels (new labels stop it)")
+    # done once: the newest model is a full run now, so an idle loop has nothing left to do
+    assert run_to_end(learn(project, config=TINY, until_idle=True, score=False)).decisions == []
+
+
+def test_a_new_label_starts_the_rest_again(project, short_rounds):
+    control, clock = LoopControl(), [0.0]
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
+    _label_more(project)
+    decisions, idle, full_run_at = [], 0, None
+    for event in learn(project, control=control, config=TINY, poll_s=0.01, score=False,
+                       full_run_after_s=60, clock=lambda: clock[0]):
+        if event.kind == "decision":
+            decisions.append(event.decision)
+        if event.kind == "phase" and event.message.startswith("no new label for a while"):
+            full_run_at = clock[0]
+        if event.kind == "phase" and event.phase == "idle":
+            idle += 1
+            clock[0] += 20  # three idle checks: 60 s without a label
+            if idle == 3:
+                _label(project, project.samples(split="train", labeled=False)[0])  # at 40 s: the rest starts again
+            if idle == 8:
+                control.cancel()
+    assert len(decisions) == 2 and full_run_at == 120  # 60 s after the label, not after 60 s idle
+    assert project.model(decisions[1].candidate).record["run"]["steps"] == 30
+    assert project.model(decisions[1].candidate).n_labels == 7
+
+
+def test_new_labels_stop_a_full_run_and_the_next_candidate_trains_with_them(project, short_rounds, monkeypatch):
+    from medlabeler.engine.workflows import learn_loop
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
+    _label_more(project)
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
+    active = project.active_model()
+    now = [0.0]
+    monkeypatch.setattr(learn_loop.time, "monotonic", lambda: now[0])  # 2.5 s a step: a label check each
+    control, events, labeled = LoopControl(), [], False
+    for event in learn(project, control=control, config=TINY, poll_s=0.01, score=False, full_run_after_s=0):
+        events.append(event)
+        now[0] += 2.5
+        if event.kind == "train" and event.run_event.kind == "step" and not labeled:
+            _label_more(project)
+            labeled = True
+        if event.kind == "decision":
+            control.cancel()
+    said = [e.message for e in events if e.kind == "phase"]
+    assert any(m.startswith("no new label for a while: a full run of 30 steps") for m in said)
+    assert "new labels arrived: the full run stops (the active model stays) and the next candidate trains" in said
+    decisions = [e.decision for e in events if e.kind == "decision"]
+    assert len(decisions) == 1  # the full run was discarded, not validated
+    candidate = project.model(decisions[0].candidate)
+    assert candidate.parent == active.version and candidate.n_labels == 9 and candidate.record["run"]["steps"] == 10
+    steps = [e.run_event.step for e in events if e.kind == "train" and e.run_event.kind == "step"]
+    assert steps.index(1, 1) < 5, "the full run went on after the labels"

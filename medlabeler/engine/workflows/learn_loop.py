@@ -13,6 +13,12 @@ What it does, one job at a time:
    validation labels together with the active model and promote or keep it (engine.promotion).
 3. After a promotion, re-score the unlabeled pool in chunks (one forward pass per sample); the
    scores of each chunk are stored at once, so the queue re-ranks on them as they arrive.
+4. A warm-started candidate trains a third of a run's steps, so that rounds keep up with someone
+   labeling. When no label has come for `full_run_after_s` seconds (the clinician stopped or
+   rests), give the active model a full-length run on the labels as they are, once per label
+   state (RootPainter keeps training while nobody labels; a rest is the time for it). New labels
+   (`new_labels` of them) or a retrain request stop that run at once: it is discarded and the
+   candidate with the new labels trains instead, so labels never wait for it.
 
 Pausing suspends the loop between steps (a paused training run simply waits; nothing is lost);
 `cancel` stops it at the next step, and a cancelled or failed run leaves the active model. The
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 NEW_LABELS = 3
 #: Consecutive pretraining epochs without a 1% loss improvement that count as a plateau.
 PLATEAU_EPOCHS = 3
+#: Seconds without a new label after which an idle loop gives the active model, trained on a third
+#: of the steps in a warm-started round, a full-length run (docs/benchmarks.md, "A full run at rest").
+FULL_RUN_AFTER_S = 60.0
 
 
 class LoopControl:
@@ -167,12 +176,14 @@ def _has_train_labels(project) -> bool:
 def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_LABELS,
           budget_s: float | None = None, run_budget_s: float | None = None, pretrain_budget_s: float | None = None,
           config: dict | None = None, until_idle: bool = False, poll_s: float = 0.25, score: bool = True,
-          warm_share: float = WARM_START_SHARE,
+          warm_share: float = WARM_START_SHARE, full_run_after_s: float | None = FULL_RUN_AFTER_S,
           clock: Callable[[], float] = time.monotonic) -> Generator[LoopEvent, None, LoopSummary]:
     """Run the learning loop until cancelled, `budget_s` seconds passed, or (with `until_idle`)
     nothing is left to do. `config`: run-config overrides for every run (tests and benchmarks use
     tiny models); `run_budget_s`: seconds per training run; `warm_share`: the share of the run's
-    steps a candidate warm-started from the active model trains (never under WARM_START_MIN_STEPS).
+    steps a candidate warm-started from the active model trains (never under WARM_START_MIN_STEPS);
+    `full_run_after_s`: idle seconds with no new label before the active model, if its newest run
+    was a short one, gets a full-length run (None: never; with `until_idle`, before stopping).
     Yields LoopEvents; returns a LoopSummary."""
     control = control or LoopControl()
     summary = LoopSummary()
@@ -198,6 +209,14 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     scored_whole: int | None = None  # the active version a scoring pass last went through to the end
     stopped_because = ""  # with until_idle: why there was nothing (more) to do
     paused_reported = False
+    idle_since: tuple | None = None  # (labels since the model, when the loop went idle with them)
+    full_tried_at: tuple | None = None  # the label state of the last full run that ended without a model
+
+    def rested() -> bool:
+        """Time for a full run: nobody labeled for `full_run_after_s` (at once with until_idle)."""
+        if full_run_after_s is None:
+            return False
+        return until_idle or (idle_since is not None and clock() - idle_since[1] >= full_run_after_s)
 
     def needs_scores() -> bool:
         """The pool lacks scores of the active model, and no pass went through with it yet (one whole
@@ -211,6 +230,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     try:
         while not control.cancelled and not out_of_time():
             if control.paused:
+                idle_since = None  # a pause is no rest: the clinician said to wait
                 if not paused_reported:
                     yield _phase(project, "paused", "learning paused")
                     paused_reported = True
@@ -230,13 +250,24 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
             due = _has_train_labels(project) and (retrain or since >= new_labels
                                                   or (newest_model(project) is None and since > 0))
             if due and (retrain or state != tried_at):
-                idle_reported = None
+                idle_reported = idle_since = None
                 decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
                                                        since, summary, warm_share)
                 if decision is None:
                     tried_at = state
                     continue
                 if score and not control.cancelled and (decision.promoted or needs_scores()):
+                    yield from rescore()
+                continue
+            if idle_since is None or idle_since[0] != since:
+                idle_since = (since, clock())
+            if rested() and state != full_tried_at and short_run_newest(project, rec, config):
+                decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
+                                                       since, summary, warm_share=1.0, full_run=new_labels)
+                idle_reported = idle_since = None
+                if decision is None:
+                    full_tried_at = state
+                elif score and not control.cancelled and (decision.promoted or needs_scores()):
                     yield from rescore()
                 continue
             more = max(1, new_labels - since) if _has_train_labels(project) else None
@@ -298,14 +329,20 @@ def _paused_wait(control: LoopControl) -> Generator[LoopEvent, None, None]:
 
 
 def _drive_run(gen, kind: str, control: LoopControl, describe: Callable[[Any, str], str],
-               on_epoch: Callable[[Any], None] | None = None) -> Generator[LoopEvent, None, Any]:
+               on_epoch: Callable[[Any], None] | None = None,
+               check: Callable[[], None] | None = None) -> Generator[LoopEvent, None, Any]:
     """Forward a training generator's events as LoopEvents, pausing between steps; returns its result.
-    `describe(event, left)` words a step; `left` is ", ~3 min left" (or "" too early to say)."""
+    `describe(event, left)` words a step; `left` is ", ~3 min left" (or "" too early to say);
+    `check()` runs every 2 s (a full run looks for new labels)."""
     timer = _TimeLeft()
+    checked = time.monotonic()
     while True:
         if control.paused:
             yield from _paused_wait(control)
             timer.restart()  # the pause is no part of the rate
+        if check is not None and time.monotonic() - checked > 2.0:
+            checked = time.monotonic()
+            check()
         try:
             event = next(gen)
         except StopIteration as stop:
@@ -379,8 +416,10 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
     return result.version
 
 
-def _train_candidate(project, rec, control, budget_s, config, since, summary,
-                     warm_share: float) -> Generator[LoopEvent, None, Any]:
+def _train_candidate(project, rec, control, budget_s, config, since, summary, warm_share: float,
+                     full_run: int | None = None) -> Generator[LoopEvent, None, Any]:
+    """Train, validate and promote or keep a candidate. `full_run`: this is the full-length run of
+    a loop at rest, and that many new labels (or a retrain request) stop and discard it."""
     from medlabeler.engine.workflows.promotion import labels_text
     from medlabeler.engine.workflows.train import train_project
 
@@ -394,19 +433,28 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary,
     else:
         init, origin = None, "from scratch"
     labels = labels_text(len(project.samples(split="train", labeled=True)), "train")  # "13 training labels"
-    what = f"training a candidate {origin} with {labels}"
     steps = run_config.get("steps")
-    yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
+    if full_run is None:
+        what = f"training a candidate {origin} with {labels}"
+        yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
+    else:
+        what = f"no new label for a while: a full run of {steps} steps {origin} with {labels}"
+        yield _phase(project, "training", what + " (new labels stop it)")
+    stop = _FullRunStop(control, project, full_run)
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
-                            config=run_config, cancel=control.token)
+                            config=run_config, cancel=stop if full_run is not None else control.token)
         result = yield from _drive_run(gen, "train", control,
                                        lambda e, left: _training_progress(e, left, origin, labels)
-                                       if e.total_steps else what)
+                                       if e.total_steps else what,
+                                       check=stop.check if full_run is not None else None)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
         yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {exc}")
         return None
+    if stop.why:
+        yield _phase(project, "training", f"{stop.why}: the full run stops (the active model stays) and "
+                                          "the next candidate trains")
     if result is None or result.cancelled or result.decision is None:
         return None
     decision = result.decision
@@ -417,6 +465,44 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary,
                     version=result.version, active_version=now_active.version if now_active else None,
                     labels_since_model=labels_since_model(project))
     return decision
+
+
+class _FullRunStop:
+    """The cancel token of a full run at rest: set by the loop's cancel, by `new_labels` labels
+    saved since the newest model, or by a retrain request (`why` says which of the last two)."""
+
+    def __init__(self, control: LoopControl, project, new_labels: int | None) -> None:
+        self.control, self.project, self.new_labels = control, project, new_labels
+        self.waiting = labels_since_model(project) if new_labels is not None else 0
+        self.why = ""
+
+    def check(self) -> None:
+        if self.why or self.new_labels is None:
+            return
+        if self.control.retrain_requested:
+            self.why = "a retrain was asked for"
+        elif _candidate_due(labels_since_model(self.project), self.waiting, self.new_labels):
+            self.why = "new labels arrived"
+
+    def is_set(self) -> bool:
+        return self.control.cancelled or bool(self.why)
+
+
+def _candidate_due(since: int, waiting: int, new_labels: int) -> bool:
+    """Whether `since` labels make a candidate due for a job that began with `waiting` of them: a
+    candidate due only now stops the job; one due already (its run failed) waits for as many again."""
+    return since - waiting >= new_labels if waiting >= new_labels else since >= new_labels
+
+
+def short_run_newest(project, rec, config) -> bool:
+    """Whether the newest trained model is a warm-started round shorter than a full run (so a full
+    run from the active model on the same labels can still help)."""
+    full = {**rec.config, **(config or {})}.get("steps")
+    newest = newest_model(project)
+    if not full or newest is None or project.active_model() is None or not _has_train_labels(project):
+        return False
+    ran = (newest.record.get("config") or {}).get("steps")
+    return ran is not None and int(ran) < int(full)
 
 
 def _training_progress(event, left: str, origin: str, labels: str) -> str:
@@ -498,10 +584,7 @@ def _rescore_pool(project, control, new_labels: int, score_project) -> Generator
                 yield from _paused_wait(control)
             if time.monotonic() - checked > 2.0:
                 checked = time.monotonic()
-                since = labels_since_model(project)
-                # a candidate due only now stops it; one due already waits for as many labels again
-                due = since - waiting >= new_labels if waiting >= new_labels else since >= new_labels
-                if due or control.retrain_requested:
+                if _candidate_due(labels_since_model(project), waiting, new_labels) or control.retrain_requested:
                     stop.set()
             try:
                 event = next(gen)
