@@ -210,7 +210,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     stopped_because = ""  # with until_idle: why there was nothing (more) to do
     paused_reported = False
     idle_since: tuple | None = None  # (labels since the model, when the loop went idle with them)
-    full_tried_at: tuple | None = None  # the label state of the last full run that ended without a model
+    full_looked_at: tuple | None = None  # the state whose full run at rest was run or found not needed
 
     def rested() -> bool:
         """Time for a full run: nobody labeled for `full_run_after_s` (at once with until_idle)."""
@@ -261,15 +261,18 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 continue
             if idle_since is None or idle_since[0] != since:
                 idle_since = (since, clock())
-            if rested() and state != full_tried_at and short_run_newest(project, rec, config):
-                decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
-                                                       since, summary, warm_share=1.0, full_run=new_labels)
-                idle_reported = idle_since = None
-                if decision is None:
-                    full_tried_at = state
-                elif score and not control.cancelled and (decision.promoted or needs_scores()):
-                    yield from rescore()
-                continue
+            newest = newest_model(project)
+            full_state = (*state, newest.version if newest is not None else None)
+            if rested() and full_state != full_looked_at:
+                full_looked_at = full_state  # one full run per label state and model (models.json read once)
+                if short_run_newest(project, rec, config):
+                    decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
+                                                           since, summary, warm_share=1.0, full_run=new_labels)
+                    idle_reported = idle_since = None
+                    if decision is not None and score and not control.cancelled and (
+                            decision.promoted or needs_scores()):
+                        yield from rescore()
+                    continue
             more = max(1, new_labels - since) if _has_train_labels(project) else None
             if until_idle:
                 stopped_because = ("nothing to do: no training label yet" if more is None else
@@ -440,19 +443,19 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
     else:
         what = f"no new label for a while: a full run of {steps} steps {origin} with {labels}"
         yield _phase(project, "training", what + " (new labels stop it)")
-    stop = _FullRunStop(control, project, full_run)
+    stop = _FullRunStop(control, project, full_run) if full_run is not None else None
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
-                            config=run_config, cancel=stop if full_run is not None else control.token)
+                            config=run_config, cancel=stop or control.token)
         result = yield from _drive_run(gen, "train", control,
                                        lambda e, left: _training_progress(e, left, origin, labels)
                                        if e.total_steps else what,
-                                       check=stop.check if full_run is not None else None)
+                                       check=stop.check if stop is not None else None)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
         yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {exc}")
         return None
-    if stop.why:
+    if stop is not None and stop.why:
         yield _phase(project, "training", f"{stop.why}: the full run stops (the active model stays) and "
                                           "the next candidate trains")
     if result is None or result.cancelled or result.decision is None:
@@ -471,13 +474,16 @@ class _FullRunStop:
     """The cancel token of a full run at rest: set by the loop's cancel, by `new_labels` labels
     saved since the newest model, or by a retrain request (`why` says which of the last two)."""
 
-    def __init__(self, control: LoopControl, project, new_labels: int | None) -> None:
+    def __init__(self, control: LoopControl, project, new_labels: int) -> None:
         self.control, self.project, self.new_labels = control, project, new_labels
-        self.waiting = labels_since_model(project) if new_labels is not None else 0
+        self.waiting = labels_since_model(project)
         self.why = ""
 
     def check(self) -> None:
-        if self.why or self.new_labels is None:
+        from medlabeler.engine.training import distributed
+
+        # under torchrun every rank must take the same steps: the run goes to its end (no one labels there)
+        if self.why or distributed.active():
             return
         if self.control.retrain_requested:
             self.why = "a retrain was asked for"
