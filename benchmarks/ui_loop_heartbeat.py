@@ -95,8 +95,11 @@ def bare_clinician(args) -> int:
         train = [s.slice_index for s in project.samples(split="train") if truth[s.slice_index].any()]
         image = read_image(project.samples()[0].path)
     volume = np.asarray(image.array, np.float32)
+    from medlabeler.ui.app import fit_window
+
     viewer = napari.Viewer(title="bare napari, the clinician's phase", show=not args.hidden)
     dock_placeholder(viewer)
+    fit_window(viewer)  # the window the app's users get (the canvas was 343x559 px before)
     app = QApplication.instance()
     viewer.add_image(volume, contrast_limits=(float(volume.min()), float(volume.max())), name="image")
     labels = viewer.add_labels(np.zeros(volume.shape, np.uint8), name="labels")
@@ -154,7 +157,7 @@ def main(argv=None) -> int:
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo
     from medlabeler.engine.workflows.evaluate import evaluate_project
     from medlabeler.engine.store import Project
-    from medlabeler.ui.app import build_app
+    from medlabeler.ui.app import build_app, fit_window
 
     truth = demo_truth()
     tmp = tempfile.TemporaryDirectory(prefix="medlabeler-loop-bench-")
@@ -172,9 +175,11 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(title="medlabeler loop benchmark", show=not args.hidden)
     app = QApplication.instance()
     widget = build_app(viewer)
+    fit_window(viewer)  # maximized, as `medlabeler app` starts (the canvas was 343x559 px before)
     session = widget.session
     loop = session.learning
-    loop.warm_share = args.warm_share
+    if args.warm_share is not None:
+        loop.options["warm_share"] = args.warm_share
     # Every round's active model is measured on test at the end, so none of their weights may go:
     # the loop's removal of old weights (milliseconds a round) is off in this benchmark.
     from medlabeler.engine.workflows import learn_loop

@@ -78,7 +78,8 @@ class LearningLoop(QObject):
         self.decisions: list = []  # this session's decisions, in order (the decision log)
         self.config: dict = {}  # run-config overrides for the loop's runs (tests use tiny models)
         self.new_labels = 3  # labels that start a new candidate
-        self.warm_share: float | None = None  # None: the engine's share of steps for a warm-started candidate
+        # more keywords of the engine's loop (warm_share, full_run_after_s): its defaults unless set
+        self.options: dict = {}
         self._scoring = False  # scores are arriving: the queue re-ranks once they stop
         self._counting = False  # a count of the labels since the last model runs on a thread
         self._count_again = False
@@ -131,9 +132,8 @@ class LearningLoop(QObject):
             return False
         from medlabeler.ui import engine_calls as calls
 
-        warm = {} if self.warm_share is None else {"warm_share": self.warm_share}
         job = EngineJob("Learning", lambda token: _thinned(calls.learning_run(
-            project, self.control, config=dict(self.config), new_labels=self.new_labels, **warm)),
+            project, self.control, config=dict(self.config), new_labels=self.new_labels, **self.options)),
                         show_progress=False)
         self.control = calls.loop_control(job.token)
         job.event.connect(self._on_event)

@@ -256,3 +256,51 @@ def test_a_failed_run_stays_in_the_loop_status_until_a_run_gets_through(make_nap
     # a pause in the middle of a run reports no count: the 14 labels stay (it read "0 new labels")
     loop._on_event(LoopEvent("phase", phase="paused", message="learning paused"))
     assert "14 new labels" in train.loop_status.toolTip() and loop.phase == "paused"
+
+
+def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_viewer, qtbot, brain_project,
+                                                                    brain_files, monkeypatch):
+    """Warm rounds train a third of the steps; a minute (here a second) without a label, the Train
+    tab says a full run started, and its decision arrives like any other."""
+    from medlabeler.engine.workflows import learn_loop
+
+    monkeypatch.setenv("MEDLABELER_LEARN", "1")
+    monkeypatch.setattr(learn_loop, "WARM_START_MIN_STEPS", 4)  # tiny rounds: a third of 24 steps
+    _, masks = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    session, train, loop = widget.session, widget.train, widget.session.learning
+    loop.config = {**TINY, "steps": 24}
+    loop.options = {"full_run_after_s": 1.0}
+    assert session.open_project(brain_project)
+    project = session.project
+    shown: list[str] = []
+    loop.status_changed.connect(lambda: shown.append(train.loop_status.toolTip()))
+    session.open_sample(project.samples(split="val")[0].id)
+    paint_truth(session, masks)
+    press(viewer, "s")
+    session.open_next()
+
+    def label(n: int) -> None:
+        for _ in range(n):
+            if session.sample.split != "train":  # the queue may ask for a validation label
+                session.open_sample(project.samples(split="train", labeled=False)[0].id)
+            paint_truth(session, masks)
+            press(viewer, "n")
+
+    label(1)  # the first model: a whole run from scratch, nothing more to do at rest
+    qtbot.waitUntil(lambda: len(loop.decisions) == 1 and "waiting for labels" in loop.now, timeout=120_000)
+    qtbot.wait(2500)
+    assert len(loop.decisions) == 1 and project.model(loop.decisions[0].candidate).record["run"]["steps"] == 24
+    label(3)  # a warm round of a third of the steps, then, at rest, the full run
+    qtbot.waitUntil(lambda: len(loop.decisions) == 3, timeout=180_000)
+    warm, full = (project.model(d.candidate) for d in loop.decisions[1:])
+    assert warm.record["run"]["steps"] == 8 and full.record["run"]["steps"] == 24
+    assert full.n_labels == warm.n_labels == 4
+    assert any(text.startswith("no new label for a while: a full run of 24 steps from v") for text in shown)
+    assert f"last decision: {loop.decisions[-1].message}" in train.loop_status.toolTip()
+    qtbot.waitUntil(lambda: "waiting for labels" in loop.now, timeout=60_000)
+    qtbot.wait(2500)
+    assert len(loop.decisions) == 3, "one full run per set of labels"
+    assert not workers.THREAD_CHECKS["violations"]
+    session.shutdown()
