@@ -261,10 +261,10 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 continue
             if idle_since is None or idle_since[0] != since:
                 idle_since = (since, clock())
-            newest = newest_model(project)
-            full_state = (*state, newest.version if newest is not None else None)
-            if rested() and full_state != full_looked_at:
-                full_looked_at = full_state  # one full run per label state and model (models.json read once)
+            newest = newest_model(project) if rested() else None
+            full_state = (*state, newest.version) if newest is not None else None
+            if full_state is not None and full_state != full_looked_at:
+                full_looked_at = full_state  # one full run (or one look) per label state and newest model
                 if short_run_newest(project, rec, config):
                     decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
                                                            since, summary, warm_share=1.0, full_run=new_labels)
