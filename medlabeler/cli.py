@@ -624,6 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-share", type=_share, default=None,
                    help="learning-loop: the share of --steps a candidate warm-started from the active model trains "
                         "(default: the app's loop's, 1/3)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="learning-loop: the seed of its training runs and queue draws (default 0)")
     p.add_argument("--full-run-after-s", type=float, default=None,
                    help="learning-loop: after the last round the clinician rests this long and the loop gives the "
                         "active model a full-length run (default: the app's loop's, 60 s; a negative value: no rest)")

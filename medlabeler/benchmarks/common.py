@@ -37,7 +37,8 @@ RELEVANT = {
     "throughput": ("dataset", "labels", "steps", "pretrain_steps", "image_size", "batch_size", "config", "repeats",
                    "threads", "out"),
     "sanity-ladder": ("labels", "steps", "pretrain_steps", "image_size", "config", "threads", "out"),
-    "learning-loop": ("dataset", "rounds", "per_round", "steps", "image_size", "batch_size", "config", "threads", "out"),
+    "learning-loop": ("dataset", "rounds", "per_round", "steps", "image_size", "batch_size", "config", "warm_share",
+                      "full_run_after_s", "seed", "threads", "out"),
 }
 
 

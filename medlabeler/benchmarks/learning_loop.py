@@ -63,7 +63,8 @@ def run(args) -> int:
         say("note: the learning-loop benchmark reports the task's metric; it was designed on mni-tissue-seg")
     project = common.fresh_project(data, out / "learning-loop-project")
     total = common.Stopwatch()
-    config = common.run_config(data.task, args, seed=0, steps=args.steps)
+    seed = getattr(args, "seed", None) or 0
+    config = common.run_config(data.task, args, seed=seed, steps=args.steps)
     revealed = common.reveal_eval_splits(project, data)
     say(f"learning loop on {data.name}: {len(project.samples())} samples, revealed {revealed['val']} validation "
         f"and {revealed['test']} test labels; {args.per_round} labels a round, up to {args.rounds} rounds; "
@@ -98,7 +99,8 @@ def run(args) -> int:
     try:
         for rnd in range(1, args.rounds + 1):
             _wait(idle.is_set, 600, error)
-            picks = [i for i in _queue_top(project, args.per_round + len(labeled), rnd) if i not in labeled]
+            picks = [i for i in _queue_top(project, args.per_round + len(labeled), rnd + 1000 * seed)
+                     if i not in labeled]
             picks = [i for i in picks if common.has_truth(data, project.sample(i))][: args.per_round]
             if not picks:
                 say(f"round {rnd}: the queue is empty; stopping")
