@@ -1,7 +1,9 @@
 """Keyboard: one scheme for the whole app, shown in the Label tab and the README ("Keys").
 
-medlabeler's own keys: ``n`` saves and opens the next sample of the queue, ``s`` saves, ``u`` and
-``g`` show or hide the uncertainty map and Grad-CAM, ``w`` steps through the CT windows, and the
+medlabeler's own keys: ``n`` saves and opens the next sample of the queue, ``s`` saves, ``a``
+accepts the model's prediction as the label and opens the next (reviewing predictions from the
+keyboard), ``u`` and ``g`` show or hide the uncertainty map and Grad-CAM, ``w`` steps through the
+CT windows, and the
 digits 1-9 pick a label: the class of the image (classification: saved at once, the next sample
 opens) or, in segmentation, the label to paint with the brush.
 
@@ -18,6 +20,8 @@ import weakref
 
 NEXT_KEY = "n"
 SAVE_KEY = "s"
+ACCEPT_KEY = "a"  # free on napari's Labels and Image layers (Points and Shapes select all with it)
+ACCEPT_HELP = "accept the model's prediction as the label and open the next (not over a label of your own)"
 UNCERTAINTY_KEY = "u"
 GRADCAM_KEY = "g"
 WINDOW_KEY = "w"
@@ -35,12 +39,14 @@ SEGMENTATION_KEYS = (
     (SAVE_KEY, "save the labels (nothing painted on a new sample: saved as all background; twice on a "
                "validation or test sample)"),
     (NEXT_KEY, "save and open the next sample of the queue"),
+    (ACCEPT_KEY, ACCEPT_HELP),
     (UNCERTAINTY_KEY, "show / hide the uncertainty map"),
     (WINDOW_KEY, WINDOW_HELP),
 )
 CLASSIFICATION_KEYS = (
     ("1-9", "label the image as class 1-9 and open the next"),
     (NEXT_KEY, "open the next sample of the queue"),
+    (ACCEPT_KEY, ACCEPT_HELP),
     (GRADCAM_KEY, "show / hide Grad-CAM (where the model looked)"),
     (WINDOW_KEY, WINDOW_HELP),
 )
@@ -70,7 +76,12 @@ def install_viewer_keys(viewer, session) -> None:
             if s.viewer is not None and not saved:
                 s.viewer.status = "nothing to save: no change since the last save"
 
-    keys = {NEXT_KEY: next_sample, SAVE_KEY: save, UNCERTAINTY_KEY: _overlay_key(ref, "uncertainty"),
+    def accept(_viewer):
+        s = ref()
+        if s is not None and s.accept_prediction():  # refused (no prediction, a hand label): stay to see why
+            s.open_next()
+
+    keys = {NEXT_KEY: next_sample, SAVE_KEY: save, ACCEPT_KEY: accept, UNCERTAINTY_KEY: _overlay_key(ref, "uncertainty"),
             GRADCAM_KEY: _overlay_key(ref, "grad-cam"), WINDOW_KEY: _window_key(ref),
             **{str(digit): _digit_key(ref, digit) for digit in range(1, 10)}}
     for key, action in keys.items():
@@ -98,8 +109,9 @@ def _on_our_layers(ref, key: str, action):
 
 
 #: The status-bar hint napari shows for a layer; its own names the digit mode keys taken here.
-SEGMENTATION_HINT = "1-9 label and brush, E eraser, F fill, P brush, [ ] brush size, Z pan/zoom, s save, n next"
-CLASSIFICATION_HINT = "1-9 label the image as that class and open the next, n next, g Grad-CAM"
+SEGMENTATION_HINT = ("1-9 label and brush, E eraser, F fill, P brush, [ ] brush size, Z pan/zoom, s save, n next, "
+                     "a accept prediction")
+CLASSIFICATION_HINT = "1-9 label the image as that class and open the next, n next, a accept prediction, g Grad-CAM"
 
 
 def install_layer_keys(layer, session) -> None:

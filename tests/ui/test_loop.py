@@ -153,6 +153,14 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert session.flush_saves()
     assert project.label(corrected).origin == "corrected_prediction"
 
+    # Reviewing from the keyboard: `a` accepts the prediction and opens the next sample.
+    pending = next(s.id for s in project.samples(split="train") if s.id not in project.labeled_ids())
+    session.open_sample(pending)
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    press(viewer, "a")
+    assert session.flush_saves() and project.label(pending).origin == "accepted_prediction"
+    assert session.sample.id != pending
+
     # A held-out sample's prediction is not accepted in one click: the model would grade itself.
     held_out = next(s for s in project.samples(split="test") if s.id not in project.labeled_ids())
     session.open_sample(held_out.id)
@@ -160,6 +168,8 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert not widget.review.accept_button.isEnabled()
     assert "test sample" in widget.review.accept_button.toolTip()
     assert not session.accept_prediction() and "Correct it" in viewer.status
+    press(viewer, "a")  # refused: the sample stays open, its status line saying why
+    assert session.sample.id == held_out.id and "Correct it" in viewer.status
     assert session.flush_saves() and held_out.id not in project.labeled_ids()
     # Nor does it replace a label someone drew or corrected.
     hand = next(i for i in labeled if project.sample(i).split == "train")
@@ -238,7 +248,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
 
     # The queue's other view: the labeled samples.
     widget.queue.view_combo.setCurrentText("labeled")
-    assert set(widget.queue.sample_ids()) == {*labeled, val.id, accepted, corrected}
+    assert set(widget.queue.sample_ids()) == {*labeled, val.id, accepted, corrected, pending}
     assert workers.THREAD_CHECKS["calls"] > 50 and not workers.THREAD_CHECKS["violations"]
     session.shutdown()
     assert session.project is None and not any(layer.name.startswith("medlabeler") for layer in viewer.layers)

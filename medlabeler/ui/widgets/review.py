@@ -37,7 +37,8 @@ class ReviewWidget(QWidget):
 
         buttons = QHBoxLayout()
         self.accept_button = QPushButton("Accept prediction")
-        self.accept_button.setToolTip("Save the prediction as this sample's label")
+        self.accept_button.setToolTip("Save the prediction as this sample's label (the a key: accept and open "
+                                      "the next)")
         self.edit_button = QPushButton("Correct it…")
         self.edit_button.setToolTip("Copy the prediction into the labels layer to paint corrections; save with 's'")
         buttons.addWidget(self.accept_button)
