@@ -99,7 +99,8 @@ def bare_clinician(args) -> int:
 
     viewer = napari.Viewer(title="bare napari, the clinician's phase", show=not args.hidden)
     dock_placeholder(viewer)
-    fit_window(viewer)  # the window the app's users get (the canvas was 343x559 px before)
+    if not args.hidden:
+        fit_window(viewer)  # the window the app's users get (the canvas was 343x559 px before)
     app = QApplication.instance()
     viewer.add_image(volume, contrast_limits=(float(volume.min()), float(volume.max())), name="image")
     labels = viewer.add_labels(np.zeros(volume.shape, np.uint8), name="labels")
@@ -175,7 +176,8 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(title="medlabeler loop benchmark", show=not args.hidden)
     app = QApplication.instance()
     widget = build_app(viewer)
-    fit_window(viewer)  # maximized, as `medlabeler app` starts (the canvas was 343x559 px before)
+    if not args.hidden:
+        fit_window(viewer)  # maximized, as `medlabeler app` starts (the canvas was 343x559 px before)
     session = widget.session
     loop = session.learning
     if args.warm_share is not None:

@@ -910,10 +910,15 @@ class Session(QObject):
     def accept_prediction(self) -> bool:
         """Save the model's prediction of the open sample as its label (origin accepted_prediction)."""
         pred = self.current_prediction
-        if pred is None or pred.label is None:
-            show_error_message("There is no prediction for this sample yet.")
+        if self.project is None or self.sample is None:
             return False
-        refusal = held_out_refusal(self.sample) or self._hand_label_refusal()
+        if pred is None or pred.label is None:  # in the status line, as the other refusals: `a` may be pressed fast
+            self.viewer.status = f"sample {self.sample.id} has no prediction yet: nothing to accept"
+            return False
+        if self.project.readonly:
+            self.viewer.status = "this project is open read-only: labels cannot be saved"
+            return False
+        refusal = held_out_refusal(self.sample) or self._hand_label_refusal() or self._unsaved_strokes_refusal(pred)
         if refusal:
             self.viewer.status = refusal
             return False
@@ -931,6 +936,16 @@ class Session(QObject):
             return ""
         return (f"sample {self.sample.id} has your label (v{label.version}): the prediction does not replace it "
                 "in one click. 'Correct it…' copies the prediction into your labels to edit; then save with s.")
+
+    def _unsaved_strokes_refusal(self, pred) -> str:
+        """Why accepting would drop strokes painted on the open sample and not saved yet ("" if not)."""
+        if self.view is None:
+            return ""
+        painted = dict(self.view.changed_masks()).get(self.sample.id)
+        if painted is None or np.array_equal(painted, pred.label):
+            return ""
+        return (f"sample {self.sample.id} has strokes not saved yet: the prediction does not replace them in one "
+                "click. Save them with s, or undo them to accept.")
 
     def _already_saved(self, pred) -> bool:
         pending = self.pending_labels()

@@ -310,8 +310,10 @@ def test_a_loop_at_rest_gives_a_short_round_a_full_run_once(project, short_round
     assert full.parent == (warm.version if first.promoted else first.active)  # from the active model
     assert full.n_labels == warm.n_labels
     said = [e.message for e in events if e.kind == "phase" and e.phase == "training"]
-    assert said[-1] == ("no new label for a while: a full run of 30 steps from v"
-                        f"{full.parent} with 6 training labels (new labels stop it)")
+    assert said[-1] == (f"a full run of 30 steps from v{full.parent} on the same labels (6 training labels; "
+                        "new labels stop it)")
+    progress = [e.message for e in events if e.kind == "train" and e.run_event.kind == "step"]
+    assert progress[-1] == f"training: 100% of 30 steps (full run from v{full.parent}, 6 training labels)"
     # done once: the newest model is a full run now, so an idle loop has nothing left to do
     assert run_to_end(learn(project, config=TINY, until_idle=True, score=False)).decisions == []
 
@@ -325,7 +327,7 @@ def test_a_new_label_starts_the_rest_again(project, short_rounds):
                        full_run_after_s=60, clock=lambda: clock[0]):
         if event.kind == "decision":
             decisions.append(event.decision)
-        if event.kind == "phase" and event.message.startswith("no new label for a while"):
+        if event.kind == "phase" and event.message.startswith("a full run of"):
             full_run_at = clock[0]
         if event.kind == "phase" and event.phase == "idle":
             idle += 1
@@ -339,30 +341,44 @@ def test_a_new_label_starts_the_rest_again(project, short_rounds):
     assert project.model(decisions[1].candidate).n_labels == 7
 
 
-def test_new_labels_stop_a_full_run_and_the_next_candidate_trains_with_them(project, short_rounds, monkeypatch):
+@pytest.mark.parametrize("what", ["labels", "retrain"])
+def test_new_labels_or_a_retrain_stop_a_full_run_and_the_next_candidate_trains(project, short_rounds, monkeypatch,
+                                                                               what):
     from medlabeler.engine.workflows import learn_loop
 
     run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
     _label_more(project)
     run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
     active = project.active_model()
-    now = [0.0]
-    monkeypatch.setattr(learn_loop.time, "monotonic", lambda: now[0])  # 2.5 s a step: a label check each
-    control, events, labeled = LoopControl(), [], False
+    clock = iter(range(10_000_000))
+    monkeypatch.setattr(learn_loop.time, "monotonic", lambda: float(next(clock)))  # a label check every few steps
+    control, events, asked = LoopControl(), [], False
     for event in learn(project, control=control, config=TINY, poll_s=0.01, score=False, full_run_after_s=0):
         events.append(event)
-        now[0] += 2.5
-        if event.kind == "train" and event.run_event.kind == "step" and not labeled:
-            _label_more(project)
-            labeled = True
+        if event.kind == "train" and event.run_event.kind == "step" and not asked:
+            _label_more(project) if what == "labels" else control.request_retrain()
+            asked = True
         if event.kind == "decision":
             control.cancel()
     said = [e.message for e in events if e.kind == "phase"]
-    assert any(m.startswith("no new label for a while: a full run of 30 steps") for m in said)
-    assert "new labels arrived: the full run stops (the active model stays) and the next candidate trains" in said
+    assert any(m.startswith("a full run of 30 steps") for m in said)
+    why = "new labels arrived" if what == "labels" else "a retrain was asked for"
+    assert f"{why}: the full run stops (the active model stays) and the next candidate trains" in said
     decisions = [e.decision for e in events if e.kind == "decision"]
     assert len(decisions) == 1  # the full run was discarded, not validated
     candidate = project.model(decisions[0].candidate)
-    assert candidate.parent == active.version and candidate.n_labels == 9 and candidate.record["run"]["steps"] == 10
+    assert candidate.parent == active.version and candidate.record["run"]["steps"] == 10
+    assert candidate.n_labels == (9 if what == "labels" else 6)
     steps = [e.run_event.step for e in events if e.kind == "train" and e.run_event.kind == "step"]
     assert steps.index(1, 1) < 5, "the full run went on after the labels"
+
+
+def test_no_full_run_while_a_failed_candidate_waits_for_a_label(project, short_rounds):
+    """A candidate whose run failed is retried after the next label; a full run meanwhile would
+    hold that label back until as many again arrived."""
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
+    _label_more(project)
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
+    _label_more(project)
+    summary = run_to_end(learn(project, config={**TINY, "lr": -1.0}, until_idle=True, score=False))
+    assert len(summary.failures) == 1 and not summary.decisions  # the candidate failed; no full run beside it

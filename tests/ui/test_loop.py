@@ -80,6 +80,9 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     for value, color in enumerate(COLORS, start=1):
         assert np.allclose(labels.colormap.map(value), hex_to_rgba(color))
 
+    press(viewer, "a")  # no model yet: nothing to accept, said in the status line; the sample stays
+    assert session.sample.id == first.id and "no prediction yet" in viewer.status
+
     # Label three training slices: paint, then 'n' saves and opens the next one.
     labeled = []
     for _ in range(3):
@@ -160,6 +163,16 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     press(viewer, "a")
     assert session.flush_saves() and project.label(pending).origin == "accepted_prediction"
     assert session.sample.id != pending
+    # ...but never over strokes painted and not saved yet: they stay, and the status line says why
+    stroked = next(s.id for s in project.samples(split="train") if s.id not in project.labeled_ids())
+    session.open_sample(stroked)
+    qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    session.view.labels_layer.data[session.sample.slice_index, :4, :4] = 2
+    press(viewer, "a")
+    assert session.sample.id == stroked and "strokes not saved yet" in viewer.status
+    assert session.view.labels_layer.data[session.sample.slice_index, :4, :4].tolist() == [[2] * 4] * 4
+    press(viewer, "s")
+    assert session.flush_saves() and project.label(stroked).origin == "manual"
 
     # A held-out sample's prediction is not accepted in one click: the model would grade itself.
     held_out = next(s for s in project.samples(split="test") if s.id not in project.labeled_ids())
@@ -248,7 +261,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
 
     # The queue's other view: the labeled samples.
     widget.queue.view_combo.setCurrentText("labeled")
-    assert set(widget.queue.sample_ids()) == {*labeled, val.id, accepted, corrected, pending}
+    assert set(widget.queue.sample_ids()) == {*labeled, val.id, accepted, corrected, pending, stroked}
     assert workers.THREAD_CHECKS["calls"] > 50 and not workers.THREAD_CHECKS["violations"]
     session.shutdown()
     assert session.project is None and not any(layer.name.startswith("medlabeler") for layer in viewer.layers)

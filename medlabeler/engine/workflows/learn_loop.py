@@ -17,7 +17,7 @@ What it does, one job at a time:
    labeling. When no label has come for `full_run_after_s` seconds (the clinician stopped or
    rests), give the active model a full-length run on the labels as they are, once per label
    state (RootPainter keeps training while nobody labels; a rest is the time for it). New labels
-   (`new_labels` of them) or a retrain request stop that run at once: it is discarded and the
+   (`new_labels` of them) or a retrain request stop that run within seconds: it is discarded and the
    candidate with the new labels trains instead, so labels never wait for it.
 
 Pausing suspends the loop between steps (a paused training run simply waits; nothing is lost);
@@ -261,7 +261,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 continue
             if idle_since is None or idle_since[0] != since:
                 idle_since = (since, clock())
-            newest = newest_model(project) if rested() else None
+            # not while a candidate is due (its run failed on these labels): the next label retries that
+            newest = newest_model(project) if rested() and not due else None
             full_state = (*state, newest.version) if newest is not None else None
             if full_state is not None and full_state != full_looked_at:
                 full_looked_at = full_state  # one full run (or one look) per label state and newest model
@@ -441,8 +442,9 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
         what = f"training a candidate {origin} with {labels}"
         yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
     else:
-        what = f"no new label for a while: a full run of {steps} steps {origin} with {labels}"
-        yield _phase(project, "training", what + " (new labels stop it)")
+        what = f"a full run of {steps} steps {origin} on the same labels ({labels}; new labels stop it)"
+        yield _phase(project, "training", what)
+        origin = f"full run {origin}"
     stop = _FullRunStop(control, project, full_run) if full_run is not None else None
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
@@ -455,7 +457,7 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
         summary.failures.append(str(exc))
         yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {exc}")
         return None
-    if stop is not None and stop.why:
+    if stop is not None and stop.why and (result is None or result.cancelled):
         yield _phase(project, "training", f"{stop.why}: the full run stops (the active model stays) and "
                                           "the next candidate trains")
     if result is None or result.cancelled or result.decision is None:
