@@ -309,6 +309,8 @@ def test_a_loop_at_rest_gives_a_short_round_a_full_run_once(project, short_round
     first = summary.decisions[0]
     assert full.parent == (warm.version if first.promoted else first.active)  # from the active model
     assert full.n_labels == warm.n_labels
+    # no new label: promoted only if it validates at least as well (no tolerance)
+    assert summary.decisions[0].tolerance == 0.005 and summary.decisions[1].tolerance == 0.0
     said = [e.message for e in events if e.kind == "phase" and e.phase == "training"]
     assert said[-1] == (f"a full run of 30 steps from v{full.parent} on the same labels (6 training labels; "
                         "new labels stop it)")

@@ -70,6 +70,7 @@ def test_an_equal_model_within_the_tolerance_is_promoted(project, capsys):
                         parent=active.version, activate=False)
     decision = promotion.promote_or_keep(project, copy.version)
     assert decision.promoted and decision.candidate_value == pytest.approx(decision.active_value)
+    assert f"promoted v{copy.version}: {decision.candidate_value:.3f} = " in decision.message
     assert project.active_model().version == copy.version
     assert decision.measured() == ("dice", pytest.approx(decision.candidate_value))
     # a version with no validation figure of its own shows the one measured when it was decided

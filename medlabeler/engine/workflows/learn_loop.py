@@ -51,6 +51,9 @@ PLATEAU_EPOCHS = 3
 #: Seconds without a new label after which an idle loop gives the active model, trained on a third
 #: of the steps in a warm-started round, a full-length run (docs/benchmarks.md, "A full run at rest").
 FULL_RUN_AFTER_S = 60.0
+#: A full run at rest sees the labels the active model saw: nothing new justifies taking a model
+#: that validates lower, so it must validate at least as well (promotion's usual 0.005 is for new labels).
+FULL_RUN_TOLERANCE = 0.0
 
 
 class LoopControl:
@@ -447,8 +450,8 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
         origin = f"full run {origin}"
     stop = _FullRunStop(control, project, full_run) if full_run is not None else None
     try:
-        gen = train_project(project, method=rec.method, init=init, budget_s=budget_s,
-                            config=run_config, cancel=stop or control.token)
+        gen = train_project(project, method=rec.method, init=init, budget_s=budget_s, config=run_config,
+                            cancel=stop or control.token, tolerance=FULL_RUN_TOLERANCE if stop else None)
         result = yield from _drive_run(gen, "train", control,
                                        lambda e, left: _training_progress(e, left, origin, labels)
                                        if e.total_steps else what,

@@ -216,6 +216,8 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
     if value >= active_value - tolerance:
         if value > active_value:
             compare = f"{value:.3f} > {active_value:.3f}"
+        elif value == active_value:
+            compare = f"{value:.3f} = {active_value:.3f}"
         else:
             compare = f"{value:.3f} within {tolerance:g} of {active_value:.3f}"
         return Decision(candidate, True, f"promoted v{candidate}: {compare} (active v{active.version}, {on})",
