@@ -926,7 +926,11 @@ class Session(QObject):
             return self.label_class(int(pred.label), origin="accepted_prediction")
         self.view.set_current_mask(pred.label)
         self._from_prediction.add(self.sample.id)
-        return self.save_current() > 0 or self._already_saved(pred)
+        if self.save_current() > 0:  # said with "saved" (on this thread, after this): a run of `a` is seen
+            accepted = f"the prediction of v{pred.model_version}, accepted"
+            self._save_note = f"{self._save_note}; {accepted}" if self._save_note else accepted
+            return True
+        return self._already_saved(pred)
 
     def _hand_label_refusal(self) -> str:
         """Why a one-click accept would not replace the open sample's label ("" if it may): a label a
@@ -935,7 +939,7 @@ class Session(QObject):
         if label is None or label.origin not in ("manual", "corrected_prediction"):
             return ""
         return (f"sample {self.sample.id} has your label (v{label.version}): the prediction does not replace it "
-                "in one click. 'Correct it…' copies the prediction into your labels to edit; then save with s.")
+                "when accepted. 'Correct it…' copies the prediction into your labels to edit; then save with s.")
 
     def _unsaved_strokes_refusal(self, pred) -> str:
         """Why accepting would drop strokes painted on the open sample and not saved yet ("" if not)."""
@@ -944,8 +948,8 @@ class Session(QObject):
         painted = dict(self.view.changed_masks()).get(self.sample.id)
         if painted is None or np.array_equal(painted, pred.label):
             return ""
-        return (f"sample {self.sample.id} has strokes not saved yet: the prediction does not replace them in one "
-                "click. Save them with s, or undo them to accept.")
+        return (f"sample {self.sample.id} has strokes not saved yet: the prediction does not replace them when "
+                "accepted. Save them with s, or undo them (Ctrl+Z) to accept.")
 
     def _already_saved(self, pred) -> bool:
         pending = self.pending_labels()

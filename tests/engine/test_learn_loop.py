@@ -315,7 +315,7 @@ def test_a_loop_at_rest_gives_a_short_round_a_full_run_once(project, short_round
     assert said[-1] == (f"a full run of 30 steps from v{full.parent} on the same labels (6 training labels; "
                         "new labels stop it)")
     progress = [e.message for e in events if e.kind == "train" and e.run_event.kind == "step"]
-    assert progress[-1] == f"training: 100% of 30 steps (full run from v{full.parent}, 6 training labels)"
+    assert progress[-1] == f"full run: 100% of 30 steps (from v{full.parent}, 6 training labels)"
     # done once: the newest model is a full run now, so an idle loop has nothing left to do
     assert run_to_end(learn(project, config=TINY, until_idle=True, score=False)).decisions == []
 

@@ -160,9 +160,11 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     pending = next(s.id for s in project.samples(split="train") if s.id not in project.labeled_ids())
     session.open_sample(pending)
     qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
+    model = session.current_prediction.model_version
     press(viewer, "a")
     assert session.flush_saves() and project.label(pending).origin == "accepted_prediction"
     assert session.sample.id != pending
+    assert viewer.status == f"saved the label of sample {pending}; the prediction of v{model}, accepted"
     # ...but never over strokes painted and not saved yet: they stay, and the status line says why
     stroked = next(s.id for s in project.samples(split="train") if s.id not in project.labeled_ids())
     session.open_sample(stroked)

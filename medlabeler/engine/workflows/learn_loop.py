@@ -441,19 +441,20 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
         init, origin = None, "from scratch"
     labels = labels_text(len(project.samples(split="train", labeled=True)), "train")  # "13 training labels"
     steps = run_config.get("steps")
+    doing = "training"  # the first words of each progress line: the dock cuts the rest at 1366 px
     if full_run is None:
         what = f"training a candidate {origin} with {labels}"
         yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
     else:
         what = f"a full run of {steps} steps {origin} on the same labels ({labels}; new labels stop it)"
         yield _phase(project, "training", what)
-        origin = f"full run {origin}"
+        doing = "full run"
     stop = _FullRunStop(control, project, full_run) if full_run is not None else None
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s, config=run_config,
                             cancel=stop or control.token, tolerance=FULL_RUN_TOLERANCE if stop else None)
         result = yield from _drive_run(gen, "train", control,
-                                       lambda e, left: _training_progress(e, left, origin, labels)
+                                       lambda e, left: _training_progress(e, left, origin, labels, doing)
                                        if e.total_steps else what,
                                        check=stop.check if stop is not None else None)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
@@ -516,10 +517,11 @@ def short_run_newest(project, rec, config) -> bool:
     return ran is not None and int(ran) < int(full)
 
 
-def _training_progress(event, left: str, origin: str, labels: str) -> str:
-    """"training: 43% of 100 steps, ~1 min left (from v3, 13 training labels)": how far and how
-    long first, since a dock a 1366 px screen leaves cuts the line at about 45 characters."""
-    return f"training: {percent(event.progress)} of {event.total_steps} steps{left} ({origin}, {labels})"
+def _training_progress(event, left: str, origin: str, labels: str, doing: str = "training") -> str:
+    """"training: 43% of 100 steps, ~1 min left (from v3, 13 training labels)" ("full run: ..." for a
+    full run at rest): what, how far and how long first, since a dock a 1366 px screen leaves cuts
+    the line at about 45 characters."""
+    return f"{doing}: {percent(event.progress)} of {event.total_steps} steps{left} ({origin}, {labels})"
 
 
 def _warm_steps(run_config: dict, share: float) -> dict:

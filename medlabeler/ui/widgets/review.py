@@ -114,8 +114,8 @@ class ReviewWidget(QWidget):
         self.bars = []
         if not has:
             active = self.session.project.active_model() if self.session.project else None
-            self.summary.setText("No model yet: one trains by itself once a training sample is labeled "
-                                 "(or press Retrain now in the Train tab)." if active is None
+            self.summary.setText("No model yet: one trains by itself once a training sample is labeled; the "
+                                 "Train tab shows how far it is (or press Retrain now there)." if active is None
                                  else "Prediction is being computed…" if self.session.sample else "No sample open.")
             return
         if self.session.view is not None:
