@@ -116,8 +116,9 @@ class LearningLoop(QObject):
         if self.last_decision:
             parts.append(f"last decision: {self.last_decision}")
         # every split counts: a new validation label changes which model promotion keeps
-        parts.append(f"{self.labels_since} new label{'s' if self.labels_since != 1 else ''} (any split) since the "
-                     "last model")
+        # the words that matter first: a dock on a 1366 px screen cuts the line at about 45 characters
+        parts.append(f"{self.labels_since} new label{'s' if self.labels_since != 1 else ''} since the last model "
+                     "(any split)")
         return parts
 
     def status_text(self) -> str:

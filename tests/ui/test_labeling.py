@@ -462,7 +462,7 @@ def test_every_line_of_the_loop_status_is_drawn_whole(make_napari_viewer, qtbot)
     widget.tabs.setCurrentWidget(widget.train)
     status = widget.train.loop_status
     status.set_parts(["training: 43% of 100 steps, ~1 min left (from v3, 13 training labels)",
-                      "last decision: promoted v4: 0.865 > 0.861", "2 new labels (any split) since the last model"])
+                      "last decision: promoted v4: 0.865 > 0.861", "2 new labels since the last model (any split)"])
     qtbot.waitUntil(lambda: status.isVisible() and status.height() > 0)
     qtbot.wait(100)
     image = status.grab().toImage()
