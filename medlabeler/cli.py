@@ -556,9 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-labels", type=_positive_int, default=3, help="labels that trigger a new candidate (default 3)")
     p.add_argument("--config", help="JSON file of training options for every run (overrides the recommended)")
     p.add_argument("--no-full-run", action="store_true",
-                   help="stop after a candidate warm-started from the active model (a third of the steps), instead "
-                        "of giving the active model a full-length run on the same labels before stopping (the app "
-                        "does that after a minute without a new label)")
+                   help="stop after a round (a third of the steps), instead of giving the active model a "
+                        "full-length run on the same labels before stopping (the app does that after a minute "
+                        "without a new label)")
     p.set_defaults(func=cmd_learn)
 
     p = _command(sub, "predict", help="write predictions of the active model")
@@ -622,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="supervised", help="training method of the active-learning rounds")
     p.add_argument("--warm-start", action="store_true", help="each round starts from the previous round's model")
     p.add_argument("--warm-share", type=_share, default=None,
-                   help="learning-loop: the share of --steps a candidate warm-started from the active model trains "
+                   help="learning-loop: the share of --steps each round of the loop trains, the first model's too "
                         "(default: the app's loop's, 1/3)")
     p.add_argument("--seed", type=int, default=None,
                    help="learning-loop: the seed of its training runs and queue draws (default 0)")

@@ -260,8 +260,8 @@ def test_a_failed_run_stays_in_the_loop_status_until_a_run_gets_through(make_nap
 
 def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_viewer, qtbot, brain_project,
                                                                     brain_files, monkeypatch):
-    """Warm rounds train a third of the steps; a minute (here a second) without a label, the Train
-    tab says a full run started, and its decision arrives like any other."""
+    """Rounds train a third of the steps; a minute (here a second) without a label, the Train tab
+    says a full run started, and its decision arrives like any other."""
     from medlabeler.engine.workflows import learn_loop
 
     monkeypatch.setenv("MEDLABELER_LEARN", "1")
@@ -288,19 +288,15 @@ def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_
             paint_truth(session, masks)
             press(viewer, "n")
 
-    label(1)  # the first model: a whole run from scratch, nothing more to do at rest
-    qtbot.waitUntil(lambda: len(loop.decisions) == 1 and "waiting for labels" in loop.now, timeout=120_000)
-    qtbot.wait(2500)
-    assert len(loop.decisions) == 1 and project.model(loop.decisions[0].candidate).record["run"]["steps"] == 24
-    label(3)  # a warm round of a third of the steps, then, at rest, the full run
-    qtbot.waitUntil(lambda: len(loop.decisions) == 3, timeout=180_000)
-    warm, full = (project.model(d.candidate) for d in loop.decisions[1:])
-    assert warm.record["run"]["steps"] == 8 and full.record["run"]["steps"] == 24
-    assert full.n_labels == warm.n_labels == 4
+    label(1)  # the first model: a third of the steps from scratch, then, at rest, the full run
+    qtbot.waitUntil(lambda: len(loop.decisions) == 2, timeout=180_000)
+    short, full = (project.model(d.candidate) for d in loop.decisions)
+    assert short.record["run"]["steps"] == 8 and full.record["run"]["steps"] == 24
+    assert full.n_labels == short.n_labels == 1
     assert any(text.startswith("a full run of 24 steps from v") for text in shown)
     assert f"last decision: {loop.decisions[-1].message}" in train.loop_status.toolTip()
     qtbot.waitUntil(lambda: "waiting for labels" in loop.now, timeout=60_000)
     qtbot.wait(2500)
-    assert len(loop.decisions) == 3, "one full run per set of labels"
+    assert len(loop.decisions) == 2, "one full run per set of labels"
     assert not workers.THREAD_CHECKS["violations"]
     session.shutdown()

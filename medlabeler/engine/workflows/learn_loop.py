@@ -13,8 +13,8 @@ What it does, one job at a time:
    validation labels together with the active model and promote or keep it (engine.promotion).
 3. After a promotion, re-score the unlabeled pool in chunks (one forward pass per sample); the
    scores of each chunk are stored at once, so the queue re-ranks on them as they arrive.
-4. A warm-started candidate trains a third of a run's steps, so that rounds keep up with someone
-   labeling. When no label has come for `full_run_after_s` seconds (the clinician stopped or
+4. Every round trains a third of a run's steps (the first model too), so that rounds keep up with
+   someone labeling. When no label has come for `full_run_after_s` seconds (the clinician stopped or
    rests), give the active model a full-length run on the labels as they are, once per label
    state (RootPainter keeps training while nobody labels; a rest is the time for it). New labels
    (`new_labels` of them) or a retrain request stop that run within seconds: it is discarded and the
@@ -49,7 +49,7 @@ NEW_LABELS = 3
 #: Consecutive pretraining epochs without a 1% loss improvement that count as a plateau.
 PLATEAU_EPOCHS = 3
 #: Seconds without a new label after which an idle loop gives the active model, trained on a third
-#: of the steps in a warm-started round, a full-length run (docs/benchmarks.md, "A full run at rest").
+#: of the steps in a round, a full-length run (docs/benchmarks.md, "A full run at rest").
 FULL_RUN_AFTER_S = 60.0
 #: A full run at rest sees the labels the active model saw: nothing new justifies taking a model
 #: that validates lower, so it must validate at least as well (promotion's usual 0.005 is for new labels).
@@ -184,7 +184,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     """Run the learning loop until cancelled, `budget_s` seconds passed, or (with `until_idle`)
     nothing is left to do. `config`: run-config overrides for every run (tests and benchmarks use
     tiny models); `run_budget_s`: seconds per training run; `warm_share`: the share of the run's
-    steps a candidate warm-started from the active model trains (never under WARM_START_MIN_STEPS);
+    steps each round trains, the first model's too (never under WARM_START_MIN_STEPS);
     `full_run_after_s`: idle seconds with no new label before the active model, if its newest run
     was a short one, gets a full-length run (None: never; with `until_idle`, before stopping).
     Yields LoopEvents; returns a LoopSummary."""
@@ -434,11 +434,13 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
     run_config = {**rec.config, **(config or {})}
     if active is not None:
         init, origin = active.version, f"from v{active.version}"
-        run_config = _warm_steps(run_config, warm_share)
     elif rec.init == "pretrained" and newest_pretrained(project) is not None:
         init, origin = "pretrained", "from the pretrained encoder"
     else:
         init, origin = None, "from scratch"
+    # every round while labels arrive trains a share of the steps, the first one too (its labels
+    # come sooner: the clinician goes on labeling meanwhile); a full run at rest trains them all
+    run_config = _warm_steps(run_config, warm_share)
     labels = labels_text(len(project.samples(split="train", labeled=True)), "train")  # "13 training labels"
     steps = run_config.get("steps")
     doing = "training"  # the first words of each progress line: the dock cuts the rest at 1366 px

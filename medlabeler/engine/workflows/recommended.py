@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CPU_STEPS, GPU_STEPS = 300, 1500
-#: A candidate the learning loop warm-starts from the active model trains this share of the steps
-#: of a run from scratch: it starts from a model that already knows all but the newest few labels
-#: (docs/benchmarks.md, "Warm-started rounds").
+#: Each round of the learning loop trains this share of a run's steps: warm-started from the active
+#: model, which already knows all but the newest few labels, and the first model too, so that labels
+#: saved meanwhile wait minutes less; a full run follows when nobody labels (docs/benchmarks.md,
+#: "Warm-started rounds" and "A full run at rest").
 WARM_START_SHARE = 1 / 3
 #: ...and never fewer steps than this (or the whole run, when that is shorter): 20 steps, a third
 #: of the GUI benchmark's 60, were too few for a candidate to take in its new labels.
