@@ -106,6 +106,9 @@ def test_the_tolerance_does_not_stack_down_a_chain_of_candidates(project, monkey
     second = promotion.promote_or_keep(project, copies[1])  # within 0.005 of v(copy 0), not of the best
     assert not second.promoted and project.active_model().version == copies[0]
     assert second.best_value == 0.900 and "vs the best 0.900 on these validation labels" in second.message
+    # a stricter tolerance for the active model (a full run at rest: 0) keeps the usual bar to the best
+    strict = promotion.decide(project, copies[2], tolerance=0.0)
+    assert strict.promoted and strict.message.startswith(f"promoted v{copies[2]}: 0.899 > 0.897")
     assert promotion.promote_or_keep(project, copies[2]).promoted  # 0.899 > 0.897
     # other validation labels: nothing measured on them yet
     assert promotion.best_value(project, "another state", "dice") is None

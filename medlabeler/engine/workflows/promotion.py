@@ -16,8 +16,9 @@ RootPainter keeps a new model only when validation improves (Smith et al., New P
   instead, and the message says so. That catches a broken run (one class everywhere, a run cut
   short), not overfitting.
 - A candidate whose metric is undefined (NaN) is kept.
-- The tolerance does not stack: a candidate must also come within `TOLERANCE` of the best value
-  any model reached on the same validation labels since the last activation by hand. Otherwise
+- The tolerance does not stack: a candidate must also come within `TOLERANCE` (or a caller's
+  larger tolerance) of the best value any model reached on the same validation labels since the
+  last activation by hand. Otherwise
   a chain of candidates each a little below the last walks the active model down (the learning
   loop benchmark, 2026-12-05: three promotions "within 0.005" took validation Dice from 0.975 to
   0.967 and test Dice from 0.970 to 0.963).
@@ -209,7 +210,9 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
     if active_value is None:
         return Decision(candidate, True, f"promoted v{candidate}: {split} {name} {value:.3f}, active "
                                          f"v{active.version} undefined{no_val_note}", **common)
-    if value >= active_value - tolerance and value < best - tolerance:
+    # the best bar never stricter than the usual one: a caller's stricter tolerance for the active model
+    # (a full run at rest, 0) must not refuse a candidate that beats the active model
+    if value >= active_value - tolerance and value < best - max(tolerance, TOLERANCE):
         return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs the best {best:.3f} on these "
                                           f"{SPLIT_WORDS[split]} labels (active v{active.version} {active_value:.3f}, "
                                           f"{on})", **common)
