@@ -48,7 +48,7 @@ def _wait(condition, timeout_s: float, error: list) -> bool:
 
 
 def run(args) -> int:
-    from medlabeler.engine.workflows.learn_loop import LoopControl, learn
+    from medlabeler.engine.workflows.learn_loop import FULL_RUN_AFTER_S, LoopControl, learn
     from medlabeler.engine.workflows.evaluate import evaluate_project
     from medlabeler.engine.workflows.train import train_project
     from medlabeler.engine.training.events import run_to_end
@@ -70,10 +70,10 @@ def run(args) -> int:
         f"and {revealed['test']} test labels; {args.per_round} labels a round, up to {args.rounds} rounds; "
         f"run config {config}")
 
-    warm = {} if args.warm_share is None else {"warm_share": args.warm_share}
+    loop_options = {} if args.warm_share is None else {"warm_share": args.warm_share}
     rest_s = getattr(args, "full_run_after_s", None)
     if rest_s is not None:
-        warm["full_run_after_s"] = None if rest_s < 0 else rest_s
+        loop_options["full_run_after_s"] = None if rest_s < 0 else rest_s  # negative: the clinician never rests
     control = LoopControl()
     decisions: list = []
     decided_at: list[float] = []
@@ -83,7 +83,7 @@ def run(args) -> int:
     def loop_thread() -> None:
         try:
             for event in learn(project, control=control, config=config, new_labels=args.per_round, poll_s=0.1,
-                               **warm):
+                               **loop_options):
                 if event.kind == "decision":
                     decisions.append(event.decision)
                     decided_at.append(time.monotonic())
@@ -127,7 +127,7 @@ def run(args) -> int:
                          "test": test, "round_s": round_s, "decision": decision.message})
             say(f"round {rnd:>2}: {len(labeled):>3} labels, active v{rows[-1]['active']}, test {data.metric} "
                 f"{test:.4f}, round {round_s:.1f} s — {decision.message}")
-        if rows and warm.get("full_run_after_s", 0) is not None:
+        if rows and loop_options.get("full_run_after_s", FULL_RUN_AFTER_S) is not None:
             rest = _rest(project, data, config, decisions, idle, error, len(labeled), evaluate_project)
             if rest is not None:
                 rows.append(rest)

@@ -271,7 +271,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 full_looked_at = full_state  # one full run (or one look) per label state and newest model
                 if short_run_newest(project, rec, config):
                     decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
-                                                           since, summary, warm_share=1.0, full_run=new_labels)
+                                                           since, summary, warm_share, full_run=new_labels)
                     idle_reported = idle_since = None
                     if decision is not None and score and not control.cancelled and (
                             decision.promoted or needs_scores()):
@@ -425,8 +425,9 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
 
 def _train_candidate(project, rec, control, budget_s, config, since, summary, warm_share: float,
                      full_run: int | None = None) -> Generator[LoopEvent, None, Any]:
-    """Train, validate and promote or keep a candidate. `full_run`: this is the full-length run of
-    a loop at rest, and that many new labels (or a retrain request) stop and discard it."""
+    """Train, validate and promote or keep a candidate: a round of `warm_share` of the steps, or with
+    `full_run` the full-length run of a loop at rest, which that many new labels (or a retrain
+    request) stop and discard."""
     from medlabeler.engine.workflows.promotion import labels_text
     from medlabeler.engine.workflows.train import train_project
 
@@ -440,7 +441,8 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
         init, origin = None, "from scratch"
     # every round while labels arrive trains a share of the steps, the first one too (its labels
     # come sooner: the clinician goes on labeling meanwhile); a full run at rest trains them all
-    run_config = _warm_steps(run_config, warm_share)
+    if full_run is None:
+        run_config = _warm_steps(run_config, warm_share)
     labels = labels_text(len(project.samples(split="train", labeled=True)), "train")  # "13 training labels"
     steps = run_config.get("steps")
     doing = "training"  # the first words of each progress line: the dock cuts the rest at 1366 px
@@ -509,8 +511,8 @@ def _candidate_due(since: int, waiting: int, new_labels: int) -> bool:
 
 
 def short_run_newest(project, rec, config) -> bool:
-    """Whether the newest trained model is a warm-started round shorter than a full run (so a full
-    run from the active model on the same labels can still help)."""
+    """Whether the newest trained model is a round shorter than a full run (so a full run from the
+    active model on the same labels can still help)."""
     full = {**rec.config, **(config or {})}.get("steps")
     newest = newest_model(project)
     if not full or newest is None or project.active_model() is None or not _has_train_labels(project):
@@ -527,8 +529,8 @@ def _training_progress(event, left: str, origin: str, labels: str, doing: str = 
 
 
 def _warm_steps(run_config: dict, share: float) -> dict:
-    """A warm-started candidate's steps: `share` of a run's from scratch, and at least
-    WARM_START_MIN_STEPS of them (a run measured in epochs keeps them)."""
+    """A round's steps: `share` of a full run's, and at least WARM_START_MIN_STEPS of them (a run
+    measured in epochs keeps them)."""
     steps = run_config.get("steps")
     if not steps:
         return run_config
