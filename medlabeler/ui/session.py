@@ -583,8 +583,8 @@ class Session(QObject):
         if self.project is None:
             return
         keys = [self.queue_key()]
-        if self.sample is not None:
-            keys.append(self.queue_key(assume=[self.sample.id]))
+        if self.sample is not None:  # first: `n` ranks on the main thread what is not ranked by then
+            keys.insert(0, self.queue_key(assume=[self.sample.id]))
         self.rankings.request(self.project, keys)
 
     def _ranked(self, key) -> None:
@@ -602,13 +602,15 @@ class Session(QObject):
 
     def _ranking_overtaken(self, key) -> None:
         """A background ranking was dropped: the store moved on while it was made (a score, a
-        model, a log line written). If the table waits for the queue, rank the state as it is
-        now, so the table and `n` agree; while the loop is still writing scores, its end of
+        model, a log line written). If the table waits for the queue, or it was the ranking `n`
+        will need, rank the state as it is now, so the table and `n` agree and `n` does not rank
+        on the main thread; while the loop is still writing scores, its end of
         scoring asks again instead (re-ranking after every chunk would keep a core busy)."""
-        if self.project is None or not self._queue_wanted or self.learning.scoring:
-            return
-        if key.labeled == self.queue_key().labeled:  # the table's ranking, not the one `n` needs next
-            self.rank_ahead()
+        if self.project is None or self.learning.scoring or key.revision == self.project.ranking_revision:
+            return  # not overtaken: e.g. the ranking for after the save, arrived
+        after_save = self.sample is not None and key.labeled == self.queue_key(assume=[self.sample.id]).labeled
+        if after_save or (self._queue_wanted and key.labeled == self.queue_key().labeled):
+            self.rank_ahead()  # the one `n` needs next, or the one the table waits for
 
     def _predict_ahead(self) -> None:
         """Predict the sample `n` will open, while the clinician labels this one (when the

@@ -132,15 +132,23 @@ def keep_torch_clear_of_gl_llvm() -> None:
         sys.modules["triton"] = None  # `import triton` now raises ImportError: torch runs without it
 
 
+_software_opengl_seen = False
+
+
 def software_opengl() -> bool:
-    """Whether the window is drawn by Mesa's software OpenGL (llvmpipe: VMs, remote desktops, Xvfb)."""
-    if not sys.platform.startswith("linux"):
-        return False
+    """Whether the window is drawn by Mesa's software OpenGL (llvmpipe: VMs, remote desktops, Xvfb).
+
+    Once seen it stays so (a driver is never unloaded): every job's start asks, and reading the
+    process's thousands of mappings took the main thread up to 5 ms at each `n`."""
+    global _software_opengl_seen
+    if _software_opengl_seen or not sys.platform.startswith("linux"):
+        return _software_opengl_seen
     try:
         with open("/proc/self/maps") as maps:
-            return any("swrast" in line or "llvmpipe" in line for line in maps)
+            _software_opengl_seen = any("swrast" in line or "llvmpipe" in line for line in maps)
     except OSError:
-        return False
+        pass
+    return _software_opengl_seen
 
 
 def napari_progress_wanted() -> bool:

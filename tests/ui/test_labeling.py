@@ -292,6 +292,35 @@ def test_next_opens_the_queue_first_with_its_prediction_made_ahead_while_the_sav
     assert cli_first(trained_project, capsys) == upcoming
 
 
+def test_opening_another_slice_leaves_the_blank_overlay_shown_until_its_prediction(make_napari_viewer, qtbot,
+                                                                                   trained_project):
+    """An overlay of a volume holds one slice's map: opening another slice with no prediction at
+    hand leaves it shown (hiding and showing it again cost the main thread 10-25 ms at every `n`),
+    and nothing of the earlier prediction is on the new slice. In 3D, or when the same slice's
+    prediction is dropped, it is hidden as before."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session = widget.session
+    qtbot.waitUntil(lambda: session.current_prediction is not None and not session.jobs.busy, timeout=60_000)
+    overlay, first = session.view.layers[PREDICTION], session.sample
+    assert overlay.visible and overlay.data[first.slice_index].any()
+    other = next(s for s in session.project.samples() if s.id != first.id and s.id not in session.predictions
+                 and s.path == first.path)  # another slice of the same volume
+    toggles = []
+    overlay.events.visible.connect(lambda event: toggles.append(overlay.visible))
+    session.view.show(other)  # what open_sample does with no prediction made ahead
+    assert toggles == [] and overlay.visible and session.view.prediction_on_screen is None
+    assert not overlay.data[other.slice_index].any()  # the new slice shows no stale map
+    assert not session.view.has_layer(PREDICTION)
+    viewer.dims.ndisplay = 3  # the whole volume: the earlier slice's map would show
+    assert toggles == [False] and not overlay.visible
+    viewer.dims.ndisplay = 2
+    session.view.show(first, prediction=session.predictions[first.id])  # its prediction, at hand
+    assert overlay.visible and session.view.prediction_on_screen == first.id
+    session.view.clear_prediction()  # e.g. another model activated by hand: the map on screen goes
+    assert not overlay.visible
+
+
 def test_a_large_volume_is_read_on_a_thread_then_its_slice_opens(make_napari_viewer, qtbot, brain_project,
                                                                  monkeypatch, caplog):
     """A CT series takes seconds to read: the window stays live and the sample opens once read."""
@@ -395,6 +424,45 @@ def test_a_ranking_the_store_overtook_is_made_again_so_the_table_shows_what_n_op
     assert widget.queue.rows == session.queue_rows()
     after_open = next(row.sample for row in widget.queue.rows if row.sample != session.sample.id)
     assert session.next_sample_id() == after_open  # what `n` opens
+
+
+def test_n_finds_its_ranking_made_ahead_even_when_the_store_moved_while_it_was_made(
+        make_napari_viewer, qtbot, trained_project, brain_files, monkeypatch):
+    """The ranking `n` needs (the queue once the open sample is saved) is made first, and made again
+    when a score written meanwhile drops it: `n` then ranks nothing on the main thread (it had
+    stalled the window for up to 50 ms at the first `n` after the loop re-scored)."""
+    import threading
+
+    from medlabeler.ui import ranking
+
+    _, masks = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session, project = widget.session, widget.session.project
+    settled = lambda: not session.jobs.busy and not session.rankings.busy  # noqa: E731
+    qtbot.waitUntil(lambda: session.current_prediction is not None and settled(), timeout=60_000)
+    version, first = project.active_model().version, session.sample
+    ranked, real_rank = [], ranking.rank
+
+    def rank_while_the_loop_writes(project_, key):
+        ranked.append((threading.current_thread() is threading.main_thread(), key))
+        rows = real_rank(project_, key)
+        if len(ranked) == 1:  # a score lands while the first ranking is made
+            project_.write_scores(version, {rows[-1].sample: {"entropy": 99.0}})
+        return rows
+
+    monkeypatch.setattr(ranking, "rank", rank_while_the_loop_writes)
+    project.activate(version)  # the store moved: both rankings are asked for again
+    session.rank_ahead()
+    after_save = lambda: session.queue_key(assume=[first.id])  # noqa: E731
+    qtbot.waitUntil(lambda: session.rankings.get(after_save()) is not None and settled(), timeout=30_000)
+    assert ranked[0][1].labeled == after_save().labeled  # asked first, and overtaken
+    assert ranked[0][1].revision != after_save().revision
+    session.view.set_current_mask(truth_slice(masks, first))
+    ranked.clear()
+    press(viewer, "n")
+    assert session.sample.id != first.id
+    assert not any(on_main for on_main, _ in ranked)  # `n` found its ranking waiting
 
 
 def test_every_page_of_the_dock_fits_the_dock_of_a_1366_px_screen(make_napari_viewer, qtbot, trained_project,

@@ -102,6 +102,27 @@ def test_the_background_priority_setting_never_stops_a_job(monkeypatch, caplog):
         assert typo in caplog.text
 
 
+def test_software_opengl_reads_the_mappings_until_it_sees_the_driver(monkeypatch):
+    """Every job's start asks: the process's mappings are read until Mesa's software driver shows
+    up, then never again (it is never unloaded)."""
+    import io
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/maps")
+    reads, maps = [], ["7f00 r-xp libc.so.6\n"]
+
+    def fake_open(path, *args, **kwargs):
+        reads.append(path)
+        return io.StringIO("".join(maps))
+
+    monkeypatch.setattr(workers, "_software_opengl_seen", False)
+    monkeypatch.setattr(workers, "open", fake_open, raising=False)
+    assert not workers.software_opengl() and not workers.software_opengl()
+    maps.append("7f10 r-xp /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so\n")  # the window's GL came up
+    assert workers.software_opengl() and workers.software_opengl()
+    assert reads == ["/proc/self/maps"] * 3
+
+
 def test_fast_step_events_are_thinned_but_the_last_arrives(qtbot):
     events = []
     job = EngineJob("Fast run", counting(5000))
