@@ -721,12 +721,16 @@ class SampleView:
     def clear_prediction(self) -> None:
         """Take the previous sample's overlays off screen (kept as layers: adding layers is slow).
 
-        An overlay of a volume holds one slice's map: on another slice, viewed in 2D, it shows
-        nothing and stays as it is. Hiding it and showing it again when the next prediction
-        arrives cost 10-25 ms of the main thread each (napari updates the layer list, the
-        controls and the canvas), at every `n`."""
+        An overlay of a volume holds one slice's map: when another slice opens in 2D, that map
+        is erased in place and the layer stays shown (blank there). Hiding it, and showing it
+        again when the next prediction arrives, cost 10-25 ms of the main thread each (napari
+        updates the layer list, the controls and the canvas), at every `n`."""
         blank = [] if not self._slice_by_slice() else [
             kind for kind in (PREDICTION, UNCERTAINTY) if self._overlay_slices.get(kind) != self.sample.slice_index]
+        for kind in blank:  # the earlier slice's map goes too: scrolling back must not show it
+            written, layer = self._overlay_slices.pop(kind, None), self.layers.get(kind)
+            if written is not None and layer is not None:
+                layer.data[written] = 0  # not the open slice: napari reads it when it slices there
         self._hide_overlays(keep=blank)
         self.prediction_on_screen = None
 

@@ -132,23 +132,28 @@ def keep_torch_clear_of_gl_llvm() -> None:
         sys.modules["triton"] = None  # `import triton` now raises ImportError: torch runs without it
 
 
-_software_opengl_seen = False
+_opengl_driver_software: bool | None = None  # None until an OpenGL driver is mapped
+
+#: Parts of the mapped file names of OpenGL drivers: Mesa's (software or hardware) and NVIDIA's.
+_OPENGL_DRIVERS = ("_dri.so", "llvmpipe", "libgallium", "nvidia")
 
 
 def software_opengl() -> bool:
     """Whether the window is drawn by Mesa's software OpenGL (llvmpipe: VMs, remote desktops, Xvfb).
 
-    Once seen it stays so (a driver is never unloaded): every job's start asks, and reading the
+    Decided once a driver is mapped (it is never unloaded): every job's start asks, and reading the
     process's thousands of mappings took the main thread up to 5 ms at each `n`."""
-    global _software_opengl_seen
-    if _software_opengl_seen or not sys.platform.startswith("linux"):
-        return _software_opengl_seen
+    global _opengl_driver_software
+    if _opengl_driver_software is not None or not sys.platform.startswith("linux"):
+        return bool(_opengl_driver_software)
     try:
         with open("/proc/self/maps") as maps:
-            _software_opengl_seen = any("swrast" in line or "llvmpipe" in line for line in maps)
+            drivers = [line for line in maps if any(part in line for part in _OPENGL_DRIVERS)]
     except OSError:
-        pass
-    return _software_opengl_seen
+        return False
+    if drivers:
+        _opengl_driver_software = any("swrast" in line or "llvmpipe" in line for line in drivers)
+    return bool(_opengl_driver_software)
 
 
 def napari_progress_wanted() -> bool:

@@ -86,6 +86,17 @@ def screenshot(viewer, tmp_path, name):
     return save_screenshot(np.asarray(viewer.screenshot(canvas_only=False, flash=False)), tmp_path, name)
 
 
+def open_predicted(make_napari_viewer, qtbot, project_dir):
+    """The app on ``project_dir`` once the open sample's prediction is shown and the background
+    is quiet; returns the viewer, the dock and a test of that quiet."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, project_dir)
+    session = widget.session
+    settled = lambda: not session.jobs.busy and not session.rankings.busy  # noqa: E731
+    qtbot.waitUntil(lambda: session.current_prediction is not None and settled(), timeout=60_000)
+    return viewer, widget, settled
+
+
 def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer, qtbot, trained_project, tmp_path,
                                                               caplog, capsys):
     caplog.set_level(logging.INFO, logger="medlabeler.ui.session")
@@ -258,11 +269,8 @@ def test_next_opens_the_queue_first_with_its_prediction_made_ahead_while_the_sav
     opened is the queue's first with the prediction made while the clinician painted, shown in the
     same (reused) overlay layer; the label lands afterwards, in order, and only then reads saved."""
     _, masks = brain_files
-    viewer = make_napari_viewer(show=True)
-    widget = build_app(viewer, trained_project)
+    viewer, widget, settled = open_predicted(make_napari_viewer, qtbot, trained_project)
     session, project = widget.session, widget.session.project
-    settled = lambda: not session.jobs.busy and not session.rankings.busy  # noqa: E731
-    qtbot.waitUntil(lambda: session.current_prediction is not None and settled(), timeout=60_000)
     qtbot.waitUntil(settled, timeout=60_000)  # the ranking after the save, then its first predicted
     first = session.sample
     ahead = session.rankings.get(session.queue_key(assume=[first.id]))
@@ -298,10 +306,8 @@ def test_opening_another_slice_leaves_the_blank_overlay_shown_until_its_predicti
     hand leaves it shown (hiding and showing it again cost the main thread 10-25 ms at every `n`),
     and nothing of the earlier prediction is on the new slice. In 3D, or when the same slice's
     prediction is dropped, it is hidden as before."""
-    viewer = make_napari_viewer(show=True)
-    widget = build_app(viewer, trained_project)
+    viewer, widget, _ = open_predicted(make_napari_viewer, qtbot, trained_project)
     session = widget.session
-    qtbot.waitUntil(lambda: session.current_prediction is not None and not session.jobs.busy, timeout=60_000)
     overlay, first = session.view.layers[PREDICTION], session.sample
     assert overlay.visible and overlay.data[first.slice_index].any()
     other = next(s for s in session.project.samples() if s.id != first.id and s.id not in session.predictions
@@ -311,6 +317,7 @@ def test_opening_another_slice_leaves_the_blank_overlay_shown_until_its_predicti
     session.view.show(other)  # what open_sample does with no prediction made ahead
     assert toggles == [] and overlay.visible and session.view.prediction_on_screen is None
     assert not overlay.data[other.slice_index].any()  # the new slice shows no stale map
+    assert not overlay.data[first.slice_index].any()  # nor the earlier one, scrolled back to
     assert not session.view.has_layer(PREDICTION)
     viewer.dims.ndisplay = 3  # the whole volume: the earlier slice's map would show
     assert toggles == [False] and not overlay.visible
@@ -436,11 +443,8 @@ def test_n_finds_its_ranking_made_ahead_even_when_the_store_moved_while_it_was_m
     from medlabeler.ui import ranking
 
     _, masks = brain_files
-    viewer = make_napari_viewer(show=True)
-    widget = build_app(viewer, trained_project)
+    viewer, widget, settled = open_predicted(make_napari_viewer, qtbot, trained_project)
     session, project = widget.session, widget.session.project
-    settled = lambda: not session.jobs.busy and not session.rankings.busy  # noqa: E731
-    qtbot.waitUntil(lambda: session.current_prediction is not None and settled(), timeout=60_000)
     version, first = project.active_model().version, session.sample
     ranked, real_rank = [], ranking.rank
 

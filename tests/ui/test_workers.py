@@ -102,9 +102,11 @@ def test_the_background_priority_setting_never_stops_a_job(monkeypatch, caplog):
         assert typo in caplog.text
 
 
-def test_software_opengl_reads_the_mappings_until_it_sees_the_driver(monkeypatch):
-    """Every job's start asks: the process's mappings are read until Mesa's software driver shows
-    up, then never again (it is never unloaded)."""
+@pytest.mark.parametrize("driver, software", [("/usr/lib/x86_64-linux-gnu/dri/swrast_dri.so", True),
+                                              ("/usr/lib/x86_64-linux-gnu/dri/iris_dri.so", False)])
+def test_software_opengl_reads_the_mappings_until_a_driver_is_there(monkeypatch, driver, software):
+    """Every job's start asks: the process's mappings are read until an OpenGL driver shows up,
+    then never again (it is never unloaded), whether it draws in software or not."""
     import io
 
     if not sys.platform.startswith("linux"):
@@ -115,11 +117,11 @@ def test_software_opengl_reads_the_mappings_until_it_sees_the_driver(monkeypatch
         reads.append(path)
         return io.StringIO("".join(maps))
 
-    monkeypatch.setattr(workers, "_software_opengl_seen", False)
+    monkeypatch.setattr(workers, "_opengl_driver_software", None)
     monkeypatch.setattr(workers, "open", fake_open, raising=False)
     assert not workers.software_opengl() and not workers.software_opengl()
-    maps.append("7f10 r-xp /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so\n")  # the window's GL came up
-    assert workers.software_opengl() and workers.software_opengl()
+    maps.append(f"7f10 r-xp {driver}\n")  # the window's OpenGL came up
+    assert workers.software_opengl() == software and workers.software_opengl() == software
     assert reads == ["/proc/self/maps"] * 3
 
 
