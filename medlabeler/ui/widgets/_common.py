@@ -93,13 +93,14 @@ LATER_MS = 1
 
 
 def connect(widget: QWidget, signal, slot, *, later: bool = False) -> None:
-    """Connect a session signal to ``slot`` for as long as ``widget`` lives.
+    """Connect a session signal (or a tuple of them) to ``slot`` for as long as ``widget`` lives.
 
     The session outlives its widgets (a dock can be closed and opened again), so the connection
     holds the widget weakly and goes quiet once the widget is gone. ``later``: run the slot on a
     coming turn of the event loop, once for a burst of signals (with the last one's arguments),
     so that work the signal's sender does right then (opening the next sample) and this widget's
-    update do not stall the window as one piece.
+    update do not stall the window as one piece. A tuple of signals shares the one call: a save
+    and the open that follows emit three, which had refreshed the queue three times.
     """
     from qtpy.QtCore import QTimer
 
@@ -124,7 +125,8 @@ def connect(widget: QWidget, signal, slot, *, later: bool = False) -> None:
             pending.clear()
         pending.append(args)
 
-    signal.connect(call_later if later else call)
+    for one in signal if isinstance(signal, tuple) else (signal,):
+        one.connect(call_later if later else call)
 
 
 def sample_text(sample) -> str:

@@ -89,8 +89,8 @@ class QueueWidget(QWidget):
         self.strategy_combo.currentTextChanged.connect(self._strategy_changed)
         connect(self, self.session.project_changed, self.refresh)
         # the table follows on the next turn of the event loop: `n` opens the sample first
-        for signal in (self.session.queue_changed, self.session.labels_changed, self.session.sample_opened):
-            connect(self, signal, self._refresh_later, later=True)
+        connect(self, (self.session.queue_changed, self.session.labels_changed, self.session.sample_opened),
+                self._refresh_later, later=True)
         connect(self, self.session.background_state, self._background)
         self.refresh()
         leave_keys_to_the_canvas(self)
