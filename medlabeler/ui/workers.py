@@ -134,8 +134,9 @@ def keep_torch_clear_of_gl_llvm() -> None:
 
 _opengl_driver_software: bool | None = None  # None until an OpenGL driver is mapped
 
-#: Parts of the mapped file names of OpenGL drivers: Mesa's (software or hardware) and NVIDIA's.
-_OPENGL_DRIVERS = ("_dri.so", "llvmpipe", "libgallium", "nvidia")
+#: Parts of the mapped file names of OpenGL drivers: Mesa's (software or hardware) and NVIDIA's
+#: (its GL libraries only: CUDA's, which torch maps, say nothing about the window).
+_OPENGL_DRIVERS = ("_dri.so", "llvmpipe", "libgallium", "libGLX_nvidia", "libnvidia-glcore")
 
 
 def software_opengl() -> bool:

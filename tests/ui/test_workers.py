@@ -111,7 +111,7 @@ def test_software_opengl_reads_the_mappings_until_a_driver_is_there(monkeypatch,
 
     if not sys.platform.startswith("linux"):
         pytest.skip("reads /proc/self/maps")
-    reads, maps = [], ["7f00 r-xp libc.so.6\n"]
+    reads, maps = [], ["7f00 r-xp libc.so.6\n", "7f08 r-xp site-packages/nvidia/cudnn/lib/libcudnn.so.9\n"]  # CUDA
 
     def fake_open(path, *args, **kwargs):
         reads.append(path)
