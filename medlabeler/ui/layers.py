@@ -191,6 +191,11 @@ def _changed_slices(data: np.ndarray, baseline: np.ndarray) -> list[int]:
     return changed
 
 
+def _slice_at_a_time(dims) -> bool:
+    """Whether napari shows the volume's slices one at a time, as saved (2D, along the first axis)."""
+    return dims.ndisplay == 2 and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1)
+
+
 def _differs(mask: np.ndarray) -> np.ndarray:
     """A baseline that no painted mask equals (a value no label uses), so the mask counts as changed."""
     return np.full_like(mask, np.iinfo(mask.dtype).max)
@@ -375,7 +380,7 @@ class SampleView:
         from napari.components.overlays import TextOverlay
 
         markers, dims = self._markers, self.viewer.dims
-        if markers is not None and (dims.ndisplay != 2 or tuple(dims.displayed) != (dims.ndim - 2, dims.ndim - 1)):
+        if markers is not None and not _slice_at_a_time(dims):
             markers = None
         for position, letter in zip(MARKER_POSITIONS, markers or ("",) * len(MARKER_POSITIONS)):
             name = MARKER_PREFIX + position
@@ -736,9 +741,8 @@ class SampleView:
 
     def _slice_by_slice(self) -> bool:
         """Whether a volume is on screen one slice at a time (its overlays show the open slice only)."""
-        dims = self.viewer.dims
         return (self.shown is not None and self.shown.is_stack and self.sample is not None
-                and dims.ndisplay == 2 and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1))
+                and _slice_at_a_time(self.viewer.dims))
 
     def _view_turned(self, _event=None) -> None:
         """The view went 3D or along another axis: an overlay left shown with no prediction of the

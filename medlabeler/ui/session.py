@@ -608,8 +608,9 @@ class Session(QObject):
         scoring asks again instead (re-ranking after every chunk would keep a core busy)."""
         if self.project is None or self.learning.scoring or key.revision == self.project.ranking_revision:
             return  # not overtaken: e.g. the ranking for after the save, arrived
-        after_save = self.sample is not None and key.labeled == self.queue_key(assume=[self.sample.id]).labeled
-        if after_save or (self._queue_wanted and key.labeled == self.queue_key().labeled):
+        labeled = self.queue_key().labeled
+        after_save = self.sample is not None and key.labeled == labeled | {self.sample.id}
+        if after_save or (self._queue_wanted and key.labeled == labeled):
             self.rank_ahead()  # the one `n` needs next, or the one the table waits for
 
     def _predict_ahead(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QWidget
 
-from medlabeler.ui.widgets._common import connect
+from medlabeler.ui.widgets._common import _alive, connect
 
 
 class Signals(QObject):
@@ -35,14 +35,7 @@ def test_a_connection_goes_quiet_when_its_widget_is_gone(qtbot):
     connect(widget, signals.saved, calls.append)
     signals.saved.emit(1)
     widget.deleteLater()
-    qtbot.waitUntil(lambda: _deleted(widget), timeout=2_000)
+    qtbot.waitUntil(lambda: not _alive(widget), timeout=2_000)
     signals.saved.emit(2)
     assert calls == [1]
 
-
-def _deleted(widget) -> bool:
-    try:
-        widget.objectName()
-    except RuntimeError:  # its C++ side is gone
-        return True
-    return False
