@@ -79,15 +79,14 @@ def main() -> None:
     import os
 
     os.environ["MEDLABELER_LEARN"] = "1" if args.loop == "on" else "0"
-    import napari
     from qtpy.QtWidgets import QApplication
 
     from medlabeler.engine.workflows.demo import demo_truth
-    from medlabeler.ui.app import build_app, fit_window
+    from medlabeler.ui.app import build_app, fit_window, new_viewer
 
     root = Path(args.project) if args.project else prepare(Path(tempfile.mkdtemp()) / "demo")
     truth = demo_truth()
-    viewer = napari.Viewer(title="medlabeler", show=True)
+    viewer = new_viewer()
     widget = build_app(viewer, root)
     fit_window(viewer)
     session = widget.session

@@ -198,9 +198,9 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from medlabeler.ui.app import build_app, fit_window
+    from medlabeler.ui.app import build_app, fit_window, new_viewer
 
-    viewer = napari.Viewer(title="medlabeler CT scroll benchmark", show=True)
+    viewer = new_viewer("medlabeler CT scroll benchmark")
     app = QApplication.instance()
     session = None if args.bare else build_app(viewer).session
     if args.bare:

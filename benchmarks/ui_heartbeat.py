@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     from medlabeler.engine.workflows.demo import label_like_a_clinician
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo
     from medlabeler.ui import engine_calls, workers
-    from medlabeler.ui.app import build_app
+    from medlabeler.ui.app import build_app, new_viewer
 
     tmp = tempfile.TemporaryDirectory(prefix="medlabeler-bench-")
     root = Path(args.project) if args.project else Path(tmp.name) / "demo"
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     step_times: list[float] = []
     record_step_times(engine_calls, step_times)
 
-    viewer = napari.Viewer(title="medlabeler benchmark", show=not args.hidden)
+    viewer = new_viewer("medlabeler benchmark", show=not args.hidden)
     app = QApplication.instance()
     widget = build_app(viewer, root)
     session = widget.session

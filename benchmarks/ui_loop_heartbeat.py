@@ -95,9 +95,9 @@ def bare_clinician(args) -> int:
         train = [s.slice_index for s in project.samples(split="train") if truth[s.slice_index].any()]
         image = read_image(project.samples()[0].path)
     volume = np.asarray(image.array, np.float32)
-    from medlabeler.ui.app import fit_window
+    from medlabeler.ui.app import fit_window, new_viewer
 
-    viewer = napari.Viewer(title="bare napari, the clinician's phase", show=not args.hidden)
+    viewer = new_viewer("bare napari, the clinician's phase", show=not args.hidden)
     dock_placeholder(viewer)
     if not args.hidden:
         fit_window(viewer)  # the window the app's users get (the canvas was 343x559 px before)
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo
     from medlabeler.engine.workflows.evaluate import evaluate_project
     from medlabeler.engine.store import Project
-    from medlabeler.ui.app import build_app, fit_window
+    from medlabeler.ui.app import build_app, fit_window, new_viewer
 
     truth = demo_truth()
     tmp = tempfile.TemporaryDirectory(prefix="medlabeler-loop-bench-")
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     slow_calls: dict[str, list[float]] = {}
     if args.profile:
         _time_main_thread_work(slow_calls)
-    viewer = napari.Viewer(title="medlabeler loop benchmark", show=not args.hidden)
+    viewer = new_viewer("medlabeler loop benchmark", show=not args.hidden)
     app = QApplication.instance()
     widget = build_app(viewer)
     if not args.hidden:

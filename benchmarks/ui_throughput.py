@@ -73,9 +73,9 @@ def in_the_app(root: Path, config: dict, new_labels: int) -> list[float]:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from medlabeler.ui.app import build_app, fit_window
+    from medlabeler.ui.app import build_app, fit_window, new_viewer
 
-    viewer = napari.Viewer(title="medlabeler throughput benchmark", show=True)
+    viewer = new_viewer("medlabeler throughput benchmark")
     app = QApplication.instance()
     widget = build_app(viewer)
     fit_window(viewer)

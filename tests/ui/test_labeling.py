@@ -17,7 +17,7 @@ from qtpy.QtGui import QMouseEvent
 from qtpy.QtWidgets import QApplication
 
 from medlabeler.cli import main
-from medlabeler.ui.app import build_app, fit_window
+from medlabeler.ui.app import NATIVE_CANVAS_ENV, build_app, fit_window, give_canvas_its_own_window, wants_native_canvas
 from medlabeler.ui.layers import LABELS, PREDICTION, STACK, UNCERTAINTY
 from medlabeler.ui.widgets.train import COL_METRIC
 from tests.ui.projects import TINY, truth_slice
@@ -86,6 +86,29 @@ def screenshot(viewer, tmp_path, name):
     return save_screenshot(np.asarray(viewer.screenshot(canvas_only=False, flash=False)), tmp_path, name)
 
 
+def assert_canvas_drawn(viewer, path) -> None:
+    """The canvas's part of a window screenshot shows the slice (a native canvas drawn black, or
+    left out of the grab, would leave it flat)."""
+    from PIL import Image
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    at = canvas.mapTo(viewer.window._qt_window, canvas.rect().topLeft())
+    shot = np.asarray(Image.open(path))
+    part = shot[at.y():at.y() + canvas.height(), at.x():at.x() + canvas.width()]
+    assert part.shape[0] > 100 and float(part.std()) > 10, "the canvas is flat in the window's screenshot"
+
+
+def test_the_canvas_gets_a_window_of_its_own_only_before_the_first_show(make_napari_viewer, monkeypatch):
+    """`medlabeler app` gives napari's canvas a native window (no OpenGL compositing of the whole
+    window at each dock repaint); the plugin, docked into a viewer on screen, leaves it be."""
+    for setting, expected in (("1", True), ("0", False), ("", QApplication.platformName() == "xcb")):
+        monkeypatch.setenv(NATIVE_CANVAS_ENV, setting)
+        assert wants_native_canvas() is expected
+    shown = make_napari_viewer(show=True)
+    assert not give_canvas_its_own_window(shown)
+    assert not shown.window._qt_viewer.canvas.native.testAttribute(Qt.WidgetAttribute.WA_NativeWindow)
+
+
 def open_predicted(make_napari_viewer, qtbot, project_dir):
     """The app on ``project_dir`` once the open sample's prediction is shown and the background
     is quiet; returns the viewer, the dock and a test of that quiet."""
@@ -100,11 +123,16 @@ def open_predicted(make_napari_viewer, qtbot, project_dir):
 def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer, qtbot, trained_project, tmp_path,
                                                               caplog, capsys):
     caplog.set_level(logging.INFO, logger="medlabeler.ui.session")
-    viewer = make_napari_viewer(show=True)
+    viewer = make_napari_viewer(show=False)  # as `medlabeler app` starts (app.new_viewer):
+    assert give_canvas_its_own_window(viewer)  # the canvas in a native window, before the first show
+    viewer.window.show()
     widget = build_app(viewer, trained_project)
     fit_window(viewer)
     session, project = widget.session, widget.session.project
     qtbot.waitUntil(lambda: session.current_prediction is not None and not session.jobs.busy, timeout=60_000)
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert canvas.internalWinId()  # a window of its own, drawn into the window's screenshot below
+    assert_canvas_drawn(viewer, screenshot(viewer, tmp_path, "0-start"))
     assert widget.label.keys.text().startswith("<b>Keys</b>") and "eraser" in widget.label.keys.text()
 
     # Layers: image, prediction, the overlays (hidden), then the clinician's labels on top, selected.
@@ -170,7 +198,6 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
     # The queue collapses to its header; the canvas stays the widest part of the window.
     widget.queue.collapse_button.click()
     assert not widget.queue.table.isVisible()
-    canvas = viewer.window._qt_viewer.canvas.native
     assert canvas.width() > widget.width()
     screenshot(viewer, tmp_path, "9-queue-collapsed")
 
