@@ -126,7 +126,7 @@ def read_first_volume(root: Path):
     from medlabeler.ui.layers import read_volume
 
     with Project.open(root, readonly=True) as project:
-        return read_volume(project.samples()[0])
+        return read_volume(project.samples()[0], project)
 
 
 def warm_up_napari(viewer, pump) -> None:

@@ -72,6 +72,34 @@ def read_volume(sample, project) -> Volume:
                   display_orientation(image.affine), screen_markers(image.affine))
 
 
+@dataclass
+class LabelsRead:
+    """The stored labels of a volume's slices, read with the volume off the main thread: the
+    Labels layer's array, a baseline equal to it, and the label version each slice was read at
+    (`SampleView._load_labels` reads again on the main thread only the slices changed since)."""
+
+    key: tuple  # (path, series_uid), as Shown.key
+    labels: np.ndarray
+    baseline: np.ndarray
+    versions: dict[int, int]  # sample id -> version read (labeled slices only)
+
+
+def read_volume_labels(sample, project, shape: tuple[int, ...]) -> LabelsRead:
+    """The stored labels of the slices of ``sample``'s volume (of ``shape``), on any thread: at a
+    512x512x300 CT they took 70-120 ms of the main thread's stall as the volume opened."""
+    key = (sample.path, sample.series_uid)
+    slices = {s.id: s.slice_index for s in project.samples()
+              if (s.path, s.series_uid) == key and s.slice_index is not None}
+    versions = {sid: v for sid, v in project.current_label_versions().items() if sid in slices}
+    labels = np.zeros(shape, dtype=np.uint8)
+    baseline = np.zeros(shape, dtype=np.uint8)  # not a copy of labels: that writes every page
+    for sample_id, version in versions.items():
+        mask = project.load_label(sample_id, version)
+        if isinstance(mask, np.ndarray) and mask.shape == shape[1:]:
+            labels[slices[sample_id]] = baseline[slices[sample_id]] = mask
+    return LabelsRead(key, labels, baseline, versions)
+
+
 def volume_bytes(sample) -> int:
     """About how many bytes the volume of a slice sample holds once read (float32)."""
     return 4 * int(sample.n_slices or 1) * int(np.prod(sample.spatial_shape))
@@ -242,6 +270,7 @@ class SampleView:
         self.prediction_on_screen: int | None = None  # sample id whose overlays are shown
         self._overlay_slices: dict[str, int] = {}  # overlay kind -> the slice written in its volume
         self._volume_cache: dict[tuple, tuple] = {}
+        self._labels_read: LabelsRead | None = None  # taken once, by the layers it was read for
         self.overlay_visible = dict(DEFAULT_VISIBLE)  # the user's choice, kept across samples
         self.window_choice: str | None = None  # a CT window picked with `w`, kept across scans; None: the file's
         self._markers: tuple[str, str, str, str] | None = None  # patient directions of the scan on screen
@@ -354,7 +383,7 @@ class SampleView:
             labels, self.shown.baseline = self._load_labels()
             self._set_layer(LABELS, labels, "labels", scale=scale, **self._layer_spec(LABELS)[2])
         self._blank_overlays()
-        self.prepare_overlays()  # now, as the image opens: adding napari layers later stalls the UI
+        self.prepare_overlays_soon()
         if pixels.ndim == 3 and not rgb:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
         camera = self._camera()
@@ -367,7 +396,32 @@ class SampleView:
         if turned or previous is None or previous.pixels.shape != pixels.shape or previous.scale != scale:
             self.viewer.reset_view()
         self._markers = markers
-        self._place_markers()
+        if self._markers_made():
+            self._place_markers()
+        else:  # napari renders the letters' font the first time: 55 ms of its own turn
+            self._soon(self._place_markers)
+
+    def _soon(self, call) -> None:
+        """``call`` on the next turn of the event loop, if this view still shows what it shows now.
+        Opening a 512x512x300 CT added its image, labels, two hidden overlays and the direction
+        letters in one stall of 530 ms; in turns of their own, no stall adds them all up."""
+        from qtpy.QtCore import QTimer
+
+        shown = self.shown
+
+        def run() -> None:
+            if shown is not None and self.shown is shown:
+                try:
+                    call()
+                except RuntimeError:  # the window closed meanwhile (its Qt objects are gone)
+                    pass
+
+        QTimer.singleShot(0, run)
+
+    def _markers_made(self) -> bool:
+        overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
+        return overlays is None or not self._markers or all(
+            MARKER_PREFIX + position in overlays for position, letter in zip(MARKER_POSITIONS, self._markers) if letter)
 
     def _place_markers(self, _event=None) -> None:
         """The patient directions (A, P, R, L, S, I) at the canvas edges, as radiology viewers show
@@ -430,9 +484,11 @@ class SampleView:
         """Whether showing ``sample`` reads its volume from disk first (a slice of another volume)."""
         return sample.slice_index is not None and (sample.path, sample.series_uid) not in self._volume_cache
 
-    def keep_volume(self, sample, volume: tuple) -> None:
-        """Hold a volume ``read_volume`` read (on any thread) as the one to show (one kept)."""
+    def keep_volume(self, sample, volume: tuple, labels: LabelsRead | None = None) -> None:
+        """Hold a volume ``read_volume`` read (on any thread) as the one to show (one kept), and
+        its stored labels if they were read with it (``read_volume_labels``)."""
         self._volume_cache = {(sample.path, sample.series_uid): volume}
+        self._labels_read = labels
 
     def _label_shape(self) -> tuple[int, ...]:
         pixels = self.shown.pixels
@@ -440,24 +496,35 @@ class SampleView:
 
     def _load_labels(self) -> tuple[np.ndarray, np.ndarray]:
         """The current labels of every sample on screen, as one array the Labels layer edits, and
-        its baseline (a second array, equal to it). Both start as np.zeros and only the labeled
-        slices are written: a full copy of a 512x512x300 stack would cost 0.2 s on the main thread."""
-        labels = np.zeros(self._label_shape(), dtype=np.uint8)
-        baseline = np.zeros(labels.shape, labels.dtype)  # not zeros_like: that writes every page
+        its baseline (a second array, equal to it). A stack starts from the labels read with its
+        volume off the main thread (or from np.zeros), and only the slices whose label changed
+        since are written here: a full copy of a 512x512x300 stack would cost 0.2 s."""
+        shape = self._label_shape()
         pending = self._pending()
-        if self.shown.is_stack:
-            labeled = self.project.labeled_ids() | set(pending)
-            for index, sample_id in self.shown.slices.items():
-                if sample_id in labeled:
-                    mask = pending[sample_id] if sample_id in pending else self.project.load_label(sample_id)
-                    if isinstance(mask, np.ndarray) and mask.shape == labels.shape[1:]:
-                        labels[index] = baseline[index] = mask
-        else:
+        if not self.shown.is_stack:
+            labels = np.zeros(shape, dtype=np.uint8)
+            baseline = np.zeros(shape, dtype=np.uint8)
             sample_id = self.shown.key[1]
             mask = pending[sample_id] if sample_id in pending else self.project.load_label(sample_id)
-            if isinstance(mask, np.ndarray) and mask.shape == labels.shape:
+            if isinstance(mask, np.ndarray) and mask.shape == shape:
                 labels[...] = baseline[...] = mask
-        return labels, baseline
+            return labels, baseline
+        read, self._labels_read = self._labels_read, None
+        if read is None or read.key != self.shown.key or read.labels.shape != shape:
+            read = LabelsRead(self.shown.key, np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), {})
+        current = self.project.current_label_versions()
+        for index, sample_id in self.shown.slices.items():
+            if sample_id in pending:
+                mask = pending[sample_id]
+            elif current.get(sample_id) == read.versions.get(sample_id):
+                continue  # as read (or unlabeled then and now)
+            else:  # saved, changed or removed since it was read
+                mask = self.project.load_label(sample_id) if sample_id in current else None
+            if mask is None:
+                read.labels[index] = read.baseline[index] = 0
+            elif isinstance(mask, np.ndarray) and mask.shape == shape[1:]:
+                read.labels[index] = read.baseline[index] = mask
+        return read.labels, read.baseline
 
     def _camera(self):
         return self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
@@ -676,6 +743,11 @@ class SampleView:
             layer.visible = self.overlay_visible[kind]
 
     @main_thread_only
+    def prepare_overlays_soon(self) -> None:
+        """`prepare_overlays` on the next turn of the event loop: right after the image opens, in
+        a stall of its own (186 ms for the two hidden overlays of a 512x512x300 CT)."""
+        self._soon(self.prepare_overlays)
+
     def prepare_overlays(self) -> None:
         """Create the (hidden, empty) overlay layers now, at a user action, rather than when a
         prediction arrives in the background: adding a napari layer can take a second."""

@@ -24,7 +24,7 @@ from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 from medlabeler.engine.store.project import MISSING_SLICE
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
-from medlabeler.ui.layers import PredictionView, SampleView, read_volume, volume_bytes, warm_up_layers
+from medlabeler.ui.layers import PredictionView, SampleView, read_volume, read_volume_labels, volume_bytes, warm_up_layers
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
@@ -202,7 +202,7 @@ class Session(QObject):
     overlay_toggled = Signal(str, bool)  # overlay kind, visible (keys and the Review tab's boxes)
     saves_submitted = Signal()  # labels handed to the writer (shown as "saving" until labels_changed)
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
-    _volume_read = Signal(object, object, object)  # project, sample, (pixels, scale, contrast limits) | exception
+    _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
 
     def __init__(self, viewer):
         super().__init__()
@@ -461,7 +461,7 @@ class Session(QObject):
         else:
             self.prediction_changed.emit(None)
             if self.project.active_model() is not None:
-                self.view.prepare_overlays()
+                self.view.prepare_overlays_soon()
                 self._start_background(calls.prediction_only_run(self.project, sample.id), "Predicting", preempt=False)
         self.rank_ahead()
 
@@ -509,21 +509,24 @@ class Session(QObject):
         def read() -> None:
             try:
                 volume = read_volume(sample, project)
+                labels = (read_volume_labels(sample, project, volume.pixels.shape)
+                          if project.task.kind == "segmentation" else None)
             except Exception as exc:  # noqa: BLE001 - shown on the main thread
-                volume = exc
-            self._volume_read.emit(project, sample, volume)
+                volume, labels = exc, None
+            self._volume_read.emit(project, sample, (volume, labels))
 
         threading.Thread(target=read, name="medlabeler-volume-read", daemon=True).start()
 
     @main_thread_only
-    def _volume_arrived(self, project, sample, volume) -> None:
+    def _volume_arrived(self, project, sample, read) -> None:
         if project is not self.project or self.reading != sample.id or self.view is None:
             return  # another sample or project was opened meanwhile
+        volume, labels = read
         if isinstance(volume, Exception):
             self.reading = None
             show_error_message(f"Cannot read the images of sample {sample.id}: {volume}")
             return
-        self.view.keep_volume(sample, volume)
+        self.view.keep_volume(sample, volume, labels)
         self.open_sample(sample.id)
 
     def _cached_prediction(self, sample_id: int) -> PredictionView | None:

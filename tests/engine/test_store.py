@@ -269,6 +269,19 @@ def test_a_label_saved_by_mistake_is_removed_and_its_versions_stay_in_the_histor
         cls.remove_label(10**6)
 
 
+def test_current_label_versions_follow_saves_removals_and_reverts(cls):
+    first, second = cls.samples()[:2]
+    assert cls.current_label_versions() == {}
+    cls.save_label(first.id, 1)
+    cls.save_label(first.id, 2)
+    cls.save_label(second.id, 0)
+    assert cls.current_label_versions() == {first.id: 2, second.id: 1}
+    cls.remove_label(second.id)
+    cls.revert_label(first.id, 1)  # back to the first content: its version says so
+    assert cls.current_label_versions() == {first.id: 1}
+    assert cls.load_label(first.id, cls.current_label_versions()[first.id]) == 1
+
+
 def test_count_labels_after_counts_current_labels_saved_later(cls):
     first, second = cls.samples()[:2]
     cls.save_label(first.id, 1)
