@@ -91,6 +91,10 @@ def wants_native_canvas() -> bool:
     setting = os.environ.get(NATIVE_CANVAS_ENV, "").strip()
     if setting in ("0", "1"):
         return setting == "1"
+    if setting:
+        import logging
+
+        logging.getLogger(__name__).warning("%s=%r: expected 0 or 1; the default applies", NATIVE_CANVAS_ENV, setting)
     return QGuiApplication.platformName() == "xcb"
 
 

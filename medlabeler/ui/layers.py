@@ -87,16 +87,23 @@ class LabelsRead:
 def read_volume_labels(sample, project, shape: tuple[int, ...]) -> LabelsRead:
     """The stored labels of the slices of ``sample``'s volume (of ``shape``), on any thread: at a
     512x512x300 CT they took 70-120 ms of the main thread's stall as the volume opened."""
+    from medlabeler.engine.errors import MedlabelerError
+
     key = (sample.path, sample.series_uid)
     slices = {s.id: s.slice_index for s in project.samples()
               if (s.path, s.series_uid) == key and s.slice_index is not None}
-    versions = {sid: v for sid, v in project.current_label_versions().items() if sid in slices}
+    current = {sid: v for sid, v in project.current_label_versions().items() if sid in slices}
     labels = np.zeros(shape, dtype=np.uint8)
     baseline = np.zeros(shape, dtype=np.uint8)  # not a copy of labels: that writes every page
-    for sample_id, version in versions.items():
-        mask = project.load_label(sample_id, version)
+    versions = {}
+    for sample_id, version in current.items():
+        try:
+            mask = project.load_label(sample_id, version)
+        except MedlabelerError:  # a damaged mask file: left to the main thread, which says so (or
+            continue             # finds the clinician's newer strokes being written)
         if isinstance(mask, np.ndarray) and mask.shape == shape[1:]:
             labels[slices[sample_id]] = baseline[slices[sample_id]] = mask
+        versions[sample_id] = version
     return LabelsRead(key, labels, baseline, versions)
 
 
@@ -748,6 +755,7 @@ class SampleView:
         a stall of its own (186 ms for the two hidden overlays of a 512x512x300 CT)."""
         self._soon(self.prepare_overlays)
 
+    @main_thread_only
     def prepare_overlays(self) -> None:
         """Create the (hidden, empty) overlay layers now, at a user action, rather than when a
         prediction arrives in the background: adding a napari layer can take a second."""

@@ -507,12 +507,16 @@ class Session(QObject):
         project = self.project
 
         def read() -> None:
+            labels = None
             try:
                 volume = read_volume(sample, project)
-                labels = (read_volume_labels(sample, project, volume.pixels.shape)
-                          if project.task.kind == "segmentation" else None)
             except Exception as exc:  # noqa: BLE001 - shown on the main thread
-                volume, labels = exc, None
+                volume = exc
+            if not isinstance(volume, Exception) and project.task.kind == "segmentation":
+                try:
+                    labels = read_volume_labels(sample, project, volume.pixels.shape)
+                except Exception:  # noqa: BLE001 - e.g. the project closed: the main thread reads them
+                    log.debug("labels of sample %s not read with its volume", sample.id, exc_info=True)
             self._volume_read.emit(project, sample, (volume, labels))
 
         threading.Thread(target=read, name="medlabeler-volume-read", daemon=True).start()

@@ -282,6 +282,36 @@ def test_current_label_versions_follow_saves_removals_and_reverts(cls):
     assert cls.load_label(first.id, cls.current_label_versions()[first.id]) == 1
 
 
+def test_a_reader_connection_opened_as_the_project_closes_is_closed_too(seg, monkeypatch):
+    """A worker thread's first query races the project's close (the app reads a volume's labels
+    on a thread): the connection it opened must not outlive the project, and the query says why."""
+    import sqlite3
+    import threading
+
+    real_connect, opened, errors = sqlite3.connect, [], []
+
+    def connect_as_the_project_closes(*args, **kwargs):
+        connection = real_connect(*args, **kwargs)
+        opened.append(connection)
+        seg.close()  # the main thread, meanwhile
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", connect_as_the_project_closes)
+
+    def query():
+        try:
+            seg.labeled_ids()
+        except ProjectError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=query)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and len(opened) == 1
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        opened[0].execute("SELECT 1")
+
+
 def test_count_labels_after_counts_current_labels_saved_later(cls):
     first, second = cls.samples()[:2]
     cls.save_label(first.id, 1)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QEvent, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QWidget
 
 from medlabeler.cli import main
 from medlabeler.ui.app import NATIVE_CANVAS_ENV, build_app, fit_window, give_canvas_its_own_window, wants_native_canvas
@@ -107,6 +107,40 @@ def test_the_canvas_gets_a_window_of_its_own_only_before_the_first_show(make_nap
     shown = make_napari_viewer(show=True)
     assert not give_canvas_its_own_window(shown)
     assert not shown.window._qt_viewer.canvas.native.testAttribute(Qt.WidgetAttribute.WA_NativeWindow)
+
+
+def test_the_apps_viewer_draws_napari_notifications_over_its_native_canvas(qtbot, monkeypatch):
+    """napari parents its notification toasts (errors such as "label ... was not saved") to the
+    canvas widget: with the canvas in a native window of its own they must still be on screen,
+    above it (read from the X server's screen, where a native window could hide them)."""
+    from napari.utils.notifications import show_info
+
+    from medlabeler.ui.app import new_viewer
+
+    monkeypatch.setenv(NATIVE_CANVAS_ENV, "1")
+    viewer = new_viewer("test", show=False)
+    try:
+        viewer.window.show()
+        window = viewer.window._qt_window
+        window.setGeometry(0, 0, 1200, 800)
+        canvas = viewer.window._qt_viewer.canvas.native
+        assert canvas.internalWinId()
+        viewer.add_image(np.zeros((64, 64), np.float32))  # a flat canvas: only the toast draws on it
+        show_info("a notification over the canvas")
+        qtbot.waitUntil(lambda: any(w.isVisible() and type(w).__name__ == "NapariQtNotification"
+                                    for w in window.findChildren(QWidget)), timeout=5_000)
+        toast = next(w for w in window.findChildren(QWidget) if type(w).__name__ == "NapariQtNotification")
+        qtbot.wait(500)  # its fade-in
+
+        def on_screen(widget, width, height):
+            at = widget.mapToGlobal(widget.rect().topLeft())
+            image = QApplication.primaryScreen().grabWindow(0, at.x(), at.y(), width, height).toImage()
+            return np.array([[image.pixelColor(x, y).value() for x in range(0, width, 2)] for y in range(0, height, 2)])
+
+        assert float(on_screen(canvas, 200, 120).std()) < 2  # the canvas alone is flat
+        assert float(on_screen(toast, toast.width(), toast.height()).std()) > 10, "the notification is hidden"
+    finally:
+        viewer.close()
 
 
 def open_predicted(make_napari_viewer, qtbot, project_dir):
@@ -428,6 +462,28 @@ def test_a_volume_read_on_a_thread_brings_its_labels_and_the_main_thread_reads_o
     monkeypatch.setattr(session.view, "_pending", lambda: {})
     session.view.mark_saved(being_written.id, painted)  # as the writer's save would
     assert session.view.changed_masks() == []  # the baseline is what the layer shows
+
+
+def test_a_damaged_mask_is_left_to_the_main_thread_when_a_volume_s_labels_are_read(brain_project, brain_files):
+    """The read with the volume skips a mask it cannot load (the main thread then reads it and
+    says what is wrong, as it did before), and the volume still opens with the others."""
+    from medlabeler.engine.store import Project
+    from medlabeler.ui.layers import read_volume, read_volume_labels
+
+    _, masks = brain_files
+    with Project.open(brain_project) as project:
+        first = project.samples()[0]
+        intact, damaged = [s for s in project.samples() if s.path == first.path][:2]
+        project.save_label(intact.id, truth_slice(masks, intact))
+        path = project.root / project.save_label(damaged.id, truth_slice(masks, damaged)).mask_relpath
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        shape = read_volume(first, project).pixels.shape
+        read = read_volume_labels(first, project, shape)
+    assert read.versions == {intact.id: 1}
+    assert np.array_equal(read.labels[intact.slice_index], truth_slice(masks, intact))
+    assert not read.labels[damaged.slice_index].any() and np.array_equal(read.labels, read.baseline)
 
 
 def test_a_volume_opens_with_its_saved_slices_unchanged_and_napari_warmed_up(make_napari_viewer, qtbot,

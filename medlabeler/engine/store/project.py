@@ -359,10 +359,15 @@ class Project:
             reader = sqlite3.connect((self.root / DB_NAME).as_uri() + "?mode=ro", uri=True, isolation_level=None,
                                      check_same_thread=False, timeout=30)
             with self._readers_mutex:
+                closed = self._conn is None  # closed while this connection opened: close() never sees it
                 gone = [t for t in self._readers if not t.is_alive()]
                 for t in gone:  # threads that ended (workers come and go): close their connections
                     self._readers.pop(t).close()
-                self._readers[thread] = reader
+                if not closed:
+                    self._readers[thread] = reader
+            if closed:
+                reader.close()
+                self._db  # noqa: B018 - raises: the project is closed
         return reader
 
     @contextmanager
