@@ -86,6 +86,41 @@ def screenshot(viewer, tmp_path, name):
     return save_screenshot(np.asarray(viewer.screenshot(canvas_only=False, flash=False)), tmp_path, name)
 
 
+def assert_bold_row_fits(table) -> None:
+    """The open sample's row is bold: its sample, where and score fit their columns on one line."""
+    from qtpy.QtGui import QFontMetrics
+    from qtpy.QtWidgets import QStyle
+
+    margin = table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1  # Qt's, each side
+    bold_rows = [r for r in range(table.rowCount()) if table.item(r, 0).font().bold()]
+    assert bold_rows
+    for r in bold_rows:
+        for column in range(3):
+            item = table.item(r, column)
+            width = QFontMetrics(item.font()).horizontalAdvance(item.text())
+            assert width <= table.columnWidth(column) - 2 * margin, (item.text(), width, table.columnWidth(column))
+
+
+def test_the_open_sample_s_bold_row_fits_the_queue_s_columns(make_napari_viewer):
+    """Sized for the plain font, the bold row's "slice 119" broke over two lines (seen on the demo)."""
+    from qtpy.QtWidgets import QTableWidgetItem
+
+    from medlabeler.ui.widgets.queue import QueueWidget
+
+    queue = QueueWidget(make_napari_viewer(show=True))
+    table = queue.table
+    table.setRowCount(3)
+    for r, (sample, where) in enumerate((("120", "slice 119"), ("133", "slice 132"), ("48", "slice 47"))):
+        for c, text in enumerate((sample, where, "0.512", "entropy 1.02")):
+            table.setItem(r, c, QTableWidgetItem(text))
+    queue._fit_columns()  # as the table fills, before the open sample's row turns bold (_mark_open)
+    font = table.item(0, 0).font()
+    font.setBold(True)
+    for c in range(4):
+        table.item(0, c).setFont(font)
+    assert_bold_row_fits(table)
+
+
 def assert_canvas_drawn(viewer, path) -> None:
     """The canvas's part of a window screenshot shows the slice (a native canvas drawn black, or
     left out of the grab, would leave it flat)."""
@@ -219,6 +254,7 @@ def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer,
         first_row = widget.queue.rows[0].sample
         assert session.sample.id == last_opened(caplog) == first_row == cli_first(trained_project, capsys)
         assert widget.queue.table.item(0, 0).text() == str(first_row)
+        assert_bold_row_fits(widget.queue.table)
         qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
         screenshot(viewer, tmp_path, f"{3 + 2 * round_}-next-sample-{session.sample.id}")
     assert project.status()["labeled"] == 3 + 3

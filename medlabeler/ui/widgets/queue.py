@@ -6,12 +6,14 @@ import logging
 import re
 
 from qtpy.QtCore import Qt, Signal
+from qtpy.QtGui import QFont, QFontMetrics
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QStyle,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -24,6 +26,7 @@ from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_key
 
 log = logging.getLogger(__name__)
 VIEWS = ("to label", "labeled", "all")
+CELL_PADDING = 8  # px beyond the text and the focus frame, as Qt pads a cell sized to its contents
 
 
 class QueueWidget(QWidget):
@@ -165,11 +168,24 @@ class QueueWidget(QWidget):
                         item.setToolTip(row.reason)  # the whole reason, as `medlabeler queue` prints it
                     if c == 0:
                         item.setData(Qt.ItemDataRole.UserRole, row.sample)
-            for column in range(3):
-                self.table.resizeColumnToContents(column)
+            self._fit_columns()
             self.table.resizeRowsToContents()
         finally:
             self.table.setUpdatesEnabled(True)
+
+    def _fit_columns(self) -> None:
+        """Sample, where and score as wide as their text in bold (the open sample's row is bold:
+        sized for the plain font, its "slice 119" broke over two lines)."""
+        bold = QFont(self.table.font())
+        bold.setBold(True)
+        metrics = QFontMetrics(bold)
+        for column in range(3):
+            self.table.resizeColumnToContents(column)
+            texts = [self.table.item(r, column).text() for r in range(self.table.rowCount()) if self.table.item(r, column)]
+            widest = max((metrics.horizontalAdvance(text) for text in texts), default=0)
+            needed = widest + 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table) + 1) + CELL_PADDING
+            if self.table.columnWidth(column) < needed:
+                self.table.setColumnWidth(column, needed)
 
     def _summary(self) -> str:
         if self.session.project is None:
