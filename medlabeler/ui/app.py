@@ -68,7 +68,7 @@ def new_viewer(title: str = "medlabeler", show: bool = True):
     """A napari viewer whose canvas, where it pays (`wants_native_canvas`), is a native window of
     its own. napari's canvas is a QOpenGLWidget, which makes Qt composite the whole main window
     with OpenGL at every repaint of any widget in it: under Mesa's software OpenGL one word
-    changed in the dock held the event loop 19-24 ms, against 3 ms with the canvas in its own
+    changed in the dock held the event loop 18-24 ms, against 3 ms with the canvas in its own
     window (measured at 1600x1000). Qt keeps compositing a window shown once that way, so the
     canvas must be made native before the first show: the napari plugin, docked into a viewer
     already on screen, leaves the canvas as napari made it."""
