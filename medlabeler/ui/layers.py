@@ -84,14 +84,19 @@ class LabelsRead:
     versions: dict[int, int]  # sample id -> version read (labeled slices only)
 
 
+def volume_slices(project, key: tuple) -> dict[int, int]:
+    """Slice index -> sample id of the slice samples of the volume ``key`` (path, series_uid)."""
+    return {s.slice_index: s.id for s in project.samples()
+            if (s.path, s.series_uid) == key and s.slice_index is not None}
+
+
 def read_volume_labels(sample, project, shape: tuple[int, ...]) -> LabelsRead:
     """The stored labels of the slices of ``sample``'s volume (of ``shape``), on any thread: at a
     512x512x300 CT they took 70-120 ms of the main thread's stall as the volume opened."""
     from medlabeler.engine.errors import MedlabelerError
 
     key = (sample.path, sample.series_uid)
-    slices = {s.id: s.slice_index for s in project.samples()
-              if (s.path, s.series_uid) == key and s.slice_index is not None}
+    slices = {sid: index for index, sid in volume_slices(project, key).items()}
     current = {sid: v for sid, v in project.current_label_versions().items() if sid in slices}
     labels = np.zeros(shape, dtype=np.uint8)
     baseline = np.zeros(shape, dtype=np.uint8)  # not a copy of labels: that writes every page
@@ -358,11 +363,7 @@ class SampleView:
         """Put another volume or image on screen, reusing the layers (adding napari layers is slow)."""
         if sample.slice_index is not None:
             pixels, scale, limits, orientation, markers = self._volume(sample)
-            slices = {
-                s.slice_index: s.id
-                for s in self.project.samples()
-                if (s.path, s.series_uid) == key and s.slice_index is not None
-            }
+            slices = volume_slices(self.project, key)
             is_stack = True
         else:
             pixels = self.project.load_pixels(sample)  # a 2D image, or a whole volume

@@ -179,11 +179,12 @@ class QueueWidget(QWidget):
         bold = QFont(self.table.font())
         bold.setBold(True)
         metrics = QFontMetrics(bold)
+        margins = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table) + 1)
         for column in range(3):
             self.table.resizeColumnToContents(column)
-            texts = [self.table.item(r, column).text() for r in range(self.table.rowCount()) if self.table.item(r, column)]
-            widest = max((metrics.horizontalAdvance(text) for text in texts), default=0)
-            needed = widest + 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table) + 1) + CELL_PADDING
+            items = (self.table.item(r, column) for r in range(self.table.rowCount()))
+            widest = max((metrics.horizontalAdvance(item.text()) for item in items if item is not None), default=0)
+            needed = widest + margins + CELL_PADDING
             if self.table.columnWidth(column) < needed:
                 self.table.setColumnWidth(column, needed)
 
