@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 
@@ -145,6 +146,12 @@ class QueueWidget(QWidget):
         self.status.setText(self._summary())
 
     def _fill(self, project, rows: list) -> None:
+        """Bring the table to ``rows``, touching only what changed. After a save the queue is most
+        often the rows it was, less the one saved: the rows that left are removed and the new ones
+        inserted, and only cells whose text changed are set and measured. Rebuilt whole, the table
+        had cost 4-7 ms at each save (sizing every row and column), and its stall 13-36 ms while
+        the loop trains."""
+        before = [row.sample for row in self.rows] if self.table.rowCount() == len(self.rows) else None
         self.rows = list(rows)
         self._bold_rows = None
         ids = [row.sample for row in self.rows]
@@ -152,37 +159,60 @@ class QueueWidget(QWidget):
         has_model = project is not None and project.active_model() is not None
         self.table.setUpdatesEnabled(False)
         try:
-            self.table.setRowCount(len(self.rows))
-            for r, row in enumerate(self.rows):
-                sample = samples.get(row.sample)
-                where = "" if sample is None else calls.where(sample)
-                value = calls.shown_score(row, has_model=has_model)  # an uncertainty, or nothing
-                score = "" if value is None else f"{value:.3f}"
-                for c, text in enumerate((str(row.sample), where, score, short_reason(row.reason))):
-                    item = self.table.item(r, c)
-                    if item is None:
-                        item = QTableWidgetItem()
-                        self.table.setItem(r, c, item)
-                    item.setText(text)
-                    if c == 3:
-                        item.setToolTip(row.reason)  # the whole reason, as `medlabeler queue` prints it
-                    if c == 0:
-                        item.setData(Qt.ItemDataRole.UserRole, row.sample)
-            self._fit_columns()
-            self.table.resizeRowsToContents()
+            if before is None:
+                self.table.setRowCount(0)
+                before = []
+            moves = difflib.SequenceMatcher(None, before, ids, autojunk=False).get_opcodes()
+            for tag, i1, i2, j1, j2 in reversed(moves):  # from the end: the earlier indices stay valid
+                if tag in ("delete", "replace"):
+                    for _ in range(i2 - i1):
+                        self.table.removeRow(i1)
+                if tag in ("insert", "replace"):
+                    for k in range(j2 - j1):
+                        self.table.insertRow(i1 + k)
+            changed = [r for r, row in enumerate(self.rows)
+                       if self._set_row(r, row, samples.get(row.sample), has_model)]
+            if changed:  # most rows new (another view, a new ranking): every column fitted anew
+                self._fit_columns(changed, whole=not before or 2 * len(changed) > len(self.rows))
+                for r in changed:
+                    self.table.resizeRowToContents(r)
         finally:
             self.table.setUpdatesEnabled(True)
 
-    def _fit_columns(self) -> None:
+    def _set_row(self, r: int, row, sample, has_model: bool) -> bool:
+        """Row ``r`` shows ``row``; returns whether any of its texts changed."""
+        where = "" if sample is None else calls.where(sample)
+        value = calls.shown_score(row, has_model=has_model)  # an uncertainty, or nothing
+        score = "" if value is None else f"{value:.3f}"
+        changed = False
+        for c, text in enumerate((str(row.sample), where, score, short_reason(row.reason))):
+            item = self.table.item(r, c)
+            if item is None:
+                item = QTableWidgetItem()
+                self.table.setItem(r, c, item)
+            if c == 3 and item.toolTip() != row.reason:  # the whole reason, as `medlabeler queue` prints it
+                item.setToolTip(row.reason)  # (its details may change where the cell's text does not)
+            if item.text() == text:
+                continue
+            changed = True
+            item.setText(text)
+            if c == 0:
+                item.setData(Qt.ItemDataRole.UserRole, row.sample)
+        return changed
+
+    def _fit_columns(self, rows: list[int], *, whole: bool) -> None:
         """Sample, where and score as wide as their text in bold (the open sample's row is bold:
-        sized for the plain font, its "slice 119" broke over two lines)."""
+        sized for the plain font, its "slice 119" broke over two lines). ``whole``: fitted to
+        every row anew; else widened where one of ``rows`` needs it (a column never narrows
+        while rows come and go)."""
         bold = QFont(self.table.font())
         bold.setBold(True)
         metrics = QFontMetrics(bold)
         margins = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table) + 1)
         for column in range(3):
-            self.table.resizeColumnToContents(column)
-            items = (self.table.item(r, column) for r in range(self.table.rowCount()))
+            if whole:
+                self.table.resizeColumnToContents(column)
+            items = (self.table.item(r, column) for r in rows)
             widest = max((metrics.horizontalAdvance(item.text()) for item in items if item is not None), default=0)
             needed = widest + margins + CELL_PADDING
             if self.table.columnWidth(column) < needed:
