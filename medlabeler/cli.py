@@ -106,18 +106,18 @@ def _print_json(value) -> None:
     print(json.dumps(plain(value), indent=1, allow_nan=False))
 
 
-def _model_figures(model, decision) -> str:
-    """A model's own validation figures, else the one measured when it was promoted or kept (a run
-    that started before any validation label was saved has none of its own)."""
-    from medlabeler.engine.workflows.promotion import validation_figure
+def _model_figures(model, figure) -> str:
+    """A model's validation figure (`promotion.version_figures`) and what it was measured on."""
+    from medlabeler.engine.workflows.promotion import MEASURED_AT_DECISION, MEASURED_BY_RUN, labels_text
 
-    figure = validation_figure(model.metrics, decision)
     if figure is None:
         return "no metrics"
-    name, value, at_decision = figure
-    if not at_decision:
+    if figure.origin == MEASURED_BY_RUN:
         return "val " + _metrics_text(model.metrics)
-    return f"{name if name.startswith('train ') else 'val ' + name} {value:.3f} (measured when it was decided)"
+    name = figure.name if figure.name.startswith("train ") else "val " + figure.name
+    if figure.origin == MEASURED_AT_DECISION:
+        return f"{name} {figure.value:.3f} (measured when it was decided)"
+    return f"{name} {figure.value:.3f} (on the {labels_text(figure.n_val, figure.split)} of now)"
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -157,12 +157,12 @@ def cmd_import_labels(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from medlabeler.engine.workflows.promotion import last_decision
+    from medlabeler.engine.workflows.promotion import version_figures
 
     with _open(args.project, readonly=True) as project:
         status = project.status()
         active = project.active_model()
-        decision = last_decision(project, active.version) if active is not None else None
+        figure = version_figures(project, [active]).get(active.version) if active is not None else None
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
     if args.json:
         _print_json(status)
@@ -175,7 +175,7 @@ def cmd_status(args) -> int:
         print(f"  {name:<6} {part['samples']:>6} samples  {part['labeled']:>6} labeled")
     for name, count in status["per_class"].items():
         print(f"  {name}: {count}")
-    print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, decision)})' if active else 'none'}")
+    print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, figure)})' if active else 'none'}")
     return 0
 
 
@@ -398,7 +398,7 @@ def cmd_predict(args) -> int:
 
 def cmd_models(args) -> int:
     from medlabeler.engine.workflows.model_versions import remove_old_weights, removed_text
-    from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision
+    from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision, version_figures
 
     with _open(args.project, readonly=args.activate is None and not args.remove_old) as project:
         if args.activate is not None:
@@ -411,6 +411,7 @@ def cmd_models(args) -> int:
         active = project.active_model()
         decided = {m.version: d for m in models if (d := last_decision(project, m.version)) is not None}
         kept = {v: d.message for v, d in decided.items() if not d.promoted and not (active and v == active.version)}
+        figures = version_figures(project, models)
     if args.json:
         rows = [{"version": m.version, "method": m.method, "metrics": m.metrics, "parent": m.parent,
                  "n_labels": m.n_labels, "active": bool(active and m.version == active.version),
@@ -420,7 +421,7 @@ def cmd_models(args) -> int:
     for m in models:
         mark = "*" if active and m.version == active.version else " "
         print(f"{mark} v{m.version:<3} {m.method:<18} labels {m.n_labels or 0:<5} "
-              f"{_model_figures(m, decided.get(m.version))}"
+              f"{_model_figures(m, figures.get(m.version))}"
               + (f"  (not promoted: {kept[m.version]})" if m.version in kept else "")
               + (f"  [weights removed {m.removed[:10]}]" if m.removed else ""))
     print(f"{_count(len(models), 'model version')}; active: {f'v{active.version}' if active else 'none'}")

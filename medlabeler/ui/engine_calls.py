@@ -14,6 +14,11 @@ from typing import Any
 import numpy as np
 
 from medlabeler.engine.workflows.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
+from medlabeler.engine.workflows.promotion import (  # noqa: F401 - where a version's figure comes from
+    MEASURED_AT_DECISION,
+    MEASURED_BY_RUN,
+    MEASURED_NOW,
+)
 
 PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
 TRAIN_METHODS = ("supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl")
@@ -374,8 +379,8 @@ def model_metric(metrics: dict) -> tuple[str, float] | None:
     return headline_metric(metrics)
 
 
-def validation_figure(metrics: dict, decision) -> tuple[str, float, bool] | None:
-    """A version's own headline validation metric, else the one measured at its promotion decision."""
-    from medlabeler.engine.workflows.promotion import validation_figure as figure
+def version_figures(project, models, log) -> dict:
+    """The validation figure each model version is shown with (`promotion.version_figures`)."""
+    from medlabeler.engine.workflows.promotion import version_figures as figures
 
-    return figure(metrics, decision)
+    return figures(project, models, log)

@@ -47,14 +47,25 @@ def test_a_one_step_run_after_a_good_one_is_kept_not_promoted(project):
 
 
 def test_a_version_is_shown_with_its_own_figure_else_the_one_measured_at_its_decision():
+    from types import SimpleNamespace as Model
+
+    from medlabeler.engine.workflows.promotion import MEASURED_AT_DECISION, MEASURED_BY_RUN, VersionFigure
+
     decided = promotion.Decision(candidate=3, promoted=False, message="", metric="dice", candidate_value=0.71)
-    assert promotion.validation_figure({"dice": 0.8, "auc": 0.9}, decided) == ("dice", 0.8, False)
-    assert promotion.validation_figure({"dice": None, "auc": float("nan"), "accuracy": 0.6}, None) == (
-        "accuracy", 0.6, False)
-    assert promotion.validation_figure({}, decided) == ("dice", 0.71, True)
-    assert promotion.validation_figure({"dice": float("nan")}, None) is None
-    undefined = promotion.Decision(candidate=3, promoted=False, message="", metric="dice", candidate_value=float("nan"))
-    assert promotion.validation_figure({}, undefined) is None
+    undefined = promotion.Decision(candidate=4, promoted=False, message="", metric="dice", candidate_value=float("nan"))
+    models = [Model(version=2, metrics={"dice": 0.8, "auc": 0.9}), Model(version=3, metrics={}),
+              Model(version=4, metrics={}), Model(version=5, metrics={"dice": None, "auc": float("nan"), "accuracy": 0.6}),
+              Model(version=6, metrics={"dice": float("nan")})]
+    # no decision measured on the labels as they are now (no val_state): the project is not read
+    figures = promotion.version_figures(None, models, [decided, undefined])
+    assert figures == {2: VersionFigure("dice", 0.8, MEASURED_BY_RUN), 3: VersionFigure("dice", 0.71, MEASURED_AT_DECISION),
+                       5: VersionFigure("accuracy", 0.6, MEASURED_BY_RUN)}
+
+
+def test_two_values_that_differ_are_never_printed_alike():
+    assert promotion.figures_apart(0.9054, 0.9051) == ("0.9054", "0.9051")
+    assert promotion.figures_apart(0.91, 0.905) == ("0.910", "0.905")
+    assert promotion.figures_apart(0.5, 0.5) == ("0.500", "0.500")
 
 
 def test_an_equal_model_within_the_tolerance_is_promoted(project, capsys):
@@ -79,10 +90,29 @@ def test_an_equal_model_within_the_tolerance_is_promoted(project, capsys):
     capsys.readouterr()
     assert main(["models", str(project.root)]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(f"* v{copy.version} "))
-    assert f"val dice {decision.candidate_value:.3f} (measured when it was decided)" in line
+    now = f"val dice {decision.candidate_value:.3f} (on the {decision.n_val} validation labels of now)"
+    assert now in line
     assert main(["status", str(project.root)]) == 0
-    assert f"active model: v{copy.version} (supervised, val dice {decision.candidate_value:.3f} (measured" in \
-        capsys.readouterr().out
+    assert f"active model: v{copy.version} (supervised, {now})" in capsys.readouterr().out
+
+    # activated by hand (rolled back, then forward again), it keeps the figure promotion measured:
+    # a hand activation measures nothing, and the table had shown "—" for it after one
+    figures = promotion.version_figures(project, project.models())
+    assert figures[copy.version] == promotion.VersionFigure("dice", decision.candidate_value, promotion.MEASURED_NOW,
+                                                            decision.n_val, "val")
+    assert figures[active.version].origin == promotion.MEASURED_NOW  # as compared, not its run's own of then
+    assert figures[active.version].value == pytest.approx(decision.active_value)
+    promotion.activate_by_hand(project, active.version)
+    promotion.activate_by_hand(project, copy.version)
+    assert promotion.version_figures(project, project.models()) == figures
+    # once the validation labels change, each version shows its own run's figure again, or the one of then
+    sample = project.samples(split="val", labeled=True)[0]
+    mask = project.load_label(sample.id)
+    project.save_label(sample.id, 1 - mask)
+    later = promotion.version_figures(project, project.models())
+    assert later[copy.version].origin == promotion.MEASURED_AT_DECISION
+    assert later[active.version].origin == promotion.MEASURED_BY_RUN
+    project.save_label(sample.id, mask)
     project.activate(active.version)
 
 

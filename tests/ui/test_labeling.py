@@ -775,14 +775,17 @@ def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_b
     train, session = widget.train, widget.session
     train.refresh_models()
     figure = train.models_table.item(0, COL_METRIC)
-    assert figure.toolTip() == ("measured by its training run on the validation labels of then; promotion measured "
-                                f"dice {kept.candidate_value:.3f} on the 2 validation labels it compared on")
+    assert figure.text() == f"dice {kept.candidate_value:.3f}"  # what its decision compared, not its run's of then
+    assert figure.toolTip() == ("measured by promotion on the 2 validation labels as they are now "
+                                "(the figures its decisions compare)")
     train.models_table.selectRow(0)  # newest first
     qtbot.mouseClick(train.activate_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
     assert session.project.active_model().version == candidate
     assert train.status.text() == (f"v{candidate} is active, as you chose, though promotion had kept it back ({kept.message}). "
                                    f"Roll back returns to v{kept.active}.")
+    train.refresh_models()  # a hand activation measures nothing: the figure stays (it had turned to "—")
+    assert train.models_table.item(0, COL_METRIC).text() == f"dice {kept.candidate_value:.3f}"
     qtbot.mouseClick(train.rollback_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
     assert session.project.active_model().version == kept.active

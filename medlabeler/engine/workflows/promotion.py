@@ -103,15 +103,64 @@ def headline_metric(metrics: dict[str, Any] | None) -> tuple[str, float] | None:
     return None
 
 
-def validation_figure(metrics: dict[str, Any] | None, decision: Decision | None) -> tuple[str, float, bool] | None:
-    """(name, value, measured_at_decision) that a model version is shown with: its own headline
-    validation metric, else the one measured when it was promoted or kept (a run that started
-    before any validation label was saved has none of its own). None: neither exists."""
-    own = headline_metric(metrics)
-    if own is not None:
-        return (*own, False)
-    measured = decision.measured() if decision is not None else None
-    return (*measured, True) if measured is not None else None
+#: Where a version's figure comes from (`VersionFigure.origin`).
+MEASURED_NOW = "now"  # promotion measured it on the labels as they are now
+MEASURED_BY_RUN = "run"  # its training run, on the validation labels of then
+MEASURED_AT_DECISION = "decided"  # promotion, on the labels of then (its run had no validation labels)
+
+
+@dataclass(frozen=True)
+class VersionFigure:
+    """The validation figure a model version is shown with, and where it comes from."""
+
+    name: str  # "dice", or "train dice" where promotion compared on the training labels
+    value: float
+    origin: str  # MEASURED_NOW, MEASURED_BY_RUN or MEASURED_AT_DECISION
+    n_val: int = 0  # the labels it was measured on (MEASURED_NOW)
+    split: str = "val"
+
+
+def version_figures(project, models, log: list[Decision] | None = None) -> dict[int, VersionFigure]:
+    """The figure each of ``models`` is shown with (versions with none are left out).
+
+    First the newest figure promotion measured on the validation labels as they are now, for the
+    candidate or the active model it compared with: then the versions table and the decision
+    ("v5 not better: 0.936 vs active v4 0.953") agree, where a run's own validation, made on the
+    labels of then, had shown 0.910 and 0.905 beside it. Else the version's own run's validation
+    metric, else the one measured when it was decided. A hand activation measures nothing and
+    takes nothing away."""
+    log = decisions(project) if log is None else log
+    states: dict[str, str] = {}
+
+    def now(split: str) -> str:
+        if split not in states:
+            states[split] = validation_state(project, split)
+        return states[split]
+
+    figures: dict[int, VersionFigure] = {}
+    for decision in reversed(log):  # the newest first
+        if not decision.metric or not decision.val_state or decision.val_state != now(decision.split):
+            continue
+        name = decision.metric if decision.split == "val" else f"{decision.split} {decision.metric}"
+        for version, value in ((decision.candidate, decision.candidate_value), (decision.active, decision.active_value)):
+            if version is not None and version not in figures and _finite(value):
+                figures[version] = VersionFigure(name, float(value), MEASURED_NOW, decision.n_val, decision.split)
+    measured_at = {d.candidate: d for d in log if d.measured() is not None}  # the newest of each
+    for model in models:
+        if model.version in figures:
+            continue
+        own = headline_metric(model.metrics)
+        decided = measured_at.get(model.version)
+        if own is not None:
+            figures[model.version] = VersionFigure(*own, MEASURED_BY_RUN)
+        elif decided is not None:
+            figures[model.version] = VersionFigure(*decided.measured(), MEASURED_AT_DECISION, decided.n_val,
+                                                   decided.split)
+    return figures
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def validation_metric(project, version: int, *, device=None, metric: str | None = None, split: str = "val"
@@ -216,17 +265,28 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
         return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs the best {best:.3f} on these "
                                           f"{SPLIT_WORDS[split]} labels (active v{active.version} {active_value:.3f}, "
                                           f"{on})", **common)
+    shown, shown_active = figures_apart(value, active_value)
     if value >= active_value - tolerance:
         if value > active_value:
-            compare = f"{value:.3f} > {active_value:.3f}"
+            compare = f"{shown} > {shown_active}"
         elif value == active_value:
-            compare = f"{value:.3f} = {active_value:.3f}"
+            compare = f"{shown} = {shown_active}"
         else:
-            compare = f"{value:.3f} within {tolerance:g} of {active_value:.3f}"
+            compare = f"{shown} within {tolerance:g} of {shown_active}"
         return Decision(candidate, True, f"promoted v{candidate}: {compare} (active v{active.version}, {on})",
                         **common)
-    return Decision(candidate, False, f"v{candidate} not better: {value:.3f} vs active v{active.version} "
-                                      f"{active_value:.3f} ({on})", **common)
+    return Decision(candidate, False, f"v{candidate} not better: {shown} vs active v{active.version} "
+                                      f"{shown_active} ({on})", **common)
+
+
+def figures_apart(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with 3 decimals, or with as many more (up to 6) as it takes to print two
+    different values differently: "promoted v4: 0.905 > 0.905" read as a mistake."""
+    for digits in range(3, 7):
+        shown_a, shown_b = f"{a:.{digits}f}", f"{b:.{digits}f}"
+        if shown_a != shown_b or a == b:
+            break
+    return shown_a, shown_b
 
 
 def promote_or_keep(project, candidate: int, *, tolerance: float = TOLERANCE, device=None) -> Decision:

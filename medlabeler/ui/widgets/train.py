@@ -106,9 +106,9 @@ class LossPlot(QWidget):
             self._draw()
 
     def reset(self, running: bool = False) -> None:
-        """Empty; ``running``: a run has started (its first point comes with its first epoch)."""
-        self.empty_text.set_text("training: the first point comes after the first epoch" if running
-                                 else "no training run yet")
+        """Empty; ``running``: a run has started (a point comes every few steps, the first soon)."""
+        # short: the plot is as narrow as the dock ("...comes after the first epoch" ran past its frame)
+        self.empty_text.set_text("training: first point soon" if running else "no training run yet")
         self.steps: list[float] = []
         self.losses: list[float] = []
         self.metric_steps: list[float] = []
@@ -133,8 +133,10 @@ class LossPlot(QWidget):
     def _draw(self) -> None:
         empty = not self.losses and not self.metric_values
         for ax in (self.ax, self.ax2):  # no ticks on an axis with nothing on it
-            ax.tick_params(labelleft=bool(self.losses) and ax is self.ax,
-                           labelright=bool(self.metric_values) and ax is self.ax2, labelbottom=not empty)
+            ax.tick_params(left=bool(self.losses) and ax is self.ax, labelleft=bool(self.losses) and ax is self.ax,
+                           right=bool(self.metric_values) and ax is self.ax2,
+                           labelright=bool(self.metric_values) and ax is self.ax2, bottom=not empty,
+                           labelbottom=not empty)
         self.metric_title.set_visible(bool(self.metric_values))
         self.empty_text.set_visible(empty)
         self.loss_line.set_data(self.steps, self.losses)
@@ -524,17 +526,17 @@ class TrainWidget(QWidget):
         project = self.session.project
         models = project.models() if project is not None else []
         active = project.active_model() if project is not None else None
-        decisions = {}  # the newest decision of each version, read once
-        for decision in calls.promotion_decisions(project) if project is not None else []:
-            decisions[decision.candidate] = decision
+        log = calls.promotion_decisions(project) if project is not None else []
+        decisions = {decision.candidate: decision for decision in log}  # the newest decision of each version
+        figures = calls.version_figures(project, models, log) if project is not None else {}
         self.models_table.setRowCount(len(models))
         for r, m in enumerate(sorted(models, key=lambda m: m.version, reverse=True)):
             decision = decisions.get(m.version)
-            metric = calls.validation_figure(m.metrics or {}, decision)
+            metric = figures.get(m.version)
             is_active = active is not None and m.version == active.version
             cells = [f"{ACTIVE_MARK} v{m.version}" if is_active else f"v{m.version}",
                      self._status_of(decision, m, is_active), str(m.n_labels or 0),
-                     f"{metric[0]} {metric[1]:.3f}" if metric else "—"]
+                     f"{metric.name} {metric.value:.3f}" if metric else "—"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c == COL_VERSION:
@@ -571,14 +573,18 @@ class TrainWidget(QWidget):
         return "not promoted"
 
     @staticmethod
-    def _metric_origin(metric: tuple, decision) -> str:
-        """Where a version's figure comes from: its run's validation, or promotion's re-measurement,
-        which differ when validation labels came or changed in between (0.790 here, 0.798 there)."""
-        if metric[2]:
-            return "measured when promotion decided (its run had no validation labels)"
+    def _metric_origin(metric, decision) -> str:
+        """Where a version's figure comes from (`promotion.version_figures`): promotion's measurement
+        on the labels of now, which its decision compared, else its run's validation or promotion's
+        measurement on the labels of then (0.790 here, 0.798 there when labels came in between)."""
+        if metric.origin == calls.MEASURED_NOW:
+            return (f"measured by promotion on the {calls.labels_text(metric.n_val, metric.split)} as they are now "
+                    "(the figures its decisions compare)")
+        if metric.origin == calls.MEASURED_AT_DECISION:
+            return "measured when promotion decided, on the labels of then (its run had no validation labels)"
         text = "measured by its training run on the validation labels of then"
         measured = decision.measured() if decision is not None else None
-        if measured is not None and f"{measured[1]:.3f}" != f"{metric[1]:.3f}":
+        if measured is not None and f"{measured[1]:.3f}" != f"{metric.value:.3f}":
             text += (f"; promotion measured {measured[0]} {measured[1]:.3f} on the "
                      f"{calls.labels_text(decision.n_val, decision.split)} it compared on")
         return text
