@@ -723,9 +723,7 @@ class Session(QObject):
         structure the model's prediction of the sample finds. `role`: the sample's held-out role
         (HELD_OUT_ROLES), None for a training sample."""
         share = float(np.count_nonzero(mask)) / max(mask.size, 1)
-        pred = self.predictions.get(sample_id)
-        found = (float(np.count_nonzero(pred.label)) / max(mask.size, 1)
-                 if pred is not None and isinstance(pred.label, np.ndarray) and pred.label.shape == mask.shape else 0.0)
+        found = self._predicted_share(sample_id, mask.shape)
         sparse = HELD_OUT_SPARSE_SHARE if role and not found else SPARSE_SHARE
         if not (0 < share < sparse or share < PARTIAL_SHARE * found):
             return None
@@ -736,6 +734,14 @@ class Session(QObject):
         return (f"sample {sample_id}: only {painted} painted{against}; unpainted pixels count as background"
                 f"{f' and a {role[0]} label {role[1]}' if role else ''}: paint each structure whole (or Remove label, "
                 "if saved by mistake)")
+
+    def _predicted_share(self, sample_id: int, shape: tuple[int, ...]) -> float:
+        """The share of ``sample_id``'s pixels the model's prediction on hand finds as structure
+        (0 without one)."""
+        pred = self.predictions.get(sample_id)
+        if pred is None or not isinstance(pred.label, np.ndarray) or pred.label.shape != tuple(shape):
+            return 0.0
+        return float(np.count_nonzero(pred.label)) / max(int(np.prod(shape)), 1)
 
     @main_thread_only
     def save_as_background(self) -> bool:
@@ -762,7 +768,7 @@ class Session(QObject):
         if self.project.is_missing_slice(sample_id):
             self.viewer.status = missing_slice_note(sample_id)
             return True
-        if not self._background_confirmed(sample_id):
+        if not self._background_confirmed(sample_id, self._predicted_share(sample_id, mask.shape)):
             return True
         mask = mask.astype(np.uint8, copy=True)
         self.writer.submit(sample_id, mask, author=self.author, origin="manual")
@@ -801,19 +807,23 @@ class Session(QObject):
     def _split_of(self, sample_id: int) -> str | None:
         return next((s.split for s in self.project.samples(ids=[sample_id])), None)
 
-    def _background_confirmed(self, sample_id: int) -> bool:
-        """Whether an all-background save of ``sample_id`` may go ahead: at once on a training sample;
-        on a held-out one at the second press within CONFIRM_BACKGROUND_S (the first says why)."""
+    def _background_confirmed(self, sample_id: int, found: float) -> bool:
+        """Whether an all-background save of ``sample_id`` may go ahead: at once on a training sample
+        where the model finds (almost) nothing (``found``: the share of pixels its prediction marks);
+        else at the second press within CONFIRM_BACKGROUND_S, the first saying why (an empty training
+        slice was saved at once where the model found 21% tissue)."""
         role = HELD_OUT_ROLES.get(self._split_of(sample_id))
         armed, self._background_armed = self._background_armed, None
-        if role is None or (armed is not None and armed[0] == sample_id
-                            and time.monotonic() - armed[1] <= CONFIRM_BACKGROUND_S):
+        if (role is None and found < SPARSE_SHARE) or (armed is not None and armed[0] == sample_id
+                                                        and time.monotonic() - armed[1] <= CONFIRM_BACKGROUND_S):
             return True
         self._background_armed = (sample_id, time.monotonic())
         names = " or ".join(self.project.task.names)
-        self.viewer.status = (f"sample {sample_id} is a {role[0]} sample: saved with nothing painted, its label says "
-                              f"there is no {names} on it, and it {role[1]} by that. Press s again to "
-                              "save it as all background.")
+        model = f" (the model finds {found:.1%})" if found >= SPARSE_SHARE else ""
+        teaches = f"it {role[1]} by that" if role is not None else "the model learns that"
+        kind = f"a {role[0]} sample" if role is not None else "a training sample"
+        self.viewer.status = (f"sample {sample_id} is {kind}: saved with nothing painted, its label says there is "
+                              f"no {names} on it{model}, and {teaches}. Press s again to save it as all background.")
         return False
 
     def flush_saves(self, timeout_s: float | None = 60.0) -> bool:

@@ -961,6 +961,37 @@ def test_s_on_an_untouched_held_out_slice_asks_again_before_saving_all_backgroun
     assert viewer.status == f"saved the label of sample {held_out.id}; all background (nothing painted)"
 
 
+def test_s_on_a_training_slice_where_the_model_finds_structure_asks_again(make_napari_viewer, brain_project):
+    """A new user's `s` saved an empty training slice at once where the model found 21% tissue: a
+    wrong label, taught to every later model. Where the model finds (almost) nothing, at once."""
+    from medlabeler.ui.layers import PredictionView
+    from tests.ui.projects import NAMES
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, project = widget.session, widget.session.project
+    first, second = [s for s in project.samples(split="train") if project.label(s.id) is None][:2]
+    session.open_sample(first.id)
+    shape = session.view.current_mask().shape
+    half = np.zeros(shape, np.uint8)
+    half[: shape[0] // 2] = 1
+    session.predictions[first.id] = PredictionView(first.id, half)
+    press(viewer, "s")
+    assert session.flush_saves() and project.label(first.id) is None
+    share = np.count_nonzero(half) / half.size
+    assert viewer.status == (f"sample {first.id} is a training sample: saved with nothing painted, its label says "
+                             f"there is no {' or '.join(NAMES)} on it (the model finds {share:.1%}), and the model "
+                             "learns that. Press s again to save it as all background.")
+    press(viewer, "s")
+    assert session.flush_saves() and not project.load_label(first.id).any()
+
+    session.open_sample(second.id)
+    session.predictions[second.id] = PredictionView(second.id, np.zeros(shape, np.uint8))
+    press(viewer, "s")
+    assert session.flush_saves() and not project.load_label(second.id).any()
+    assert viewer.status == f"saved the label of sample {second.id}; all background (nothing painted)"
+
+
 @pytest.mark.parametrize("gone", ["before the import", "after the import"])
 def test_a_slice_missing_from_its_series_is_not_labeled_in_the_app(make_napari_viewer, tmp_path, gone):
     """A CT series with one file gone is read with that slice blank: the dock says there is nothing
