@@ -992,6 +992,43 @@ def test_s_on_a_training_slice_where_the_model_finds_structure_asks_again(make_n
     assert viewer.status == f"saved the label of sample {second.id}; all background (nothing painted)"
 
 
+def test_runs_of_points_measured_on_the_same_labels():
+    from medlabeler.ui.widgets.metrics import runs_of_equal_state
+
+    assert runs_of_equal_state(["a", "a", "b", "", "b", "c"]) == [range(0, 2), range(2, 5), range(5, 6)]
+    assert runs_of_equal_state(["", "a", "", "a"]) == [range(0, 4)]  # unrecorded: part of the run
+    assert runs_of_equal_state([]) == []
+
+
+def test_the_metrics_curve_breaks_where_the_validation_labels_changed(make_napari_viewer, qtbot, trained_project,
+                                                                      brain_files):
+    """With one validation label more, the same model's figure jumped from 0.905 to 0.953 on one
+    line, which read as a model that improved (a new user's session)."""
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training.checkpoint import load_weights
+    from medlabeler.engine.workflows.model_versions import save_version
+    from medlabeler.engine.workflows.promotion import promote_or_keep
+
+    with Project.open(trained_project) as project:
+        active = project.active_model()
+        second_val = project.samples(split="val")[1]
+        project.save_label(second_val.id, truth_slice(brain_files[1], second_val))
+        state, record = load_weights(active.path)
+        copy = save_version(project, method_label="supervised", state=state, record=record, metrics={},
+                            parent=active.version, activate=False)
+        assert promote_or_keep(project, copy.version).promoted  # the same weights, on 2 validation labels
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    widget.tabs.setCurrentWidget(widget.metrics)
+    metrics = widget.metrics
+    qtbot.waitUntil(lambda: bool(metrics.points), timeout=10_000)
+    assert [p[2] for p in metrics.points] == [active.version, copy.version]
+    assert metrics.runs == [range(0, 1), range(1, 2)]
+    dotted = [line for line in metrics.ax.get_lines() if line.get_linestyle() == ":"]
+    assert len(dotted) == 1 and list(dotted[0].get_xdata()) == [metrics.points[1][0]] * 2
+    assert "the line breaks where the validation labels changed" in metrics.caption.text()
+
+
 @pytest.mark.parametrize("gone", ["before the import", "after the import"])
 def test_a_slice_missing_from_its_series_is_not_labeled_in_the_app(make_napari_viewer, tmp_path, gone):
     """A CT series with one file gone is read with that slice blank: the dock says there is nothing

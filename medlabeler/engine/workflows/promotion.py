@@ -244,7 +244,7 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
         shown = f"{value:.3f}" if value is not None else "undefined"
         return Decision(candidate, True, f"promoted v{candidate}: the first model ({split} {name} {shown}"
                                          f"{no_val_note})", metric=name, candidate_value=value, n_val=n_val,
-                        split=split)
+                        val_state=validation_state(project, split), split=split)
     _, active_value, _ = validation_metric(project, active.version, device=device, metric=name, split=split)
     state = validation_state(project, split)
     best = best_value(project, state, name)

@@ -2,8 +2,9 @@
 
 Each point is one promotion decision of the learning loop (or of a Retrain): the metric of the
 model that was active after it, measured on the validation labels of that moment. Candidates that
-were not promoted are drawn as hollow markers beside it. Before the first measured model there is
-no plot at all (a caption says why), never empty axes.
+were not promoted are drawn as hollow markers beside it. The line breaks where the validation labels
+changed: the points on either side are measured on different labels. Before the first measured
+model there is no plot at all (a caption says why), never empty axes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, session_for
 
 
-def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple[int, float, int]]]:
-    """(metric name, active points, kept points): (labels, value, version) per decision made on the
-    labels promotion compares on now (validation; training in a project with no validation samples)."""
+def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple[int, float, int]], list[str]]:
+    """(metric name, active points, kept points, labels measured on): (labels, value, version) per
+    decision made on the labels promotion compares on now (validation; training in a project with no
+    validation samples), and for each active point the state of those labels it was measured on
+    (`promotion.validation_state`; "" where an older decision did not record it)."""
     active_pts: list[tuple[int, float, int]] = []
     kept: list[tuple[int, float, int]] = []
+    states: list[str] = []
     name = ""
     split = calls.comparison_split(project)
     models = {m.version: m for m in project.models()}
@@ -34,11 +38,30 @@ def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple
         n = int(model.n_labels or 0)
         if d.promoted:
             active_pts.append((n, float(d.candidate_value), d.candidate))
+            states.append(d.val_state)
         else:
             kept.append((n, float(d.candidate_value), d.candidate))
             if d.active_value is not None and math.isfinite(d.active_value):
                 active_pts.append((n, float(d.active_value), d.active))
-    return name, active_pts, kept
+                states.append(d.val_state)
+    return name, active_pts, kept, states
+
+
+def runs_of_equal_state(states: list[str]) -> list[range]:
+    """Index ranges of consecutive points measured on the same labels: the curve is drawn as one
+    line per run, so that a jump where validation labels came or changed does not read as a model
+    that improved (a new user saw v4 go from 0.905 to 0.953 with one validation label more).
+    An unrecorded state ("") continues the run before it."""
+    runs: list[range] = []
+    start, current = 0, None
+    for i, state in enumerate(states):
+        if state and current and state != current:
+            runs.append(range(start, i))
+            start = i
+        current = state or current
+    if states:
+        runs.append(range(start, len(states)))
+    return runs
 
 
 #: What the tab says in a project with no validation samples (one or two scans of whole volumes, or
@@ -72,6 +95,7 @@ class MetricsWidget(QWidget):
         connect(self, self.session.models_changed, self.refresh)
         connect(self, self.session.project_changed, self.refresh)
         self.points: list[tuple[int, float, int]] | None = None  # None: never drawn
+        self.runs: list[range] = []  # of points measured on the same labels (`runs_of_equal_state`)
         self.kept: list[tuple[int, float, int]] = []
         self._stale = True
         self._redraw()
@@ -102,13 +126,19 @@ class MetricsWidget(QWidget):
         from matplotlib.ticker import MaxNLocator
 
         project = self.session.project
-        name, self.points, self.kept = active_curve(project) if project is not None else ("", [], [])
+        name, self.points, self.kept, states = active_curve(project) if project is not None else ("", [], [], [])
+        self.runs = runs_of_equal_state(states)
         on = calls.split_word(calls.comparison_split(project) if project is not None else "val")
         self.canvas.setVisible(bool(self.points))
         self.ax.clear()
         if self.points:
             xs, ys = [p[0] for p in self.points], [p[1] for p in self.points]
-            self.ax.plot(xs, ys, "o-", color="tab:blue", markersize=4, label="active model")
+            for k, run in enumerate(self.runs):
+                self.ax.plot([xs[i] for i in run], [ys[i] for i in run], "o-", color="tab:blue", markersize=4,
+                             label="active model" if k == 0 else None)
+                if k:  # where the labels measured on changed: a break in the line, and a mark
+                    self.ax.axvline(xs[run[0]], color="gray", linestyle=":", linewidth=1,
+                                    label=f"{on} labels changed" if k == 1 else None)
             if self.kept:
                 self.ax.plot([p[0] for p in self.kept], [p[1] for p in self.kept], "o", markerfacecolor="none",
                              color="tab:red", markersize=5, linestyle="none", label="not promoted")
@@ -135,6 +165,8 @@ class MetricsWidget(QWidget):
             self.caption.setText(f"active model v{last[2]}: {on} {name} {last[1]:.3f} when the project had "
                                  f"{last[0]} training label{'' if last[0] == 1 else 's'} "
                                  f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})"
+                                 + (f"; the line breaks where the {on} labels changed (the figures on either "
+                                    "side are measured on different labels)" if len(self.runs) > 1 else "")
                                  + (f". {self._no_validation_note(project)}" if on == "training" else ""))
         elif on == "training":
             self.caption.setText(self._no_validation_note(project))
