@@ -992,6 +992,22 @@ def test_s_on_a_training_slice_where_the_model_finds_structure_asks_again(make_n
     assert viewer.status == f"saved the label of sample {second.id}; all background (nothing painted)"
 
 
+def test_retrain_with_the_loop_on_says_when_its_candidate_trains():
+    """"trains a candidate now" was said while the round under way carried on to its end, and nothing
+    said that a full run at rest stops for it (a new user's Retrain)."""
+    from medlabeler.ui.widgets.train import retrain_request_text
+
+    tail = ", with the recommended pipeline (fixmatch); the form below sets a run of its own with learning off."
+    assert retrain_request_text("training: 49% of 100 steps", "training", "fixmatch") == (
+        "Retrain requested: a candidate trains after the run under way (and its re-scoring, if it is promoted)" + tail)
+    assert retrain_request_text("full run: 21% of 300 steps", "training", "fixmatch") == (
+        "Retrain requested: the full run at rest stops (the active model stays) and a candidate trains now" + tail)
+    assert retrain_request_text("scoring 120/400", "scoring", "fixmatch").startswith(
+        "Retrain requested: a candidate trains after the re-scoring under way")
+    assert retrain_request_text("waiting for labels: 2 more start a candidate", "idle", "fixmatch") == (
+        "Retrain requested: the loop trains a candidate now" + tail)
+
+
 def test_runs_of_points_measured_on_the_same_labels():
     from medlabeler.ui.widgets.metrics import runs_of_equal_state
 

@@ -53,6 +53,25 @@ CANCELLED = "Cancelled; the previous model stays active."
 LOOP_OFF = " Background learning is off: tick it to go on."
 
 
+#: What a retrain request waits for in each phase of the loop (it is taken between jobs).
+WAITS_FOR = {"training": "the run under way (and its re-scoring, if it is promoted)",
+             "pretraining": "the pretraining under way", "scoring": "the re-scoring under way"}
+
+
+def retrain_request_text(now: str, phase: str, pipeline: str) -> str:
+    """What a Retrain pressed with the loop on does, as things stand: "trains a candidate now" was
+    said while the round under way carried on to its end (the request is taken after it), and
+    nothing said that a full run at rest is stopped for it."""
+    if now.startswith(("full run", "a full run")):
+        when = "the full run at rest stops (the active model stays) and a candidate trains now"
+    elif phase in WAITS_FOR:
+        when = f"a candidate trains after {WAITS_FOR[phase]}"
+    else:
+        when = "the loop trains a candidate now"
+    return (f"Retrain requested: {when}, with the recommended pipeline ({pipeline}); the form below sets a run "
+            "of its own with learning off.")
+
+
 class LossPlot(QWidget):
     """Loss (left axis) and the validation metric (right axis) against the run's optimizer steps,
     a point per epoch and per validation, drawn on the main thread.
@@ -455,8 +474,7 @@ class TrainWidget(QWidget):
         if self.learning.running:
             self.learning.retrain()
             rec = calls.recommendation(self.session.project)
-            self.status.setText(f"Retrain requested: the loop trains a candidate now with the recommended pipeline "
-                                f"({rec.text()}); the form below sets a run of its own with learning off.")
+            self.status.setText(retrain_request_text(self.learning.now, self.learning.phase, rec.text()))
             return True
         init = INIT_CHOICES.get(self.init_combo.currentText())
         if init == "active":
