@@ -18,6 +18,7 @@ from medlabeler.engine.workflows.promotion import (  # noqa: F401 - where a vers
     MEASURED_AT_DECISION,
     MEASURED_BY_RUN,
     MEASURED_NOW,
+    figures_apart,
 )
 
 PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")

@@ -62,6 +62,21 @@ def test_a_version_is_shown_with_its_own_figure_else_the_one_measured_at_its_dec
                        5: VersionFigure("accuracy", 0.6, MEASURED_BY_RUN)}
 
 
+def test_a_figure_of_now_comes_from_the_labels_promotion_compares_on_now(monkeypatch):
+    """Decisions made on the training labels (validation held one class only) must not give the
+    figures once promotion compares on validation labels again, though their labels are unchanged."""
+    from types import SimpleNamespace as Model
+
+    monkeypatch.setattr(promotion, "comparison_split", lambda project: "val")
+    monkeypatch.setattr(promotion, "validation_state", lambda project, split="val": {"val": "V", "train": "T"}[split])
+    on_val = promotion.Decision(candidate=2, promoted=True, message="", metric="balanced_accuracy",
+                                candidate_value=0.8, n_val=3, val_state="V", split="val")
+    on_train = promotion.Decision(candidate=2, promoted=True, message="", metric="auc", candidate_value=0.5,
+                                  n_val=5, val_state="T", split="train")
+    figures = promotion.version_figures(object(), [Model(version=2, metrics={})], [on_val, on_train])
+    assert figures == {2: promotion.VersionFigure("balanced_accuracy", 0.8, promotion.MEASURED_NOW, 3, "val")}
+
+
 def test_two_values_that_differ_are_never_printed_alike():
     assert promotion.figures_apart(0.9054, 0.9051) == ("0.9054", "0.9051")
     assert promotion.figures_apart(0.91, 0.905) == ("0.910", "0.905")

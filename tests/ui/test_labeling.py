@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QApplication, QWidget
 from medlabeler.cli import main
 from medlabeler.ui.app import NATIVE_CANVAS_ENV, build_app, fit_window, give_canvas_its_own_window, wants_native_canvas
 from medlabeler.ui.layers import LABELS, PREDICTION, STACK, UNCERTAINTY
-from medlabeler.ui.widgets.train import COL_METRIC
+from medlabeler.ui.widgets.train import COL_METRIC, COL_VERSION
 from tests.ui.projects import TINY, truth_slice
 from tests.ui.test_loop import press, save_screenshot
 
@@ -156,6 +156,26 @@ def test_the_queue_table_changes_only_the_rows_that_changed(make_napari_viewer):
         fresh.rows = []
         fresh._fill(None, shuffled)
         assert queue_cells(queue.table) == queue_cells(fresh.table)
+
+
+def test_queue_rows_wrap_anew_when_a_new_row_widens_a_column(make_napari_viewer, qtbot):
+    """A new row wider in "where" narrows the stretched "why" column: the rows kept must grow to
+    their wrapped reason, not be cut."""
+    from medlabeler.ui.engine_calls import QueueRow
+    from medlabeler.ui.widgets.queue import QueueWidget
+
+    queue = QueueWidget(make_napari_viewer())
+    queue.table.setFixedWidth(330)
+    queue.show()
+    qtbot.waitExposed(queue)
+    reason = "entropy 0.912, unlike the labeled and earlier picks"
+    rows = [QueueRow(s, 0.9, reason) for s in range(5)]
+    queue._fill(None, rows)
+    wide = QueueRow(123456789, 0.9, reason)
+    queue._fill(None, rows[1:] + [wide])
+    table = queue.table
+    assert all(table.rowHeight(r) >= table.sizeHintForRow(r) for r in range(table.rowCount())), (
+        [table.rowHeight(r) for r in range(table.rowCount())], [table.sizeHintForRow(r) for r in range(table.rowCount())])
 
 
 def assert_canvas_drawn(viewer, path) -> None:
@@ -992,18 +1012,48 @@ def test_s_on_a_training_slice_where_the_model_finds_structure_asks_again(make_n
     assert viewer.status == f"saved the label of sample {second.id}; all background (nothing painted)"
 
 
+def test_the_versions_figures_follow_a_new_validation_label(make_napari_viewer, qtbot, trained_project,
+                                                            brain_files):
+    """The table's figures are promotion's "on the validation labels as they are now": a validation
+    label saved in the app makes them figures of then, and the table says so at once."""
+    from medlabeler.engine.store import Project
+
+    with Project.open(trained_project) as project:
+        active = project.active_model().version
+        third_val = project.samples(split="val")[1]
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    session, train = widget.session, widget.train
+    widget.tabs.setCurrentWidget(train)
+    train.refresh_models()
+    figure = train.models_table.item(0, COL_METRIC)
+    assert figure.toolTip().startswith("measured by promotion on the 1 validation label as they are now"), \
+        figure.toolTip()
+    session.open_sample(third_val.id)
+    session.view.set_current_mask(truth_slice(brain_files[1], third_val))
+    session.save_current()
+    assert session.flush_saves()
+    qtbot.waitUntil(lambda: not train.models_table.item(0, COL_METRIC).toolTip().startswith("measured by promotion"),
+                    timeout=5_000)
+    assert train.models_table.item(0, COL_VERSION).data(Qt.ItemDataRole.UserRole) == active
+
+
 def test_retrain_with_the_loop_on_says_when_its_candidate_trains():
     """"trains a candidate now" was said while the round under way carried on to its end, and nothing
-    said that a full run at rest stops for it (a new user's Retrain)."""
+    said that a full run at rest or a re-scoring stops for it (a new user's Retrain)."""
     from medlabeler.ui.widgets.train import retrain_request_text
 
     tail = ", with the recommended pipeline (fixmatch); the form below sets a run of its own with learning off."
-    assert retrain_request_text("training: 49% of 100 steps", "training", "fixmatch") == (
-        "Retrain requested: a candidate trains after the run under way (and its re-scoring, if it is promoted)" + tail)
-    assert retrain_request_text("full run: 21% of 300 steps", "training", "fixmatch") == (
+    assert retrain_request_text("training: 49% of 100 steps", "training", "fixmatch", in_run=True) == (
+        "Retrain requested: a candidate trains after the run under way" + tail)
+    assert retrain_request_text("learning paused", "paused", "fixmatch", in_run=True) == (
+        "Retrain requested: a candidate trains after the run under way" + tail)  # the round resumes first
+    assert retrain_request_text("full run: 21% of 300 steps", "training", "fixmatch", in_run=True) == (
         "Retrain requested: the full run at rest stops (the active model stays) and a candidate trains now" + tail)
-    assert retrain_request_text("scoring 120/400", "scoring", "fixmatch").startswith(
-        "Retrain requested: a candidate trains after the re-scoring under way")
+    assert retrain_request_text("scoring 120/400", "scoring", "fixmatch") == (
+        "Retrain requested: the re-scoring stops and a candidate trains now" + tail)
+    assert retrain_request_text("pretraining: 43%", "pretraining", "fixmatch", in_run=True).startswith(
+        "Retrain requested: a candidate trains after the pretraining under way")
     assert retrain_request_text("waiting for labels: 2 more start a candidate", "idle", "fixmatch") == (
         "Retrain requested: the loop trains a candidate now" + tail)
 

@@ -123,8 +123,9 @@ class VersionFigure:
 def version_figures(project, models, log: list[Decision] | None = None) -> dict[int, VersionFigure]:
     """The figure each of ``models`` is shown with (versions with none are left out).
 
-    First the newest figure promotion measured on the validation labels as they are now, for the
-    candidate or the active model it compared with: then the versions table and the decision
+    First the newest figure promotion measured on the labels it compares on now (validation, or
+    training in a project without), as they are now, for the candidate or the active model it
+    compared with: then the versions table and the decision
     ("v5 not better: 0.936 vs active v4 0.953") agree, where a run's own validation, made on the
     labels of then, had shown 0.910 and 0.905 beside it. Else the version's own run's validation
     metric, else the one measured when it was decided. A hand activation measures nothing and
@@ -137,10 +138,15 @@ def version_figures(project, models, log: list[Decision] | None = None) -> dict[
             states[split] = validation_state(project, split)
         return states[split]
 
+    compared_on: list[str] = []  # the labels promotion compares on now (read once, when needed)
     figures: dict[int, VersionFigure] = {}
     for decision in reversed(log):  # the newest first
-        if not decision.metric or not decision.val_state or decision.val_state != now(decision.split):
+        if not decision.metric or not decision.val_state:
             continue
+        if not compared_on:
+            compared_on.append(comparison_split(project))
+        if decision.split != compared_on[0] or decision.val_state != now(decision.split):
+            continue  # e.g. a training-label figure once validation labels of both classes came
         name = decision.metric if decision.split == "val" else f"{decision.split} {decision.metric}"
         for version, value in ((decision.candidate, decision.candidate_value), (decision.active, decision.active_value)):
             if version is not None and version not in figures and _finite(value):

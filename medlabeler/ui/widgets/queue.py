@@ -173,9 +173,11 @@ class QueueWidget(QWidget):
             changed = [r for r, row in enumerate(self.rows)
                        if self._set_row(r, row, samples.get(row.sample), has_model)]
             if changed:  # most rows new (another view, a new ranking): every column fitted anew
-                self._fit_columns(changed, whole=not before or 2 * len(changed) > len(self.rows))
-                for r in changed:
-                    self.table.resizeRowToContents(r)
+                if self._fit_columns(changed, whole=not before or 2 * len(changed) > len(self.rows)):
+                    self.table.resizeRowsToContents()  # the stretched "why" column narrowed: rows may wrap
+                else:
+                    for r in changed:
+                        self.table.resizeRowToContents(r)
         finally:
             self.table.setUpdatesEnabled(True)
 
@@ -200,11 +202,12 @@ class QueueWidget(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, row.sample)
         return changed
 
-    def _fit_columns(self, rows: list[int], *, whole: bool) -> None:
+    def _fit_columns(self, rows: list[int], *, whole: bool) -> bool:
         """Sample, where and score as wide as their text in bold (the open sample's row is bold:
         sized for the plain font, its "slice 119" broke over two lines). ``whole``: fitted to
         every row anew; else widened where one of ``rows`` needs it (a column never narrows
-        while rows come and go)."""
+        while rows come and go). Returns whether a column's width changed."""
+        before = [self.table.columnWidth(column) for column in range(3)]
         bold = QFont(self.table.font())
         bold.setBold(True)
         metrics = QFontMetrics(bold)
@@ -217,6 +220,7 @@ class QueueWidget(QWidget):
             needed = widest + margins + CELL_PADDING
             if self.table.columnWidth(column) < needed:
                 self.table.setColumnWidth(column, needed)
+        return [self.table.columnWidth(column) for column in range(3)] != before
 
     def _summary(self) -> str:
         if self.session.project is None:

@@ -53,19 +53,19 @@ CANCELLED = "Cancelled; the previous model stays active."
 LOOP_OFF = " Background learning is off: tick it to go on."
 
 
-#: What a retrain request waits for in each phase of the loop (it is taken between jobs).
-WAITS_FOR = {"training": "the run under way (and its re-scoring, if it is promoted)",
-             "pretraining": "the pretraining under way", "scoring": "the re-scoring under way"}
-
-
-def retrain_request_text(now: str, phase: str, pipeline: str) -> str:
-    """What a Retrain pressed with the loop on does, as things stand: "trains a candidate now" was
-    said while the round under way carried on to its end (the request is taken after it), and
-    nothing said that a full run at rest is stopped for it."""
+def retrain_request_text(now: str, phase: str, pipeline: str, *, in_run: bool = False) -> str:
+    """What a Retrain pressed with the loop on does, as things stand (``in_run``: a candidate or an
+    encoder is being trained, paused or not). "trains a candidate now" was said while the round
+    under way carried on to its end (the request is taken between jobs), and nothing said that a
+    full run at rest or a re-scoring is stopped for it."""
     if now.startswith(("full run", "a full run")):
         when = "the full run at rest stops (the active model stays) and a candidate trains now"
-    elif phase in WAITS_FOR:
-        when = f"a candidate trains after {WAITS_FOR[phase]}"
+    elif phase == "scoring":
+        when = "the re-scoring stops and a candidate trains now"
+    elif phase == "pretraining":
+        when = "a candidate trains after the pretraining under way"
+    elif phase == "training" or in_run:
+        when = "a candidate trains after the run under way"
     else:
         when = "the loop trains a candidate now"
     return (f"Retrain requested: {when}, with the recommended pipeline ({pipeline}); the form below sets a run "
@@ -357,6 +357,10 @@ class TrainWidget(QWidget):
         connect(self, self.session.training_started, self._started)
         connect(self, self.session.training_ended, self._ended)
         connect(self, self.session.models_changed, self.refresh_models)
+        # the versions' figures "on the validation labels as they are now" follow the labels; not
+        # for a hidden tab (one label query per validation label, at every save)
+        connect(self, self.session.labels_changed, self._labels_changed, later=True)
+        self._models_stale = False
         connect(self, self.session.project_changed, self._project_changed)
         connect(self, self.learning.status_changed, self._loop_status)
         connect(self, self.learning.run_started, self._run_started)
@@ -474,7 +478,8 @@ class TrainWidget(QWidget):
         if self.learning.running:
             self.learning.retrain()
             rec = calls.recommendation(self.session.project)
-            self.status.setText(retrain_request_text(self.learning.now, self.learning.phase, rec.text()))
+            self.status.setText(retrain_request_text(self.learning.now, self.learning.phase, rec.text(),
+                                                     in_run=self.learning.run_under_way))
             return True
         init = INIT_CHOICES.get(self.init_combo.currentText())
         if init == "active":
@@ -540,7 +545,19 @@ class TrainWidget(QWidget):
         self.refresh_models()
 
     # --- versions -------------------------------------------------------------------------------
+    def _labels_changed(self) -> None:
+        if self.isVisible():
+            self.refresh_models()
+        else:
+            self._models_stale = True
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._models_stale:
+            self.refresh_models()
+
     def refresh_models(self) -> None:
+        self._models_stale = False
         project = self.session.project
         models = project.models() if project is not None else []
         active = project.active_model() if project is not None else None
@@ -587,7 +604,8 @@ class TrainWidget(QWidget):
         if decision.waiting:
             return f"not promoted: no {calls.split_word(decision.split)} labels"
         if decision.candidate_value is not None and decision.active_value is not None:
-            return f"not promoted: {decision.candidate_value:.3f} vs v{decision.active} {decision.active_value:.3f}"
+            value, active_value = calls.figures_apart(decision.candidate_value, decision.active_value)
+            return f"not promoted: {value} vs v{decision.active} {active_value}"
         return "not promoted"
 
     @staticmethod
