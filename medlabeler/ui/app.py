@@ -121,8 +121,8 @@ def build_app(viewer, project_path: str | Path | None = None):
 
 
 def log_to_stderr() -> None:
-    """medlabeler's own INFO lines (``opened sample <id>``, which scripts follow) on stderr, unless
-    logging was set up already. Sample ids only: no file names, no patient data."""
+    """medlabeler's own INFO lines (``opened sample <id>``, which scripts follow) on stderr, once
+    each, unless logging was set up already. Sample ids only: no file names, no patient data."""
     import logging
 
     logger = logging.getLogger("medlabeler")
@@ -132,6 +132,9 @@ def log_to_stderr() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # not on to the root logger too: a library gives it a stderr handler while the app runs, and
+    # each warning (closing during a run) was printed twice
+    logger.propagate = False
 
 
 def run_app(project_path: str | Path | None = None) -> None:

@@ -412,9 +412,14 @@ def test_the_app_logs_each_sample_it_opens_on_stderr(monkeypatch, capsys):
     monkeypatch.setattr(logging.getLogger(), "handlers", [])  # pytest's own capture handler aside
     monkeypatch.setattr(logger, "handlers", [])
     monkeypatch.setattr(logger, "level", logging.NOTSET)
+    monkeypatch.setattr(logger, "propagate", True)
     log_to_stderr()
     logging.getLogger("medlabeler.ui.session").info("opened sample %d", 12)
     assert "opened sample 12" in capsys.readouterr().err
+    # a library gives the root logger a stderr handler while the app runs: still printed once
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.StreamHandler()])
+    logging.getLogger("medlabeler.ui.session").warning("closing the project stops the background run")
+    assert capsys.readouterr().err.count("closing the project stops the background run") == 1
 
 
 def test_next_opens_the_queue_first_with_its_prediction_made_ahead_while_the_save_is_written(
