@@ -398,7 +398,7 @@ def cmd_predict(args) -> int:
 
 def cmd_models(args) -> int:
     from medlabeler.engine.workflows.model_versions import remove_old_weights, removed_text
-    from medlabeler.engine.workflows.promotion import activate_by_hand, last_decision, version_figures
+    from medlabeler.engine.workflows.promotion import activate_by_hand, decisions, version_figures
 
     with _open(args.project, readonly=args.activate is None and not args.remove_old) as project:
         if args.activate is not None:
@@ -409,9 +409,10 @@ def cmd_models(args) -> int:
                   else "no old weights to remove", file=sys.stderr)
         models = project.models()
         active = project.active_model()
-        decided = {m.version: d for m in models if (d := last_decision(project, m.version)) is not None}
+        log = decisions(project)  # read once: each version's newest decision and the figures come from it
+        decided = {d.candidate: d for d in log}
         kept = {v: d.message for v, d in decided.items() if not d.promoted and not (active and v == active.version)}
-        figures = version_figures(project, models)
+        figures = version_figures(project, models, log)
     if args.json:
         rows = [{"version": m.version, "method": m.method, "metrics": m.metrics, "parent": m.parent,
                  "n_labels": m.n_labels, "active": bool(active and m.version == active.version),

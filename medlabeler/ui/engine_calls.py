@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from medlabeler.engine.workflows.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
-from medlabeler.engine.workflows.promotion import (  # noqa: F401 - where a version's figure comes from
+from medlabeler.engine.workflows.promotion import (  # noqa: F401 - a version's figure, and where it comes from
     MEASURED_AT_DECISION,
     MEASURED_BY_RUN,
     MEASURED_NOW,
     figures_apart,
+    version_figures,
 )
 
 PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
@@ -378,10 +379,3 @@ def model_metric(metrics: dict) -> tuple[str, float] | None:
     from medlabeler.engine.workflows.promotion import headline_metric
 
     return headline_metric(metrics)
-
-
-def version_figures(project, models, log) -> dict:
-    """The validation figure each model version is shown with (`promotion.version_figures`)."""
-    from medlabeler.engine.workflows.promotion import version_figures as figures
-
-    return figures(project, models, log)
