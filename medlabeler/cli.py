@@ -366,8 +366,31 @@ def cmd_evaluate(args) -> int:
     elif not metrics.get("n"):
         print(f"{args.split}: no labeled {args.split} samples to measure the model on")
     else:
-        print(f"{args.split}: {_metrics_text(metrics)}")
+        split = {"val": "validation", "train": "training"}.get(args.split, args.split)
+        print(f"{args.split}: {_metrics_text(metrics)} on {_count(int(metrics['n']), f'labeled {split} sample')}")
+        for line in _label_lines(metrics, split):
+            print(line)
     return 0
+
+
+def _label_lines(metrics: dict, split: str) -> list[str]:
+    """Per label of a segmentation: its Dice and what it stands on. A label no reference holds
+    scores 0 wherever the model finds it, and a reader of "dice 0.000" should know that."""
+    lines = []
+    for name in (k[len("scored_"):] for k in metrics if k.startswith("scored_")):
+        scored, held = int(metrics[f"scored_{name}"]), int(metrics[f"in_reference_{name}"])
+        dice = metrics[f"dice_{name}"]
+        if held == 0 and scored == 0:
+            lines.append(f"  {name}: in no {split} label and found by the model in none (counted as 1.000)")
+        elif held == 0:
+            lines.append(f"  {name}: dice {dice:.3f}: no {split} label holds {name}, so this counts only the "
+                         f"{_count(scored, 'sample')} where the model finds some (label {split} samples that "
+                         f"show {name} to measure it)")
+        else:
+            extra = scored - held
+            lines.append(f"  {name}: dice {dice:.3f} over {_count(scored, 'sample')} ({held} with {name} in the label"
+                         + (f", {extra} where only the model finds it" if extra else "") + ")")
+    return lines
 
 
 def _say_seg_identity(args) -> None:

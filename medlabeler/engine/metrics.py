@@ -7,7 +7,8 @@ Segmentation conventions (per case, per foreground label):
   both prediction and reference hold the label.
 - Over a split, a label's Dice is the mean over the cases where the label appears in the
   reference or the prediction (so empty slices do not inflate it); 1.0 if it never appears.
-  `dice` is the mean of the per-label Dice over foreground labels.
+  `dice` is the mean of the per-label Dice over foreground labels. `scored_<label>` counts those
+  cases and `in_reference_<label>` the cases whose reference holds the label.
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = No
 def segmentation_case_metrics(pred: np.ndarray, ref: np.ndarray, names: Sequence[str],
                               spacing: Sequence[float] | None = None, with_hd95: bool = True
                               ) -> dict[str, dict[str, float]]:
-    """Per foreground label (value i+1 = names[i]) of one case: dice, iou, hd95, and `present`
-    (1 when the label is in the reference or the prediction)."""
+    """Per foreground label (value i+1 = names[i]) of one case: dice, iou, hd95, `present` (1 when
+    the label is in the reference or the prediction) and `in_reference` (1 when in the reference)."""
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape:
         raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
@@ -131,8 +132,9 @@ def segmentation_case_metrics(pred: np.ndarray, ref: np.ndarray, names: Sequence
     for i, name in enumerate(names, start=1):
         p, r = pred == i, ref == i
         d, j = dice_iou(p, r)
+        in_reference = bool(r.any())
         out[name] = {"dice": d, "iou": j, "hd95": hd95(p, r, spacing) if with_hd95 else math.nan,
-                     "present": float(p.any() or r.any())}
+                     "present": float(in_reference or p.any()), "in_reference": float(in_reference)}
     return out
 
 
@@ -162,6 +164,10 @@ class SegmentationScores:
                 out[f"{key}_{name}"] = value
             finite = [r["hd95"] for r in rows if not math.isnan(r["hd95"])]
             out[f"hd95_{name}"] = float(np.mean(finite)) if finite else math.nan
+            # what the label's Dice stands on: a Dice over cases that lack the label in the
+            # reference counts only the model's false finds there
+            out[f"scored_{name}"] = float(len(rows))
+            out[f"in_reference_{name}"] = float(sum(c[name]["in_reference"] for c in self.cases))
             dices.append(out[f"dice_{name}"])
         out["dice"] = float(np.mean(dices)) if dices and self.cases else math.nan
         ious = [out[f"iou_{n}"] for n in self.names]

@@ -81,6 +81,7 @@ class LearningLoop(QObject):
         # more keywords of the engine's loop (warm_share, full_run_after_s): its defaults unless set
         self.options: dict = {}
         self._scoring = False  # scores are arriving: the queue re-ranks once they stop
+        self.scored: tuple[int, int] | None = None  # (done, total) of the scoring pass under way
         self._counting = False  # a count of the labels since the last model runs on a thread
         self._count_again = False
         self._counter = None
@@ -240,6 +241,7 @@ class LearningLoop(QObject):
             # Re-ranking runs on the main thread (hundreds of ms on a large pool): once per pass,
             # when the scores stop arriving, not per chunk. The queue reads the stored scores.
             self._scoring = event.done < event.total
+            self.scored = (event.done, event.total)
             if not self._scoring:
                 self.session.queue_changed.emit()
         elif kind == "failed":
@@ -251,6 +253,8 @@ class LearningLoop(QObject):
             self.session.models_changed.emit()
         elif kind == "phase":
             self.phase = event.phase or self.phase
+            if event.phase == "scoring":
+                self.scored = None  # a new pass: nothing scored yet
             if event.phase != "paused":  # a pause holds a run; it does not end it
                 self._in_run = event.phase in ("training", "pretraining")
             if event.labels_since_model is not None:  # a pause mid-run counts nothing: "0 new labels"

@@ -174,6 +174,10 @@ def _warn(text: str) -> None:
     show_warning(text)
 
 
+def reading_note(sample) -> str:
+    return f"reading the images of sample {sample.id} ({sample.n_slices} slices)…"
+
+
 def held_out_refusal(sample) -> str:
     """Why the model's prediction of `sample` cannot be accepted as its label in one click ("" if
     it can): a validation label chooses the model and a test label measures it, so the model would
@@ -446,6 +450,8 @@ class Session(QObject):
             self.queue_changed.emit()  # the store left it out of the queue: `n` does not stop there again
             return
         self.sample = sample  # only now: a key pressed after a failed open labels what is on screen
+        if self.viewer.status == reading_note(sample):  # it stayed for as long as no mouse moved
+            self.viewer.status = f"opened sample {sample.id}"
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
         if self.project.is_missing_slice(sample.id):  # possibly found just now: its file went
             self.viewer.status = missing_slice_note(sample.id)
@@ -503,7 +509,7 @@ class Session(QObject):
     def _read_then_open(self, sample) -> None:
         self.reading = sample.id
         if self.viewer is not None:
-            self.viewer.status = f"reading the images of sample {sample.id} ({sample.n_slices} slices)…"
+            self.viewer.status = reading_note(sample)
         project = self.project
 
         def read() -> None:

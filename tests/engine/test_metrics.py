@@ -104,7 +104,8 @@ def test_segmentation_case_and_split_metrics():
     pred[0, 0] = 0
     case = segmentation_case_metrics(pred, ref, names)
     assert case["liver"]["dice"] == pytest.approx(16 / 17)
-    assert case["tumour"] == {"dice": 1.0, "iou": 1.0, "hd95": case["tumour"]["hd95"], "present": 0.0}
+    assert case["tumour"] == {"dice": 1.0, "iou": 1.0, "hd95": case["tumour"]["hd95"], "present": 0.0,
+                              "in_reference": 0.0}
     assert math.isnan(case["tumour"]["hd95"])
     # a second case where the tumour is missed entirely
     ref2 = np.zeros((6, 6), int)
@@ -114,9 +115,29 @@ def test_segmentation_case_and_split_metrics():
     assert m["dice_tumour"] == 0.0  # only case 2 has tumour, and it was missed
     assert m["dice"] == pytest.approx((16 / 17 + 0.0) / 2)
     assert math.isnan(m["hd95_tumour"]) and m["n"] == 2
+    assert (m["scored_liver"], m["in_reference_liver"], m["scored_tumour"], m["in_reference_tumour"]) == (1, 1, 1, 1)
     # a label never present anywhere scores 1 (nothing to find, nothing found)
     never = segmentation_metrics([pred], [ref], ["liver", "tumour"])
     assert never["dice_tumour"] == 1.0
     assert math.isnan(SegmentationScores(names).result()["dice"])
     with pytest.raises(ValueError, match="differ in shape"):
         segmentation_case_metrics(np.zeros((2, 2)), np.zeros((3, 3)), names)
+
+
+def test_evaluate_says_what_a_labels_dice_stands_on():
+    """A clinician saw "test: dice 0.000" alone: the only test label was a slice without brain, on
+    which the model found a little. Each label's line now says how many labels hold it."""
+    from medlabeler.cli import _label_lines
+
+    names = ["brain", "lesion"]
+    empty = np.zeros((8, 8), int)
+    found = empty.copy()
+    found[2:4, 2:4] = 1  # the model finds a little brain where the label has none
+    lines = _label_lines(segmentation_metrics([found], [empty], names), "test")
+    assert lines[0].startswith("  brain: dice 0.000: no test label holds brain")
+    assert "the 1 sample where the model finds some" in lines[0]
+    assert lines[1] == "  lesion: in no test label and found by the model in none (counted as 1.000)"
+    brain = empty.copy()
+    brain[1:5, 1:5] = 1
+    lines = _label_lines(segmentation_metrics([brain, found], [brain, empty], names), "validation")
+    assert lines[0] == "  brain: dice 0.500 over 2 samples (1 with brain in the label, 1 where only the model finds it)"

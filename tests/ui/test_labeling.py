@@ -501,6 +501,8 @@ def test_a_large_volume_is_read_on_a_thread_then_its_slice_opens(make_napari_vie
     assert session.reading == first and session.sample is None and "reading the images" in viewer.status
     qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
     assert session.sample.id == first == last_opened(caplog) and session.reading is None
+    # "reading…" stayed in the status bar of napari with the plugin until a mouse moved
+    assert viewer.status == f"opened sample {first}"
     image = session.view.layers["image"]
     assert image.data.ndim == 3 and viewer.dims.point[0] == pytest.approx(session.sample.slice_index * image.scale[0])
     other = next(s for s in session.project.samples() if (s.path, s.series_uid) != (session.sample.path,

@@ -258,6 +258,25 @@ def test_a_failed_run_stays_in_the_loop_status_until_a_run_gets_through(make_nap
     assert "14 new labels" in train.loop_status.toolTip() and loop.phase == "paused"
 
 
+def test_the_progress_bar_counts_the_pool_while_the_loop_scores_it(make_napari_viewer, brain_project):
+    """A new user saw "scoring 112/235" beside a bar at 0% (the last run's) and thought it stuck."""
+    from medlabeler.engine.workflows.learn_loop import LoopEvent
+    from medlabeler.engine.training.events import Event
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    loop, bar = widget.session.learning, widget.train.progress
+    loop._on_event(LoopEvent("phase", phase="scoring", message="scoring the pool with v2"))
+    loop._on_event(LoopEvent("scored", phase="scoring", done=112, total=235, message="scoring 112/235"))
+    assert (bar.value(), bar.maximum(), bar.text()) == (112, 235, "scored 112 of 235")
+    loop._on_event(LoopEvent("scored", phase="scoring", done=235, total=235, message="scoring 235/235"))
+    assert bar.text() == "scored 235 of 235"
+    loop._on_event(LoopEvent("phase", phase="training", message="training a candidate"))
+    assert (bar.value(), bar.text()) == (0, "0%")  # a run's bar again
+    loop._on_event(LoopEvent("train", phase="training", run_event=Event(kind="step", step=5, total_steps=20)))
+    assert (bar.value(), bar.maximum(), bar.text()) == (5, 20, "25%")
+
+
 def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_viewer, qtbot, brain_project,
                                                                     brain_files, monkeypatch):
     """Rounds train a third of the steps; a minute (here a second) without a label, the Train tab

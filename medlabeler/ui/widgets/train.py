@@ -51,6 +51,8 @@ ACTIVE_MARK = "●"
 CANCELLING = "Cancelling after the step it is on; the active model stays."
 CANCELLED = "Cancelled; the previous model stays active."
 LOOP_OFF = " Background learning is off: tick it to go on."
+RUN_FORMAT = "%p%"  # a run's steps
+SCORING_FORMAT = "scored %v of %m"  # the loop's re-scoring of the pool
 
 
 def retrain_request_text(now: str, phase: str, pipeline: str, *, in_run: bool = False) -> str:
@@ -451,8 +453,7 @@ class TrainWidget(QWidget):
         failure = self.learning.last_failure
         if failure and failure != self._failure_shown:  # the run's last step report would stay on
             self.status.setText(failure)
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
+            self._reset_progress()
         self._failure_shown = failure
         self.loop_check.blockSignals(True)
         self.loop_check.setChecked(running)
@@ -463,14 +464,31 @@ class TrainWidget(QWidget):
         self.pause_button.setText("Resume" if running and self.learning.paused else "Pause")
         self.pause_button.blockSignals(False)
         self.loop_status.set_parts([] if self.session.project is None else self.learning.status_parts())
+        self._show_scoring()
         busy = self.session.training_running
         self.train_button.setEnabled(self.session.project is not None and (running or not busy))
         self.cancel_button.setEnabled(busy)
 
-    def _run_started(self, _phase: str) -> None:
-        self.plot.reset(running=True)
+    def _show_scoring(self) -> None:
+        """While the loop re-scores the pool, the bar counts the samples scored: a run's bar left
+        at 0% beside "scoring 112/235" looked stuck."""
+        scored = self.learning.scored if self.learning.phase == "scoring" else None
+        if scored is None:
+            return
+        done, total = scored
+        self.progress.setFormat(SCORING_FORMAT)
+        if self.progress.maximum() != total:
+            self.progress.setRange(0, max(1, total))
+        self.progress.setValue(min(done, total))
+
+    def _reset_progress(self) -> None:
+        self.progress.setFormat(RUN_FORMAT)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+
+    def _run_started(self, _phase: str) -> None:
+        self.plot.reset(running=True)
+        self._reset_progress()
 
     # --- manual runs ----------------------------------------------------------------------------
     def retrain(self) -> bool:
@@ -506,8 +524,7 @@ class TrainWidget(QWidget):
     def _started(self, method: str) -> None:
         self._cancelling = False
         self.plot.reset(running=True)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
+        self._reset_progress()
         self.train_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{METHOD_LABELS.get(method, method)}: starting…")
@@ -518,6 +535,7 @@ class TrainWidget(QWidget):
         parts = []
         if getattr(event, "total_steps", 0):
             parts.append(f"step {event.step}/{event.total_steps}")
+            self.progress.setFormat(RUN_FORMAT)
             if self.progress.maximum() != event.total_steps:
                 self.progress.setRange(0, event.total_steps)
             self.progress.setValue(min(event.step, event.total_steps))
