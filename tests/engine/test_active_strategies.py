@@ -134,7 +134,7 @@ def test_hybrid_with_few_samples_left_still_prefers_the_uncertain():
     picks = select("hybrid", candidates=list(range(40)), scores=scores, embeddings=emb, labeled=[], n=10,
                    dedup_threshold=None)
     assert len(picks) == 10 and all(s.sample < 30 for s in picks)
-    assert "of the 30 most uncertain left" in picks[0].reason
+    assert "10 picks covering the 30 most uncertain left" in picks[0].reason
 
 
 def test_hybrid_is_prefix_stable_with_a_fixed_batch():

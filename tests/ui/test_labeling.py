@@ -168,7 +168,7 @@ def test_queue_rows_wrap_anew_when_a_new_row_widens_a_column(make_napari_viewer,
     queue.table.setFixedWidth(330)
     queue.show()
     qtbot.waitExposed(queue)
-    reason = "entropy 0.912, unlike the labeled and earlier picks"
+    reason = "entropy 0.912, among the most uncertain, spread over them"
     rows = [QueueRow(s, 0.9, reason) for s in range(5)]
     queue._fill(None, rows)
     wide = QueueRow(123456789, 0.9, reason)
@@ -922,9 +922,10 @@ def test_keys_still_reach_the_canvas_after_the_dock_was_clicked(make_napari_view
 def test_queue_cells_leave_bracketed_details_to_the_tooltip():
     from medlabeler.ui.widgets.queue import short_reason
 
-    reason = ("entropy 1.084, unlike the labeled and earlier picks (hybrid: of the 40 most uncertain left); "
+    reason = ("entropy 1.084, among the most uncertain, spread over them (hybrid: 10 picks covering the 40 most "
+              "uncertain left, each the one of them farthest from the labeled and earlier picks); "
               "next to another slice of the same volume in this batch (few other samples left)")
-    assert short_reason(reason) == ("entropy 1.084, unlike the labeled and earlier picks; "
+    assert short_reason(reason) == ("entropy 1.084, among the most uncertain, spread over them; "
                                     "next to another slice of the same volume in this batch")
     assert short_reason("validation label needed: held out") == "validation label needed: held out"
 

@@ -326,7 +326,7 @@ def hybrid_strategy(
     round_size = max(1, batch or n)
     chosen: list[int] = []
     taken: set[int] = set()
-    pool_of: dict[int, int] = {}  # how many candidates each pick's round chose among
+    pool_of: dict[int, tuple[int, int]] = {}  # each pick's round: how many it chose, and among how many
     while len(chosen) < n:
         left = [c for c in in_order if c not in taken]
         # Of a short list, the most uncertain three quarters at most: with fewer than M x batch
@@ -338,13 +338,16 @@ def hybrid_strategy(
         known = np.concatenate(centers) if centers else None
         picked, _gaps = kcenter_greedy(pts[rows], known, min(round_size, n - len(chosen)))
         round_ids = sorted((pool[i] for i in picked), key=lambda c: (-value[c], c))
-        pool_of.update((c, len(pool)) for c in round_ids)
+        pool_of.update((c, (len(round_ids), len(pool))) for c in round_ids)
         chosen += round_ids
         taken.update(round_ids)
         centers.append(pts[[row_of[c] for c in round_ids]])
     words = _words(name)
-    return [Selection(c, value[c], f"{words} {value[c]:.3f}, unlike the labeled and earlier picks "
-                      f"(hybrid: of the {pool_of[c]} most uncertain left)") for c in chosen]
+    # Not "unlike the labeled": a round's later picks only cover what is left of its pool, and a
+    # slice 4 slices from a labeled one was listed first with that claim.
+    return [Selection(c, value[c], f"{words} {value[c]:.3f}, among the most uncertain, spread over them "
+                      f"(hybrid: {pool_of[c][0]} picks covering the {pool_of[c][1]} most uncertain left, "
+                      "each the one of them farthest from the labeled and earlier picks)") for c in chosen]
 
 
 #: How the reason of a first pick starts (no uncertainty behind it: its score is a k-center

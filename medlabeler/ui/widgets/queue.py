@@ -278,8 +278,8 @@ def strategy_help(name: str) -> str:
 
 
 def short_reason(reason: str) -> str:
-    """The reason without its bracketed details ("entropy 0.836, unlike the labeled and earlier
-    picks" for the cell; the tooltip has them): a dock's rows stay two lines high, not four."""
+    """The reason without its bracketed details ("entropy 0.836, among the most uncertain, spread
+    over them" for the cell; the tooltip has them): a dock's rows stay two lines high, not four."""
     return re.sub(r" \([^()]*\)", "", reason)
 
 
