@@ -157,10 +157,12 @@ def cmd_import_labels(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from medlabeler.engine.store.project import per_class_text
     from medlabeler.engine.workflows.promotion import version_figures
 
     with _open(args.project, readonly=True) as project:
         status = project.status()
+        kind = project.task.kind
         active = project.active_model()
         figure = version_figures(project, [active]).get(active.version) if active is not None else None
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
@@ -173,8 +175,8 @@ def cmd_status(args) -> int:
               "neighbouring slabs share anatomy)")
     for name, part in status["per_split"].items():
         print(f"  {name:<6} {part['samples']:>6} samples  {part['labeled']:>6} labeled")
-    for name, count in status["per_class"].items():
-        print(f"  {name}: {count}")
+    for line in per_class_text(kind, status["per_class"]):
+        print(f"  {line}")
     print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, figure)})' if active else 'none'}")
     return 0
 
@@ -208,12 +210,26 @@ def cmd_export(args) -> int:
         project = _open(args.project, readonly=True)
         print(f"note: the project is open in another app{f' ({exc.holder})' if exc.holder else ''}: exporting "
               "the labels saved there so far, read-only (this export is not recorded in the project's audit log)")
+    before = _files_under(Path(args.out))
     with project:
         files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,
                                deidentify=args.deidentify)
     _say_seg_identity(args)
-    print(f"exported {_count(len(files), 'file')} to {args.out}")
+    written = {Path(f).resolve() for f in files}
+    replaced, other = len(before & written), len(before - written)
+    print(f"exported {_count(len(files), 'file')} to {args.out}"
+          + (f"; {replaced} of them replaced files of the same name there" if replaced else ""))
+    if other:
+        print(f"note: {args.out} holds {_count(other, 'other file')}, not from this export (an earlier one, of labels "
+              "since removed or of another format?): left as they are")
     return 0
+
+
+def _files_under(folder: Path, most: int = 100_000) -> set[Path]:
+    """The files in an export's folder before it (a home folder given by mistake: looked at in part)."""
+    import itertools
+
+    return {p.resolve() for p in itertools.islice(folder.rglob("*"), most) if p.is_file()} if folder.is_dir() else set()
 
 
 def cmd_pretrain(args) -> int:

@@ -121,6 +121,12 @@ def has_pretrained(project) -> bool:
     return project is not None and newest_pretrained(project) is not None
 
 
+def per_class_text(kind: str, per_class) -> list[str]:
+    from medlabeler.engine.store.project import per_class_text as text
+
+    return text(kind, per_class)
+
+
 def weights_removed_text(removed: str) -> str:
     from medlabeler.engine.store.project import weights_removed_text as text
 

@@ -32,6 +32,24 @@ def test_export_reads_a_project_another_app_holds_open(tmp_path, capsys):
         assert project.audit_log()[-1]["action"] == "export"
 
 
+def test_export_says_what_it_replaced_and_what_else_lies_in_its_folder(tmp_path, capsys):
+    """A re-export over an earlier one replaced its files without a word."""
+    volume = np.arange(4 * 6 * 5, dtype=np.float32).reshape(4, 6, 5)
+    source = write_nifti(tmp_path / "images" / "v.nii.gz", volume)
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["a"])
+    with project:
+        project.save_label(project.samples()[1].id, np.ones((6, 5), np.uint8), author="clinician")
+    export = ["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "out")]
+    assert main(export) == 0
+    first = capsys.readouterr().out
+    assert "exported 2 files" in first and "replaced" not in first and "note:" not in first
+    (tmp_path / "out" / "volume_0009_labels.nii.gz").write_bytes(b"an earlier export's")
+    assert main(export) == 0
+    again = capsys.readouterr().out
+    assert "2 of them replaced files of the same name there" in again
+    assert "holds 1 other file, not from this export" in again
+
+
 def test_remove_label_makes_samples_unlabeled_from_the_command_line(tmp_path, capsys):
     source = write_nifti(tmp_path / "images" / "v.nii.gz", np.ones((3, 6, 5), np.float32))
     project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["a"])

@@ -18,6 +18,7 @@ import pytest
 from medlabeler.engine.errors import InputError, ProjectError, ProjectLockedError
 from medlabeler.engine.io import SourceInfo
 from medlabeler.engine.store import Project, Sample
+from medlabeler.engine.store.project import per_class_text
 from medlabeler.engine.store.schema import SCHEMA_VERSION
 from medlabeler.engine.store.splits import assign_splits, group_hash, split_of
 
@@ -348,6 +349,9 @@ def test_status_counts(cls, seg):
     st = seg.status()
     assert st["labeled"] == 3
     assert st["per_class"] == {"liver": 1, "tumour": 2}
+    # "brain 3" in the Project tab read as nothing in particular
+    assert per_class_text("segmentation", st["per_class"]) == ["liver: in 1 label", "tumour: in 2 labels"]
+    assert per_class_text("classification", {"benign": 1}) == ["benign: 1 labeled"]
 
 
 def test_mask_round_trip_and_files_never_overwritten(seg):

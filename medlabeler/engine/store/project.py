@@ -73,6 +73,13 @@ def weights_removed_text(removed: str) -> str:
             "activate a newer version, or train a new model")
 
 
+def per_class_text(kind: str, per_class: Mapping[str, int]) -> list[str]:
+    """What `status()["per_class"]` counts, said: "brain 3" read as nothing in particular."""
+    if kind == "segmentation":
+        return [f"{name}: in {count} label{'' if count == 1 else 's'}" for name, count in per_class.items()]
+    return [f"{name}: {count} labeled" for name, count in per_class.items()]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

@@ -139,7 +139,7 @@ class ProjectWidget(QWidget):
 
     def _show_counts(self) -> None:
         if self.session.project is not None:
-            self.counts_label.setText(counts_text(self.session.counts()))
+            self.counts_label.setText(counts_text(self.session.counts(), self.session.project.task.kind))
 
     def refresh(self) -> None:
         from medlabeler.ui.session import recent_projects
@@ -158,7 +158,9 @@ class ProjectWidget(QWidget):
         self._show_counts()
 
 
-def counts_text(status: dict) -> str:
+def counts_text(status: dict, kind: str) -> str:
+    from medlabeler.ui import engine_calls as calls
+
     if not status:
         return ""
     lines = [f"{status.get('labeled', 0)} of {status.get('samples', 0)} samples labeled"]
@@ -166,5 +168,5 @@ def counts_text(status: dict) -> str:
         lines.append(f"{split}: {part.get('labeled', 0)}/{part.get('samples', 0)}")
     per_class = status.get("per_class") or {}
     if per_class:
-        lines.append("; ".join(f"{name} {count}" for name, count in per_class.items()))
+        lines.append("; ".join(calls.per_class_text(kind, per_class)))
     return "\n".join(lines)
