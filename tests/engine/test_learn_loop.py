@@ -384,3 +384,32 @@ def test_no_full_run_while_a_failed_candidate_waits_for_a_label(project, short_r
     _label_more(project)
     summary = run_to_end(learn(project, config={**TINY, "lr": -1.0}, until_idle=True, score=False))
     assert len(summary.failures) == 1 and not summary.decisions  # the candidate failed; no full run beside it
+
+
+def test_a_classifier_waits_for_labels_of_two_classes_before_its_first_model(tmp_path):
+    """A first model trained on one label predicted that class at 100% everywhere, was promoted with
+    "val auc 0.000", and every queue row read "entropy 0.000, among the most uncertain"."""
+    from medlabeler.engine.io import scan_sources
+    from medlabeler.engine.store import Project
+
+    from .test_pipeline_datasets import fixed_groups, write_pngs
+
+    classes = write_pngs(tmp_path / "images", 24)
+    infos, _ = scan_sources(tmp_path / "images")
+    project = Project.create(tmp_path / "project", task="classification", names=["normal", "lesion"], seed=0)
+    project.add_sources(fixed_groups(infos))
+    with project:
+        for sample in project.samples(split="val"):
+            project.save_label(sample.id, classes[str(sample.path)])
+        train = project.samples(split="train")
+        normal = [s for s in train if classes[str(s.path)] == 0]
+        for sample in normal[:3]:
+            project.save_label(sample.id, 0)
+        events = []
+        summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False), on_event=events.append)
+        assert not summary.decisions and project.active_model() is None
+        assert events[-1].message == ("learning stopped (nothing to do: the first model needs training labels of two "
+                                      "classes (so far only normal))")
+        project.save_label(next(s for s in train if classes[str(s.path)] == 1).id, 1)
+        summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+        assert len(summary.decisions) == 1 and summary.decisions[0].promoted

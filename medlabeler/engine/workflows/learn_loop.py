@@ -173,6 +173,27 @@ def _has_train_labels(project) -> bool:
     return bool(project.samples(split="train", labeled=True))
 
 
+def not_trainable_yet(project) -> str | None:
+    """Why the loop cannot train a first model on the labels so far, or None when it can.
+
+    A classifier trained on one class predicts it everywhere at 100%: every entropy is 0, the
+    queue ranks nothing, and its validation AUC means nothing; a new user saw that model promoted
+    with "val auc 0.000" after a first label. So its first model waits for two classes. (One mask
+    holds background and structure: segmentation starts at the first label.)
+    """
+    train = project.samples(split="train", labeled=True)
+    if not train:
+        return "label a training sample to start"
+    if project.task.kind != "classification" or newest_model(project) is not None:
+        return None
+    names = project.task.names
+    seen = sorted({int(label) for s in train if (label := project.load_label(s.id)) is not None})
+    if len(seen) >= 2:
+        return None
+    so_far = ", ".join(names[i] for i in seen if 0 <= i < len(names))
+    return f"the first model needs training labels of two classes (so far only {so_far})"
+
+
 # --- the loop -------------------------------------------------------------------------------------
 
 
@@ -250,8 +271,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
             since = labels_since_model(project)
             retrain = control.take_retrain()
             state = (since, len(project.samples(labeled=True)))
-            due = _has_train_labels(project) and (retrain or since >= new_labels
-                                                  or (newest_model(project) is None and since > 0))
+            not_yet = not_trainable_yet(project)
+            due = not_yet is None and (retrain or since >= new_labels or (newest_model(project) is None and since > 0))
             if due and (retrain or state != tried_at):
                 idle_reported = idle_since = None
                 decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
@@ -277,14 +298,14 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                             decision.promoted or needs_scores()):
                         yield from rescore()
                     continue
-            more = max(1, new_labels - since) if _has_train_labels(project) else None
+            more = max(1, new_labels - since) if not_yet is None else None
             if until_idle:
-                stopped_because = ("nothing to do: no training label yet" if more is None else
+                stopped_because = (f"nothing to do: {not_yet}" if more is None else
                                    f"nothing to do until {more} more label{'s' * (more != 1)} arrive"
                                    f"{'s' * (more == 1)}")
                 break
             if more is None:
-                waiting = "waiting for labels: label a training sample to start"
+                waiting = f"waiting for labels: {not_yet}"
             else:
                 waiting = f"waiting for labels: {more} more {'starts' if more == 1 else 'start'} a candidate"
             if scored_at != since and score and needs_scores():  # before waiting: a full queue
