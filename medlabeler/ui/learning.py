@@ -82,6 +82,9 @@ class LearningLoop(QObject):
         self.options: dict = {}
         self._scoring = False  # scores are arriving: the queue re-ranks once they stop
         self.scored: tuple[int, int] | None = None  # (done, total) of the scoring pass under way
+        # Retrain was pressed and the loop has not acted on it yet (a run under way goes on first):
+        # the Train tab keeps saying so rather than let the run's step reports replace it at once
+        self.retrain_pending = False
         self._counting = False  # a count of the labels since the last model runs on a thread
         self._count_again = False
         self._counter = None
@@ -168,6 +171,7 @@ class LearningLoop(QObject):
     def retrain(self) -> None:
         if self.control is not None and self.running:
             self.control.request_retrain()
+            self.retrain_pending = True
             if self.paused:
                 self.set_paused(False)
 
@@ -253,6 +257,8 @@ class LearningLoop(QObject):
             self.session.models_changed.emit()
         elif kind == "phase":
             self.phase = event.phase or self.phase
+            if event.phase in ("training", "idle", "stopped") and event.message:
+                self.retrain_pending = False  # acted on: a new run, or why there is none
             if event.phase == "scoring":
                 self.scored = None  # a new pass: nothing scored yet
             if event.phase != "paused":  # a pause holds a run; it does not end it
@@ -278,6 +284,7 @@ class LearningLoop(QObject):
         self.control = None
         self.phase = ""
         self._in_run = False
+        self.retrain_pending = False
         self._scoring_stopped()
         self.status_changed.emit()
 

@@ -277,6 +277,32 @@ def test_the_progress_bar_counts_the_pool_while_the_loop_scores_it(make_napari_v
     assert (bar.value(), bar.maximum(), bar.text()) == (5, 20, "25%")
 
 
+def test_retrain_says_what_it_asked_for_until_the_loop_acts_on_it(make_napari_viewer, qtbot, brain_project,
+                                                                   monkeypatch):
+    """Retrain pressed during a round: its text was replaced by the round's next step report within
+    a second, and a new user saw no feedback at all."""
+    from medlabeler.engine.training.events import Event
+    from medlabeler.engine.workflows.learn_loop import LoopControl, LoopEvent
+    from medlabeler.ui.learning import LearningLoop
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    loop, train = widget.session.learning, widget.train
+    monkeypatch.setattr(LearningLoop, "running", property(lambda self: True))  # a loop in a round
+    loop.control = LoopControl()
+    loop._on_event(LoopEvent("phase", phase="training", message="training: 0% of 100 steps (from v2)"))
+    qtbot.mouseClick(train.train_button, Qt.MouseButton.LeftButton)
+    assert loop.control.retrain_requested and loop.retrain_pending
+    asked = train.status.text()
+    assert asked.startswith("Retrain requested: a candidate trains after the run under way")
+    step = Event(kind="step", step=40, total_steps=100, loss=0.5)
+    loop._on_event(LoopEvent("train", phase="training", run_event=step, message="training: 40% of 100 steps"))
+    assert train.status.text() == asked and train.progress.value() == 40  # the bar still moves
+    loop._on_event(LoopEvent("phase", phase="training", message="training a candidate with the new labels"))
+    loop._on_event(LoopEvent("train", phase="training", run_event=Event(kind="step", step=3, total_steps=100)))
+    assert not loop.retrain_pending and train.status.text().startswith("step 3/100")
+
+
 def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_viewer, qtbot, brain_project,
                                                                     brain_files, monkeypatch):
     """Rounds train a third of the steps; a minute (here a second) without a label, the Train tab

@@ -546,7 +546,8 @@ class TrainWidget(QWidget):
             parts.append(f"{speed:.0f} img/s")
         if getattr(event, "message", ""):
             parts.append(event.message)
-        if not self._cancelling:  # "Cancelling…" stays until the run ends
+        # "Cancelling…" stays until the run ends; "Retrain requested…" until the loop acts on it
+        if not self._cancelling and not self.learning.retrain_pending:
             self.status.setText(", ".join(parts))
 
     def _ended(self, outcome: str) -> None:
