@@ -781,6 +781,37 @@ def test_every_line_of_the_loop_status_is_drawn_whole(make_napari_viewer, qtbot)
     assert heights[-1] >= heights[0] - 1, f"the last line is cut: {heights} rows of letters"
 
 
+def test_activating_an_older_model_says_how_it_validates_and_the_choice_follows_its_version(
+        make_napari_viewer, qtbot, trained_project):
+    """A new user activated v1 (auc 0.000 against v2's 1.000) without a word from the app; the
+    selection then sat on another version's row once a new version pushed the rows down."""
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.promotion import figures_apart, promote_or_keep
+    from medlabeler.engine.workflows.train import train_project
+
+    with Project.open(trained_project) as project:
+        first = project.active_model().version
+        second = run_to_end(train_project(project, method="supervised", config={**TINY, "steps": 40},
+                                          promote=False)).version
+        promoted = promote_or_keep(project, second, tolerance=1.0)  # promoted whatever it scores
+    assert promoted.promoted and promoted.candidate_value != promoted.active_value
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, trained_project)
+    train, session = widget.train, widget.session
+    train.refresh_models()
+    train.models_table.selectRow(1)  # newest first: v1
+    qtbot.mouseClick(train.activate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
+    assert session.project.active_model().version == first
+    mine, theirs = figures_apart(promoted.active_value, promoted.candidate_value)
+    assert train.status.text() == (f"v{first} is active, as you chose (dice {mine} against v{second}'s {theirs} "
+                                   f"on the 1 validation label of now). Roll back returns to v{second}.")
+    run_to_end(train_project(session.project, method="supervised", config={**TINY, "steps": 1}, promote=False))
+    train.refresh_models()  # a third version: v1's row moves down, and the selection with it
+    assert train._selected_version() == first and train.models_table.rowCount() == 3
+
+
 def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_back(make_napari_viewer, qtbot,
                                                                                     trained_project, brain_files):
     """One click on Activate made a model validation had turned down the active one, without a word;

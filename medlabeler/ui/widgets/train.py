@@ -583,6 +583,7 @@ class TrainWidget(QWidget):
         log = calls.promotion_decisions(project) if project is not None else []
         decisions = {decision.candidate: decision for decision in log}  # the newest decision of each version
         figures = calls.version_figures(project, models, log) if project is not None else {}
+        chosen = self._selected_version()  # the row moves down when a version comes: the choice follows it
         self.models_table.setRowCount(len(models))
         for r, m in enumerate(sorted(models, key=lambda m: m.version, reverse=True)):
             decision = decisions.get(m.version)
@@ -601,6 +602,7 @@ class TrainWidget(QWidget):
                 if c == COL_METRIC and metric:
                     item.setToolTip(self._metric_origin(metric, decision))
                 self.models_table.setItem(r, c, item)
+        self._select_version(chosen)
         for column in (COL_VERSION, COL_LABELS, COL_METRIC):  # (sized to contents as a mode, they widen the dock)
             self.models_table.resizeColumnToContents(column)
         self.models_table.resizeRowsToContents()
@@ -661,11 +663,24 @@ class TrainWidget(QWidget):
         if version is not None:
             self.session.activate_model(version)
 
-    def activate_selected(self) -> None:
+    def _selected_version(self) -> int | None:
         rows = self.models_table.selectionModel().selectedRows()
-        if not rows:
+        item = self.models_table.item(rows[0].row(), COL_VERSION) if rows else None
+        return int(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def _select_version(self, version: int | None) -> None:
+        table = self.models_table
+        row = next((r for r in range(table.rowCount()) if version is not None
+                    and table.item(r, COL_VERSION).data(Qt.ItemDataRole.UserRole) == version), None)
+        if row is None:
+            table.clearSelection()
+        else:
+            table.selectRow(row)
+
+    def activate_selected(self) -> None:
+        version = self._selected_version()
+        if version is None:
             return
-        version = int(self.models_table.item(rows[0].row(), COL_VERSION).data(Qt.ItemDataRole.UserRole))
         model = self.session.project.model(version)
         if model.method.startswith("pretrain:") or model.removed is not None:
             from napari.utils.notifications import show_info
@@ -680,8 +695,26 @@ class TrainWidget(QWidget):
         decision = calls.model_decision(self.session.project, version)
         if not self.session.activate_model(version):
             return
-        if decision is not None and not decision.promoted and not decision.waiting and before is not None \
-                and before.version != version:
-            # one click made a model validation had turned down the active one: say so, and the way back
-            self.status.setText(f"v{version} is active, as you chose, though promotion had kept it "
-                                f"back ({decision.message}). Roll back returns to v{before.version}.")
+        if before is not None and before.version != version:
+            self.status.setText(self._activated_text(version, before.version, decision))
+
+    def _activated_text(self, version: int, before: int, decision) -> str:
+        """One click made another model active: what validation says of it against the one before,
+        the way back, and that the loop goes on (a new user's v1, auc 0.000 against v2's 1.000, was
+        activated without a word, then replaced by the loop's next candidate)."""
+        if decision is not None and not decision.promoted and not decision.waiting:
+            text = f"v{version} is active, as you chose, though promotion had kept it back ({decision.message})"
+        else:
+            project = self.session.project
+            figures = calls.version_figures(project, [project.model(version), project.model(before)])
+            mine, theirs = figures.get(version), figures.get(before)
+            text = f"v{version} is active, as you chose"
+            if mine and theirs and mine.origin == theirs.origin == calls.MEASURED_NOW and mine.name == theirs.name \
+                    and mine.value != theirs.value:
+                value, other = calls.figures_apart(mine.value, theirs.value)
+                text += (f" ({mine.name} {value} against v{before}'s {other} on the "
+                         f"{calls.labels_text(mine.n_val, mine.split)} of now)")
+        text += f". Roll back returns to v{before}."
+        if self.learning.running:
+            text += " Learning goes on: a candidate that validates at least as well replaces it (Pause keeps it)."
+        return text
