@@ -377,13 +377,16 @@ def cmd_evaluate(args) -> int:
 
     with _open(args.project, readonly=True) as project:
         metrics = evaluate_project(project, split=args.split, version=args.version)
+        active = project.active_model()
+    version = args.version if args.version is not None else active.version if active is not None else None
     if args.json:
         _print_json(metrics)
     elif not metrics.get("n"):
         print(f"{args.split}: no labeled {args.split} samples to measure the model on")
     else:
         split = {"val": "validation", "train": "training"}.get(args.split, args.split)
-        print(f"{args.split}: {_metrics_text(metrics)} on {_count(int(metrics['n']), f'labeled {split} sample')}")
+        which = f"v{version}" + (" (active)" if active is not None and version == active.version else "")
+        print(f"{args.split}: {_metrics_text(metrics)} of {which} on {_count(int(metrics['n']), f'labeled {split} sample')}")
         for line in _label_lines(metrics, split):
             print(line)
     return 0
@@ -614,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "evaluate", help="metrics of the active model on a split")
     p.add_argument("project", help="the project folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="the labels to measure on (default test)")
-    p.add_argument("--version", type=int, default=None)
+    p.add_argument("--version", type=_version_arg, default=None, metavar="V",
+                   help="the model version to measure, 3 or v3 (default: the active one)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

@@ -295,3 +295,19 @@ def test_validation_labels_of_one_class_judge_neither_steps_nor_models(tmp_path)
         assert "the validation labels hold one class only (normal)" in second.decision.message
     finally:
         project.close()
+
+
+def test_evaluate_names_the_version_it_measured_and_takes_it_as_shown(project, capsys):
+    """`evaluate` printed no version (a new user had activated an older one by hand), and refused
+    `--version v2` as `models` and the app write it."""
+    from medlabeler.cli import main
+
+    if project.active_model() is None:  # run alone, or first
+        run_to_end(train_project(project, method="supervised", steps=2, config=SEG))
+    version = project.active_model().version
+    n_val = len(project.samples(split="val", labeled=True))
+    capsys.readouterr()
+    assert main(["evaluate", str(project.root), "--split", "val"]) == 0
+    assert f" of v{version} (active) on {n_val} labeled validation sample" in capsys.readouterr().out.splitlines()[0]
+    assert main(["evaluate", str(project.root), "--split", "val", "--version", f"v{version}"]) == 0
+    assert f" of v{version} (active) on " in capsys.readouterr().out
