@@ -376,8 +376,17 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
     for s in project.samples(labeled=True if view == "labeled" else None)[:n]:
         entry = scores.get(s.id) or {}
         value = entry.get("entropy", next(iter(entry.values()), None))
-        rows.append(QueueRow(s.id, value, f"{'labeled' if s.id in labeled else 'not labeled'} ({s.split})"))
+        rows.append(QueueRow(s.id, value, f"{_label_word(project, s.id) if s.id in labeled else 'not labeled'} ({s.split})"))
     return rows
+
+
+def _label_word(project, sample_id: int) -> str:
+    """"labeled: melanoma" for a class (a new user's "labeled" view said only "labeled" on every row)."""
+    if project.task.kind != "classification":
+        return "labeled"
+    value = project.load_label(sample_id)
+    names = project.task.names
+    return f"labeled: {names[int(value)]}" if value is not None and 0 <= int(value) < len(names) else "labeled"
 
 
 def model_metric(metrics: dict) -> tuple[str, float] | None:

@@ -45,6 +45,8 @@ PARTIAL_SHARE = 0.5
 #: Held-out masks kept to be judged when their prediction arrives (`_judge_later`), and the
 #: largest kept (a whole CT volume's mask, hundreds of MB, is not held for a note).
 UNJUDGED_KEPT, UNJUDGED_MAX_BYTES = 8, 16 * 2**20
+#: the margin under which an accepted class is called a close call (in its status line)
+CLOSE_CALL = 0.1
 #: Said when a project opens with nothing left to label (its first sample is shown).
 ALL_LABELED_NOTE = "every sample is labeled: review them through the queue's \"labeled\" view, or retrain"
 #: Seconds within which a second `s` saves an untouched validation or test slice as all background.
@@ -949,6 +951,8 @@ class Session(QObject):
             self.viewer.status = refusal
             return False
         if self.project.task.kind == "classification":
+            accepted = self._accepted_class_note(pred)
+            self._save_note = f"{self._save_note}; {accepted}" if self._save_note else accepted
             return self.label_class(int(pred.label), origin="accepted_prediction")
         self.view.set_current_mask(pred.label)
         self._from_prediction.add(self.sample.id)
@@ -957,6 +961,20 @@ class Session(QObject):
             self._save_note = f"{self._save_note}; {accepted}" if self._save_note else accepted
             return True
         return self._already_saved(pred)
+
+    def _accepted_class_note(self, pred) -> str:
+        """What `a` saved on a classification: "saved the label of sample 5" hid a 49.7% / 48.1% call."""
+        names, value = self.project.task.names, int(pred.label)
+        probabilities = getattr(pred, "probabilities", None)
+        text = f"{names[value]}, the prediction of v{pred.model_version}"
+        if probabilities is None or len(probabilities) != len(names):
+            return text + ", accepted"
+        order = np.argsort(probabilities)[::-1]
+        text += f" ({probabilities[value]:.1%}), accepted"
+        runner_up = int(order[1]) if len(order) > 1 and int(order[0]) == value else None
+        if runner_up is not None and probabilities[value] - probabilities[runner_up] < CLOSE_CALL:
+            text += f": a close call against {names[runner_up]} ({probabilities[runner_up]:.1%})"
+        return text
 
     def _hand_label_refusal(self) -> str:
         """Why a one-click accept would not replace the open sample's label ("" if it may): a label a

@@ -79,6 +79,19 @@ def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_
     assert session.flush_saves()
     assert project.label(sample.id).origin == "accepted_prediction"
     assert project.load_label(sample.id) == int(pred.label)
+    # what `a` saved, said ("saved the label of sample 5" hid a 49.7% / 48.1% call)
+    said = f"{CLASSES[int(pred.label)]}, the prediction of v{pred.model_version} ({pred.probabilities.max():.1%}), accepted"
+    qtbot.waitUntil(lambda: said in str(viewer.status), timeout=10_000)
+    from types import SimpleNamespace
+
+    near_tie = SimpleNamespace(label=0, model_version=3, probabilities=np.array([0.52, 0.48]))
+    assert session._accepted_class_note(near_tie) == (f"{CLASSES[0]}, the prediction of v3 (52.0%), accepted: "
+                                                      f"a close call against {CLASSES[1]} (48.0%)")
+    # the "labeled" view names each class (it said "labeled" on every row)
+    from medlabeler.ui import engine_calls as calls
+
+    rows = {row.sample: row.reason for row in calls.queue_rows(project, view="labeled")}
+    assert all(rows[sid] == f"labeled: {CLASSES[value]} ({project.sample(sid).split})" for sid, value in done.items())
 
 
 def test_a_damaged_image_does_not_open_and_a_key_labels_what_is_on_screen(make_napari_viewer, tmp_path, brain_pngs,
