@@ -219,6 +219,9 @@ def cmd_export(args) -> int:
     replaced, other = len(before & written), len(before - written)
     print(f"exported {_count(len(files), 'file')} to {args.out}"
           + (f"; {replaced} of them replaced files of the same name there" if replaced else ""))
+    if not args.keep_names and args.format in ("csv", "nifti"):
+        print("the images' file names are left out (they can name the patient): rows and files go by sample id; "
+              "--keep-names adds them")
     if other:
         print(f"note: {args.out} holds {_count(other, 'other file')}, not from this export (an earlier one, of labels "
               "since removed or of another format?): left as they are")

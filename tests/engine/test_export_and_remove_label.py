@@ -43,11 +43,14 @@ def test_export_says_what_it_replaced_and_what_else_lies_in_its_folder(tmp_path,
     assert main(export) == 0
     first = capsys.readouterr().out
     assert "exported 2 files" in first and "replaced" not in first and "note:" not in first
+    assert "file names are left out (they can name the patient)" in first  # a CSV without them puzzled a user
+    assert main([*export, "--keep-names", "--format", "csv"]) == 0
+    assert "left out" not in capsys.readouterr().out
     (tmp_path / "out" / "volume_0009_labels.nii.gz").write_bytes(b"an earlier export's")
     assert main(export) == 0
     again = capsys.readouterr().out
     assert "2 of them replaced files of the same name there" in again
-    assert "holds 1 other file, not from this export" in again
+    assert "holds 2 other files, not from this export" in again  # the earlier one's and the CSV
 
 
 def test_remove_label_makes_samples_unlabeled_from_the_command_line(tmp_path, capsys):
