@@ -220,19 +220,18 @@ def cmd_export(args) -> int:
     print(f"exported {_count(len(files), 'file')} to {args.out}"
           + (f"; {replaced} of them replaced files of the same name there" if replaced else ""))
     if not args.keep_names and args.format in ("csv", "nifti"):
-        print("the images' file names are left out (they can name the patient): rows and files go by sample id; "
-              "--keep-names adds them")
+        by = "rows go by sample id" if args.format == "csv" else "files are numbered volumes, and labels.json lists " \
+            "the sample ids in each"
+        print(f"the images' file names are left out (they can name the patient): {by}; --keep-names adds them")
     if other:
         print(f"note: {args.out} holds {_count(other, 'other file')}, not from this export (an earlier one, of labels "
               "since removed or of another format?): left as they are")
     return 0
 
 
-def _files_under(folder: Path, most: int = 100_000) -> set[Path]:
-    """The files in an export's folder before it (a home folder given by mistake: looked at in part)."""
-    import itertools
-
-    return {p.resolve() for p in itertools.islice(folder.rglob("*"), most) if p.is_file()} if folder.is_dir() else set()
+def _files_under(folder: Path) -> set[Path]:
+    """The files an export could replace: those at the top of its folder, where every format writes."""
+    return {p.resolve() for p in folder.iterdir() if p.is_file()} if folder.is_dir() else set()
 
 
 def cmd_pretrain(args) -> int:

@@ -246,10 +246,12 @@ class LearningLoop(QObject):
             # when the scores stop arriving, not per chunk. The queue reads the stored scores.
             self._scoring = event.done < event.total
             self.scored = (event.done, event.total)
+            self.phase = "scoring"  # again after a pause: no phase event says so when the pass goes on
             if not self._scoring:
                 self.session.queue_changed.emit()
         elif kind == "failed":
             self._in_run = False
+            self.scored = None
             self.last_failure = event.message
             self._scoring_stopped()
         elif kind == "pretrained":
@@ -285,6 +287,7 @@ class LearningLoop(QObject):
         self.phase = ""
         self._in_run = False
         self.retrain_pending = False
+        self.scored = None
         self._scoring_stopped()
         self.status_changed.emit()
 

@@ -452,8 +452,7 @@ class Session(QObject):
             self.queue_changed.emit()  # the store left it out of the queue: `n` does not stop there again
             return
         self.sample = sample  # only now: a key pressed after a failed open labels what is on screen
-        if self.viewer.status == reading_note(sample):  # it stayed for as long as no mouse moved
-            self.viewer.status = f"opened sample {sample.id}"
+        self._forget_reading_note(sample, f"opened sample {sample.id}")
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
         if self.project.is_missing_slice(sample.id):  # possibly found just now: its file went
             self.viewer.status = missing_slice_note(sample.id)
@@ -536,10 +535,16 @@ class Session(QObject):
         volume, labels = read
         if isinstance(volume, Exception):
             self.reading = None
+            self._forget_reading_note(sample)
             show_error_message(f"Cannot read the images of sample {sample.id}: {volume}")
             return
         self.view.keep_volume(sample, volume, labels)
         self.open_sample(sample.id)
+
+    def _forget_reading_note(self, sample, instead: str = "Ready") -> None:
+        """"reading…" stayed in napari's status bar for as long as no mouse moved over the canvas."""
+        if self.viewer is not None and self.viewer.status == reading_note(sample):
+            self.viewer.status = instead
 
     def _cached_prediction(self, sample_id: int) -> PredictionView | None:
         """The kept prediction of a sample if the active model made it."""
@@ -951,9 +956,12 @@ class Session(QObject):
             self.viewer.status = refusal
             return False
         if self.project.task.kind == "classification":
-            accepted = self._accepted_class_note(pred)
-            self._save_note = f"{self._save_note}; {accepted}" if self._save_note else accepted
-            return self.label_class(int(pred.label), origin="accepted_prediction")
+            before, accepted = self._save_note, self._accepted_class_note(pred)
+            self._save_note = f"{before}; {accepted}" if before else accepted
+            if self.label_class(int(pred.label), origin="accepted_prediction"):
+                return True
+            self._save_note = before  # not saved: not said with the next save either
+            return False
         self.view.set_current_mask(pred.label)
         self._from_prediction.add(self.sample.id)
         if self.save_current() > 0:  # said with "saved" (on this thread, after this): a run of `a` is seen
@@ -969,9 +977,9 @@ class Session(QObject):
         text = f"{names[value]}, the prediction of v{pred.model_version}"
         if probabilities is None or len(probabilities) != len(names):
             return text + ", accepted"
-        order = np.argsort(probabilities)[::-1]
         text += f" ({probabilities[value]:.1%}), accepted"
-        runner_up = int(order[1]) if len(order) > 1 and int(order[0]) == value else None
+        others = [i for i in range(len(names)) if i != value]
+        runner_up = max(others, key=lambda i: probabilities[i]) if others else None
         if runner_up is not None and probabilities[value] - probabilities[runner_up] < CLOSE_CALL:
             text += f": a close call against {names[runner_up]} ({probabilities[runner_up]:.1%})"
         return text

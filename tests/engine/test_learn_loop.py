@@ -389,8 +389,10 @@ def test_no_full_run_while_a_failed_candidate_waits_for_a_label(project, short_r
 def test_a_classifier_waits_for_labels_of_two_classes_before_its_first_model(tmp_path):
     """A first model trained on one label predicted that class at 100% everywhere, was promoted with
     "val auc 0.000", and every queue row read "entropy 0.000, among the most uncertain"."""
+    from medlabeler.engine.errors import TrainingError
     from medlabeler.engine.io import scan_sources
     from medlabeler.engine.store import Project
+    from medlabeler.engine.workflows.train import train_project
 
     from .test_pipeline_datasets import fixed_groups, write_pngs
 
@@ -408,8 +410,19 @@ def test_a_classifier_waits_for_labels_of_two_classes_before_its_first_model(tmp
         events = []
         summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False), on_event=events.append)
         assert not summary.decisions and project.active_model() is None
-        assert events[-1].message == ("learning stopped (nothing to do: the first model needs training labels of two "
-                                      "classes (so far only normal))")
+        assert events[-1].message == ("learning stopped (nothing to do: training labels of two classes are needed "
+                                      "(so far only normal))")
+        # a Retrain asked for meanwhile is answered, not dropped
+        control = LoopControl()
+        control.request_retrain()
+        answered = []
+        for event in learn(project, control=control, config=TINY, score=False, poll_s=0.01):
+            answered.append(event)
+            if event.kind == "phase" and event.phase == "idle":
+                control.cancel()
+        assert answered[0].message == "Retrain: no candidate: training labels of two classes are needed (so far only normal)"
+        with pytest.raises(TrainingError, match="two classes are needed"):  # `medlabeler train` and the Train tab
+            run_to_end(train_project(project, method="supervised", config=TINY))
         project.save_label(next(s for s in train if classes[str(s.path)] == 1).id, 1)
         summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
         assert len(summary.decisions) == 1 and summary.decisions[0].promoted

@@ -87,6 +87,8 @@ def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_
     near_tie = SimpleNamespace(label=0, model_version=3, probabilities=np.array([0.52, 0.48]))
     assert session._accepted_class_note(near_tie) == (f"{CLASSES[0]}, the prediction of v3 (52.0%), accepted: "
                                                       f"a close call against {CLASSES[1]} (48.0%)")
+    tie = SimpleNamespace(label=0, model_version=3, probabilities=np.array([0.5, 0.5]))
+    assert session._accepted_class_note(tie).endswith(f"a close call against {CLASSES[1]} (50.0%)")
     # the "labeled" view names each class (it said "labeled" on every row)
     from medlabeler.ui import engine_calls as calls
 

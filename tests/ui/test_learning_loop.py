@@ -271,6 +271,12 @@ def test_the_progress_bar_counts_the_pool_while_the_loop_scores_it(make_napari_v
     assert (bar.value(), bar.maximum(), bar.text()) == (112, 235, "scored 112 of 235")
     loop._on_event(LoopEvent("scored", phase="scoring", done=235, total=235, message="scoring 235/235"))
     assert bar.text() == "scored 235 of 235"
+    loop._on_event(LoopEvent("phase", phase="scoring", message="scoring the pool with v3"))
+    loop._on_event(LoopEvent("phase", phase="paused", message="learning paused"))
+    loop._on_event(LoopEvent("scored", phase="scoring", done=128, total=235, message="scoring 128/235"))
+    assert bar.text() == "scored 128 of 235"  # the pass goes on after a pause: no phase event says so
+    loop._on_event(LoopEvent("failed", phase="scoring", message="scoring failed: disk full"))
+    assert bar.text() == "0%"  # not the failed pass's count beside its failure
     loop._on_event(LoopEvent("phase", phase="training", message="training a candidate"))
     assert (bar.value(), bar.text()) == (0, "0%")  # a run's bar again
     loop._on_event(LoopEvent("train", phase="training", run_event=Event(kind="step", step=5, total_steps=20)))
@@ -301,6 +307,12 @@ def test_retrain_says_what_it_asked_for_until_the_loop_acts_on_it(make_napari_vi
     loop._on_event(LoopEvent("phase", phase="training", message="training a candidate with the new labels"))
     loop._on_event(LoopEvent("train", phase="training", run_event=Event(kind="step", step=3, total_steps=100)))
     assert not loop.retrain_pending and train.status.text().startswith("step 3/100")
+    # asked for where nothing can train: the loop's answer replaces the request
+    loop._on_event(LoopEvent("phase", phase="idle", message="waiting for labels: 2 more start a candidate"))
+    qtbot.mouseClick(train.train_button, Qt.MouseButton.LeftButton)
+    answer = "Retrain: no candidate: training labels of two classes are needed (so far only white)"
+    loop._on_event(LoopEvent("phase", phase="idle", message=answer))
+    assert not loop.retrain_pending and train.status.text() == answer
 
 
 def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_viewer, qtbot, brain_project,

@@ -606,6 +606,13 @@ class Project:
             n_slices=source_shape[0] if slice_index is not None else None,
         )
 
+    def label_values(self, split: str | None = None) -> set[int]:
+        """The values the current labels hold (one query): classes of a classification, label
+        values of a segmentation's masks (1-based, background not counted); of ``split`` only."""
+        sql = "SELECT DISTINCT l.present FROM labels l JOIN samples s ON s.id = l.sample_id WHERE l.is_current = 1"
+        rows = self._query(sql + " AND s.split = ?", (split,)) if split else self._query(sql)
+        return {int(v) for (present,) in rows for v in json.loads(present)}
+
     def samples(self, split: str | None = None, labeled: bool | None = None, ids=None) -> list[Sample]:
         """Samples in id order, optionally only one split, only (un)labeled ones, only ``ids``."""
         where, args = [], []

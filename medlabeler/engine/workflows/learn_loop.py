@@ -174,24 +174,14 @@ def _has_train_labels(project) -> bool:
 
 
 def not_trainable_yet(project) -> str | None:
-    """Why the loop cannot train a first model on the labels so far, or None when it can.
+    """Why the loop cannot train a candidate on the labels so far, or None when it can (a
+    classifier needs training labels of two classes: `train.one_class_only`). Two queries: it
+    runs at every pass of an idle loop."""
+    from medlabeler.engine.workflows.train import one_class_only
 
-    A classifier trained on one class predicts it everywhere at 100%: every entropy is 0, the
-    queue ranks nothing, and its validation AUC means nothing; a new user saw that model promoted
-    with "val auc 0.000" after a first label. So its first model waits for two classes. (One mask
-    holds background and structure: segmentation starts at the first label.)
-    """
-    train = project.samples(split="train", labeled=True)
-    if not train:
+    if not _has_train_labels(project):
         return "label a training sample to start"
-    if project.task.kind != "classification" or newest_model(project) is not None:
-        return None
-    names = project.task.names
-    seen = sorted({int(label) for s in train if (label := project.load_label(s.id)) is not None})
-    if len(seen) >= 2:
-        return None
-    so_far = ", ".join(names[i] for i in seen if 0 <= i < len(names))
-    return f"the first model needs training labels of two classes (so far only {so_far})"
+    return one_class_only(project)
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -272,6 +262,9 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
             retrain = control.take_retrain()
             state = (since, len(project.samples(labeled=True)))
             not_yet = not_trainable_yet(project)
+            if retrain and not_yet is not None:  # said, not dropped: the Train tab waits for an answer
+                yield _phase(project, "idle", f"Retrain: no candidate: {not_yet}")
+                idle_reported = since
             due = not_yet is None and (retrain or since >= new_labels or (newest_model(project) is None and since > 0))
             if due and (retrain or state != tried_at):
                 idle_reported = idle_since = None

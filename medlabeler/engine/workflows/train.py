@@ -25,6 +25,24 @@ from medlabeler.engine.workflows.run_config import (arch_for, device_for, forwar
 from medlabeler.engine.workflows.promotion import TOLERANCE, promote_or_keep
 
 
+def one_class_only(project) -> str | None:
+    """Why a classifier cannot train on the training labels so far (they hold one class), or None.
+
+    One class alone makes a model that predicts it everywhere at 100%: its entropy is 0 on every
+    image, so the queue ranks nothing, and its validation AUC means nothing (a new user saw one
+    promoted with "val auc 0.000"). Segmentation is not concerned: one mask holds background and
+    structure.
+    """
+    if project.task.kind != "classification":
+        return None
+    seen = sorted(project.label_values(split="train"))
+    if len(seen) >= 2 or not seen:
+        return None
+    names = project.task.names
+    return (f"training labels of two classes are needed (so far only "
+            f"{', '.join(names[i] for i in seen if 0 <= i < len(names))})")
+
+
 def train_project(project, *, method: str | None = None, init=None, epochs: int | None = None,
                   steps: int | None = None, budget_s: float | None = None, config: dict | None = None,
                   cancel=None, promote: bool = True, tolerance: float | None = None) -> Generator:
@@ -49,6 +67,9 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     task = project.task
     if not (init in (None, "", "none", "scratch", "pretrained") or str(init).isdigit()):
         raise TrainingError(f"init must be 'scratch', 'pretrained' or a model version, not {init!r}")
+    one_class = one_class_only(project)
+    if one_class:
+        raise TrainingError(f"nothing to train a classifier on: {one_class}")
     rec = recommendation(project, config)
     method = method or rec.method
     config = _budget_config(config, rec.config if method == rec.method else

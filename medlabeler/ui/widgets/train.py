@@ -304,6 +304,7 @@ class TrainWidget(QWidget):
         self.cancel_button.setEnabled(False)
         self._cancelling = False  # Cancel pressed, the run not ended yet
         self._failure_shown = ""  # the loop's failed run last shown in the status
+        self._request_shown = False  # the status says what a Retrain asked the loop for
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
@@ -465,6 +466,10 @@ class TrainWidget(QWidget):
         self.pause_button.blockSignals(False)
         self.loop_status.set_parts([] if self.session.project is None else self.learning.status_parts())
         self._show_scoring()
+        if self._request_shown and not self.learning.retrain_pending:
+            self._request_shown = False
+            if self.learning.phase == "idle":  # answered without a run ("Retrain: no candidate: ...")
+                self.status.setText(self.learning.now)
         busy = self.session.training_running
         self.train_button.setEnabled(self.session.project is not None and (running or not busy))
         self.cancel_button.setEnabled(busy)
@@ -498,6 +503,7 @@ class TrainWidget(QWidget):
             rec = calls.recommendation(self.session.project)
             self.status.setText(retrain_request_text(self.learning.now, self.learning.phase, rec.text(),
                                                      in_run=self.learning.run_under_way))
+            self._request_shown = True
             return True
         init = INIT_CHOICES.get(self.init_combo.currentText())
         if init == "active":
@@ -715,6 +721,8 @@ class TrainWidget(QWidget):
                 text += (f" ({mine.name} {value} against v{before}'s {other} on the "
                          f"{calls.labels_text(mine.n_val, mine.split)} of now)")
         text += f". Roll back returns to v{before}."
-        if self.learning.running:
-            text += " Learning goes on: a candidate that validates at least as well replaces it (Pause keeps it)."
+        if self.learning.running and self.learning.paused:
+            text += " Learning is paused: after Resume, a candidate that promotion accepts replaces it."
+        elif self.learning.running:
+            text += " Learning goes on: a candidate that promotion accepts replaces it (Pause keeps it)."
         return text
