@@ -86,6 +86,7 @@ def run(args) -> int:
         pool = common.train_pool(base, data)
         rng = np.random.default_rng(seed)
         initial = [pool[i] for i in sorted(rng.choice(len(pool), size=min(args.per_round, len(pool)), replace=False))]
+        initial = common.with_two_classes(initial, pool, data, seed)
         common.reveal(base, data, initial)
         metric0, _m, info = _train_eval(base, data, config, args, f"seed {seed} round 0")
         say(f"seed {seed}: {len(pool)} train samples in the pool, {revealed['val']} val / {revealed['test']} test "

@@ -120,6 +120,22 @@ def has_truth(data, sample) -> bool:
     return data.truth(sample) is not None
 
 
+def with_two_classes(picked: list, pool: list, data, seed: int) -> list:
+    """No run trains a classifier on one class (`train.one_class_only`): where a draw of two or more
+    labels holds one class and the pool others, its last pick is swapped for a sample of another
+    class, drawn with `seed`."""
+    if data.task != "classification" or len(picked) < 2:
+        return picked
+    classes = {data.truth(s) for s in picked}
+    if len(classes) >= 2:
+        return picked
+    ids = {s.id for s in picked}
+    others = [s for s in pool if s.id not in ids and data.truth(s) is not None and data.truth(s) not in classes]
+    if not others:
+        return picked
+    return picked[:-1] + [others[int(np.random.default_rng(seed).integers(len(others)))]]
+
+
 def reveal(project, data, samples: Iterable) -> int:
     """Save the oracle's label of each sample, as a clinician would (origin manual, author oracle)."""
     count = 0

@@ -203,7 +203,9 @@ def _grow(pool: list, chosen: list, count, seed: int, data) -> list:
         return list(pool)
     taken = {s.id for s in chosen}
     rest = [s for s in pool if s.id not in taken]
-    return chosen + common.spread_pick(rest, max(0, count - len(chosen)), seed, common.empty_mask(data))
+    grown = chosen + common.spread_pick(rest, max(0, count - len(chosen)), seed, common.empty_mask(data))
+    # the swap touches the last pick only: a new one, never a label already revealed
+    return common.with_two_classes(grown, pool, data, seed) if len(grown) > len(chosen) else grown
 
 
 def _measure(runner, data, ssl, method, count, n_labels: int, seed: int) -> dict:

@@ -89,7 +89,7 @@ def test_label_counts_grow_nested_and_full_comes_last():
     with pytest.raises(InputError, match="--labels"):
         parse_label_counts("4,many")
     pool = [SimpleNamespace(id=i) for i in range(40)]
-    data = SimpleNamespace(task="classification")
+    data = SimpleNamespace(task="classification", truth=lambda s: s.id % 2)
     four = _grow(pool, [], 4, 0, data)
     eight = _grow(pool, four, 8, 0, data)
     assert len(four) == 4 and len(eight) == 8 and eight[:4] == four
@@ -202,3 +202,16 @@ def test_throughput_benchmark_compares_our_loop_with_a_plain_loop(tmp_path, caps
     assert {(r["benchmark"], r["loop"]) for r in rows} == {
         ("train", "ours"), ("train", "plain"), ("train", "plain+augment"), ("pretrain", "simclr"), ("pretrain", "pcl")}
     assert all(float(r["images_per_second"]) > 0 for r in rows)
+
+
+def test_a_draw_of_labels_for_a_classifier_holds_two_classes():
+    """No run trains a classifier on one class now: a benchmark's random first labels must not be one."""
+    from medlabeler.benchmarks.common import with_two_classes
+
+    pool = [SimpleNamespace(id=i) for i in range(10)]
+    truth = {i: int(i >= 8) for i in range(10)}  # classes 0 (ids 0-7) and 1 (ids 8, 9)
+    data = SimpleNamespace(task="classification", truth=lambda s: truth[s.id])
+    picked = with_two_classes(pool[:3], pool, data, seed=0)
+    assert [s.id for s in picked[:2]] == [0, 1] and picked[2].id in (8, 9)
+    assert with_two_classes([pool[0], pool[8]], pool, data, seed=0) == [pool[0], pool[8]]  # two already
+    assert with_two_classes(pool[:3], pool, SimpleNamespace(task="segmentation"), seed=0) == pool[:3]
