@@ -352,6 +352,11 @@ def test_status_counts(cls, seg):
     # "brain 3" in the Project tab read as nothing in particular
     assert per_class_text("segmentation", st["per_class"]) == ["liver: in 1 label", "tumour: in 2 labels"]
     assert per_class_text("classification", {"benign": 1}) == ["benign: 1 labeled"]
+    for project in (cls, seg):  # the loop's counts at each pass: one count query, the same numbers
+        for split in (None, "train", "val", "test"):
+            for labeled in (None, True, False):
+                assert project.count_samples(split, labeled) == len(project.samples(split, labeled))
+    assert seg.count_samples(labeled=True) == 3 and cls.label_values() == {0, 1, 2} and seg.label_values() == {1, 2}
 
 
 def test_mask_round_trip_and_files_never_overwritten(seg):

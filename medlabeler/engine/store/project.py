@@ -615,6 +615,20 @@ class Project:
 
     def samples(self, split: str | None = None, labeled: bool | None = None, ids=None) -> list[Sample]:
         """Samples in id order, optionally only one split, only (un)labeled ones, only ``ids``."""
+        where, args = self._sample_filter(split, labeled, ids)
+        sql = f"SELECT {_SAMPLE_COLUMNS} FROM samples"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [self._sample_from_row(r) for r in self._query(sql + " ORDER BY id", args)]
+
+    def count_samples(self, split: str | None = None, labeled: bool | None = None) -> int:
+        """``len(samples(split, labeled))`` in one count: the learning loop asks at every pass."""
+        where, args = self._sample_filter(split, labeled, None)
+        sql = "SELECT count(*) FROM samples" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self._query(sql, args)[0][0])
+
+    @staticmethod
+    def _sample_filter(split: str | None, labeled: bool | None, ids) -> tuple[list[str], list]:
         where, args = [], []
         if ids is not None:  # one JSON array: no limit on the number of SQL parameters
             where.append("id IN (SELECT value FROM json_each(?))")
@@ -627,10 +641,7 @@ class Project:
         if labeled is not None:
             exists = "EXISTS (SELECT 1 FROM labels l WHERE l.sample_id = samples.id AND l.is_current = 1)"
             where.append(exists if labeled else f"NOT {exists}")
-        sql = f"SELECT {_SAMPLE_COLUMNS} FROM samples"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [self._sample_from_row(r) for r in self._query(sql + " ORDER BY id", args)]
+        return where, args
 
     def sample(self, sample_id: int) -> Sample:
         """One sample by id; ProjectError if there is none."""

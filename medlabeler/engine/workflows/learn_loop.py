@@ -170,7 +170,7 @@ def labels_since_model(project) -> int:
 
 
 def _has_train_labels(project) -> bool:
-    return bool(project.samples(split="train", labeled=True))
+    return project.count_samples(split="train", labeled=True) > 0
 
 
 def not_trainable_yet(project) -> str | None:
@@ -260,7 +260,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                 continue
             since = labels_since_model(project)
             retrain = control.take_retrain()
-            state = (since, len(project.samples(labeled=True)))
+            state = (since, project.count_samples(labeled=True))
             not_yet = not_trainable_yet(project)
             if retrain and not_yet is not None:  # said, not dropped: the Train tab waits for an answer
                 yield _phase(project, "idle", f"Retrain: no candidate: {not_yet}")
