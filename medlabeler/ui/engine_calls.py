@@ -384,9 +384,11 @@ def _label_word(project, sample_id: int) -> str:
     """"labeled: melanoma" for a class (a new user's "labeled" view said only "labeled" on every row)."""
     if project.task.kind != "classification":
         return "labeled"
-    value = project.load_label(sample_id)
-    names = project.task.names
-    return f"labeled: {names[int(value)]}" if value is not None and 0 <= int(value) < len(names) else "labeled"
+    label, names = project.label(sample_id), project.task.names
+    if label is None or label.value is None or not 0 <= int(label.value) < len(names):
+        return "labeled"
+    how = {"accepted_prediction": ", the model's, accepted"}.get(label.origin, "")
+    return f"labeled: {names[int(label.value)]}{how}"
 
 
 def model_metric(metrics: dict) -> tuple[str, float] | None:

@@ -94,6 +94,7 @@ def test_classify_with_keys_retrain_and_review(make_napari_viewer, qtbot, class_
 
     rows = {row.sample: row.reason for row in calls.queue_rows(project, view="labeled")}
     assert all(rows[sid] == f"labeled: {CLASSES[value]} ({project.sample(sid).split})" for sid, value in done.items())
+    assert rows[sample.id] == f"labeled: {CLASSES[int(pred.label)]}, the model's, accepted ({sample.split})"
 
 
 def test_a_damaged_image_does_not_open_and_a_key_labels_what_is_on_screen(make_napari_viewer, tmp_path, brain_pngs,

@@ -806,7 +806,8 @@ def test_activating_an_older_model_says_how_it_validates_and_the_choice_follows_
     assert session.project.active_model().version == first
     mine, theirs = figures_apart(promoted.active_value, promoted.candidate_value)
     assert train.status.text() == (f"v{first} is active, as you chose (dice {mine} against v{second}'s {theirs} "
-                                   f"on the 1 validation label of now). Roll back returns to v{second}.")
+                                   f"on the 1 validation label of now). Roll back makes v{second} active again.")
+    assert f"last decision: v{first} activated by hand" in train.loop_status.toolTip()  # not "promoted v2"
     run_to_end(train_project(session.project, method="supervised", config={**TINY, "steps": 1}, promote=False))
     train.refresh_models()  # a third version: v1's row moves down, and the selection with it
     assert train._selected_version() == first and train.models_table.rowCount() == 3
@@ -841,7 +842,7 @@ def test_activating_a_kept_model_by_hand_says_what_validation_said_and_the_way_b
     qtbot.waitUntil(lambda: not session.jobs.busy, timeout=60_000)
     assert session.project.active_model().version == candidate
     assert train.status.text() == (f"v{candidate} is active, as you chose, though promotion had kept it back ({kept.message}). "
-                                   f"Roll back returns to v{kept.active}.")
+                                   f"Roll back makes v{kept.active} active again.")
     train.refresh_models()  # a hand activation measures nothing: the figure stays (it had turned to "—")
     assert train.models_table.item(0, COL_METRIC).text() == f"dice {kept.candidate_value:.3f}"
     qtbot.mouseClick(train.rollback_button, Qt.MouseButton.LeftButton)

@@ -720,7 +720,7 @@ class TrainWidget(QWidget):
                 value, other = calls.figures_apart(mine.value, theirs.value)
                 text += (f" ({mine.name} {value} against v{before}'s {other} on the "
                          f"{calls.labels_text(mine.n_val, mine.split)} of now)")
-        text += f". Roll back returns to v{before}."
+        text += f". Roll back makes v{before} active again."
         if self.learning.running and self.learning.paused:
             text += " Learning is paused: after Resume, a candidate that promotion accepts replaces it."
         elif self.learning.running:
