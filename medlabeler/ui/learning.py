@@ -168,6 +168,12 @@ class LearningLoop(QObject):
         self.status_changed.emit()
 
     @main_thread_only
+    def activated_by_hand(self, version: int) -> None:
+        """The last decision is the clinician's now: "promoted v2" stood above "v1 is active"."""
+        self.last_decision = f"v{int(version)} activated by hand"
+        self.status_changed.emit()
+
+    @main_thread_only
     def retrain(self) -> None:
         if self.control is not None and self.running:
             self.control.request_retrain()

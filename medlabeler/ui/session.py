@@ -1114,9 +1114,7 @@ class Session(QObject):
         self.predictions.clear()
         if self.view is not None:
             self.view.clear_prediction()
-        # the loop's "last decision: promoted v2" stood above "v1 is active, as you chose"
-        self.learning.last_decision = f"v{int(version)} activated by hand"
-        self.learning.status_changed.emit()
+        self.learning.activated_by_hand(version)
         self.prediction_changed.emit(None)
         self.models_changed.emit()
         self.queue_changed.emit()

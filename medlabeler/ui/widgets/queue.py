@@ -212,10 +212,11 @@ class QueueWidget(QWidget):
         bold.setBold(True)
         metrics = QFontMetrics(bold)
         margins = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table) + 1)
+        measured = range(self.table.rowCount()) if whole else rows  # whole: the unchanged bold row too
         for column in range(3):
             if whole:
                 self.table.resizeColumnToContents(column)
-            items = (self.table.item(r, column) for r in rows)
+            items = (self.table.item(r, column) for r in measured)
             widest = max((metrics.horizontalAdvance(item.text()) for item in items if item is not None), default=0)
             needed = widest + margins + CELL_PADDING
             if self.table.columnWidth(column) < needed:
