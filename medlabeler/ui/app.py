@@ -113,10 +113,16 @@ def give_canvas_its_own_window(viewer) -> bool:
 
 
 def build_app(viewer, project_path: str | Path | None = None):
-    """Dock the widgets and open ``project_path`` (if given) in an existing viewer."""
+    """Dock the widgets and open ``project_path`` (if given) in an existing viewer. The app keeps
+    its layers from one project to the next; started with no project, it makes them now (hidden),
+    so that the first project opened later does not stall the window while napari adds them."""
     widget = dock_widgets(viewer)
+    widget.session.keep_layers = True
     if project_path:
         widget.session.open_project(project_path)
+    else:  # what opening a project would pay, paid while the clinician picks it
+        widget.session.make_spare_layers()
+        widget.session.warm_up()
     return widget
 
 
@@ -142,7 +148,8 @@ def run_app(project_path: str | Path | None = None) -> None:
     import napari
 
     log_to_stderr()
-    viewer = new_viewer()
+    viewer = new_viewer(show=False)  # the layers are made before the window shows (build_app)
     build_app(viewer, project_path)
+    viewer.window.show()
     fit_window(viewer)
     napari.run()

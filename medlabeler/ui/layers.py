@@ -36,6 +36,10 @@ PREDICTION_CONTOUR = 1
 
 #: The uncertainty map is a hint over the image, not a replacement for it.
 UNCERTAINTY_OPACITY = 0.35
+#: The layers made before any project opens (`make_spare_layers`), bottom to top, and the shape of
+#: their placeholder data: a stack of one slice, so napari shows no slider for it.
+SPARE_KINDS = (IMAGE, PREDICTION, UNCERTAINTY, LABELS)
+SPARE_SHAPE = (1, 8, 8)
 #: Largest number of pixels for which robust contrast limits are computed on every voxel.
 _CONTRAST_SAMPLE = 2_000_000
 
@@ -164,11 +168,65 @@ def warm_up_layers() -> None:
         pass
 
 
+def layer_spec(kind: str, names, colors) -> tuple[str, type, dict]:
+    """(layer type, dtype, keyword arguments) of the labels layer or an overlay, for a project
+    with label ``names`` and ``colors``."""
+    if kind in (LABELS, PREDICTION):
+        return "labels", np.uint8, {"opacity": 0.6 if kind == LABELS else 0.45,
+                                    "colormap": label_colormap(names, colors), "features": label_features(names)}
+    if kind == IMAGE:
+        return "image", np.float32, {"colormap": "gray", "contrast_limits": (0.0, 1.0)}
+    return "image", np.float32, {"colormap": "inferno", "blending": "additive", "contrast_limits": (0.0, 1.0),
+                                 "opacity": UNCERTAINTY_OPACITY if kind == UNCERTAINTY else 0.5}
+
+
+def placeholder(ndim: int, dtype) -> np.ndarray:
+    """What a kept layer holds while no project uses it: a few bytes, of its dimensions."""
+    return np.zeros(SPARE_SHAPE[-ndim:] if ndim <= len(SPARE_SHAPE) else (1,) * (ndim - 2) + SPARE_SHAPE[1:], dtype)
+
+
+@main_thread_only
+def make_spare_layers(viewer) -> dict[str, object]:
+    """The layers of a slice stack (what a CT, an MRI and the demo open in), hidden and empty,
+    made before any project opens, for `SampleView` to take. Adding a napari layer holds the
+    event loop 100-170 ms on a 2-core CPU (its canvas visual, its controls, the sliders), whatever
+    its size; giving an existing hidden layer a 512x512x300 volume takes 10-15 ms. Made at the
+    app's start, they turn a project's opening from one stall of about 300 ms into a few short
+    ones. A 2D project (an X-ray, a photo) makes its own layers instead."""
+    made = {}
+    for kind in SPARE_KINDS:
+        layer_type, dtype, kwargs = layer_spec(kind, ["label"], ["#808080"])
+        add = viewer.add_labels if layer_type == "labels" else viewer.add_image
+        made[kind] = add(placeholder(len(SPARE_SHAPE), dtype), name=layer_name(kind), visible=False, **kwargs)
+    make_marker_overlays(viewer, warm=True)
+    viewer.layers.selection.clear()  # no layer controls for an empty placeholder
+    return made
+
+
+def make_marker_overlays(viewer, warm: bool = False) -> None:
+    """The canvas overlays that hold the patient directions (`SampleView._place_markers`), blank;
+    none before napari 0.9, which has no canvas overlays. ``warm``: holding every letter, unseen,
+    so that napari's next frame renders their glyphs (14 glyphs: 70-150 ms as a scan first
+    showed)."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    if overlays is None:
+        return
+    from napari.components.overlays import TextOverlay
+
+    for position in MARKER_POSITIONS:
+        if MARKER_PREFIX + position not in overlays:
+            overlays[MARKER_PREFIX + position] = TextOverlay(
+                position=position, font_size=MARKER_FONT_SIZE, color=MARKER_COLOR if not warm else "transparent",
+                text=MARKER_LETTERS if warm else "", visible=True)
+
+
 #: Where the patient-direction letters go on the canvas: (top, bottom, left, right), as
 #: engine.io.image.screen_markers gives them.
 MARKER_POSITIONS = ("top_center", "bottom_center", "middle_left", "middle_right")
 MARKER_PREFIX = "medlabeler_marker_"
 MARKER_FONT_SIZE = 12
+#: Every letter a marker may show (engine.io.image.screen_markers)
+MARKER_LETTERS = "APRLSI"
 MARKER_COLOR = "#ffd54f"  # amber: read on grey anatomy and on black air, apart from every label colour
 
 #: The CT windows `w` steps through after the file's own, narrowest first.
@@ -231,6 +289,14 @@ def _changed_slices(data: np.ndarray, baseline: np.ndarray) -> list[int]:
     return changed
 
 
+def _window_open(viewer) -> bool:
+    """Whether ``viewer``'s window is still there (napari deletes it as the viewer closes: a step
+    of an opening left for later must not add a layer to a closed viewer). A viewer never shown
+    gets no Hide event, so the session is not told that it closed."""
+    window = getattr(viewer, "window", None)
+    return window is None or hasattr(window, "_qt_window")  # napari's private attribute, as its test fixture reads it
+
+
 def _slice_at_a_time(dims) -> bool:
     """Whether napari shows the volume's slices one at a time, as saved (2D, along the first axis)."""
     return dims.ndisplay == 2 and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1)
@@ -271,7 +337,9 @@ class PredictionView:
 class SampleView:
     """Layers of the open sample in one napari viewer."""
 
-    def __init__(self, viewer, project, pending=None):
+    def __init__(self, viewer, project, pending=None, spare: dict | None = None):
+        """``spare``: layers made before (`make_spare_layers`, or an earlier project's, from
+        `remove_layers(keep=True)`) to show this project's samples in, rather than adding new ones."""
         self.viewer = viewer
         self.project = project
         self._pending = pending or dict  # () -> {sample id: label being written}: newer than the store
@@ -287,6 +355,12 @@ class SampleView:
         self.window_choice: str | None = None  # a CT window picked with `w`, kept across scans; None: the file's
         self._markers: tuple[str, str, str, str] | None = None  # patient directions of the scan on screen
         self._camera_before: tuple | None = None  # napari's 2D orientation before a scan turned it
+        self._restyle: set[str] = set()  # layers taken from before that still have another project's look
+        self._to_show: list[str] = []  # layers hidden while a new volume went in, shown one per turn
+        self._steps: list = []  # what is left of an opening, one step a turn (`_later`)
+        self._labels_mode = "paint"  # the labels layer's tool while it is hidden for a new volume
+        self._stepping: Shown | None = None  # what the steps under way are for
+        self._take(spare or {})
         for emitter in (viewer.dims.events.order, viewer.dims.events.ndisplay):
             emitter.connect(self._place_markers)
             emitter.connect(self._view_turned)
@@ -343,12 +417,36 @@ class SampleView:
 
     def _layer_spec(self, kind: str) -> tuple[str, type, dict]:
         """(layer type, dtype, keyword arguments) of the labels layer or an overlay."""
-        if kind in (LABELS, PREDICTION):
-            return "labels", np.uint8, {"opacity": 0.6 if kind == LABELS else 0.45,
-                                        "colormap": label_colormap(self.task.names, self.task.colors),
-                                        "features": label_features(self.task.names)}
-        return "image", np.float32, {"colormap": "inferno", "blending": "additive", "contrast_limits": (0.0, 1.0),
-                                     "opacity": UNCERTAINTY_OPACITY if kind == UNCERTAINTY else 0.5}
+        return layer_spec(kind, self.task.names, self.task.colors)
+
+    def _kinds(self) -> tuple[str, ...]:
+        """The layers this project's samples open in."""
+        return (IMAGE, LABELS, *self.overlay_kinds()) if self.task.kind == "segmentation" else (IMAGE, *self.overlay_kinds())
+
+    def _take(self, spare: dict) -> None:
+        """Take the layers an earlier project (or the app's start) left: those this project uses
+        get its look when first given data (`_restyle`); the others leave the viewer."""
+        for kind, layer in spare.items():
+            if layer not in self.viewer.layers:
+                continue  # deleted by the user meanwhile
+            if kind in self._kinds():
+                self.layers[kind] = layer
+                self._restyle.add(kind)
+            else:
+                self.viewer.layers.remove(layer)
+
+    def _apply_look(self, kind: str, layer) -> None:
+        """Give a layer taken from before (`_take`) this project's label names, colours and look."""
+        if kind not in self._restyle:
+            return
+        self._restyle.discard(kind)
+        if kind == IMAGE:
+            return  # its colormap and window come with its data (`_replace_layers`)
+        _, _, kwargs = self._layer_spec(kind)
+        for name in ("colormap", "features", "opacity", "blending"):
+            if name in kwargs:
+                setattr(layer, name, kwargs[name])
+        self._style(kind, layer)
 
     def overlay_kinds(self) -> tuple[str, ...]:
         """The overlays this project's predictions have."""
@@ -361,6 +459,7 @@ class SampleView:
 
     def _replace_layers(self, sample, key) -> None:
         """Put another volume or image on screen, reusing the layers (adding napari layers is slow)."""
+        self._steps.clear()  # the rest of an earlier opening: queued again below where still due
         if sample.slice_index is not None:
             pixels, scale, limits, orientation, markers = self._volume(sample)
             slices = volume_slices(self.project, key)
@@ -391,7 +490,6 @@ class SampleView:
             labels, self.shown.baseline = self._load_labels()
             self._set_layer(LABELS, labels, "labels", scale=scale, **self._layer_spec(LABELS)[2])
         self._blank_overlays()
-        self.prepare_overlays_soon()
         if pixels.ndim == 3 and not rgb:  # the slider reads "slice 50", as the queue does (from 0)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
         camera = self._camera()
@@ -406,19 +504,50 @@ class SampleView:
         self._markers = markers
         if self._markers_made():
             self._place_markers()
-        else:  # napari renders the letters' font the first time: 55 ms of its own turn
-            self._soon(self._place_markers)
+        else:  # napari makes the letters' overlays: 55 ms
+            self._later(self._place_markers)
+        for _ in self._to_show:
+            self._later(self._show_next)
+        self.prepare_overlays_soon()
+
+    def _show_next(self) -> None:
+        """Show the next layer hidden while a new volume went in (napari slices and draws it)."""
+        if self._to_show:
+            kind = self._to_show.pop(0)
+            layer = self.layers.get(kind)
+            if layer is not None and layer in self.viewer.layers:
+                layer.visible = True
+                if kind == LABELS and layer.editable and layer.mode != self._labels_mode:
+                    layer.mode = self._labels_mode  # the tool it had (paint for a new project's)
+
+    def _later(self, step) -> None:
+        """Run ``step`` in a turn of the event loop of its own, after the steps queued before it,
+        if this view still shows what it shows now. Opening a 512x512x300 CT in one turn (its
+        image, labels, two hidden overlays, the direction letters) held the event loop 530 ms;
+        one step a turn, napari draws between them and no stall adds them all up."""
+        self._steps.append(step)
+        if self._stepping is not self.shown:
+            self._stepping = self.shown
+            self._soon(self._next_step)
+
+    def _next_step(self) -> None:
+        try:
+            if self._steps:
+                self._steps.pop(0)()
+        finally:
+            if self._steps:
+                self._soon(self._next_step)
+            else:
+                self._stepping = None
 
     def _soon(self, call) -> None:
-        """``call`` on the next turn of the event loop, if this view still shows what it shows now.
-        Opening a 512x512x300 CT added its image, labels, two hidden overlays and the direction
-        letters in one stall of 530 ms; in turns of their own, no stall adds them all up."""
+        """``call`` on the next turn of the event loop, if this view still shows what it shows now."""
         from qtpy.QtCore import QTimer
 
         shown = self.shown
 
         def run() -> None:
-            if shown is not None and self.shown is shown:
+            if shown is not None and self.shown is shown and _window_open(self.viewer):
                 try:
                     call()
                 except RuntimeError:  # the window closed meanwhile (its Qt objects are gone)
@@ -439,8 +568,6 @@ class SampleView:
         overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
         if overlays is None:
             return
-        from napari.components.overlays import TextOverlay
-
         markers, dims = self._markers, self.viewer.dims
         if markers is not None and not _slice_at_a_time(dims):
             markers = None
@@ -449,13 +576,15 @@ class SampleView:
             if name not in overlays:
                 if not letter:
                     continue
-                overlays[name] = TextOverlay(position=position, font_size=MARKER_FONT_SIZE, color=MARKER_COLOR)
+                make_marker_overlays(self.viewer)
             overlay = overlays[name]
             # Blanked, never hidden: a canvas overlay turning visible again makes napari re-parent
             # every canvas overlay, and drawing the labels brush circle after that segfaults in
             # Mesa (a volume project, then a 2D one, then a volume again crashed the app).
             if overlay.text != letter:
                 overlay.text = letter
+            if np.asarray(overlay.color)[-1] == 0:  # made unseen, to render the glyphs early
+                overlay.color = MARKER_COLOR
             overlay.visible = True
 
     def _window_limits(self) -> tuple[float, float]:
@@ -538,12 +667,27 @@ class SampleView:
         return self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
 
     @main_thread_only
-    def remove_layers(self) -> None:
-        ours = list(self.layers.values())
+    def remove_layers(self, keep: bool = False) -> dict[str, object]:
+        """Take this view's layers off the viewer; ``keep``: hide and empty them instead, for the
+        next project's view to take (returned). RGB images are not kept (no other project shows
+        its images in them)."""
+        ours = dict(self.layers)
         self.layers.clear()  # first: a layer leaving while still listed here is one the user deleted
-        for layer in ours:
-            if layer in self.viewer.layers:
+        self._to_show.clear()
+        kept = {}
+        for kind, layer in ours.items():
+            if layer not in self.viewer.layers:
+                continue
+            if keep and not getattr(layer, "rgb", False):
+                # the volume's memory goes, and with the layer still shown its thumbnail too (napari
+                # draws a thumbnail only while shown): no patient's image left in the layer list
+                layer.data = placeholder(layer.data.ndim, layer.data.dtype)
+                layer.visible = False
+                kept[kind] = layer
+            else:
                 self.viewer.layers.remove(layer)
+        if kept:
+            self.viewer.layers.selection.clear()
         if self._camera_before is not None:  # the user's own layers are shown as before the project
             self._camera().orientation2d = self._camera_before
             self._camera_before = None
@@ -553,6 +697,7 @@ class SampleView:
         for emitter in (self.viewer.dims.events.order, self.viewer.dims.events.ndisplay):
             emitter.disconnect(self._place_markers)
             emitter.disconnect(self._view_turned)
+        return kept
 
     # --- labels -------------------------------------------------------------------------------
     @property
@@ -728,22 +873,37 @@ class SampleView:
             and layer in self.viewer.layers
             and layer.data.ndim == data.ndim
             and getattr(layer, "rgb", False) == kwargs.get("rgb", False)
-            and layer.data.dtype == data.dtype
+            and (layer.data.dtype == data.dtype or kind == IMAGE)  # napari converts an image's pixels for the screen
         )
         if not reusable:
+            self._restyle.discard(kind)
             self._drop_layer(kind)
             if kind in DEFAULT_VISIBLE:
                 kwargs = {**kwargs, "visible": self.overlay_visible[kind]}
             self._add_layer(kind, layer_type, data, **kwargs)
             self.select_top()
             return
+        shown_after = layer.visible or kind in self._restyle or kind in self._to_show
+        self._apply_look(kind, layer)
+        if kind in (IMAGE, LABELS) and shown_after and data.ndim >= 3 and layer.data.shape != data.shape:
+            # Another volume: napari slices and draws a hidden layer only once it is shown, so the
+            # data goes in hidden and each layer is shown in a turn of its own (`_later`). In
+            # one turn the image and labels of a 512x512x300 CT held the event loop 100-130 ms.
+            if kind == LABELS and layer.mode != "pan_zoom":
+                self._labels_mode = layer.mode  # napari turns a hidden layer's tool to pan_zoom
+            layer.visible = False
+            if kind not in self._to_show:
+                self._to_show.append(kind)
         limits = kwargs.get("contrast_limits")
         if limits is not None:  # widen the range first so the new data never clips
             layer.contrast_limits_range = (min(limits[0], layer.contrast_limits_range[0]),
                                            max(limits[1], layer.contrast_limits_range[1]))
         layer.data = data
-        if tuple(layer.scale) != tuple(kwargs.get("scale", layer.scale)):
-            layer.scale = kwargs["scale"]
+        scale = kwargs.get("scale", layer.scale)
+        if tuple(layer.scale) != tuple(scale) or not layer.visible:
+            # napari takes a hidden layer's new extent only as its scale is set (its data setter
+            # keeps the extent cached before): the slider and the camera kept the placeholder's
+            layer.scale = scale
         if limits is not None:
             layer.contrast_limits_range = limits
             layer.contrast_limits = limits
@@ -752,51 +912,81 @@ class SampleView:
 
     @main_thread_only
     def prepare_overlays_soon(self) -> None:
-        """`prepare_overlays` on the next turn of the event loop: right after the image opens, in
-        a stall of its own (186 ms for the two hidden overlays of a 512x512x300 CT)."""
-        self._soon(self.prepare_overlays)
+        """`prepare_overlays` in turns of the event loop of their own (`_later`), one overlay
+        each, right after the image opens: made or resized for a 512x512x300 CT, two hidden
+        overlays held the event loop 186 ms when made and 45 ms when resized in one turn."""
+        def next_one() -> None:
+            if self._prepare_overlay():
+                self._later(next_one)
+
+        self._later(next_one)
 
     @main_thread_only
     def prepare_overlays(self) -> None:
-        """Create the (hidden, empty) overlay layers now, at a user action, rather than when a
-        prediction arrives in the background: adding a napari layer can take a second."""
+        """Create (or fit to the image on screen) the hidden, empty overlay layers now, at a user
+        action, rather than when a prediction arrives in the background: adding a napari layer
+        can take a second."""
+        while self._prepare_overlay():
+            pass
+
+    def _prepare_overlay(self) -> bool:
+        """Make or fit the first overlay layer that is missing or another image's shape (hidden,
+        empty); False when none was left to do."""
         if self.shown is None:
-            return
+            return False
         shape = self._label_shape()
-        scale = self.shown.scale
         for kind in self.overlay_kinds():
-            if kind in self.layers and self.layers[kind] in self.viewer.layers:
-                continue
+            layer = self.layers.get(kind)
+            if layer is not None and layer in self.viewer.layers:
+                if layer.data.shape == shape:
+                    continue
+                if layer.data.ndim == len(shape):
+                    self._apply_look(kind, layer)
+                    layer.data = np.zeros(shape, dtype=layer.data.dtype)
+                    layer.scale = self.shown.scale
+                    return True
+                self._drop_layer(kind)  # kept from a volume for a 2D image: napari cannot change a layer's dimensions
             layer_type, dtype, kwargs = self._layer_spec(kind)
-            self._add_layer(kind, layer_type, np.zeros(shape, dtype), scale=scale, visible=False, **kwargs)
-        self.select_top()
+            self._add_layer(kind, layer_type, np.zeros(shape, dtype), scale=self.shown.scale, visible=False, **kwargs)
+            self.select_top()
+            return True
+        return False
 
     def _add_layer(self, kind: str, layer_type: str, data: np.ndarray, **kwargs) -> None:
         add = self.viewer.add_labels if layer_type == "labels" else self.viewer.add_image
         layer = self.layers[kind] = add(data, name=layer_name(kind), **kwargs)
+        self._style(kind, layer)
+
+    @staticmethod
+    def _style(kind: str, layer) -> None:
         if kind == PREDICTION and hasattr(layer, "contour"):
             layer.contour = PREDICTION_CONTOUR  # outlines
         if kind == LABELS:
             layer.mode = "paint"  # the dock says "paint": a first drag paints (space held pans, as in napari)
 
     def _blank_overlays(self) -> None:
-        """Overlays of the previous image become empty ones of the new image's shape (hidden).
-
-        Kept rather than removed (adding a napari layer is slow); resized so that the viewer's
-        extent follows the image on screen.
-        """
+        """Overlays of the previous image are hidden and emptied where they fit the new one; the
+        others are fitted to it (kept rather than removed: adding a napari layer is slow) by
+        `prepare_overlays_soon`, in turns of their own. Until then a prediction writes a
+        whole new array into its layer (`_overlay`)."""
         shape = self._label_shape()
         for kind in (PREDICTION, UNCERTAINTY, GRADCAM):
             layer = self.layers.get(kind)
             if layer is None or layer not in self.viewer.layers:
                 continue
-            layer.visible = False
+            if layer.data.ndim != len(shape):  # kept from a volume, and this image is 2D: napari
+                self._drop_layer(kind)  # cannot change a layer's dimensions (prepare_overlays makes it anew)
+                continue
+            if layer.visible:
+                layer.visible = False
             written = self._overlay_slices.pop(kind, None)
-            if layer.data.shape != shape:
-                layer.data = np.zeros(shape, dtype=layer.data.dtype)
-                layer.scale = self.shown.scale
-            elif written is not None:
+            if written is not None and layer.data.shape == shape:
                 layer.data[written] = 0  # the previous image's map must not show on this one
+            elif layer.data.shape != shape:
+                # Until fitted, a few bytes at the new image's scale: napari's slider takes its
+                # extent and step from every layer, hidden ones too.
+                layer.data = placeholder(layer.data.ndim, layer.data.dtype)
+                layer.scale = self.shown.scale
 
     def _drop_layer(self, kind: str) -> None:
         layer = self.layers.pop(kind, None)

@@ -24,7 +24,8 @@ from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 from medlabeler.engine.store.project import MISSING_SLICE
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
-from medlabeler.ui.layers import PredictionView, SampleView, read_volume, read_volume_labels, volume_bytes, warm_up_layers
+from medlabeler.ui.layers import (PredictionView, SampleView, make_spare_layers, read_volume, read_volume_labels, volume_bytes,
+                                  warm_up_layers)
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
@@ -216,6 +217,11 @@ class Session(QObject):
         self._viewer = weakref.ref(viewer)
         self.project = None
         self.view: SampleView | None = None
+        #: the standalone app keeps its layers from one project to the next (`make_spare_layers`);
+        #: docked into a user's viewer, a closed project takes its layers with it
+        self.keep_layers = False
+        self._spare_layers: dict[str, object] = {}
+        self._shutting_down = False
         self.sample = None
         self.jobs = JobSlots(self)
         self.jobs.changed.connect(self._jobs_changed)
@@ -333,11 +339,12 @@ class Session(QObject):
     def _attach(self, project, *, open_first: bool = True) -> None:
         self.project = project
         self.writer = None if project.readonly else calls.label_writer(project, self._save_landed_on_writer)
-        self.view = SampleView(self.viewer, project, pending=self.pending_labels)
+        spare, self._spare_layers = self._spare_layers, {}
+        self.view = SampleView(self.viewer, project, pending=self.pending_labels, spare=spare)
         self.predictions.clear()
         self._from_prediction.clear()
         _remember(Path(project.root))
-        self._warm_up()
+        self.warm_up()
         self.project_changed.emit()
         self.models_changed.emit()
         self.queue_changed.emit()
@@ -354,8 +361,17 @@ class Session(QObject):
             if first is not None:
                 self.open_sample(first)
 
-    def _warm_up(self) -> None:
-        """Import torch and the engine's training code on a thread, once per process."""
+    @main_thread_only
+    def make_spare_layers(self) -> None:
+        """Make the layers a volume opens in now, hidden, before any project is open (at the app's
+        start): see `layers.make_spare_layers`."""
+        if self.viewer is not None and self.project is None and not self._spare_layers:
+            self._spare_layers = make_spare_layers(self.viewer)
+
+    def warm_up(self) -> None:
+        """Import torch and the engine's training code on a thread, once per process: when a
+        project opens, or at the app's start (`build_app`). Loading torch's libraries holds the
+        GIL for 100-300 ms at a time, a stall of the window wherever it falls."""
         global _WARM_THREAD
         if _WARM_THREAD is not None or not self.warm_up_on_open:
             return
@@ -390,7 +406,7 @@ class Session(QObject):
             self.writer.close()
             self.writer = None
         if self.view is not None:
-            self.view.remove_layers()
+            self._spare_layers = self.view.remove_layers(keep=self.keep_layers and not self._shutting_down)
         self.project.close()
         self.project = None
         self.view = None
@@ -413,6 +429,7 @@ class Session(QObject):
 
     def shutdown(self) -> None:
         """Save, stop the workers and release the project (window closing)."""
+        self._shutting_down = True  # no layers kept for a next project
         try:
             self.close_project()
         except Exception:  # noqa: BLE001 - closing must not raise into Qt

@@ -1403,6 +1403,7 @@ def test_deleting_the_labels_layer_with_napari_brings_it_back(make_napari_viewer
     session.open_next()
     assert session.view.labels_layer in viewer.layers
     before = set(viewer.layers)
+    session.keep_layers = False  # as docked into a user's viewer: closing removes the layers
     session.close_project()  # its own removals are not taken for the user's
     assert not set(viewer.layers) & before and session.sample is None
 

@@ -162,11 +162,13 @@ def test_the_project_tab_closes_the_project(make_napari_viewer, qtbot, brain_pro
     from qtpy.QtCore import Qt
 
     from medlabeler.engine.store import Project
-    from medlabeler.ui.app import build_app
+    from medlabeler.ui.app import dock_widgets
 
     viewer = make_napari_viewer(show=True)
-    widget = build_app(viewer, brain_project)
+    widget = dock_widgets(viewer)  # as napari's Plugins menu docks it
     session, tab = widget.session, widget.project
+    session.open_project(brain_project)
+    qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
     mine = viewer.add_image(np.zeros((8, 8)), name="my image")
     sample = session.sample
     session.view.labels_layer.data[sample.slice_index, 10:20, 10:20] = 1
