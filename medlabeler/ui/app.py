@@ -148,7 +148,9 @@ def run_app(project_path: str | Path | None = None) -> None:
     import napari
 
     log_to_stderr()
-    viewer = new_viewer(show=False)  # the layers are made before the window shows (build_app)
+    # With a project, the window shows first (its messages need it); without, the layers are made
+    # before it shows (build_app)
+    viewer = new_viewer(show=bool(project_path))
     build_app(viewer, project_path)
     viewer.window.show()
     fit_window(viewer)

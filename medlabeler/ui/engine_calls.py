@@ -45,8 +45,8 @@ DEFAULT_STRATEGY = "hybrid"  # the engine's default (engine.active.strategies.DE
 
 
 def warm_up() -> None:
-    """Import torch and the training modules (seconds); run on a worker when a project opens, so
-    that pressing Retrain starts at once."""
+    """Import torch and the training modules (seconds); run on a worker when the app starts or a
+    project opens, so that pressing Retrain starts at once."""
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  (imported by the first optimizer step anyway)
 

@@ -192,7 +192,8 @@ def make_spare_layers(viewer) -> dict[str, object]:
     event loop 100-170 ms on a 2-core CPU (its canvas visual, its controls, the sliders), whatever
     its size; giving an existing hidden layer a 512x512x300 volume takes 10-15 ms. Made at the
     app's start, they turn a project's opening from one stall of about 300 ms into a few short
-    ones. A 2D project (an X-ray, a photo) makes its own layers instead."""
+    ones. A 2D project (an X-ray, a photo) opened after a volume makes its own layers (napari
+    cannot change a layer's dimensions), which the next 2D project then takes."""
     made = {}
     for kind in SPARE_KINDS:
         layer_type, dtype, kwargs = layer_spec(kind, ["label"], ["#808080"])
@@ -289,6 +290,14 @@ def _changed_slices(data: np.ndarray, baseline: np.ndarray) -> list[int]:
     return changed
 
 
+def forget_strokes(layer) -> None:
+    """Empty a labels layer's undo history as it gets another volume's (or project's) labels:
+    Ctrl+Z replayed a stroke of the volume before into this one, saved with the next save."""
+    reset = getattr(layer, "_reset_history", None)  # napari's private method (0.4-0.9); toggling the
+    if callable(reset):  # public `editable` would reset it too, but also the tool
+        reset()
+
+
 def _window_open(viewer) -> bool:
     """Whether ``viewer``'s window is still there (napari deletes it as the viewer closes: a step
     of an opening left for later must not add a layer to a closed viewer). A viewer never shown
@@ -358,7 +367,7 @@ class SampleView:
         self._restyle: set[str] = set()  # layers taken from before that still have another project's look
         self._to_show: list[str] = []  # layers hidden while a new volume went in, shown one per turn
         self._steps: list = []  # what is left of an opening, one step a turn (`_later`)
-        self._labels_mode = "paint"  # the labels layer's tool while it is hidden for a new volume
+        self._paint_when_shown = False  # the labels layer, taken from before, gets the brush once shown
         self._stepping: Shown | None = None  # what the steps under way are for
         self._take(spare or {})
         for emitter in (viewer.dims.events.order, viewer.dims.events.ndisplay):
@@ -447,6 +456,9 @@ class SampleView:
             if name in kwargs:
                 setattr(layer, name, kwargs[name])
         self._style(kind, layer)
+        if kind == LABELS:
+            layer.selected_label = 1  # the last project's may be no label of this one
+            self._paint_when_shown = True  # napari keeps a hidden layer's tool at pan/zoom
 
     def overlay_kinds(self) -> tuple[str, ...]:
         """The overlays this project's predictions have."""
@@ -458,8 +470,9 @@ class SampleView:
         return ("sample", sample.id)
 
     def _replace_layers(self, sample, key) -> None:
-        """Put another volume or image on screen, reusing the layers (adding napari layers is slow)."""
-        self._steps.clear()  # the rest of an earlier opening: queued again below where still due
+        """Put another volume or image on screen, reusing the layers (adding napari layers is slow).
+        Everything that can fail (reading the pixels and the stored labels) comes before anything
+        on screen changes: a damaged file leaves the image on screen as it was."""
         if sample.slice_index is not None:
             pixels, scale, limits, orientation, markers = self._volume(sample)
             slices = volume_slices(self.project, key)
@@ -478,16 +491,29 @@ class SampleView:
         if rgb and pixels.dtype != np.uint8:
             pixels = np.clip(pixels, 0, 255).astype(np.uint8)
         previous = self.shown
-        self.shown = Shown(key=key, pixels=pixels, scale=scale, rgb=rgb, is_stack=is_stack, slices=slices,
-                           ct=looks_like_ct(sample.modality, pixels, rgb))
+        shown = Shown(key=key, pixels=pixels, scale=scale, rgb=rgb, is_stack=is_stack, slices=slices,
+                      ct=looks_like_ct(sample.modality, pixels, rgb),
+                      file_limits=None if rgb else limits or contrast_limits(pixels, None))
+        labels = None
+        if self.task.kind == "segmentation":
+            labels, shown.baseline = self._load_labels(shown)
+        self._steps.clear()  # the rest of an earlier opening: queued again below where still due
+        self.shown = shown
+        try:
+            self._put_on_screen(previous, labels, orientation, markers)
+        finally:  # whatever failed, the layers hidden for this image are shown and the overlays fitted
+            for _ in self._to_show:
+                self._later(self._show_next)
+            self.prepare_overlays_soon()
+
+    def _put_on_screen(self, previous: Shown | None, labels: np.ndarray | None, orientation, markers) -> None:
+        pixels, scale, rgb = self.shown.pixels, self.shown.scale, self.shown.rgb
         image_kwargs = {"scale": scale, "rgb": rgb}
         if not rgb:
-            self.shown.file_limits = limits or contrast_limits(pixels, None)
             image_kwargs["contrast_limits"] = self._window_limits()
             image_kwargs["colormap"] = "gray"
         self._set_layer(IMAGE, pixels, "image", **image_kwargs)
-        if self.task.kind == "segmentation":
-            labels, self.shown.baseline = self._load_labels()
+        if labels is not None:
             self._set_layer(LABELS, labels, "labels", scale=scale, **self._layer_spec(LABELS)[2])
         self._blank_overlays()
         if pixels.ndim == 3 and not rgb:  # the slider reads "slice 50", as the queue does (from 0)
@@ -506,9 +532,6 @@ class SampleView:
             self._place_markers()
         else:  # napari makes the letters' overlays: 55 ms
             self._later(self._place_markers)
-        for _ in self._to_show:
-            self._later(self._show_next)
-        self.prepare_overlays_soon()
 
     def _show_next(self) -> None:
         """Show the next layer hidden while a new volume went in (napari slices and draws it)."""
@@ -516,9 +539,10 @@ class SampleView:
             kind = self._to_show.pop(0)
             layer = self.layers.get(kind)
             if layer is not None and layer in self.viewer.layers:
-                layer.visible = True
-                if kind == LABELS and layer.editable and layer.mode != self._labels_mode:
-                    layer.mode = self._labels_mode  # the tool it had (paint for a new project's)
+                layer.visible = True  # napari gives it back the tool it had when hidden
+                if kind == LABELS and self._paint_when_shown and layer.editable:
+                    layer.mode = "paint"  # a layer taken from before: a new project starts painting
+                    self._paint_when_shown = False
 
     def _later(self, step) -> None:
         """Run ``step`` in a turn of the event loop of its own, after the steps queued before it,
@@ -627,30 +651,30 @@ class SampleView:
         self._volume_cache = {(sample.path, sample.series_uid): volume}
         self._labels_read = labels
 
-    def _label_shape(self) -> tuple[int, ...]:
-        pixels = self.shown.pixels
-        return pixels.shape[:2] if self.shown.rgb else pixels.shape
+    def _label_shape(self, shown: Shown | None = None) -> tuple[int, ...]:
+        shown = shown or self.shown
+        return shown.pixels.shape[:2] if shown.rgb else shown.pixels.shape
 
-    def _load_labels(self) -> tuple[np.ndarray, np.ndarray]:
-        """The current labels of every sample on screen, as one array the Labels layer edits, and
-        its baseline (a second array, equal to it). A stack starts from the labels read with its
+    def _load_labels(self, shown: Shown) -> tuple[np.ndarray, np.ndarray]:
+        """The current labels of every sample of ``shown``, as one array the Labels layer edits,
+        and its baseline (a second array, equal to it). A stack starts from the labels read with its
         volume off the main thread (or from np.zeros), and only the slices whose label changed
         since are written here: a full copy of a 512x512x300 stack would cost 0.2 s."""
-        shape = self._label_shape()
+        shape = self._label_shape(shown)
         pending = self._pending()
-        if not self.shown.is_stack:
+        if not shown.is_stack:
             labels = np.zeros(shape, dtype=np.uint8)
             baseline = np.zeros(shape, dtype=np.uint8)
-            sample_id = self.shown.key[1]
+            sample_id = shown.key[1]
             mask = pending[sample_id] if sample_id in pending else self.project.load_label(sample_id)
             if isinstance(mask, np.ndarray) and mask.shape == shape:
                 labels[...] = baseline[...] = mask
             return labels, baseline
         read, self._labels_read = self._labels_read, None
-        if read is None or read.key != self.shown.key or read.labels.shape != shape:
-            read = LabelsRead(self.shown.key, np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), {})
+        if read is None or read.key != shown.key or read.labels.shape != shape:
+            read = LabelsRead(shown.key, np.zeros(shape, np.uint8), np.zeros(shape, np.uint8), {})
         current = self.project.current_label_versions()
-        for index, sample_id in self.shown.slices.items():
+        for index, sample_id in shown.slices.items():
             if sample_id in pending:
                 mask = pending[sample_id]
             elif current.get(sample_id) == read.versions.get(sample_id):
@@ -674,15 +698,23 @@ class SampleView:
         ours = dict(self.layers)
         self.layers.clear()  # first: a layer leaving while still listed here is one the user deleted
         self._to_show.clear()
+        self._steps.clear()
+        self._volume_cache = {}
         kept = {}
         for kind, layer in ours.items():
             if layer not in self.viewer.layers:
                 continue
             if keep and not getattr(layer, "rgb", False):
-                # the volume's memory goes, and with the layer still shown its thumbnail too (napari
-                # draws a thumbnail only while shown): no patient's image left in the layer list
+                # The volume's memory goes, and its slice and thumbnail with it: napari slices and
+                # draws a thumbnail only while a layer is shown, so a hidden one is shown a moment
+                # (no patient's image left in the layer list, nor held by the layer's last slice).
                 layer.data = placeholder(layer.data.ndim, layer.data.dtype)
+                layer.scale = (1.0,) * layer.data.ndim  # a hidden layer's extent follows its scale only
+                if not layer.visible:
+                    layer.visible = True
                 layer.visible = False
+                if kind == LABELS:
+                    forget_strokes(layer)
                 kept[kind] = layer
             else:
                 self.viewer.layers.remove(layer)
@@ -885,12 +917,12 @@ class SampleView:
             return
         shown_after = layer.visible or kind in self._restyle or kind in self._to_show
         self._apply_look(kind, layer)
-        if kind in (IMAGE, LABELS) and shown_after and data.ndim >= 3 and layer.data.shape != data.shape:
-            # Another volume: napari slices and draws a hidden layer only once it is shown, so the
-            # data goes in hidden and each layer is shown in a turn of its own (`_later`). In
-            # one turn the image and labels of a 512x512x300 CT held the event loop 100-130 ms.
-            if kind == LABELS and layer.mode != "pan_zoom":
-                self._labels_mode = layer.mode  # napari turns a hidden layer's tool to pan_zoom
+        if kind in (IMAGE, LABELS) and shown_after and (
+                not layer.visible or (data.ndim >= 3 and layer.data.shape != data.shape)):
+            # A layer taken from before, or another volume: napari slices and draws a hidden layer
+            # only once it is shown, so the data goes in hidden and each layer is shown in a turn
+            # of its own (`_later`). In one turn the image and labels of a 512x512x300 CT held the
+            # event loop 100-130 ms.
             layer.visible = False
             if kind not in self._to_show:
                 self._to_show.append(kind)
@@ -899,6 +931,8 @@ class SampleView:
             layer.contrast_limits_range = (min(limits[0], layer.contrast_limits_range[0]),
                                            max(limits[1], layer.contrast_limits_range[1]))
         layer.data = data
+        if kind == LABELS:
+            forget_strokes(layer)
         scale = kwargs.get("scale", layer.scale)
         if tuple(layer.scale) != tuple(scale) or not layer.visible:
             # napari takes a hidden layer's new extent only as its scale is set (its data setter
@@ -989,6 +1023,7 @@ class SampleView:
                 layer.scale = self.shown.scale
 
     def _drop_layer(self, kind: str) -> None:
+        self._overlay_slices.pop(kind, None)
         layer = self.layers.pop(kind, None)
         if layer is not None and layer in self.viewer.layers:
             self.viewer.layers.remove(layer)

@@ -245,7 +245,7 @@ class Session(QObject):
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
-        self.warm_up_on_open = True  # import torch in the background when a project opens
+        self.warm_up_on_open = True  # import torch in the background when a project opens (or the app starts)
         self.last_training = None  # the EngineJob of the last run
         self.timings: dict[str, float] = {}
         from medlabeler.ui.learning import LearningLoop

@@ -7,12 +7,17 @@ the next (`layers.make_spare_layers`, `SampleView.remove_layers(keep=True)`).
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
 from medlabeler.ui.app import build_app
-from medlabeler.ui.layers import GRADCAM, IMAGE, LABELS, PREDICTION, SPARE_KINDS, UNCERTAINTY, layer_name
+from medlabeler.ui.layers import (GRADCAM, IMAGE, LABELS, MARKER_POSITIONS, MARKER_PREFIX, PREDICTION, SPARE_KINDS,
+                                  UNCERTAINTY, layer_name)
 from tests.ui.projects import COLORS, NAMES, truth_slice
+from tests.ui.test_labeling import stroke
 
 pytestmark = pytest.mark.gui
 
@@ -51,6 +56,10 @@ def test_a_volume_opens_in_the_layers_made_at_the_start(make_napari_viewer, qtbo
     assert list(labels.features["name"]) == ["background", *NAMES]
     assert np.allclose(labels.colormap.map(1)[..., :3], np.asarray([int(COLORS[0][i:i + 2], 16) / 255 for i in (1, 3, 5)]))
     assert labels.mode == "paint" and made[PREDICTION].contour == 1
+    # the direction letters, made unseen with the layers to render their glyphs early, now seen
+    markers = [viewer.canvas.overlays[MARKER_PREFIX + p] for p in MARKER_POSITIONS]
+    assert [m.text for m in markers] == ["A", "P", "R", "L"]
+    assert all(np.asarray(m.color)[-1] == 1 for m in markers)
     _, masks = brain_files
     truth = truth_slice(masks, session.sample)
     session.view.set_current_mask(truth)
@@ -65,13 +74,18 @@ def test_a_closed_project_leaves_its_layers_empty_for_the_next(make_napari_viewe
     session = build_app(viewer, brain_project).session
     qtbot.waitUntil(lambda: session.view.layers[LABELS].visible, timeout=10_000)
     volume = dict(session.view.layers)
-    assert volume[IMAGE].thumbnail[..., :3].any()
+    assert np.ptp(volume[IMAGE].thumbnail[..., :3]) > 0
+    pixels = weakref.ref(session.view.shown.pixels)
+    volume[IMAGE].visible = False  # hidden by the clinician as the project closes
     session.close_project()
     assert ours(viewer) == volume  # kept, hidden, and the volume's memory freed
     assert not any(layer.visible for layer in volume.values())
     assert all(layer.data.size <= 64 for layer in volume.values())
+    qtbot.wait(100)  # the turns left of the opening (they hold the view until they run)
+    gc.collect()
+    assert pixels() is None  # not held by a layer's last slice
     assert viewer.dims.nsteps[0] == 1  # no slider left over
-    assert not any(layer.thumbnail[..., :3].any() for layer in volume.values())  # nor the scan in a thumbnail
+    assert all(np.ptp(layer.thumbnail[..., :3]) == 0 for layer in volume.values())  # nor the scan in a thumbnail
     assert not viewer.layers.selection
 
     # A 2D classification project: its image and Grad-CAM layers are made anew (napari cannot
@@ -105,3 +119,87 @@ def test_the_plugin_takes_its_layers_with_a_closed_project(make_napari_viewer, q
     assert LABELS in ours(viewer)
     session.close_project()
     assert list(viewer.layers) == [user]
+
+
+@pytest.fixture
+def flat_project(tmp_path, brain_pngs):
+    """A 2D segmentation project of one label over the brain PNGs (closed: the app opens it)."""
+    from medlabeler.engine.project.project_import import create_project
+
+    images, _ = brain_pngs
+    project, _ = create_project(tmp_path / "flat", images, task="segmentation", names=["lesion"])
+    project.close()
+    return tmp_path / "flat"
+
+
+def test_the_next_project_starts_clean_in_the_layers_taken(make_napari_viewer, qtbot, brain_project, flat_project):
+    """A 2D project after a 2D project was shown blank (its kept layers stayed hidden); the labels
+    layer kept the last project's label (4 of a 2-label project) and its Ctrl+Z."""
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    qtbot.waitUntil(lambda: session.view.layers[LABELS].visible, timeout=10_000)
+    volume_labels = session.view.layers[LABELS]
+    volume_labels.selected_label = 2
+    volume_labels.paint((session.sample.slice_index, 20, 20), 2)  # a stroke, in napari's undo history
+    session.close_project()
+
+    for _ in range(2):  # a 2D project, closed and opened again: it takes its own 2D layers back
+        session.open_project(flat_project)
+        qtbot.waitUntil(lambda: session.sample is not None and LABELS in session.view.layers, timeout=30_000)
+        image, labels = session.view.layers[IMAGE], session.view.layers[LABELS]
+        qtbot.waitUntil(lambda: image.visible and labels.visible, timeout=10_000)
+        assert image.ndim == labels.ndim == 2 and labels.selected_label == 1 and labels.mode == "paint"
+        before = labels.data.copy()
+        labels.undo()  # nothing of the project before to undo
+        assert np.array_equal(labels.data, before)
+        assert list(labels.features["name"]) == ["background", "lesion"]
+        labels.selected_label = 3
+        labels.paint((10, 10), 1)  # saved as the project closes; no undo of it in the next opening
+        session.close_project()
+
+
+def test_a_damaged_label_of_another_volume_leaves_the_open_one_on_screen(make_napari_viewer, qtbot, brain_project,
+                                                                          monkeypatch):
+    """Its stored labels are read before anything on screen changes: the image and labels of the
+    volume on screen stay, shown (the image had been hidden for the volume that did not open)."""
+    from pathlib import Path
+
+    errors = []
+    monkeypatch.setattr("medlabeler.ui.session.show_error_message", errors.append)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    qtbot.waitUntil(lambda: session.view.layers[LABELS].visible, timeout=10_000)
+    project, view = session.project, session.view
+    shown, opened = view.shown, session.sample
+    other = next(s for s in project.samples() if s.path != opened.path)
+    project.save_label(other.id, np.ones((59, 50), np.uint8))
+    mask = Path(project.root) / project.label(other.id).mask_relpath
+    mask.write_bytes(b"not a mask")
+    session.open_sample(other.id)
+    qtbot.waitUntil(lambda: session.reading is None and bool(errors), timeout=30_000)
+    assert errors[0].startswith(f"Cannot open sample {other.id}: ")
+    assert session.sample.id == opened.id and view.shown is shown
+    qtbot.wait(200)  # the turns an opening leaves for later
+    assert view.layers[IMAGE].visible and view.layers[LABELS].visible
+    assert view.layers[IMAGE].data is shown.pixels
+
+
+def test_undo_does_not_reach_into_the_image_before(make_napari_viewer, qtbot, flat_project):
+    """napari keeps a labels layer's undo history when it is given new data: after `n`, Ctrl+Z
+    replayed the stroke of the image before into this one, saved with the next save."""
+    from medlabeler.engine.store import Project
+
+    with Project.open(flat_project) as project:  # the image opened after the stroke is all "lesion"
+        other = project.samples(split="train")[-1]
+        project.save_label(other.id, np.ones(other.spatial_shape, np.uint8))
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, flat_project).session
+    assert session.sample.id != other.id
+    labels = session.view.layers[LABELS]
+    qtbot.waitUntil(lambda: labels.visible and labels.mode == "paint", timeout=10_000)
+    stroke(viewer, [(20, 15), (22, 20), (24, 25)])  # a stroke with the mouse, in napari's undo history
+    assert labels.data.any()
+    session.open_sample(other.id)
+    assert session.view.layers[LABELS] is labels and labels.data.all()  # the same layer, given the other image
+    labels.undo()
+    assert labels.data.all()
