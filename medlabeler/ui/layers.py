@@ -182,7 +182,7 @@ def layer_spec(kind: str, names, colors) -> tuple[str, type, dict]:
 
 def placeholder(ndim: int, dtype) -> np.ndarray:
     """What a kept layer holds while no project uses it: a few bytes, of its dimensions."""
-    return np.zeros(SPARE_SHAPE[-ndim:] if ndim <= len(SPARE_SHAPE) else (1,) * (ndim - 2) + SPARE_SHAPE[1:], dtype)
+    return np.zeros((1,) * (ndim - 2) + SPARE_SHAPE[-2:], dtype)
 
 
 @main_thread_only
@@ -712,9 +712,7 @@ class SampleView:
                 layer.scale = (1.0,) * layer.data.ndim  # a hidden layer's extent follows its scale only
                 if not layer.visible:
                     layer.visible = True
-                layer.visible = False
-                if kind == LABELS:
-                    forget_strokes(layer)
+                layer.visible = False  # (its undo history goes as the next project's labels go in)
                 kept[kind] = layer
             else:
                 self.viewer.layers.remove(layer)
@@ -971,15 +969,13 @@ class SampleView:
         shape = self._label_shape()
         for kind in self.overlay_kinds():
             layer = self.layers.get(kind)
-            if layer is not None and layer in self.viewer.layers:
+            if layer is not None and layer in self.viewer.layers:  # of this image's dimensions (`_blank_overlays`)
                 if layer.data.shape == shape:
                     continue
-                if layer.data.ndim == len(shape):
-                    self._apply_look(kind, layer)
-                    layer.data = np.zeros(shape, dtype=layer.data.dtype)
-                    layer.scale = self.shown.scale
-                    return True
-                self._drop_layer(kind)  # kept from a volume for a 2D image: napari cannot change a layer's dimensions
+                self._apply_look(kind, layer)
+                layer.data = np.zeros(shape, dtype=layer.data.dtype)
+                layer.scale = self.shown.scale
+                return True
             layer_type, dtype, kwargs = self._layer_spec(kind)
             self._add_layer(kind, layer_type, np.zeros(shape, dtype), scale=self.shown.scale, visible=False, **kwargs)
             self.select_top()
