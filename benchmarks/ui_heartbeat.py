@@ -59,11 +59,14 @@ class Heartbeat:
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
 
     def start(self) -> None:
-        self.ticks.clear()
+        # The start counts as a tick: work the caller does right after (an open, a save, a key's
+        # handler) blocks the loop before the timer's first tick, and was missed before 2026-12-07.
+        self.ticks[:] = [time.perf_counter()]
         self.timer.start()
 
     def stop(self) -> list[float]:
         self.timer.stop()
+        self.ticks.append(time.perf_counter())  # and so does the stop: the loop may be blocked since the last tick
         return [1000 * (b - a) for a, b in zip(self.ticks, self.ticks[1:])]
 
 

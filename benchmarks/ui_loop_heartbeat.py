@@ -241,6 +241,8 @@ def main(argv=None) -> int:
           f"{canvas.height()} px): {percentiles(labeling_gaps)}")
     print(f"  of which the clinician's own actions (save + open next, main thread): "
           f"p50 {np.percentile(action_ms, 50):.0f} ms, max {max(action_ms):.0f} ms ({len(action_ms)} actions)")
+    per_round = [action_ms[k:k + args.per_round] for k in range(0, len(action_ms), args.per_round)]
+    print("  each action (ms), round by round: " + " | ".join(" ".join(f"{a:.0f}" for a in r) for r in per_round))
     slow = sorted(loop_gaps)[-5:]
     print("five longest stalls while the loop works (ms): " + ", ".join(f"{g:.0f}" for g in slow))
     for name, times in sorted(slow_calls.items(), key=lambda kv: -max(kv[1])):

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Volumes at least this large (float32 bytes) are read on a thread before their slice opens: a
-#: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) a fraction of one.
-READ_ON_A_THREAD_BYTES = 64 * 2**20
+#: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) 300-500 ms, which had
+#: stalled the window as the demo opened; a volume of a few slices reads within a frame.
+READ_ON_A_THREAD_BYTES = 4 * 2**20
 #: How long the slider rests on another slice of a stack before that slice becomes the open sample.
 FOLLOW_SLICE_MS = 400
 #: A saved mask with less of its pixels painted than this gets a note: unpainted pixels are background.
