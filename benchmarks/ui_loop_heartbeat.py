@@ -212,6 +212,7 @@ def main(argv=None) -> int:
         for _ in range(args.per_round):
             if session.sample is None or session.sample.split != "train" or session.project.label(session.sample.id):
                 session.open_next()
+                pump_until(app, lambda: False, 0.3)  # the clinician looks at it before painting
             sample = session.sample
             layer = session.view.labels_layer
             layer.data[sample.slice_index] = truth[sample.slice_index]

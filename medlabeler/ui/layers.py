@@ -346,9 +346,11 @@ class PredictionView:
 class SampleView:
     """Layers of the open sample in one napari viewer."""
 
-    def __init__(self, viewer, project, pending=None, spare: dict | None = None):
+    def __init__(self, viewer, project, pending=None, spare: dict | None = None, overlay_visible: dict | None = None):
         """``spare``: layers made before (`make_spare_layers`, or an earlier project's, from
-        `remove_layers(keep=True)`) to show this project's samples in, rather than adding new ones."""
+        `remove_layers(keep=True)`) to show this project's samples in, rather than adding new ones.
+        ``overlay_visible``: the clinician's choice of overlays shown (shared with the session, which
+        keeps it for the next project, as the Review tab's boxes do); the defaults if not given."""
         self.viewer = viewer
         self.project = project
         self._pending = pending or dict  # () -> {sample id: label being written}: newer than the store
@@ -360,7 +362,7 @@ class SampleView:
         self._overlay_slices: dict[str, int] = {}  # overlay kind -> the slice written in its volume
         self._volume_cache: dict[tuple, tuple] = {}
         self._labels_read: LabelsRead | None = None  # taken once, by the layers it was read for
-        self.overlay_visible = dict(DEFAULT_VISIBLE)  # the user's choice, kept across samples
+        self.overlay_visible = dict(DEFAULT_VISIBLE) if overlay_visible is None else overlay_visible
         self.window_choice: str | None = None  # a CT window picked with `w`, kept across scans; None: the file's
         self._markers: tuple[str, str, str, str] | None = None  # patient directions of the scan on screen
         self._camera_before: tuple | None = None  # napari's 2D orientation before a scan turned it
@@ -705,17 +707,21 @@ class SampleView:
             if layer not in self.viewer.layers:
                 continue
             if keep and not getattr(layer, "rgb", False):
-                # The volume's memory goes, and its slice and thumbnail with it: napari slices and
-                # draws a thumbnail only while a layer is shown, so a hidden one is shown a moment
-                # (no patient's image left in the layer list, nor held by the layer's last slice).
-                layer.data = placeholder(layer.data.ndim, layer.data.dtype)
+                layer.data = placeholder(layer.data.ndim, layer.data.dtype)  # the volume's memory goes
                 layer.scale = (1.0,) * layer.data.ndim  # a hidden layer's extent follows its scale only
-                if not layer.visible:
-                    layer.visible = True
-                layer.visible = False  # (its undo history goes as the next project's labels go in)
                 kept[kind] = layer
             else:
                 self.viewer.layers.remove(layer)
+        # ...and its slice and thumbnail with it, once the slider is back within the placeholders
+        # (sliced at the closed scan's slice, a labels layer kept its strokes in the thumbnail).
+        # napari slices and draws a thumbnail only while a layer is shown: a hidden one is shown a
+        # moment (no patient's image left in the layer list, nor held by the layer's last slice).
+        for layer in kept.values():
+            if layer.visible:
+                layer.refresh()
+            else:
+                layer.visible = True
+            layer.visible = False  # (its undo history goes as the next project's labels go in)
         if kept:
             self.viewer.layers.selection.clear()
         if self._camera_before is not None:  # the user's own layers are shown as before the project

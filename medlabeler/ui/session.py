@@ -24,8 +24,8 @@ from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 from medlabeler.engine.store.project import MISSING_SLICE
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
-from medlabeler.ui.layers import (PredictionView, SampleView, make_spare_layers, read_volume, read_volume_labels, volume_bytes,
-                                  warm_up_layers)
+from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, make_spare_layers, read_volume,
+                                  read_volume_labels, volume_bytes, warm_up_layers)
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
@@ -222,6 +222,8 @@ class Session(QObject):
         #: docked into a user's viewer, a closed project takes its layers with it
         self.keep_layers = False
         self._spare_layers: dict[str, object] = {}
+        #: which overlays the clinician shows (the Review tab's boxes, the keys), kept across projects
+        self.overlay_visible = dict(DEFAULT_VISIBLE)
         self._shutting_down = False
         self.sample = None
         self.jobs = JobSlots(self)
@@ -341,7 +343,8 @@ class Session(QObject):
         self.project = project
         self.writer = None if project.readonly else calls.label_writer(project, self._save_landed_on_writer)
         spare, self._spare_layers = self._spare_layers, {}
-        self.view = SampleView(self.viewer, project, pending=self.pending_labels, spare=spare)
+        self.view = SampleView(self.viewer, project, pending=self.pending_labels, spare=spare,
+                               overlay_visible=self.overlay_visible)
         self.predictions.clear()
         self._from_prediction.clear()
         _remember(Path(project.root))
@@ -1051,10 +1054,13 @@ class Session(QObject):
 
     @main_thread_only
     def set_overlay_visible(self, kind: str, visible: bool) -> None:
-        """Show or hide an overlay (prediction, uncertainty, Grad-CAM) now and on the next samples."""
-        if self.view is None or self.view.overlay_visible.get(kind) == bool(visible):
+        """Show or hide an overlay (prediction, uncertainty, Grad-CAM) now and on the next samples,
+        of this project and the next."""
+        if kind not in self.overlay_visible or self.overlay_visible[kind] == bool(visible):
             return
-        self.view.set_overlay_visible(kind, visible)
+        self.overlay_visible[kind] = bool(visible)  # the view's dict too (shared)
+        if self.view is not None:
+            self.view.set_overlay_visible(kind, visible)
         self.overlay_toggled.emit(kind, bool(visible))
 
     @main_thread_only
@@ -1062,7 +1068,7 @@ class Session(QObject):
         """Flip an overlay's visibility; returns the new state."""
         if self.view is None:
             return False
-        visible = not self.view.overlay_visible.get(kind, False)
+        visible = not self.overlay_visible.get(kind, False)
         self.set_overlay_visible(kind, visible)
         return visible
 

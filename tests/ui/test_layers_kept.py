@@ -17,7 +17,7 @@ from medlabeler.ui.app import build_app
 from medlabeler.ui.layers import (GRADCAM, IMAGE, LABELS, MARKER_POSITIONS, MARKER_PREFIX, PREDICTION, SPARE_KINDS,
                                   UNCERTAINTY, layer_name)
 from tests.ui.projects import COLORS, NAMES, truth_slice
-from tests.ui.test_labeling import stroke
+from tests.ui.test_labeling import open_predicted, stroke, trained_project  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.gui
 
@@ -26,6 +26,11 @@ def ours(viewer) -> dict[str, object]:
     """The app's layers in the viewer, by kind."""
     kinds = (IMAGE, LABELS, PREDICTION, UNCERTAINTY, GRADCAM)
     return {kind: layer for kind in kinds for layer in viewer.layers if layer.name == layer_name(kind)}
+
+
+def uniform(thumbnail: np.ndarray) -> bool:
+    """Whether a layer's thumbnail is one colour (nothing of an image or a stroke left in it)."""
+    return bool((thumbnail == thumbnail[:1, :1]).all())
 
 
 def test_a_volume_opens_in_the_layers_made_at_the_start(make_napari_viewer, qtbot, brain_project, brain_files):
@@ -71,11 +76,21 @@ def test_a_volume_opens_in_the_layers_made_at_the_start(make_napari_viewer, qtbo
 
 def test_a_closed_project_leaves_its_layers_empty_for_the_next(make_napari_viewer, qtbot, brain_project, class_project):
     viewer = make_napari_viewer(show=True)
-    session = build_app(viewer, brain_project).session
+    session = build_app(viewer).session
+    session.open_project(brain_project)
     qtbot.waitUntil(lambda: session.view.layers[LABELS].visible, timeout=10_000)
     volume = dict(session.view.layers)
     assert np.ptp(volume[IMAGE].thumbnail[..., :3]) > 0
     pixels = weakref.ref(session.view.shown.pixels)
+    z = session.sample.slice_index
+    qtbot.waitUntil(lambda: volume[PREDICTION].data.shape == volume[IMAGE].data.shape, timeout=10_000)
+    volume[LABELS].data[z, 10:30, 10:30] = 1  # a stroke, and a prediction on screen: both in thumbnails
+    volume[LABELS].refresh()
+    volume[PREDICTION].data[z, 5:40, 5:40] = 2
+    volume[PREDICTION].visible = True
+    volume[PREDICTION].refresh()
+    qtbot.wait(50)
+    assert not uniform(volume[LABELS].thumbnail) and not uniform(volume[PREDICTION].thumbnail)
     volume[IMAGE].visible = False  # hidden by the clinician as the project closes
     session.close_project()
     assert ours(viewer) == volume  # kept, hidden, and the volume's memory freed
@@ -85,7 +100,7 @@ def test_a_closed_project_leaves_its_layers_empty_for_the_next(make_napari_viewe
     gc.collect()
     assert pixels() is None  # not held by a layer's last slice
     assert viewer.dims.nsteps[0] == 1  # no slider left over
-    assert all(np.ptp(layer.thumbnail[..., :3]) == 0 for layer in volume.values())  # nor the scan in a thumbnail
+    assert all(uniform(layer.thumbnail) for layer in volume.values())  # nor the scan (or a stroke) in a thumbnail
     assert not viewer.layers.selection
 
     # A 2D classification project: its image and Grad-CAM layers are made anew (napari cannot
@@ -203,3 +218,21 @@ def test_undo_does_not_reach_into_the_image_before(make_napari_viewer, qtbot, fl
     assert session.view.layers[LABELS] is labels and labels.data.all()  # the same layer, given the other image
     labels.undo()
     assert labels.data.all()
+
+
+def test_the_overlays_shown_stay_the_clinicians_choice_in_the_next_project(make_napari_viewer, qtbot, trained_project):
+    """The Review tab's boxes and the keys choose which overlays show: a project opened next shows
+    what the boxes say (the boxes kept the choice, the new project's layers had the defaults)."""
+    viewer, widget, settled = open_predicted(make_napari_viewer, qtbot, trained_project)
+    session, review = widget.session, widget.review
+    review.show_overlay.setChecked(False)  # the box
+    assert session.toggle_overlay(UNCERTAINTY)  # the u key
+    assert not session.view.layers[PREDICTION].visible and session.view.layers[UNCERTAINTY].visible
+    session.close_project()
+    session.open_project(trained_project)
+    qtbot.waitUntil(lambda: session.current_prediction is not None and settled(), timeout=60_000)
+    layers = session.view.layers
+    assert not review.show_overlay.isChecked() and not layers[PREDICTION].visible
+    assert review.show_uncertainty.isChecked() and layers[UNCERTAINTY].visible
+    assert not session.toggle_overlay(UNCERTAINTY)  # one press hides it (it had fixed the mismatch)
+    assert not review.show_uncertainty.isChecked() and not layers[UNCERTAINTY].visible

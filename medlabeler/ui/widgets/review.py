@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from medlabeler.ui.layers import DEFAULT_VISIBLE, GRADCAM, PREDICTION, UNCERTAINTY
+from medlabeler.ui.layers import GRADCAM, PREDICTION, UNCERTAINTY
 from medlabeler.ui.session import held_out_refusal
 from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, session_for
 
@@ -46,7 +46,7 @@ class ReviewWidget(QWidget):
         layout.addLayout(buttons)
 
         self.show_overlay = QCheckBox("Show prediction overlay")
-        self.show_overlay.setChecked(DEFAULT_VISIBLE[PREDICTION])
+        self.show_overlay.setChecked(self.session.overlay_visible[PREDICTION])  # the choice so far
         layout.addWidget(self.show_overlay)
         self.opacity_row = QWidget()
         row = QHBoxLayout(self.opacity_row)
@@ -58,10 +58,10 @@ class ReviewWidget(QWidget):
         row.addWidget(self.opacity, 1)
         layout.addWidget(self.opacity_row)
         self.show_uncertainty = QCheckBox("Show uncertainty map (u)")
-        self.show_uncertainty.setChecked(DEFAULT_VISIBLE[UNCERTAINTY])
+        self.show_uncertainty.setChecked(self.session.overlay_visible[UNCERTAINTY])
         layout.addWidget(self.show_uncertainty)
         self.show_cam = QCheckBox("Show Grad-CAM, where the model looked (g)")
-        self.show_cam.setChecked(DEFAULT_VISIBLE[GRADCAM])
+        self.show_cam.setChecked(self.session.overlay_visible[GRADCAM])
         layout.addWidget(self.show_cam)
         layout.addWidget(hint("Accepting saves a label marked 'accepted prediction'; a corrected one is "
                               "marked 'corrected prediction', so reviews can be told apart from manual labels."))
