@@ -283,10 +283,11 @@ class Session(QObject):
     # --- project --------------------------------------------------------------------------------
     @main_thread_only
     def open_project(self, path, *, open_first: bool = True) -> bool:
-        """Open a project folder (closing the one open); False with a message when it cannot."""
+        """Open a project folder in place of the one open; False with a message when it cannot
+        (the one open stays open)."""
         from medlabeler.engine.errors import MedlabelerError, ProjectLockedError
 
-        self.close_project()
+        self._close_if_open(path)  # opened again: this app's own lock would make it read-only
         locked_note = None
         try:
             try:
@@ -300,6 +301,7 @@ class Session(QObject):
         except MedlabelerError as exc:
             show_error_message(f"Cannot open the project: {exc}")
             return False
+        self.close_project()
         self._attach(project, open_first=open_first)
         if locked_note:  # after the first sample's own notes, so that none hides it
             from napari.utils.notifications import show_warning
@@ -309,15 +311,20 @@ class Session(QObject):
 
     @main_thread_only
     def create_project(self, root, images, *, task: str, names, colors=None, unit=None) -> str | None:
-        """Create a project from a folder of images and open it; returns a summary or None."""
+        """Create a project from a folder of images and open it in place of the one open; returns
+        a summary, or None (with a message; the one open stays open: a form left filled in from
+        the last project had closed it before failing)."""
         from medlabeler.engine.errors import MedlabelerError
 
-        self.close_project()
+        if self.project is not None and Path(root).resolve() == Path(self.project.root).resolve():
+            show_error_message(f"Cannot create the project: {root} holds the project open now")
+            return None
         try:
             project, report = calls.create_project(root, images, task=task, names=names, colors=colors, unit=unit)
         except MedlabelerError as exc:
             show_error_message(f"Cannot create the project: {exc}")
             return None
+        self.close_project()
         notes = [f"skipped {line}" for line in calls.skipped_lines(report.errors)] + [f"warning: {w}" for w in report.warnings]
         if notes:  # shown to the user, not logged: file names may identify patients
             from napari.utils.notifications import show_warning
@@ -330,14 +337,21 @@ class Session(QObject):
     def open_demo(self, root=None) -> bool:
         from medlabeler.engine.errors import MedlabelerError
 
-        self.close_project()
+        root = root or medlabeler_home() / "demo"
+        self._close_if_open(root)
         try:
-            project = calls.create_demo_project(root or medlabeler_home() / "demo")
+            project = calls.create_demo_project(root)
         except MedlabelerError as exc:
             show_error_message(f"Cannot open the demo: {exc}")
             return False
+        self.close_project()
         self._attach(project)
         return True
+
+    def _close_if_open(self, root) -> None:
+        """Close the open project if it is the one at ``root``."""
+        if self.project is not None and Path(root).resolve() == Path(self.project.root).resolve():
+            self.close_project()
 
     def _attach(self, project, *, open_first: bool = True) -> None:
         self.project = project
@@ -410,6 +424,8 @@ class Session(QObject):
             self.writer.close()
             self.writer = None
         if self.view is not None:
+            if self.viewer is not None and self.viewer.dims.ndisplay == 3 and not self._shutting_down:
+                self.viewer.dims.ndisplay = 2  # the next project opens to be painted (napari paints no 2D image in 3D)
             self._spare_layers = self.view.remove_layers(keep=self.keep_layers and not self._shutting_down)
         self.project.close()
         self.project = None
@@ -418,6 +434,8 @@ class Session(QObject):
         self.reading = None
         self.predictions.clear()
         self._unjudged.clear()
+        if self.viewer is not None:  # not the closed project's last words ("saved sample 68") over the next
+            self.viewer.status = "Ready"
         self.project_changed.emit()
         self.sample_opened.emit(None)
 

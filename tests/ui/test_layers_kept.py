@@ -236,3 +236,22 @@ def test_the_overlays_shown_stay_the_clinicians_choice_in_the_next_project(make_
     assert review.show_uncertainty.isChecked() and layers[UNCERTAINTY].visible
     assert not session.toggle_overlay(UNCERTAINTY)  # one press hides it (it had fixed the mismatch)
     assert not review.show_uncertainty.isChecked() and not layers[UNCERTAINTY].visible
+
+
+def test_a_project_closed_in_3d_leaves_the_next_one_in_2d(make_napari_viewer, qtbot, brain_project, flat_project,
+                                                          recwarn):
+    """napari's 3D view outlived the volume: the 2D project opened next showed in 3D, where the
+    brush paints nothing (and closing warned that contours are not drawn in 3D)."""
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    qtbot.waitUntil(lambda: session.view.layers[LABELS].visible, timeout=10_000)
+    viewer.dims.ndisplay = 3  # napari's 2D/3D button
+    recwarn.clear()
+    session.close_project()
+    assert viewer.dims.ndisplay == 2
+    assert not [w for w in recwarn if "3D rendering" in str(w.message)]
+    session.open_project(flat_project)
+    qtbot.waitUntil(lambda: session.sample is not None and LABELS in session.view.layers, timeout=30_000)
+    labels = session.view.layers[LABELS]
+    qtbot.waitUntil(lambda: labels.visible, timeout=10_000)
+    assert viewer.dims.ndisplay == 2 and labels.mode == "paint"

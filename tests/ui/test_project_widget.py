@@ -59,6 +59,39 @@ def test_a_bad_folder_is_reported_not_raised(make_napari_viewer, monkeypatch, tm
     assert "not a medlabeler project" in shown[-1]
 
 
+def test_a_project_that_cannot_be_made_or_opened_leaves_the_open_one_open(make_napari_viewer, monkeypatch,
+                                                                           brain_project, class_project, brain_files,
+                                                                           tmp_path):
+    """A form left filled in from the last project, or a wrong folder, had closed the project
+    open before failing: the clinician was left with none. The one open stays, painted strokes
+    and all; a project opened in its place takes over (the status bar forgets the last one's words)."""
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    session = widget.session
+    session.warm_up_on_open = False
+    assert session.open_project(brain_project)
+    opened, first = session.project, session.sample
+    session.view.labels_layer.data[first.slice_index, 5:9, 5:9] = 1  # a stroke not saved yet
+    widget.images_edit.setText(str(brain_files[0]))
+    widget.root_edit.setText(str(class_project))  # already a project
+    widget.names_edit.setText("tumour")
+    assert widget.create_from_form() is None
+    assert "already holds a medlabeler project" in shown[-1]
+    widget.root_edit.setText(str(brain_project))  # the one open
+    assert widget.create_from_form() is None
+    assert shown[-1] == f"Cannot create the project: {brain_project} holds the project open now"
+    assert session.open_project(tmp_path / "nowhere") is False and "does not exist" in shown[-1]
+    assert session.project is opened and not opened.closed and session.sample is first
+    assert widget.path_label.text() != "No project open"
+    viewer.status = f"saved the label of sample {first.id}"
+    assert session.open_project(brain_project)  # the same project again: opened anew, writable
+    assert session.project is not opened and opened.closed and not session.project.readonly
+    assert session.project.load_label(first.id)[5:9, 5:9].all()  # saved as it closed
+    assert viewer.status != f"saved the label of sample {first.id}"
+
+
 def test_closing_the_window_saves_labels_and_releases_the_project(make_napari_viewer, brain_project):
     import numpy as np
 
