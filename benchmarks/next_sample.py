@@ -25,11 +25,15 @@ a few reference slices (a minute on a 2-core CPU); with --project, its active mo
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ui_heartbeat import private_home  # noqa: E402
 
 SMALL_MODEL = {"image_size": 96, "batch_size": 8, "steps": 30, "features": [8, 16, 32, 64]}
 
@@ -69,6 +73,7 @@ def stats(values_ms: list[float]) -> str:
 
 
 def main() -> None:
+    private_home()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", help="a demo project with an active model (default: make one)")
     parser.add_argument("--rounds", type=int, default=20)

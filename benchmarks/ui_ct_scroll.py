@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ui_heartbeat import Heartbeat, StallSampler, dock_placeholder, percentiles  # noqa: E402  (the same 2 ms timer)
+from ui_heartbeat import Heartbeat, StallSampler, dock_placeholder, percentiles, private_home  # noqa: E402  (the same 2 ms timer)
 
 #: How long after the first slice shows the opening's heartbeat goes on: the app shows the layers
 #: and fits the hidden overlays in turns of their own after it (napari draws the first frame too).
@@ -160,6 +160,7 @@ def show_bare(viewer, volume, pump) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
+    private_home()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ct-dir", help="a folder to write the series to, or holding it already (default: temporary)")
     parser.add_argument("--slices", type=int, default=120, help="arrow-key presses each way")

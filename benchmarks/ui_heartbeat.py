@@ -25,6 +25,12 @@ from pathlib import Path
 import numpy as np
 
 
+def private_home() -> None:
+    """The app's recent-projects list (and demo copy) in a temporary home for this run, unless
+    MEDLABELER_HOME names one: the benchmarks' temporary projects had shown up in the user's list."""
+    os.environ.setdefault("MEDLABELER_HOME", tempfile.mkdtemp(prefix="medlabeler-benchmark-home-"))
+
+
 def percentiles(gaps_ms: list[float]) -> str:
     if not gaps_ms:
         return "no tick at all: the event loop was blocked throughout"
@@ -163,6 +169,7 @@ def record_step_times(calls_module, sink: list[float]):
 
 
 def main(argv=None) -> int:
+    private_home()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", help="existing demo project folder (default: a fresh one in a temp dir)")
     parser.add_argument("--labels", type=int, default=8, help="slices labeled before training")

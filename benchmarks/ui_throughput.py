@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ui_heartbeat import private_home  # noqa: E402
+
 HEADLESS = """
 import json, sys
 from medlabeler.engine.store import Project
@@ -101,6 +104,7 @@ def in_the_app(root: Path, config: dict, new_labels: int) -> list[float]:
 
 
 def main(argv=None) -> int:
+    private_home()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--labels", type=int, default=6, help="training slices labeled before the loop starts")
