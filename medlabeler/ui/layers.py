@@ -153,7 +153,9 @@ def warm_up_layers() -> None:
     instead of on the main thread when it does. Makes throwaway layers that no viewer holds."""
     import napari.layers
 
-    for module in ("napari._vispy.layers.image", "napari._vispy.layers.labels"):  # private: a head start only
+    # napari's private modules (a head start only), and scipy.spatial: napari turns the camera to a
+    # scan's orientation with it (80 ms of import on the main thread as the demo opened)
+    for module in ("napari._vispy.layers.image", "napari._vispy.layers.labels", "scipy.spatial.transform"):
         try:
             importlib.import_module(module)
         except ImportError:
