@@ -196,6 +196,7 @@ def main(argv=None) -> int:
     def wait_for(condition, timeout_s: float) -> bool:
         return pump_until(app, condition, timeout_s)
 
+    pump_until(app, lambda: False, 3.0)  # the clinician picks the project: the window's first frames go by
     session.open_project(root)
     print(f"demo: {len(session.project.samples())} slices, {n_val} validation slices labeled; loop running: "
           f"{loop.running}; {args.steps} steps from scratch, warm-started share "

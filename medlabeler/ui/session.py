@@ -244,6 +244,7 @@ class Session(QObject):
         self._queue_wanted = False  # the queue table waits for the ranking of the state as it stands
         self.predictions_kept = 8  # predictions cached (the open sample's, the next ones ahead)
         self.reading: int | None = None  # the sample whose volume is being read on a thread
+        self._volume_on_its_way: tuple | None = None  # (project, path, series) being read: read once
         self._volume_read.connect(self._volume_arrived)
         self.author = _author()
         self.auto_refresh = True
@@ -551,6 +552,10 @@ class Session(QObject):
         if self.viewer is not None:
             self.viewer.status = reading_note(sample)
         project = self.project
+        volume_key = (project, sample.path, sample.series_uid)
+        if self._volume_on_its_way == volume_key:  # `n` while it is read: the same read opens this slice
+            return
+        self._volume_on_its_way = volume_key
 
         def read() -> None:
             labels = None
@@ -568,9 +573,16 @@ class Session(QObject):
         threading.Thread(target=read, name="medlabeler-volume-read", daemon=True).start()
 
     @main_thread_only
-    def _volume_arrived(self, project, sample, read) -> None:
-        if project is not self.project or self.reading != sample.id or self.view is None:
-            return  # another sample or project was opened meanwhile
+    def _volume_arrived(self, project, read_for, read) -> None:
+        """A volume read on a thread is in memory: the slice asked for last opens if it is one of
+        this volume's (the one read for, or another slice opened while it was read)."""
+        if self._volume_on_its_way == (project, read_for.path, read_for.series_uid):
+            self._volume_on_its_way = None
+        if project is not self.project or self.reading is None or self.view is None:
+            return  # another project, or a sample already in memory, was opened meanwhile
+        sample = project.sample(self.reading)
+        if (sample.path, sample.series_uid) != (read_for.path, read_for.series_uid):
+            return  # a slice of another volume was asked for meanwhile: its own read opens it
         volume, labels = read
         if isinstance(volume, Exception):
             self.reading = None

@@ -513,6 +513,31 @@ def test_a_large_volume_is_read_on_a_thread_then_its_slice_opens(make_napari_vie
     assert session.view.layers["image"].data.shape[0] == other.n_slices
 
 
+def test_n_while_a_volume_is_read_opens_its_slice_from_the_same_read(make_napari_viewer, qtbot, brain_project,
+                                                                     monkeypatch):
+    """`n` pressed while the first volume was still being read started a second read of it (the
+    demo: 300-500 ms of reading twice); the read on its way opens the slice asked for last."""
+    from medlabeler.ui import session as session_module
+
+    monkeypatch.setattr(session_module, "READ_ON_A_THREAD_BYTES", 0)
+    reads = []
+    real_read = session_module.read_volume
+    monkeypatch.setattr(session_module, "read_volume", lambda sample, project: reads.append(sample.id) or real_read(
+        sample, project))
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    first = session.reading
+    assert first is not None and session.sample is None
+    same_volume = next(s for s in session.project.samples() if s.id != first and (s.path, s.series_uid) == (
+        session.project.sample(first).path, session.project.sample(first).series_uid))
+    session.open_sample(same_volume.id)
+    assert session.reading == same_volume.id
+    qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
+    qtbot.wait(200)  # nothing else arrives
+    assert session.sample.id == same_volume.id and session.reading is None and len(reads) == 1
+    assert viewer.status == f"opened sample {same_volume.id}"
+
+
 def test_a_volume_read_on_a_thread_brings_its_labels_and_the_main_thread_reads_only_what_changed_since(
         make_napari_viewer, qtbot, brain_project, brain_files, monkeypatch):
     """The stored labels of a volume are read with it, off the main thread (70-120 ms of a CT's
