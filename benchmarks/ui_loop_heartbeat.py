@@ -206,7 +206,9 @@ def main(argv=None) -> int:
     rows, labeling_gaps, loop_gaps, action_ms = [], [], [], []
     for rnd in range(1, args.rounds + 1):
         beat.start()
-        wait_for(lambda: "waiting for labels" in loop.now, 600)
+        wait_for(lambda: "waiting for labels" in loop.now and session.sample is not None, 600)
+        if rnd == 1:  # the clinician starts once the first slice is on screen, its layers shown
+            wait_for(lambda: False, 1.0)
         loop_gaps += beat.stop()
         before = len(loop.decisions)
         beat.start()
