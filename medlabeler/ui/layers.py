@@ -34,8 +34,10 @@ DEFAULT_VISIBLE = {PREDICTION: True, UNCERTAINTY: False, GRADCAM: False}
 #: The prediction is drawn as outlines (pixels wide), so the clinician's filled paint stands out.
 PREDICTION_CONTOUR = 1
 
-#: The uncertainty map is a hint over the image, not a replacement for it.
-UNCERTAINTY_OPACITY = 0.35
+#: The uncertainty map is a hint over the image, not a replacement for it: transparent where the
+#: model is sure (normalised entropy below this), more opaque the less sure it is.
+UNCERTAINTY_HIDDEN_BELOW = 0.15
+UNCERTAINTY_OPACITY = 0.8
 #: The layers made before any project opens (`make_spare_layers`), bottom to top, and the shape of
 #: their placeholder data: a stack of one slice, so napari shows no slider for it.
 SPARE_KINDS = (IMAGE, PREDICTION, UNCERTAINTY, LABELS)
@@ -178,8 +180,20 @@ def layer_spec(kind: str, names, colors) -> tuple[str, type, dict]:
                                     "colormap": label_colormap(names, colors), "features": label_features(names)}
     if kind == IMAGE:
         return "image", np.float32, {"colormap": "gray", "contrast_limits": (0.0, 1.0)}
+    if kind == UNCERTAINTY:
+        return "image", np.float32, {"colormap": uncertainty_colormap(), "blending": "translucent",
+                                     "contrast_limits": (0.0, 1.0), "opacity": UNCERTAINTY_OPACITY}
     return "image", np.float32, {"colormap": "inferno", "blending": "additive", "contrast_limits": (0.0, 1.0),
-                                 "opacity": UNCERTAINTY_OPACITY if kind == UNCERTAINTY else 0.5}
+                                 "opacity": 0.5}
+
+
+def uncertainty_colormap():
+    """Magenta where the model is unsure, nothing where it is sure: drawn additively in inferno,
+    the map's low values had tinted the whole slice brown and washed the brain out to white."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=[[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0], [1.0, 0.1, 0.6, 1.0]],
+                    controls=[0.0, UNCERTAINTY_HIDDEN_BELOW, 1.0], name="medlabeler uncertainty")
 
 
 def placeholder(ndim: int, dtype) -> np.ndarray:
