@@ -255,3 +255,13 @@ def test_a_project_closed_in_3d_leaves_the_next_one_in_2d(make_napari_viewer, qt
     labels = session.view.layers[LABELS]
     qtbot.waitUntil(lambda: labels.visible, timeout=10_000)
     assert viewer.dims.ndisplay == 2 and labels.mode == "paint"
+
+
+def test_the_uncertainty_map_leaves_what_the_model_is_sure_of_uncovered():
+    """Drawn additively in inferno, the map's low values tinted the whole slice and washed the image out."""
+    from medlabeler.ui.layers import layer_spec
+
+    _, _, spec = layer_spec(UNCERTAINTY, NAMES, COLORS)
+    alpha = spec["colormap"].map(np.array([0.0, 0.1, 0.5, 1.0]))[:, 3]
+    assert spec["blending"] == "translucent"
+    assert alpha[0] == alpha[1] == 0 and 0 < alpha[2] < alpha[3] == 1
