@@ -317,7 +317,7 @@ class Session(QObject):
         the last project had closed it before failing)."""
         from medlabeler.engine.errors import MedlabelerError
 
-        if self.project is not None and Path(root).resolve() == Path(self.project.root).resolve():
+        if self._is_open(root):
             show_error_message(f"Cannot create the project: {root} holds the project open now")
             return None
         try:
@@ -349,9 +349,12 @@ class Session(QObject):
         self._attach(project)
         return True
 
+    def _is_open(self, root) -> bool:
+        """Whether the project at ``root`` is the one open."""
+        return self.project is not None and Path(root).resolve() == Path(self.project.root).resolve()
+
     def _close_if_open(self, root) -> None:
-        """Close the open project if it is the one at ``root``."""
-        if self.project is not None and Path(root).resolve() == Path(self.project.root).resolve():
+        if self._is_open(root):
             self.close_project()
 
     def _attach(self, project, *, open_first: bool = True) -> None:
