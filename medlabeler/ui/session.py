@@ -178,8 +178,11 @@ def _warn(text: str) -> None:
     show_warning(text)
 
 
+READING_NOTE = "reading the images of sample "
+
+
 def reading_note(sample) -> str:
-    return f"reading the images of sample {sample.id} ({sample.n_slices} slices)…"
+    return f"{READING_NOTE}{sample.id} ({sample.n_slices} slices)…"
 
 
 def held_out_refusal(sample) -> str:
@@ -302,7 +305,7 @@ class Session(QObject):
         except MedlabelerError as exc:
             show_error_message(f"Cannot open the project: {exc}")
             return False
-        self.close_project()
+        self._close_for(project)
         self._attach(project, open_first=open_first)
         if locked_note:  # after the first sample's own notes, so that none hides it
             from napari.utils.notifications import show_warning
@@ -325,7 +328,7 @@ class Session(QObject):
         except MedlabelerError as exc:
             show_error_message(f"Cannot create the project: {exc}")
             return None
-        self.close_project()
+        self._close_for(project)
         notes = [f"skipped {line}" for line in calls.skipped_lines(report.errors)] + [f"warning: {w}" for w in report.warnings]
         if notes:  # shown to the user, not logged: file names may identify patients
             from napari.utils.notifications import show_warning
@@ -345,19 +348,36 @@ class Session(QObject):
         except MedlabelerError as exc:
             show_error_message(f"Cannot open the demo: {exc}")
             return False
-        self.close_project()
+        self._close_for(project)
         self._attach(project)
         return True
 
     def _is_open(self, root) -> bool:
-        """Whether the project at ``root`` is the one open."""
-        return self.project is not None and Path(root).resolve() == Path(self.project.root).resolve()
+        """Whether the project at ``root`` (any spelling: ``~``, a symlink, another case) is the one open."""
+        path = Path(root).expanduser()
+        return self.project is not None and path.exists() and os.path.samefile(path, self.project.root)
+
+    def _close_for(self, project) -> None:
+        """Close the open project for ``project``, opened already; if that fails, ``project`` is
+        closed too (its lock would make this app open it read-only from then on)."""
+        try:
+            self.close_project()
+        except BaseException:
+            project.close()
+            raise
 
     def _close_if_open(self, root) -> None:
         if self._is_open(root):
             self.close_project()
 
+    def _back_to_2d(self) -> None:
+        """A project opens to be painted slice by slice: napari's 3D view (its 2D/3D button, left on
+        by the project before) shows a 2D image as a plane the brush paints nothing on."""
+        if self.viewer is not None and self.viewer.dims.ndisplay == 3:
+            self.viewer.dims.ndisplay = 2
+
     def _attach(self, project, *, open_first: bool = True) -> None:
+        self._back_to_2d()
         self.project = project
         self.writer = None if project.readonly else calls.label_writer(project, self._save_landed_on_writer)
         spare, self._spare_layers = self._spare_layers, {}
@@ -417,6 +437,7 @@ class Session(QObject):
             self._closing = False
 
     def _close_project(self) -> None:
+        status = self.viewer.status if self.viewer is not None else None
         self.save_current()
         self.flush_saves()  # every label on disk before the project closes
         self._say_what_closing_discards()
@@ -428,18 +449,19 @@ class Session(QObject):
             self.writer.close()
             self.writer = None
         if self.view is not None:
-            if self.viewer is not None and self.viewer.dims.ndisplay == 3 and not self._shutting_down:
-                self.viewer.dims.ndisplay = 2  # the next project opens to be painted (napari paints no 2D image in 3D)
+            if self.keep_layers and not self._shutting_down:
+                self._back_to_2d()  # (docked in a user's viewer, their view is theirs until a project opens)
             self._spare_layers = self.view.remove_layers(keep=self.keep_layers and not self._shutting_down)
         self.project.close()
         self.project = None
         self.view = None
         self.sample = None
         self.reading = None
+        self._volume_on_its_way = None
         self.predictions.clear()
         self._unjudged.clear()
-        if self.viewer is not None:  # not the closed project's last words ("saved sample 68") over the next
-            self.viewer.status = "Ready"
+        if self.viewer is not None and self.viewer.status == status:  # not the closed project's last words
+            self.viewer.status = "Ready"  # ("saved sample 68") over the next; what its last save said stays
         self.project_changed.emit()
         self.sample_opened.emit(None)
 
@@ -495,7 +517,7 @@ class Session(QObject):
             self.queue_changed.emit()  # the store left it out of the queue: `n` does not stop there again
             return
         self.sample = sample  # only now: a key pressed after a failed open labels what is on screen
-        self._forget_reading_note(sample, f"opened sample {sample.id}")
+        self._forget_reading_note(f"opened sample {sample.id}")
         log.info("opened sample %d", sample.id)  # scripts and tests follow the app by this line
         if self.project.is_missing_slice(sample.id):  # possibly found just now: its file went
             self.viewer.status = missing_slice_note(sample.id)
@@ -582,22 +604,23 @@ class Session(QObject):
         if self._volume_on_its_way == (project, read_for.path, read_for.series_uid):
             self._volume_on_its_way = None
         if project is not self.project or self.reading is None or self.view is None:
-            return  # another project, or a sample already in memory, was opened meanwhile
+            return  # another project, or a sample in memory (its opening took the note), opened meanwhile
         sample = project.sample(self.reading)
         if (sample.path, sample.series_uid) != (read_for.path, read_for.series_uid):
-            return  # a slice of another volume was asked for meanwhile: its own read opens it
+            return  # a slice of another volume was asked for meanwhile: its own read opens it (and its note stays)
         volume, labels = read
         if isinstance(volume, Exception):
             self.reading = None
-            self._forget_reading_note(sample)
+            self._forget_reading_note()
             show_error_message(f"Cannot read the images of sample {sample.id}: {volume}")
             return
         self.view.keep_volume(sample, volume, labels)
         self.open_sample(sample.id)
 
-    def _forget_reading_note(self, sample, instead: str = "Ready") -> None:
-        """"reading…" stayed in napari's status bar for as long as no mouse moved over the canvas."""
-        if self.viewer is not None and self.viewer.status == reading_note(sample):
+    def _forget_reading_note(self, instead: str = "Ready") -> None:
+        """"reading…" stayed in napari's status bar for as long as no mouse moved over the canvas
+        (whichever sample it named: a slice opened from memory meanwhile takes its place too)."""
+        if self.viewer is not None and str(self.viewer.status).startswith(READING_NOTE):
             self.viewer.status = instead
 
     def _cached_prediction(self, sample_id: int) -> PredictionView | None:

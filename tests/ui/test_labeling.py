@@ -538,6 +538,27 @@ def test_n_while_a_volume_is_read_opens_its_slice_from_the_same_read(make_napari
     assert viewer.status == f"opened sample {same_volume.id}"
 
 
+def test_a_slice_in_memory_opened_while_another_volume_is_read_takes_the_reading_note(make_napari_viewer, qtbot,
+                                                                                       brain_project, monkeypatch):
+    """"reading the images of sample …" stayed in the status bar after a slice of the volume in
+    memory was opened meanwhile (and the read, arriving, left the open slice on screen)."""
+    from medlabeler.ui import session as session_module
+
+    monkeypatch.setattr(session_module, "READ_ON_A_THREAD_BYTES", 0)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
+    here = session.sample
+    elsewhere = next(s for s in session.project.samples() if (s.path, s.series_uid) != (here.path, here.series_uid))
+    in_memory = next(s for s in session.project.samples() if s.id != here.id and s.path == here.path)
+    session.open_sample(elsewhere.id)
+    assert session.reading == elsewhere.id and "reading the images" in viewer.status
+    session.open_sample(in_memory.id)  # changed their mind: a slice of the volume on screen
+    assert viewer.status == f"opened sample {in_memory.id}" and session.reading is None
+    qtbot.wait(1500)  # the other volume arrives meanwhile, and is not shown
+    assert session.sample.id == in_memory.id and viewer.status == f"opened sample {in_memory.id}"
+
+
 def test_a_volume_read_on_a_thread_brings_its_labels_and_the_main_thread_reads_only_what_changed_since(
         make_napari_viewer, qtbot, brain_project, brain_files, monkeypatch):
     """The stored labels of a volume are read with it, off the main thread (70-120 ms of a CT's

@@ -129,7 +129,9 @@ def test_the_plugin_takes_its_layers_with_a_closed_project(make_napari_viewer, q
     user = viewer.add_image(np.zeros((4, 4), np.float32), name="the user's")
     session = dock_widgets(viewer).session
     assert list(viewer.layers) == [user]  # nothing made ahead in the user's viewer
+    viewer.dims.ndisplay = 3  # the user's view: theirs until a project opens, to be painted in 2D
     session.open_project(brain_project)
+    assert viewer.dims.ndisplay == 2
     qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
     assert LABELS in ours(viewer)
     session.close_project()

@@ -82,6 +82,9 @@ def test_a_project_that_cannot_be_made_or_opened_leaves_the_open_one_open(make_n
     widget.root_edit.setText(str(brain_project))  # the one open
     assert widget.create_from_form() is None
     assert shown[-1] == f"Cannot create the project: {brain_project} holds the project open now"
+    monkeypatch.setenv("HOME", str(brain_project.parent))  # the same folder spelled with ~
+    widget.root_edit.setText(f"~/{brain_project.name}")
+    assert widget.create_from_form() is None and shown[-1].endswith("holds the project open now")
     assert session.open_project(tmp_path / "nowhere") is False and "does not exist" in shown[-1]
     assert session.project is opened and not opened.closed and session.sample is first
     assert widget.path_label.text() != "No project open"
@@ -211,3 +214,27 @@ def test_the_project_tab_closes_the_project(make_napari_viewer, qtbot, brain_pro
     assert tab.path_label.text() == "No project open" and not tab.close_button.isEnabled()
     with Project.open(brain_project) as project:  # released, and the strokes saved
         assert project.load_label(sample.id)[10:20, 10:20].all()
+
+
+def test_a_project_whose_predecessor_fails_to_close_is_not_left_locked(make_napari_viewer, monkeypatch, brain_project,
+                                                                       class_project):
+    """The next project is opened before the open one closes: if closing raises, the next one is
+    closed too, or this app's own lock would make it read-only here from then on."""
+    from medlabeler.engine.store import Project
+
+    viewer = make_napari_viewer()
+    session = ProjectWidget(viewer).session
+    session.warm_up_on_open = False
+    assert session.open_project(brain_project)
+
+    def fails():
+        raise OSError("the share went away")
+
+    monkeypatch.setattr(session, "close_project", fails)
+    with pytest.raises(OSError) as failed:  # (its traceback, as Qt's handler keeps it, holds the frame)
+        session.open_project(class_project)
+    with Project.open(class_project) as again:  # writable: no lock of ours left on it
+        assert failed.traceback
+        assert not again.readonly
+    monkeypatch.undo()
+    session.close_project()
