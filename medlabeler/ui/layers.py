@@ -90,10 +90,16 @@ class LabelsRead:
     versions: dict[int, int]  # sample id -> version read (labeled slices only)
 
 
+def volume_key(sample) -> tuple:
+    """(path, series) of the volume a slice sample belongs to: what its volume is read, kept and
+    shown under."""
+    return (sample.path, sample.series_uid)
+
+
 def volume_slices(project, key: tuple) -> dict[int, int]:
     """Slice index -> sample id of the slice samples of the volume ``key`` (path, series_uid)."""
     return {s.slice_index: s.id for s in project.samples()
-            if (s.path, s.series_uid) == key and s.slice_index is not None}
+            if volume_key(s) == key and s.slice_index is not None}
 
 
 def read_volume_labels(sample, project, shape: tuple[int, ...]) -> LabelsRead:
@@ -101,7 +107,7 @@ def read_volume_labels(sample, project, shape: tuple[int, ...]) -> LabelsRead:
     512x512x300 CT they took 70-120 ms of the main thread's stall as the volume opened."""
     from medlabeler.engine.errors import MedlabelerError
 
-    key = (sample.path, sample.series_uid)
+    key = volume_key(sample)
     slices = {sid: index for index, sid in volume_slices(project, key).items()}
     current = {sid: v for sid, v in project.current_label_versions().items() if sid in slices}
     labels = np.zeros(shape, dtype=np.uint8)
@@ -484,7 +490,7 @@ class SampleView:
 
     def _key(self, sample) -> tuple:
         if sample.slice_index is not None:
-            return (sample.path, sample.series_uid)
+            return volume_key(sample)
         return ("sample", sample.id)
 
     def _replace_layers(self, sample, key) -> None:
@@ -654,19 +660,19 @@ class SampleView:
 
     def _volume(self, sample):
         """Pixels, scale and contrast limits of the volume a slice sample belongs to (one cached)."""
-        key = (sample.path, sample.series_uid)
+        key = volume_key(sample)
         if key not in self._volume_cache:
             self.keep_volume(sample, read_volume(sample, self.project))
         return self._volume_cache[key]
 
     def needs_reading(self, sample) -> bool:
         """Whether showing ``sample`` reads its volume from disk first (a slice of another volume)."""
-        return sample.slice_index is not None and (sample.path, sample.series_uid) not in self._volume_cache
+        return sample.slice_index is not None and volume_key(sample) not in self._volume_cache
 
     def keep_volume(self, sample, volume: tuple, labels: LabelsRead | None = None) -> None:
         """Hold a volume ``read_volume`` read (on any thread) as the one to show (one kept), and
         its stored labels if they were read with it (``read_volume_labels``)."""
-        self._volume_cache = {(sample.path, sample.series_uid): volume}
+        self._volume_cache = {volume_key(sample): volume}
         self._labels_read = labels
 
     def _label_shape(self, shown: Shown | None = None) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ from medlabeler.engine.store.project import MISSING_SLICE
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
 from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, make_spare_layers, read_volume,
-                                  read_volume_labels, volume_bytes, warm_up_layers)
+                                  read_volume_labels, volume_bytes, volume_key, warm_up_layers)
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
@@ -247,7 +247,7 @@ class Session(QObject):
         self._queue_wanted = False  # the queue table waits for the ranking of the state as it stands
         self.predictions_kept = 8  # predictions cached (the open sample's, the next ones ahead)
         self.reading: int | None = None  # the sample whose volume is being read on a thread
-        self._volume_on_its_way: tuple | None = None  # (project, path, series) being read: read once
+        self._volume_on_its_way: tuple | None = None  # (project, volume_key) being read: read once
         self._volume_read.connect(self._volume_arrived)
         self.author = _author()
         self.auto_refresh = True
@@ -577,10 +577,10 @@ class Session(QObject):
         if self.viewer is not None:
             self.viewer.status = reading_note(sample)
         project = self.project
-        volume_key = (project, sample.path, sample.series_uid)
-        if self._volume_on_its_way == volume_key:  # `n` while it is read: the same read opens this slice
+        on_its_way = (project, volume_key(sample))
+        if self._volume_on_its_way == on_its_way:  # `n` while it is read: the same read opens this slice
             return
-        self._volume_on_its_way = volume_key
+        self._volume_on_its_way = on_its_way
 
         def read() -> None:
             labels = None
@@ -601,12 +601,12 @@ class Session(QObject):
     def _volume_arrived(self, project, read_for, read) -> None:
         """A volume read on a thread is in memory: the slice asked for last opens if it is one of
         this volume's (the one read for, or another slice opened while it was read)."""
-        if self._volume_on_its_way == (project, read_for.path, read_for.series_uid):
+        if self._volume_on_its_way == (project, volume_key(read_for)):
             self._volume_on_its_way = None
         if project is not self.project or self.reading is None or self.view is None:
             return  # another project, or a sample in memory (its opening took the note), opened meanwhile
         sample = project.sample(self.reading)
-        if (sample.path, sample.series_uid) != (read_for.path, read_for.series_uid):
+        if volume_key(sample) != volume_key(read_for):
             return  # a slice of another volume was asked for meanwhile: its own read opens it (and its note stays)
         volume, labels = read
         if isinstance(volume, Exception):

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QApplication, QWidget
 
 from medlabeler.cli import main
 from medlabeler.ui.app import NATIVE_CANVAS_ENV, build_app, fit_window, give_canvas_its_own_window, wants_native_canvas
-from medlabeler.ui.layers import LABELS, PREDICTION, STACK, UNCERTAINTY
+from medlabeler.ui.layers import LABELS, PREDICTION, STACK, UNCERTAINTY, volume_key
 from medlabeler.ui.widgets.train import COL_METRIC, COL_VERSION
 from tests.ui.projects import TINY, truth_slice
 from tests.ui.test_loop import press, save_screenshot
@@ -528,8 +528,8 @@ def test_n_while_a_volume_is_read_opens_its_slice_from_the_same_read(make_napari
     session = build_app(viewer, brain_project).session
     first = session.reading
     assert first is not None and session.sample is None
-    same_volume = next(s for s in session.project.samples() if s.id != first and (s.path, s.series_uid) == (
-        session.project.sample(first).path, session.project.sample(first).series_uid))
+    same_volume = next(s for s in session.project.samples()
+                       if s.id != first and volume_key(s) == volume_key(session.project.sample(first)))
     session.open_sample(same_volume.id)
     assert session.reading == same_volume.id
     qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
@@ -549,7 +549,7 @@ def test_a_slice_in_memory_opened_while_another_volume_is_read_takes_the_reading
     session = build_app(viewer, brain_project).session
     qtbot.waitUntil(lambda: session.sample is not None, timeout=30_000)
     here = session.sample
-    elsewhere = next(s for s in session.project.samples() if (s.path, s.series_uid) != (here.path, here.series_uid))
+    elsewhere = next(s for s in session.project.samples() if volume_key(s) != volume_key(here))
     in_memory = next(s for s in session.project.samples() if s.id != here.id and s.path == here.path)
     session.open_sample(elsewhere.id)
     assert session.reading == elsewhere.id and "reading the images" in viewer.status

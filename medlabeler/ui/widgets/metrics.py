@@ -172,7 +172,7 @@ class MetricsWidget(QWidget):
             self.caption.setText(self._no_validation_note(project))
         elif project is not None and not project.samples(split="val", labeled=True):
             self.caption.setText("No validation labels yet: the queue mixes in validation samples; label some "
-                                 "to measure the models (until then the first model is promoted unmeasured, and later ones wait to "
-                                 "be promoted).")
+                                 "to measure the models (until then the first model is promoted unmeasured, "
+                                 "and later ones wait to be promoted).")
         else:
             self.caption.setText("No measured model yet: the curve starts with the first trained model.")
