@@ -17,7 +17,9 @@ its reference masks. Run it under a display, e.g.:
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +30,10 @@ import numpy as np
 def private_home() -> None:
     """The app's recent-projects list (and demo copy) in a temporary home for this run, unless
     MEDLABELER_HOME names one: the benchmarks' temporary projects had shown up in the user's list."""
-    os.environ.setdefault("MEDLABELER_HOME", tempfile.mkdtemp(prefix="medlabeler-benchmark-home-"))
+    if "MEDLABELER_HOME" not in os.environ:
+        home = tempfile.mkdtemp(prefix="medlabeler-benchmark-home-")
+        os.environ["MEDLABELER_HOME"] = home
+        atexit.register(shutil.rmtree, home, ignore_errors=True)  # it had outlived every run
 
 
 def percentiles(gaps_ms: list[float]) -> str:
