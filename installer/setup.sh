@@ -12,6 +12,8 @@ apt_packages="xvfb xauth libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxc
  libdbus-1-3 libfontconfig1 x11-utils"
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  # Debian's own Python makes no virtual environment without python3-venv (no ensurepip)
+  [ -x .venv/bin/python ] || "$python" -c "import ensurepip, venv" 2>/dev/null || missing="$missing python3-venv"
   if [ -n "$missing" ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "installing system packages: $(echo $missing)"

@@ -635,9 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = _command(sub, "score", help="score unlabeled samples with the active model")
+    p = _command(sub, "score", help="score unlabeled samples with the active model (every uncertainty measure: "
+                                     "`queue --strategy` picks which ranks them)")
     p.add_argument("project", help="the project folder")
-    p.add_argument("--strategy", default="hybrid", choices=_Registered(_strategy_names))
     p.add_argument("--mc-passes", type=int, default=0, help="MC dropout passes for BALD (0: off)")
     p.set_defaults(func=cmd_score)
 
@@ -691,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="run the same loop without a display")
     p.add_argument("--fresh", action="store_true", help="start the demo project again from scratch")
     p.add_argument("--steps", type=int, default=None,
-                   help="headless: training steps (default: the recommended budget, as the app's loop)")
+                   help="headless: training steps (default: the recommended budget, as `medlabeler train`)")
     p.set_defaults(func=cmd_demo)
 
     p = _command(sub, "app", help="start the app (napari with the medlabeler widgets)")
