@@ -114,8 +114,9 @@ def test_hybrid_is_uncertain_and_diverse():
     kw = dict(candidates=list(range(12)), scores=scores, embeddings=emb, labeled=[20], n=2, dedup_threshold=None)
     assert set(ids_of(select("entropy", **kw))) == {0, 1}
     assert ids_of(select("kcenter", **kw))[0] in range(8, 12)  # the far, confident ones
-    hyb = select("hybrid", **kw)  # top 4 x 2 = ids 0..7 by entropy, then k-center among them
-    assert set(ids_of(hyb)) == {6, 7}
+    # the most uncertain, then k-center among the top 4 x 2 = ids 0..7: one of the alike ones only
+    hyb = select("hybrid", **kw)
+    assert ids_of(hyb) == [0, 6]
     assert all("hybrid" in s.reason and s.reason.startswith("entropy") for s in hyb)
     plain = select("hybrid", **{**kw, "embeddings": None})
     assert ids_of(plain) == [0, 1] and "no image embeddings" in plain[0].reason
@@ -135,6 +136,23 @@ def test_hybrid_with_few_samples_left_still_prefers_the_uncertain():
                    dedup_threshold=None)
     assert len(picks) == 10 and all(s.sample < 30 for s in picks)
     assert "10 picks covering the 30 most uncertain left" in picks[0].reason
+
+
+def test_hybrid_lists_the_most_uncertain_first_when_few_are_left():
+    """A new user's classification queue: 16 left, a batch of 10. k-center took 10 of all 16 and
+    listed entropy 0.133 and five of 0.000 before the one the model was least sure of (0.287),
+    which waited for the next round."""
+    rng = np.random.default_rng(1)
+    emb = {i: rng.normal(size=8) for i in range(24)}
+    scores = {i: {"entropy": 0.0} for i in range(16)}
+    scores[14] = {"entropy": 0.287}
+    scores[12] = {"entropy": 0.133}
+    emb[14] = emb[20] + 0.01  # near a labeled sample, as an uncertain one may well be
+    picks = select("hybrid", candidates=list(range(16)), scores=scores, embeddings=emb, labeled=[20, 21, 22, 23],
+                   n=16, batch=10, dedup_threshold=None)
+    assert ids_of(picks)[0] == 14
+    assert ids_of(select("hybrid", candidates=list(range(16)), scores=scores, embeddings=emb,
+                         labeled=[20, 21, 22, 23], n=1, batch=10, dedup_threshold=None)) == [14]
 
 
 def test_hybrid_is_prefix_stable_with_a_fixed_batch():
