@@ -27,7 +27,7 @@ from medlabeler.ui.qt_fixes import guard_singletons
 from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, make_spare_layers, read_volume,
                                   read_volume_labels, volume_bytes, volume_key, warm_up_layers)
 from medlabeler.ui.ranking import Rankings, queue_key
-from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
+from medlabeler.ui.workers import EngineJob, JobSlots, error_text, main_thread_only, show_error_message
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,7 @@ class Session(QObject):
         self._landed: collections.deque = collections.deque()  # PendingSaves landed, not reported yet
         self._save_landed_signal.connect(self._report_landed)
         self._landed_since_signal: list[int] = []  # samples whose saves landed since the last report
+        self.import_report = ""  # what the last "Create and open" found: the Project tab shows it whole
         self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
         # held-out masks saved before their sample's prediction arrived: judged when it does
         self._unjudged: dict[int, np.ndarray] = {}
@@ -303,7 +304,7 @@ class Session(QObject):
                                "read-only here: images, labels and predictions can be looked at; labeling and "
                                "training need it closed there.")
         except MedlabelerError as exc:
-            show_error_message(f"Cannot open the project: {exc}")
+            show_error_message(f"Cannot open the project: {error_text(exc)}")
             return False
         self._close_for(project)
         self._attach(project, open_first=open_first)
@@ -321,19 +322,24 @@ class Session(QObject):
         from medlabeler.engine.errors import MedlabelerError
 
         if self._is_open(root):
-            show_error_message(f"Cannot create the project: {root} holds the project open now")
+            self.import_report = f"Cannot create the project: {root} holds the project open now"
+            show_error_message(self.import_report)
             return None
         try:
             project, report = calls.create_project(root, images, task=task, names=names, colors=colors, unit=unit)
         except MedlabelerError as exc:
-            show_error_message(f"Cannot create the project: {exc}")
+            self.import_report = f"Cannot create the project: {error_text(exc)}"
+            show_error_message(self.import_report)
             return None
         self._close_for(project)
         notes = [f"skipped {line}" for line in calls.skipped_lines(report.errors)] + [f"warning: {w}" for w in report.warnings]
-        if notes:  # shown to the user, not logged: file names may identify patients
+        # the whole report stays in the Project tab (a notification shows its first line for 4 s);
+        # shown to the user, not logged: file names may identify patients
+        self.import_report = "\n".join([report.summary(), *notes])
+        if notes:
             from napari.utils.notifications import show_warning
 
-            show_warning(report.summary() + "\n" + "\n".join(notes))
+            show_warning(self.import_report)
         self._attach(project)
         return report.summary() + "".join(f"\n{w}" for w in report.warnings)
 
@@ -346,7 +352,7 @@ class Session(QObject):
         try:
             project = calls.create_demo_project(root)
         except MedlabelerError as exc:
-            show_error_message(f"Cannot open the demo: {exc}")
+            show_error_message(f"Cannot open the demo: {error_text(exc)}")
             return False
         self._close_for(project)
         self._attach(project)
@@ -513,7 +519,10 @@ class Session(QObject):
         try:
             self.view.show(sample, prediction=cached)  # a prediction made ahead is drawn with the slice
         except MedlabelerError as exc:  # a file damaged since the import: the open sample stays
-            show_error_message(f"Cannot open sample {sample.id}: {exc}")
+            labeled = self.project.label(sample.id) is not None
+            show_error_message(f"Cannot open sample {sample.id}: {error_text(exc)}" + (
+                "\nIts label stays: to take it back, right-click its row in the queue (labeled) > Remove label."
+                if labeled else ""))
             self.queue_changed.emit()  # the store left it out of the queue: `n` does not stop there again
             return
         self.sample = sample  # only now: a key pressed after a failed open labels what is on screen
@@ -612,7 +621,7 @@ class Session(QObject):
         if isinstance(volume, Exception):
             self.reading = None
             self._forget_reading_note()
-            show_error_message(f"Cannot read the images of sample {sample.id}: {volume}")
+            show_error_message(f"Cannot read the images of sample {sample.id}: {error_text(volume)}")
             return
         self.view.keep_volume(sample, volume, labels)
         self.open_sample(sample.id)
@@ -869,17 +878,19 @@ class Session(QObject):
         return True
 
     @main_thread_only
-    def remove_label(self) -> bool:
-        """Make the sample on screen unlabeled again: a label saved by mistake (a stray click is
+    def remove_label(self, sample_id: int | None = None) -> bool:
+        """Make the sample on screen (or ``sample_id``: a row of the queue, one whose image cannot
+        be opened any more included) unlabeled again: a label saved by mistake (a stray click is
         saved when the slider leaves its slice). Its versions stay in the project's history. False
         when it has no saved label."""
-        if self.project is None or self.view is None or self.sample is None:
+        if self.project is None or self.view is None or (self.sample is None and sample_id is None):
             return False
         if self.writer is None:
             show_error_message("This project is open read-only; labels cannot be removed.")
             return False
-        on_screen = self.view.sample_on_screen() if self.project.task.kind == "segmentation" else None
-        sample_id = on_screen[0] if on_screen is not None else self.sample.id
+        if sample_id is None:
+            on_screen = self.view.sample_on_screen() if self.project.task.kind == "segmentation" else None
+            sample_id = on_screen[0] if on_screen is not None else self.sample.id
         self.flush_saves()  # a save still being written would land after the removal
         version = self.project.remove_label(sample_id)
         if version is None:
@@ -1189,7 +1200,7 @@ class Session(QObject):
         try:
             calls.activate_by_hand(self.project, int(version))  # logged beside the loop's decisions
         except MedlabelerError as exc:
-            show_error_message(f"Cannot activate model v{version}: {exc}")
+            show_error_message(f"Cannot activate model v{version}: {error_text(exc)}")
             return False
         self.predictions.clear()
         if self.view is not None:

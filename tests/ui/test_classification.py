@@ -128,3 +128,41 @@ def test_a_damaged_image_does_not_open_and_a_key_labels_what_is_on_screen(make_n
     press(viewer, "2")
     assert session.flush_saves()
     assert session.project.label(damaged.id) is None and session.project.load_label(shown.id) == 1
+
+
+def test_the_label_of_an_image_damaged_after_it_was_labeled_can_be_taken_back_in_the_app(
+        make_napari_viewer, qtbot, tmp_path, brain_pngs, monkeypatch):
+    """A new user's labeled PNG cut short after the import: every training run stopped at it and said
+    "take its label back (Remove label…)", but the app could not open it, and Remove label acts on
+    the sample open. A right-click on its row in the queue takes it back; the notification puts the
+    problem before the folder's name (it had been cut at "/tmp/trial37/")."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+
+    images, _ = brain_pngs
+    shutil.copytree(images, tmp_path / "images")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
+    damaged = next(s for s in project.samples() if s.split == "train")
+    project.save_label(damaged.id, 1, author="test")
+    project.close()
+    Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:300])
+    errors = []
+    monkeypatch.setattr("medlabeler.ui.session.show_error_message", errors.append)
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, tmp_path / "proj")
+    session = widget.session
+    session.open_sample(damaged.id)
+    assert errors and errors[-1].startswith(f"Cannot open sample {damaged.id}: image data is truncated")
+    assert f": {Path(damaged.path).name} (in {Path(damaged.path).parent})" in errors[-1]
+    assert "right-click its row in the queue (labeled) > Remove label" in errors[-1]
+    queue = widget.queue
+    queue.view_combo.setCurrentText("labeled")
+    row = queue.sample_ids().index(damaged.id)
+    open_it, remove = queue.row_actions(row)
+    assert remove.text() == f"Remove label of sample {damaged.id}" and remove.isEnabled()
+    remove.trigger()
+    assert session.project.label(damaged.id) is None
+    qtbot.waitUntil(lambda: damaged.id not in queue.sample_ids(), timeout=5000)  # the labeled view follows
+    queue.view_combo.setCurrentText("to label")
+    assert not queue.row_actions(0)[1].isEnabled()  # nothing to take back

@@ -52,11 +52,37 @@ def test_a_bad_folder_is_reported_not_raised(make_napari_viewer, monkeypatch, tm
     widget.root_edit.setText(str(tmp_path / "p"))
     widget.names_edit.setText("tumour")
     assert widget.create_from_form() is None
-    assert len(shown) == 1 and shown[0].startswith("Cannot create the project: ") and "empty" in shown[0]
+    # the problem first: a notification shows one line, and a long folder name had hidden it
+    assert len(shown) == 1 and shown[0].startswith("Cannot create the project: no readable images found")
+    assert "empty" in shown[0]
+    assert widget.report_label.text() == shown[0] and not widget.report_label.isHidden()
     assert widget.session.open_project(tmp_path / "nowhere") is False
     assert "nowhere: does not exist" in shown[-1]
     assert widget.session.open_project(tmp_path / "empty") is False
     assert "not a medlabeler project" in shown[-1]
+
+
+def test_the_files_an_import_skipped_are_named_in_the_project_tab(make_napari_viewer, monkeypatch, brain_pngs,
+                                                                   tmp_path):
+    """A new user saw "3 files skipped" in the status line and the files' names in the terminal only."""
+    import shutil
+
+    monkeypatch.setattr("napari.utils.notifications.show_warning", lambda message: None)
+    images, _ = brain_pngs
+    shutil.copytree(images, tmp_path / "images")
+    cut = sorted((tmp_path / "images").glob("*.png"))[0]
+    cut.write_bytes(cut.read_bytes()[:200])
+    viewer = make_napari_viewer()
+    widget = ProjectWidget(viewer)
+    widget.session.warm_up_on_open = False
+    widget.images_edit.setText(str(tmp_path / "images"))
+    widget.root_edit.setText(str(tmp_path / "p"))
+    widget.task_combo.setCurrentText("classification")
+    widget.names_edit.setText("a, b")
+    assert widget.create_from_form()
+    report = widget.report_label.text()
+    assert "1 file skipped" in report.splitlines()[0] and f"{cut.name}: image data is truncated" in report, report
+    assert not widget.report_label.isHidden()
 
 
 def test_a_project_that_cannot_be_made_or_opened_leaves_the_open_one_open(make_napari_viewer, monkeypatch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -88,6 +89,12 @@ class ProjectWidget(QWidget):
         form.addRow("Samples", self.unit_combo)
         self.create_button = QPushButton("Create and open")
         form.addRow(self.create_button)
+        # what the import found, whole: each skipped file by name (a notification shows one line)
+        self.report_label = QLabel("")
+        self.report_label.setWordWrap(True)
+        self.report_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.report_label.setVisible(False)
+        form.addRow(self.report_label)
         layout.addWidget(create)
         layout.addWidget(hint("Labels are saved in the project folder; source images stay where they are."))
         layout.addStretch(1)
@@ -135,6 +142,8 @@ class ProjectWidget(QWidget):
         )
         if summary:
             self.viewer.status = summary.splitlines()[0]  # warnings also went to a notification
+        self.report_label.setText(self.session.import_report)
+        self.report_label.setVisible(bool(self.session.import_report))
         return summary
 
     def _show_counts(self) -> None:

@@ -1,4 +1,5 @@
-"""Queue: the samples the model is least sure about, with score and reason; click to open."""
+"""Queue: the samples the model is least sure about, with score and reason; click to open, right-click
+to open or take a label back."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import logging
 import re
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QFont, QFontMetrics
+from qtpy.QtGui import QAction, QFont, QFontMetrics
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QPushButton,
     QStyle,
     QTableWidget,
@@ -87,6 +89,8 @@ class QueueWidget(QWidget):
         layout.addWidget(self.status)
 
         self.table.cellClicked.connect(self._clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
         self.next_button.clicked.connect(self.session.open_next)
         self.refresh_button.clicked.connect(lambda: self.refresh(wait=True))
         self.view_combo.currentTextChanged.connect(lambda _: self.refresh(wait=True))
@@ -263,6 +267,28 @@ class QueueWidget(QWidget):
     def _clicked(self, row: int, _column: int) -> None:
         if 0 <= row < len(self.rows):
             self.session.open_sample(self.rows[row].sample)
+
+    def row_actions(self, row: int) -> list[QAction]:
+        """What a right-click on ``row`` offers: open its sample, and take its label back, which
+        reaches a sample whose image cannot be opened any more (a labeled file damaged after the
+        import stops every training run until it is put back or unlabeled)."""
+        if not 0 <= row < len(self.rows) or self.session.project is None:
+            return []
+        sample_id = self.rows[row].sample
+        open_it = QAction(f"Open sample {sample_id}", self.table)
+        open_it.triggered.connect(lambda: self.session.open_sample(sample_id))
+        remove = QAction(f"Remove label of sample {sample_id}", self.table)
+        remove.setToolTip("unlabeled again; its saved versions stay in the project's history")
+        remove.setEnabled(self.session.writer is not None and self.session.project.label(sample_id) is not None)
+        remove.triggered.connect(lambda: self.session.remove_label(sample_id))
+        return [open_it, remove]
+
+    def _context_menu(self, position) -> None:
+        actions = self.row_actions(self.table.rowAt(position.y()))
+        if actions:
+            menu = QMenu(self.table)
+            menu.addActions(actions)
+            menu.exec(self.table.viewport().mapToGlobal(position))
 
     def sample_ids(self) -> list[int]:
         return [row.sample for row in self.rows]
