@@ -377,10 +377,18 @@ def _result_text(result) -> str:
 def cmd_evaluate(args) -> int:
     from medlabeler.engine.workflows.evaluate import evaluate_project
 
+    unreadable: list = []
     with _open(args.project, readonly=True) as project:
-        metrics = evaluate_project(project, split=args.split, version=args.version)
+        metrics = evaluate_project(project, split=args.split, version=args.version, unreadable=unreadable)
         active = project.active_model()
     version = args.version if args.version is not None else active.version if active is not None else None
+    for error in unreadable:  # measured without them, and said so: a figure on fewer samples than labeled
+        print(f"left out {error}", file=sys.stderr)
+    if unreadable:
+        metrics["left_out"] = len(unreadable)
+        ids = " ".join(str(error.sample_id) for error in unreadable)
+        print(f"{args.split}: {_count(len(unreadable), 'labeled sample')} left out: their images no longer read "
+              f"(put the files back, or take the labels back: medlabeler remove-label PROJECT {ids})", file=sys.stderr)
     if args.json:
         _print_json(metrics)
     elif not metrics.get("n"):

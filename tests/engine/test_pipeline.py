@@ -422,3 +422,28 @@ def test_an_unlabeled_image_damaged_after_the_import_is_passed_over_not_fatal(tm
     with Project.open(root, readonly=True) as reopened:
         scored = reopened.scores()
     assert unlabeled[0].id not in scored and {s.id for s in unlabeled[1:]} <= set(scored)
+
+
+def test_evaluate_leaves_out_a_labeled_image_that_no_longer_reads_and_says_which(tmp_path, capsys):
+    """`medlabeler evaluate` stopped at the first labeled image cut short after the import, with no
+    figure and no way out named, where `predict` passed over it."""
+    import json
+    from pathlib import Path
+
+    from medlabeler.cli import main
+
+    project = make_cls_project(tmp_path, n=24)
+    run_to_end(train_project(project, method="supervised", steps=2, config=CLS))
+    tested = project.samples(split="test", labeled=True)
+    assert len(tested) >= 2
+    root = project.root
+    project.close()
+    assert main(["evaluate", str(root), "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    damaged = Path(tested[0].path)
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    assert main(["evaluate", str(root), "--json"]) == 0
+    out, err = capsys.readouterr()
+    metrics = json.loads(out)
+    assert metrics["n"] == whole["n"] - 1 and metrics["left_out"] == 1
+    assert f"left out {damaged}" in err and f"medlabeler remove-label PROJECT {tested[0].id})" in err
