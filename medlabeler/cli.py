@@ -320,7 +320,7 @@ def cmd_train(args) -> int:
     print(f"trained {method}: {_result_text(result)}")
     decision = getattr(result, "decision", None)
     if decision is not None:
-        print(("promoted: " if decision.promoted else "kept: ") + decision.message)
+        print(decision.headline())
     return 0
 
 
@@ -371,6 +371,8 @@ def _result_text(result) -> str:
             parts.append(f"{value:.1f} {unit}")
     if getattr(result, "cancelled", False):
         parts.append("cancelled")
+    elif getattr(result, "stopped_by", ""):
+        parts.append(f"stopped by the {result.stopped_by} at step {result.steps} of {result.planned_steps}")
     return ", ".join(parts) or "done"
 
 
@@ -491,6 +493,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_queue(args) -> int:
+    from medlabeler.engine.active.strategies import FIRST_PICK_PREFIXES
     from medlabeler.engine.workflows.active_loop import next_samples, shown_score, where
 
     with _open(args.project, readonly=True) as project:
@@ -505,6 +508,9 @@ def cmd_queue(args) -> int:
         score = "" if value is None else f"score {value:.3f}"
         print(f"  sample {p.sample:<6} {where(samples[p.sample]):<10} {score:<11}  {p.reason}")
     print(f"{len(picks)} samples to label next ({args.strategy})")
+    if has_model and any(p.reason.startswith(FIRST_PICK_PREFIXES[1]) for p in picks):  # "no uncertainty scores yet"
+        print("the active model has not scored the unlabeled samples yet (`train` does not; the app and `learn` "
+              "do): `medlabeler score PROJECT` ranks them by its uncertainty", file=sys.stderr)
     return 0
 
 

@@ -447,3 +447,34 @@ def test_evaluate_leaves_out_a_labeled_image_that_no_longer_reads_and_says_which
     metrics = json.loads(out)
     assert metrics["n"] == whole["n"] - 1 and metrics["left_out"] == 1
     assert f"left out {damaged}" in err and f"medlabeler remove-label PROJECT {tested[0].id})" in err
+
+
+def test_the_command_line_says_why_a_run_or_the_loop_stopped_and_what_ranks_the_queue(tmp_path, capsys):
+    """A new user's `train --budget-s 60` printed "step 20/20" as if the run had ended at its length,
+    then "promoted: promoted v1"; `learn --budget-s 60` said "learning stopped" without why; and the
+    queue after `train` ranked nothing by uncertainty without saying that `score` was missing."""
+    import json
+
+    from medlabeler.cli import main
+
+    project = make_cls_project(tmp_path, n=24)
+    for sample in project.samples(split="train")[:8]:
+        project.remove_label(sample.id)
+    root = project.root
+    project.close()
+    (tmp_path / "small.json").write_text(json.dumps(CLS))
+    assert main(["train", str(root), "--method", "supervised", "--steps", "8", "--budget-s", "0",
+                 "--config", str(tmp_path / "small.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "stopped by the time budget at step 1 of 8" in out, out
+    assert "promoted v1: the first model" in out and "promoted: promoted" not in out
+    assert "validating candidate v1 (no active model yet)" in err
+    assert main(["queue", str(root)]) == 0
+    assert "`medlabeler score PROJECT` ranks them" in capsys.readouterr().err
+    assert main(["score", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["queue", str(root)]) == 0
+    assert "medlabeler score" not in capsys.readouterr().err
+    assert main(["learn", str(root), "--budget-s", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert "learning stopped (its time budget of 0 s ran out)" in err and "0 candidates, 0 promoted" in out

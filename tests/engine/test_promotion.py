@@ -217,7 +217,7 @@ def test_cli_train_prints_promoted_or_kept_and_learn_runs_the_loop(tmp_path, cap
     config.write_text(json.dumps(SEG))
     assert main(["train", str(root), "--method", "supervised", "--steps", "40", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "trained supervised" in out and "promoted: promoted v1" in out
+    assert "trained supervised" in out and "\npromoted v1" in out and "promoted: promoted" not in out
     config.write_text(json.dumps({**SEG, "lr": 1e-5}))
     # from scratch (the default warm start from v1 would make it as good as v1 after one step)
     assert main(["train", str(root), "--method", "supervised", "--steps", "1", "--init", "scratch",

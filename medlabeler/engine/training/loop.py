@@ -148,7 +148,8 @@ class _Run:
         self.val = val
         self.evaluate = self._evaluator(eval_fn, val)
 
-        self.result = RunResult(total_steps=self.total_steps, monitor=self.monitor, batch_size=config.batch_size)
+        self.result = RunResult(total_steps=self.total_steps, planned_steps=self.total_steps, monitor=self.monitor,
+                                batch_size=config.batch_size)
         self.best_score, self.best_state = (-math.inf,), None
         self.images_seen, self.started = 0, time.perf_counter()
         self.oom_retried = False
@@ -332,6 +333,7 @@ class _Run:
         Rank 0's clock decides for all ranks (a budget must stop every rank at one step)."""
         if self.step < self.total_steps and self.stop_when is not None \
                 and distributed.broadcast(bool(self.stop_when())):
+            self.result.stopped_by = "time budget"
             self.total_steps = self.step  # the budget ran out: close this epoch, validate, stop
 
     def _end_epoch(self) -> Generator[Event, None, bool]:
@@ -346,6 +348,8 @@ class _Run:
         stop_early = bool(self.on_epoch_end(epoch, mean_loss)) if self.on_epoch_end is not None else False
         stop_early = distributed.broadcast(stop_early)
         if stop_early:
+            if step < self.total_steps:
+                self.result.stopped_by = "plateau"
             self.total_steps = step
         if self._validation_due(epoch):
             if self.cancel.is_set():

@@ -62,7 +62,7 @@ def run_headless_round(root: Path, *, labels: int = 8, steps: int | None = None,
         result = drive(train_project(project, init="pretrained" if rec.pretrain else None, steps=steps,
                                      config=config), f"train {rec.method}")
         if result.decision is not None:
-            print(("promoted: " if result.decision.promoted else "kept: ") + result.decision.message)
+            print(result.decision.headline())
         metrics = evaluate_project(project, split="test")
         drive(score_project(project), "score")
         picks = next_samples(project, strategy="hybrid", n=5)

@@ -137,7 +137,7 @@ class LoopSummary:
 
     def text(self) -> str:
         promoted = sum(1 for d in self.decisions if d.promoted)
-        parts = [f"{len(self.decisions)} candidates, {promoted} promoted"]
+        parts = [f"{len(self.decisions)} candidate{'s' * (len(self.decisions) != 1)}, {promoted} promoted"]
         if self.pretrained:
             parts.append(f"pretrained v{self.pretrained[-1]}")
         if self.failures:
@@ -314,6 +314,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     finally:
         summary.seconds = clock() - started
         summary.cancelled = control.cancelled
+    if not control.cancelled and not stopped_because and budget_s is not None and clock() - started >= budget_s:
+        stopped_because = f"its time budget of {budget_s:g} s ran out"
     why = " (cancelled)" if control.cancelled else f" ({stopped_because})" if stopped_because else ""
     yield _phase(project, "stopped", "learning stopped" + why)
     return summary

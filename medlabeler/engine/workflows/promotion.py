@@ -67,6 +67,11 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def headline(self) -> str:
+        """"promoted v3: …" or "kept: v7 not better: …": the verdict said once, first."""
+        word = "promoted" if self.promoted else "kept"
+        return self.message if self.message.startswith(word) else f"{word}: {self.message}"
+
     def measured(self) -> tuple[str, float] | None:
         """(metric, value) the candidate scored on the validation labels when this was decided."""
         value = self.candidate_value

@@ -122,8 +122,10 @@ def train_project(project, *, method: str | None = None, init=None, epochs: int 
     done = held[-1] if held else Event("done")
     done.message = f"saved candidate v{version.version}"
     if promote:
+        active = project.active_model()
         yield Event("log", step=result.steps, total_steps=result.total_steps,
-                    message=f"validating candidate v{version.version} against the active model")
+                    message=f"validating candidate v{version.version}" + (
+                        f" against the active model v{active.version}" if active is not None else " (no active model yet)"))
         result.decision = _promote(project, version.version, device, tolerance)
         done.message = result.decision.message
     yield done
