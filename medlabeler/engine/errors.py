@@ -50,6 +50,16 @@ class InitMismatchError(TrainingError):
     """The model a run was to start from does not fit its network (architecture, channels)."""
 
 
+def error_text(exc: BaseException) -> str:
+    """An error as a notification or a status line of a few lines shows it: the file's name, the
+    problem, then the folder. A notification shows its first line only, and "/tmp/projects/em…"
+    had hidden both the file and what was wrong with it."""
+    if isinstance(exc, InputError) and exc.path:
+        path = Path(exc.path)
+        return f"{path.name}: {exc.problem} (in {path.parent})"
+    return str(exc)
+
+
 def unexpected_error(path: str | Path, exc: BaseException) -> ImageReadError:
     """An ImageReadError for a failure no reader foresaw (a library's own exception type)."""
     if isinstance(exc, MemoryError):

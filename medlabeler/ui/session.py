@@ -22,12 +22,13 @@ import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.engine.store.project import MISSING_SLICE
+from medlabeler.engine.errors import error_text
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
 from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, make_spare_layers, read_volume,
                                   read_volume_labels, volume_bytes, volume_key, warm_up_layers)
 from medlabeler.ui.ranking import Rankings, queue_key
-from medlabeler.ui.workers import EngineJob, JobSlots, error_text, main_thread_only, show_error_message
+from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from functools import wraps
-from pathlib import Path
 from typing import Any
 
 from qtpy.QtCore import QCoreApplication, QObject, QThread, Signal
@@ -90,17 +89,6 @@ def plain_words(action: str, exc: BaseException) -> str:
         return f"{action} stopped: cannot use the file {getattr(exc, 'filename', '') or text}."
     first_line = text.splitlines()[0] if text else ""
     return f"{action} stopped because of an internal error ({type(exc).__name__}{': ' + first_line if first_line else ''})."
-
-
-def error_text(exc: BaseException) -> str:
-    """An error as a notification shows it: the problem first, then the file's name and folder. A
-    notification shows one line, and "/tmp/projects/em…" had hidden what was wrong with the file."""
-    from medlabeler.engine.errors import InputError
-
-    if isinstance(exc, InputError) and exc.path:
-        path = Path(exc.path)
-        return f"{exc.problem}: {path.name} (in {path.parent})"
-    return str(exc)
 
 
 def show_error_message(message: str) -> None:

@@ -135,7 +135,7 @@ def test_the_label_of_an_image_damaged_after_it_was_labeled_can_be_taken_back_in
     """A new user's labeled PNG cut short after the import: every training run stopped at it and said
     "take its label back (Remove label…)", but the app could not open it, and Remove label acts on
     the sample open. A right-click on its row in the queue takes it back; the notification puts the
-    problem before the folder's name (it had been cut at "/tmp/trial37/")."""
+    file's name and the problem before the folder (it had been cut at "/tmp/trial37/")."""
     import shutil
 
     from medlabeler.engine.project.project_import import create_project
@@ -153,8 +153,9 @@ def test_the_label_of_an_image_damaged_after_it_was_labeled_can_be_taken_back_in
     widget = build_app(viewer, tmp_path / "proj")
     session = widget.session
     session.open_sample(damaged.id)
-    assert errors and errors[-1].startswith(f"Cannot open sample {damaged.id}: image data is truncated")
-    assert f": {Path(damaged.path).name} (in {Path(damaged.path).parent})" in errors[-1]
+    name, folder = Path(damaged.path).name, Path(damaged.path).parent
+    assert errors and errors[-1].startswith(f"Cannot open sample {damaged.id}: {name}: image data is truncated")
+    assert f"(in {folder})" in errors[-1]
     assert "right-click its row in the queue (labeled) > Remove label" in errors[-1]
     queue = widget.queue
     queue.view_combo.setCurrentText("labeled")

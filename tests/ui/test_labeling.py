@@ -158,9 +158,10 @@ def test_the_queue_table_changes_only_the_rows_that_changed(make_napari_viewer):
         assert queue_cells(queue.table) == queue_cells(fresh.table)
 
 
-def test_queue_rows_wrap_anew_when_a_new_row_widens_a_column(make_napari_viewer, qtbot):
-    """A new row wider in "where" narrows the stretched "why" column: the rows kept must grow to
-    their wrapped reason, not be cut."""
+def test_queue_rows_stay_one_line_high_in_a_narrow_dock(make_napari_viewer, qtbot):
+    """At 1366x768 each wrapped reason made a row three lines high and the table showed three rows.
+    Each row is one line, the reason cut with an ellipsis and whole in its tooltip, also after a
+    new row wider in "where" narrowed the stretched "why" column."""
     from medlabeler.ui.engine_calls import QueueRow
     from medlabeler.ui.widgets.queue import QueueWidget
 
@@ -168,14 +169,17 @@ def test_queue_rows_wrap_anew_when_a_new_row_widens_a_column(make_napari_viewer,
     queue.table.setFixedWidth(330)
     queue.show()
     qtbot.waitExposed(queue)
-    reason = "entropy 0.912, among the most uncertain, spread over them"
+    reason = "entropy 0.912, among the most uncertain, spread over them (hybrid: 10 picks covering the 40 most)"
     rows = [QueueRow(s, 0.9, reason) for s in range(5)]
     queue._fill(None, rows)
     wide = QueueRow(123456789, 0.9, reason)
     queue._fill(None, rows[1:] + [wide])
     table = queue.table
-    assert all(table.rowHeight(r) >= table.sizeHintForRow(r) for r in range(table.rowCount())), (
-        [table.rowHeight(r) for r in range(table.rowCount())], [table.sizeHintForRow(r) for r in range(table.rowCount())])
+    line = table.fontMetrics().lineSpacing()
+    assert all(table.rowHeight(r) < 2 * line for r in range(table.rowCount())), [table.rowHeight(r) for r in range(5)]
+    why = table.item(0, 3)
+    assert why.toolTip() == reason and why.text() == "among the most uncertain, spread over them"
+    assert table.fontMetrics().horizontalAdvance(why.text()) > table.columnWidth(3)  # cut, not wrapped
 
 
 def assert_canvas_drawn(viewer, path) -> None:
@@ -1003,8 +1007,9 @@ def test_queue_cells_leave_bracketed_details_to_the_tooltip():
     reason = ("entropy 1.084, among the most uncertain, spread over them (hybrid: 10 picks covering the 40 most "
               "uncertain left, each the one of them farthest from the labeled and earlier picks); "
               "next to another slice of the same volume in this batch (few other samples left)")
-    assert short_reason(reason) == ("entropy 1.084, among the most uncertain, spread over them; "
+    assert short_reason(reason) == ("among the most uncertain, spread over them; "
                                     "next to another slice of the same volume in this batch")
+    assert short_reason("margin 0.031, among the most uncertain") == "among the most uncertain"
     assert short_reason("validation label needed: held out") == "validation label needed: held out"
 
 
@@ -1472,3 +1477,21 @@ def test_medlabeler_keys_leave_the_users_own_layers_alone(make_napari_viewer, br
     viewer.layers.selection.active = session.view.labels_layer
     press(viewer, "s")
     assert session.flush_saves() and session.project.label(sample.id) is not None  # all background, as asked
+
+
+def test_the_metric_plot_leaves_room_above_a_perfect_score():
+    """A new user's classifier at validation AUC 1.000 sat on the plot's top edge, the axis ticked
+    0.960, 0.975, 0.990 and no tick at 1."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from medlabeler.ui.widgets.metrics import metric_limits
+
+    bottom, top = metric_limits([1.0])
+    assert 0.94 < bottom < 1.0 < top <= 1.02
+    ax = Figure().add_subplot()
+    ax.set_ylim(bottom, top)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+    assert any(abs(t - 1.0) < 1e-9 for t in ax.get_yticks())
+    assert metric_limits([0.5, 0.8]) == pytest.approx((0.45, 0.85))
+    assert metric_limits([0.0, 0.02])[0] == 0.0

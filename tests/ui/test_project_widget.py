@@ -52,9 +52,8 @@ def test_a_bad_folder_is_reported_not_raised(make_napari_viewer, monkeypatch, tm
     widget.root_edit.setText(str(tmp_path / "p"))
     widget.names_edit.setText("tumour")
     assert widget.create_from_form() is None
-    # the problem first: a notification shows one line, and a long folder name had hidden it
-    assert len(shown) == 1 and shown[0].startswith("Cannot create the project: no readable images found")
-    assert "empty" in shown[0]
+    # the folder's name and the problem first: a notification shows one line, and a long path had hidden them
+    assert len(shown) == 1 and shown[0].startswith("Cannot create the project: empty: no readable images found")
     assert widget.report_label.text() == shown[0] and not widget.report_label.isHidden()
     assert widget.session.open_project(tmp_path / "nowhere") is False
     assert "nowhere: does not exist" in shown[-1]

@@ -37,7 +37,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from medlabeler.engine.errors import MedlabelerError
+from medlabeler.engine.errors import MedlabelerError, error_text
 from medlabeler.engine.workflows.model_versions import newest_pretrained, remove_old_weights, removed_text
 from medlabeler.engine.workflows.recommended import WARM_START_MIN_STEPS, WARM_START_SHARE
 from medlabeler.engine.workflows.run_config import recommendation
@@ -479,7 +479,7 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
                                        check=stop.check if stop is not None else None)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
-        yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {exc}")
+        yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {error_text(exc)}")
         return None
     if stop is not None and stop.why and (result is None or result.cancelled):
         yield _phase(project, "training", f"{stop.why}: the full run stops (the active model stays) and "

@@ -71,6 +71,15 @@ NO_VALIDATION_NOTE = ("This project has no validation samples: new models are co
 ADD_SCANS_NOTE = "Add scans to measure the models on held-out ones."
 
 
+def metric_limits(values: list[float]) -> tuple[float, float]:
+    """The y range of the metric plot: the values with room around them, above 0, and a little
+    above 1 where a value is 1 (a model at AUC 1.000 sat on the frame's top edge, under no tick)."""
+    low, high = min(values), max(values)
+    pad = max(0.05, (high - low) * 0.15)
+    top = min(1.0 + pad / 4, high + pad) if high <= 1.0 else high + pad
+    return max(0.0, low - pad), top
+
+
 class MetricsWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -143,19 +152,16 @@ class MetricsWidget(QWidget):
                 self.ax.plot([p[0] for p in self.kept], [p[1] for p in self.kept], "o", markerfacecolor="none",
                              color="tab:red", markersize=5, linestyle="none", label="not promoted")
             last = self.points[-1]
-            values = ys + [p[1] for p in self.kept]
-            low, high = min(values), max(values)
-            pad = max(0.05, (high - low) * 0.15)
-            top = min(1.0, high + pad) if high <= 1.0 else high + pad
-            self.ax.set_ylim(max(0.0, low - pad), top)
-            near_top = last[1] > top - pad / 2  # above the point the version would run into the title
+            bottom, top = metric_limits(ys + [p[1] for p in self.kept])
+            self.ax.set_ylim(bottom, top)
+            near_top = last[1] > top - (top - bottom) / 6  # above the point the version would run into the title
             self.ax.annotate(f"v{last[2]}", (last[0], last[1]), fontsize=7, xytext=(3, -9 if near_top else 3),
                              textcoords="offset points")
             span = max(xs + [p[0] for p in self.kept]) - min(xs + [p[0] for p in self.kept])
             lo_x = min(xs + [p[0] for p in self.kept])
             self.ax.set_xlim(lo_x - max(1, span * 0.05), lo_x + span + max(1, span * 0.05))
             self.ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-            self.ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+            self.ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))  # 0.96, 0.98, 1.00
             self.ax.set_xlabel("labeled training samples")
             # over the axes, not beside them: a rotated label is cut off in a narrow dock
             self.ax.set_title(f"{on} {name}", loc="left", fontsize=9, y=1.0, pad=3)

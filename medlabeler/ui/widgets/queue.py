@@ -73,7 +73,10 @@ class QueueWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
-        self.table.setWordWrap(True)
+        # one line a row, the reason cut to the column with its whole text in the tooltip: wrapped,
+        # the reasons made each row three lines high and a 1366x768 screen showed three rows
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setMinimumHeight(90)
         layout.addWidget(self.table, 1)
 
@@ -305,9 +308,9 @@ def strategy_help(name: str) -> str:
 
 
 def short_reason(reason: str) -> str:
-    """The reason without its bracketed details ("entropy 0.836, among the most uncertain, spread
-    over them" for the cell; the tooltip has them): a dock's rows stay two lines high, not four."""
-    return re.sub(r" \([^()]*\)", "", reason)
+    """The reason without its bracketed details and without the uncertainty the score column shows
+    ("among the most uncertain, spread over them" for the cell; the tooltip has it all)."""
+    return re.sub(r"^[a-z_ ]+ -?\d+\.\d+, ", "", re.sub(r" \([^()]*\)", "", reason))
 
 
 def _strategies() -> list[str]:
