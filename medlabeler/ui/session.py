@@ -473,14 +473,22 @@ class Session(QObject):
         self.sample_opened.emit(None)
 
     def _say_what_closing_discards(self) -> None:
-        """A run stopped half-way leaves no model: say so rather than drop it silently."""
+        """A run stopped half-way leaves no model: say so rather than drop it silently (in a
+        notification too while the window stays: a new user found the words on stderr only)."""
         active = self.project.active_model()
         stays = f"the active model v{active.version} stays" if active is not None else "there is no model yet"
         if self.learning.run_under_way:
-            log.warning("closing the project stops the background run half-way (%s): it is not kept, %s",
-                        self.learning.now, stays)
+            message = (f"Closing the project stopped the background run half-way ({self.learning.now}): it is not "
+                       f"kept, {stays}.")
         elif self.training_running and not self.learning.running:
-            log.warning("closing the project stops the training run half-way: it is not kept, %s", stays)
+            message = f"Closing the project stopped the training run half-way: it is not kept, {stays}."
+        else:
+            return
+        log.warning(message)
+        if not self._shutting_down:
+            from napari.utils.notifications import show_warning
+
+            show_warning(message)
 
     def shutdown(self) -> None:
         """Save, stop the workers and release the project (window closing)."""

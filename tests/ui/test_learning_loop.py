@@ -172,11 +172,13 @@ def test_closing_while_a_candidate_trains_says_it_is_not_kept(make_napari_viewer
     loop.set_paused(False)
     qtbot.waitUntil(lambda: len(steps) >= 1, timeout=30_000)
     assert loop.run_under_way
+    shown = []  # on screen too, not only on stderr (a new user closed a project and lost a run unawares)
+    monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
     with caplog.at_level("WARNING", logger="medlabeler.ui.session"):
         session.close_project()
-    said = [r.getMessage() for r in caplog.records if "closing the project" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if "Closing the project" in r.getMessage()]
     assert len(said) == 1 and "steps" in said[0] and "(from scratch, 1 training label)" in said[0], said
-    assert "it is not kept, there is no model yet" in said[0]
+    assert "it is not kept, there is no model yet" in said[0] and shown == said
     assert project.closed and not session.learning.run_under_way
 
 
