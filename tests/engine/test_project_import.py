@@ -136,6 +136,17 @@ def test_csv_import_keeps_good_rows_and_names_bad_ones(tmp_path):
         messages = [str(e) for e in report.errors]
         assert any("line 3" in m and "unknown class 'cancer'" in m for m in messages)
         assert any("line 4" in m and "nowhere.png" in m for m in messages)
+    # an image deleted since the import: its label would stop every training run, so it is refused
+    files[2].unlink()
+    with open(table, "w", newline="") as handle:
+        csv.writer(handle).writerows([[files[2].name, "y"], [files[3].name, "y"]])
+    with Project.open(tmp_path / "proj") as project:
+        report = import_labels(project, table)
+        assert report.labeled == 1 and len(report.errors) == 1
+        assert "line 1" in str(report.errors[0]) and f"({files[2].name}) is gone from where it was imported" in str(
+            report.errors[0])
+        assert [s for s in project.samples() if s.path == str(files[2])][0].id not in {
+            s.id for s in project.samples(labeled=True)}
 
 
 def test_masks_import_and_nifti_export_round_trip(tmp_path, brain):

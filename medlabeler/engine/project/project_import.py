@@ -393,6 +393,11 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
                 InputError(where, f"unknown class {label!r} (classes: {', '.join(task.names)})")
             )
             continue
+        gone = [s for s in samples if not Path(s.path).exists()]
+        if gone:  # a label on it would stop every training run (a labeled image is never passed over)
+            report.errors.append(InputError(where, f"the image of sample {gone[0].id} ({Path(gone[0].path).name}) is "
+                                                   "gone from where it was imported: put it back, then import again"))
+            samples = [s for s in samples if s not in gone]
         for sample in samples:
             project.save_label(sample.id, task.names.index(label), origin="imported")
             report.labeled += 1
