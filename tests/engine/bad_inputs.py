@@ -522,18 +522,18 @@ IMAGE_CASES: list[Case] = [
     # --- PNG / JPEG / TIFF / BMP
     _case("png_decompression_bomb", ".png", lambda: png_with_size(100_000, 100_000), ("decompression bomb",)),
     _case("png_over_pixel_limit", ".png", _big_png, ("too large",), setup=_lower_pixel_limit),
-    _case("png_zero_bytes", ".png", _empty, NOT_IMAGE),
+    _case("png_zero_bytes", ".png", _empty, ("the file is empty (0 bytes)",)),
     _case("png_holding_text", ".png", _text("<html>not an image</html>\n" * 10), NOT_IMAGE),
     _case("png_holding_dicom", ".png", lambda: testdata("CT_small.dcm").read_bytes(), NOT_IMAGE),
     _case("png_cut_in_pixels", ".png", _png_cut, DAMAGED, deep=True),
     _case("png_random_bytes", ".png", _random_bytes(2048), NOT_IMAGE),
-    _case("jpg_zero_bytes", ".jpg", _empty, NOT_IMAGE),
+    _case("jpg_zero_bytes", ".jpg", _empty, ("the file is empty (0 bytes)",)),
     _case("jpg_holding_text", ".jpg", _text("not a photo\n" * 10), NOT_IMAGE),
     _case("tif_holding_text", ".tif", _tiff_text, ("not a readable tiff",)),
     _case("tif_zero_bytes", ".tif", _empty, ("not a readable tiff",)),
     _case("tif_without_pixels", ".tif", tiff_without_pixels, ("no pixels", "shape", "empty")),
     _case("tif_pixels_unlike_header", ".tif", tiff_pixels_unlike_header, ("tiff", "match", "shape"), deep=True),
-    _case("bmp_zero_bytes", ".bmp", _empty, NOT_IMAGE),
+    _case("bmp_zero_bytes", ".bmp", _empty, ("the file is empty (0 bytes)",)),
 ]
 
 
@@ -669,7 +669,7 @@ MASK_CASES: list[Case] = [
     _mask_case("mask_nan", "scan_b", ".nii.gz",
                lambda: nifti_bytes(_with_value(good_volume_mask, np.nan)(), compressed=True), ("nan",)),
     _mask_case("mask_for_unknown_image", "scan_zz", ".png", lambda: png_bytes(good_image_mask()), ("no image",)),
-    _mask_case("mask_png_zero_bytes", "scan_a", ".png", _empty, NOT_IMAGE),
+    _mask_case("mask_png_zero_bytes", "scan_a", ".png", _empty, ("the file is empty (0 bytes)",)),
     _mask_case("mask_npy_zero_bytes", "scan_a", ".npy", _empty, ("cannot read mask",)),
     _mask_case("mask_npy_truncated", "scan_a", ".npy", lambda: _npy(good_image_mask)()[:100], ("cannot read mask",)),
     _mask_case("mask_npy_holding_npz", "scan_a", ".npy", _npz, ("cannot read mask", "not a .npy")),

@@ -118,6 +118,8 @@ def test_not_an_image_truncated_and_empty_files(tmp_path):
         with pytest.raises(ImageReadError) as info:
             read_image(tmp_path / name)
         assert name in str(info.value)
+        if name == "empty.jpg":  # not "the file is no PNG/JPEG/TIFF/BMP" (a new user's 0-byte zero.png)
+            assert info.value.problem.startswith("the file is empty (0 bytes)")
 
 
 @pytest.mark.parametrize("limit", [1000, 3000])  # Pillow raises above 2x the limit, warns above it

@@ -93,6 +93,8 @@ def test_missing_path_and_unknown_single_file(tmp_path):
     (tmp_path / "data.bin").write_bytes(b"\1\2\3" * 100)
     infos, errors = scan_sources(tmp_path / "data.bin")
     assert infos == [] and len(errors) == 1 and "data.bin" in str(errors[0])
+    # not only "not a DICOM file", the last reader it was tried with (a new user's notes.txt)
+    assert errors[0].problem.startswith("not an image medlabeler reads (PNG, JPEG, TIFF, BMP, NIfTI, DICOM)")
     infos, errors = scan_sources(tmp_path)  # in a folder walk, unknown files are simply not images
     assert infos == [] and errors == []
 

@@ -50,6 +50,8 @@ def _open(path: Path) -> PIL.Image.Image:
     except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as exc:
         raise _bomb_error(path, str(exc)) from exc
     except PIL.UnidentifiedImageError as exc:
+        if path.stat().st_size == 0:  # "the file is no PNG" read oddly for an empty file named .png
+            raise ImageReadError(path, "the file is empty (0 bytes): a copy that never finished?") from exc
         raise ImageReadError(path, "not a readable image (the file is no PNG/JPEG/TIFF/BMP)") from exc
     except OSError as exc:
         raise ImageReadError(path, f"image could not be opened ({exc})") from exc

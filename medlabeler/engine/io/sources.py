@@ -99,13 +99,15 @@ def scan_sources(
     candidates = _walk(root, errors) if walked else [root]
     dicom_files: list[Path] = []
     infos: list[SourceInfo] = []
+    guessed = False
     for file in candidates:
         try:
             kind = classify(file)
         except OSError as exc:
             errors.append(InputError(file, f"could not be read ({exc})"))
             continue
-        if kind is None and not walked:
+        guessed = kind is None and not walked
+        if guessed:
             kind = "dicom"  # a single file given explicitly: let the DICOM reader judge it
         if kind is None and ignored is not None:
             ignored.append(file)
@@ -118,6 +120,11 @@ def scan_sources(
             _add(infos, errors, file, lambda f=file, h=hint: _raster_info(f, h, _stable_key(f, root)))
     if dicom_files:
         dicom_infos, dicom_errors = _dicom_infos(dicom_files, root if walked else None, ignored)
+        if not walked and guessed:  # "not a DICOM file" alone read oddly for notes.txt
+            dicom_errors = [ImageReadError(e.path, f"not an image medlabeler reads (PNG, JPEG, TIFF, BMP, NIfTI, "
+                                                   f"DICOM): {e.problem}")
+                            if isinstance(e, InputError) and e.problem.startswith("not a DICOM file") else e
+                            for e in dicom_errors]
         infos.extend(dicom_infos)
         errors.extend(dicom_errors)
     if not walked and not infos and not errors:
