@@ -13,7 +13,8 @@ apt_packages="xvfb xauth libgl1 libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxc
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   # Debian's own Python makes no virtual environment without python3-venv (no ensurepip)
-  [ -x .venv/bin/python ] || "$python" -c "import ensurepip, venv" 2>/dev/null || missing="$missing python3-venv"
+  [ -x .venv/bin/python ] || "$python" -c "import ensurepip, venv" 2>/dev/null || missing="$missing $(
+    "$python" -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])')"
   if [ -n "$missing" ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "installing system packages: $(echo $missing)"

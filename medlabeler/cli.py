@@ -394,7 +394,8 @@ def cmd_evaluate(args) -> int:
     if args.json:
         _print_json(metrics)
     elif not metrics.get("n"):
-        print(f"{args.split}: no labeled {args.split} samples to measure the model on")
+        print(f"{args.split}: no labeled {args.split} samples " + ("that still read " if unreadable else "")
+              + "to measure the model on")
     else:
         split = {"val": "validation", "train": "training"}.get(args.split, args.split)
         which = f"v{version}" + (" (active)" if active is not None and version == active.version else "")

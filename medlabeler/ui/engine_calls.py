@@ -67,9 +67,11 @@ def open_project(path: str | Path, *, readonly: bool = False):
 
 
 def skipped_lines(errors) -> list[str]:
+    """Each skipped file or series as the app shows it: its name, the problem, then its folder."""
+    from medlabeler.engine.errors import error_text
     from medlabeler.engine.project.project_import import skipped_lines as lines
 
-    return lines(errors)
+    return lines(errors, words=error_text)
 
 
 def create_project(root, images, *, task: str, names: list[str] | None, colors: list[str] | None, unit: str | None):
@@ -372,11 +374,15 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
     active = project.active_model()
     scores = project.scores(active.version) if active is not None else {}
     labeled = {s.id for s in project.samples(labeled=True)}
+    unreadable = project.unreadable_ids() & labeled  # a labeled image damaged since: first, to be taken back
+    samples = project.samples(labeled=True if view == "labeled" else None)
     rows = []
-    for s in project.samples(labeled=True if view == "labeled" else None)[:n]:
+    for s in sorted(samples, key=lambda s: s.id not in unreadable)[:n]:  # stable: by id otherwise
         entry = scores.get(s.id) or {}
         value = entry.get("entropy", next(iter(entry.values()), None))
-        rows.append(QueueRow(s.id, value, f"{_label_word(project, s.id) if s.id in labeled else 'not labeled'} ({s.split})"))
+        word = _label_word(project, s.id) if s.id in labeled else "not labeled"
+        broken = ", its image no longer reads: right-click > Remove label" if s.id in unreadable else ""
+        rows.append(QueueRow(s.id, value, f"{word} ({s.split}){broken}"))
     return rows
 
 

@@ -260,6 +260,8 @@ class LearningLoop(QObject):
             self.scored = None
             self.last_failure = event.message
             self._scoring_stopped()
+            if event.sample_id is not None:
+                self.session.note_unreadable(event.sample_id)
         elif kind == "pretrained":
             self._in_run = False
             self.session.models_changed.emit()

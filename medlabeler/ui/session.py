@@ -914,6 +914,16 @@ class Session(QObject):
                               "stays in the project's history)")
         return True
 
+    def note_unreadable(self, sample_id: int) -> None:
+        """A labeled sample whose image stopped a training run: out of the queue, and first in the
+        queue's labeled list, where a right-click takes its label back."""
+        if self.project is None:
+            return
+        sample = next(iter(self.project.samples(ids=[sample_id])), None)
+        if sample is not None:
+            self.project.note_unreadable(sample)
+            self.queue_changed.emit()
+
     def _split_of(self, sample_id: int) -> str | None:
         return next((s.split for s in self.project.samples(ids=[sample_id])), None)
 
@@ -1173,7 +1183,7 @@ class Session(QObject):
         )
         job.event.connect(self.training_event.emit)
         job.done.connect(self._training_done)
-        job.ended.connect(lambda: self.training_ended.emit(job.outcome or "failed"))
+        job.ended.connect(lambda: self._training_ended(job))
         if not self.jobs.start_training(job):
             return False
         self.timings = {"train_started_at": _now()}
@@ -1187,6 +1197,12 @@ class Session(QObject):
     def cancel_training(self) -> None:
         if self.jobs.training is not None:
             self.jobs.training.cancel()
+
+    @main_thread_only
+    def _training_ended(self, job) -> None:
+        if job.outcome == "failed" and job.failed_sample_id is not None:
+            self.note_unreadable(job.failed_sample_id)
+        self.training_ended.emit(job.outcome or "failed")
 
     @main_thread_only
     def _training_done(self, result) -> None:

@@ -76,12 +76,13 @@ class JobFailed(Exception):
 
 def plain_words(action: str, exc: BaseException) -> str:
     """One sentence a clinician can read: what stopped, and why."""
-    from medlabeler.engine.errors import MedlabelerError
+    from medlabeler.engine.errors import MedlabelerError, error_text
 
     if isinstance(exc, JobFailed):
         exc = exc.original
     text = str(exc).strip()
     if isinstance(exc, MedlabelerError):
+        text = error_text(exc).strip()  # the file's name and the problem before its folder
         return f"{action} stopped: {text}" if text else f"{action} stopped."
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return f"{action} ran out of memory. Try fewer images per batch or a smaller image size."
@@ -292,6 +293,7 @@ class EngineJob(QObject):
         self.outcome: str | None = None  # "done" | "cancelled" | "failed"
         self.result: Any = None
         self.error: str | None = None
+        self.failed_sample_id: int | None = None
         self.events_seen = 0
 
     # main thread -------------------------------------------------------------------------------
@@ -381,6 +383,7 @@ class EngineJob(QObject):
         log.debug("%s failed", self.action, exc_info=(type(original), original, original.__traceback__))
         self.outcome = "failed"
         self.error = plain_words(self.action, original)
+        self.failed_sample_id = getattr(original, "sample_id", None)  # a labeled image that no longer reads
 
     @main_thread_only
     def _on_finished(self) -> None:

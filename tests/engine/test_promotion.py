@@ -177,6 +177,8 @@ def test_without_validation_labels_promotion_waits_and_says_why(tmp_path):
         second = run_to_end(train_project(project, method="supervised", steps=2, config=SEG))
         assert not second.decision.promoted and second.decision.waiting
         assert "no validation labels" in second.decision.message and "queue asks" in second.decision.message
+        assert second.decision.headline() == second.decision.message  # "kept: v2 kept, …" said it twice
+        assert first.decision.headline().startswith(f"promoted v{first.version}: ")
         assert project.active_model().version == first.version
     finally:
         project.close()
@@ -186,6 +188,7 @@ def test_a_time_budget_ends_the_run_cleanly_and_it_is_still_a_candidate(project)
     before = project.active_model().version
     result = run_to_end(train_project(project, method="supervised", steps=100000, budget_s=2.0, config=SEG))
     assert not result.cancelled and result.version is not None and result.steps < 100000
+    assert result.stopped_by == "time budget" and result.planned_steps == 100000
     assert result.decision is not None and project.model(result.version).record["run"]["steps"] == result.steps
     if not result.decision.promoted:
         assert project.active_model().version == before

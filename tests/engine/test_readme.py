@@ -1,6 +1,7 @@
-"""The README tells a user the truth: every command line it shows parses, and its Keys table lists
-the keys the app binds. A review found a flag the README showed as required that was optional,
-a key the Label tab lists missing from the table, and an option the code accepted and ignored."""
+"""The README tells a user the truth: every command, option and option value its command lines
+show exists in the CLI, and its Keys table lists the keys the Label tab shows. (A review had found
+`pretrain --method` shown as required, a key missing from the table, and an option the code
+accepted and ignored; positional arguments and which options are required are not checked.)"""
 
 import argparse
 import re
@@ -12,6 +13,8 @@ import pytest
 from medlabeler.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+#: What the README's "Write your own plugin" examples register (plugins/medlabeler-*)
+EXAMPLE_PLUGINS = ("diverse-margin", "cross-pseudo-supervision")
 
 
 def _code_lines() -> list[str]:
@@ -87,6 +90,8 @@ def test_every_readme_command_and_option_exists(call):
             if value.startswith(("-", "[")):
                 break
             value = value.rstrip("]")
+            if value in EXAMPLE_PLUGINS and value not in action.choices:
+                pytest.skip(f"{value} comes from an example plugin (plugins/; installer/setup.sh test installs it)")
             assert value in action.choices, f"medlabeler {' '.join(call)}: {option.group(1)} takes no {value!r}"
 
 

@@ -167,3 +167,40 @@ def test_the_label_of_an_image_damaged_after_it_was_labeled_can_be_taken_back_in
     qtbot.waitUntil(lambda: damaged.id not in queue.sample_ids(), timeout=5000)  # the labeled view follows
     queue.view_combo.setCurrentText("to label")
     assert not queue.row_actions(0)[1].isEnabled()  # nothing to take back
+
+
+def test_a_run_stopped_by_a_labeled_image_damaged_since_lists_it_first_among_the_labeled(
+        make_napari_viewer, qtbot, tmp_path, brain_pngs):
+    """The labeled list shows the first 50 labels by id: a damaged one further on, which stops every
+    run, could not be reached by a right-click (a review). The sample that stopped the run is
+    listed first, with why, and taken back from there."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui import engine_calls as calls
+
+    images, _ = brain_pngs
+    shutil.copytree(images, tmp_path / "images")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
+    train = project.samples(split="train")
+    for k, sample in enumerate(train):
+        project.save_label(sample.id, k % 2, author="test")
+    damaged = train[-1]
+    project.close()
+    Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:300])
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, tmp_path / "proj")
+    session = widget.session
+    assert calls.queue_rows(session.project, view="labeled", n=1)[0].sample != damaged.id  # by id at first
+    assert session.start_training("supervised", steps=2, config={**TINY, "stem": "small"})
+    job = session.jobs.training
+    qtbot.waitUntil(lambda: job.outcome is not None, timeout=120_000)
+    assert job.outcome == "failed" and job.failed_sample_id == damaged.id
+    assert job.error.startswith(f"Training (supervised) stopped: {Path(damaged.path).name}: image data is truncated")
+    first = calls.queue_rows(session.project, view="labeled", n=1)[0]
+    assert first.sample == damaged.id and "its image no longer reads: right-click > Remove label" in first.reason
+    queue = widget.queue
+    queue.view_combo.setCurrentText("labeled")
+    assert queue.sample_ids()[0] == damaged.id
+    queue.row_actions(0)[1].trigger()
+    assert session.project.label(damaged.id) is None

@@ -80,8 +80,11 @@ def test_the_files_an_import_skipped_are_named_in_the_project_tab(make_napari_vi
     widget.names_edit.setText("a, b")
     assert widget.create_from_form()
     report = widget.report_label.text()
-    assert "1 file skipped" in report.splitlines()[0] and f"{cut.name}: image data is truncated" in report, report
+    assert "1 file skipped" in report.splitlines()[0], report
+    assert f"skipped {cut.name}: image data is truncated or damaged (image file is truncated) (in {cut.parent})" in report
     assert not widget.report_label.isHidden()
+    widget.session.close_project()  # the report is about the project it made: it goes with it
+    assert widget.report_label.isHidden()
 
 
 def test_a_project_that_cannot_be_made_or_opened_leaves_the_open_one_open(make_napari_viewer, monkeypatch,

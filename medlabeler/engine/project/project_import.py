@@ -71,9 +71,10 @@ class ImportReport:
         return text
 
 
-def skipped_lines(errors: list[InputError], keep: int = 3) -> list[str]:
+def skipped_lines(errors: list[InputError], keep: int = 3, words=str) -> list[str]:
     """One line per skipped file or series, except that more than `keep` files of one folder with
-    the same problem (54 header stubs of a DICOMDIR tree) become one line naming a few."""
+    the same problem (54 header stubs of a DICOMDIR tree) become one line naming a few. `words`
+    words one error (`errors.error_text`: the file's name first, for a narrow dock)."""
     groups: dict[tuple[str, str], list[InputError]] = {}
     for error in errors:
         folder = os.path.dirname(str(error.path)) if error.path else ""
@@ -81,7 +82,7 @@ def skipped_lines(errors: list[InputError], keep: int = 3) -> list[str]:
     lines = []
     for (folder, problem), members in groups.items():
         if len(members) <= keep:
-            texts = [str(e) for e in members]
+            texts = [words(e) for e in members]
             for text in dict.fromkeys(texts):  # two series alike (number, description): said once, counted
                 alike = texts.count(text)
                 lines.append(text + (f" ({alike} series alike: the same number and description)" if alike > 1 else ""))

@@ -409,6 +409,11 @@ class Project:
         count (the project has one writer at a time: this one, when it is writable)."""
         return self._revision
 
+    def unreadable_ids(self) -> frozenset[int]:
+        """Ids of the samples whose image could not be read in this session (damaged or gone since
+        the import: `note_unreadable`)."""
+        return self._unreadable
+
     def blank_ids(self) -> frozenset[int]:
         """Ids of the samples whose image is blank (one value everywhere), as found at import;
         samples never checked are not in it. Samples whose image could not be read in this session

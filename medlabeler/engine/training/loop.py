@@ -333,7 +333,8 @@ class _Run:
         Rank 0's clock decides for all ranks (a budget must stop every rank at one step)."""
         if self.step < self.total_steps and self.stop_when is not None \
                 and distributed.broadcast(bool(self.stop_when())):
-            self.result.stopped_by = "time budget"
+            # what the caller's stop stands for ("time budget"), where it says (a plateau may stop too)
+            self.result.stopped_by = getattr(self.stop_when, "reason", "caller's stop")
             self.total_steps = self.step  # the budget ran out: close this epoch, validate, stop
 
     def _end_epoch(self) -> Generator[Event, None, bool]:

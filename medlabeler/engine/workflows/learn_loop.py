@@ -121,6 +121,7 @@ class LoopEvent:
     labels_since_model: int | None = None  # None: not counted for this event (not "none")
     active_version: int | None = None
     version: int | None = None
+    sample_id: int | None = None  # "failed": the labeled sample whose image stopped the run, if one did
 
 
 @dataclass
@@ -204,12 +205,16 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     started = clock()
     rec = recommendation(project, config)
 
+    ran_out = False  # the budget ended the loop (as rank 0's clock said, under torchrun)
+
     def out_of_time() -> bool:
+        nonlocal ran_out
         from medlabeler.engine.training import distributed
 
         late = budget_s is not None and clock() - started >= budget_s
         # under torchrun rank 0's clock decides, so every rank starts (or skips) the same runs
-        return bool(distributed.broadcast(late)) if distributed.active() else late
+        ran_out = bool(distributed.broadcast(late)) if distributed.active() else late
+        return ran_out
 
     def remaining(limit: float | None) -> float | None:
         left = None if budget_s is None else max(0.0, budget_s - (clock() - started))
@@ -314,7 +319,7 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
     finally:
         summary.seconds = clock() - started
         summary.cancelled = control.cancelled
-    if not control.cancelled and not stopped_because and budget_s is not None and clock() - started >= budget_s:
+    if not control.cancelled and not stopped_because and ran_out:
         stopped_because = f"its time budget of {budget_s:g} s ran out"
     why = " (cancelled)" if control.cancelled else f" ({stopped_because})" if stopped_because else ""
     yield _phase(project, "stopped", "learning stopped" + why)
@@ -429,7 +434,7 @@ def _pretrain(project, rec, control, budget_s, config, summary) -> Generator[Loo
                                        on_epoch=plateau)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
-        yield LoopEvent("failed", phase="pretraining", message=f"pretraining failed: {exc}; training without it")
+        yield LoopEvent("failed", phase="pretraining", message=f"pretraining failed: {error_text(exc)}; training without it")
         return None
     if result is None or result.cancelled or result.version is None:
         return None
@@ -479,7 +484,8 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
                                        check=stop.check if stop is not None else None)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
-        yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {error_text(exc)}")
+        yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {error_text(exc)}",
+                        sample_id=getattr(exc, "sample_id", None))
         return None
     if stop is not None and stop.why and (result is None or result.cancelled):
         yield _phase(project, "training", f"{stop.why}: the full run stops (the active model stays) and "

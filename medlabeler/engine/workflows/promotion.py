@@ -70,7 +70,8 @@ class Decision:
     def headline(self) -> str:
         """"promoted v3: …" or "kept: v7 not better: …": the verdict said once, first."""
         word = "promoted" if self.promoted else "kept"
-        return self.message if self.message.startswith(word) else f"{word}: {self.message}"
+        said = self.message.startswith((word, f"v{self.candidate} {word}"))  # "v7 kept, promotion waits: …"
+        return self.message if said else f"{word}: {self.message}"
 
     def measured(self) -> tuple[str, float] | None:
         """(metric, value) the candidate scored on the validation labels when this was decided."""

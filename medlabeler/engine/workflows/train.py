@@ -189,7 +189,12 @@ def _deadline(budget_s: float | None):
     import time
 
     end = time.monotonic() + float(budget_s)
-    return lambda: time.monotonic() >= end
+
+    def out_of_time() -> bool:
+        return time.monotonic() >= end
+
+    out_of_time.reason = "time budget"  # RunResult.stopped_by
+    return out_of_time
 
 
 def _apply_init(project, method, init, model_args: dict):

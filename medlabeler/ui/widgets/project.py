@@ -20,6 +20,10 @@ from qtpy.QtWidgets import (
 from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_keys_to_the_canvas, session_for
 
 
+#: Lines of an import's report the Project tab shows (a DICOM tree can skip hundreds of files)
+REPORT_LINES = 8
+
+
 class ProjectWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -94,6 +98,7 @@ class ProjectWidget(QWidget):
         self.report_label.setWordWrap(True)
         self.report_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.report_label.setVisible(False)
+        self._report_for = None  # the project the report is about (None: a failed import's)
         form.addRow(self.report_label)
         layout.addWidget(create)
         layout.addWidget(hint("Labels are saved in the project folder; source images stay where they are."))
@@ -142,9 +147,19 @@ class ProjectWidget(QWidget):
         )
         if summary:
             self.viewer.status = summary.splitlines()[0]  # warnings also went to a notification
-        self.report_label.setText(self.session.import_report)
-        self.report_label.setVisible(bool(self.session.import_report))
+        self._show_report(self.session.project.root if summary else None)
         return summary
+
+    def _show_report(self, root) -> None:
+        """The import's report while the project it made is open (or its failure, until another
+        opens): its first lines, the whole report in the tooltip."""
+        self._report_for = root
+        lines = self.session.import_report.splitlines()
+        shown = lines[:REPORT_LINES] + ([f"… and {len(lines) - REPORT_LINES} more lines (the whole report in the "
+                                         "tooltip)"] if len(lines) > REPORT_LINES else [])
+        self.report_label.setText("\n".join(shown))
+        self.report_label.setToolTip(self.session.import_report)
+        self.report_label.setVisible(bool(lines))
 
     def _show_counts(self) -> None:
         if self.session.project is not None:
@@ -157,6 +172,8 @@ class ProjectWidget(QWidget):
         self.recent.addItems(recent_projects())
         project = self.session.project
         self.close_button.setEnabled(project is not None)
+        if project is None or project.root != self._report_for:  # another project's report, or none
+            self.report_label.setVisible(False)
         if project is None:
             self.path_label.setText("No project open")
             self.counts_label.setText("")

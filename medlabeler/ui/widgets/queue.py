@@ -292,6 +292,9 @@ class QueueWidget(QWidget):
             menu = QMenu(self.table)
             menu.addActions(actions)
             menu.exec(self.table.viewport().mapToGlobal(position))
+            menu.deleteLater()  # and its actions with it: one menu a right-click
+            for action in actions:
+                action.deleteLater()
 
     def sample_ids(self) -> list[int]:
         return [row.sample for row in self.rows]
