@@ -478,3 +478,21 @@ def test_the_command_line_says_why_a_run_or_the_loop_stopped_and_what_ranks_the_
     assert main(["learn", str(root), "--budget-s", "0"]) == 0
     out, err = capsys.readouterr()
     assert "learning stopped (its time budget of 0 s ran out)" in err and "0 candidates, 0 promoted" in out
+
+
+def test_the_loop_names_the_labeled_sample_whose_image_stopped_its_run(tmp_path):
+    """The app lists that sample first among the labeled, where a right-click takes its label back."""
+    from pathlib import Path
+
+    from medlabeler.engine.workflows.learn_loop import learn
+
+    project = make_cls_project(tmp_path, n=24)
+    damaged = project.samples(split="train", labeled=True)[-1]
+    Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:60])
+    events = []
+    with project:
+        summary = run_to_end(learn(project, config={**CLS, "steps": 2}, until_idle=True, score=False,
+                                   full_run_after_s=None), events.append)
+    failed = [e for e in events if e.kind == "failed"]
+    assert summary.failures and failed and failed[0].sample_id == damaged.id
+    assert failed[0].message.startswith(f"training failed, the active model stays: {Path(damaged.path).name}: ")
