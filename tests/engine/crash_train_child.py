@@ -15,6 +15,7 @@ CONFIG = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size"
 with Project.open(sys.argv[1]) as project:
     for run in range(10**6):
         result = run_to_end(train_project(project, method="supervised", config=CONFIG))
-        print("SAVED", result.version, flush=True)
+        sys.stdout.write(f"SAVED {result.version}\n")  # one write: a kill cannot split the line
+        sys.stdout.flush()
         if run == 0:  # warmed up: from here on, runs take a fraction of a second
             print("READY", flush=True)
