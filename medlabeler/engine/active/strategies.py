@@ -7,9 +7,9 @@ Built in:
 - ``kcenter``: k-center greedy core-set on embeddings with the labeled samples as the initial
   centers (Sener & Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set
   Approach", ICLR 2018).
-- ``hybrid`` (default): in rounds of one batch, the most uncertain sample not yet picked, then
-  k-center among the top M x batch most uncertain (M = 4), so each batch is both uncertain and
-  varied.
+- ``hybrid`` (default): in rounds of one batch, k-center among the top M x batch most uncertain
+  not yet picked (M = 4), so each batch is both uncertain and varied (with fewer than M x batch
+  left, the most uncertain first).
 - ``cold-start``: before any model exists: k-center on (SSL) embeddings if there are any,
   otherwise random. Uncertainty strategies fall back to it when no candidate has a score.
 
@@ -297,10 +297,10 @@ def hybrid_strategy(
     normalize: bool = False,
     **_: Any,
 ) -> list[Selection]:
-    """Rounds of `batch`: the most uncertain sample not yet picked (by `score`, default entropy),
-    then k-center among the `multiplier` x batch most uncertain, with the labeled and earlier picks
-    as centres (with few left: among the most uncertain three quarters of them, never fewer than
-    2 x batch). The queue's first row is so always the sample the model is least sure of.
+    """Rounds of `batch`: k-center among the `multiplier` x batch most uncertain (by `score`,
+    default entropy) not yet picked, with the labeled and earlier picks as centres. With fewer than
+    that left: among the most uncertain three quarters of them (never fewer than 2 x batch), the
+    most uncertain taken first, so that the least sure sample is never left for a later round.
 
     Rounds of a fixed batch make the ranking prefix-stable: the first k picks do not depend on
     how long a list is asked for. Within a round the picks are listed most uncertain first.
@@ -329,6 +329,7 @@ def hybrid_strategy(
     chosen: list[int] = []
     taken: set[int] = set()
     pool_of: dict[int, tuple[int, int]] = {}  # each pick's round: how many it chose, and among how many
+    seeded: set[int] = set()  # rounds' openers (few left): the most uncertain left, taken as such
     while len(chosen) < n:
         left = [c for c in in_order if c not in taken]
         # Of a short list, the most uncertain three quarters at most: with fewer than M x batch
@@ -336,13 +337,17 @@ def hybrid_strategy(
         pool = left[: min(multiplier * round_size, max(2 * round_size, math.ceil(0.75 * len(left))))]
         if not pool:
             break
-        # The round opens with its most uncertain sample; k-center spreads the rest. Without it, 16
-        # left of a batch of 10 let k-center list entropy 0.000 first and keep 0.287 for the next round.
-        first = pool[0]
-        rows = [row_of[c] for c in pool[1:]]
-        known = np.concatenate([*centers, pts[[row_of[first]]]])
-        picked, _gaps = kcenter_greedy(pts[rows], known, min(round_size, n - len(chosen)) - 1)
-        round_ids = sorted([first, *(pool[1:][i] for i in picked)], key=lambda c: (-value[c], c))
+        # With few left the round opens with its most uncertain sample and k-center spreads the rest:
+        # 16 left of a batch of 10 had let k-center list entropy 0.000 first and keep 0.287 for the
+        # next round. Not with many left: on slices the most uncertain first cost 0.008 test Dice
+        # over the active-learning curve (mni-tissue-seg, 3 seeds; docs/benchmarks.md).
+        first = [pool[0]] if len(left) < multiplier * round_size else []
+        rest = pool[len(first):]
+        known = np.concatenate([*centers, pts[[row_of[c] for c in first]]]) if centers or first else None
+        picked, _gaps = kcenter_greedy(pts[[row_of[c] for c in rest]], known,
+                                       min(round_size, n - len(chosen)) - len(first))
+        round_ids = sorted([*first, *(rest[i] for i in picked)], key=lambda c: (-value[c], c))
+        seeded.update(first)
         pool_of.update((c, (len(round_ids), len(pool))) for c in round_ids)
         chosen += round_ids
         taken.update(round_ids)
@@ -352,8 +357,8 @@ def hybrid_strategy(
     # slice 4 slices from a labeled one was listed first with that claim.
     return [Selection(c, value[c], f"{words} {value[c]:.3f}, among the most uncertain, spread over them "
                       f"(hybrid: {pool_of[c][0]} picks covering the {pool_of[c][1]} most uncertain left, "
-                      "the most uncertain first, then each the one of them farthest from the labeled and "
-                      "earlier picks)") for c in chosen]
+                      + ("the most uncertain of them" if c in seeded else
+                         "each the one of them farthest from the labeled and earlier picks") + ")") for c in chosen]
 
 
 #: How the reason of a first pick starts (no uncertainty behind it: its score is a k-center
