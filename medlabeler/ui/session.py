@@ -37,6 +37,9 @@ _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: 512x512x300 CT series takes seconds to read, the demo brain (35 MB) 300-500 ms, which had
 #: stalled the window as the demo opened; a volume of a few slices reads within a frame.
 READ_ON_A_THREAD_BYTES = 4 * 2**20
+#: Samples tried, one after another, when the first a project opens cannot be read (damaged files):
+#: then the app says so and waits, rather than fill the screen with notifications
+FIRST_OPEN_TRIES = 5
 #: How long the slider rests on another slice of a stack before that slice becomes the open sample.
 FOLLOW_SLICE_MS = 400
 #: A saved mask with less of its pixels painted than this gets a note: unpainted pixels are background.
@@ -240,6 +243,7 @@ class Session(QObject):
         self._save_landed_signal.connect(self._report_landed)
         self._landed_since_signal: list[int] = []  # samples whose saves landed since the last report
         self.import_report = ""  # what the last "Create and open" found: the Project tab shows it whole
+        self._failed_first: set[int] = set()  # samples that failed to open while none was on screen
         self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
         # held-out masks saved before their sample's prediction arrived: judged when it does
         self._unjudged: dict[int, np.ndarray] = {}
@@ -392,6 +396,7 @@ class Session(QObject):
                                overlay_visible=self.overlay_visible)
         self.predictions.clear()
         self._from_prediction.clear()
+        self._failed_first = set()
         _remember(Path(project.root))
         self.warm_up()
         self.project_changed.emit()
@@ -533,6 +538,12 @@ class Session(QObject):
                 "\nIts label stays: to take it back, right-click its row in the queue (labeled) > Remove label."
                 if labeled else ""))
             self.queue_changed.emit()  # the store left it out of the queue: `n` does not stop there again
+            if self.sample is None and len(self._failed_first) < FIRST_OPEN_TRIES:
+                # nothing on screen yet (the project's first sample was damaged): the next one instead
+                self._failed_first.add(sample.id)
+                instead = self.next_sample_id(skip=self._failed_first)
+                if instead is not None:
+                    self.open_sample(instead, save_first=False)
             return
         self.sample = sample  # only now: a key pressed after a failed open labels what is on screen
         self._forget_reading_note(f"opened sample {sample.id}")
@@ -741,16 +752,16 @@ class Session(QObject):
             return
         self._start_background(calls.prediction_only_run(self.project, upcoming), "Predicting ahead", preempt=False)
 
-    def next_sample_id(self) -> int | None:
+    def next_sample_id(self, skip=()) -> int | None:
         """The top of the queue that is not the open sample; when the open sample is still in the
         queue (left unlabeled), the row after it: `n` without a label walks down the queue rather
-        than back to its top."""
+        than back to its top. ``skip``: samples not to open (they failed to)."""
         if self.project is None:
             return None
         from medlabeler.engine.errors import MedlabelerError
 
         try:
-            rows = self.queue_rows()
+            rows = [row for row in self.queue_rows() if row.sample not in skip]
         except (MedlabelerError, ValueError) as exc:  # a strategy the active model has no scores for
             log.warning("queue: %s", exc)
             rows = []
@@ -761,7 +772,7 @@ class Session(QObject):
         for row in rows:
             if row.sample != current:
                 return row.sample
-        remaining = [s.id for s in self.project.samples(labeled=False)]
+        remaining = [s.id for s in self.project.samples(labeled=False) if s.id not in skip]
         return next((i for i in remaining if self.sample is None or i != self.sample.id), None)
 
     @main_thread_only

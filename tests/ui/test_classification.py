@@ -130,6 +130,29 @@ def test_a_damaged_image_does_not_open_and_a_key_labels_what_is_on_screen(make_n
     assert session.project.label(damaged.id) is None and session.project.load_label(shown.id) == 1
 
 
+def test_when_the_first_sample_cannot_be_read_the_app_opens_the_next(make_napari_viewer, tmp_path, brain_pngs,
+                                                                     monkeypatch):
+    """The queue's first image damaged since the import: the app said so and showed napari's
+    welcome screen, no sample open (seen checking the right-click menu on a new user's project)."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui import engine_calls as calls
+
+    images, _ = brain_pngs
+    shutil.copytree(images, tmp_path / "images")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
+    first = project.sample(calls.queue_rows(project)[0].sample)
+    project.close()
+    Path(first.path).write_bytes(Path(first.path).read_bytes()[:300])
+    errors = []
+    monkeypatch.setattr("medlabeler.ui.session.show_error_message", errors.append)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, tmp_path / "proj").session
+    assert len(errors) == 1 and errors[0].startswith(f"Cannot open sample {first.id}: ")
+    assert session.sample is not None and session.sample.id != first.id
+
+
 def test_the_label_of_an_image_damaged_after_it_was_labeled_can_be_taken_back_in_the_app(
         make_napari_viewer, qtbot, tmp_path, brain_pngs, monkeypatch):
     """A new user's labeled PNG cut short after the import: every training run stopped at it and said
