@@ -205,7 +205,8 @@ def test_engine_errors_keep_their_file_and_problem(qtbot, monkeypatch):
         yield  # pragma: no cover - makes this a generator
 
     job = run(qtbot, EngineJob("Training", failing))
-    assert job.error == "Training stopped: /data/ct/slice7.dcm: pixel data is truncated"
+    # the file's name and the problem before the folder: a notification shows its first line only
+    assert job.error == "Training stopped: slice7.dcm: pixel data is truncated (in /data/ct)"
 
 
 def test_only_one_training_run_at_a_time(qtbot, monkeypatch):
