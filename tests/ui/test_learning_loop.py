@@ -359,3 +359,23 @@ def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_
     assert len(loop.decisions) == 2, "one full run per set of labels"
     assert not workers.THREAD_CHECKS["violations"]
     session.shutdown()
+
+
+def test_the_sample_whose_image_stopped_a_loop_run_comes_first_among_the_labeled(make_napari_viewer, brain_project):
+    """The labeled list shows 50 rows by id: a damaged label further on had no row to right-click."""
+    from medlabeler.engine.workflows.learn_loop import LoopEvent
+    from medlabeler.ui import engine_calls as calls
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session = widget.session
+    for sample in session.project.samples(split="train")[:2]:
+        session.project.save_label(sample.id, np.zeros(sample.shape, np.uint8))
+    last = [s.id for s in session.project.samples(labeled=True)][-1]
+    assert calls.queue_rows(session.project, view="labeled", n=1)[0].sample != last
+    session.learning._on_event(LoopEvent("failed", phase="training", sample_id=last,
+                                         message="training failed, the active model stays: …"))
+    # its whole scan no longer reads: the labeled slices of it come first, it among them
+    rows = calls.queue_rows(session.project, view="labeled", n=2)
+    assert last in {row.sample for row in rows} and all("its image no longer reads" in row.reason for row in rows)
+    assert last in session.project.unreadable_ids()
