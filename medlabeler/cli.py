@@ -383,12 +383,15 @@ def cmd_evaluate(args) -> int:
     with _open(args.project, readonly=True) as project:
         metrics = evaluate_project(project, split=args.split, version=args.version, unreadable=unreadable)
         active = project.active_model()
+        # the store notes every sample whose image failed to read (a whole scan's slices together)
+        labeled = {s.id for s in project.samples(split=args.split, labeled=True)}
+        left_out = sorted(project.unreadable_ids() & labeled)
     version = args.version if args.version is not None else active.version if active is not None else None
     for error in unreadable:  # measured without them, and said so: a figure on fewer samples than labeled
         print(f"left out {error}", file=sys.stderr)
     if unreadable:
         metrics["left_out"] = len(unreadable)
-        ids = " ".join(str(error.sample_id) for error in unreadable)
+        ids = " ".join(str(sample_id) for sample_id in left_out)
         print(f"{args.split}: {_count(len(unreadable), 'labeled sample')} left out: their images no longer read "
               f"(put the files back, or take the labels back: medlabeler remove-label PROJECT {ids})", file=sys.stderr)
     if args.json:

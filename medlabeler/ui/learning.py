@@ -260,8 +260,9 @@ class LearningLoop(QObject):
             self.scored = None
             self.last_failure = event.message
             self._scoring_stopped()
-            if event.sample_id is not None:
-                self.session.note_unreadable(event.sample_id)
+            # a labeled image that no longer reads stops a run, and the store noted it: the queue's
+            # labeled list puts it first, where a right-click takes its label back
+            self.session.queue_changed.emit()
         elif kind == "pretrained":
             self._in_run = False
             self.session.models_changed.emit()

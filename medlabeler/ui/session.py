@@ -925,16 +925,6 @@ class Session(QObject):
                               "stays in the project's history)")
         return True
 
-    def note_unreadable(self, sample_id: int) -> None:
-        """A labeled sample whose image stopped a training run: out of the queue, and first in the
-        queue's labeled list, where a right-click takes its label back."""
-        if self.project is None:
-            return
-        sample = next(iter(self.project.samples(ids=[sample_id])), None)
-        if sample is not None:
-            self.project.note_unreadable(sample)
-            self.queue_changed.emit()
-
     def _split_of(self, sample_id: int) -> str | None:
         return next((s.split for s in self.project.samples(ids=[sample_id])), None)
 
@@ -1211,8 +1201,8 @@ class Session(QObject):
 
     @main_thread_only
     def _training_ended(self, job) -> None:
-        if job.outcome == "failed" and job.failed_sample_id is not None:
-            self.note_unreadable(job.failed_sample_id)
+        if job.outcome == "failed":  # the store noted a labeled image that stopped it: the labeled list puts it first
+            self.queue_changed.emit()
         self.training_ended.emit(job.outcome or "failed")
 
     @main_thread_only

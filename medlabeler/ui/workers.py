@@ -293,7 +293,6 @@ class EngineJob(QObject):
         self.outcome: str | None = None  # "done" | "cancelled" | "failed"
         self.result: Any = None
         self.error: str | None = None
-        self.failed_sample_id: int | None = None
         self.events_seen = 0
 
     # main thread -------------------------------------------------------------------------------
@@ -383,7 +382,6 @@ class EngineJob(QObject):
         log.debug("%s failed", self.action, exc_info=(type(original), original, original.__traceback__))
         self.outcome = "failed"
         self.error = plain_words(self.action, original)
-        self.failed_sample_id = getattr(original, "sample_id", None)  # a labeled image that no longer reads
 
     @main_thread_only
     def _on_finished(self) -> None:

@@ -362,7 +362,8 @@ def test_when_nobody_labels_the_loop_gives_a_short_round_a_full_run(make_napari_
 
 
 def test_the_sample_whose_image_stopped_a_loop_run_comes_first_among_the_labeled(make_napari_viewer, brain_project):
-    """The labeled list shows 50 rows by id: a damaged label further on had no row to right-click."""
+    """The labeled list shows 50 rows by id: a damaged label further on had no row to right-click.
+    The store notes the image as the run fails to read it; the failed run refreshes the queue."""
     from medlabeler.engine.workflows.learn_loop import LoopEvent
     from medlabeler.ui import engine_calls as calls
 
@@ -373,8 +374,11 @@ def test_the_sample_whose_image_stopped_a_loop_run_comes_first_among_the_labeled
         session.project.save_label(sample.id, np.zeros(sample.shape, np.uint8))
     last = [s.id for s in session.project.samples(labeled=True)][-1]
     assert calls.queue_rows(session.project, view="labeled", n=1)[0].sample != last
-    session.learning._on_event(LoopEvent("failed", phase="training", sample_id=last,
-                                         message="training failed, the active model stays: …"))
+    session.project.note_unreadable(session.project.sample(last))  # what the run's failed read does
+    refreshed = []
+    session.queue_changed.connect(lambda *_: refreshed.append(True))
+    session.learning._on_event(LoopEvent("failed", phase="training", message="training failed, the active model stays: …"))
+    assert refreshed  # the failed run asked the queue table to show it
     # its whole scan no longer reads: the labeled slices of it come first, it among them
     rows = calls.queue_rows(session.project, view="labeled", n=2)
     assert last in {row.sample for row in rows} and all("its image no longer reads" in row.reason for row in rows)

@@ -449,12 +449,10 @@ class LabeledDataset(Dataset):
         try:
             image = self.tensors.image(sample)
         except InputError as exc:  # a labeled image cannot be passed over: its label would go unseen
-            error = InputError(exc.path, f"{exc.problem}; sample {sample.id} is labeled: put the file back, or "
-                                         f"take its label back (in the app: right-click its row in the queue's "
-                                         f"labeled list > Remove label; or medlabeler remove-label PROJECT "
-                                         f"{sample.id})")
-            error.sample_id = sample.id  # the app lists it first among the labeled, to take it back
-            raise error from exc
+            raise InputError(exc.path, f"{exc.problem}; sample {sample.id} is labeled: put the file back, or "
+                                       f"take its label back (in the app: right-click its row in the queue's "
+                                       f"labeled list > Remove label; or medlabeler remove-label PROJECT "
+                                       f"{sample.id})") from exc
         label = self._labels[index]
         if self.crop and label.ndim > 0:
             window = label_window(label, self.tensors.crop_size(label.ndim), self.generator, self.foreground,

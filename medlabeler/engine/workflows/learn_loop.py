@@ -121,7 +121,6 @@ class LoopEvent:
     labels_since_model: int | None = None  # None: not counted for this event (not "none")
     active_version: int | None = None
     version: int | None = None
-    sample_id: int | None = None  # "failed": the labeled sample whose image stopped the run, if one did
 
 
 @dataclass
@@ -484,8 +483,7 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
                                        check=stop.check if stop is not None else None)
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
-        yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {error_text(exc)}",
-                        sample_id=getattr(exc, "sample_id", None))
+        yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {error_text(exc)}")
         return None
     if stop is not None and stop.why and (result is None or result.cancelled):
         yield _phase(project, "training", f"{stop.why}: the full run stops (the active model stays) and "

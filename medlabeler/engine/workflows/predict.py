@@ -100,7 +100,6 @@ def _chunks(project, tensors, sample_ids: Iterable[int], batch_size: int, roi: i
         except InputError as exc:
             if unreadable is None:
                 raise
-            exc.sample_id = sample_id  # which sample, for a caller that names them
             unreadable.append(exc)
             continue
         if images and (len(images) >= limit or image.shape != images[0].shape):
