@@ -157,6 +157,7 @@ def cmd_import_labels(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from medlabeler.engine.errors import error_text
     from medlabeler.engine.store.project import per_class_text
     from medlabeler.engine.workflows.promotion import version_figures
 
@@ -166,8 +167,10 @@ def cmd_status(args) -> int:
         active = project.active_model()
         figure = version_figures(project, [active]).get(active.version) if active is not None else None
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
+        unreadable = project.find_unreadable_labeled()
     if args.json:
-        _print_json(status)
+        _print_json({**status, "unreadable_labeled": [
+            {"samples": ids, "problem": error_text(problem)} for ids, problem in unreadable]})
         return 0
     print(f"{status['samples']} samples, {status['labeled']} labeled")
     if slabs:
@@ -178,7 +181,17 @@ def cmd_status(args) -> int:
     for line in per_class_text(kind, status["per_class"]):
         print(f"  {line}")
     print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, figure)})' if active else 'none'}")
+    for ids, problem in unreadable:
+        print(f"labeled {_ids_text(ids)}: {error_text(problem)}", file=sys.stderr)
+    if unreadable:
+        print("  a labeled image that no longer reads stops every training run: put the file back, or take "
+              f"its label back with `medlabeler remove-label {args.project} ID ...`", file=sys.stderr)
     return 0
+
+
+def _ids_text(ids: list[int]) -> str:
+    shown = ", ".join(str(i) for i in ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+    return f"sample{'s' if len(ids) > 1 else ''} {shown}"
 
 
 def _slabs_per_scan(project) -> str:

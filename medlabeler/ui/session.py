@@ -218,6 +218,7 @@ class Session(QObject):
     saves_submitted = Signal()  # labels handed to the writer (shown as "saving" until labels_changed)
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
     _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
+    _labeled_checked = Signal(object, object)  # project, [(sample ids, error)] of labeled images that no longer read
 
     def __init__(self, viewer):
         super().__init__()
@@ -255,6 +256,7 @@ class Session(QObject):
         self.reading: int | None = None  # the sample whose volume is being read on a thread
         self._volume_on_its_way: tuple | None = None  # (project, volume_key) being read: read once
         self._volume_read.connect(self._volume_arrived)
+        self._labeled_checked.connect(self._unreadable_labeled_found)
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -399,6 +401,7 @@ class Session(QObject):
         self._failed_first = set()
         _remember(Path(project.root))
         self.warm_up()
+        self._check_labeled_images(project)
         self.project_changed.emit()
         self.models_changed.emit()
         self.queue_changed.emit()
@@ -414,6 +417,35 @@ class Session(QObject):
                     show_info(ALL_LABELED_NOTE)
             if first is not None:
                 self.open_sample(first)
+
+    def _check_labeled_images(self, project) -> None:
+        """On a thread: the labeled images changed or gone since the import that no longer read.
+        Each would stop every training run; listed first among the labeled (the store notes them)
+        where a right-click takes the label back, before a run has to fail on one."""
+        def check() -> None:
+            try:
+                found = project.find_unreadable_labeled()
+            except Exception:  # noqa: BLE001 - the project closed meanwhile: nothing to show
+                log.debug("labeled images not checked", exc_info=True)
+                return
+            if found:
+                self._labeled_checked.emit(project, found)
+
+        threading.Thread(target=check, name="medlabeler-labeled-check", daemon=True).start()
+
+    @main_thread_only
+    def _unreadable_labeled_found(self, project, found) -> None:
+        if project is not self.project:
+            return
+        from napari.utils.notifications import show_warning
+
+        samples = [i for ids, _ in found for i in ids]
+        first = found[0][1]
+        more = f" and {len(found) - 1} more image{'s' if len(found) > 2 else ''}" if len(found) > 1 else ""
+        show_warning(f"{len(samples)} labeled sample{'s' if len(samples) > 1 else ''} no longer read{'' if len(samples) > 1 else 's'}: "
+                     f"{error_text(first)}{more}. Training stops at such an image: put the file back, or take "
+                     "the label back (Queue, labeled: right-click > Remove label; they are listed first).")
+        self.queue_changed.emit()
 
     @main_thread_only
     def make_spare_layers(self) -> None:

@@ -159,15 +159,12 @@ def test_write_scores_and_stale_detection():
     assert p.scores(1) == {0: {"entropy": 0.5}, 1: {"entropy": 0.2}}
     p._active = 1
     assert scoring.stale(p) == []
-    assert scoring.to_score(p) == [2, 3, 4]
     p._active = 2  # a new model was trained: every old score is stale until rescored
     scoring.write_scores_to_project(p, 2, {1: {"entropy": 0.9}})
     assert scoring.stale(p) == [0]
-    assert scoring.to_score(p) == [0, 2, 3, 4]
     p._active = None  # no active model: scores of any model are stale, those under key 0 are not
     scoring.write_scores_to_project(p, 0, {3: {"entropy": 0.1}})
     assert scoring.stale(p) == [0, 1]
-    assert scoring.to_score(p) == [0, 1, 2, 4]
 
 
 def test_score_then_write_round_trip_with_embeddings():

@@ -223,6 +223,21 @@ def test_status_json_has_the_documented_keys(tmp_path, capsys):
     assert status["samples"] == 4 and status["labeled"] == 4
 
 
+def test_status_names_a_labeled_image_that_no_longer_reads(tmp_path, capsys):
+    """Every training run would stop at it: status names it, and how to take its label back."""
+    make_isic_folder(tmp_path / "isic", {"a": 2, "b": 2})
+    assert main(["init", str(tmp_path / "p"), "--images", str(tmp_path / "isic"), "--task", "classification"]) == 0
+    gone = sorted((tmp_path / "isic" / "b").iterdir())[0]
+    gone.unlink()
+    capsys.readouterr()
+    assert main(["status", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert f"labeled sample 3: {gone.name}: source image is missing" in err
+    assert f"medlabeler remove-label {tmp_path / 'p'} ID" in err
+    assert main(["status", str(tmp_path / "p"), "--json"]) == 0
+    assert [entry["samples"] for entry in json.loads(capsys.readouterr().out)["unreadable_labeled"]] == [[3]]
+
+
 def test_import_messages_count_files_and_tell_skipped_series_apart(tmp_path, brain, capsys):
     """13 files in 3 bad series, two of them with the same description in one folder: each skip
     line names its series by number and file count, the summary counts files, not errors."""

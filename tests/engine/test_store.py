@@ -597,6 +597,33 @@ def test_changed_source_detected(seg):
     assert [p.path for p in seg.verify_sources()] == [s.path]
 
 
+def test_labeled_images_that_no_longer_read_are_found_and_noted(tmp_path):
+    """Gone or damaged since the import: found (and noted unreadable) before a run fails on them.
+    Unlabeled ones are not looked at, and one only touched (same pixels) reads and is fine."""
+    from PIL import Image
+
+    sources = []
+    for name in ("gone", "damaged", "touched", "unlabeled"):
+        path = tmp_path / "src" / f"{name}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8), 7, np.uint8)).save(path)
+        sources.append(SourceInfo(path=str(path), series_uid=None, shape=(8, 8), spacing=(1.0, 1.0), modality="OT",
+                                  is_volume=False, group=name, label_hint=None))
+    with Project.create(tmp_path / "p", task="classification", names=["a", "b"]) as project:
+        project.add_sources(sources)
+        by_name = {Path(s.path).stem: s for s in project.samples()}
+        gone, damaged, touched, unlabeled = (by_name[n] for n in ("gone", "damaged", "touched", "unlabeled"))
+        for s in (gone, damaged, touched):
+            project.save_label(s.id, 0)
+        os.remove(gone.path)
+        Path(damaged.path).write_bytes(b"not an image")
+        os.utime(touched.path, (1, 1))
+        Path(unlabeled.path).write_bytes(b"not an image")
+        found = project.find_unreadable_labeled()
+        assert [(ids, problem.path) for ids, problem in found] == [([damaged.id], damaged.path), ([gone.id], gone.path)]
+        assert project.unreadable_ids() == {gone.id, damaged.id}  # not the touched one, nor the unlabeled
+
+
 def test_load_pixels_reads_a_volume_once(tmp_path, monkeypatch):
     nib = pytest.importorskip("nibabel", reason="nibabel writes the test volume")
     from PIL import Image as PILImage
@@ -672,6 +699,9 @@ def test_models_scores_embeddings(cls, tmp_path):
     assert cls.scores()[ids[1]] == {"entropy": 0.5, "margin": 0.1}
     assert cls.stale_score_samples() == [ids[0]] + ids[3:]
     assert cls.stale_score_samples(unlabeled_only=True) == ids[3:]
+    for split in ("train", "val", "test"):  # what the learning loop scores next (`scoring.to_score`)
+        in_split = {s.id for s in cls.samples(split=split)}
+        assert cls.stale_score_samples(unlabeled_only=True, split=split) == [i for i in ids[3:] if i in in_split]
     with pytest.raises(ProjectError, match="unknown sample ids"):
         cls.write_scores(None, {999: {"entropy": 1.0}})
     with pytest.raises(ProjectError, match="no model version 9"):

@@ -210,10 +210,11 @@ def test_a_run_stopped_by_a_labeled_image_damaged_since_lists_it_first_among_the
         project.save_label(sample.id, k % 2, author="test")
     damaged = train[-1]
     project.close()
-    Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:300])
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, tmp_path / "proj")
     session = widget.session
+    _join_labeled_check()  # damaged while the app runs, after its check at opening
+    Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:300])
     assert calls.queue_rows(session.project, view="labeled", n=1)[0].sample != damaged.id  # by id at first
     assert session.start_training("supervised", steps=2, config={**TINY, "stem": "small"})
     job = session.jobs.training
@@ -225,5 +226,49 @@ def test_a_run_stopped_by_a_labeled_image_damaged_since_lists_it_first_among_the
     queue = widget.queue
     queue.view_combo.setCurrentText("labeled")
     assert queue.sample_ids()[0] == damaged.id
+    queue.row_actions(0)[1].trigger()
+    assert session.project.label(damaged.id) is None
+
+
+def _join_labeled_check() -> None:
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "medlabeler-labeled-check":
+            thread.join(30)
+
+
+def test_a_labeled_image_damaged_while_the_app_was_closed_is_named_as_the_project_opens(
+        make_napari_viewer, qtbot, tmp_path, brain_pngs, monkeypatch):
+    """Before, such an image was found only when a run failed on it or the clinician opened it: now
+    a check at opening names it and lists it first among the labeled, where a right-click takes the
+    label back. An image only touched since (same pixels) is fine and not named."""
+    import os
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui import engine_calls as calls
+
+    images, _ = brain_pngs
+    shutil.copytree(images, tmp_path / "images")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
+    train = project.samples(split="train")
+    for k, sample in enumerate(train):
+        project.save_label(sample.id, k % 2, author="test")
+    damaged, touched = train[-1], train[0]
+    project.close()
+    Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:300])
+    os.utime(touched.path, (1, 1))
+    warned = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, tmp_path / "proj")
+    session = widget.session
+    qtbot.waitUntil(lambda: bool(warned), timeout=30_000)
+    assert warned[0].startswith(f"1 labeled sample no longer reads: {Path(damaged.path).name}: image data is truncated")
+    assert session.project.unreadable_ids() >= {damaged.id} and touched.id not in session.project.unreadable_ids()
+    queue = widget.queue
+    queue.view_combo.setCurrentText("labeled")
+    qtbot.waitUntil(lambda: queue.sample_ids()[:1] == [damaged.id], timeout=5000)
     queue.row_actions(0)[1].trigger()
     assert session.project.label(damaged.id) is None

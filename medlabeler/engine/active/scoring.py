@@ -254,5 +254,4 @@ def stale(project: Any) -> list[int]:
 
 def to_score(project: Any, split: str | None = None) -> list[int]:
     """Unlabeled samples without a score from the active model: what the next scoring pass runs on."""
-    current = set(project.scores(current_version_key(project)))
-    return [s.id for s in project.samples(split=split, labeled=False) if s.id not in current]
+    return project.stale_score_samples(unlabeled_only=True, split=split)

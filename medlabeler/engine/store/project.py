@@ -655,16 +655,39 @@ class Project:
             raise ProjectError(f"{self.root}: no sample with id {sample_id}")
         return self._sample_from_row(rows[0])
 
-    def verify_sources(self) -> list[InputError]:
-        """One InputError per source that is missing or changed since it was added."""
+    def verify_sources(self, *, labeled_only: bool = False) -> list[InputError]:
+        """One InputError per source that is missing or changed since it was added; with
+        ``labeled_only``, of the sources that hold a labeled sample (a cheap check: size, time and
+        the file's ends, `files.source_fingerprint`)."""
         problems = []
-        for path, recorded in self._query("SELECT DISTINCT path, content_hash FROM samples ORDER BY path"):
+        where = (" WHERE EXISTS (SELECT 1 FROM labels l WHERE l.sample_id = samples.id AND l.is_current = 1)"
+                 if labeled_only else "")
+        for path, recorded in self._query(f"SELECT DISTINCT path, content_hash FROM samples{where} ORDER BY path"):
             try:
                 if files.source_fingerprint(path) != recorded:
                     problems.append(InputError(path, "source changed since it was added to the project"))
             except InputError as exc:
                 problems.append(exc)
         return problems
+
+    def find_unreadable_labeled(self) -> list[tuple[list[int], InputError]]:
+        """(labeled sample ids, why) per source holding labels that no longer reads, each noted
+        (`note_unreadable`): one stops every training run. Only the sources changed or gone since
+        the import are read again (`verify_sources` first, which is cheap); one that reads as before,
+        only touched or copied, is fine."""
+        changed = {str(problem.path) for problem in self.verify_sources(labeled_only=True)}
+        on_source: dict[str, list[Sample]] = {}
+        for s in (self.samples(labeled=True) if changed else []):
+            if s.path in changed:
+                on_source.setdefault(s.path, []).append(s)
+        found = []
+        for _, samples in sorted(on_source.items()):
+            try:
+                self.load_pixels(samples[0])
+            except InputError as exc:  # what a training run would meet (a new shape too)
+                self.note_unreadable(samples[0])
+                found.append(([s.id for s in samples], exc))
+        return found
 
     def load_pixels(self, sample: Sample | int) -> np.ndarray:
         """float32 pixels of a sample: the slice for slice samples, RGB kept as (Y, X, 3)."""
@@ -1132,14 +1155,13 @@ class Project:
             out.setdefault(int(sid), {})[score_name] = math.nan if value is None else float(value)
         return out
 
-    def stale_score_samples(self, unlabeled_only: bool = False) -> list[int]:
-        """Ids of samples with no score from the active model (new samples, or a new model)."""
-        key = self._model_key(None)
-        sql = ("SELECT id FROM samples WHERE NOT EXISTS "
-               "(SELECT 1 FROM scores s WHERE s.sample_id = samples.id AND s.model_version = ?)")
-        if unlabeled_only:
-            sql += " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.sample_id = samples.id AND l.is_current = 1)"
-        return [int(r[0]) for r in self._query(sql + " ORDER BY id", (key,))]
+    def stale_score_samples(self, unlabeled_only: bool = False, split: str | None = None) -> list[int]:
+        """Ids of samples with no score from the active model (new samples, or a new model), of one
+        split only with ``split``."""
+        where, args = self._sample_filter(split, False if unlabeled_only else None, None)
+        where.append("NOT EXISTS (SELECT 1 FROM scores s WHERE s.sample_id = samples.id AND s.model_version = ?)")
+        args.append(self._model_key(None))
+        return [int(r[0]) for r in self._query(f"SELECT id FROM samples WHERE {' AND '.join(where)} ORDER BY id", tuple(args))]
 
     # ----------------------------------------------------------------------------- embeddings
     def write_embeddings(self, model_version: int | None, ids: Iterable[int], array: np.ndarray) -> None:
