@@ -26,7 +26,6 @@ import numpy as np
 from . import common
 from .common import say
 
-SCORED = ("entropy", "margin", "least_confidence", "bald", "kcenter", "hybrid")
 
 
 def _train_eval(project, data, config: dict, args, label: str, init=None) -> tuple[float, dict, dict]:
@@ -36,7 +35,7 @@ def _train_eval(project, data, config: dict, args, label: str, init=None) -> tup
     result = common.drive_quietly(train_project(project, method=args.method or "supervised", init=init,
                                                 epochs=args.epochs, config=config), label, args.verbose)
     seconds = watch()
-    # What the clinician gets: the active model after the promotion rule (engine.promotion), which
+    # What the clinician gets: the active model after the promotion rule (engine.workflows.promotion), which
     # also scores the next round's queue.
     metric, metrics = common.evaluate(project, project.active_model().version, data.metric)
     return metric, metrics, {"train_s": seconds, "version": result.version,

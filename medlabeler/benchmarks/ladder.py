@@ -45,8 +45,7 @@ class Rung:
         return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.figures.items())
 
     def text(self) -> str:
-        figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.figures.items())
-        return f"[{'pass' if self.passed else 'FAIL'}] {self.name}: {figures}" + (f" ({self.note})" if self.note else "")
+        return f"[{'pass' if self.passed else 'FAIL'}] {self.name}: {self.figures_text()}" + (f" ({self.note})" if self.note else "")
 
 
 class _Bench:

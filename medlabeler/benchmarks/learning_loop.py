@@ -2,9 +2,9 @@
 
 On the demo scan (mni-tissue-seg) a simulated clinician labels `--per-round` slices at a time
 (default 3), taken from the top of the queue, with the reference masks, for up to `--rounds`
-rounds, while engine.learn_loop runs on a background thread exactly as in the app: it trains a
+rounds, while engine.workflows.learn_loop runs on a background thread exactly as in the app: it trains a
 candidate after every 3 new labels, promotes it only if validation does not drop
-(engine.promotion), and re-scores the pool. Validation and test labels are revealed up front
+(engine.workflows.promotion), and re-scores the pool. Validation and test labels are revealed up front
 (validation chooses, test only reports).
 
 After the last round the clinician rests: the loop, idle for `--full-run-after-s` (the app's 60 s),

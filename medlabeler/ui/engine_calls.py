@@ -22,9 +22,6 @@ from medlabeler.engine.workflows.promotion import (  # noqa: F401 - a version's 
     version_figures,
 )
 
-PRETRAIN_METHODS = ("simclr", "pcl", "gravis", "curriculum")
-TRAIN_METHODS = ("supervised", "mean-teacher", "fixmatch", "cross-teaching", "srcl")
-
 
 def train_methods() -> tuple[str, ...]:
     """Training methods of the registry: the built-ins, then installed plugins."""
@@ -111,7 +108,7 @@ def training_run(project, *, method: str | None, init: str | int | None, epochs:
 
 
 def recommendation(project):
-    """The recommended pipeline of the project (engine.recommended, via the loop's reading of it)."""
+    """The recommended pipeline of the project (engine.workflows.recommended, via the loop's reading of it)."""
     from medlabeler.engine.workflows.run_config import recommendation as rec
 
     return rec(project)
@@ -142,7 +139,7 @@ def loop_control(token):
 
 
 def learning_run(project, control, **kw):
-    """The engine's learning loop generator (engine.learn_loop.learn) on ``project``."""
+    """The engine's learning loop generator (engine.workflows.learn_loop.learn) on ``project``."""
     from medlabeler.engine.workflows.learn_loop import learn
 
     return learn(project, control=control, **kw)

@@ -1,4 +1,4 @@
-"""The app's side of the learning loop (engine.learn_loop): on by default, pausable, never in the way.
+"""The app's side of the learning loop (engine.workflows.learn_loop): on by default, pausable, never in the way.
 
 `LearningLoop` runs the engine generator in the session's training slot (one learning job at a
 time) and turns its events into what the clinician sees: a status line (what the background does
@@ -62,7 +62,7 @@ class LearningLoop(QObject):
     status_changed = Signal()  # read .now, .last_decision, .labels_since
     _counted = Signal(object, int)  # project, labels since the last model (from a counting thread)
     run_started = Signal(str)  # "training" | "pretraining": a new run's plot starts empty
-    decision_made = Signal(object)  # engine.promotion.Decision
+    decision_made = Signal(object)  # engine.workflows.promotion.Decision
 
     def __init__(self, session):
         super().__init__(session)
@@ -124,9 +124,6 @@ class LearningLoop(QObject):
         parts.append(f"{self.labels_since} new label{'s' if self.labels_since != 1 else ''} since the last model "
                      "(any split)")
         return parts
-
-    def status_text(self) -> str:
-        return " · ".join(self.status_parts())
 
     # --- control (main thread) ------------------------------------------------------------------
     @main_thread_only

@@ -257,6 +257,18 @@ def _drive(make_gen: Callable[[Any], Iterator], token, cap_threads: bool) -> Gen
         raise JobFailed(exc) from exc
 
 
+def process_events_until(done: Callable[[], bool], timeout_s: float, sleep_s: float) -> bool:
+    """Let Qt deliver events until ``done()`` or the timeout (scripts, tests, closing the app);
+    returns ``done()``."""
+    deadline = time.monotonic() + timeout_s
+    app = QCoreApplication.instance()
+    while not done() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(sleep_s)
+    app.processEvents()
+    return done()
+
+
 class EngineJob(QObject):
     """One engine generator on a worker thread, with progress, cancel and error reporting.
 
@@ -405,13 +417,7 @@ class EngineJob(QObject):
 
     def wait(self, timeout_s: float = 30.0) -> bool:
         """Process events until the job ended (scripts and benchmarks); True if it did."""
-        deadline = time.monotonic() + timeout_s
-        app = QCoreApplication.instance()
-        while self.running and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.002)
-        app.processEvents()
-        return not self.running
+        return process_events_until(lambda: not self.running, timeout_s, 0.002)
 
 
 class JobSlots(QObject):
@@ -499,10 +505,4 @@ class JobSlots(QObject):
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
         """Process events until no job runs (for closing the app, scripts and tests)."""
-        deadline = time.monotonic() + timeout_s
-        app = QCoreApplication.instance()
-        while self.busy and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.005)
-        app.processEvents()
-        return not self.busy
+        return process_events_until(lambda: not self.busy, timeout_s, 0.005)

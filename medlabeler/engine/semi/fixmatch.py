@@ -96,8 +96,9 @@ class FixMatch(Method):
     0.015 and 0.018 below supervised at 4 and 8 labels with it, above it at 4, 8 and 16 with
     CutMix; docs/benchmarks.md, "FixMatch for segmentation").
 
-    Config: threshold (None: per task, THRESHOLD), unlabeled_weight (None: per task, UNLABELED_WEIGHT), mu 7 (advisory
-    unlabeled:labeled batch ratio for the loop, attribute `unlabeled_ratio`; use less on CPU),
+    Config: threshold (None: per task, THRESHOLD), unlabeled_weight (None: per task, UNLABELED_WEIGHT), mu 7 (the paper's
+    unlabeled:labeled batch ratio, kept as `unlabeled_ratio` for configs that name it; the training
+    loop does not read it: its run config's `unlabeled_batch_size` sets the unlabeled batch),
     weak "weak", strong (None: per task, STRONG), cutmix_p (None: per task, CUTMIX_P;
     segmentation only), unlabeled_dice (None: per task, UNLABELED_DICE; segmentation only), seed None.
     """

@@ -93,14 +93,6 @@ def copy_atomic(source: Path, directory: Path, final_name: str) -> tuple[Path, s
     return final, digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_COPY_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_relpath(relpath: str) -> PurePosixPath:
     """Refuse a stored path that is absolute or climbs out (``..``): such a row was tampered with."""
     if not relpath or "\\" in relpath or "\x00" in relpath:

@@ -55,11 +55,6 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
-def env_rank() -> int:
-    """The rank torchrun gave this process, readable before torch is imported (light)."""
-    return int(os.environ.get("RANK", "0") or 0) if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else 0
-
-
 def is_main() -> bool:
     return rank() == 0
 

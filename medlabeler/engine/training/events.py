@@ -53,7 +53,7 @@ class RunResult:
     version: int | None = None
     record: dict[str, Any] = field(default_factory=dict)
     distributed: dict[str, Any] | None = None  # torchrun runs: world size, samples of each rank
-    decision: Any = None  # engine.promotion.Decision of a stored training run (promoted or kept)
+    decision: Any = None  # engine.workflows.promotion.Decision of a stored training run (promoted or kept)
     planned_steps: int = 0  # the steps the run was set to take
     stopped_by: str = ""  # what ended it before them: "time budget", "plateau"
 

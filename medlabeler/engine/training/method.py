@@ -14,7 +14,6 @@ from typing import Any, ClassVar, Iterator, Literal
 import torch
 from torch import Tensor, nn
 
-Task = Literal["classification", "segmentation"]
 TASKS: tuple[str, ...] = ("classification", "segmentation")
 
 
@@ -35,7 +34,8 @@ class Method(nn.Module):
     uses_unlabeled: ClassVar[bool] = False
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     FACTORY_DEFAULTS: ClassVar[dict[str, Any]] = {}
-    # advisory unlabeled:labeled batch-size ratio for the loop (FixMatch's mu)
+    # FixMatch's mu, unlabeled:labeled batch-size ratio: recorded only; the loop's batches follow
+    # the run config's `unlabeled_batch_size`
     unlabeled_ratio: float = 1.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

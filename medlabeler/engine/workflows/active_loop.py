@@ -128,7 +128,7 @@ def shown_score(selection, *, has_model: bool) -> float | None:
     held-out request."""
     from medlabeler.engine.active.strategies import is_first_pick
 
-    if not has_model or selection.score is None or is_first_pick(selection.reason):
+    if not has_model or is_request(selection) or is_first_pick(selection.reason):
         return None
     return float(selection.score)
 

@@ -5,12 +5,12 @@
         ...                                           # event.kind: see LoopEvent
 
 What it does, one job at a time:
-1. When the recommended pipeline pretrains (engine.recommended) and the project has no pretrained
+1. When the recommended pipeline pretrains (engine.workflows.recommended) and the project has no pretrained
    encoder, pretrain one, up to the recommended budget, `pretrain_budget_s`, or a loss plateau.
 2. Whenever `new_labels` labels were saved since the newest model (default 3), or a retrain is
    requested, train a candidate with the recommended method, warm-started from the active model
    (or from the pretrained encoder / scratch when there is none), validate it on the current
-   validation labels together with the active model and promote or keep it (engine.promotion).
+   validation labels together with the active model and promote or keep it (engine.workflows.promotion).
 3. After a promotion, re-score the unlabeled pool in chunks (one forward pass per sample); the
    scores of each chunk are stored at once, so the queue re-ranks on them as they arrive.
 4. Every round trains a third of a run's steps (the first model too), so that rounds keep up with
@@ -105,7 +105,7 @@ class LoopEvent:
 
     kind: "phase" (what the loop does now: `phase` is idle | paused | pretraining | training |
     scoring | stopped), "train" / "pretrain" (a run's progress: `run_event` is the training
-    Event), "decision" (`decision`: engine.promotion.Decision), "pretrained", "scored" (a chunk
+    Event), "decision" (`decision`: engine.workflows.promotion.Decision), "pretrained", "scored" (a chunk
     of scores stored: `done`/`total`), "failed" (a run raised; the active model stays).
     `labels_since_model` comes with the events that counted them (None on the others).
     """
@@ -245,6 +245,11 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
         nonlocal scored_whole
         if (yield from _rescore(project, control, new_labels)):
             scored_whole = _active_version(project)
+
+    def rescore_after(decision) -> Generator[LoopEvent, None, None]:
+        """After a candidate: a new active model ranks the pool afresh; a kept one fills in scores missing."""
+        if score and not control.cancelled and (decision.promoted or needs_scores()):
+            yield from rescore()
     try:
         while not control.cancelled and not out_of_time():
             if control.paused:
@@ -276,9 +281,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                                                        since, summary, warm_share)
                 if decision is None:
                     tried_at = state
-                    continue
-                if score and not control.cancelled and (decision.promoted or needs_scores()):
-                    yield from rescore()
+                else:
+                    yield from rescore_after(decision)
                 continue
             if idle_since is None or idle_since[0] != since:
                 idle_since = (since, clock())
@@ -291,9 +295,8 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                     decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
                                                            since, summary, warm_share, full_run=new_labels)
                     idle_reported = idle_since = None
-                    if decision is not None and score and not control.cancelled and (
-                            decision.promoted or needs_scores()):
-                        yield from rescore()
+                    if decision is not None:
+                        yield from rescore_after(decision)
                     continue
             more = max(1, new_labels - since) if not_yet is None else None
             if until_idle:

@@ -46,10 +46,10 @@ def one_class_only(project) -> str | None:
 def train_project(project, *, method: str | None = None, init=None, epochs: int | None = None,
                   steps: int | None = None, budget_s: float | None = None, config: dict | None = None,
                   cancel=None, promote: bool = True, tolerance: float | None = None) -> Generator:
-    """Train `method` (None: the recommended one, engine.recommended) on the project's labeled
+    """Train `method` (None: the recommended one, engine.workflows.recommended) on the project's labeled
     train split (plus unlabeled images for semi-supervised methods), validate on val, and store
     the best weights as a new CANDIDATE model version; with `promote` it becomes active only if
-    engine.promotion says so (never a regression on the current validation labels).
+    engine.workflows.promotion says so (never a regression on the current validation labels).
 
     Run length: `steps` optimizer steps (default: the recommended budget), or `epochs` passes
     over the labeled set when given; `budget_s` seconds end the run cleanly at the next step.

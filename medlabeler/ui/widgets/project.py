@@ -64,20 +64,8 @@ class ProjectWidget(QWidget):
         create = QGroupBox("New project from a folder")
         form = QFormLayout(create)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a field too wide goes under its name
-        self.images_edit = QLineEdit()
-        self.images_edit.setPlaceholderText("DICOM / NIfTI / PNG folder or file")
-        browse_images = QPushButton("…")
-        row = QHBoxLayout()
-        row.addWidget(self.images_edit, 1)
-        row.addWidget(browse_images)
-        form.addRow("Images", row)
-        self.root_edit = QLineEdit()
-        self.root_edit.setPlaceholderText("new, empty folder for the project")
-        browse_root = QPushButton("…")
-        row = QHBoxLayout()
-        row.addWidget(self.root_edit, 1)
-        row.addWidget(browse_root)
-        form.addRow("Project folder", row)
+        self.images_edit, browse_images = _path_row(form, "Images", "DICOM / NIfTI / PNG folder or file")
+        self.root_edit, browse_root = _path_row(form, "Project folder", "new, empty folder for the project")
         self.task_combo = CompactCombo()
         self.task_combo.addItems(["segmentation", "classification"])
         form.addRow("Task", self.task_combo)
@@ -196,3 +184,14 @@ def counts_text(status: dict, kind: str) -> str:
     if per_class:
         lines.append("; ".join(calls.per_class_text(kind, per_class)))
     return "\n".join(lines)
+
+
+def _path_row(form: QFormLayout, name: str, hint: str) -> tuple[QLineEdit, QPushButton]:
+    """A path field with its browse button ("…") as one row of ``form``."""
+    edit, browse = QLineEdit(), QPushButton("…")
+    edit.setPlaceholderText(hint)
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(browse)
+    form.addRow(name, row)
+    return edit, browse
