@@ -262,6 +262,32 @@ def test_single_dicom_image_round_trip(tmp_path):
         np.testing.assert_array_equal(project.load_label(sample.id), mask)
 
 
+def test_a_chest_x_ray_round_trips(tmp_path):
+    """A projection radiograph has no slice thickness: highdicom writes the SEG's pixel measures
+    without one and its reader then refused the file, so `import-labels` could not read back the
+    SEG medlabeler had exported of a chest X-ray (a new user's trial)."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))  # chest CR, 1955x1841, MONOCHROME1
+    small = np.ascontiguousarray(ds.pixel_array[::16, ::16])
+    ds.Rows, ds.Columns = small.shape
+    ds.PixelData = small.tobytes()
+    ds.PixelSpacing = [2.4, 2.4]
+    assert "SliceThickness" not in ds
+    image = tmp_path / "cr.dcm"
+    ds.save_as(image)
+    project, _ = create_project(tmp_path / "p", image, task="segmentation", names=["lung", "heart"])
+    with project:
+        (sample,) = project.samples()
+        mask = np.zeros(sample.shape, np.uint8)
+        mask[20:80, 10:50], mask[60:100, 60:90] = 1, 2
+        project.save_label(sample.id, mask)
+        (seg_file,) = export_project(project, tmp_path / "out", fmt="dicom-seg")
+        project.save_label(sample.id, np.zeros_like(mask))
+        assert import_labels(project, seg_file).labeled == 1
+        np.testing.assert_array_equal(project.load_label(sample.id), mask)
+
+
 def test_a_source_highdicom_refuses_is_named_and_nothing_is_written(tmp_path):
     from pydicom.data import get_testdata_file
 

@@ -358,15 +358,31 @@ def seg_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if not any(part.startswith(".") for part in p.parts) and is_seg_file(p))
 
 
+def _segread(seg_path: Path):
+    """highdicom's Segmentation of a SEG file. A SEG of a projection image (an X-ray: no slice
+    thickness) has pixel spacing but no slice thickness in its pixel measures, as highdicom itself
+    writes it, and highdicom's reader requires both: such a SEG, medlabeler's own export of a chest
+    X-ray included, was refused. The thickness, unused for a single plane, is filled in to read it."""
+    import highdicom as hd
+    import pydicom
+
+    dataset = pydicom.dcmread(seg_path)
+    for groups in (dataset.get("SharedFunctionalGroupsSequence") or [],
+                   dataset.get("PerFrameFunctionalGroupsSequence") or []):
+        for group in groups:
+            for measures in group.get("PixelMeasuresSequence") or []:
+                if "PixelSpacing" in measures and "SliceThickness" not in measures:
+                    measures.SliceThickness = 1.0
+    return hd.seg.Segmentation.from_dataset(dataset, copy=False)
+
+
 def read_seg_masks(project, seg_path: Path) -> list[tuple[Any, np.ndarray]]:
     """(sample, mask) pairs a SEG gives for the project, checked completely before returning.
 
     InputError naming the file when it references images outside the project's series, or has
     a segment whose label is not one of the project's label names."""
-    import highdicom as hd
-
     try:
-        seg = hd.seg.segread(seg_path)
+        seg = _segread(seg_path)
     except Exception as exc:  # noqa: BLE001 - highdicom raises many kinds for a bad file
         raise InputError(seg_path, f"cannot read DICOM-SEG ({type(exc).__name__}: {exc})") from exc
     members = _referenced_members(project, seg, seg_path)
