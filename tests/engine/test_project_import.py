@@ -276,8 +276,13 @@ def test_import_warns_about_an_empty_split_and_what_the_app_does(tmp_path, brain
         words = {"val": "no validation samples", "test": "no test samples"}
         assert [w.split(":")[0] for w in report.warnings] == [words[s] for s in empty]
         for warning in report.warnings:
-            assert "too few to hold one out" in warning and "Add images of more patients" in warning
+            assert "2 patients or scans are too few to hold one out" in warning and "Add images of more patients" in warning
         assert any("last weights" in w for w in report.warnings) == ("val" in empty)
+    single = tmp_path / "one"
+    write_dicom_series(single / "p0", brain[:4], patient_id="PAT-0", seed=0)
+    one, report = create_project(tmp_path / "proj1", single, task="segmentation", names=["brain"], unit="image")
+    one.close()
+    assert report.warnings and all("1 patient or scan is too few" in w for w in report.warnings)
 
 
 def test_an_image_whose_pixels_cannot_be_read_is_skipped_at_import(tmp_path, capsys):

@@ -219,11 +219,14 @@ def empty_split_warnings(project: Project) -> list[str]:
     status = project.status()["per_split"]
     fractions = dict(zip(("train", "val", "test"), project.task.split_fractions))
     groups = len({s.group for s in project.samples()})
-    unit = "slabs" if project.task.slabs else "patients or scans"
+    if project.task.slabs:
+        unit = "slab is" if groups == 1 else "slabs are"
+    else:
+        unit = "patient or scan is" if groups == 1 else "patients or scans are"
     warnings = []
     for split, word in (("val", "validation"), ("test", "test")):
         if fractions.get(split, 0) > 0 and not status.get(split, {}).get("samples"):
-            warnings.append(f"no {word} samples: {groups} {unit} are too few to hold one out; "
+            warnings.append(f"no {word} samples: {groups} {unit} too few to hold one out; "
                             f"{EMPTY_SPLIT_CONSEQUENCE[split]}. Add images of more patients to get one.")
     return warnings
 
