@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file of training options for every run (overrides the recommended)")
     p.add_argument("--no-full-run", action="store_true",
                    help="stop after a round (a third of the steps), instead of giving the active model a "
-                        "full-length run on the same labels before stopping (the app does that after a minute "
+                        "full-length run on the labels there are before stopping (the app does that after a minute "
                         "without a new label)")
     p.set_defaults(func=cmd_learn)
 

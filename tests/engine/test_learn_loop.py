@@ -320,6 +320,39 @@ def test_a_loop_at_rest_gives_a_short_round_a_full_run_once(project, short_round
     assert run_to_end(learn(project, config=TINY, until_idle=True, score=False)).decisions == []
 
 
+def test_a_full_run_with_a_label_saved_since_says_so_and_gets_the_usual_tolerance(project, short_rounds):
+    """Fewer new labels than start a candidate: the full run at rest trains on them too. It had said
+    "on the same labels" and been held to no tolerance (a new user's trial)."""
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))
+    _label_more(project, 1)
+    events = []
+    summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False), events.append)
+    (full,) = summary.decisions
+    said = [e.message for e in events if e.kind == "phase" and e.phase == "training"]
+    assert said[-1].startswith(f"a full run of 30 steps from v{full.active} with 1 label new since v{full.active} (")
+    assert full.tolerance == 0.005
+
+
+def test_a_run_its_time_budget_cut_short_still_gets_a_full_run(project, short_rounds):
+    """`learn --budget-s 120` cut a full run at step 99 of 300 and promoted it; the next loop took
+    it for a full run (its config said 300 steps) and never gave these labels one (a trial)."""
+    from medlabeler.engine.workflows.learn_loop import short_run_newest
+    from medlabeler.engine.workflows.run_config import recommendation
+    from medlabeler.engine.workflows.train import train_project
+
+    rec = recommendation(project, TINY)
+    run_to_end(train_project(project, config=TINY))  # whole: 30 steps
+    assert not short_run_newest(project, rec, TINY)
+    run_to_end(train_project(project, init=project.active_model().version, config=TINY, budget_s=1e-9))
+    run = project.models()[-1].record["run"]
+    assert run["stopped_by"] == "time budget" and run["steps"] < 30
+    assert short_run_newest(project, rec, TINY)
+    events = []  # and the loop says so
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False, run_budget_s=1e-9), events.append)
+    said = [e.message for e in events if e.kind == "phase"]
+    assert any(m.startswith("the time budget stopped the run at step 1 of 30") for m in said), said
+
+
 def test_a_new_label_starts_the_rest_again(project, short_rounds):
     control, clock = LoopControl(), [0.0]
     run_to_end(learn(project, config=TINY, until_idle=True, score=False, full_run_after_s=None))

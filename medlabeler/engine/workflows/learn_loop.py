@@ -51,8 +51,9 @@ PLATEAU_EPOCHS = 3
 #: Seconds without a new label after which an idle loop gives the active model, trained on a third
 #: of the steps in a round, a full-length run (docs/benchmarks.md, "A full run at rest").
 FULL_RUN_AFTER_S = 60.0
-#: A full run at rest sees the labels the active model saw: nothing new justifies taking a model
-#: that validates lower, so it must validate at least as well (promotion's usual 0.005 is for new labels).
+#: A full run at rest on the labels the active model saw: nothing new justifies taking a model that
+#: validates lower, so it must validate at least as well (promotion's usual 0.005 is for new labels,
+#: and a full run that has some, fewer than start a candidate, gets it).
 FULL_RUN_TOLERANCE = 0.0
 
 
@@ -160,7 +161,11 @@ def newest_model(project):
 def labels_since_model(project) -> int:
     """Labels saved (or changed) after the newest trained model read its labels, in every split
     (labels saved while it trained count as new)."""
-    model = newest_model(project)
+    return labels_since(project, newest_model(project))
+
+
+def labels_since(project, model) -> int:
+    """Labels saved (or changed) after ``model`` read its labels, in every split; all of them for None."""
     if model is None:
         return len(project.labeled_ids())
     read = model.record.get("labels") or {}
@@ -295,6 +300,11 @@ def learn(project, *, control: LoopControl | None = None, new_labels: int = NEW_
                     decision = yield from _train_candidate(project, rec, control, remaining(run_budget_s), config,
                                                            since, summary, warm_share, full_run=new_labels)
                     idle_reported = idle_since = None
+                    # its own result counts as looked at: one cut short by a time budget waits for
+                    # the next loop rather than start another here, and the next, forever
+                    after = newest_model(project)
+                    full_looked_at = (labels_since_model(project), project.count_samples(labeled=True),
+                                      after.version) if after is not None else full_state
                     if decision is not None:
                         yield from rescore_after(decision)
                     continue
@@ -473,13 +483,16 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
         what = f"training a candidate {origin} with {labels}"
         yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
     else:
-        what = f"a full run of {steps} steps {origin} on the same labels ({labels}; new labels stop it)"
+        new = labels_since(project, active)
+        seen = "on the same labels" if not new else f"with {new} label{'s' * (new != 1)} new since v{active.version}"
+        what = f"a full run of {steps} steps {origin} {seen} ({labels}; new labels stop it)"
         yield _phase(project, "training", what)
         doing = "full run"
     stop = _FullRunStop(control, project, full_run) if full_run is not None else None
+    same_labels = stop is not None and not labels_since(project, active)
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s, config=run_config,
-                            cancel=stop or control.token, tolerance=FULL_RUN_TOLERANCE if stop else None)
+                            cancel=stop or control.token, tolerance=FULL_RUN_TOLERANCE if same_labels else None)
         result = yield from _drive_run(gen, "train", control,
                                        lambda e, left: _training_progress(e, left, origin, labels, doing)
                                        if e.total_steps else what,
@@ -493,6 +506,9 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
                                           "the next candidate trains")
     if result is None or result.cancelled or result.decision is None:
         return None
+    if result.stopped_by == "time budget":  # validated as it stands; a later loop at rest runs it in full
+        yield _phase(project, "training", f"the time budget stopped the run at step {result.steps} of "
+                                          f"{result.planned_steps}")
     decision = result.decision
     summary.decisions.append(decision)
     _remove_old_weights(project, summary)
@@ -534,13 +550,15 @@ def _candidate_due(since: int, waiting: int, new_labels: int) -> bool:
 
 
 def short_run_newest(project, rec, config) -> bool:
-    """Whether the newest trained model is a round shorter than a full run (so a full run from the
-    active model on the same labels can still help)."""
+    """Whether the newest trained model is a round shorter than a full run, or a run its time budget
+    cut short (`learn --budget-s`), so that a full run from the active model can still help. A run
+    that stopped at a plateau ran its course."""
     full = {**rec.config, **(config or {})}.get("steps")
     newest = newest_model(project)
     if not full or newest is None or project.active_model() is None or not _has_train_labels(project):
         return False
-    ran = (newest.record.get("config") or {}).get("steps")
+    run = newest.record.get("run") or {}
+    ran = run.get("steps") if run.get("stopped_by") == "time budget" else (newest.record.get("config") or {}).get("steps")
     return ran is not None and int(ran) < int(full)
 
 

@@ -151,7 +151,8 @@ def _model_record(project, *, method, method_cfg, settings, names, model_args, p
         "metrics": finite_metrics(result.metrics), "monitor": result.monitor,
         "run": {"steps": result.steps, "epochs": result.epochs, "seconds": round(result.seconds, 2),
                 "images_per_second": round(result.images_per_second, 2), "best_step": result.best_step,
-                "device": str(device), "batch_size": result.batch_size, "distributed": result.distributed},
+                "device": str(device), "batch_size": result.batch_size, "distributed": result.distributed,
+                "stopped_by": result.stopped_by},
         "medlabeler_version": medlabeler.__version__,
     }
 
