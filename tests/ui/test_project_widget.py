@@ -266,3 +266,24 @@ def test_a_project_whose_predecessor_fails_to_close_is_not_left_locked(make_napa
         assert not again.readonly
     monkeypatch.undo()
     session.close_project()
+
+
+def test_a_new_project_opens_with_the_queue_on_to_label(make_napari_viewer, qtbot, brain_project, brain_files, tmp_path):
+    """The queue left on "labeled" in the last project showed a new, unlabeled one as "0 samples"
+    (a new user's trial)."""
+    from medlabeler.ui.app import build_app
+
+    images, _ = brain_files
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    queue, form = widget.queue, widget.project
+    queue.view_combo.setCurrentText("labeled")
+    assert queue.sample_ids() == []  # nothing labeled in the first project
+    form.images_edit.setText(str(images))
+    form.root_edit.setText(str(tmp_path / "second"))
+    form.task_combo.setCurrentText("segmentation")
+    form.names_edit.setText(", ".join(NAMES))
+    qtbot.mouseClick(form.create_button, Qt.MouseButton.LeftButton)
+    assert widget.session.project.root.name == "second"
+    assert queue.view_combo.currentText() == "to label"
+    qtbot.waitUntil(lambda: len(queue.sample_ids()) > 0, timeout=10_000)

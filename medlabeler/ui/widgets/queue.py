@@ -98,7 +98,7 @@ class QueueWidget(QWidget):
         self.refresh_button.clicked.connect(lambda: self.refresh(wait=True))
         self.view_combo.currentTextChanged.connect(lambda _: self.refresh(wait=True))
         self.strategy_combo.currentTextChanged.connect(self._strategy_changed)
-        connect(self, self.session.project_changed, self.refresh)
+        connect(self, self.session.project_changed, self._project_changed)
         # the table follows on the next turn of the event loop: `n` opens the sample first
         connect(self, (self.session.queue_changed, self.session.labels_changed, self.session.sample_opened),
                 self._refresh_later, later=True)
@@ -115,6 +115,14 @@ class QueueWidget(QWidget):
         for part in (self.table, self.buttons, self.status):
             part.setVisible(not collapsed)
         self.collapsed.emit(collapsed)
+
+    def _project_changed(self) -> None:
+        """Another project starts on "to label": a new one opened on "labeled" showed "0 samples"."""
+        if self.view_combo.currentText() != VIEWS[0]:
+            self.view_combo.blockSignals(True)
+            self.view_combo.setCurrentText(VIEWS[0])
+            self.view_combo.blockSignals(False)
+        self.refresh()
 
     def _refresh_later(self, *_args) -> None:
         self.refresh()  # after a save, the queue without the sample just saved: often ranked already
