@@ -33,6 +33,26 @@ DEFAULT_VISIBLE = {PREDICTION: True, UNCERTAINTY: False, GRADCAM: False}
 
 #: The prediction is drawn as outlines (pixels wide), so the clinician's filled paint stands out.
 PREDICTION_CONTOUR = 1
+#: ... one pixel wider per this many pixels of the image's longer side: napari draws the outline in
+#: the image's pixels, and one pixel of a 1955 px chest X-ray fitted to the screen broke into dots.
+CONTOUR_PER_PIXELS = 500
+#: The brush's starting size, in the image's pixels, per this many of its longer side (at least
+#: DEFAULT_BRUSH): 10 px painted a 1955 px X-ray's lung in strokes a fifth of a screen pixel apart.
+BRUSH_PER_PIXELS = 50
+DEFAULT_BRUSH = 10
+
+
+def prediction_contour(shape) -> int:
+    """The outline width that reads on screen for an image of ``shape`` (its last two are Y, X)."""
+    return max(PREDICTION_CONTOUR, round(max(shape[-2:]) / CONTOUR_PER_PIXELS))
+
+
+def brush_for(shape) -> tuple[int, int]:
+    """(starting brush size, the brush slider's largest) for an image of ``shape``: a tenth of a tiny
+    image's side at most (10 px covered half of a 20 px one), a fiftieth of a large one's."""
+    side = max(shape[-2:])
+    size = max(1, min(DEFAULT_BRUSH, side // 8)) if side < DEFAULT_BRUSH * BRUSH_PER_PIXELS else round(side / BRUSH_PER_PIXELS)
+    return size, max(60, side // 8)
 
 #: The uncertainty map is a hint over the image, not a replacement for it: transparent where the
 #: model is sure (normalised entropy below this), more opaque the less sure it is.
@@ -876,6 +896,10 @@ class SampleView:
         written = [kind for kind, array in maps.items() if array is not None]
         for kind in written:
             self._overlay(kind, maps[kind], draw=draw)
+        layer = self.layers.get(PREDICTION)
+        width = prediction_contour(self._label_shape())
+        if PREDICTION in written and layer is not None and getattr(layer, "contour", width) != width:
+            layer.contour = width
         return written
 
     def _show_overlay_layer(self, kind: str, *, refresh: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1495,3 +1496,37 @@ def test_the_metric_plot_leaves_room_above_a_perfect_score():
     assert any(abs(t - 1.0) < 1e-9 for t in ax.get_yticks())
     assert metric_limits([0.5, 0.8]) == pytest.approx((0.45, 0.85))
     assert metric_limits([0.0, 0.02])[0] == 0.0
+
+
+def test_the_brush_and_the_prediction_outline_fit_the_image_size(make_napari_viewer, qtbot, tmp_path):
+    """A new user's 1955 px chest X-ray: the 10 px brush painted a lung in strokes a fifth of a
+    screen pixel wide, the slider stopped at 60, and the prediction's 1 px outline broke into dots;
+    on a 20 px tile the same brush covered half the image. Images of one size keep the brush the
+    clinician chose."""
+    from PIL import Image
+
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui.layers import PredictionView
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, side in (("a_large.png", 1500), ("b_tiny.png", 24), ("c_tiny.png", 24)):
+        Image.fromarray(rng.integers(0, 255, (side, side), dtype=np.uint8)).save(folder / name)
+    project, _ = create_project(tmp_path / "p", folder, task="segmentation", names=["lung"])
+    ids = {Path(s.path).name: s.id for s in project.samples()}
+    project.close()
+    widget = build_app(make_napari_viewer(show=True), tmp_path / "p")
+    session, brush = widget.session, widget.label.brush
+    session.open_sample(ids["a_large.png"])
+    assert (brush.value(), brush.maximum()) == (30, 187)
+    assert session.view.labels_layer.brush_size == 30
+    mask = np.zeros((1500, 1500), np.uint8)
+    mask[400:900, 300:700] = 1
+    session.view.show_prediction(PredictionView(ids["a_large.png"], mask))
+    assert session.view.layers[PREDICTION].contour == 3
+    session.open_sample(ids["b_tiny.png"])
+    assert (brush.value(), brush.maximum()) == (3, 60)
+    brush.setValue(5)  # the clinician's choice
+    session.open_sample(ids["c_tiny.png"])
+    assert brush.value() == 5 and session.view.labels_layer.brush_size == 5

@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui.keys import keys_help
+from medlabeler.ui.layers import DEFAULT_BRUSH, brush_for
 from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, sample_text, session_for
 
 
@@ -37,7 +38,8 @@ class LabelWidget(QWidget):
         self.brush_label = QLabel("Brush")
         self.brush = QSlider(Qt.Orientation.Horizontal)
         self.brush.setRange(1, 60)
-        self.brush.setValue(10)
+        self.brush.setValue(DEFAULT_BRUSH)
+        self._brush_start = DEFAULT_BRUSH  # the starting size of the images open lately (`brush_for`)
         brush_row.addWidget(self.brush_label)
         brush_row.addWidget(self.brush, 1)
         layout.addLayout(brush_row)
@@ -127,7 +129,21 @@ class LabelWidget(QWidget):
     def _sample_opened(self, sample) -> None:
         self.sample_label.setText(sample_text(sample))
         self._follow_brush()
+        self._fit_brush()
         self._show_current()
+
+    def _fit_brush(self) -> None:
+        """An image of another size starts the brush at a size of its own (`brush_for`); images of
+        the same size keep the size the clinician chose."""
+        layer = self.session.view.labels_layer if self.session.view else None
+        if layer is None:
+            return
+        start, largest = brush_for(layer.data.shape)
+        if self.brush.maximum() != largest:
+            self.brush.setMaximum(largest)
+        if start != self._brush_start:
+            self._brush_start = start
+            self.brush.setValue(start)
 
     def _follow_brush(self) -> None:
         """The slider follows napari's own brush size (its `[` `]` keys and slider): a label
