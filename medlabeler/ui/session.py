@@ -44,8 +44,11 @@ FIRST_OPEN_TRIES = 5
 FOLLOW_SLICE_MS = 400
 #: A saved mask with less of its pixels painted than this gets a note: unpainted pixels are background.
 SPARSE_SHARE = 0.01
-#: ...on a validation or test sample without a prediction to compare with, this share.
+#: ...on a validation or test sample without a prediction to compare with, this share, or
+#: PARTIAL_SHARE of the share the training masks saved lately paint (once TYPICAL_AFTER are known):
+#: vessels or nuclei cover less than 5% of an image, painted whole.
 HELD_OUT_SPARSE_SHARE = 0.05
+TYPICAL_AFTER = 3
 #: ...or less than this share of what the model's prediction of the sample finds as structure.
 PARTIAL_SHARE = 0.5
 #: Held-out masks kept to be judged when their prediction arrives (`_judge_later`), and the
@@ -248,6 +251,7 @@ class Session(QObject):
         self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
         # held-out masks saved before their sample's prediction arrived: judged when it does
         self._unjudged: dict[int, np.ndarray] = {}
+        self._painted_shares: collections.deque[float] = collections.deque(maxlen=50)  # of the training masks saved lately
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
         self.rankings.overtaken.connect(self._ranking_overtaken)
@@ -504,6 +508,7 @@ class Session(QObject):
         self._volume_on_its_way = None
         self.predictions.clear()
         self._unjudged.clear()
+        self._painted_shares.clear()  # another project paints other structures
         if self.viewer is not None and self.viewer.status == status:  # not the closed project's last words
             self.viewer.status = "Ready"  # ("saved sample 68") over the next; what its last save said stays
         self.project_changed.emit()
@@ -835,6 +840,8 @@ class Session(QObject):
             self._unjudged.pop(sample_id, None)  # an earlier mask of it: replaced by this one
             role = HELD_OUT_ROLES.get(self._split_of(sample_id))  # None: a training sample
             note = self._incomplete_note(sample_id, mask, role)
+            if role is None and note is None and mask.any():
+                self._painted_shares.append(float(np.count_nonzero(mask)) / mask.size)
             self._save_note = note or self._save_note
             if role is not None and note is None:
                 self._judge_later(sample_id, mask)  # against the prediction, when it arrives
@@ -875,7 +882,7 @@ class Session(QObject):
         (HELD_OUT_ROLES), None for a training sample."""
         share = float(np.count_nonzero(mask)) / max(mask.size, 1)
         found = self._predicted_share(sample_id, mask.shape)
-        sparse = HELD_OUT_SPARSE_SHARE if role and not found else SPARSE_SHARE
+        sparse = self._held_out_sparse_share() if role and not found else SPARSE_SHARE
         if not (0 < share < sparse or share < PARTIAL_SHARE * found):
             return None
         against = f" (the model finds {found:.1%})" if found and share >= SPARSE_SHARE else ""
@@ -885,6 +892,11 @@ class Session(QObject):
         return (f"sample {sample_id}: only {painted} painted{against}; unpainted pixels count as background"
                 f"{f' and a {role[0]} label {role[1]}' if role else ''}: paint each structure whole (or Remove label, "
                 "if saved by mistake)")
+
+    def _held_out_sparse_share(self) -> float:
+        if len(self._painted_shares) < TYPICAL_AFTER:
+            return HELD_OUT_SPARSE_SHARE
+        return min(HELD_OUT_SPARSE_SHARE, PARTIAL_SHARE * float(np.median(self._painted_shares)))
 
     def _predicted_share(self, sample_id: int, shape: tuple[int, ...]) -> float:
         """The share of ``sample_id``'s pixels the model's prediction on hand finds as structure
