@@ -238,6 +238,26 @@ def test_status_names_a_labeled_image_that_no_longer_reads(tmp_path, capsys):
     assert [entry["samples"] for entry in json.loads(capsys.readouterr().out)["unreadable_labeled"]] == [[3]]
 
 
+def test_a_colour_image_among_grey_ones_is_named(tmp_path):
+    """A photo among chest radiographs trained silently as three channels (a new user's trial)."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(folder / f"xray{k}.png")
+    project, report = create_project(tmp_path / "grey", folder, task="segmentation", names=["lung"])
+    project.close()
+    assert not any("colour" in w for w in report.warnings)
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / "photo.png")
+    project, report = create_project(tmp_path / "mixed", folder, task="segmentation", names=["lung"])
+    project.close()
+    assert [w for w in report.warnings if "colour" in w] == [
+        "1 colour image among 3 grey ones (photo.png): they train together, grey as three equal channels; "
+        "if it is in the wrong folder, make the project again without it"]
+
+
 def test_import_messages_count_files_and_tell_skipped_series_apart(tmp_path, brain, capsys):
     """13 files in 3 bad series, two of them with the same description in one folder: each skip
     line names its series by number and file count, the summary counts files, not errors."""

@@ -183,6 +183,7 @@ def create_project(
         report.blank = report.missing_left_out + sum(known.values()) + check_blank_samples(project, others)
         report.warnings = [note for info in infos for note in info.notes]
         report.warnings += empty_split_warnings(project)
+        report.warnings += colour_mix_warnings(infos, Path(os.path.abspath(images)))
         if task == "classification" and hints:
             report.labeled = _label_from_folder_names(project, names, set(hints), report)
             report.warnings += one_class_validation_warnings(project)
@@ -191,6 +192,24 @@ def create_project(
         project.close()  # release the writer lock; the folder keeps what was committed
         raise
     return project, report
+
+
+def colour_mix_warnings(infos: list, root: Path) -> list[str]:
+    """A line when 2D colour and grey images are mixed: they train together (grey as three equal
+    channels), and a photo among radiographs is more often a file in the wrong folder (a trial)."""
+    flat = [i for i in infos if not i.is_volume]
+    colour = [i for i in flat if len(i.shape) == 3 and i.shape[-1] in (3, 4)]
+    if not colour or len(colour) == len(flat):
+        return []
+    grey = [i for i in flat if i not in colour]
+    few, many = (colour, "grey") if len(colour) <= len(grey) else (grey, "colour")
+    names = _shown_names([Path(i.path) for i in few[:3]], root)
+    kind = "colour" if many == "grey" else "grey"
+    more = f" and {len(few) - 3} more" if len(few) > 3 else ""
+    return [f"{len(few)} {kind} image{'s' * (len(few) != 1)} among {len(flat) - len(few)} {many} ones "
+            f"({', '.join(names)}{more}): they train together, grey as three equal channels; if "
+            f"{'it is' if len(few) == 1 else 'they are'} in the wrong folder, make the project again without "
+            f"{'it' if len(few) == 1 else 'them'}"]
 
 
 def mark_missing_slices(project: Project, infos: list, samples: list) -> int:
