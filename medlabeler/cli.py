@@ -230,11 +230,14 @@ def cmd_export(args) -> int:
     _say_seg_identity(args)
     written = {Path(f).resolve() for f in files}
     replaced, other = len(before & written), len(before - written)
-    print(f"exported {_count(len(files), 'file')} to {args.out}"
+    masks = [f for f in files if Path(f).name != "labels.json"]
+    what = f"{_count(len(masks), 'mask file')} and labels.json" if len(masks) < len(files) else _count(len(files), "file")
+    print(f"exported {what} to {args.out}"
           + (f"; {replaced} of them replaced files of the same name there" if replaced else ""))
-    if not args.keep_names and args.format in ("csv", "nifti"):
-        by = "rows go by sample id" if args.format == "csv" else "files are numbered volumes, and labels.json lists " \
-            "the sample ids in each"
+    if not args.keep_names and args.format in ("csv", "nifti", "png"):
+        by = {"csv": "rows go by sample id",
+              "nifti": "files are numbered volumes, and labels.json lists the sample ids in each",
+              "png": "files are numbered images, and labels.json lists the sample id of each"}[args.format]
         print(f"the images' file names are left out (they can name the patient): {by}; --keep-names adds them")
     if other:
         print(f"note: {args.out} holds {_count(other, 'other file')}, not from this export (an earlier one, of labels "
@@ -598,7 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "export", help="export labels (de-identified file names unless --keep-names)")
     p.add_argument("project", help="the project folder")
-    p.add_argument("--format", required=True, choices=["nifti", "csv", "dicom-seg"])
+    p.add_argument("--format", required=True, choices=["nifti", "png", "csv", "dicom-seg"],
+                   help="segmentation masks as NIfTI, PNG (2D images and slices: the label numbers, as "
+                        "import-labels reads them) or DICOM-SEG; classes as CSV")
     p.add_argument("--out", required=True)
     p.add_argument("--keep-names", action="store_true", help="name files after the source images (may identify patients)")
     p.add_argument("--deidentify", action="store_true", help="dicom-seg: leave out the patient identifiers the SEG would copy from its source")

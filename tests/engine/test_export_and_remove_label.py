@@ -1,6 +1,9 @@
 """`medlabeler export` while the app holds the project open, and `medlabeler remove-label`."""
 
+import json
+
 import numpy as np
+import pytest
 
 from medlabeler.cli import main
 from medlabeler.engine.io import read_image
@@ -42,7 +45,7 @@ def test_export_says_what_it_replaced_and_what_else_lies_in_its_folder(tmp_path,
     export = ["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "out")]
     assert main(export) == 0
     first = capsys.readouterr().out
-    assert "exported 2 files" in first and "replaced" not in first and "note:" not in first
+    assert "exported 1 mask file and labels.json" in first and "replaced" not in first and "note:" not in first
     assert "file names are left out (they can name the patient)" in first  # a CSV without them puzzled a user
     assert main([*export, "--keep-names", "--format", "csv"]) == 0
     assert "left out" not in capsys.readouterr().out
@@ -51,6 +54,55 @@ def test_export_says_what_it_replaced_and_what_else_lies_in_its_folder(tmp_path,
     again = capsys.readouterr().out
     assert "2 of them replaced files of the same name there" in again
     assert "holds 2 other files, not from this export" in again  # the earlier one's and the CSV
+
+
+def test_png_export_holds_the_masks_as_painted_and_imports_back(tmp_path, capsys):
+    """A pathologist's tiles: NIfTI held each PNG's mask transposed, as (X, Y, 1), and there was no
+    PNG export (a new user's trial). With --keep-names the masks import again as they are."""
+    from PIL import Image
+
+    from medlabeler.engine.project.project_import import import_labels
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "tiles").mkdir()
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)).save(tmp_path / "tiles" / f"tile{k}.png")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "tiles", task="segmentation", names=["cell", "stain"])
+    with project:
+        masks = {}
+        for sample in project.samples()[:2]:
+            masks[sample.id] = rng.integers(0, 3, (30, 20)).astype(np.uint8)
+            project.save_label(sample.id, masks[sample.id])
+    out = tmp_path / "out"
+    assert main(["export", str(tmp_path / "proj"), "--format", "png", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "exported 2 mask files and labels.json" in said and "numbered images" in said
+    index = json.loads((out / "labels.json").read_text())
+    assert index["labels"] == {"1": "cell", "2": "stain"} and "source" not in index["masks"][0]
+    for entry in index["masks"]:
+        assert np.array_equal(np.asarray(Image.open(out / entry["file"])), masks[entry["sample"]])
+    named = tmp_path / "named"
+    assert main(["export", str(tmp_path / "proj"), "--format", "png", "--out", str(named), "--keep-names"]) == 0
+    (named / "labels.json").unlink()
+    with Project.open(tmp_path / "proj") as project:
+        for sample_id in masks:
+            project.remove_label(sample_id)
+        assert import_labels(project, named).labeled == 2
+        for sample_id, mask in masks.items():
+            assert np.array_equal(project.load_label(sample_id), mask)
+
+
+def test_png_export_of_whole_volumes_is_refused_before_writing(tmp_path):
+    from medlabeler.engine.errors import ProjectError
+    from medlabeler.engine.project.export import export_project
+
+    source = write_nifti(tmp_path / "images" / "v.nii.gz", np.ones((3, 6, 5), np.float32))
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["a"], unit="image")
+    with project:
+        project.save_label(project.samples()[0].id, np.ones((3, 6, 5), np.uint8))
+        with pytest.raises(ProjectError, match="whole volume and PNG holds 2D masks; use --format nifti"):
+            export_project(project, tmp_path / "out", fmt="png")
+    assert not list((tmp_path / "out").iterdir())
 
 
 def test_remove_label_makes_samples_unlabeled_from_the_command_line(tmp_path, capsys):

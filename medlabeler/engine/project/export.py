@@ -1,4 +1,4 @@
-"""Export a project's labels: masks as NIfTI, classes as CSV.
+"""Export a project's labels: masks as NIfTI or PNG (2D), classes as CSV.
 
 Exports are de-identified by default: files are named by volume/sample number, never by the
 source file name (which often carries a patient name or ID); ``keep_names=True`` is the user
@@ -34,12 +34,14 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
         if project.task.kind != "segmentation":
             raise ProjectError(f"{project.root}: NIfTI export needs a segmentation project; use --format csv")
         files = _export_nifti(project, out, keep_names)
+    elif fmt == "png":
+        files = _export_png(project, out, keep_names)
     elif fmt == "dicom-seg":
         from medlabeler.engine.project.dicom_seg import export_segs
 
         files = export_segs(project, out, deidentify=deidentify, keep_names=keep_names)
     else:
-        raise ValueError(f"unknown export format {fmt!r} (nifti, csv or dicom-seg)")
+        raise ValueError(f"unknown export format {fmt!r} (nifti, png, csv or dicom-seg)")
     if not project.readonly:  # a read-only handle (the app holds the project) cannot record it
         project.audit("export", format=fmt, files=len(files), keep_names=keep_names,
                       **({"deidentify": deidentify} if fmt == "dicom-seg" else {}))
@@ -100,6 +102,42 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "volumes": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))
     return files + [out / "labels.json"]
+
+
+def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
+    """One PNG per labeled 2D image or slice, its pixels the label numbers (0 background), in the
+    image's own rows and columns: what `import-labels` reads back and what a 2D tool expects (a
+    NIfTI of a PNG holds it transposed, as (X, Y, 1)). With ``keep_names`` a mask is named as its
+    image, so that a folder of them imports again as it is."""
+    if project.task.kind != "segmentation":
+        raise ProjectError(f"{project.root}: PNG export needs a segmentation project; use --format csv")
+    by_source: dict[tuple[str, str | None], list] = defaultdict(list)
+    for sample in project.samples(labeled=True):
+        if sample.is_volume and sample.slice_index is None:
+            raise ProjectError(f"{project.root}: sample {sample.id} is a whole volume and PNG holds 2D masks; "
+                               "use --format nifti or dicom-seg")
+        by_source[(sample.path, sample.series_uid)].append(sample)
+    files, index = [], []
+    for number, ((path, _), samples) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
+        stem = file_stem(path) if keep_names else f"image_{number:04d}"
+        for sample in sorted(samples, key=lambda s: s.slice_index or 0):
+            name = f"{stem}.png" if sample.slice_index is None else f"{stem}_slice{sample.slice_index:04d}.png"
+            files.append(write_mask_png(out / name, project.load_label(sample.id)))
+            index.append({"file": name, "sample": sample.id, "slice": sample.slice_index, "split": sample.split,
+                          **({"source": path} if keep_names else {})})
+    names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "masks": index}
+    (out / "labels.json").write_text(json.dumps(names, indent=1))
+    return files + [out / "labels.json"]
+
+
+def write_mask_png(target: Path, mask: np.ndarray) -> Path:
+    """A label mask as a greyscale PNG of its label numbers (16 bits past 255 labels)."""
+    from PIL import Image
+
+    mask = np.asarray(mask)
+    array = mask.astype(np.uint8) if mask.max(initial=0) <= 255 else mask.astype(np.uint16)
+    Image.fromarray(array).save(target)
+    return target
 
 
 def write_mask_nifti(target: Path, path: str, series_uid: str | None, masks: dict, dtype=np.uint8) -> Path:
