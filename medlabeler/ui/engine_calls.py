@@ -78,6 +78,22 @@ def create_project(root, images, *, task: str, names: list[str] | None, colors: 
     return create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
 
 
+#: Export formats by task: what `export_project` writes (the first is the default).
+EXPORT_FORMATS = {"segmentation": ("nifti", "png", "dicom-seg", "csv"), "classification": ("csv",)}
+
+
+def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool) -> str:
+    """Write the project's labels to ``out`` (`export_project`); what was written, in words."""
+    from medlabeler.engine.project.export import export_project
+
+    files = export_project(project, out, fmt=fmt, keep_names=keep_names)
+    masks = [f for f in files if Path(f).name not in ("labels.json", "labels.csv")]
+    extra = [Path(f).name for f in files if f not in masks]
+    what = (f"{len(masks)} {'mask' if fmt != 'dicom-seg' else 'DICOM-SEG'} file{'s' * (len(masks) != 1)}"
+            if masks else "")
+    return f"exported {' and '.join(part for part in (what, *extra) if part)} to {out}"
+
+
 def create_demo_project(root: str | Path):
     """The bundled demo (the MNI152 brain MRI in nilearn), created once then reopened."""
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo

@@ -221,6 +221,8 @@ class Session(QObject):
     saves_submitted = Signal()  # labels handed to the writer (shown as "saving" until labels_changed)
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
     _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
+    labels_exported = Signal(str)  # what was written, or why not
+    _export_done = Signal(object, object)  # project, words | exception (from the export thread)
     _labeled_checked = Signal(object, object)  # project, [(sample ids, error)] of labeled images that no longer read
 
     def __init__(self, viewer):
@@ -261,6 +263,7 @@ class Session(QObject):
         self._volume_on_its_way: tuple | None = None  # (project, volume_key) being read: read once
         self._volume_read.connect(self._volume_arrived)
         self._labeled_checked.connect(self._unreadable_labeled_found)
+        self._export_done.connect(self._exported)
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -450,6 +453,44 @@ class Session(QObject):
                      f"{error_text(first)}{more}. Training stops at such an image: put the file back, or take "
                      "the label back (Queue, labeled: right-click > Remove label; they are listed first).")
         self.queue_changed.emit()
+
+    @main_thread_only
+    def export_labels(self, out, *, fmt: str, keep_names: bool = False) -> bool:
+        """Write the labels saved, those on screen first, to the folder ``out`` on a thread (a
+        whole CT project's masks take seconds); ``labels_exported`` says what was written, or why
+        not. False when no project is open."""
+        if self.project is None:
+            return False
+        self.save_current()
+        self.flush_saves()
+        project = self.project
+
+        def export() -> None:
+            try:
+                result = calls.export_labels(project, out, fmt=fmt, keep_names=keep_names)
+            except Exception as exc:  # noqa: BLE001 - said on the main thread
+                result = exc
+            self._export_done.emit(project, result)
+
+        threading.Thread(target=export, name="medlabeler-export", daemon=True).start()
+        if self.viewer is not None:
+            self.viewer.status = f"exporting the labels to {out}…"
+        return True
+
+    @main_thread_only
+    def _exported(self, project, result) -> None:
+        from napari.utils.notifications import show_info
+
+        if isinstance(result, Exception):
+            words = f"Cannot export the labels: {error_text(result)}"
+            if project is self.project:
+                show_error_message(words)
+        else:
+            words = str(result)
+            show_info(words)
+        if self.viewer is not None and str(self.viewer.status).startswith("exporting the labels"):
+            self.viewer.status = words
+        self.labels_exported.emit(words)
 
     @main_thread_only
     def make_spare_layers(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
@@ -287,3 +288,41 @@ def test_a_new_project_opens_with_the_queue_on_to_label(make_napari_viewer, qtbo
     assert widget.session.project.root.name == "second"
     assert queue.view_combo.currentText() == "to label"
     qtbot.waitUntil(lambda: len(queue.sample_ids()) > 0, timeout=10_000)
+
+
+def test_the_labels_are_exported_from_the_project_tab(make_napari_viewer, qtbot, brain_project, tmp_path):
+    """Export was a command only: a clinician in the app had no way to hand the labels on. The
+    strokes on screen are saved first; the export runs on a thread and says what it wrote."""
+    import json
+
+    from PIL import Image
+
+    from medlabeler.ui.app import build_app
+
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, form = widget.session, widget.project
+    said = []
+    session.labels_exported.connect(said.append)
+    assert [form.format_combo.itemText(i) for i in range(form.format_combo.count())] == [
+        "NIfTI", "PNG (2D)", "DICOM-SEG", "CSV"]
+    assert not form.export_button.isEnabled()  # no folder yet
+    sample = session.sample
+    data = np.asarray(session.view.labels_layer.data)
+    data[sample.slice_index, 10:20, 10:30] = 2  # painted, not saved
+    session.view.labels_layer.refresh()
+    form.export_edit.setText(str(tmp_path / "out"))
+    form.format_combo.setCurrentText("PNG (2D)")
+    qtbot.mouseClick(form.export_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(said), timeout=30_000)
+    assert said == [f"exported 1 mask file and labels.json to {tmp_path / 'out'}"]
+    assert form.export_button.isEnabled()
+    (entry,) = json.loads((tmp_path / "out" / "labels.json").read_text())["masks"]
+    assert entry["sample"] == sample.id
+    mask = np.asarray(Image.open(tmp_path / "out" / entry["file"]))
+    assert mask[10:20, 10:30].tolist() == np.full((10, 20), 2).tolist() and mask.sum() == 2 * 200
+    # a format the images cannot take: said, and the app goes on
+    form.format_combo.setCurrentText("DICOM-SEG")
+    qtbot.mouseClick(form.export_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(said) == 2, timeout=30_000)
+    assert said[1].startswith("Cannot export the labels: ") and session.project is not None

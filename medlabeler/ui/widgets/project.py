@@ -1,4 +1,4 @@
-"""Project: open or create a project, open the demo, counts per split and class."""
+"""Project: open or create a project, open the demo, counts per split and class, export the labels."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -22,6 +23,8 @@ from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_key
 
 #: Lines of an import's report the Project tab shows (a DICOM tree can skip hundreds of files)
 REPORT_LINES = 8
+#: The export formats as the Project tab names them (`engine_calls.EXPORT_FORMATS` per task)
+FORMAT_NAMES = {"nifti": "NIfTI", "png": "PNG (2D)", "dicom-seg": "DICOM-SEG", "csv": "CSV"}
 
 
 class ProjectWidget(QWidget):
@@ -61,6 +64,22 @@ class ProjectWidget(QWidget):
         self.counts_label.setWordWrap(True)
         layout.addWidget(self.counts_label)
 
+        export = QGroupBox("Export the labels")
+        export_form = QFormLayout(export)
+        export_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.export_edit, browse_export = _path_row(export_form, "To folder", "a folder for the label files")
+        self.format_combo = CompactCombo(tip="NIfTI: masks in each scan's geometry; PNG: a 2D image's mask as a "
+                                             "picture of its label numbers; DICOM-SEG: for a DICOM viewer or PACS; "
+                                             "CSV: one row per label")
+        self.keep_names_box = QCheckBox("files named as the images")
+        self.keep_names_box.setToolTip("Image file names can name the patient: the exported files are numbered "
+                                       "(labels.json maps them to sample ids) unless this is ticked")
+        export_form.addRow("Format", self.format_combo)
+        export_form.addRow(self.keep_names_box)  # a row of its own: beside the format it widened the dock
+        self.export_button = QPushButton("Export")
+        export_form.addRow(self.export_button)
+        layout.addWidget(export)
+
         create = QGroupBox("New project from a folder")
         form = QFormLayout(create)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a field too wide goes under its name
@@ -98,6 +117,10 @@ class ProjectWidget(QWidget):
         self.recent_button.clicked.connect(self._open_recent)
         browse_images.clicked.connect(lambda: self._browse(self.images_edit))
         browse_root.clicked.connect(lambda: self._browse(self.root_edit))
+        browse_export.clicked.connect(lambda: self._browse(self.export_edit))
+        self.export_button.clicked.connect(self.export)
+        self.export_edit.textChanged.connect(self._enable_export)
+        connect(self, self.session.labels_exported, self._export_ended)
         self.create_button.clicked.connect(self.create_from_form)
         connect(self, self.session.project_changed, self.refresh)
         # after a save only the counts change: the recent projects' list (a file read and a stat per
@@ -138,6 +161,31 @@ class ProjectWidget(QWidget):
         self._show_report(self.session.project.root if summary else None)
         return summary
 
+    def export(self) -> bool:
+        """Export the labels to the folder in the form, in the format chosen (on a thread)."""
+        folder = self.export_edit.text().strip()
+        if not folder or self.session.project is None:
+            return False
+        started = self.session.export_labels(folder, fmt=self.format_combo.currentData(),
+                                             keep_names=self.keep_names_box.isChecked())
+        self.export_button.setEnabled(not started)
+        return started
+
+    def _export_ended(self, _words: str) -> None:
+        self._enable_export()
+
+    def _enable_export(self) -> None:
+        self.export_button.setEnabled(self.session.project is not None and bool(self.export_edit.text().strip()))
+
+    def _show_formats(self, kind: str) -> None:
+        from medlabeler.ui.engine_calls import EXPORT_FORMATS
+
+        wanted = EXPORT_FORMATS[kind]
+        if tuple(self.format_combo.itemData(i) for i in range(self.format_combo.count())) != wanted:
+            self.format_combo.clear()
+            for fmt in wanted:
+                self.format_combo.addItem(FORMAT_NAMES[fmt], fmt)
+
     def _show_report(self, root) -> None:
         """The import's report while the project it made is open (or its failure, until another
         opens): its first lines, the whole report in the tooltip."""
@@ -162,11 +210,13 @@ class ProjectWidget(QWidget):
         self.close_button.setEnabled(project is not None)
         if project is None or project.root != self._report_for:  # another project's report, or none
             self.report_label.setVisible(False)
+        self._enable_export()
         if project is None:
             self.path_label.setText("No project open")
             self.counts_label.setText("")
             return
         task = project.task
+        self._show_formats(task.kind)
         self.path_label.setText(f"<b>{Path(project.root).name}</b>: {task.kind} of {', '.join(task.names)} "
                                 f"(one sample per {task.unit})" + (" — read-only" if project.readonly else ""))
         self._show_counts()
