@@ -92,6 +92,33 @@ def test_png_export_holds_the_masks_as_painted_and_imports_back(tmp_path, capsys
             assert np.array_equal(project.load_label(sample_id), mask)
 
 
+def test_black_and_white_masks_import_as_the_one_label(tmp_path):
+    """ISIC's lesion masks are 0/255 PNGs: refused as "value 255" before (a new user's trial). In a
+    project of two labels 255 stays ambiguous: refused, with how to save them."""
+    from PIL import Image
+
+    from medlabeler.engine.errors import InputError
+    from medlabeler.engine.project.project_import import import_labels
+
+    (tmp_path / "tiles").mkdir()
+    (tmp_path / "masks").mkdir()
+    mask = np.zeros((30, 20), np.uint8)
+    mask[5:15, 4:12] = 255
+    Image.fromarray(np.full((30, 20, 3), 90, np.uint8)).save(tmp_path / "tiles" / "lesion.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "lesion.png")
+    project, _ = create_project(tmp_path / "one", tmp_path / "tiles", task="segmentation", names=["lesion"])
+    with project:
+        report = import_labels(project, tmp_path / "masks")
+        assert report.labeled == 1 and any("0 and 255" in w for w in report.warnings)
+        assert np.array_equal(project.load_label(project.samples()[0].id), mask // 255)
+    project, _ = create_project(tmp_path / "two", tmp_path / "tiles", task="segmentation", names=["lesion", "hair"])
+    with project:
+        report = import_labels(project, tmp_path / "masks")
+        assert report.labeled == 0
+        (error,) = report.errors
+        assert isinstance(error, InputError) and "holds value 255 but the project has 2 labels; a black-and-white" in str(error)
+
+
 def test_png_export_of_whole_volumes_is_refused_before_writing(tmp_path):
     from medlabeler.engine.errors import ProjectError
     from medlabeler.engine.project.export import export_project

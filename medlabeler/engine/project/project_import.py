@@ -483,12 +483,24 @@ def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return array.astype(np.int64), affine
 
 
+#: Said once per import that read 0/255 masks as label 1.
+BLACK_AND_WHITE_NOTE = "black-and-white masks (0 and 255) were read as the project's one label (255 = label 1)"
+
+
 def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: list[str]) -> int:
     """Check the mask against every image it names, then save it (nothing is saved if a check fails)."""
     mask, mask_affine = read_mask(mask_path)
     n_labels = len(project.task.names)
+    black_and_white = mask.max(initial=0) == 255 and not np.isin(mask, (0, 255), invert=True).any()
+    if black_and_white and n_labels == 1:  # ISIC's lesion masks and most 2D tools' binary masks
+        mask = (mask > 0).astype(np.int64)
+        if BLACK_AND_WHITE_NOTE not in warnings:
+            warnings.append(BLACK_AND_WHITE_NOTE)
     if mask.max(initial=0) > n_labels:
-        raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} label{'s' * (n_labels != 1)}")
+        hint = ("; a black-and-white mask (0 and 255) is read as label 1 only in a project of one label: "
+                "save each label's number (1, 2, ...) as the pixel value" if black_and_white else "")
+        raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} "
+                                    f"label{'s' * (n_labels != 1)}{hint}")
     sources: dict[tuple[str, str | None], list] = {}
     for sample in samples:
         sources.setdefault((sample.path, sample.series_uid), []).append(sample)
