@@ -167,7 +167,7 @@ def cmd_status(args) -> int:
         active = project.active_model()
         figure = version_figures(project, [active]).get(active.version) if active is not None else None
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
-        unreadable = project.find_unreadable_labeled()
+        unreadable = project.check_labeled_sources().unreadable
     if args.json:
         _print_json({**status, "unreadable_labeled": [
             {"samples": ids, "problem": error_text(problem)} for ids, problem in unreadable]})

@@ -78,20 +78,33 @@ def create_project(root, images, *, task: str, names: list[str] | None, colors: 
     return create(root, images, task=task, names=names or None, colors=colors or None, unit=unit)
 
 
-#: Export formats by task: what `export_project` writes (the first is the default).
-EXPORT_FORMATS = {"segmentation": ("nifti", "png", "dicom-seg", "csv"), "classification": ("csv",)}
+def export_formats(project) -> tuple[str, ...]:
+    """The formats `export_project` can write for this project, the default first: PNG only where
+    there are 2D images or slices, DICOM-SEG only where the images are DICOM."""
+    if project.task.kind == "classification":
+        return ("csv",)
+    samples = project.samples()
+    flat = any(not (s.is_volume and s.slice_index is None) for s in samples)
+    dicom = any(s.series_uid for s in samples)
+    return tuple(f for f in ("nifti", "png", "dicom-seg", "csv") if (flat or f != "png") and (dicom or f != "dicom-seg"))
 
 
-def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool) -> str:
-    """Write the project's labels to ``out`` (`export_project`); what was written, in words."""
+def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool, deidentify: bool = False) -> str:
+    """Write the project's labels to ``out`` (`export_project`); what was written, in words (a
+    DICOM-SEG's words say whether it carries the patient's identifiers)."""
+    from medlabeler.engine.project.dicom_seg import REQUIRES_IDENTIFIERS
     from medlabeler.engine.project.export import export_project
 
-    files = export_project(project, out, fmt=fmt, keep_names=keep_names)
+    files = export_project(project, out, fmt=fmt, keep_names=keep_names, deidentify=deidentify)
     masks = [f for f in files if Path(f).name not in ("labels.json", "labels.csv")]
     extra = [Path(f).name for f in files if f not in masks]
     what = (f"{len(masks)} {'mask' if fmt != 'dicom-seg' else 'DICOM-SEG'} file{'s' * (len(masks) != 1)}"
             if masks else "")
-    return f"exported {' and '.join(part for part in (what, *extra) if part)} to {out}"
+    said = f"exported {' and '.join(part for part in (what, *extra) if part)} to {out}"
+    if fmt == "dicom-seg":
+        said += ("; without patient identifiers" if deidentify else
+                 "; " + REQUIRES_IDENTIFIERS.split(";")[0] + ": tick 'without patient identifiers' to leave them out")
+    return said
 
 
 def create_demo_project(root: str | Path):

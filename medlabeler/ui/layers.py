@@ -48,7 +48,7 @@ def prediction_contour(shape) -> int:
 
 
 def brush_for(shape) -> tuple[int, int]:
-    """(starting brush size, the brush slider's largest) for an image of ``shape``: a tenth of a tiny
+    """(starting brush size, the brush slider's largest) for an image of ``shape``: an eighth of a tiny
     image's side at most (10 px covered half of a 20 px one), a fiftieth of a large one's."""
     side = max(shape[-2:])
     size = max(1, min(DEFAULT_BRUSH, side // 8)) if side < DEFAULT_BRUSH * BRUSH_PER_PIXELS else round(side / BRUSH_PER_PIXELS)

@@ -48,7 +48,7 @@ SPARSE_SHARE = 0.01
 #: PARTIAL_SHARE of the share the training masks saved lately paint (once TYPICAL_AFTER are known):
 #: vessels or nuclei cover less than 5% of an image, painted whole.
 HELD_OUT_SPARSE_SHARE = 0.05
-TYPICAL_AFTER = 3
+TYPICAL_AFTER, TYPICAL_KEPT = 3, 50
 #: ...or less than this share of what the model's prediction of the sample finds as structure.
 PARTIAL_SHARE = 0.5
 #: Held-out masks kept to be judged when their prediction arrives (`_judge_later`), and the
@@ -222,7 +222,7 @@ class Session(QObject):
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
     _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
     labels_exported = Signal(str)  # what was written, or why not
-    _export_done = Signal(object, object)  # project, words | exception (from the export thread)
+    _export_done = Signal(object, object, object)  # project, words | exception, audit details (from the export thread)
     _labeled_checked = Signal(object, object)  # project, [(sample ids, error)] of labeled images that no longer read
 
     def __init__(self, viewer):
@@ -253,7 +253,7 @@ class Session(QObject):
         self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
         # held-out masks saved before their sample's prediction arrived: judged when it does
         self._unjudged: dict[int, np.ndarray] = {}
-        self._painted_shares: collections.deque[float] = collections.deque(maxlen=50)  # of the training masks saved lately
+        self._painted_shares: dict[int, float] = {}  # sample id -> painted share, of the training masks saved lately
         self.rankings = Rankings(self)  # "to label" rankings per label state, made ahead on a thread
         self.rankings.ranked.connect(self._ranked)
         self.rankings.overtaken.connect(self._ranking_overtaken)
@@ -426,51 +426,66 @@ class Session(QObject):
                 self.open_sample(first)
 
     def _check_labeled_images(self, project) -> None:
-        """On a thread: the labeled images changed or gone since the import that no longer read.
-        Each would stop every training run; listed first among the labeled (the store notes them)
-        where a right-click takes the label back, before a run has to fail on one."""
+        """On a thread, through a read-only handle of its own (closing the app's mid-query had
+        crashed): the labeled images changed or gone since the import that no longer read. Each
+        would stop every training run; listed first among the labeled, where a right-click takes
+        the label back, before a run has to fail on one."""
+        root = project.root
+
         def check() -> None:
             try:
-                found = project.find_unreadable_labeled()
-            except Exception:  # noqa: BLE001 - the project closed meanwhile: nothing to show
+                with calls.open_project(root, readonly=True) as own:
+                    found = own.check_labeled_sources()
+            except Exception:  # noqa: BLE001 - a check ahead of the runs, which say it themselves
                 log.debug("labeled images not checked", exc_info=True)
                 return
-            if found:
+            if found.unreadable or found.readable:
                 self._labeled_checked.emit(project, found)
 
         threading.Thread(target=check, name="medlabeler-labeled-check", daemon=True).start()
 
     @main_thread_only
     def _unreadable_labeled_found(self, project, found) -> None:
-        if project is not self.project:
+        if project is not self.project or project.closed:
+            return
+        if found.readable and not project.readonly:  # touched or copied: not read again at each opening
+            try:
+                project.refresh_fingerprints(found.readable)
+            except Exception:  # noqa: BLE001 - only a saving for next time
+                log.debug("fingerprints not refreshed", exc_info=True)
+        if not found.unreadable:
             return
         from napari.utils.notifications import show_warning
 
-        samples = [i for ids, _ in found for i in ids]
-        first = found[0][1]
-        more = f" and {len(found) - 1} more image{'s' if len(found) > 2 else ''}" if len(found) > 1 else ""
+        for ids, _ in found.unreadable:  # this handle's own note: the queue and the runs read it
+            project.note_unreadable(project.sample(ids[0]))
+        samples = [i for ids, _ in found.unreadable for i in ids]
+        first = found.unreadable[0][1]
+        others = len(found.unreadable) - 1
+        more = f" and {others} more image{'s' * (others > 1)}" if others else ""
         show_warning(f"{len(samples)} labeled sample{'s' if len(samples) > 1 else ''} no longer read{'' if len(samples) > 1 else 's'}: "
                      f"{error_text(first)}{more}. Training stops at such an image: put the file back, or take "
                      "the label back (Queue, labeled: right-click > Remove label; they are listed first).")
         self.queue_changed.emit()
 
     @main_thread_only
-    def export_labels(self, out, *, fmt: str, keep_names: bool = False) -> bool:
-        """Write the labels saved, those on screen first, to the folder ``out`` on a thread (a
-        whole CT project's masks take seconds); ``labels_exported`` says what was written, or why
-        not. False when no project is open."""
+    def export_labels(self, out, *, fmt: str, keep_names: bool = False, deidentify: bool = False) -> bool:
+        """Write the labels saved, those on screen first, to the folder ``out`` on a thread, through
+        a read-only handle of its own (a project closed meanwhile is exported whole); the
+        ``labels_exported`` signal says what was written, or why not. False when no project is open."""
         if self.project is None:
             return False
         self.save_current()
         self.flush_saves()
-        project = self.project
+        project, root = self.project, self.project.root
 
         def export() -> None:
             try:
-                result = calls.export_labels(project, out, fmt=fmt, keep_names=keep_names)
+                with calls.open_project(root, readonly=True) as own:
+                    result = calls.export_labels(own, out, fmt=fmt, keep_names=keep_names, deidentify=deidentify)
             except Exception as exc:  # noqa: BLE001 - said on the main thread
                 result = exc
-            self._export_done.emit(project, result)
+            self._export_done.emit(project, result, {"format": fmt, "keep_names": keep_names, "deidentify": deidentify})
 
         threading.Thread(target=export, name="medlabeler-export", daemon=True).start()
         if self.viewer is not None:
@@ -478,16 +493,17 @@ class Session(QObject):
         return True
 
     @main_thread_only
-    def _exported(self, project, result) -> None:
+    def _exported(self, project, result, details) -> None:
         from napari.utils.notifications import show_info
 
         if isinstance(result, Exception):
             words = f"Cannot export the labels: {error_text(result)}"
-            if project is self.project:
-                show_error_message(words)
+            show_error_message(words)
         else:
             words = str(result)
             show_info(words)
+            if project is self.project and not project.closed and not project.readonly:
+                project.audit("export", **details)  # the export's own handle was read-only
         if self.viewer is not None and str(self.viewer.status).startswith("exporting the labels"):
             self.viewer.status = words
         self.labels_exported.emit(words)
@@ -881,8 +897,11 @@ class Session(QObject):
             self._unjudged.pop(sample_id, None)  # an earlier mask of it: replaced by this one
             role = HELD_OUT_ROLES.get(self._split_of(sample_id))  # None: a training sample
             note = self._incomplete_note(sample_id, mask, role)
-            if role is None and note is None and mask.any():
-                self._painted_shares.append(float(np.count_nonzero(mask)) / mask.size)
+            if role is None and note is None and mask.any():  # a sample saved again counts once
+                self._painted_shares.pop(sample_id, None)
+                self._painted_shares[sample_id] = float(np.count_nonzero(mask)) / mask.size
+                if len(self._painted_shares) > TYPICAL_KEPT:
+                    del self._painted_shares[next(iter(self._painted_shares))]
             self._save_note = note or self._save_note
             if role is not None and note is None:
                 self._judge_later(sample_id, mask)  # against the prediction, when it arrives
@@ -937,7 +956,7 @@ class Session(QObject):
     def _held_out_sparse_share(self) -> float:
         if len(self._painted_shares) < TYPICAL_AFTER:
             return HELD_OUT_SPARSE_SHARE
-        return min(HELD_OUT_SPARSE_SHARE, PARTIAL_SHARE * float(np.median(self._painted_shares)))
+        return min(HELD_OUT_SPARSE_SHARE, PARTIAL_SHARE * float(np.median(list(self._painted_shares.values()))))
 
     def _predicted_share(self, sample_id: int, shape: tuple[int, ...]) -> float:
         """The share of ``sample_id``'s pixels the model's prediction on hand finds as structure

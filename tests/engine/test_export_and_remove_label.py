@@ -92,6 +92,29 @@ def test_png_export_holds_the_masks_as_painted_and_imports_back(tmp_path, capsys
             assert np.array_equal(project.load_label(sample_id), mask)
 
 
+def test_png_masks_named_as_their_images_never_replace_them_nor_each_other(tmp_path):
+    """Exported with --keep-names into the images' own folder, the masks replaced the images (and
+    trained as them); two images of one name in two folders gave one mask file (a review)."""
+    from PIL import Image
+
+    from medlabeler.engine.errors import ProjectError
+    from medlabeler.engine.project.export import export_project
+
+    for folder in ("a", "b"):
+        (tmp_path / "tiles" / folder).mkdir(parents=True)
+        Image.fromarray(np.full((8, 6), 50, np.uint8)).save(tmp_path / "tiles" / folder / "tile.png")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "tiles", task="segmentation", names=["cell"])
+    with project:
+        for k, sample in enumerate(project.samples()):
+            project.save_label(sample.id, np.full((8, 6), k % 2, np.uint8))
+        before = (tmp_path / "tiles" / "a" / "tile.png").read_bytes()
+        with pytest.raises(ProjectError, match="is one of the project's images; export the masks into another folder"):
+            export_project(project, tmp_path / "tiles" / "a", fmt="png", keep_names=True)
+        assert (tmp_path / "tiles" / "a" / "tile.png").read_bytes() == before
+        files = export_project(project, tmp_path / "out", fmt="png", keep_names=True)
+    assert sorted(p.name for p in files) == ["labels.json", "tile.png", "tile_0002.png"]
+
+
 def test_black_and_white_masks_import_as_the_one_label(tmp_path):
     """ISIC's lesion masks are 0/255 PNGs: refused as "value 255" before (a new user's trial). In a
     project of two labels 255 stays ambiguous: refused, with how to save them."""
@@ -127,7 +150,7 @@ def test_png_export_of_whole_volumes_is_refused_before_writing(tmp_path):
     project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["a"], unit="image")
     with project:
         project.save_label(project.samples()[0].id, np.ones((3, 6, 5), np.uint8))
-        with pytest.raises(ProjectError, match="whole volume and PNG holds 2D masks; use --format nifti"):
+        with pytest.raises(ProjectError, match="whole volume and PNG holds 2D masks; export it as NIfTI or DICOM-SEG"):
             export_project(project, tmp_path / "out", fmt="png")
     assert not list((tmp_path / "out").iterdir())
 

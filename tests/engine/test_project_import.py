@@ -258,6 +258,28 @@ def test_a_colour_image_among_grey_ones_is_named(tmp_path):
         "if it is in the wrong folder, make the project again without it"]
 
 
+def test_a_labeled_series_gone_from_a_folder_of_two_is_found(tmp_path, brain):
+    """Two series in one folder share its path: the check read only the first one's slice and
+    missed the second series gone (a review)."""
+    images = tmp_path / "dicom"
+    for number, prefix in ((1, "a"), (2, "b")):
+        write_dicom_series(images, brain[:4], series_number=number, prefix=prefix, seed=number)
+    project, _ = create_project(tmp_path / "proj", images, task="segmentation", names=["brain"])
+    with project:
+        by_series: dict = {}
+        for sample in project.samples():
+            by_series.setdefault(sample.series_uid, []).append(sample)
+        assert len(by_series) == 2
+        for samples in by_series.values():
+            project.save_label(samples[1].id, np.ones(samples[1].shape, np.uint8))
+    for path in images.glob("b*"):
+        path.unlink()
+    with Project.open(tmp_path / "proj") as project:
+        (second,) = [s for s in project.samples(labeled=True) if s.series_uid == samples[1].series_uid]
+        found = project.check_labeled_sources().unreadable
+        assert [ids for ids, _ in found] == [[second.id]]
+
+
 def test_import_messages_count_files_and_tell_skipped_series_apart(tmp_path, brain, capsys):
     """13 files in 3 bad series, two of them with the same description in one folder: each skip
     line names its series by number and file count, the summary counts files, not errors."""

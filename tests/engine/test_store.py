@@ -619,9 +619,13 @@ def test_labeled_images_that_no_longer_read_are_found_and_noted(tmp_path):
         Path(damaged.path).write_bytes(b"not an image")
         os.utime(touched.path, (1, 1))
         Path(unlabeled.path).write_bytes(b"not an image")
-        found = project.find_unreadable_labeled()
-        assert [(ids, problem.path) for ids, problem in found] == [([damaged.id], damaged.path), ([gone.id], gone.path)]
+        found = project.check_labeled_sources()
+        assert [(ids, problem.path) for ids, problem in found.unreadable] == [([damaged.id], damaged.path),
+                                                                            ([gone.id], gone.path)]
         assert project.unreadable_ids() == {gone.id, damaged.id}  # not the touched one, nor the unlabeled
+        assert found.readable == [touched.path]  # changed, reads as before: not read again once refreshed
+        project.refresh_fingerprints(found.readable)
+        assert project.check_labeled_sources().readable == []
 
 
 def test_load_pixels_reads_a_volume_once(tmp_path, monkeypatch):

@@ -305,7 +305,7 @@ def test_the_labels_are_exported_from_the_project_tab(make_napari_viewer, qtbot,
     said = []
     session.labels_exported.connect(said.append)
     assert [form.format_combo.itemText(i) for i in range(form.format_combo.count())] == [
-        "NIfTI", "PNG (2D)", "DICOM-SEG", "CSV"]
+        "NIfTI", "PNG (2D)", "CSV"]  # no DICOM-SEG: the images are NIfTI
     assert not form.export_button.isEnabled()  # no folder yet
     sample = session.sample
     data = np.asarray(session.view.labels_layer.data)
@@ -317,12 +317,22 @@ def test_the_labels_are_exported_from_the_project_tab(make_napari_viewer, qtbot,
     qtbot.waitUntil(lambda: bool(said), timeout=30_000)
     assert said == [f"exported 1 mask file and labels.json to {tmp_path / 'out'}"]
     assert form.export_button.isEnabled()
+    assert session.project.audit_log()[-1]["action"] == "export"  # recorded by the app's own handle
     (entry,) = json.loads((tmp_path / "out" / "labels.json").read_text())["masks"]
     assert entry["sample"] == sample.id
     mask = np.asarray(Image.open(tmp_path / "out" / entry["file"]))
     assert mask[10:20, 10:30].tolist() == np.full((10, 20), 2).tolist() and mask.sum() == 2 * 200
-    # a format the images cannot take: said, and the app goes on
-    form.format_combo.setCurrentText("DICOM-SEG")
+    # a folder that cannot be made: said, and the app goes on
+    (tmp_path / "a file").write_text("")
+    form.export_edit.setText(str(tmp_path / "a file"))
     qtbot.mouseClick(form.export_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(said) == 2, timeout=30_000)
     assert said[1].startswith("Cannot export the labels: ") and session.project is not None
+    # closing the project while it exports: the export has a handle of its own and ends whole (it
+    # had crashed the app, the store's connection closed under its query)
+    form.export_edit.setText(str(tmp_path / "out3"))
+    qtbot.mouseClick(form.export_button, Qt.MouseButton.LeftButton)
+    assert not form.export_button.isEnabled()  # one at a time
+    session.close_project()
+    qtbot.waitUntil(lambda: len(said) == 3, timeout=30_000)
+    assert said[2] == f"exported 1 mask file and labels.json to {tmp_path / 'out3'}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -86,10 +87,10 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
     for sample in project.samples(labeled=True):
         by_source[(sample.path, sample.series_uid)][sample.slice_index] = project.load_label(sample.id)
         samples_of[(sample.path, sample.series_uid)].append(sample)
-    files, index = [], []
+    files, index, stems = [], [], set()
     dtype = np.uint16 if len(project.task.names) > 255 else np.uint8
-    for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
-        stem = file_stem(path) if keep_names else f"volume_{number:04d}"
+    for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")), 1):
+        stem = _unique_stem(path, number, "volume", keep_names, stems)
         target = write_mask_nifti(out / f"{stem}_labels.nii.gz", path, series_uid, masks, dtype)
         files.append(target)
         labeled_slices = sorted(k for k in masks if k is not None)
@@ -106,28 +107,54 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
 
 def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
     """One PNG per labeled 2D image or slice, its pixels the label numbers (0 background), in the
-    image's own rows and columns: what `import-labels` reads back and what a 2D tool expects (a
-    NIfTI of a PNG holds it transposed, as (X, Y, 1)). With ``keep_names`` a mask is named as its
-    image, so that a folder of them imports again as it is."""
+    image's own rows and columns: what `import-labels` reads and what a 2D tool expects (a NIfTI of
+    a PNG holds it transposed, as (X, Y, 1)). With ``keep_names`` a 2D image's mask is named as the
+    image, so that a folder of them imports again as it is (a slice's adds ``_sliceNNNN``, and a
+    name two images share adds the number of the second); nothing is written if a mask would
+    land on one of the project's images."""
     if project.task.kind != "segmentation":
-        raise ProjectError(f"{project.root}: PNG export needs a segmentation project; use --format csv")
+        raise ProjectError(f"{project.root}: PNG export needs a segmentation project; export the classes as CSV")
     by_source: dict[tuple[str, str | None], list] = defaultdict(list)
     for sample in project.samples(labeled=True):
         if sample.is_volume and sample.slice_index is None:
             raise ProjectError(f"{project.root}: sample {sample.id} is a whole volume and PNG holds 2D masks; "
-                               "use --format nifti or dicom-seg")
+                               "export it as NIfTI or DICOM-SEG")
         by_source[(sample.path, sample.series_uid)].append(sample)
-    files, index = [], []
-    for number, ((path, _), samples) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
-        stem = file_stem(path) if keep_names else f"image_{number:04d}"
+    planned, stems = [], set()
+    for number, ((path, _), samples) in enumerate(sorted(by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")), 1):
+        stem = _unique_stem(path, number, "image", keep_names, stems)
         for sample in sorted(samples, key=lambda s: s.slice_index or 0):
             name = f"{stem}.png" if sample.slice_index is None else f"{stem}_slice{sample.slice_index:04d}.png"
-            files.append(write_mask_png(out / name, project.load_label(sample.id)))
-            index.append({"file": name, "sample": sample.id, "slice": sample.slice_index, "split": sample.split,
-                          **({"source": path} if keep_names else {})})
+            planned.append((name, sample, path))
+    _refuse_writing_onto_sources(project, out, [name for name, _, _ in planned])
+    files, index = [], []
+    for name, sample, path in planned:
+        files.append(write_mask_png(out / name, project.load_label(sample.id)))
+        index.append({"file": name, "sample": sample.id, "slice": sample.slice_index, "split": sample.split,
+                      **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "masks": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))
     return files + [out / "labels.json"]
+
+
+def _unique_stem(path: str, number: int, word: str, keep_names: bool, stems: set[str]) -> str:
+    """The name of the ``number``-th source's files: its own name (``keep_names``; the number added
+    where another source had it: two series of one folder, two folders' ``image.png``), else
+    ``word_NNNN``."""
+    stem = file_stem(path) if keep_names else f"{word}_{number:04d}"
+    if stem in stems:
+        stem = f"{stem}_{number:04d}"
+    stems.add(stem)
+    return stem
+
+
+def _refuse_writing_onto_sources(project: Project, out: Path, names: list[str]) -> None:
+    """A mask named as its image, exported into the images' folder, would replace the image (and
+    train as it from then on)."""
+    sources = {os.path.realpath(s.path) for s in project.samples()}
+    clash = next((name for name in names if os.path.realpath(out / name) in sources), None)
+    if clash is not None:
+        raise ProjectError(f"{out / clash}: is one of the project's images; export the masks into another folder")
 
 
 def write_mask_png(target: Path, mask: np.ndarray) -> Path:

@@ -20,6 +20,7 @@ import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,14 @@ MISSING_SLICE = ("is a slice missing from its DICOM series (no readable file hol
 def _clear_current(conn: sqlite3.Connection, sample_id: int) -> None:
     """No label version of the sample is current any more (inside a write transaction)."""
     conn.execute("UPDATE labels SET is_current = 0 WHERE sample_id = ? AND is_current = 1", (sample_id,))
+
+
+@dataclass
+class LabeledSourceCheck:
+    """What `Project.check_labeled_sources` found."""
+
+    unreadable: list  # (labeled sample ids, InputError) per image or series that no longer reads
+    readable: list[str]  # sources changed since the import that read as before
 
 
 class Project:
@@ -670,24 +679,36 @@ class Project:
                 problems.append(exc)
         return problems
 
-    def find_unreadable_labeled(self) -> list[tuple[list[int], InputError]]:
-        """(labeled sample ids, why) per source holding labels that no longer reads, each noted
-        (`note_unreadable`): one stops every training run. Only the sources changed or gone since
-        the import are read again (`verify_sources` first, which is cheap); one that reads as before,
-        only touched or copied, is fine."""
+    def check_labeled_sources(self) -> "LabeledSourceCheck":
+        """The labeled images (each image, or series of a folder) changed or gone since the import
+        that no longer read, each noted (`note_unreadable`): one stops every training run. Only
+        sources whose fingerprint changed are read again (`verify_sources` first, which is cheap),
+        every labeled slice of them; those that read as before (only touched or copied) are listed
+        for `refresh_fingerprints`."""
         changed = {str(problem.path) for problem in self.verify_sources(labeled_only=True)}
-        on_source: dict[str, list[Sample]] = {}
+        groups: dict[tuple[str, str], list[Sample]] = {}
         for s in (self.samples(labeled=True) if changed else []):
             if s.path in changed:
-                on_source.setdefault(s.path, []).append(s)
-        found = []
-        for _, samples in sorted(on_source.items()):
+                groups.setdefault((s.path, s.series_uid or ""), []).append(s)
+        unreadable, failed = [], set()
+        for (path, _), samples in sorted(groups.items()):
             try:
-                self.load_pixels(samples[0])
+                for s in samples:  # a volume is read once (the pixel cache); each slice is checked
+                    self.load_pixels(s)
             except InputError as exc:  # what a training run would meet (a new shape too)
                 self.note_unreadable(samples[0])
-                found.append(([s.id for s in samples], exc))
-        return found
+                unreadable.append(([s.id for s in samples], exc))
+                failed.add(path)
+        return LabeledSourceCheck(unreadable, sorted(changed - failed))
+
+    def refresh_fingerprints(self, paths: Iterable[str]) -> None:
+        """Record the fingerprint sources have now: changed since the import (touched, copied with
+        new times) but found to read as before, so that they are not read again at every opening."""
+        rows = [(files.source_fingerprint(path), str(path)) for path in paths]
+        if rows:
+            with self._write() as conn:
+                conn.executemany("UPDATE samples SET content_hash = ? WHERE path = ?", rows)
+                self._insert_audit(conn, "sources_rechecked", {"sources": len(rows)})
 
     def load_pixels(self, sample: Sample | int) -> np.ndarray:
         """float32 pixels of a sample: the slice for slice samples, RGB kept as (Y, X, 3)."""

@@ -479,17 +479,17 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
     labels = labels_text(len(project.samples(split="train", labeled=True)), "train")  # "13 training labels"
     steps = run_config.get("steps")
     doing = "training"  # the first words of each progress line: the dock cuts the rest at 1366 px
+    new = labels_since(project, active) if full_run is not None else 0  # read once: the words and the tolerance agree
     if full_run is None:
         what = f"training a candidate {origin} with {labels}"
         yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
     else:
-        new = labels_since(project, active)
         seen = "on the same labels" if not new else f"with {new} label{'s' * (new != 1)} new since v{active.version}"
         what = f"a full run of {steps} steps {origin} {seen} ({labels}; new labels stop it)"
         yield _phase(project, "training", what)
         doing = "full run"
     stop = _FullRunStop(control, project, full_run) if full_run is not None else None
-    same_labels = stop is not None and not labels_since(project, active)
+    same_labels = stop is not None and not new
     try:
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s, config=run_config,
                             cancel=stop or control.token, tolerance=FULL_RUN_TOLERANCE if same_labels else None)

@@ -23,7 +23,7 @@ from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_key
 
 #: Lines of an import's report the Project tab shows (a DICOM tree can skip hundreds of files)
 REPORT_LINES = 8
-#: The export formats as the Project tab names them (`engine_calls.EXPORT_FORMATS` per task)
+#: The export formats as the Project tab names them (`engine_calls.export_formats` per project)
 FORMAT_NAMES = {"nifti": "NIfTI", "png": "PNG (2D)", "dicom-seg": "DICOM-SEG", "csv": "CSV"}
 
 
@@ -64,6 +64,7 @@ class ProjectWidget(QWidget):
         self.counts_label.setWordWrap(True)
         layout.addWidget(self.counts_label)
 
+        self._exporting = False
         export = QGroupBox("Export the labels")
         export_form = QFormLayout(export)
         export_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
@@ -73,9 +74,14 @@ class ProjectWidget(QWidget):
                                              "CSV: one row per label")
         self.keep_names_box = QCheckBox("files named as the images")
         self.keep_names_box.setToolTip("Image file names can name the patient: the exported files are numbered "
-                                       "(labels.json maps them to sample ids) unless this is ticked")
+                                       "(labels.json maps them to sample ids) unless this is ticked. A DICOM-SEG "
+                                       "carries its series' patient and study whatever the name (below)")
+        self.deidentify_box = QCheckBox("DICOM-SEG without patient identifiers")
+        self.deidentify_box.setToolTip("DICOM requires a SEG to carry the patient and study of its series for it to "
+                                       "attach to the study; ticked, they are left out (UIDs kept)")
         export_form.addRow("Format", self.format_combo)
         export_form.addRow(self.keep_names_box)  # a row of its own: beside the format it widened the dock
+        export_form.addRow(self.deidentify_box)
         self.export_button = QPushButton("Export")
         export_form.addRow(self.export_button)
         layout.addWidget(export)
@@ -120,6 +126,7 @@ class ProjectWidget(QWidget):
         browse_export.clicked.connect(lambda: self._browse(self.export_edit))
         self.export_button.clicked.connect(self.export)
         self.export_edit.textChanged.connect(self._enable_export)
+        self.format_combo.currentIndexChanged.connect(self._enable_export)
         connect(self, self.session.labels_exported, self._export_ended)
         self.create_button.clicked.connect(self.create_from_form)
         connect(self, self.session.project_changed, self.refresh)
@@ -166,21 +173,25 @@ class ProjectWidget(QWidget):
         folder = self.export_edit.text().strip()
         if not folder or self.session.project is None:
             return False
-        started = self.session.export_labels(folder, fmt=self.format_combo.currentData(),
-                                             keep_names=self.keep_names_box.isChecked())
-        self.export_button.setEnabled(not started)
-        return started
+        self._exporting = self.session.export_labels(folder, fmt=self.format_combo.currentData(),
+                                                     keep_names=self.keep_names_box.isChecked(),
+                                                     deidentify=self.deidentify_box.isChecked())
+        self._enable_export()
+        return self._exporting
 
     def _export_ended(self, _words: str) -> None:
+        self._exporting = False
         self._enable_export()
 
     def _enable_export(self) -> None:
-        self.export_button.setEnabled(self.session.project is not None and bool(self.export_edit.text().strip()))
+        ready = self.session.project is not None and bool(self.export_edit.text().strip())
+        self.export_button.setEnabled(ready and not self._exporting)  # one export at a time
+        self.deidentify_box.setVisible(self.format_combo.currentData() == "dicom-seg")
 
-    def _show_formats(self, kind: str) -> None:
-        from medlabeler.ui.engine_calls import EXPORT_FORMATS
+    def _show_formats(self, project) -> None:
+        from medlabeler.ui.engine_calls import export_formats
 
-        wanted = EXPORT_FORMATS[kind]
+        wanted = export_formats(project)
         if tuple(self.format_combo.itemData(i) for i in range(self.format_combo.count())) != wanted:
             self.format_combo.clear()
             for fmt in wanted:
@@ -216,7 +227,7 @@ class ProjectWidget(QWidget):
             self.counts_label.setText("")
             return
         task = project.task
-        self._show_formats(task.kind)
+        self._show_formats(project)
         self.path_label.setText(f"<b>{Path(project.root).name}</b>: {task.kind} of {', '.join(task.names)} "
                                 f"(one sample per {task.unit})" + (" — read-only" if project.readonly else ""))
         self._show_counts()
