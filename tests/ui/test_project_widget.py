@@ -336,3 +336,30 @@ def test_the_labels_are_exported_from_the_project_tab(make_napari_viewer, qtbot,
     session.close_project()
     qtbot.waitUntil(lambda: len(said) == 3, timeout=30_000)
     assert said[2] == f"exported 1 mask file and labels.json to {tmp_path / 'out3'}"
+
+
+def test_a_dicom_seg_export_from_the_app_says_it_carries_the_patient(tmp_path):
+    """The command says so and has --deidentify; the app wrote the patient's name and ID without a
+    word (a review). DICOM-SEG is offered only for DICOM images, PNG only where there are 2D ones."""
+    import pydicom
+
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui import engine_calls as calls
+    from tests.engine.io_fixtures import mni_volume, write_dicom_series
+
+    write_dicom_series(tmp_path / "dicom", mni_volume(step=6)[:4], patient_name="Doe^Jane")
+    project, _ = create_project(tmp_path / "p", tmp_path / "dicom", task="segmentation", names=["brain"])
+    with project:
+        assert calls.export_formats(project) == ("nifti", "png", "dicom-seg", "csv")
+        sample = project.samples()[1]
+        project.save_label(sample.id, np.ones(sample.shape, np.uint8))
+        said = calls.export_labels(project, tmp_path / "seg", fmt="dicom-seg", keep_names=False)
+        assert said.startswith(f"exported 1 DICOM-SEG file to {tmp_path / 'seg'}; DICOM-SEG files carry the patient")
+        assert "tick 'without patient identifiers'" in said
+        said = calls.export_labels(project, tmp_path / "anon", fmt="dicom-seg", keep_names=False, deidentify=True)
+        assert said.endswith("; without patient identifiers")
+    (seg,) = (tmp_path / "anon").iterdir()
+    assert "Doe" not in str(pydicom.dcmread(seg).get("PatientName", ""))
+    whole, _ = create_project(tmp_path / "v", tmp_path / "dicom", task="segmentation", names=["brain"], unit="image")
+    with whole:
+        assert calls.export_formats(whole) == ("nifti", "dicom-seg", "csv")
