@@ -197,19 +197,10 @@ def test_a_run_stopped_by_a_labeled_image_damaged_since_lists_it_first_among_the
     """The labeled list shows the first 50 labels by id: a damaged one further on, which stops every
     run, could not be reached by a right-click (a review). The sample that stopped the run is
     listed first, with why, and taken back from there."""
-    import shutil
-
-    from medlabeler.engine.project.project_import import create_project
     from medlabeler.ui import engine_calls as calls
 
-    images, _ = brain_pngs
-    shutil.copytree(images, tmp_path / "images")
-    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
-    train = project.samples(split="train")
-    for k, sample in enumerate(train):
-        project.save_label(sample.id, k % 2, author="test")
+    train = _copied_and_labeled(brain_pngs, tmp_path)
     damaged = train[-1]
-    project.close()
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, tmp_path / "proj")
     session = widget.session
@@ -230,6 +221,23 @@ def test_a_run_stopped_by_a_labeled_image_damaged_since_lists_it_first_among_the
     assert session.project.label(damaged.id) is None
 
 
+def _copied_and_labeled(brain_pngs, tmp_path) -> list:
+    """A classification project over a copy of the PNGs (they get damaged), every training sample
+    labeled; its training samples. Closed: the app opens it."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+
+    images, _ = brain_pngs
+    shutil.copytree(images, tmp_path / "images")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
+    train = project.samples(split="train")
+    for k, sample in enumerate(train):
+        project.save_label(sample.id, k % 2, author="test")
+    project.close()
+    return train
+
+
 def _join_labeled_check() -> None:
     import threading
 
@@ -244,19 +252,9 @@ def test_a_labeled_image_damaged_while_the_app_was_closed_is_named_as_the_projec
     a check at opening names it and lists it first among the labeled, where a right-click takes the
     label back. An image only touched since (same pixels) is fine and not named."""
     import os
-    import shutil
 
-    from medlabeler.engine.project.project_import import create_project
-    from medlabeler.ui import engine_calls as calls
-
-    images, _ = brain_pngs
-    shutil.copytree(images, tmp_path / "images")
-    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification", names=CLASSES)
-    train = project.samples(split="train")
-    for k, sample in enumerate(train):
-        project.save_label(sample.id, k % 2, author="test")
+    train = _copied_and_labeled(brain_pngs, tmp_path)
     damaged, touched = train[-1], train[0]
-    project.close()
     Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:300])
     os.utime(touched.path, (1, 1))
     warned = []
