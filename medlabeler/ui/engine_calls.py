@@ -79,14 +79,16 @@ def create_project(root, images, *, task: str, names: list[str] | None, colors: 
 
 
 def export_formats(project) -> tuple[str, ...]:
-    """The formats `export_project` can write for this project, the default first: PNG only where
-    there are 2D images or slices, DICOM-SEG only where the images are DICOM."""
+    """The formats `export_project` can write for this project, the default first (PNG for a
+    project of 2D images, NIfTI where there are volumes): PNG only where there are 2D images or
+    slices, DICOM-SEG only where the images are DICOM."""
     if project.task.kind == "classification":
         return ("csv",)
     samples = project.samples()
     flat = any(not (s.is_volume and s.slice_index is None) for s in samples)
     dicom = any(s.series_uid for s in samples)
-    return tuple(f for f in ("nifti", "png", "dicom-seg", "csv") if (flat or f != "png") and (dicom or f != "dicom-seg"))
+    order = ("nifti", "png") if any(s.is_volume for s in samples) else ("png", "nifti")
+    return tuple(f for f in (*order, "dicom-seg", "csv") if (flat or f != "png") and (dicom or f != "dicom-seg"))
 
 
 def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool, deidentify: bool = False) -> str:
@@ -407,7 +409,8 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
         entry = scores.get(s.id) or {}
         value = entry.get("entropy", next(iter(entry.values()), None))
         word = _label_word(project, s.id) if s.id in labeled else "not labeled"
-        broken = ", its image no longer reads: right-click > Remove label" if s.id in unreadable else ""
+        broken = (", its image no longer reads: right-click > Remove label, or put the file back and Refresh"
+                  if s.id in unreadable else "")
         rows.append(QueueRow(s.id, value, f"{word} ({s.split}){broken}"))
     return rows
 

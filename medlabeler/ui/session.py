@@ -223,6 +223,7 @@ class Session(QObject):
     _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
     labels_exported = Signal(str)  # what was written, or why not
     _export_done = Signal(object, object, object)  # project, words | exception, audit details (from the export thread)
+    _rechecked = Signal(object, object)  # project, ids of samples noted unreadable that read again
     _labeled_checked = Signal(object, object)  # project, [(sample ids, error)] of labeled images that no longer read
 
     def __init__(self, viewer):
@@ -263,6 +264,7 @@ class Session(QObject):
         self._volume_on_its_way: tuple | None = None  # (project, volume_key) being read: read once
         self._volume_read.connect(self._volume_arrived)
         self._labeled_checked.connect(self._unreadable_labeled_found)
+        self._rechecked.connect(self._read_again)
         self._export_done.connect(self._exported)
         self.author = _author()
         self.auto_refresh = True
@@ -443,6 +445,43 @@ class Session(QObject):
                 self._labeled_checked.emit(project, found)
 
         threading.Thread(target=check, name="medlabeler-labeled-check", daemon=True).start()
+
+    @main_thread_only
+    def recheck_unreadable(self) -> bool:
+        """Read the images noted as no longer reading again, on a thread with a handle of its own
+        (the queue's Refresh): a file put back, as the messages advise, is queued and listed as
+        before. False when none is noted."""
+        project = self.project
+        noted = sorted(project.unreadable_ids()) if project is not None else []
+        if not noted:
+            return False
+        root = project.root
+
+        def recheck() -> None:
+            readable = []
+            try:
+                with calls.open_project(root, readonly=True) as own:
+                    for sample in own.samples(ids=noted):
+                        try:
+                            own.load_pixels(sample)
+                            readable.append(sample.id)
+                        except Exception:  # noqa: BLE001 - still unreadable: it stays noted
+                            pass
+            except Exception:  # noqa: BLE001 - e.g. the project was moved: nothing changes
+                log.debug("unreadable images not read again", exc_info=True)
+            if readable:
+                self._rechecked.emit(project, readable)
+
+        threading.Thread(target=recheck, name="medlabeler-recheck", daemon=True).start()
+        return True
+
+    @main_thread_only
+    def _read_again(self, project, readable) -> None:
+        if project is not self.project or project.closed:
+            return
+        for sample_id in readable:
+            project.note_readable(project.sample(sample_id))
+        self.queue_changed.emit()
 
     @main_thread_only
     def _unreadable_labeled_found(self, project, found) -> None:

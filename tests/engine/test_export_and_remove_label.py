@@ -94,7 +94,8 @@ def test_png_export_holds_the_masks_as_painted_and_imports_back(tmp_path, capsys
 
 def test_png_masks_named_as_their_images_never_replace_them_nor_each_other(tmp_path):
     """Exported with --keep-names into the images' own folder, the masks replaced the images (and
-    trained as them); two images of one name in two folders gave one mask file (a review)."""
+    trained as them), and without it they lay among them for the next import to take for images;
+    two images of one name in two folders gave one mask file (reviews and a trial)."""
     from PIL import Image
 
     from medlabeler.engine.errors import ProjectError
@@ -108,9 +109,11 @@ def test_png_masks_named_as_their_images_never_replace_them_nor_each_other(tmp_p
         for k, sample in enumerate(project.samples()):
             project.save_label(sample.id, np.full((8, 6), k % 2, np.uint8))
         before = (tmp_path / "tiles" / "a" / "tile.png").read_bytes()
-        with pytest.raises(ProjectError, match="is one of the project's images; export the masks into another folder"):
-            export_project(project, tmp_path / "tiles" / "a", fmt="png", keep_names=True)
+        for keep_names in (True, False):
+            with pytest.raises(ProjectError, match="holds the project's images; masks there would replace them"):
+                export_project(project, tmp_path / "tiles" / "a", fmt="png", keep_names=keep_names)
         assert (tmp_path / "tiles" / "a" / "tile.png").read_bytes() == before
+        assert sorted(p.name for p in (tmp_path / "tiles" / "a").iterdir()) == ["tile.png"]
         files = export_project(project, tmp_path / "out", fmt="png", keep_names=True)
     assert sorted(p.name for p in files) == ["labels.json", "tile.png", "tile_0002.png"]
 

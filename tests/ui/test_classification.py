@@ -255,7 +255,8 @@ def test_a_labeled_image_damaged_while_the_app_was_closed_is_named_as_the_projec
 
     train = _copied_and_labeled(brain_pngs, tmp_path)
     damaged, touched = train[-1], train[0]
-    Path(damaged.path).write_bytes(Path(damaged.path).read_bytes()[:300])
+    whole = Path(damaged.path).read_bytes()
+    Path(damaged.path).write_bytes(whole[:300])
     os.utime(touched.path, (1, 1))
     warned = []
     monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
@@ -267,6 +268,17 @@ def test_a_labeled_image_damaged_while_the_app_was_closed_is_named_as_the_projec
     assert session.project.unreadable_ids() >= {damaged.id} and touched.id not in session.project.unreadable_ids()
     queue = widget.queue
     queue.view_combo.setCurrentText("labeled")
+    qtbot.waitUntil(lambda: queue.sample_ids()[:1] == [damaged.id], timeout=5000)
+    # put back, as the messages advise: Refresh reads it again and it is listed as before (it had
+    # stayed "no longer reads" for the rest of the session: a trial)
+    Path(damaged.path).write_bytes(whole)
+    qtbot.mouseClick(queue.refresh_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: damaged.id not in session.project.unreadable_ids(), timeout=30_000)
+    qtbot.waitUntil(lambda: queue.sample_ids()[:1] != [damaged.id], timeout=5000)
+    assert session.project.label(damaged.id) is not None
+    Path(damaged.path).write_bytes(whole[:300])  # damaged again: its label taken back from the list
+    session.project.note_unreadable(session.project.sample(damaged.id))  # as a run's failed read does
+    session.queue_changed.emit()
     qtbot.waitUntil(lambda: queue.sample_ids()[:1] == [damaged.id], timeout=5000)
     queue.row_actions(0)[1].trigger()
     assert session.project.label(damaged.id) is None

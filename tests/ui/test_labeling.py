@@ -1537,6 +1537,8 @@ def test_the_brush_and_the_prediction_outline_fit_the_image_size(make_napari_vie
     widget = build_app(make_napari_viewer(show=True), tmp_path / "p")
     session, brush = widget.session, widget.label.brush
     session.open_sample(ids["a_large.png"])
+    assert widget.label.sample_label.toolTip() == "image file: a_large.png"  # which file, on hover only
+    assert "a_large" not in widget.label.sample_label.text()
     assert (brush.value(), brush.maximum()) == (30, 187)
     assert session.view.labels_layer.brush_size == 30
     mask = np.zeros((1500, 1500), np.uint8)

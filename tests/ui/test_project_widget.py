@@ -363,3 +363,10 @@ def test_a_dicom_seg_export_from_the_app_says_it_carries_the_patient(tmp_path):
     whole, _ = create_project(tmp_path / "v", tmp_path / "dicom", task="segmentation", names=["brain"], unit="image")
     with whole:
         assert calls.export_formats(whole) == ("nifti", "dicom-seg", "csv")
+    from PIL import Image
+
+    (tmp_path / "tiles").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "tiles" / "t.png")
+    tiles, _ = create_project(tmp_path / "t", tmp_path / "tiles", task="segmentation", names=["cell"])
+    with tiles:  # 2D pictures: PNG masks first, as a pathologist expects
+        assert calls.export_formats(tiles) == ("png", "nifti", "csv")

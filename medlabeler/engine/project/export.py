@@ -28,6 +28,8 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
 
     ``deidentify`` applies to DICOM-SEG, which otherwise carries its source's patient and study."""
     out = Path(out)
+    if fmt in ("nifti", "png"):
+        refuse_the_images_folder(project, out)
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         files = [_export_csv(project, out, keep_names)]
@@ -110,8 +112,7 @@ def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
     image's own rows and columns: what `import-labels` reads and what a 2D tool expects (a NIfTI of
     a PNG holds it transposed, as (X, Y, 1)). With ``keep_names`` a 2D image's mask is named as the
     image, so that a folder of them imports again as it is (a slice's adds ``_sliceNNNN``, and a
-    name two images share adds the number of the second); nothing is written if a mask would
-    land on one of the project's images."""
+    name two images share adds the number of the second)."""
     if project.task.kind != "segmentation":
         raise ProjectError(f"{project.root}: PNG export needs a segmentation project; export the classes as CSV")
     by_source: dict[tuple[str, str | None], list] = defaultdict(list)
@@ -126,7 +127,6 @@ def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
         for sample in sorted(samples, key=lambda s: s.slice_index or 0):
             name = f"{stem}.png" if sample.slice_index is None else f"{stem}_slice{sample.slice_index:04d}.png"
             planned.append((name, sample, path))
-    _refuse_writing_onto_sources(project, out, [name for name, _, _ in planned])
     files, index = [], []
     for name, sample, path in planned:
         files.append(write_mask_png(out / name, project.load_label(sample.id)))
@@ -148,13 +148,16 @@ def _unique_stem(path: str, number: int, word: str, keep_names: bool, stems: set
     return stem
 
 
-def _refuse_writing_onto_sources(project: Project, out: Path, names: list[str]) -> None:
-    """A mask named as its image, exported into the images' folder, would replace the image (and
-    train as it from then on)."""
-    sources = {os.path.realpath(s.path) for s in project.samples()}
-    clash = next((name for name in names if os.path.realpath(out / name) in sources), None)
-    if clash is not None:
-        raise ProjectError(f"{out / clash}: is one of the project's images; export the masks into another folder")
+def refuse_the_images_folder(project: Project, out: Path) -> None:
+    """Masks go elsewhere than the images: named as its image, a mask replaced it (and trained as
+    it from then on), and any mask there is taken for an image by the next import of the folder."""
+    folders = set()
+    for s in project.samples():
+        real = os.path.realpath(s.path)
+        folders.add(real if os.path.isdir(real) else os.path.dirname(real))  # a DICOM series is a folder
+    if os.path.realpath(out) in folders:
+        raise ProjectError(f"{out}: holds the project's images; masks there would replace them or be taken "
+                           "for images by a later import: export into another folder")
 
 
 def write_mask_png(target: Path, mask: np.ndarray) -> Path:

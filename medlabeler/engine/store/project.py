@@ -727,6 +727,8 @@ class Project:
         if tuple(array.shape) != tuple(s.shape):
             raise _sample_error(s, f"image now has shape {tuple(array.shape)} but the project recorded "
                                    f"{tuple(s.shape)}; the file changed since it was added")
+        if s.id in self._unreadable:  # put back since: queued, and listed as labeled, as before
+            self.note_readable(s)
         return np.array(array, dtype=np.float32)
 
     def _source_array(self, s: Sample) -> np.ndarray:
@@ -761,6 +763,10 @@ class Project:
         app's, says so too)."""
         self._add_session_ids("_unreadable", {sample_id for sample_id, _ in self._source_slices(s)} | {s.id})
 
+    def note_readable(self, s: Sample) -> None:
+        """Record that the file or series of ``s`` reads again (put back after `note_unreadable`)."""
+        self._drop_session_ids("_unreadable", {sample_id for sample_id, _ in self._source_slices(s)} | {s.id})
+
     def note_lost_slices(self, s: Sample, blank_slices) -> None:
         """Record that the slices ``blank_slices`` of the series of ``s`` were read blank: no readable
         file holds them now (a reader of the series outside the store, such as the app's, says so)."""
@@ -773,6 +779,13 @@ class Project:
         """(id, slice index) of every sample read from the same file or series as ``s``."""
         return [(int(r[0]), None if r[1] is None else int(r[1])) for r in self._query(
             "SELECT id, slice_index FROM samples WHERE path = ? AND series_uid IS ?", (s.path, s.series_uid))]
+
+    def _drop_session_ids(self, name: str, ids: set[int]) -> None:
+        with self._pixels_mutex:
+            known = getattr(self, name)
+            if ids & known:
+                setattr(self, name, known - ids)
+                self._revision += 1
 
     def _add_session_ids(self, name: str, ids: set[int]) -> None:
         """Add to one of the sets found while reading in this session (``_unreadable``,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QGridLayout,
@@ -128,6 +130,9 @@ class LabelWidget(QWidget):
 
     def _sample_opened(self, sample) -> None:
         self.sample_label.setText(sample_text(sample))
+        # the file's name only on hover (it may name the patient: never in the line itself), for
+        # the clinician who needs to know which of their files this is (two trials asked)
+        self.sample_label.setToolTip(f"image file: {Path(sample.path).name}" if sample is not None else "")
         self._follow_brush()
         self._fit_brush()
         self._show_current()

@@ -85,6 +85,8 @@ class QueueWidget(QWidget):
         buttons.setContentsMargins(0, 0, 0, 0)
         self.next_button = QPushButton("Open next (n)")
         self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("Rank the queue again, and read again the images that no longer read "
+                                       "(a file put back is listed as before)")
         buttons.addWidget(self.next_button)
         buttons.addWidget(self.refresh_button)
         layout.addWidget(self.buttons)
@@ -95,7 +97,7 @@ class QueueWidget(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.next_button.clicked.connect(self.session.open_next)
-        self.refresh_button.clicked.connect(lambda: self.refresh(wait=True))
+        self.refresh_button.clicked.connect(self._refresh_clicked)
         self.view_combo.currentTextChanged.connect(lambda _: self.refresh(wait=True))
         self.strategy_combo.currentTextChanged.connect(self._strategy_changed)
         connect(self, self.session.project_changed, self._project_changed)
@@ -115,6 +117,10 @@ class QueueWidget(QWidget):
         for part in (self.table, self.buttons, self.status):
             part.setVisible(not collapsed)
         self.collapsed.emit(collapsed)
+
+    def _refresh_clicked(self) -> None:
+        self.session.recheck_unreadable()  # a file put back is listed as before once read again
+        self.refresh(wait=True)
 
     def _project_changed(self) -> None:
         """Another project starts on "to label": a new one opened on "labeled" showed "0 samples"."""
