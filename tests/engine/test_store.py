@@ -623,9 +623,9 @@ def test_labeled_images_that_no_longer_read_are_found_and_noted(tmp_path):
         assert [(ids, problem.path) for ids, problem in found.unreadable] == [([damaged.id], damaged.path),
                                                                             ([gone.id], gone.path)]
         assert project.unreadable_ids() == {gone.id, damaged.id}  # not the touched one, nor the unlabeled
-        assert found.readable == [touched.path]  # changed, reads as before: not read again once refreshed
+        assert list(found.readable) == [touched.path]  # changed, reads as before: not read again once refreshed
         project.refresh_fingerprints(found.readable)
-        assert project.check_labeled_sources().readable == []
+        assert project.check_labeled_sources().readable == {}
         Image.fromarray(np.full((8, 8), 7, np.uint8)).save(damaged.path)  # put back: read, it is as before
         project.load_pixels(damaged)
         assert project.unreadable_ids() == {gone.id}

@@ -266,6 +266,7 @@ def test_a_labeled_image_damaged_while_the_app_was_closed_is_named_as_the_projec
     qtbot.waitUntil(lambda: bool(warned), timeout=30_000)
     assert warned[0].startswith(f"1 labeled sample no longer reads: {Path(damaged.path).name}: image data is truncated")
     assert session.project.unreadable_ids() >= {damaged.id} and touched.id not in session.project.unreadable_ids()
+    assert touched.path not in session.project.check_labeled_sources().readable  # its new fingerprint recorded
     queue = widget.queue
     queue.view_combo.setCurrentText("labeled")
     qtbot.waitUntil(lambda: queue.sample_ids()[:1] == [damaged.id], timeout=5000)

@@ -141,7 +141,7 @@ class LabeledSourceCheck:
     """What `Project.check_labeled_sources` found."""
 
     unreadable: list  # (labeled sample ids, InputError) per image or series that no longer reads
-    readable: list[str]  # sources changed since the import that read as before
+    readable: dict[str, str]  # path -> fingerprint now, of sources changed since the import that read as before
 
 
 class Project:
@@ -683,8 +683,8 @@ class Project:
         """The labeled images (each image, or series of a folder) changed or gone since the import
         that no longer read, each noted (`note_unreadable`): one stops every training run. Only
         sources whose fingerprint changed are read again (`verify_sources` first, which is cheap),
-        every labeled slice of them; those that read as before (only touched or copied) are listed
-        for `refresh_fingerprints`."""
+        every labeled slice of them; those that read as before (only touched or copied) come with
+        their fingerprint now, for `refresh_fingerprints`."""
         changed = {str(problem.path) for problem in self.verify_sources(labeled_only=True)}
         groups: dict[tuple[str, str], list[Sample]] = {}
         for s in (self.samples(labeled=True) if changed else []):
@@ -699,12 +699,19 @@ class Project:
                 self.note_unreadable(samples[0])
                 unreadable.append(([s.id for s in samples], exc))
                 failed.add(path)
-        return LabeledSourceCheck(unreadable, sorted(changed - failed))
+        readable = {}
+        for path in sorted(changed - failed):
+            try:
+                readable[path] = files.source_fingerprint(path)
+            except InputError:  # gone since, unlabeled samples' only: their runs will say
+                pass
+        return LabeledSourceCheck(unreadable, readable)
 
-    def refresh_fingerprints(self, paths: Iterable[str]) -> None:
-        """Record the fingerprint sources have now: changed since the import (touched, copied with
-        new times) but found to read as before, so that they are not read again at every opening."""
-        rows = [(files.source_fingerprint(path), str(path)) for path in paths]
+    def refresh_fingerprints(self, fingerprints: Mapping[str, str]) -> None:
+        """Record the fingerprints (path -> `files.source_fingerprint`) of sources changed since the
+        import (touched, copied with new times) but found to read as before, so that they are not
+        read again at every opening."""
+        rows = [(fingerprint, str(path)) for path, fingerprint in fingerprints.items()]
         if rows:
             with self._write() as conn:
                 conn.executemany("UPDATE samples SET content_hash = ? WHERE path = ?", rows)
