@@ -503,8 +503,9 @@ class Session(QObject):
         others = len(found.unreadable) - 1
         more = f" and {others} more image{'s' * (others > 1)}" if others else ""
         show_warning(f"{len(samples)} labeled sample{'s' if len(samples) > 1 else ''} no longer read{'' if len(samples) > 1 else 's'}: "
-                     f"{error_text(first)}{more}. Training stops at such an image: put the file back, or take "
-                     "the label back (Queue, labeled: right-click > Remove label; they are listed first).")
+                     f"{error_text(first)}{more}. Training stops at such an image: put the file back and press the "
+                     "queue's Refresh, or take the label back (Queue, labeled: right-click > Remove label; they "
+                     "are listed first).")
         self.queue_changed.emit()
 
     @main_thread_only
