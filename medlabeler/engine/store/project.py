@@ -668,24 +668,32 @@ class Project:
         """One InputError per source that is missing or changed since it was added; with
         ``labeled_only``, of the sources that hold a labeled sample (a cheap check: size, time and
         the file's ends, `files.source_fingerprint`)."""
-        problems = []
+        return [InputError(path, "source changed since it was added to the project") if isinstance(now, str) else now
+                for path, now in self._changed_sources(labeled_only).items()]
+
+    def _changed_sources(self, labeled_only: bool) -> dict[str, str | InputError]:
+        """Sources whose fingerprint is not the one recorded at import: path -> the fingerprint now,
+        or the InputError of one that is gone or cannot be read."""
         where = (" WHERE EXISTS (SELECT 1 FROM labels l WHERE l.sample_id = samples.id AND l.is_current = 1)"
                  if labeled_only else "")
+        changed: dict[str, str | InputError] = {}
         for path, recorded in self._query(f"SELECT DISTINCT path, content_hash FROM samples{where} ORDER BY path"):
             try:
-                if files.source_fingerprint(path) != recorded:
-                    problems.append(InputError(path, "source changed since it was added to the project"))
+                now = files.source_fingerprint(path)
             except InputError as exc:
-                problems.append(exc)
-        return problems
+                changed[path] = exc
+                continue
+            if now != recorded:
+                changed[path] = now
+        return changed
 
     def check_labeled_sources(self) -> "LabeledSourceCheck":
         """The labeled images (each image, or series of a folder) changed or gone since the import
         that no longer read, each noted (`note_unreadable`): one stops every training run. Only
-        sources whose fingerprint changed are read again (`verify_sources` first, which is cheap),
-        every labeled slice of them; those that read as before (only touched or copied) come with
-        their fingerprint now, for `refresh_fingerprints`."""
-        changed = {str(problem.path) for problem in self.verify_sources(labeled_only=True)}
+        sources whose fingerprint changed are read again (fingerprints first, which are cheap), every
+        labeled slice of them; those that read as before (only touched or copied) come with their
+        fingerprint now, for `refresh_fingerprints`."""
+        changed = self._changed_sources(labeled_only=True)
         groups: dict[tuple[str, str], list[Sample]] = {}
         for s in (self.samples(labeled=True) if changed else []):
             if s.path in changed:
@@ -699,12 +707,7 @@ class Project:
                 self.note_unreadable(samples[0])
                 unreadable.append(([s.id for s in samples], exc))
                 failed.add(path)
-        readable = {}
-        for path in sorted(changed - failed):
-            try:
-                readable[path] = files.source_fingerprint(path)
-            except InputError:  # gone since, unlabeled samples' only: their runs will say
-                pass
+        readable = {path: now for path, now in changed.items() if path not in failed and isinstance(now, str)}
         return LabeledSourceCheck(unreadable, readable)
 
     def refresh_fingerprints(self, fingerprints: Mapping[str, str]) -> None:
