@@ -9,6 +9,13 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+# nibabel gives its logger a stderr handler when first imported: imported inside a test that
+# captures stderr (capsys), the handler kept that test's stream, closed after it, and every later
+# nibabel message printed "--- Logging error --- Traceback" into another test's stderr (a CLI test
+# that asserts no traceback failed whenever an export test had run before it). Imported here, the
+# handler holds the real stderr.
+import nibabel  # noqa: E402,F401
+
 _session = None
 
 
