@@ -213,7 +213,7 @@ def cmd_remove_label(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from medlabeler.engine.project.export import export_project
+    from medlabeler.engine.project.export import export_project, written_text
 
     from medlabeler.engine.errors import ProjectLockedError
 
@@ -230,9 +230,7 @@ def cmd_export(args) -> int:
     _say_seg_identity(args)
     written = {Path(f).resolve() for f in files}
     replaced, other = len(before & written), len(before - written)
-    masks = [f for f in files if Path(f).name != "labels.json"]
-    what = f"{_count(len(masks), 'mask file')} and labels.json" if len(masks) < len(files) else _count(len(files), "file")
-    print(f"exported {what} to {args.out}"
+    print(f"exported {written_text(files, args.format)} to {args.out}"
           + (f"; {replaced} of them replaced files of the same name there" if replaced else ""))
     if not args.keep_names and args.format in ("csv", "nifti", "png"):
         by = {"csv": "rows go by sample id",

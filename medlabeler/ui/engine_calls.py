@@ -95,14 +95,10 @@ def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool, deide
     """Write the project's labels to ``out`` (`export_project`); what was written, in words (a
     DICOM-SEG's words say whether it carries the patient's identifiers)."""
     from medlabeler.engine.project.dicom_seg import REQUIRES_IDENTIFIERS
-    from medlabeler.engine.project.export import export_project
+    from medlabeler.engine.project.export import export_project, written_text
 
     files = export_project(project, out, fmt=fmt, keep_names=keep_names, deidentify=deidentify)
-    masks = [f for f in files if Path(f).name not in ("labels.json", "labels.csv")]
-    extra = [Path(f).name for f in files if f not in masks]
-    what = (f"{len(masks)} {'mask' if fmt != 'dicom-seg' else 'DICOM-SEG'} file{'s' * (len(masks) != 1)}"
-            if masks else "")
-    said = f"exported {' and '.join(part for part in (what, *extra) if part)} to {out}"
+    said = f"exported {written_text(files, fmt)} to {out}"
     if fmt == "dicom-seg":
         said += ("; without patient identifiers" if deidentify else
                  "; " + REQUIRES_IDENTIFIERS.split(";")[0] + ": tick 'without patient identifiers' to leave them out")

@@ -51,6 +51,20 @@ def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: b
     return files
 
 
+#: The index files an export writes beside the masks (`labels.json`), or instead of them (`labels.csv`).
+INDEX_FILES = ("labels.json", "labels.csv")
+
+
+def written_text(files: list, fmt: str) -> str:
+    """What an export wrote, in words the command line and the app both say: "6 mask files and
+    labels.json", "2 DICOM-SEG files", "labels.csv"."""
+    masks = [f for f in files if Path(f).name not in INDEX_FILES]
+    index = [Path(f).name for f in files if Path(f).name in INDEX_FILES]
+    kind = "DICOM-SEG" if fmt == "dicom-seg" else "mask"
+    what = f"{len(masks)} {kind} file{'s' * (len(masks) != 1)}" if masks else ""
+    return " and ".join(part for part in (what, *index) if part) or "nothing"
+
+
 def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
     task = project.task
     path = out / "labels.csv"
