@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,29 @@ ALL_LABELED_NOTE = "every sample is labeled: review them through the queue's \"l
 CONFIRM_BACKGROUND_S = 10.0
 _WARM_THREAD: threading.Thread | None = None  # imports torch and the training code, once per process
 _LAYERS_WARM_THREAD: threading.Thread | None = None  # napari's first-layer costs, once per process
+
+
+def _on_own_handle(name: str, root, work: Callable, deliver: Callable) -> None:
+    """Run ``work(handle)`` on a thread through a read-only handle of the project of its own: the
+    app closing its handle under a thread's query had crashed it in SQLite. ``deliver`` gets, on
+    that thread, what ``work`` returned or the exception it raised (it emits a signal)."""
+    def run() -> None:
+        try:
+            with calls.open_project(root, readonly=True) as own:
+                result = work(own)
+        except Exception as exc:  # noqa: BLE001 - the caller says it, or not, on the main thread
+            result = exc
+        deliver(result)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+
+
+def _reads(project, sample) -> bool:
+    try:
+        project.load_pixels(sample)
+        return True
+    except Exception:  # noqa: BLE001 - whatever stops it reading: it stays noted
+        return False
 
 
 def _warm_up() -> None:
@@ -428,23 +452,16 @@ class Session(QObject):
                 self.open_sample(first)
 
     def _check_labeled_images(self, project) -> None:
-        """On a thread, through a read-only handle of its own (closing the app's mid-query had
-        crashed): the labeled images changed or gone since the import that no longer read. Each
-        would stop every training run; listed first among the labeled, where a right-click takes
-        the label back, before a run has to fail on one."""
-        root = project.root
-
-        def check() -> None:
-            try:
-                with calls.open_project(root, readonly=True) as own:
-                    found = own.check_labeled_sources()
-            except Exception:  # noqa: BLE001 - a check ahead of the runs, which say it themselves
-                log.debug("labeled images not checked", exc_info=True)
-                return
-            if found.unreadable or found.readable:
+        """On a thread (`_on_own_handle`): the labeled images changed or gone since the import that
+        no longer read. Each would stop every training run; listed first among the labeled, where a
+        right-click takes the label back, before a run has to fail on one."""
+        def checked(found) -> None:
+            if isinstance(found, Exception):  # a check ahead of the runs, which say it themselves
+                log.debug("labeled images not checked: %s", found)
+            elif found.unreadable or found.readable:
                 self._labeled_checked.emit(project, found)
 
-        threading.Thread(target=check, name="medlabeler-labeled-check", daemon=True).start()
+        _on_own_handle("medlabeler-labeled-check", project.root, lambda own: own.check_labeled_sources(), checked)
 
     @main_thread_only
     def recheck_unreadable(self) -> bool:
@@ -455,24 +472,16 @@ class Session(QObject):
         noted = sorted(project.unreadable_ids()) if project is not None else []
         if not noted:
             return False
-        root = project.root
+        def read_again(own) -> list[int]:
+            return [s.id for s in own.samples(ids=noted) if _reads(own, s)]
 
-        def recheck() -> None:
-            readable = []
-            try:
-                with calls.open_project(root, readonly=True) as own:
-                    for sample in own.samples(ids=noted):
-                        try:
-                            own.load_pixels(sample)
-                            readable.append(sample.id)
-                        except Exception:  # noqa: BLE001 - still unreadable: it stays noted
-                            pass
-            except Exception:  # noqa: BLE001 - e.g. the project was moved: nothing changes
-                log.debug("unreadable images not read again", exc_info=True)
-            if readable:
+        def read(readable) -> None:
+            if isinstance(readable, Exception):  # e.g. the project was moved: nothing changes
+                log.debug("unreadable images not read again: %s", readable)
+            elif readable:
                 self._rechecked.emit(project, readable)
 
-        threading.Thread(target=recheck, name="medlabeler-recheck", daemon=True).start()
+        _on_own_handle("medlabeler-recheck", project.root, read_again, read)
         return True
 
     @main_thread_only
@@ -517,17 +526,11 @@ class Session(QObject):
             return False
         self.save_current()
         self.flush_saves()
-        project, root = self.project, self.project.root
-
-        def export() -> None:
-            try:
-                with calls.open_project(root, readonly=True) as own:
-                    result = calls.export_labels(own, out, fmt=fmt, keep_names=keep_names, deidentify=deidentify)
-            except Exception as exc:  # noqa: BLE001 - said on the main thread
-                result = exc
-            self._export_done.emit(project, result, {"format": fmt, "keep_names": keep_names, "deidentify": deidentify})
-
-        threading.Thread(target=export, name="medlabeler-export", daemon=True).start()
+        project = self.project
+        details = {"format": fmt, "keep_names": keep_names, "deidentify": deidentify}  # for the audit
+        _on_own_handle("medlabeler-export", project.root,
+                       lambda own: calls.export_labels(own, out, fmt=fmt, keep_names=keep_names, deidentify=deidentify),
+                       lambda result: self._export_done.emit(project, result, details))
         if self.viewer is not None:
             self.viewer.status = f"exporting the labels to {out}…"
         return True
