@@ -166,8 +166,8 @@ def refuse_the_images_folder(project: Project, out: Path) -> None:
     """Masks go elsewhere than the images: named as its image, a mask replaced it (and trained as
     it from then on), and any mask there is taken for an image by the next import of the folder."""
     folders = set()
-    for s in project.samples():
-        real = os.path.realpath(s.path)
+    for path in {s.path for s in project.samples()}:  # each source once: a volume has hundreds of slices
+        real = os.path.realpath(path)
         folders.add(real if os.path.isdir(real) else os.path.dirname(real))  # a DICOM series is a folder
     if os.path.realpath(out) in folders:
         raise ProjectError(f"{out}: holds the project's images; masks there would replace them or be taken "
