@@ -641,6 +641,22 @@ class Session(QObject):
             log.exception("closing the project failed")
         wait_for_warm_up()
 
+    @main_thread_only
+    def close_if_no_panel(self) -> None:
+        """The last medlabeler panel was closed (napari's × on its dock): save and close the
+        project, so that nothing learns unseen; the Plugins menu opens the panel again."""
+        viewer = self.viewer
+        if self.project is None or self._shutting_down or viewer is None:
+            return
+        if any(getattr(widget, "session", None) is self for widget in viewer.window.dock_widgets.values()):
+            return  # another of its panels is still docked
+        name = self.project.root.name
+        self.close_project()
+        from napari.utils.notifications import show_info
+
+        show_info(f"medlabeler's panel was closed: the project {name} is saved and closed. "
+                  "Plugins > medlabeler opens it again.")
+
     @property
     def task(self):
         return None if self.project is None else self.project.task

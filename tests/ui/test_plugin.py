@@ -69,3 +69,40 @@ def test_demo_sample_opens_the_demo_project(make_napari_viewer, qtbot):
     assert session.project.task.names == ("grey_matter", "white_matter")
     assert not any(layer.metadata.get("medlabeler_placeholder") for layer in viewer.layers)
     assert session.view.layers["image"].data.shape == (189, 233, 197)
+
+
+def test_closing_the_last_panel_saves_and_closes_the_project(make_napari_viewer, qtbot, brain_project):
+    """napari's × on a dock takes the panel out of the window: with none of medlabeler's panels
+    left, nothing must go on learning unseen, and strokes not yet saved are saved."""
+    from medlabeler.engine.store import Project
+    from medlabeler.ui.layers import LABELS
+    from tests.ui.test_labeling import stroke
+
+    viewer = make_napari_viewer()
+    queue_dock, queue = viewer.window.add_plugin_dock_widget("medlabeler", "Queue")
+    label_dock, label = viewer.window.add_plugin_dock_widget("medlabeler", "Label")
+    session = queue.session
+    assert session.open_project(brain_project)
+    qtbot.waitUntil(lambda: session.sample is not None and session.reading is None, timeout=10_000)
+    assert session.learning.start()  # the loop learns, as it does on opening in the app
+    qtbot.waitUntil(lambda: session.learning.running, timeout=10_000)
+    painted = session.sample.id
+    layer = session.view.layers[LABELS]
+    layer.selected_label = 1
+    layer.mode = "paint"
+    cy, cx = (s / 2 for s in layer.data.shape[-2:])
+    stroke(viewer, [(cy, cx - 3), (cy, cx + 3)])
+    assert layer.data.any()
+
+    queue_dock.title.close_button.click()  # the Label panel is still docked: the project stays
+    qtbot.wait(50)
+    assert session.project is not None and session.learning.running
+
+    label_dock.title.close_button.click()
+    qtbot.waitUntil(lambda: session.project is None, timeout=20_000)
+    assert not session.learning.running and not session.training_running
+    with Project.open(brain_project, readonly=True) as project:
+        assert painted in project.labeled_ids()
+    # the Plugins menu docks it again, on the same session, ready to open a project
+    _, again = viewer.window.add_plugin_dock_widget("medlabeler", "medlabeler")
+    assert again.session is session and session.project is None

@@ -15,6 +15,30 @@ def session_for(viewer):
     return get_session(viewer)
 
 
+class _PanelWatcher(QObject):
+    """Tells the session when its panel leaves the viewer: napari's × on a dock takes the widget
+    out of the window (its parent becomes None) and leaves the object alive."""
+
+    def __init__(self, widget: QWidget, session):
+        super().__init__(widget)
+        self._session = weakref.ref(session)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt name
+        from qtpy.QtCore import QEvent, QTimer
+
+        if event.type() == QEvent.Type.ParentChange and watched.parent() is None:
+            session = self._session()
+            if session is not None:  # once napari has forgotten the dock, not while it removes it
+                QTimer.singleShot(0, session.close_if_no_panel)
+        return False
+
+
+def close_with_the_panel(widget: QWidget) -> None:
+    """Closing the last medlabeler panel (the dock's ×) saves and closes the project, as closing
+    the window does: learning never goes on in a window that shows none of it."""
+    widget.installEventFilter(_PanelWatcher(widget, widget.session))
+
+
 def leave_keys_to_the_canvas(root: QWidget) -> None:
     """Buttons, combo boxes, check boxes, sliders, tables, tab bars and scrolled pages under ``root`` take no
     keyboard focus: a click on one leaves the focus where it was (the canvas), so the labeling

@@ -17,7 +17,9 @@ from qtpy.QtWidgets import (
 
 from medlabeler.ui.keys import keys_help
 from medlabeler.ui.layers import DEFAULT_BRUSH, brush_for
-from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, sample_text, session_for
+from medlabeler.ui.widgets._common import (
+    close_with_the_panel, connect, hint, leave_keys_to_the_canvas, sample_text, session_for,
+)
 
 
 class LabelWidget(QWidget):
@@ -76,6 +78,7 @@ class LabelWidget(QWidget):
         if self.session.sample is not None:  # docked after a sample opened: no signal will say which
             self._sample_opened(self.session.sample)
         leave_keys_to_the_canvas(self)
+        close_with_the_panel(self)
 
     def rebuild(self) -> None:
         for button in self.class_buttons:

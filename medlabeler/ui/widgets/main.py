@@ -5,7 +5,7 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
-from medlabeler.ui.widgets._common import connect, leave_keys_to_the_canvas
+from medlabeler.ui.widgets._common import close_with_the_panel, connect, leave_keys_to_the_canvas
 from medlabeler.ui.widgets.label import LabelWidget
 from medlabeler.ui.widgets.metrics import MetricsWidget
 from medlabeler.ui.widgets.project import ProjectWidget
@@ -70,6 +70,7 @@ class MedlabelerWidget(QWidget):
         connect(self, self.session.project_changed, self._project_changed)
         self._project_changed()
         leave_keys_to_the_canvas(self)
+        close_with_the_panel(self)
 
     def _queue_collapsed(self, collapsed: bool) -> None:
         """A collapsed queue keeps only its header row: the tabs get the height."""

@@ -14,7 +14,7 @@ import math
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, session_for
+from medlabeler.ui.widgets._common import close_with_the_panel, connect, hint, leave_keys_to_the_canvas, session_for
 
 
 def active_curve(project) -> tuple[str, list[tuple[int, float, int]], list[tuple[int, float, int]], list[str]]:
@@ -109,6 +109,7 @@ class MetricsWidget(QWidget):
         self._stale = True
         self._redraw()
         leave_keys_to_the_canvas(self)
+        close_with_the_panel(self)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().showEvent(event)

@@ -18,7 +18,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_keys_to_the_canvas, session_for
+from medlabeler.ui.widgets._common import (
+    CompactCombo, close_with_the_panel, connect, hint, leave_keys_to_the_canvas, session_for,
+)
 
 
 #: Lines of an import's report the Project tab shows (a DICOM tree can skip hundreds of files)
@@ -135,6 +137,7 @@ class ProjectWidget(QWidget):
         connect(self, self.session.labels_changed, self._show_counts)
         self.refresh()
         leave_keys_to_the_canvas(self)
+        close_with_the_panel(self)
 
     def _browse(self, edit: QLineEdit) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text() or str(Path.home()))

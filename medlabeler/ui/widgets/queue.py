@@ -25,7 +25,9 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_keys_to_the_canvas, session_for
+from medlabeler.ui.widgets._common import (
+    CompactCombo, close_with_the_panel, connect, hint, leave_keys_to_the_canvas, session_for,
+)
 
 log = logging.getLogger(__name__)
 VIEWS = ("to label", "labeled", "all")
@@ -107,6 +109,7 @@ class QueueWidget(QWidget):
         connect(self, self.session.background_state, self._background)
         self.refresh()
         leave_keys_to_the_canvas(self)
+        close_with_the_panel(self)
 
     def set_collapsed(self, collapsed: bool) -> None:
         """Show only the header row (the table and its buttons hidden), or everything."""

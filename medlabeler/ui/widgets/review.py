@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 
 from medlabeler.ui.layers import GRADCAM, PREDICTION, UNCERTAINTY
 from medlabeler.ui.session import held_out_refusal
-from medlabeler.ui.widgets._common import connect, hint, leave_keys_to_the_canvas, session_for
+from medlabeler.ui.widgets._common import close_with_the_panel, connect, hint, leave_keys_to_the_canvas, session_for
 
 
 class ReviewWidget(QWidget):
@@ -78,6 +78,7 @@ class ReviewWidget(QWidget):
         connect(self, self.session.project_changed, self._project_changed)
         self.show_prediction(self.session.current_prediction)  # docked late: the one on screen
         leave_keys_to_the_canvas(self)
+        close_with_the_panel(self)
 
     def _project_changed(self) -> None:
         self.show_prediction(None)

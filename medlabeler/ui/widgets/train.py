@@ -25,7 +25,9 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui import engine_calls as calls
-from medlabeler.ui.widgets._common import CompactCombo, connect, hint, leave_keys_to_the_canvas, session_for
+from medlabeler.ui.widgets._common import (
+    CompactCombo, close_with_the_panel, connect, hint, leave_keys_to_the_canvas, session_for,
+)
 from medlabeler.ui.workers import main_thread_only
 
 METHOD_LABELS = {
@@ -369,6 +371,7 @@ class TrainWidget(QWidget):
         connect(self, self.learning.run_started, self._run_started)
         self._project_changed()
         leave_keys_to_the_canvas(self)
+        close_with_the_panel(self)
 
     @property
     def method(self) -> str | None:
