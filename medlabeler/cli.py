@@ -143,7 +143,7 @@ def _splits_text(status: dict) -> str:
 
 
 def cmd_import_labels(args) -> int:
-    from medlabeler.engine.project.project_import import import_labels
+    from medlabeler.engine.project.project_import import import_labels, imported_text
 
     with _open(args.project) as project:
         report = import_labels(project, args.path)
@@ -151,8 +151,7 @@ def cmd_import_labels(args) -> int:
         print(f"skipped {error}", file=sys.stderr)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    problems = f", {_count(len(report.errors), 'problem')}" if report.errors else ""
-    print(f"imported {_count(report.labeled, 'label')} from {args.path}{problems}")
+    print(imported_text(report, args.path))
     return 0 if report.labeled else 1  # a script sees that nothing came in
 
 

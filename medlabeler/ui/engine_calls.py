@@ -105,6 +105,16 @@ def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool, deide
     return said
 
 
+def import_labels(project, path: str | Path) -> tuple[str, list[str], dict[int, int]]:
+    """Import masks, DICOM-SEGs or a CSV of classes into ``project`` (on a thread): the summary
+    line, a line per file skipped or warning, and the label versions afterwards."""
+    from medlabeler.engine.project.project_import import import_labels as run, imported_text
+
+    report = run(project, path)
+    lines = [f"skipped {error}" for error in report.errors] + [f"warning: {w}" for w in report.warnings]
+    return imported_text(report, path), lines, project.current_label_versions()
+
+
 def create_demo_project(root: str | Path):
     """The bundled demo (the MNI152 brain MRI in nilearn), created once then reopened."""
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo

@@ -828,21 +828,25 @@ class SampleView:
         elif self.shown.key[1] == sample_id:
             self.shown.baseline[...] = _differs(self.shown.baseline)
 
-    def clear_labels(self, sample_id: int) -> None:
-        """Empty the labels of ``sample_id`` on screen, as stored now that it has none."""
+    def show_stored_labels(self, sample_ids) -> None:
+        """Put the stored labels of those of ``sample_ids`` on screen into the Labels layer, as
+        saved now (a label taken back: empty; an imported one: its mask)."""
         layer = self.labels_layer
         if layer is None or self.shown is None or self.shown.baseline is None:
             return
+        wanted = set(sample_ids)
         if self.shown.is_stack:
-            index = next((z for z, sid in self.shown.slices.items() if sid == sample_id), None)
-            if index is None:
-                return
-            layer.data[index] = 0
-            self.shown.baseline[index] = 0
-        elif self.shown.key[1] == sample_id:
-            layer.data[...] = 0
-            self.shown.baseline[...] = 0
-        layer.refresh()
+            where = {z: sid for z, sid in self.shown.slices.items() if sid in wanted}
+        else:
+            where = {...: self.shown.key[1]} if self.shown.key[1] in wanted else {}
+        for index, sample_id in where.items():
+            mask = self.project.load_label(sample_id)
+            if not isinstance(mask, np.ndarray) or mask.shape != layer.data[index].shape:
+                mask = 0  # none stored (or a class)
+            layer.data[index] = mask
+            self.shown.baseline[index] = mask
+        if where:
+            layer.refresh()
 
     def sample_on_screen(self) -> tuple[int, np.ndarray] | None:
         """(sample id, its labels as painted) of the slice the viewer shows now: the open sample's,

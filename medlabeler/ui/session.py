@@ -246,6 +246,8 @@ class Session(QObject):
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
     _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
     labels_exported = Signal(str)  # what was written, or why not
+    labels_imported = Signal(str)  # what came in and what was skipped, or why nothing did
+    _import_done = Signal(object, object, object)  # project, (summary, lines, versions) | exception, versions before
     _export_done = Signal(object, object, object)  # project, words | exception, audit details (from the export thread)
     _rechecked = Signal(object, object)  # project, ids of samples noted unreadable that read again
     _labeled_checked = Signal(object, object)  # project, [(sample ids, error)] of labeled images that no longer read
@@ -290,6 +292,8 @@ class Session(QObject):
         self._labeled_checked.connect(self._unreadable_labeled_found)
         self._rechecked.connect(self._read_again)
         self._export_done.connect(self._exported)
+        self._import_done.connect(self._imported)
+        self._import_thread: threading.Thread | None = None  # an import of labels under way (one at a time)
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -552,6 +556,58 @@ class Session(QObject):
         self.labels_exported.emit(words)
 
     @main_thread_only
+    def import_labels(self, path) -> bool:
+        """Import masks, DICOM-SEGs or a CSV of classes (what `medlabeler import-labels` reads)
+        into the open project on a thread, through the project's own handle (its saves are
+        thread-safe); ``labels_imported`` says what came in. False when it cannot start."""
+        if self.project is None or self.project.readonly or self.importing:
+            return False
+        self.save_current()
+        self.flush_saves()  # the strokes on screen land first: an imported mask is the newer version
+        project = self.project
+        before = project.current_label_versions()
+
+        def run() -> None:
+            try:
+                result = calls.import_labels(project, path)
+            except Exception as exc:  # noqa: BLE001 - reported on the main thread
+                result = exc
+            self._import_done.emit(project, result, before)
+
+        self._import_thread = threading.Thread(target=run, name="medlabeler-import-labels", daemon=True)
+        self._import_thread.start()
+        if self.viewer is not None:
+            self.viewer.status = f"importing labels from {path}…"
+        return True
+
+    @property
+    def importing(self) -> bool:
+        return self._import_thread is not None and self._import_thread.is_alive()
+
+    @main_thread_only
+    def _imported(self, project, result, before) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self._import_thread = None
+        if isinstance(result, Exception):
+            words = f"Cannot import the labels: {error_text(result)}"
+            show_error_message(words)
+        else:
+            summary, lines, after = result
+            words = "\n".join([summary, *lines])
+            skipped = any(line.startswith("skipped") for line in lines)
+            (show_warning if lines else show_info)(summary + (": the Project tab names the files skipped and why"
+                                                              if skipped else ", with warnings in the Project tab"
+                                                              if lines else ""))
+            if project is self.project and after != before:
+                if self.view is not None:  # what came in for the samples on screen shows there
+                    self.view.show_stored_labels(i for i, v in after.items() if before.get(i) != v)
+                self.labels_changed.emit()
+        if self.viewer is not None and str(self.viewer.status).startswith("importing labels"):
+            self.viewer.status = words.splitlines()[0]
+        self.labels_imported.emit(words)
+
+    @main_thread_only
     def make_spare_layers(self) -> None:
         """Make the layers a volume opens in now, hidden, before any project is open (at the app's
         start): see `layers.make_spare_layers`."""
@@ -591,6 +647,8 @@ class Session(QObject):
         self._say_what_closing_discards()
         self.jobs.cancel_all()
         self.jobs.wait_idle(60)
+        if self._import_thread is not None:
+            self._import_thread.join(60)  # its saves land before the project's handle closes
         self.rankings.forget()
         self._queue_wanted = False
         if self.writer is not None:
@@ -949,7 +1007,7 @@ class Session(QObject):
         missing = self.project.missing_slice_ids() if changed else frozenset()
         for sample_id, mask in changed:
             if sample_id in missing:  # the store would refuse it: say why here, and drop the strokes
-                self.view.clear_labels(sample_id)
+                self.view.show_stored_labels([sample_id])
                 self.viewer.status = missing_slice_note(sample_id)
                 continue
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
@@ -1079,7 +1137,7 @@ class Session(QObject):
         if version is None:
             self.viewer.status = f"sample {sample_id} has no saved label to remove"
             return False
-        self.view.clear_labels(sample_id)
+        self.view.show_stored_labels([sample_id])
         self._from_prediction.discard(sample_id)
         self._unjudged.pop(sample_id, None)  # nothing left to judge when its prediction comes
         self.labels_changed.emit()

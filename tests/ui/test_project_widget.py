@@ -370,3 +370,78 @@ def test_a_dicom_seg_export_from_the_app_says_it_carries_the_patient(tmp_path):
     tiles, _ = create_project(tmp_path / "t", tmp_path / "tiles", task="segmentation", names=["cell"])
     with tiles:  # 2D pictures: PNG masks first, as a pathologist expects
         assert calls.export_formats(tiles) == ("png", "nifti", "csv")
+
+
+def test_labels_are_imported_from_the_project_tab(make_napari_viewer, qtbot, brain_project, brain_files, tmp_path):
+    """Masks from another tool came in through the command line only. From the Project tab: the
+    strokes on screen are saved first, the import runs on a thread, the open sample shows its
+    imported mask, each file skipped is named, and the counts follow."""
+    import shutil
+
+    from medlabeler.ui.app import build_app
+    from tests.ui.projects import truth_slice
+
+    _, masks = brain_files
+    folder = tmp_path / "from_another_tool"
+    shutil.copytree(masks, folder)
+    (folder / "brain9.nii.gz").write_bytes((folder / "brain0.nii.gz").read_bytes())  # no such image
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, form = widget.session, widget.project
+    said = []
+    session.labels_imported.connect(said.append)
+    assert not form.import_button.isEnabled()  # no path yet
+    sample = session.sample
+    damaged = next(name for name in sorted(os.listdir(masks)) if not sample.path.endswith(name))
+    (folder / damaged).write_bytes(b"not a NIfTI")
+    data = np.asarray(session.view.labels_layer.data)
+    data[sample.slice_index, 2:6, 2:6] = 1  # painted, not saved
+    session.view.labels_layer.refresh()
+    form.import_edit.setText(str(folder))
+    qtbot.mouseClick(form.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(said), timeout=30_000)
+    project = session.project
+    imported = [s for s in project.samples() if not s.path.endswith(damaged)]
+    lines = said[0].splitlines()
+    assert lines[0] == f"imported {len(imported)} labels from {folder}, 2 problems"
+    assert any("brain9.nii.gz" in line and "no image in the project has this name" in line for line in lines)
+    assert any(damaged in line for line in lines[1:])
+    assert not form.import_report.isHidden() and form.import_report.text().startswith(lines[0])
+    assert project.labeled_ids() == {s.id for s in imported}
+    assert f"{len(imported)} of {len(project.samples())} samples labeled" in form.counts_label.text()
+    # the strokes were saved first, then the imported mask became the newer version, on screen
+    assert [v.origin for v in project.label_history(sample.id)] == ["manual", "imported"]
+    qtbot.waitUntil(lambda: session.sample is not None and session.reading is None, timeout=10_000)
+    shown = np.asarray(session.view.labels_layer.data)
+    for z, sample_id in session.view.shown.slices.items():  # every slice of the volume on screen
+        assert np.array_equal(shown[z], truth_slice(masks, project.sample(sample_id))), z
+    assert form.import_button.isEnabled()
+    # a path that is not there: said, and the app goes on
+    form.import_edit.setText(str(tmp_path / "nowhere"))
+    qtbot.mouseClick(form.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(said) == 2, timeout=30_000)
+    assert said[1].startswith("Cannot import the labels: ") and "nowhere" in said[1] and session.project is project
+
+
+def test_classes_are_imported_from_a_csv_in_the_project_tab(make_napari_viewer, qtbot, class_project, brain_pngs,
+                                                             tmp_path):
+    from medlabeler.ui.app import build_app
+    from tests.ui.projects import CLASSES
+
+    _, classes = brain_pngs
+    rows = sorted(classes.items())[:3]
+    csv = tmp_path / "diagnoses.csv"
+    csv.write_text("image,label\n" + "".join(f"{name},{CLASSES[c]}\n" for name, c in rows) + "ghost.png,x\n")
+    viewer = make_napari_viewer()
+    widget = build_app(viewer, class_project)
+    session, form = widget.session, widget.project
+    assert form.import_edit.placeholderText() == "a CSV of image,label rows"
+    said = []
+    session.labels_imported.connect(said.append)
+    form.import_edit.setText(str(csv))
+    qtbot.mouseClick(form.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(said), timeout=30_000)
+    assert said[0].splitlines()[0] == f"imported 3 labels from {csv}, 1 problem"
+    assert "line 5" in said[0] and "ghost.png" in said[0]
+    by_name = {os.path.basename(s.path): s.id for s in session.project.samples()}
+    assert {by_name[name]: c for name, c in rows} == session.project.labels()

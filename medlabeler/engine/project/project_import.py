@@ -71,6 +71,13 @@ class ImportReport:
         return text
 
 
+def imported_text(report: ImportReport, path: str | Path) -> str:
+    """What an import of labels did, in one line: the command line and the app say it alike."""
+    n, problems = report.labeled, len(report.errors)
+    text = f"imported {n} label{'s' * (n != 1)} from {path}"
+    return text + (f", {problems} problem{'s' * (problems != 1)}" if problems else "")
+
+
 def skipped_lines(errors: list[InputError], keep: int = 3, words=str) -> list[str]:
     """One line per skipped file or series, except that more than `keep` files of one folder with
     the same problem (54 header stubs of a DICOMDIR tree) become one line naming a few. `words`

@@ -1,4 +1,4 @@
-"""Project: open or create a project, open the demo, counts per split and class, export the labels."""
+"""Project: open or create a project, open the demo, counts per split and class, import and export the labels."""
 
 from __future__ import annotations
 
@@ -67,6 +67,22 @@ class ProjectWidget(QWidget):
         layout.addWidget(self.counts_label)
 
         self._exporting = False
+        imports = QGroupBox("Import labels")
+        import_form = QFormLayout(imports)
+        import_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.import_edit, self.browse_import = _path_row(import_form, "From", "")
+        self.import_button = QPushButton("Import")
+        self.import_button.setToolTip("Masks of label numbers (0 background) named after their images, DICOM-SEGs "
+                                      "of the project's series, or a CSV of image,label rows (as `medlabeler "
+                                      "import-labels`). An imported label is a new version: the one it replaces "
+                                      "stays in the sample's history")
+        import_form.addRow(self.import_button)
+        self.import_report = hint("")
+        self.import_report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.import_report.setVisible(False)
+        import_form.addRow(self.import_report)
+        layout.addWidget(imports)
+
         export = QGroupBox("Export the labels")
         export_form = QFormLayout(export)
         export_form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
@@ -126,6 +142,10 @@ class ProjectWidget(QWidget):
         browse_images.clicked.connect(lambda: self._browse(self.images_edit))
         browse_root.clicked.connect(lambda: self._browse(self.root_edit))
         browse_export.clicked.connect(lambda: self._browse(self.export_edit))
+        self.browse_import.clicked.connect(self._browse_import)
+        self.import_button.clicked.connect(self.import_labels)
+        self.import_edit.textChanged.connect(self._enable_import)
+        connect(self, self.session.labels_imported, self._import_ended)
         self.export_button.clicked.connect(self.export)
         self.export_edit.textChanged.connect(self._enable_export)
         self.format_combo.currentIndexChanged.connect(self._enable_export)
@@ -171,6 +191,35 @@ class ProjectWidget(QWidget):
         self._show_report(self.session.project.root if summary else None)
         return summary
 
+    def _browse_import(self) -> None:
+        """A folder of masks or DICOM-SEGs for segmentation, a CSV file for classes."""
+        start = self.import_edit.text() or str(Path.home())
+        project = self.session.project
+        if project is not None and project.task.kind == "classification":
+            path, _ = QFileDialog.getOpenFileName(self, "A CSV of image,label rows", start, "CSV (*.csv);;All files (*)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "A folder of masks or DICOM-SEGs", start)
+        if path:
+            self.import_edit.setText(path)
+
+    def import_labels(self) -> bool:
+        """Import the labels at the path in the form (on a thread); the report shows below."""
+        path = self.import_edit.text().strip()
+        if not path or not self.session.import_labels(path):
+            return False
+        self.import_report.setVisible(False)
+        self._enable_import()
+        return True
+
+    def _import_ended(self, words: str) -> None:
+        _show_report_in(self.import_report, words)
+        self._enable_import()
+
+    def _enable_import(self) -> None:
+        project = self.session.project
+        ready = project is not None and not project.readonly and bool(self.import_edit.text().strip())
+        self.import_button.setEnabled(ready and not self.session.importing)  # one import at a time
+
     def export(self) -> bool:
         """Export the labels to the folder in the form, in the format chosen (on a thread)."""
         folder = self.export_edit.text().strip()
@@ -204,12 +253,7 @@ class ProjectWidget(QWidget):
         """The import's report while the project it made is open (or its failure, until another
         opens): its first lines, the whole report in the tooltip."""
         self._report_for = root
-        lines = self.session.import_report.splitlines()
-        shown = lines[:REPORT_LINES] + ([f"… and {len(lines) - REPORT_LINES} more lines (the whole report in the "
-                                         "tooltip)"] if len(lines) > REPORT_LINES else [])
-        self.report_label.setText("\n".join(shown))
-        self.report_label.setToolTip(self.session.import_report)
-        self.report_label.setVisible(bool(lines))
+        _show_report_in(self.report_label, self.session.import_report)
 
     def _show_counts(self) -> None:
         if self.session.project is not None:
@@ -225,12 +269,16 @@ class ProjectWidget(QWidget):
         if project is None or project.root != self._report_for:  # another project's report, or none
             self.report_label.setVisible(False)
         self._enable_export()
+        self._enable_import()
+        self.import_report.setVisible(False)  # the report was about the project before
         if project is None:
             self.path_label.setText("No project open")
             self.counts_label.setText("")
             return
         task = project.task
         self._show_formats(project)
+        self.import_edit.setPlaceholderText("a CSV of image,label rows" if task.kind == "classification" else
+                                            "a folder of masks named after the images, or DICOM-SEGs")
         self.path_label.setText(f"<b>{Path(project.root).name}</b>: {task.kind} of {', '.join(task.names)} "
                                 f"(one sample per {task.unit})" + (" — read-only" if project.readonly else ""))
         self._show_counts()
@@ -248,6 +296,17 @@ def counts_text(status: dict, kind: str) -> str:
     if per_class:
         lines.append("; ".join(calls.per_class_text(kind, per_class)))
     return "\n".join(lines)
+
+
+def _show_report_in(label: QLabel, report: str) -> None:
+    """An import's report: its first lines, the whole of it in the tooltip (a DICOM tree can skip
+    hundreds of files)."""
+    lines = report.splitlines()
+    shown = lines[:REPORT_LINES] + ([f"… and {len(lines) - REPORT_LINES} more lines (the whole report in the "
+                                     "tooltip)"] if len(lines) > REPORT_LINES else [])
+    label.setText("\n".join(shown))
+    label.setToolTip(report)
+    label.setVisible(bool(lines))
 
 
 def _path_row(form: QFormLayout, name: str, hint: str) -> tuple[QLineEdit, QPushButton]:
