@@ -211,6 +211,20 @@ def cmd_remove_label(args) -> int:
     return 0
 
 
+def cmd_relink(args) -> int:
+    from medlabeler.engine.project.relink import relink_images
+
+    with _open(args.project) as project:
+        report = relink_images(project, args.folder, dry_run=args.dry_run)
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    if not report.found and not report.missing:
+        print("no image of the project is missing")
+    else:
+        print(report.summary(args.folder) + (" (a dry run: nothing changed)" if args.dry_run else ""))
+    return 0 if report.found or not report.missing else 1  # a script sees that nothing was found
+
+
 def cmd_export(args) -> int:
     from medlabeler.engine.project.export import export_project, written_text
 
@@ -590,6 +604,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="the project folder")
     p.add_argument("samples", nargs="+", type=int, help="sample ids (as `medlabeler queue` and the app show them)")
     p.set_defaults(func=cmd_remove_label)
+
+    p = _command(sub, "relink", help="find images moved or renamed since the import under a folder, and read "
+                                      "them from there (same ids, labels and models)")
+    p.add_argument("project", help="the project folder")
+    p.add_argument("folder", help="where the images are now: each missing one is looked for by the end of its old "
+                                  "path, its name, then its fingerprint (a renamed file), and taken only if its "
+                                  "headers give the same size (and DICOM series)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be found, change nothing")
+    p.set_defaults(func=cmd_relink)
 
     p = _command(sub, "status", help="counts of samples and labels")
     p.add_argument("project", help="the project folder")

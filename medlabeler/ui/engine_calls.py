@@ -115,6 +115,17 @@ def import_labels(project, path: str | Path) -> tuple[str, list[str], dict[int, 
     return imported_text(report, path), lines, project.current_label_versions()
 
 
+def relink_images(project, folder: str | Path) -> tuple[str, list[str]]:
+    """Find the images moved or renamed since the import under ``folder`` (on a thread): the
+    summary line, and a line per image still missing or candidate refused."""
+    from medlabeler.engine.project.relink import relink_images as run
+
+    report = run(project, folder)
+    if not report.found and not report.missing:
+        return "no image of the project is missing", []
+    return report.summary(folder), report.lines()
+
+
 def create_demo_project(root: str | Path):
     """The bundled demo (the MNI152 brain MRI in nilearn), created once then reopened."""
     from medlabeler.engine.workflows.demo_loop import open_or_create_demo

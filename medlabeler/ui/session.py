@@ -194,6 +194,14 @@ class _CloseWatcher(QObject):
         self._closing = False
 
 
+def _said(words: str, *, error: bool = False, warn: bool = False) -> str:
+    """Say ``words`` in a notification (an error, a warning or news); returns them."""
+    from napari.utils.notifications import show_info, show_warning
+
+    (show_error_message if error else show_warning if warn else show_info)(words)
+    return words
+
+
 def missing_slice_note(sample_id: int) -> str:
     return f"sample {sample_id} {MISSING_SLICE}, and strokes on it are not saved"
 
@@ -247,7 +255,8 @@ class Session(QObject):
     _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
     labels_exported = Signal(str)  # what was written, or why not
     labels_imported = Signal(str)  # what came in and what was skipped, or why nothing did
-    _import_done = Signal(object, object, object)  # project, (summary, lines, versions) | exception, versions before
+    images_relinked = Signal(str)  # the moved images found, those still missing, or why none was looked for
+    _worked = Signal(object, object, object)  # project, what ("import-labels", "relink"), result | exception
     _export_done = Signal(object, object, object)  # project, words | exception, audit details (from the export thread)
     _rechecked = Signal(object, object)  # project, ids of samples noted unreadable that read again
     _labeled_checked = Signal(object, object)  # project, [(sample ids, error)] of labeled images that no longer read
@@ -292,8 +301,9 @@ class Session(QObject):
         self._labeled_checked.connect(self._unreadable_labeled_found)
         self._rechecked.connect(self._read_again)
         self._export_done.connect(self._exported)
-        self._import_done.connect(self._imported)
-        self._import_thread: threading.Thread | None = None  # an import of labels under way (one at a time)
+        self._worked.connect(self._worked_out)
+        self._work_thread: threading.Thread | None = None  # an import of labels or a relink (one at a time)
+        self._work_status = ""
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -556,56 +566,79 @@ class Session(QObject):
         self.labels_exported.emit(words)
 
     @main_thread_only
-    def import_labels(self, path) -> bool:
-        """Import masks, DICOM-SEGs or a CSV of classes (what `medlabeler import-labels` reads)
-        into the open project on a thread, through the project's own handle (its saves are
-        thread-safe); ``labels_imported`` says what came in. False when it cannot start."""
-        if self.project is None or self.project.readonly or self.importing:
+    def _work_on_a_thread(self, what: str, work: Callable, status: str) -> bool:
+        """Run ``work(project)`` (an import of labels, a relink of moved images) on a thread through
+        the project's own handle (its writes are thread-safe), one at a time, the strokes on screen
+        saved first; ``_worked`` brings the result back. False when it cannot start."""
+        if self.project is None or self.project.readonly or self.working:
             return False
         self.save_current()
         self.flush_saves()  # the strokes on screen land first: an imported mask is the newer version
         project = self.project
-        before = project.current_label_versions()
 
         def run() -> None:
             try:
-                result = calls.import_labels(project, path)
+                result = work(project)
             except Exception as exc:  # noqa: BLE001 - reported on the main thread
                 result = exc
-            self._import_done.emit(project, result, before)
+            self._worked.emit(project, what, result)
 
-        self._import_thread = threading.Thread(target=run, name="medlabeler-import-labels", daemon=True)
-        self._import_thread.start()
+        self._work_thread = threading.Thread(target=run, name=f"medlabeler-{what}", daemon=True)
+        self._work_thread.start()
+        self._work_status = status
         if self.viewer is not None:
-            self.viewer.status = f"importing labels from {path}…"
+            self.viewer.status = status
         return True
 
     @property
-    def importing(self) -> bool:
-        return self._import_thread is not None and self._import_thread.is_alive()
+    def working(self) -> bool:
+        """An import of labels or a relink is under way."""
+        return self._work_thread is not None and self._work_thread.is_alive()
+
+    def import_labels(self, path) -> bool:
+        """Import masks, DICOM-SEGs or a CSV of classes (what `medlabeler import-labels` reads) on a
+        thread; ``labels_imported`` says what came in."""
+        before = self.project.current_label_versions() if self.project is not None else {}
+        return self._work_on_a_thread("import-labels", lambda project: (before, calls.import_labels(project, path)),
+                                      f"importing labels from {path}…")
+
+    def relink_images(self, folder) -> bool:
+        """Look for the images moved or renamed since the import under ``folder`` (`medlabeler
+        relink`) on a thread; ``images_relinked`` says what was found."""
+        return self._work_on_a_thread("relink", lambda project: calls.relink_images(project, folder),
+                                      f"looking for the missing images under {folder}…")
 
     @main_thread_only
-    def _imported(self, project, result, before) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
-        self._import_thread = None
-        if isinstance(result, Exception):
-            words = f"Cannot import the labels: {error_text(result)}"
-            show_error_message(words)
-        else:
-            summary, lines, after = result
-            words = "\n".join([summary, *lines])
-            skipped = any(line.startswith("skipped") for line in lines)
-            (show_warning if lines else show_info)(summary + (": the Project tab names the files skipped and why"
-                                                              if skipped else ", with warnings in the Project tab"
-                                                              if lines else ""))
-            if project is self.project and after != before:
-                if self.view is not None:  # what came in for the samples on screen shows there
-                    self.view.show_stored_labels(i for i, v in after.items() if before.get(i) != v)
-                self.labels_changed.emit()
-        if self.viewer is not None and str(self.viewer.status).startswith("importing labels"):
+    def _worked_out(self, project, what, result) -> None:
+        self._work_thread = None
+        words = (self._imported if what == "import-labels" else self._relinked)(project, result)
+        if self.viewer is not None and self.viewer.status == self._work_status:
             self.viewer.status = words.splitlines()[0]
-        self.labels_imported.emit(words)
+        (self.labels_imported if what == "import-labels" else self.images_relinked).emit(words)
+
+    def _imported(self, project, result) -> str:
+        if isinstance(result, Exception):
+            return _said(f"Cannot import the labels: {error_text(result)}", error=True)
+        before, (summary, lines, after) = result
+        if project is self.project and after != before:
+            if self.view is not None:  # what came in for the samples on screen shows there
+                self.view.show_stored_labels(i for i, v in after.items() if before.get(i) != v)
+            self.labels_changed.emit()
+        skipped = any(line.startswith("skipped") for line in lines)
+        _said(summary + (": the Project tab names the files skipped and why" if skipped else
+                         ", with warnings in the Project tab" if lines else ""), warn=bool(lines))
+        return "\n".join([summary, *lines])
+
+    def _relinked(self, project, result) -> str:
+        if isinstance(result, Exception):
+            return _said(f"Cannot look for the missing images: {error_text(result)}", error=True)
+        summary, lines = result
+        if project is self.project:
+            self.queue_changed.emit()  # their samples are queued again
+            if self.sample is None:  # nothing could be opened before
+                self.open_next()
+        _said(summary + (": the Project tab names those still missing" if lines else ""), warn=bool(lines))
+        return "\n".join([summary, *lines])
 
     @main_thread_only
     def make_spare_layers(self) -> None:
@@ -647,8 +680,8 @@ class Session(QObject):
         self._say_what_closing_discards()
         self.jobs.cancel_all()
         self.jobs.wait_idle(60)
-        if self._import_thread is not None:
-            self._import_thread.join(60)  # its saves land before the project's handle closes
+        if self._work_thread is not None:
+            self._work_thread.join(60)  # its writes land before the project's handle closes
         self.rankings.forget()
         self._queue_wanted = False
         if self.writer is not None:

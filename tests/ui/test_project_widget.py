@@ -445,3 +445,40 @@ def test_classes_are_imported_from_a_csv_in_the_project_tab(make_napari_viewer, 
     assert "line 5" in said[0] and "ghost.png" in said[0]
     by_name = {os.path.basename(s.path): s.id for s in session.project.samples()}
     assert {by_name[name]: c for name, c in rows} == session.project.labels()
+
+
+def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napari_viewer, qtbot, brain_files,
+                                                                      tmp_path):
+    """The image folder moved (another disk, another computer): nothing opens until the Project
+    tab's Find moved images points the project at the new place; then the first sample opens."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui.app import build_app
+    from tests.ui.projects import COLORS
+
+    images, _ = brain_files
+    shutil.copytree(images, tmp_path / "old" / "images")
+    project, _ = create_project(tmp_path / "project", tmp_path / "old" / "images", task="segmentation", names=NAMES,
+                                colors=COLORS, unit="slice")
+    with project:
+        first = project.samples()[0]
+        project.save_label(first.id, np.ones(first.shape, np.uint8))
+    new = tmp_path / "moved here"
+    shutil.move(tmp_path / "old", new)
+    viewer = make_napari_viewer()
+    widget = build_app(viewer, tmp_path / "project")
+    session, form = widget.session, widget.project
+    assert session.sample is None  # every image is missing
+    said = []
+    session.images_relinked.connect(said.append)
+    assert form.relink_button.isEnabled() and form.relink(str(new))
+    qtbot.waitUntil(lambda: bool(said), timeout=30_000)
+    n = len(session.project.samples())
+    assert said == [f"found 4 of 4 missing images under {new}: {n} samples read from there now"]
+    assert not form.relink_report.isHidden() and form.relink_report.text() == said[0]
+    assert session.project.missing_sources() == []
+    qtbot.waitUntil(lambda: session.sample is not None, timeout=10_000)  # the first sample opens now
+    assert form.relink(str(new))
+    qtbot.waitUntil(lambda: len(said) == 2, timeout=30_000)
+    assert said[1] == "no image of the project is missing"

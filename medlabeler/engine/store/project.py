@@ -710,6 +710,42 @@ class Project:
         readable = {path: now for path, now in changed.items() if path not in failed and isinstance(now, str)}
         return LabeledSourceCheck(unreadable, readable)
 
+    def missing_sources(self) -> list[tuple[str, str | None, tuple[int, ...]]]:
+        """(path, series UID, shape) of each image or series whose path is gone (moved, renamed or
+        deleted since the import; `project.relink` finds moved ones)."""
+        rows = self._query("SELECT DISTINCT path, series_uid, source_shape FROM samples ORDER BY path, series_uid")
+        return [(path, series, tuple(json.loads(shape))) for path, series, shape in rows if not os.path.exists(path)]
+
+    def source_fingerprint_recorded(self, path: str) -> str:
+        """The fingerprint `files.source_fingerprint` gave ``path`` when it was imported (or last
+        refreshed)."""
+        rows = self._query("SELECT content_hash FROM samples WHERE path = ? LIMIT 1", (path,))
+        return rows[0][0] if rows else ""
+
+    def count_samples_of(self, paths: Iterable[str]) -> int:
+        return sum(self._query("SELECT COUNT(*) FROM samples WHERE path = ?", (p,))[0][0] for p in paths)
+
+    def move_sources(self, moves: Mapping[str, tuple[str, str]]) -> int:
+        """Read the samples of each old path from its new one from now on: old path -> (new path,
+        its fingerprint now). Sample ids, labels and scores stay. Returns the samples moved."""
+        self._check_writable()
+        moved: set[int] = set()
+        with self._write() as conn:
+            for old, (new, fingerprint) in sorted(moves.items()):
+                clash = conn.execute("SELECT 1 FROM samples a JOIN samples b ON b.path = ? AND "
+                                     "ifnull(b.series_uid, '') = ifnull(a.series_uid, '') WHERE a.path = ? LIMIT 1",
+                                     (new, old)).fetchone()
+                if clash:
+                    raise InputError(new, "is already in the project (imported from there too): remove one of "
+                                          "the two from the project's folder list, or relink to another folder")
+                moved.update(int(r[0]) for r in conn.execute("SELECT id FROM samples WHERE path = ?", (old,)))
+                conn.execute("UPDATE samples SET path = ?, content_hash = ? WHERE path = ?",
+                             (os.path.abspath(new), fingerprint, old))
+            self._insert_audit(conn, "sources_relinked", {"sources": len(moves), "samples": len(moved)})
+        for name in ("_unreadable", "_lost_slices"):  # what was noted of the old paths no longer holds
+            self._drop_session_ids(name, moved)
+        return len(moved)
+
     def refresh_fingerprints(self, fingerprints: Mapping[str, str]) -> None:
         """Record the fingerprints (path -> `files.source_fingerprint`) of sources changed since the
         import (touched, copied with new times) but found to read as before, so that they are not
@@ -749,7 +785,8 @@ class Project:
                 return self._pixels[key]
         if not os.path.exists(s.path):
             raise InputError(s.path, "source image is missing: it was moved or deleted after it was "
-                                     "added to the project")
+                                     "added to the project (moved: `medlabeler relink`, or the app's Project tab "
+                                     "> Find moved images)")
         from ..io import read_image  # imported late: the store works without the readers loaded
 
         from ..io.image import display_orientation, screen_markers

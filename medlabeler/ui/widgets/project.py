@@ -65,6 +65,16 @@ class ProjectWidget(QWidget):
         self.counts_label = QLabel("")
         self.counts_label.setWordWrap(True)
         layout.addWidget(self.counts_label)
+        self.relink_button = QPushButton("Find moved images…")
+        self.relink_button.setToolTip("Images moved or renamed since they were added (a folder moved to another "
+                                      "disk, the project opened on another computer): choose the folder they are "
+                                      "in now. Each is taken only if it is the same image (size, DICOM series); "
+                                      "sample ids, labels and models stay")
+        layout.addWidget(self.relink_button)
+        self.relink_report = hint("")
+        self.relink_report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.relink_report.setVisible(False)
+        layout.addWidget(self.relink_report)
 
         self._exporting = False
         imports = QGroupBox("Import labels")
@@ -142,6 +152,8 @@ class ProjectWidget(QWidget):
         browse_images.clicked.connect(lambda: self._browse(self.images_edit))
         browse_root.clicked.connect(lambda: self._browse(self.root_edit))
         browse_export.clicked.connect(lambda: self._browse(self.export_edit))
+        self.relink_button.clicked.connect(self._choose_and_relink)
+        connect(self, self.session.images_relinked, self._relink_ended)
         self.browse_import.clicked.connect(self._browse_import)
         self.import_button.clicked.connect(self.import_labels)
         self.import_edit.textChanged.connect(self._enable_import)
@@ -211,6 +223,23 @@ class ProjectWidget(QWidget):
         self._enable_import()
         return True
 
+    def _choose_and_relink(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "The folder the images are in now", str(Path.home()))
+        if folder:
+            self.relink(folder)
+
+    def relink(self, folder: str) -> bool:
+        """Look for the images moved since the import under ``folder`` (on a thread)."""
+        if not self.session.relink_images(folder):
+            return False
+        self.relink_report.setVisible(False)
+        self._enable_import()
+        return True
+
+    def _relink_ended(self, words: str) -> None:
+        _show_report_in(self.relink_report, words)
+        self._enable_import()
+
     def _import_ended(self, words: str) -> None:
         _show_report_in(self.import_report, words)
         self._enable_import()
@@ -218,7 +247,8 @@ class ProjectWidget(QWidget):
     def _enable_import(self) -> None:
         project = self.session.project
         ready = project is not None and not project.readonly and bool(self.import_edit.text().strip())
-        self.import_button.setEnabled(ready and not self.session.importing)  # one import at a time
+        self.import_button.setEnabled(ready and not self.session.working)  # one import or relink at a time
+        self.relink_button.setEnabled(project is not None and not project.readonly and not self.session.working)
 
     def export(self) -> bool:
         """Export the labels to the folder in the form, in the format chosen (on a thread)."""
@@ -270,7 +300,8 @@ class ProjectWidget(QWidget):
             self.report_label.setVisible(False)
         self._enable_export()
         self._enable_import()
-        self.import_report.setVisible(False)  # the report was about the project before
+        self.import_report.setVisible(False)  # the reports were about the project before
+        self.relink_report.setVisible(False)
         if project is None:
             self.path_label.setText("No project open")
             self.counts_label.setText("")

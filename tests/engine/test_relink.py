@@ -1,0 +1,100 @@
+"""Images moved or renamed since the import are found again (`medlabeler relink`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from medlabeler.cli import main
+from medlabeler.engine.errors import ProjectError
+from medlabeler.engine.project.project_import import create_project
+from medlabeler.engine.project.relink import relink_images
+from medlabeler.engine.store import Project
+from tests.engine.io_fixtures import mni_volume, write_dicom_series, write_nifti, write_png
+
+
+@pytest.fixture(scope="module")
+def brain():
+    return mni_volume(step=6)  # a real MRI, (32, 39, 33)
+
+
+@pytest.fixture
+def moved(tmp_path, brain):
+    """A project of two NIfTI scans in subfolders, a DICOM series and two PNGs, each labeled on one
+    sample; then the whole image folder moved to another 'disk'."""
+    images = tmp_path / "old" / "images"
+    write_nifti(images / "mr" / "a.nii.gz", brain[:6])
+    write_nifti(images / "mr" / "b.nii.gz", brain[6:12])
+    write_dicom_series(images / "ct" / "series1", brain[:5], spacing=(3.0, 1.5, 1.5), seed=1)
+    for i in range(2):
+        write_png(images / "photos" / f"p{i}.png", (brain[10 + i] * 255 / brain.max()).astype(np.uint8))
+    project, _ = create_project(tmp_path / "proj", images, task="segmentation", names=["tissue"], unit="slice")
+    with project:
+        labels = {}
+        for sample in {s.path: s for s in project.samples()}.values():  # one sample of each image
+            mask = np.zeros(sample.shape, np.uint8)
+            mask[2:5, 3:7] = 1
+            project.save_label(sample.id, mask)
+            labels[sample.id] = mask
+        before = {s.id: (s.path, s.series_uid, s.slice_index) for s in project.samples()}
+    new = tmp_path / "new disk" / "data"
+    new.parent.mkdir()
+    shutil.move(images, new)
+    return tmp_path / "proj", new, before, labels
+
+
+def test_a_moved_image_folder_is_found_by_the_ends_of_its_paths(moved):
+    root, new, before, labels = moved
+    with Project.open(root) as project:
+        assert len(project.missing_sources()) == 5  # two scans, one series, two photos
+        dry = relink_images(project, new, dry_run=True)
+        assert len(dry.found) == 5 and dry.samples == len(before)
+        assert len(project.missing_sources()) == 5  # a dry run changes nothing
+        report = relink_images(project, new)
+        assert report.samples == len(before) and not report.missing and not report.refused
+        assert report.summary(new) == f"found 5 of 5 missing images under {new}: {len(before)} samples read from there now"
+        assert project.missing_sources() == []
+        for sample in project.samples():  # the same ids, slices and labels, read from the new place
+            path, series, z = before[sample.id]
+            assert sample.path.startswith(str(new)) and sample.path.endswith(path.split("images", 1)[1])
+            assert (sample.series_uid, sample.slice_index) == (series, z)
+            assert project.load_pixels(sample).shape == sample.shape
+        for sample_id, mask in labels.items():
+            assert np.array_equal(project.load_label(sample_id), mask)
+        assert project.verify_sources() == []  # fingerprints recorded anew
+        assert project.audit_log()[-1]["action"] == "sources_relinked"
+
+
+def test_renamed_images_are_found_by_their_fingerprint_and_a_different_image_is_refused(moved):
+    root, new, before, _ = moved
+    os.rename(new / "mr" / "a.nii.gz", new / "mr" / "a_renamed.nii.gz")  # mv keeps size, time and bytes
+    os.rename(new / "ct" / "series1", new / "ct" / "head")
+    (new / "photos" / "p1.png").unlink()
+    write_nifti(new / "mr" / "b.nii.gz", np.zeros((7, 8, 9), np.float32))  # another scan, same name
+    with Project.open(root) as project:
+        report = relink_images(project, new)
+        found = {os.path.basename(old): os.path.relpath(now, new) for old, now in report.found.items()}
+        assert found == {"a.nii.gz": "mr/a_renamed.nii.gz", "series1": "ct/head", "p0.png": "photos/p0.png"}
+        assert sorted(os.path.basename(p) for p in report.missing) == ["b.nii.gz", "p1.png"]
+        (refused,) = report.refused
+        assert refused.path == str(new / "mr" / "b.nii.gz") and "7x8x9" in str(refused) and "6x39x33" in str(refused)
+        assert "not the same image: " in report.lines()[-1]
+        assert {os.path.basename(p) for p, _, _ in project.missing_sources()} == {"b.nii.gz", "p1.png"}
+
+
+def test_the_command_relinks_and_says_what_is_still_missing(moved, capsys):
+    root, new, before, _ = moved
+    (new / "photos" / "p1.png").unlink()
+    assert main(["relink", str(root), str(new), "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().endswith("1 still missing (a dry run: nothing changed)")
+    assert main(["relink", str(root), str(new)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"found 4 of 5 missing images under {new}: {len(before) - 1} samples read from there now; 1 still missing"
+    assert "still missing: " in err and "p1.png" in err
+    assert main(["relink", str(root), str(new / "nothing here")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    with Project.open(root, readonly=True) as project, pytest.raises(ProjectError):
+        project.move_sources({})  # read-only
