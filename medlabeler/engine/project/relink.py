@@ -9,7 +9,8 @@ looked for there:
 1. by the end of its old path (``old/root/ct/series1`` is found as ``NEW/ct/series1``, then as
    ``NEW/series1``), then by its name alone when one file under the folder has it;
 2. else by its fingerprint (size, modification time and the file's ends: what `mv` and
-   `cp -p` keep), which finds a renamed file or series folder.
+   `cp -p` keep), which finds a renamed file or series folder (under a folder of at most
+   FINGERPRINTS_AT_MOST files).
 
 A candidate replaces the old path only if its headers describe the same image: the same shape
 (and the same DICOM series UID). Nothing is decoded, and labels, scores and models stay as they
@@ -25,6 +26,10 @@ from pathlib import Path
 from medlabeler.engine.errors import InputError
 from medlabeler.engine.io.sources import classify, scan_sources
 from medlabeler.engine.store import files
+
+
+#: Renamed images are looked for by fingerprint under a folder of at most this many files and folders
+FINGERPRINTS_AT_MOST = 20_000
 
 
 @dataclass
@@ -99,6 +104,8 @@ class _Tree:
         self._fingerprints: dict[str, str | None] | None = None
 
     def by_fingerprint(self, fingerprint: str) -> list[str]:
+        if len(self.paths) > FINGERPRINTS_AT_MOST:
+            return []  # a home folder: reading the ends of every file would take minutes
         if self._fingerprints is None:
             self._fingerprints = {}
             for path in self.paths:
