@@ -98,3 +98,19 @@ def test_the_command_relinks_and_says_what_is_still_missing(moved, capsys):
     assert "is not a folder" in capsys.readouterr().err
     with Project.open(root, readonly=True) as project, pytest.raises(ProjectError):
         project.move_sources({})  # read-only
+
+
+def test_an_image_the_project_reads_already_is_never_taken_for_a_moved_one(tmp_path, brain):
+    src = tmp_path / "src"
+    keep = write_nifti(src / "data" / "sub1" / "scan.nii.gz", brain[:4])  # stays where it is
+    gone = write_nifti(src / "old" / "a" / "scan.nii.gz", brain[4:8])
+    create_project(tmp_path / "proj", src, task="segmentation", names=["tissue"])[0].close()
+    moved_to = src / "data" / "sub2" / "scan.nii.gz"
+    moved_to.parent.mkdir()
+    shutil.copyfile(gone, moved_to)  # copied without its time: only its name finds it
+    os.utime(moved_to, (1e9, 1e9))
+    gone.unlink()
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, src / "data")  # two files of its name there, one of them in use
+        assert report.found == {str(gone): str(moved_to)}
+        assert {p for p, _, _ in project.sources()} == {str(keep), str(moved_to)}

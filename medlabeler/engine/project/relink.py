@@ -63,10 +63,11 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
     if not folder.is_dir():
         raise InputError(folder, "is not a folder")
     report = RelinkReport()
-    lost = project.missing_sources()  # (path, series UID, shape) of each image whose path is gone
+    sources = project.sources()
+    lost = [source for source in sources if not os.path.exists(source[0])]
     if not lost:
         return report
-    tree = _Tree(folder)
+    tree = _Tree(folder, in_use={path for path, _, _ in sources})
     taken: set[tuple[str, str | None]] = set()
     for old in sorted({path for path, _, _ in lost}):
         wanted = [(series, shape) for path, series, shape in lost if path == old]
@@ -91,8 +92,9 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
 class _Tree:
     """The files and folders under the folder searched, listed once; fingerprints on demand."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, in_use: set[str]):
         self.root = root
+        self.in_use = in_use  # images the project reads already: never another one's new place
         self.by_name: dict[str, list[str]] = {}
         self.paths: list[str] = [str(root)]
         for where, dirs, names in os.walk(root):
@@ -113,7 +115,7 @@ class _Tree:
                     self._fingerprints[path] = files.source_fingerprint(path)
                 except InputError:
                     self._fingerprints[path] = None
-        return [p for p, f in self._fingerprints.items() if f == fingerprint]
+        return [p for p, f in self._fingerprints.items() if f == fingerprint and p not in self.in_use]
 
 
 def _find(old: str, wanted: list[tuple[str | None, tuple[int, ...]]], tree: _Tree,
@@ -124,9 +126,9 @@ def _find(old: str, wanted: list[tuple[str | None, tuple[int, ...]]], tree: _Tre
     candidates = [str(tree.root.joinpath(*parts[-k:])) for k in range(len(parts), 0, -1)]
     if tree.root.name == Path(old).name:
         candidates.append(str(tree.root))  # the folder chosen is the series' folder itself
-    candidates = [c for c in candidates if os.path.exists(c)]
+    candidates = [c for c in candidates if os.path.exists(c) and c not in tree.in_use]
     if not candidates:
-        candidates = tree.by_name.get(Path(old).name, [])
+        candidates = [c for c in tree.by_name.get(Path(old).name, []) if c not in tree.in_use]
         if len(candidates) > 1:
             candidates = []  # several files of that name: not guessed
     if not candidates:

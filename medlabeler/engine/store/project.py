@@ -710,11 +710,15 @@ class Project:
         readable = {path: now for path, now in changed.items() if path not in failed and isinstance(now, str)}
         return LabeledSourceCheck(unreadable, readable)
 
-    def missing_sources(self) -> list[tuple[str, str | None, tuple[int, ...]]]:
-        """(path, series UID, shape) of each image or series whose path is gone (moved, renamed or
-        deleted since the import; `project.relink` finds moved ones)."""
+    def sources(self) -> list[tuple[str, str | None, tuple[int, ...]]]:
+        """(path, series UID, shape) of each image or series the samples are read from."""
         rows = self._query("SELECT DISTINCT path, series_uid, source_shape FROM samples ORDER BY path, series_uid")
-        return [(path, series, tuple(json.loads(shape))) for path, series, shape in rows if not os.path.exists(path)]
+        return [(path, series, tuple(json.loads(shape))) for path, series, shape in rows]
+
+    def missing_sources(self) -> list[tuple[str, str | None, tuple[int, ...]]]:
+        """`sources` whose path is gone (moved, renamed or deleted since the import;
+        `project.relink` finds moved ones)."""
+        return [source for source in self.sources() if not os.path.exists(source[0])]
 
     def source_fingerprint_recorded(self, path: str) -> str:
         """The fingerprint `files.source_fingerprint` gave ``path`` when it was imported (or last
