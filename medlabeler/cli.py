@@ -211,6 +211,27 @@ def cmd_remove_label(args) -> int:
     return 0
 
 
+def cmd_history(args) -> int:
+    from medlabeler.engine.store.project import version_text
+
+    with _open(args.project, readonly=args.restore is None) as project:
+        sample = project.sample(args.sample)
+        if args.restore is not None:
+            before = project.label(sample.id)
+            project.revert_label(sample.id, args.restore)
+            stays = f" (version {before.version} stays in the history)" if before is not None else ""
+            print(f"sample {sample.id}: version {args.restore} is its label again{stays}")
+            return 0
+        versions = project.label_history(sample.id)
+        print(f"sample {sample.id} ({project.task.kind}, {sample.split}): "
+              + (f"{_count(len(versions), 'saved version')}" if versions else "never labeled"))
+        for lv in reversed(versions):
+            print(f"  {version_text(lv, project.task)}" + ("   <- its label now" if lv.is_current else ""))
+        if versions and not any(lv.is_current for lv in versions):
+            print("  (unlabeled now: its label was removed; --restore V brings a version back)")
+    return 0
+
+
 def cmd_relink(args) -> int:
     from medlabeler.engine.project.relink import relink_images
 
@@ -604,6 +625,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="the project folder")
     p.add_argument("samples", nargs="+", type=int, help="sample ids (as `medlabeler queue` and the app show them)")
     p.set_defaults(func=cmd_remove_label)
+
+    p = _command(sub, "history", help="the saved versions of a sample's label, newest first; --restore V makes "
+                                       "an earlier one its label again")
+    p.add_argument("project", help="the project folder")
+    p.add_argument("sample", type=int, help="a sample id (as `medlabeler queue` and the app show them)")
+    p.add_argument("--restore", type=int, metavar="V", help="make version V the sample's label again (the newer "
+                                                             "versions stay in the history)")
+    p.set_defaults(func=cmd_history)
 
     p = _command(sub, "relink", help="find images moved or renamed since the import under a folder, and read "
                                       "them from there (same ids, labels and models)")

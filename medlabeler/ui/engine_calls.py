@@ -115,6 +115,15 @@ def import_labels(project, path: str | Path) -> tuple[str, list[str], dict[int, 
     return imported_text(report, path), lines, project.current_label_versions()
 
 
+def saved_versions(project, sample_id: int) -> list[tuple[int, str, bool]]:
+    """(version, what it is in words, whether it is the label now) of each saved version of a
+    sample's label, newest first."""
+    from medlabeler.engine.store.project import version_text
+
+    return [(lv.version, version_text(lv, project.task), lv.is_current)
+            for lv in reversed(project.label_history(sample_id))]
+
+
 def relink_images(project, folder: str | Path) -> tuple[str, list[str]]:
     """Find the images moved or renamed since the import under ``folder`` (on a thread): the
     summary line, and a line per image still missing or candidate refused."""

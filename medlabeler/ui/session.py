@@ -23,7 +23,7 @@ import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.engine.store.project import MISSING_SLICE
-from medlabeler.engine.errors import error_text
+from medlabeler.engine.errors import MedlabelerError, error_text
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
 from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, make_spare_layers, read_volume,
@@ -1177,6 +1177,32 @@ class Session(QObject):
         self.queue_changed.emit()
         self.viewer.status = (f"removed the label of sample {sample_id}: it is unlabeled again (version {version} "
                               "stays in the project's history)")
+        return True
+
+    @main_thread_only
+    def restore_label(self, sample_id: int, version: int) -> bool:
+        """Make an earlier saved version of a sample's label its label again (an import or a
+        correction that replaced a better one, a damaged mask file); the newer versions stay in
+        the history. False when it could not be done (said)."""
+        if self.project is None or self.view is None:
+            return False
+        if self.writer is None:
+            show_error_message("This project is open read-only; labels cannot be restored.")
+            return False
+        self.save_current()
+        self.flush_saves()  # a save still being written would land after the restore
+        before = self.project.label(sample_id)
+        try:
+            self.project.revert_label(sample_id, version)
+        except MedlabelerError as exc:
+            show_error_message(f"Cannot restore version {version} of sample {sample_id}: {error_text(exc)}")
+            return False
+        self.view.show_stored_labels([sample_id])
+        self._from_prediction.discard(sample_id)
+        self.labels_changed.emit()
+        self.queue_changed.emit()
+        stays = f" (version {before.version} stays in the history)" if before is not None else ""
+        self.viewer.status = f"sample {sample_id}: version {version} is its label again{stays}"
         return True
 
     def _split_of(self, sample_id: int) -> str | None:

@@ -171,3 +171,42 @@ def test_remove_label_makes_samples_unlabeled_from_the_command_line(tmp_path, ca
     with Project.open(tmp_path / "proj", readonly=True) as project:
         assert project.labeled_ids() == frozenset() and len(project.label_history(first)) == 1
     assert main(["remove-label", str(tmp_path / "proj"), "999"]) != 0  # an unknown sample is an error
+
+
+def test_history_lists_a_labels_versions_and_restores_one(tmp_path, capsys):
+    """The versions were kept, but only a Python call (`revert_label`) brought one back, and the
+    damaged-mask message told the user to make that call."""
+    source = write_nifti(tmp_path / "images" / "v.nii.gz", np.arange(4 * 6 * 5, dtype=np.float32).reshape(4, 6, 5))
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["liver", "tumour"])
+    careful = np.zeros((6, 5), np.uint8)
+    careful[1:3, 1:3], careful[4, 4] = 1, 2
+    with project:
+        sample = project.samples()[1]
+        project.save_label(sample.id, careful, author="dr_a")
+        project.save_label(sample.id, np.zeros((6, 5), np.uint8), author="dr_b", origin="imported")
+    proj = str(tmp_path / "proj")
+    assert main(["history", proj, str(sample.id)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"sample {sample.id} (segmentation, {sample.split}): 2 saved versions"
+    assert lines[1].startswith("  v2 · imported by dr_b · ") and lines[1].endswith("background only   <- its label now")
+    assert lines[2].startswith("  v1 · manual by dr_a · ") and lines[2].endswith(" · liver, tumour")
+    assert main(["history", proj, str(sample.id), "--restore", "1"]) == 0
+    assert capsys.readouterr().out.strip() == (f"sample {sample.id}: version 1 is its label again (version 2 stays in "
+                                               "the history)")
+    with Project.open(proj) as project:
+        assert np.array_equal(project.load_label(sample.id), careful)
+        project.remove_label(sample.id)
+        other = project.samples()[2]
+    assert main(["history", proj, str(sample.id)]) == 0
+    assert "unlabeled now: its label was removed" in capsys.readouterr().out
+    assert main(["history", proj, str(other.id)]) == 0
+    assert capsys.readouterr().out.strip() == f"sample {other.id} (segmentation, {other.split}): never labeled"
+    assert main(["history", proj, str(sample.id), "--restore", "7"]) == 2
+    assert "has no label version 7" in capsys.readouterr().err
+    # a damaged mask file names the command that brings the intact version back
+    with Project.open(proj) as project:
+        project.revert_label(sample.id, 2)
+        damaged = tmp_path / "proj" / project.label(sample.id).mask_relpath
+        damaged.write_bytes(b"torn")
+        with pytest.raises(Exception, match=rf"`medlabeler history PROJECT {sample.id} --restore 1`"):
+            project.load_label(sample.id)

@@ -183,7 +183,8 @@ def test_the_label_of_an_image_damaged_after_it_was_labeled_can_be_taken_back_in
     queue = widget.queue
     queue.view_combo.setCurrentText("labeled")
     row = queue.sample_ids().index(damaged.id)
-    open_it, remove = queue.row_actions(row)
+    open_it, remove, restore = queue.row_actions(row)
+    assert not restore.isEnabled()  # one saved version, its label now: nothing earlier to restore
     assert remove.text() == f"Remove label of sample {damaged.id}" and remove.isEnabled()
     remove.trigger()
     assert session.project.label(damaged.id) is None

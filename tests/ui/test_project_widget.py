@@ -482,3 +482,33 @@ def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napar
     assert form.relink(str(new))
     qtbot.waitUntil(lambda: len(said) == 2, timeout=30_000)
     assert said[1] == "no image of the project is missing"
+
+
+def test_an_earlier_version_of_a_label_is_restored_from_the_queue(make_napari_viewer, qtbot, brain_project):
+    """An import or a correction replaced a better label: the versions were kept, but only a
+    Python call brought one back. A right-click on its row in the queue lists them."""
+    from medlabeler.ui.app import build_app
+
+    viewer = make_napari_viewer()
+    widget = build_app(viewer, brain_project)
+    session, queue = widget.session, widget.queue
+    sample = session.sample
+    layer = session.view.labels_layer
+    first = np.zeros(sample.shape, np.uint8)
+    first[5:15, 5:15] = 2
+    for mask in (first, np.ones(sample.shape, np.uint8)):  # a careful label, then one that replaced it
+        np.asarray(layer.data)[sample.slice_index] = mask
+        layer.refresh()
+        session.save_current()
+        session.flush_saves()
+    queue.view_combo.setCurrentText("labeled")
+    qtbot.waitUntil(lambda: sample.id in queue.sample_ids(), timeout=5000)
+    _, _, restore = queue.row_actions(queue.sample_ids().index(sample.id))
+    (earlier,) = restore.menu().actions()  # its label now is not offered
+    assert restore.isEnabled() and earlier.text().startswith("v1 · manual") and earlier.text().endswith("white_matter")
+    earlier.trigger()
+    assert session.project.label(sample.id).version == 1
+    assert np.array_equal(np.asarray(layer.data)[sample.slice_index], first)  # on screen at once
+    assert viewer.status == f"sample {sample.id}: version 1 is its label again (version 2 stays in the history)"
+    _, _, restore = queue.row_actions(queue.sample_ids().index(sample.id))
+    assert [a.text()[:2] for a in restore.menu().actions()] == ["v2"]

@@ -81,6 +81,21 @@ def per_class_text(kind: str, per_class: Mapping[str, int]) -> list[str]:
     return [f"{name}: {count} labeled" for name, count in per_class.items()]
 
 
+def version_text(lv: LabelVersion, task) -> str:
+    """One saved version of a label, said: "v2 · corrected_prediction · 2026-12-07 10:32 (local
+    time) · grey_matter, white_matter" (what it holds; "background only" for an empty mask)."""
+    try:
+        when = datetime.fromisoformat(lv.created).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        when = lv.created
+    if task.kind == "classification":
+        holds = task.names[lv.value] if lv.value is not None and 0 <= lv.value < len(task.names) else str(lv.value)
+    else:
+        holds = ", ".join(task.names[v - 1] for v in lv.present if 0 < v <= len(task.names)) or "background only"
+    by = f" by {lv.author}" if lv.author else ""
+    return f"v{lv.version} · {lv.origin}{by} · {when} · {holds}"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -1013,7 +1028,8 @@ class Project:
         s = s or self.sample(lv.sample_id)
         intact = next((old.version for old in reversed(self.label_history(lv.sample_id))
                        if old.version < lv.version and not isinstance(self._mask_problem(old, s), str)), None)
-        hint = (f"version {intact} is intact: revert_label({lv.sample_id}, {intact}) makes it current"
+        hint = (f"version {intact} is intact: `medlabeler history PROJECT {lv.sample_id} --restore {intact}` (or "
+                f"the app's queue: right-click > Restore a saved version) makes it current"
                 if intact else "no earlier intact version")
         raise ProjectError(f"{self.root / lv.mask_relpath}: mask of {s.describe()} (sample {lv.sample_id}, "
                            f"label version {lv.version}) {problem}; {hint}")

@@ -289,9 +289,10 @@ class QueueWidget(QWidget):
             self.session.open_sample(self.rows[row].sample)
 
     def row_actions(self, row: int) -> list[QAction]:
-        """What a right-click on ``row`` offers: open its sample, and take its label back, which
+        """What a right-click on ``row`` offers: open its sample, take its label back, which
         reaches a sample whose image cannot be opened any more (a labeled file damaged after the
-        import stops every training run until it is put back or unlabeled)."""
+        import stops every training run until it is put back or unlabeled), and restore an earlier
+        saved version of its label."""
         if not 0 <= row < len(self.rows) or self.session.project is None:
             return []
         sample_id = self.rows[row].sample
@@ -301,7 +302,21 @@ class QueueWidget(QWidget):
         remove.setToolTip("unlabeled again; its saved versions stay in the project's history")
         remove.setEnabled(self.session.writer is not None and self.session.project.label(sample_id) is not None)
         remove.triggered.connect(lambda: self.session.remove_label(sample_id))
-        return [open_it, remove]
+        return [open_it, remove, self._restore_menu(sample_id).menuAction()]
+
+    def _restore_menu(self, sample_id: int) -> QMenu:
+        """The sample's saved versions other than its label now, newest first: choosing one makes
+        it the label again (an import or a correction replaced a better one)."""
+        from medlabeler.ui.engine_calls import saved_versions
+
+        menu = QMenu(f"Restore a saved version of sample {sample_id}", self.table)
+        menu.setToolTipsVisible(True)
+        earlier = [(v, text) for v, text, current in saved_versions(self.session.project, sample_id) if not current]
+        for version, text in earlier:
+            action = menu.addAction(text)
+            action.triggered.connect(lambda _=False, v=version: self.session.restore_label(sample_id, v))
+        menu.setEnabled(bool(earlier) and self.session.writer is not None)
+        return menu
 
     def _context_menu(self, position) -> None:
         actions = self.row_actions(self.table.rowAt(position.y()))
@@ -310,8 +325,8 @@ class QueueWidget(QWidget):
             menu.addActions(actions)
             menu.exec(self.table.viewport().mapToGlobal(position))
             menu.deleteLater()  # and its actions with it: one menu a right-click
-            for action in actions:
-                action.deleteLater()
+            for action in actions:  # a submenu's action belongs to its menu: the menu goes, and it with it
+                (action.menu() or action).deleteLater()
 
     def sample_ids(self) -> list[int]:
         return [row.sample for row in self.rows]
