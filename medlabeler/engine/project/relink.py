@@ -78,7 +78,7 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
                 report.refused.append(refusal)
             continue
         if any((new, series) in taken for series, _ in wanted):
-            report.missing.append(old)  # two old images found in one place: neither guessed
+            report.missing.append(old)  # found where another old image was found: not guessed
             continue
         taken.update((new, series) for series, _ in wanted)
         report.found[old] = new
