@@ -114,3 +114,74 @@ def test_an_image_the_project_reads_already_is_never_taken_for_a_moved_one(tmp_p
         report = relink_images(project, src / "data")  # two files of its name there, one of them in use
         assert report.found == {str(gone): str(moved_to)}
         assert {p for p, _, _ in project.sources()} == {str(keep), str(moved_to)}
+
+
+def _make_project(tmp_path, volumes: dict[str, np.ndarray]) -> None:
+    """A closed project at tmp_path/proj of NIfTI volumes written under tmp_path/old."""
+    for name, volume in volumes.items():
+        write_nifti(tmp_path / "old" / name, volume)
+    create_project(tmp_path / "proj", tmp_path / "old", task="segmentation", names=["tissue"])[0].close()
+
+
+def test_one_patients_image_is_never_given_to_another_of_the_same_name_and_size(tmp_path, brain):
+    """Only pat2 copied so far: pat1's scan (same name, same size) must not be taken for it."""
+    _make_project(tmp_path, {"pat1/t1.nii.gz": brain[:4], "pat2/t1.nii.gz": brain[4:8]})
+    (tmp_path / "new").mkdir()
+    shutil.copytree(tmp_path / "old" / "pat2", tmp_path / "new" / "pat2")  # new file times: no fingerprint match
+    for copied in (tmp_path / "new" / "pat2").iterdir():
+        os.utime(copied, (1e9, 1e9))
+    shutil.rmtree(tmp_path / "old")
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, tmp_path / "new")
+        assert report.found == {str(tmp_path / "old/pat2/t1.nii.gz"): str(tmp_path / "new/pat2/t1.nii.gz")}
+        assert report.missing == [str(tmp_path / "old/pat1/t1.nii.gz")]
+
+
+def test_a_project_made_on_windows_finds_its_images_by_their_windows_path(tmp_path, brain):
+    _make_project(tmp_path, {"mr/a.nii.gz": brain[:4]})
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "proj" / "project.sqlite")
+    db.execute("UPDATE samples SET path = 'D:\\scans\\mr\\a.nii.gz'")  # as the Windows machine stored it
+    db.commit()
+    db.close()
+    os.utime(tmp_path / "old" / "mr" / "a.nii.gz", (1e9, 1e9))  # copied over: a new file time
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, tmp_path / "old")
+        assert report.found == {"D:\\scans\\mr\\a.nii.gz": str(tmp_path / "old" / "mr" / "a.nii.gz")}
+
+
+def test_a_folder_reached_through_a_link_never_gives_an_image_in_use_to_a_missing_one(tmp_path, brain):
+    _make_project(tmp_path, {"data/sub1/scan.nii.gz": brain[:4], "gone/scan.nii.gz": brain[:4]})
+    shutil.rmtree(tmp_path / "old" / "gone")
+    os.symlink(tmp_path / "old" / "data", tmp_path / "alias")
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, tmp_path / "alias")  # sub1/scan.nii.gz is the one in use
+        assert report.found == {} and report.missing == [str(tmp_path / "old" / "gone" / "scan.nii.gz")]
+
+
+def test_a_series_kept_in_subfolders_is_never_matched_by_an_empty_folders_fingerprint(tmp_path, brain):
+    """A folder holding no file itself has the fingerprint of nothing: every such folder matched,
+    the search folder first, and the series would have been read through the whole tree."""
+    written = write_dicom_series(tmp_path / "old" / "ser", brain[:4], spacing=(3.0, 1.5, 1.5), seed=3)
+    for i, file in enumerate(sorted(written)):  # its files in two subfolders of the series' folder
+        (tmp_path / "old" / "ser" / "ab"[i % 2]).mkdir(exist_ok=True)
+        shutil.move(file, tmp_path / "old" / "ser" / "ab"[i % 2] / os.path.basename(file))
+    create_project(tmp_path / "proj", tmp_path / "old", task="segmentation", names=["tissue"])[0].close()
+    with Project.open(tmp_path / "proj", readonly=True) as project:
+        assert project.sources()[0][0] == str(tmp_path / "old" / "ser")
+    (tmp_path / "new" / "empty" / "x").mkdir(parents=True)
+    shutil.move(tmp_path / "old" / "ser", tmp_path / "new" / "renamed")
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, tmp_path / "new")
+        assert report.found == {} and report.missing == [str(tmp_path / "old" / "ser")]
+
+
+def test_a_name_two_missing_images_share_is_not_enough_to_tell_them_apart(tmp_path, brain):
+    _make_project(tmp_path, {"a/scan.nii.gz": brain[:4], "b/scan.nii.gz": brain[4:8]})
+    (tmp_path / "new").mkdir()
+    shutil.copyfile(tmp_path / "old" / "b" / "scan.nii.gz", tmp_path / "new" / "scan.nii.gz")  # which was it?
+    shutil.rmtree(tmp_path / "old")
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, tmp_path / "new")
+        assert report.found == {} and len(report.missing) == 2

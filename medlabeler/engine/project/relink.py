@@ -1,35 +1,45 @@
 """Find images that moved since they were imported, and point the project at them again.
 
 A project keeps its images where they were imported from. A folder moved to another disk, a
-project opened on another machine with the data mounted elsewhere, or a renamed file leaves
-every sample of those images unreadable (and a labeled one stops every training run). Given
-the folder the images are in now, each missing image (a file, or a DICOM series' folder) is
-looked for there:
+project opened on another machine with the data mounted elsewhere (Windows paths included), or a
+renamed file leaves every sample of those images unreadable (and a labeled one stops every
+training run). Given the folder the images are in now, the missing images (files, or DICOM
+series' folders) are looked for there in three rounds, each only among the files no other image
+of the project reads or was given in an earlier round:
 
-1. by the end of its old path (``old/root/ct/series1`` is found as ``NEW/ct/series1``, then as
-   ``NEW/series1``), then by its name alone when one file under the folder has it;
-2. else by its fingerprint (size, modification time and the file's ends: what `mv` and
-   `cp -p` keep), which finds a renamed file or series folder (under a folder of at most
-   FINGERPRINTS_AT_MOST files).
+1. by the end of its old path, a folder and more (``old/root/ct/series1`` is found as
+   ``NEW/ct/series1``), or the folder chosen itself when it bears the series folder's name;
+2. by its name alone, when no other missing image has that name and one free file under the
+   folder has it;
+3. by its fingerprint (size, modification time and the file's ends: what `mv` and `cp -p` keep),
+   which finds a renamed file or series folder (under a folder of at most FINGERPRINTS_AT_MOST
+   files and folders).
 
-A candidate replaces the old path only if its headers describe the same image: the same shape
-(and the same DICOM series UID). Nothing is decoded, and labels, scores and models stay as they
-are: they belong to the sample ids, which do not change.
+A candidate is taken only if its headers describe the same image: the same shape (and the same
+DICOM series UID). Nothing is decoded, and labels, scores and models stay as they are: they
+belong to the sample ids, which do not change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 from medlabeler.engine.errors import InputError
 from medlabeler.engine.io.sources import classify, scan_sources
 from medlabeler.engine.store import files
 
-
 #: Renamed images are looked for by fingerprint under a folder of at most this many files and folders
 FINGERPRINTS_AT_MOST = 20_000
+#: The fingerprint of a folder holding no file itself (a series kept in subfolders): matches any such folder
+_NOTHING = hashlib.sha1().hexdigest()
+
+Wanted = list[tuple[str | None, tuple[int, ...]]]  # (series UID, shape) of each image read from one path
 
 
 @dataclass
@@ -41,6 +51,7 @@ class RelinkReport:
     missing: list[str] = field(default_factory=list)
     refused: list[InputError] = field(default_factory=list)
     samples: int = 0
+    fingerprints_skipped: bool = False  # the folder was too large to look for renamed images in
 
     def summary(self, folder: str | Path) -> str:
         looked = len(self.found) + len(self.missing)
@@ -52,8 +63,12 @@ class RelinkReport:
 
     def lines(self) -> list[str]:
         """A line per image still missing and per candidate refused."""
-        return ([f"still missing: {path}" for path in self.missing]
-                + [f"not the same image: {error}" for error in self.refused])
+        lines = ([f"still missing: {path}" for path in self.missing]
+                 + [f"not the same image: {error}" for error in self.refused])
+        if self.fingerprints_skipped:
+            lines.append(f"renamed images were not looked for: the folder holds more than {FINGERPRINTS_AT_MOST:,} "
+                         "files and folders (choose one closer to the images)")
+        return lines
 
 
 def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> RelinkReport:
@@ -64,24 +79,22 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
         raise InputError(folder, "is not a folder")
     report = RelinkReport()
     sources = project.sources()
-    lost = [source for source in sources if not os.path.exists(source[0])]
+    lost: dict[str, Wanted] = {}
+    for path, series, shape in sources:
+        if not os.path.exists(path):
+            lost.setdefault(path, []).append((series, shape))
     if not lost:
         return report
-    tree = _Tree(folder, in_use={path for path, _, _ in sources})
-    taken: set[tuple[str, str | None]] = set()
-    for old in sorted({path for path, _, _ in lost}):
-        wanted = [(series, shape) for path, series, shape in lost if path == old]
-        new, refusal = _find(old, wanted, tree, project)
-        if new is None:
-            report.missing.append(old)
-            if refusal is not None:
-                report.refused.append(refusal)
-            continue
-        if any((new, series) in taken for series, _ in wanted):
-            report.missing.append(old)  # found where another old image was found: not guessed
-            continue
-        taken.update((new, series) for series, _ in wanted)
-        report.found[old] = new
+    tree = _Tree(folder, in_use={_real(path) for path, _, _ in sources if path not in lost})
+    shared_names = {name for name, n in Counter(_pure(old).name for old in lost).items() if n > 1}
+    refusals: dict[str, InputError] = {}
+    pending = sorted(lost)
+    for candidates_of in (_by_place, lambda old, tree: _by_name(old, tree, shared_names),
+                          lambda old, tree: _by_fingerprint(old, tree, project)):
+        pending = [old for old in pending if not _take(old, lost[old], candidates_of, tree, report, refusals)]
+    report.missing = pending
+    report.refused = [refusals[old] for old in pending if old in refusals]
+    report.fingerprints_skipped = tree.fingerprints_skipped
     if report.found:
         fingerprints = {new: files.source_fingerprint(new) for new in report.found.values()}
         report.samples = project.count_samples_of(report.found) if dry_run else project.move_sources(
@@ -89,12 +102,27 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
     return report
 
 
+def _take(old: str, wanted: Wanted, candidates_of: Callable, tree: "_Tree", report: RelinkReport,
+          refusals: dict[str, InputError]) -> bool:
+    """Give ``old`` the first free candidate of this round that holds the same image(s)."""
+    for candidate in [c for c in candidates_of(old, tree) if tree.is_free(c)][:3]:
+        refusal = _differs(candidate, wanted)
+        if refusal is None:
+            report.found[old] = candidate
+            tree.claim(candidate)
+            refusals.pop(old, None)
+            return True
+        refusals[old] = refusal
+    return False
+
+
 class _Tree:
-    """The files and folders under the folder searched, listed once; fingerprints on demand."""
+    """The files and folders under the folder searched, listed once; fingerprints on demand; which
+    of them the project reads already or were given to a missing image."""
 
     def __init__(self, root: Path, in_use: set[str]):
         self.root = root
-        self.in_use = in_use  # images the project reads already: never another one's new place
+        self._taken = set(in_use)  # real paths: a symlinked folder names the same file otherwise
         self.by_name: dict[str, list[str]] = {}
         self.paths: list[str] = [str(root)]
         for where, dirs, names in os.walk(root):
@@ -104,10 +132,18 @@ class _Tree:
                 self.paths.append(path)
                 self.by_name.setdefault(name, []).append(path)
         self._fingerprints: dict[str, str | None] | None = None
+        self.fingerprints_skipped = False
+
+    def is_free(self, path: str) -> bool:
+        return _real(path) not in self._taken
+
+    def claim(self, path: str) -> None:
+        self._taken.add(_real(path))
 
     def by_fingerprint(self, fingerprint: str) -> list[str]:
         if len(self.paths) > FINGERPRINTS_AT_MOST:
-            return []  # a home folder: reading the ends of every file would take minutes
+            self.fingerprints_skipped = True  # a home folder: reading the ends of every file would take minutes
+            return []
         if self._fingerprints is None:
             self._fingerprints = {}
             for path in self.paths:
@@ -115,34 +151,43 @@ class _Tree:
                     self._fingerprints[path] = files.source_fingerprint(path)
                 except InputError:
                     self._fingerprints[path] = None
-        return [p for p, f in self._fingerprints.items() if f == fingerprint and p not in self.in_use]
+        return [p for p, f in self._fingerprints.items() if f == fingerprint]
 
 
-def _find(old: str, wanted: list[tuple[str | None, tuple[int, ...]]], tree: _Tree,
-          project) -> tuple[str | None, InputError | None]:
-    """The path ``old`` is found at under the tree, checked to hold the same image(s); or None and
-    why the one candidate there was refused."""
-    parts = Path(old).parts[1:]  # without the root ('/', a drive)
-    candidates = [str(tree.root.joinpath(*parts[-k:])) for k in range(len(parts), 0, -1)]
-    if tree.root.name == Path(old).name:
+def _by_place(old: str, tree: _Tree) -> list[str]:
+    """Where the end of the old path (a folder and more, longest first) lies under the tree."""
+    pure = _pure(old)
+    parts = pure.parts[1:] if pure.anchor else pure.parts
+    candidates = [str(tree.root.joinpath(*parts[-k:])) for k in range(len(parts), 1, -1)]
+    if tree.root.name == pure.name:
         candidates.append(str(tree.root))  # the folder chosen is the series' folder itself
-    candidates = [c for c in candidates if os.path.exists(c) and c not in tree.in_use]
-    if not candidates:
-        candidates = [c for c in tree.by_name.get(Path(old).name, []) if c not in tree.in_use]
-        if len(candidates) > 1:
-            candidates = []  # several files of that name: not guessed
-    if not candidates:
-        recorded = project.source_fingerprint_recorded(old)
-        candidates = tree.by_fingerprint(recorded)
-    refusal = None
-    for candidate in candidates[:3]:
-        refusal = _differs(candidate, wanted)
-        if refusal is None:
-            return candidate, None
-    return None, refusal
+    return [c for c in candidates if os.path.exists(c)]
 
 
-def _differs(candidate: str, wanted: list[tuple[str | None, tuple[int, ...]]]) -> InputError | None:
+def _by_name(old: str, tree: _Tree, shared_names: set[str]) -> list[str]:
+    """The one free file or folder of the old path's name (none when several missing images, or
+    several free files, have that name: not guessed)."""
+    name = _pure(old).name
+    found = [c for c in tree.by_name.get(name, []) if tree.is_free(c)]
+    return found if name not in shared_names and len(found) == 1 else []
+
+
+def _by_fingerprint(old: str, tree: _Tree, project) -> list[str]:
+    recorded = project.source_fingerprint_recorded(old)
+    return tree.by_fingerprint(recorded) if recorded and recorded != _NOTHING else []
+
+
+def _pure(path: str) -> PurePath:
+    """The stored path as the system that wrote it spells it (a project made on Windows keeps
+    ``D:\\scans\\a.nii.gz``)."""
+    return PureWindowsPath(path) if "\\" in path or re.match(r"[A-Za-z]:", path) else PurePosixPath(path)
+
+
+def _real(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _differs(candidate: str, wanted: Wanted) -> InputError | None:
     """Why ``candidate`` is not the image(s) the project had (None: it is), from headers only."""
     if os.path.isfile(candidate) and classify(Path(candidate)) is None:
         return InputError(candidate, "not an image medlabeler reads")

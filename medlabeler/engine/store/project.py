@@ -751,15 +751,15 @@ class Project:
         moved: set[int] = set()
         with self._write() as conn:
             for old, (new, fingerprint) in sorted(moves.items()):
+                new = os.path.abspath(new)
                 clash = conn.execute("SELECT 1 FROM samples a JOIN samples b ON b.path = ? AND "
                                      "ifnull(b.series_uid, '') = ifnull(a.series_uid, '') WHERE a.path = ? LIMIT 1",
                                      (new, old)).fetchone()
                 if clash:
-                    raise InputError(new, "is already in the project (imported from there too): remove one of "
-                                          "the two from the project's folder list, or relink to another folder")
+                    raise InputError(new, "is already in the project (imported from there too): relink to "
+                                          "another folder")
                 moved.update(int(r[0]) for r in conn.execute("SELECT id FROM samples WHERE path = ?", (old,)))
-                conn.execute("UPDATE samples SET path = ?, content_hash = ? WHERE path = ?",
-                             (os.path.abspath(new), fingerprint, old))
+                conn.execute("UPDATE samples SET path = ?, content_hash = ? WHERE path = ?", (new, fingerprint, old))
             self._insert_audit(conn, "sources_relinked", {"sources": len(moves), "samples": len(moved)})
         for name in ("_unreadable", "_lost_slices"):  # what was noted of the old paths no longer holds
             self._drop_session_ids(name, moved)
