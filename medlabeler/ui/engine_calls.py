@@ -105,14 +105,17 @@ def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool, deide
     return said
 
 
-def import_labels(project, path: str | Path) -> tuple[str, list[str], dict[int, int]]:
+def import_labels(project, path: str | Path, before: dict[int, int]) -> tuple[str, list[str], list[int]]:
     """Import masks, DICOM-SEGs or a CSV of classes into ``project`` (on a thread): the summary
-    line, a line per file skipped or warning, and the label versions afterwards."""
+    line, a line per file skipped or warning, and the samples whose label the import replaced
+    (``before``: the label versions when it started; a clinician's saves meanwhile are not its)."""
     from medlabeler.engine.project.project_import import import_labels as run, imported_text
 
     report = run(project, path)
     lines = [f"skipped {error}" for error in report.errors] + [f"warning: {w}" for w in report.warnings]
-    return imported_text(report, path), lines, project.current_label_versions()
+    changed = [i for i, v in project.current_label_versions().items()
+               if before.get(i) != v and project.label(i).origin == "imported"]
+    return imported_text(report, path), lines, changed
 
 
 def saved_versions(project, sample_id: int) -> list[tuple[int, str, bool]]:

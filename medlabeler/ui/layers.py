@@ -828,9 +828,10 @@ class SampleView:
         elif self.shown.key[1] == sample_id:
             self.shown.baseline[...] = _differs(self.shown.baseline)
 
-    def show_stored_labels(self, sample_ids) -> None:
+    def show_stored_labels(self, sample_ids, *, keep_unsaved: bool = False) -> None:
         """Put the stored labels of those of ``sample_ids`` on screen into the Labels layer, as
-        saved now (a label taken back: empty; an imported one: its mask)."""
+        saved now (a label taken back: empty; an imported one: its mask). ``keep_unsaved``: a
+        slice with strokes not saved yet, or saves not landed, keeps what is on screen."""
         layer = self.labels_layer
         if layer is None or self.shown is None or self.shown.baseline is None:
             return
@@ -839,6 +840,10 @@ class SampleView:
             where = {z: sid for z, sid in self.shown.slices.items() if sid in wanted}
         else:
             where = {...: self.shown.key[1]} if self.shown.key[1] in wanted else {}
+        if keep_unsaved:
+            pending = self._pending()
+            where = {index: sample_id for index, sample_id in where.items() if sample_id not in pending
+                     and np.array_equal(layer.data[index], self.shown.baseline[index])}
         for index, sample_id in where.items():
             mask = self.project.load_label(sample_id)
             if not isinstance(mask, np.ndarray) or mask.shape != layer.data[index].shape:

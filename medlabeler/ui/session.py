@@ -599,7 +599,7 @@ class Session(QObject):
         """Import masks, DICOM-SEGs or a CSV of classes (what `medlabeler import-labels` reads) on a
         thread; ``labels_imported`` says what came in."""
         before = self.project.current_label_versions() if self.project is not None else {}
-        return self._work_on_a_thread("import-labels", lambda project: (before, calls.import_labels(project, path)),
+        return self._work_on_a_thread("import-labels", lambda project: calls.import_labels(project, path, before),
                                       f"importing labels from {path}…")
 
     def relink_images(self, folder) -> bool:
@@ -612,6 +612,8 @@ class Session(QObject):
     def _worked_out(self, project, what, result) -> None:
         self._work_thread = None
         words = (self._imported if what == "import-labels" else self._relinked)(project, result)
+        if project is not self.project:  # closed meanwhile: its report is not shown over another's
+            return
         if self.viewer is not None and self.viewer.status == self._work_status:
             self.viewer.status = words.splitlines()[0]
         (self.labels_imported if what == "import-labels" else self.images_relinked).emit(words)
@@ -619,10 +621,10 @@ class Session(QObject):
     def _imported(self, project, result) -> str:
         if isinstance(result, Exception):
             return _said(f"Cannot import the labels: {error_text(result)}", error=True)
-        before, (summary, lines, after) = result
-        if project is self.project and after != before:
-            if self.view is not None:  # what came in for the samples on screen shows there
-                self.view.show_stored_labels(i for i, v in after.items() if before.get(i) != v)
+        summary, lines, changed = result
+        if project is self.project and changed:
+            if self.view is not None:  # what came in for the samples on screen shows there, strokes not saved stay
+                self.view.show_stored_labels(changed, keep_unsaved=True)
             self.labels_changed.emit()
         skipped = any(line.startswith("skipped") for line in lines)
         _said(summary + (": the Project tab names the files skipped and why" if skipped else

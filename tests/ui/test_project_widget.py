@@ -512,3 +512,52 @@ def test_an_earlier_version_of_a_label_is_restored_from_the_queue(make_napari_vi
     assert viewer.status == f"sample {sample.id}: version 1 is its label again (version 2 stays in the history)"
     _, _, restore = queue.row_actions(queue.sample_ids().index(sample.id))
     assert [a.text()[:2] for a in restore.menu().actions()] == ["v2"]
+
+
+def test_strokes_painted_while_an_import_runs_stay_and_its_report_waits_for_its_project(
+        make_napari_viewer, qtbot, brain_project, brain_files, monkeypatch, tmp_path):
+    """(A review.) The import's end reloaded the samples it changed over the strokes painted since
+    it started, which were lost; and the report of an import that ended after its project closed
+    showed under the next one."""
+    import threading
+
+    from medlabeler.ui import engine_calls
+    from medlabeler.ui.app import build_app
+    from tests.ui.projects import truth_slice
+
+    _, masks = brain_files
+    go = threading.Event()
+    real_import = engine_calls.import_labels
+
+    def slow_import(project, path, before):  # a large import: the clinician goes on labeling
+        go.wait(30)
+        return real_import(project, path, before)
+
+    monkeypatch.setattr(engine_calls, "import_labels", slow_import)
+    viewer = make_napari_viewer()
+    widget = build_app(viewer, brain_project)
+    session, form = widget.session, widget.project
+    said = []
+    session.labels_imported.connect(said.append)
+    sample, layer = session.sample, session.view.labels_layer
+    z = sample.slice_index
+    form.import_edit.setText(str(masks))
+    assert form.import_labels()
+    np.asarray(layer.data)[z, 10:20, 10:20] = 2  # painted while the import runs, not saved yet
+    layer.refresh()
+    go.set()
+    qtbot.waitUntil(lambda: bool(said), timeout=30_000)
+    shown = np.asarray(layer.data)
+    assert (shown[z, 10:20, 10:20] == 2).all()  # the strokes stay (the next save makes them the newer version)
+    other = next(i for i, sid in session.view.shown.slices.items() if i != z)  # the volume's other slices show the import
+    assert np.array_equal(shown[other], truth_slice(masks, session.project.sample(session.view.shown.slices[other])))
+    assert session.save_current() == 1
+    session.flush_saves()
+    assert session.project.label(sample.id).origin == "manual"
+    # an import the project's close waits for: its report is not shown under "No project open"
+    go.clear()
+    assert form.import_labels()
+    threading.Timer(0.3, go.set).start()
+    session.close_project()
+    qtbot.wait(100)
+    assert form.path_label.text() == "No project open" and form.import_report.isHidden() and len(said) == 1
