@@ -218,6 +218,9 @@ def cmd_history(args) -> int:
         sample = project.sample(args.sample)
         if args.restore is not None:
             before = project.label(sample.id)
+            if before is not None and before.version == args.restore:
+                print(f"sample {sample.id}: version {args.restore} is its label already")
+                return 0
             project.revert_label(sample.id, args.restore)
             stays = f" (version {before.version} stays in the history)" if before is not None else ""
             print(f"sample {sample.id}: version {args.restore} is its label again{stays}")
@@ -235,7 +238,7 @@ def cmd_history(args) -> int:
 def cmd_relink(args) -> int:
     from medlabeler.engine.project.relink import relink_images
 
-    with _open(args.project) as project:
+    with _open(args.project, readonly=args.dry_run) as project:  # a dry run reads beside an app that holds it
         report = relink_images(project, args.folder, dry_run=args.dry_run)
     for line in report.lines():
         print(line, file=sys.stderr)

@@ -259,7 +259,7 @@ class Session(QObject):
     _worked = Signal(object, object, object)  # project, what ("import-labels", "relink"), result | exception
     _export_done = Signal(object, object, object)  # project, words | exception, audit details (from the export thread)
     _rechecked = Signal(object, object)  # project, ids of samples noted unreadable that read again
-    _labeled_checked = Signal(object, object)  # project, [(sample ids, error)] of labeled images that no longer read
+    _labeled_checked = Signal(object, object, int)  # project, LabeledSourceCheck, relinks done when it began
 
     def __init__(self, viewer):
         super().__init__()
@@ -304,6 +304,7 @@ class Session(QObject):
         self._worked.connect(self._worked_out)
         self._work_thread: threading.Thread | None = None  # an import of labels or a relink (one at a time)
         self._work_status = ""
+        self._relinks = 0  # relinks done: a check of the labeled images begun before one is stale
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
@@ -469,11 +470,13 @@ class Session(QObject):
         """On a thread (`_on_own_handle`): the labeled images changed or gone since the import that
         no longer read. Each would stop every training run; listed first among the labeled, where a
         right-click takes the label back, before a run has to fail on one."""
+        relinks = self._relinks
+
         def checked(found) -> None:
             if isinstance(found, Exception):  # a check ahead of the runs, which say it themselves
                 log.debug("labeled images not checked: %s", found)
             elif found.unreadable or found.readable:
-                self._labeled_checked.emit(project, found)
+                self._labeled_checked.emit(project, found, relinks)
 
         _on_own_handle("medlabeler-labeled-check", project.root, lambda own: own.check_labeled_sources(), checked)
 
@@ -507,9 +510,9 @@ class Session(QObject):
         self.queue_changed.emit()
 
     @main_thread_only
-    def _unreadable_labeled_found(self, project, found) -> None:
-        if project is not self.project or project.closed:
-            return
+    def _unreadable_labeled_found(self, project, found, relinks: int) -> None:
+        if project is not self.project or project.closed or relinks != self._relinks:
+            return  # (found before a relink pointed the project at the images' new place)
         if found.readable and not project.readonly:  # touched or copied: not read again at each opening
             try:
                 project.refresh_fingerprints(found.readable)
@@ -636,10 +639,11 @@ class Session(QObject):
             return _said(f"Cannot look for the missing images: {error_text(result)}", error=True)
         summary, lines = result
         if project is self.project:
+            self._relinks += 1
             self.queue_changed.emit()  # their samples are queued again
             if self.sample is None:  # nothing could be opened before
                 self.open_next()
-        _said(summary + (": the Project tab names those still missing" if lines else ""), warn=bool(lines))
+        _said(summary + (": the Project tab names them" if lines else ""), warn=bool(lines))
         return "\n".join([summary, *lines])
 
     @main_thread_only
@@ -747,8 +751,8 @@ class Session(QObject):
         self.close_project()
         from napari.utils.notifications import show_info
 
-        show_info(f"medlabeler's panel was closed: the project {name} is saved and closed. "
-                  "Plugins > medlabeler opens it again.")
+        show_info(f"medlabeler's panel was closed: the project {name} is saved and closed. Plugins > medlabeler "
+                  "opens the panel again, and its Project tab the project (recent projects).")
 
     @property
     def task(self):

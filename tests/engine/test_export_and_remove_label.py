@@ -188,11 +188,13 @@ def test_history_lists_a_labels_versions_and_restores_one(tmp_path, capsys):
     assert main(["history", proj, str(sample.id)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"sample {sample.id} (segmentation, {sample.split}): 2 saved versions"
-    assert lines[1].startswith("  v2 · imported by dr_b · ") and lines[1].endswith("background only   <- its label now")
-    assert lines[2].startswith("  v1 · manual by dr_a · ") and lines[2].endswith(" · liver, tumour")
+    assert lines[1].startswith("  v2 · imported, dr_b · ") and lines[1].endswith("background only   <- its label now")
+    assert lines[2].startswith("  v1 · by hand, dr_a · ") and lines[2].endswith(" · liver, tumour")
     assert main(["history", proj, str(sample.id), "--restore", "1"]) == 0
     assert capsys.readouterr().out.strip() == (f"sample {sample.id}: version 1 is its label again (version 2 stays in "
                                                "the history)")
+    assert main(["history", proj, str(sample.id), "--restore", "1"]) == 0
+    assert capsys.readouterr().out.strip() == f"sample {sample.id}: version 1 is its label already"
     with Project.open(proj) as project:
         assert np.array_equal(project.load_label(sample.id), careful)
         project.remove_label(sample.id)

@@ -448,10 +448,24 @@ def test_classes_are_imported_from_a_csv_in_the_project_tab(make_napari_viewer, 
 
 
 def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napari_viewer, qtbot, brain_files,
-                                                                      tmp_path):
+                                                                      tmp_path, monkeypatch):
     """The image folder moved (another disk, another computer): nothing opens until the Project
-    tab's Find moved images points the project at the new place; then the first sample opens."""
+    tab's Find moved images points the project at the new place; then the first sample opens. The
+    check of the labeled images begun at opening, ending after the relink, notes nothing."""
     import shutil
+    import threading
+
+    from medlabeler.engine.store import Project
+
+    checked = threading.Event()
+    real_check = Project.check_labeled_sources
+
+    def slow_check(self):
+        found = real_check(self)
+        checked.wait(30)  # ends after the relink
+        return found
+
+    monkeypatch.setattr(Project, "check_labeled_sources", slow_check)
 
     from medlabeler.engine.project.project_import import create_project
     from medlabeler.ui.app import build_app
@@ -479,6 +493,12 @@ def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napar
     assert not form.relink_report.isHidden() and form.relink_report.text() == said[0]
     assert session.project.missing_sources() == []
     qtbot.waitUntil(lambda: session.sample is not None, timeout=10_000)  # the first sample opens now
+    checked.set()
+    for thread in threading.enumerate():
+        if thread.name == "medlabeler-labeled-check":
+            thread.join(30)
+    qtbot.wait(100)  # its result arrives, found stale
+    assert first.id not in session.project.unreadable_ids()
     assert form.relink(str(new))
     qtbot.waitUntil(lambda: len(said) == 2, timeout=30_000)
     assert said[1] == "no image of the project is missing"
@@ -505,7 +525,7 @@ def test_an_earlier_version_of_a_label_is_restored_from_the_queue(make_napari_vi
     qtbot.waitUntil(lambda: sample.id in queue.sample_ids(), timeout=5000)
     _, _, restore = queue.row_actions(queue.sample_ids().index(sample.id))
     (earlier,) = restore.menu().actions()  # its label now is not offered
-    assert restore.isEnabled() and earlier.text().startswith("v1 · manual") and earlier.text().endswith("white_matter")
+    assert restore.isEnabled() and earlier.text().startswith("v1 · by hand") and earlier.text().endswith("white_matter")
     earlier.trigger()
     assert session.project.label(sample.id).version == 1
     assert np.array_equal(np.asarray(layer.data)[sample.slice_index], first)  # on screen at once

@@ -82,8 +82,8 @@ def per_class_text(kind: str, per_class: Mapping[str, int]) -> list[str]:
 
 
 def version_text(lv: LabelVersion, task) -> str:
-    """One saved version of a label, said: "v2 · corrected_prediction · 2026-12-07 10:32 (local
-    time) · grey_matter, white_matter" (what it holds; "background only" for an empty mask)."""
+    """One saved version of a label, said: "v2 · prediction corrected, dr_a · 2026-12-07 10:32
+    (local time) · grey_matter, white_matter" (what it holds; "background only" for an empty mask)."""
     try:
         when = datetime.fromisoformat(lv.created).astimezone().strftime("%Y-%m-%d %H:%M")
     except ValueError:
@@ -92,8 +92,13 @@ def version_text(lv: LabelVersion, task) -> str:
         holds = task.names[lv.value] if lv.value is not None and 0 <= lv.value < len(task.names) else str(lv.value)
     else:
         holds = ", ".join(task.names[v - 1] for v in lv.present if 0 < v <= len(task.names)) or "background only"
-    by = f" by {lv.author}" if lv.author else ""
-    return f"v{lv.version} · {lv.origin}{by} · {when} · {holds}"
+    how = _ORIGIN_WORDS.get(lv.origin, lv.origin)
+    return f"v{lv.version} · {how}{f', {lv.author}' if lv.author else ''} · {when} · {holds}"
+
+
+#: How a label version came to be, in a clinician's words
+_ORIGIN_WORDS = {"manual": "by hand", "imported": "imported", "accepted_prediction": "prediction accepted",
+                 "corrected_prediction": "prediction corrected"}
 
 
 def _now() -> str:
