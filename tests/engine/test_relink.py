@@ -185,3 +185,13 @@ def test_a_name_two_missing_images_share_is_not_enough_to_tell_them_apart(tmp_pa
     with Project.open(tmp_path / "proj") as project:
         report = relink_images(project, tmp_path / "new")
         assert report.found == {} and len(report.missing) == 2
+
+
+def test_renamed_images_are_not_looked_for_under_a_folder_too_large_and_the_report_says_so(moved, monkeypatch):
+    root, new, _, _ = moved
+    os.rename(new / "mr" / "a.nii.gz", new / "mr" / "a_renamed.nii.gz")
+    monkeypatch.setattr("medlabeler.engine.project.relink.FINGERPRINTS_AT_MOST", 3)
+    with Project.open(root) as project:
+        report = relink_images(project, new)
+    assert [os.path.basename(p) for p in report.missing] == ["a.nii.gz"]
+    assert report.lines()[-1].startswith("renamed images were not looked for: the folder holds more than 3 files")
