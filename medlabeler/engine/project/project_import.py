@@ -530,24 +530,60 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
 def _on_image_grid(mask: np.ndarray, mask_affine: np.ndarray, sample, mask_path: Path, warnings: list[str]) -> np.ndarray:
     """The mask in its image's voxel order. Another tool may store the same grid in another voxel
     order (an RAS-ordered NIfTI of an LPS-ordered DICOM series): taken as it lies in the file, the
-    label would be mirrored. Such a mask is turned by its affine; a mask whose grid matches the
-    image's in no voxel order keeps its file's order, with a warning that names it."""
+    label would be mirrored. Such a mask is turned by its affine, also when its grid lies less than
+    a voxel from the image's (a rounded or resampled origin: a warning says how far). A mask with
+    no geometry (the identity affine) keeps its file's order, with a warning; one whose affine
+    places it further away, or on another spacing, is refused (InputError naming it): in either
+    voxel order it would be a guess."""
     from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
     image_affine = read_image(sample.path, sample.series_uid).affine
     if image_affine is None or _same_grid(mask_affine, image_affine):
         return mask
     turn = ornt_transform(io_orientation(mask_affine), io_orientation(image_affine))
+    turned = not np.array_equal(turn, [[axis, 1] for axis in range(len(turn))])
     turned_affine = mask_affine @ inv_ornt_aff(turn, mask.shape)
-    if _same_grid(turned_affine, image_affine):
-        warnings.append(f"{mask_path}: stored in another voxel order than its image; turned by its affine to match")
+    shift = _shift_on_the_same_axes(turned_affine, image_affine)
+    how = "stored in another voxel order than its image; turned by its affine to match" if turned else ""
+    if shift is not None and shift <= _TOLERANCE_MM:
+        warnings.append(f"{mask_path}: {how}")
         return np.ascontiguousarray(apply_orientation(mask, turn))
-    warnings.append(f"{mask_path}: its affine places it elsewhere than its image (another origin, spacing or "
-                    "direction); imported in the file's voxel order: check it on the image")
-    return mask
+    voxel = float(np.min(np.linalg.norm(np.asarray(image_affine, float)[:3, :3], axis=0)))
+    if shift is not None and shift < voxel and not _no_geometry(mask_affine):
+        warnings.append(f"{mask_path}: {how + ', but ' if how else ''}its grid lies {shift:.2g} mm from its image's "
+                        f"(less than a voxel of {voxel:.2g} mm): imported on the image's grid; check it on the image")
+        return np.ascontiguousarray(apply_orientation(mask, turn))
+    if _no_geometry(mask_affine):
+        warnings.append(f"{mask_path}: its affine is the identity (no geometry); imported in the file's voxel order: "
+                        "check it on the image")
+        return mask
+    where = (f"its grid lies {shift:.3g} mm from its image's" if shift is not None else
+             "its affine gives it another voxel spacing or direction than its image")
+    raise InputError(mask_path, f"{where}: not imported (a mask of another scan?). Save it with its image's affine, "
+                                "or with none to take its voxels in the file's order")
 
 
-def _same_grid(a: np.ndarray, b: np.ndarray, tolerance_mm: float = 0.01) -> bool:
+#: Grids closer than this are the same grid (a float written and read back)
+_TOLERANCE_MM = 0.01
+
+
+def _shift_on_the_same_axes(a: np.ndarray, b: np.ndarray) -> float | None:
+    """How far apart (mm) two grids of the same voxel axes and spacing lie; None when their axes
+    or spacings differ."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if not np.allclose(a[:3, :3], b[:3, :3], atol=1e-3 * max(1.0, float(np.abs(b[:3, :3]).max()))):
+        return None
+    return float(np.linalg.norm(a[:3, 3] - b[:3, 3]))
+
+
+def _no_geometry(affine: np.ndarray) -> bool:
+    """An identity affine (a mask saved with none), in any axis order: unit voxels, no origin."""
+    a = np.asarray(affine, float)
+    return bool(np.allclose(a[:3, 3], 0) and np.allclose(np.abs(a[:3, :3]) @ np.abs(a[:3, :3]).T, np.eye(3))
+                and np.allclose(np.abs(a[:3, :3]).sum(axis=0), 1))
+
+
+def _same_grid(a: np.ndarray, b: np.ndarray, tolerance_mm: float = _TOLERANCE_MM) -> bool:
     return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), atol=tolerance_mm))
 
 
