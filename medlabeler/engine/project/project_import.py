@@ -519,12 +519,20 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
     if mask_affine is not None and mask.ndim == 3:
         mask = _on_image_grid(mask, mask_affine, members[0], mask_path, warnings)
     if tuple(mask.shape) != expected:
-        raise InputError(mask_path, f"mask shape {tuple(mask.shape)} does not match image shape {expected}")
+        raise InputError(mask_path, _shape_mismatch(mask_path, tuple(mask.shape), expected))
     dtype = np.uint16 if n_labels > 255 else np.uint8
     for sample in members:
         part = mask if sample.slice_index is None else mask[sample.slice_index]
         project.save_label(sample.id, part.astype(dtype), origin="imported")
     return len(members)
+
+
+def _shape_mismatch(mask_path: Path, mask_shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    """Said in the order the file's own tools show it: a NIfTI's x, y, z (the reverse of ours)."""
+    if mask_path.name.lower().endswith((".nii", ".nii.gz")):
+        return (f"mask shape {'x'.join(map(str, mask_shape[::-1]))} does not match image shape "
+                f"{'x'.join(map(str, expected[::-1]))} (x, y, z, as NIfTI tools show them)")
+    return f"mask shape {'x'.join(map(str, mask_shape))} does not match image shape {'x'.join(map(str, expected))}"
 
 
 def _on_image_grid(mask: np.ndarray, mask_affine: np.ndarray, sample, mask_path: Path, warnings: list[str]) -> np.ndarray:
