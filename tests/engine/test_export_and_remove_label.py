@@ -1,6 +1,7 @@
 """`medlabeler export` while the app holds the project open, and `medlabeler remove-label`."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -212,3 +213,39 @@ def test_history_lists_a_labels_versions_and_restores_one(tmp_path, capsys):
         damaged.write_bytes(b"torn")
         with pytest.raises(Exception, match=rf"`medlabeler history PROJECT {sample.id} --restore 1`"):
             project.load_label(sample.id)
+
+
+def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_path):
+    """A trial: `export --keep-names` wrote brain_labels.nii.gz and brain_slice0002.png, and
+    import-labels named neither ("no image in the project has this name"); a NIfTI export's
+    unlabeled slices (zeros) would have come back as painted background; and 3D Slicer's
+    brain-label.nii.gz was refused likewise."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import import_labels
+
+    volume = np.arange(5 * 6 * 4, dtype=np.float32).reshape(5, 6, 4)
+    write_nifti(tmp_path / "images" / "brain.nii.gz", volume)
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="segmentation", names=["a", "b"])
+    masks = {}
+    with project:
+        for sample in project.samples()[1:3]:
+            masks[sample.slice_index] = np.full((6, 4), sample.slice_index % 3, np.uint8)
+            project.save_label(sample.id, masks[sample.slice_index])
+    for fmt in ("nifti", "png"):
+        assert main(["export", str(tmp_path / "proj"), "--format", fmt, "--out", str(tmp_path / fmt),
+                     "--keep-names"]) == 0
+    assert sorted(os.listdir(tmp_path / "png")) == ["brain_slice0001.png", "brain_slice0002.png", "labels.json"]
+    (tmp_path / "slicer").mkdir()
+    shutil.copy(tmp_path / "nifti" / "brain_labels.nii.gz", tmp_path / "slicer" / "brain-label.nii.gz")
+    for folder, expected in (("nifti", 2), ("png", 2), ("slicer", 5)):  # Slicer's: no index, every slice
+        fresh, _ = create_project(tmp_path / f"again_{folder}", tmp_path / "images", task="segmentation",
+                                  names=["a", "b"])
+        with fresh:
+            report = import_labels(fresh, tmp_path / folder)
+            assert (report.labeled, report.errors) == (expected, []), folder
+            by_slice = {s.slice_index: s.id for s in fresh.samples()}
+            for z, mask in masks.items():
+                assert np.array_equal(fresh.load_label(by_slice[z]), mask), (folder, z)
+            if expected == 2:
+                assert fresh.labeled_ids() == {by_slice[z] for z in masks}

@@ -7,7 +7,9 @@ the file, collected in the returned report rather than raised.
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,16 +454,64 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(MASK_SUFFIXES))
     if not files:
         raise InputError(folder, f"no mask files ({', '.join(MASK_SUFFIXES)}) found")
+    exported = _exported_slices(folder)
     for mask_path in files:
-        samples = by_key.get(_source_key(str(mask_path)))
+        samples, slice_index = _images_of(mask_path, by_key)
         if not samples:
-            report.errors.append(InputError(mask_path, "no image in the project has this name"))
+            report.errors.append(InputError(mask_path, "no image in the project has this name (a mask is named as "
+                                                       "its image, with or without _labels, _seg, -label or _mask)"))
             continue
         try:
-            report.labeled += _save_mask_file(project, mask_path, samples, report.warnings)
+            if slice_index is not None:
+                report.labeled += _save_slice_mask(project, mask_path, samples, slice_index, report.warnings)
+            else:
+                report.labeled += _save_mask_file(project, mask_path, samples, report.warnings,
+                                                  only_slices=exported.get(mask_path.name))
         except InputError as exc:
             report.errors.append(exc)
     return report
+
+
+#: What tools add to an image's name for its mask (ours: _labels; 3D Slicer: -label; nnU-Net, ITK-SNAP users: _seg)
+MASK_NAME_ENDINGS = ("_labels", "_label", "-labels", "-label", "_seg", "-seg", "_segmentation", "_mask", "-mask")
+_SLICE_ENDING = re.compile(r"^(?P<key>.+)_slice(?P<z>\d{4})$")
+
+
+def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | None]:
+    """The samples of the image a mask file is named after, and the slice it holds when it is one
+    slice of a volume (``NAME_sliceNNNN``, as a PNG export of slices names them)."""
+    key = _source_key(str(mask_path))
+    for candidate in (key, *(key[: -len(end)] for end in MASK_NAME_ENDINGS if key.lower().endswith(end))):
+        if candidate in by_key:
+            return by_key[candidate], None
+    one_slice = _SLICE_ENDING.match(key)
+    if one_slice and one_slice["key"] in by_key:
+        return by_key[one_slice["key"]], int(one_slice["z"])
+    return [], None
+
+
+def _exported_slices(folder: Path) -> dict[str, list[int]]:
+    """Mask file name -> the slices that were labeled, from the ``labels.json`` of a NIfTI export of
+    a slice project (its other slices are zeros, not background someone painted)."""
+    try:
+        index = json.loads((folder / "labels.json").read_text())
+        return {entry["file"]: [int(z) for z in entry["labeled_slices"]] for entry in index.get("volumes", [])
+                if isinstance(entry.get("labeled_slices"), list)}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _save_slice_mask(project: Project, mask_path: Path, samples: list, slice_index: int, warnings: list[str]) -> int:
+    """One slice's 2D mask (``NAME_sliceNNNN.png``) for that slice of the volume."""
+    target = next((s for s in samples if s.slice_index == slice_index), None)
+    if target is None:
+        raise InputError(mask_path, f"the image it is named after has no slice {slice_index} in the project")
+    mask, _ = read_mask(mask_path)
+    mask = _checked_values(project, mask, mask_path, warnings)
+    if tuple(mask.shape) != tuple(target.spatial_shape):
+        raise InputError(mask_path, _shape_mismatch(mask_path, tuple(mask.shape), tuple(target.spatial_shape)))
+    project.save_label(target.id, mask.astype(_label_dtype(project)), origin="imported")
+    return 1
 
 
 def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -494,9 +544,9 @@ def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 BLACK_AND_WHITE_NOTE = "black-and-white masks (0 and 255) were read as the project's one label (255 = label 1)"
 
 
-def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: list[str]) -> int:
-    """Check the mask against every image it names, then save it (nothing is saved if a check fails)."""
-    mask, mask_affine = read_mask(mask_path)
+def _checked_values(project: Project, mask: np.ndarray, mask_path: Path, warnings: list[str]) -> np.ndarray:
+    """The mask's label numbers, checked against the project's labels (0/255 is label 1 in a
+    project of one label)."""
     n_labels = len(project.task.names)
     black_and_white = mask.max(initial=0) == 255 and not np.isin(mask, (0, 255), invert=True).any()
     if black_and_white and n_labels == 1:  # ISIC's lesion masks and most 2D tools' binary masks
@@ -508,6 +558,19 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
                 "save each label's number (1, 2, ...) as the pixel value" if black_and_white else "")
         raise InputError(mask_path, f"mask holds value {int(mask.max())} but the project has {n_labels} "
                                     f"label{'s' * (n_labels != 1)}{hint}")
+    return mask
+
+
+def _label_dtype(project: Project):
+    return np.uint16 if len(project.task.names) > 255 else np.uint8
+
+
+def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: list[str], *,
+                    only_slices: list[int] | None = None) -> int:
+    """Check the mask against every image it names, then save it (nothing is saved if a check
+    fails); of a volume's slices, ``only_slices`` when given (those an export says were labeled)."""
+    mask, mask_affine = read_mask(mask_path)
+    mask = _checked_values(project, mask, mask_path, warnings)
     sources: dict[tuple[str, str | None], list] = {}
     for sample in samples:
         sources.setdefault((sample.path, sample.series_uid), []).append(sample)
@@ -520,7 +583,9 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
         mask = _on_image_grid(mask, mask_affine, members[0], mask_path, warnings)
     if tuple(mask.shape) != expected:
         raise InputError(mask_path, _shape_mismatch(mask_path, tuple(mask.shape), expected))
-    dtype = np.uint16 if n_labels > 255 else np.uint8
+    dtype = _label_dtype(project)
+    if only_slices is not None:
+        members = [s for s in members if s.slice_index is None or s.slice_index in set(only_slices)]
     for sample in members:
         part = mask if sample.slice_index is None else mask[sample.slice_index]
         project.save_label(sample.id, part.astype(dtype), origin="imported")
