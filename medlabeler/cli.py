@@ -258,7 +258,7 @@ def cmd_export(args) -> int:
         project = _open(args.project)  # writable: the export is recorded in the audit log
     except ProjectLockedError as exc:  # the app has it open: export what it has saved so far
         project = _open(args.project, readonly=True)
-        print(f"note: the project is open in another app{f' ({exc.holder})' if exc.holder else ''}: exporting "
+        print(f"note: the project is open in another app or command{f' ({exc.holder})' if exc.holder else ''}: exporting "
               "the labels saved there so far, read-only (this export is not recorded in the project's audit log)")
     before = _files_under(Path(args.out))
     with project:

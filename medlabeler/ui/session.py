@@ -355,7 +355,7 @@ class Session(QObject):
             except ProjectLockedError as exc:  # another app writes to it: look, don't touch
                 project = calls.open_project(path, readonly=True)
                 other = f" ({exc.holder})" if exc.holder else ""
-                locked_note = (f"{project.root.name} is open for writing in another app{other}, so it opened "
+                locked_note = (f"{project.root.name} is open for writing in another app or command{other}, so it opened "
                                "read-only here: images, labels and predictions can be looked at; labeling and "
                                "training need it closed there.")
         except MedlabelerError as exc:

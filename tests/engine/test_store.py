@@ -857,3 +857,15 @@ def test_a_read_never_waits_for_another_threads_write_transaction(cls):
     cls.save_label(second, 1)
     assert cls.labeled_ids() == {second}  # a commit on this thread is seen at once
     assert len(cls._readers) >= 1
+
+
+def test_the_lock_says_which_command_holds_the_project_never_its_arguments(tmp_path, monkeypatch):
+    """A trial: export said "open in another app (pid ...)" while `medlabeler train` held it."""
+    root = tmp_path / "proj"
+    Project.create(root, task="segmentation", names=["a"]).close()
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/medlabeler", "train", "/data/Doe_Jane/proj", "--steps", "5"])
+    with Project.open(root):
+        with pytest.raises(ProjectLockedError) as raised:
+            Project.open(root)
+    assert raised.value.holder.endswith(", `medlabeler train`") and f"pid {os.getpid()}" in raised.value.holder
+    assert "Doe_Jane" not in str(raised.value) and "another medlabeler app or command" in str(raised.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from pathlib import Path
 
 from ..errors import ProjectError, ProjectLockedError
@@ -53,7 +54,7 @@ class ProjectLock:
             raise ProjectError(f"{self.root}: cannot lock the project: {exc.strerror or exc}") from None
         try:  # who holds it, for the message another app will show (no personal data)
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}{_what_runs()}\n".encode(), 0)
         except OSError:
             pass
         self._fd = fd
@@ -94,3 +95,11 @@ def _read_holder(fd: int) -> str:
     except OSError:
         return ""
     return f" ({text})" if text else ""
+
+
+def _what_runs() -> str:
+    """", `medlabeler train`" (the command's name only: its arguments name files), or ", napari"."""
+    argv = [os.path.basename(a) for a in sys.argv[:2]]
+    if argv and argv[0].startswith("medlabeler") and len(argv) > 1 and argv[1].replace("-", "").isalpha():
+        return f", `medlabeler {argv[1]}`"
+    return f", {argv[0]}" if argv and argv[0] in ("napari", "medlabeler") else ""
