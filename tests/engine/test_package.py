@@ -19,7 +19,8 @@ def test_import_medlabeler_loads_neither_torch_nor_qt():
 def test_every_documented_command_is_there():
     commands = build_parser()._subparsers._group_actions[0].choices
     for name in ("init", "import-labels", "status", "export", "pretrain", "train", "predict",
-                 "evaluate", "models", "score", "queue", "benchmark", "demo", "app"):
+                 "evaluate", "models", "score", "queue", "benchmark", "demo", "app", "relink", "history",
+                 "remove-label", "learn"):
         assert name in commands
 
 
