@@ -556,7 +556,7 @@ def cmd_queue(args) -> int:
 
     with _open(args.project, readonly=True) as project:
         picks = next_samples(project, strategy=args.strategy, n=args.n)
-        samples = {s.id: s for s in project.samples()}
+        places = {s.id: where(s, project) for s in project.samples(ids=[p.sample for p in picks])}
         has_model = project.active_model() is not None
     scores = [shown_score(p, has_model=has_model) for p in picks]  # uncertainties only (as the app)
     if args.json:
@@ -564,7 +564,7 @@ def cmd_queue(args) -> int:
         return 0
     for p, value in zip(picks, scores):
         score = "" if value is None else f"score {value:.3f}"
-        print(f"  sample {p.sample:<6} {where(samples[p.sample]):<10} {score:<11}  {p.reason}")
+        print(f"  sample {p.sample:<6} {places[p.sample]:<10} {score:<11}  {p.reason}")
     print(f"{len(picks)} samples to label next ({args.strategy})")
     if has_model and any(p.reason.startswith(FIRST_PICK_PREFIXES[1]) for p in picks):  # "no uncertainty scores yet"
         print("the active model has not scored the unlabeled samples yet (`train` does not; the app and `learn` "

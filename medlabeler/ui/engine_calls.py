@@ -410,11 +410,12 @@ class QueueRow:
     reason: str
 
 
-def where(sample) -> str:
-    """``slice 44`` (from 0, like napari's slider) or the split: one convention in every view."""
+def where(sample, project) -> str:
+    """``slice 44`` (from 0, like napari's slider), ``scan 3, slice 44`` in a project of several
+    scans, or the split: one convention in every view."""
     from medlabeler.engine.workflows.active_loop import where as engine_where
 
-    return engine_where(sample)
+    return engine_where(sample, project)
 
 
 def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = DEFAULT_STRATEGY,

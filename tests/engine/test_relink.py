@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -195,3 +196,29 @@ def test_renamed_images_are_not_looked_for_under_a_folder_too_large_and_the_repo
         report = relink_images(project, new)
     assert [os.path.basename(p) for p in report.missing] == ["a.nii.gz"]
     assert report.lines()[-1].startswith("renamed images were not looked for: the folder holds more than 3 files")
+
+
+def test_a_slice_says_which_scan_it_is_in_by_a_number_a_relink_keeps(moved, capsys):
+    """A trial: the queue said only "slice 84" in a project of eight scans."""
+    from medlabeler.engine.workflows.active_loop import where
+
+    root, new, _, _ = moved
+    with Project.open(root) as project:
+        by_path = {}
+        for sample in project.samples():
+            by_path.setdefault((sample.path, sample.series_uid), sample)
+        numbers = project.scan_numbers()
+        assert sorted(numbers.values()) == [1, 2, 3]  # two NIfTI scans and a DICOM series; the photos are no scans
+        first = min(project.samples(), key=lambda s: s.id if s.slice_index is not None else 10**9)
+        assert numbers[(first.path, first.series_uid)] == 1  # in the order their slices were added
+        relink_images(project, new)
+        moved_sample = project.sample(first.id)
+        assert project.scan_numbers()[(moved_sample.path, moved_sample.series_uid)] == 1
+        assert where(moved_sample, project) == f"scan 1, slice {first.slice_index}"
+        photo = next(s for s in project.samples() if s.slice_index is None)
+        assert where(photo, project) == photo.split
+    capsys.readouterr()
+    assert main(["queue", str(root), "--n", "20"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  sample ")]
+    assert rows and all(re.search(r"  sample \d+ +(scan \d, slice \d+|train|val|test) ", row) for row in rows), rows
+    assert any("scan " in row for row in rows)

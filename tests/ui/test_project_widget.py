@@ -372,7 +372,8 @@ def test_a_dicom_seg_export_from_the_app_says_it_carries_the_patient(tmp_path):
         assert calls.export_formats(tiles) == ("png", "nifti", "csv")
 
 
-def test_labels_are_imported_from_the_project_tab(make_napari_viewer, qtbot, brain_project, brain_files, tmp_path):
+def test_labels_are_imported_from_the_project_tab(make_napari_viewer, qtbot, brain_project, brain_files, tmp_path,
+                                                  monkeypatch):
     """Masks from another tool came in through the command line only. From the Project tab: the
     strokes on screen are saved first, the import runs on a thread, the open sample shows its
     imported mask, each file skipped is named, and the counts follow."""
@@ -416,6 +417,16 @@ def test_labels_are_imported_from_the_project_tab(make_napari_viewer, qtbot, bra
     for z, sample_id in session.view.shown.slices.items():  # every slice of the volume on screen
         assert np.array_equal(shown[z], truth_slice(masks, project.sample(sample_id))), z
     assert form.import_button.isEnabled()
+    # the labeled view lists them, each with its scan (a trial reached only the first 50, by "slice 84")
+    monkeypatch.setattr("medlabeler.ui.widgets.queue.LISTED_AT_MOST", 5)
+    queue = widget.queue
+    queue.view_combo.setCurrentText("labeled")
+    qtbot.waitUntil(lambda: len(queue.rows) == 5, timeout=5000)
+    n_labeled = len(project.labeled_ids())
+    assert queue.status.text() == f"the first 5 of {n_labeled} samples (by sample id)"
+    first = project.sample(queue.rows[0].sample)
+    assert queue.table.item(0, 1).text() == f"scan {project.scan_numbers()[(first.path, None)]}, slice {first.slice_index}"
+    assert widget.label.sample_label.text().startswith(f"sample {sample.id} (scan ")
     # a path that is not there: said, and the app goes on
     form.import_edit.setText(str(tmp_path / "nowhere"))
     qtbot.mouseClick(form.import_button, Qt.MouseButton.LeftButton)

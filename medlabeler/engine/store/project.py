@@ -735,6 +735,18 @@ class Project:
         rows = self._query("SELECT DISTINCT path, series_uid, source_shape FROM samples ORDER BY path, series_uid")
         return [(path, series, tuple(json.loads(shape))) for path, series, shape in rows]
 
+    def scan_numbers(self) -> dict[tuple[str, str | None], int]:
+        """(path, series UID) -> a scan's number, 1, 2, ... in the order its slices were added
+        (so a relink changes none), for a project of slices of more than one scan; else empty.
+        What a list shows beside the slice ("scan 3, slice 84"): never the file's name."""
+        revision = self._revision
+        if getattr(self, "_scan_numbers", (None, None))[0] != revision:
+            rows = self._query("SELECT path, series_uid FROM samples WHERE slice_index IS NOT NULL "
+                               "GROUP BY path, series_uid ORDER BY MIN(id)")
+            numbers = {(path, series): n for n, (path, series) in enumerate(rows, 1)} if len(rows) > 1 else {}
+            self._scan_numbers = (revision, numbers)
+        return self._scan_numbers[1]
+
     def missing_sources(self) -> list[tuple[str, str | None, tuple[int, ...]]]:
         """`sources` whose path is gone (moved, renamed or deleted since the import;
         `project.relink` finds moved ones)."""

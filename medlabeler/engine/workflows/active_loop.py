@@ -133,10 +133,14 @@ def shown_score(selection, *, has_model: bool) -> float | None:
     return float(selection.score)
 
 
-def where(sample) -> str:
+def where(sample, project=None) -> str:
     """Where a sample is, as every view shows it: ``slice 44`` counting from 0 like napari's slice
-    slider (the sample id is the project's id, as in `medlabeler queue` and exports), else its split."""
-    return f"slice {sample.slice_index}" if sample.slice_index is not None else sample.split
+    slider (the sample id is the project's id, as in `medlabeler queue` and exports), ``scan 3,
+    slice 44`` in a project of several scans (given ``project``), else its split."""
+    if sample.slice_index is None:
+        return sample.split
+    scan = project.scan_numbers().get((sample.path, sample.series_uid)) if project is not None else None
+    return f"scan {scan}, slice {sample.slice_index}" if scan else f"slice {sample.slice_index}"
 
 
 def held_out_plan(project, n: int, *, known: dict | None = None) -> list[str]:

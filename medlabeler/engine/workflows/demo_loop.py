@@ -66,12 +66,12 @@ def run_headless_round(root: Path, *, labels: int = 8, steps: int | None = None,
         metrics = evaluate_project(project, split="test")
         drive(score_project(project), "score")
         picks = next_samples(project, strategy="hybrid", n=5)
-        samples = {s.id: s for s in project.samples()}
+        places = {s.id: where(s, project) for s in project.samples(ids=[pick.sample for pick in picks])}
     print(f"test Dice {metrics.get('dice', float('nan')):.3f} "
           + " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("dice_")))
     print("label next:")
     for pick in picks:
-        print(f"  sample {pick.sample:<5} {where(samples[pick.sample]):<10} {pick.reason}")
+        print(f"  sample {pick.sample:<5} {places[pick.sample]:<10} {pick.reason}")
     version = getattr(result, "version", None)
     print(f"demo round done: model v{version}, test Dice {metrics.get('dice', float('nan')):.3f}, "
           f"{len(picks)} slices suggested; open it with: medlabeler app {root}")

@@ -153,12 +153,16 @@ def connect(widget: QWidget, signal, slot, *, later: bool = False) -> None:
         one.connect(call_later if later else call)
 
 
-def sample_text(sample) -> str:
-    """Where a sample is, without its file path (paths may carry patient names)."""
+def sample_text(sample, project=None) -> str:
+    """Where a sample is, without its file path (paths may carry patient names): "sample 12 (scan 3,
+    slice 40, train)" (slices from 0, like napari's slider; the scan in a project of several)."""
     if sample is None:
         return "no sample open"
-    where = f"slice {sample.slice_index}, " if sample.slice_index is not None else ""  # from 0, like napari's slider
-    return f"sample {sample.id} ({where}{sample.split})"
+    if sample.slice_index is None:
+        return f"sample {sample.id} ({sample.split})"
+    from medlabeler.ui import engine_calls as calls
+
+    return f"sample {sample.id} ({calls.where(sample, project)}, {sample.split})"
 
 
 class CompactCombo(QComboBox):

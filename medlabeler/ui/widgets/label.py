@@ -132,7 +132,7 @@ class LabelWidget(QWidget):
         return self.session.save_current()
 
     def _sample_opened(self, sample) -> None:
-        self.sample_label.setText(sample_text(sample))
+        self.sample_label.setText(sample_text(sample, self.session.project))
         # the file's name only on hover (it may name the patient: never in the line itself), for
         # the clinician who needs to know which of their files this is (two trials asked)
         self.sample_label.setToolTip(f"image file: {Path(sample.path).name}" if sample is not None else "")

@@ -157,7 +157,8 @@ class QueueWidget(QWidget):
                 if view == "to label" and not wait:
                     rows = self.session.ranked_queue_rows()
                 else:
-                    rows = self.session.queue_rows(view, n=calls.QUEUE_DEPTH)
+                    depth = calls.QUEUE_DEPTH if view == "to label" else LISTED_AT_MOST
+                    rows = self.session.queue_rows(view, n=depth)
             except (MedlabelerError, ValueError) as exc:  # e.g. a score the active model never wrote
                 self.status.setText(str(exc))
                 return
@@ -194,8 +195,9 @@ class QueueWidget(QWidget):
                 if tag in ("insert", "replace"):
                     for k in range(j2 - j1):
                         self.table.insertRow(i1 + k)
+            places = {i: calls.where(sample, project) for i, sample in samples.items()}
             changed = [r for r, row in enumerate(self.rows)
-                       if self._set_row(r, row, samples.get(row.sample), has_model)]
+                       if self._set_row(r, row, places.get(row.sample, ""), has_model)]
             if changed:  # most rows new (another view, a new ranking): every column fitted anew
                 if self._fit_columns(changed, whole=not before or 2 * len(changed) > len(self.rows)):
                     self.table.resizeRowsToContents()  # the stretched "why" column narrowed: rows may wrap
@@ -205,9 +207,8 @@ class QueueWidget(QWidget):
         finally:
             self.table.setUpdatesEnabled(True)
 
-    def _set_row(self, r: int, row, sample, has_model: bool) -> bool:
-        """Row ``r`` shows ``row``; returns whether any of its texts changed."""
-        where = "" if sample is None else calls.where(sample)
+    def _set_row(self, r: int, row, where: str, has_model: bool) -> bool:
+        """Row ``r`` shows ``row``, at ``where``; returns whether any of its texts changed."""
         value = calls.shown_score(row, has_model=has_model)  # an uncertainty, or nothing
         score = "" if value is None else f"{value:.3f}"
         changed = False
@@ -252,8 +253,12 @@ class QueueWidget(QWidget):
             return "Open a project to see what to label next."
         active = self.session.project.active_model()
         model = f"ranked with model v{active.version}" if active else "no model yet: first picks"
-        if self.view_combo.currentText() != "to label":
-            return f"{len(self.rows)} samples"
+        view = self.view_combo.currentText()
+        if view != "to label":
+            counts = self.session.counts()
+            total = counts.get("labeled" if view == "labeled" else "samples", len(self.rows))
+            return (f"{total} samples" if total <= len(self.rows) else
+                    f"the first {len(self.rows)} of {total} samples (by sample id)")
         return f"the next {len(self.rows)} to label; {model}"
 
     def _mark_open(self) -> None:
@@ -330,6 +335,10 @@ class QueueWidget(QWidget):
 
     def sample_ids(self) -> list[int]:
         return [row.sample for row in self.rows]
+
+
+#: Rows the "labeled" and "all" views list (a project of imported labels holds hundreds of them)
+LISTED_AT_MOST = 500
 
 
 def strategy_help(name: str) -> str:
