@@ -3,6 +3,7 @@
 import json
 import os
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -238,7 +239,13 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
     assert sorted(os.listdir(tmp_path / "png")) == ["brain_slice0001.png", "brain_slice0002.png", "labels.json"]
     (tmp_path / "slicer").mkdir()
     shutil.copy(tmp_path / "nifti" / "brain_labels.nii.gz", tmp_path / "slicer" / "brain-label.nii.gz")
-    for folder, expected in (("nifti", 2), ("png", 2), ("slicer", 5)):  # Slicer's: no index, every slice
+    shutil.copytree(tmp_path / "nifti", tmp_path / "edited")  # a slice painted in another tool since the export
+    edited = nib.load(tmp_path / "edited" / "brain_labels.nii.gz")
+    data = np.asarray(edited.dataobj).copy()
+    data[..., 4] = 1  # slice 4 (the NIfTI's last axis is our first)
+    nib.save(nib.Nifti1Image(data, edited.affine, edited.header), tmp_path / "edited" / "brain_labels.nii.gz")
+    masks[4] = np.ones((6, 4), np.uint8)
+    for folder, expected in (("nifti", 2), ("png", 2), ("slicer", 5), ("edited", 3)):  # Slicer's: no index
         fresh, _ = create_project(tmp_path / f"again_{folder}", tmp_path / "images", task="segmentation",
                                   names=["a", "b"])
         with fresh:
@@ -246,6 +253,44 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
             assert (report.labeled, report.errors) == (expected, []), folder
             by_slice = {s.slice_index: s.id for s in fresh.samples()}
             for z, mask in masks.items():
-                assert np.array_equal(fresh.load_label(by_slice[z]), mask), (folder, z)
-            if expected == 2:
-                assert fresh.labeled_ids() == {by_slice[z] for z in masks}
+                if folder == "edited" or z != 4:
+                    assert np.array_equal(fresh.load_label(by_slice[z]), mask), (folder, z)
+            if folder in ("nifti", "png"):
+                assert fresh.labeled_ids() == {by_slice[1], by_slice[2]}
+            if folder == "edited":
+                assert fresh.labeled_ids() == {by_slice[1], by_slice[2], by_slice[4]}
+                assert report.warnings == [f"{tmp_path / 'edited' / 'brain_labels.nii.gz'}: slice 4 holds labels its "
+                                           "labels.json does not list as labeled: imported too"]
+
+
+def test_a_2d_images_nifti_mask_imports_back_and_a_slice_mask_of_an_ambiguous_name_is_refused(tmp_path):
+    """(A review.) Our NIfTI export of 2D images (one slice deep) did not import back; and a
+    NAME_sliceNNNN.png went to the first of two scans of that name without a word."""
+    from PIL import Image
+
+    from medlabeler.engine.project.project_import import import_labels
+
+    (tmp_path / "tiles").mkdir()
+    Image.fromarray(np.arange(600, dtype=np.uint8).reshape(30, 20)).save(tmp_path / "tiles" / "tile.png")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "tiles", task="segmentation", names=["cell"])
+    mask = np.zeros((30, 20), np.uint8)
+    mask[3:9, 2:5] = 1
+    with project:
+        project.save_label(project.samples()[0].id, mask)
+    assert main(["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "out"),
+                 "--keep-names"]) == 0
+    with Project.open(tmp_path / "proj") as project:
+        project.remove_label(project.samples()[0].id)
+        report = import_labels(project, tmp_path / "out")
+        assert (report.labeled, report.errors) == (1, [])
+        assert np.array_equal(project.load_label(project.samples()[0].id), mask)
+
+    for patient in ("p1", "p2"):
+        write_nifti(tmp_path / "scans" / patient / "ct.nii.gz", np.ones((3, 6, 5), np.float32))
+    create_project(tmp_path / "two", tmp_path / "scans", task="segmentation", names=["a"])[0].close()
+    (tmp_path / "slices").mkdir()
+    Image.fromarray(np.ones((6, 5), np.uint8)).save(tmp_path / "slices" / "ct_slice0001.png")
+    with Project.open(tmp_path / "two") as project:
+        report = import_labels(project, tmp_path / "slices")
+        assert report.labeled == 0 and project.status()["labeled"] == 0
+        assert "several images in the project have the name it is named after" in str(report.errors[0])

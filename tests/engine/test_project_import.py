@@ -175,7 +175,8 @@ def test_a_mask_stored_in_another_voxel_order_is_turned_by_its_affine(tmp_path, 
     """A mask of a DICOM series saved by another tool in RAS order (nibabel's canonical) lies on
     the same grid as the series, its voxels in another order: it was imported mirrored left-right
     and front-back, without a word; and then, whose origin was 0.5 mm off (a trial). A mask with no
-    geometry keeps its file's order with a warning; one far from its image is refused."""
+    geometry, or in its image's voxel order elsewhere (a registration), keeps its file's order with
+    a warning; one that would need turning and lies far from its image is refused (a review)."""
     volume = brain[::4]
     write_dicom_series(tmp_path / "ct", volume, spacing=(6.0, 2.0, 2.0))
     truth = np.zeros(volume.shape, np.uint8)
@@ -191,16 +192,23 @@ def test_a_mask_stored_in_another_voxel_order_is_turned_by_its_affine(tmp_path, 
     nib.save(canonical, tmp_path / "ras" / "ct.nii.gz")
     (tmp_path / "bogus").mkdir()
     nib.save(nib.Nifti1Image(np.asarray(exported.dataobj), np.eye(4)), tmp_path / "bogus" / "ct.nii.gz")
-    for name, shift in (("near", 0.5), ("far", 20.0)):  # its origin rounded (a trial: imported mirrored), or wrong
-        moved = canonical.affine.copy()
+    (tmp_path / "none").mkdir()  # nibabel with no affine: codes 0, and an affine of its own making (x flipped)
+    nib.save(nib.Nifti1Image(np.asarray(exported.dataobj), None), tmp_path / "none" / "ct.nii.gz")
+    for name, image, shift in (("near", canonical, 0.5), ("far", canonical, 20.0), ("moved", exported, 20.0)):
+        moved = image.affine.copy()  # its origin rounded (a trial: imported mirrored), wrong, or registered
         moved[2, 3] += shift
         (tmp_path / name).mkdir()
-        nib.save(nib.Nifti1Image(np.asarray(canonical.dataobj), moved), tmp_path / name / "ct.nii.gz")
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj), moved), tmp_path / name / "ct.nii.gz")
 
-    for masks, note, turned in (("ras", "turned by its affine to match", True),
-                                ("near", "turned by its affine to match, but its grid lies 0.5 mm from its image's "
-                                         "(less than a voxel of 2 mm)", True),
-                                ("bogus", "the identity (no geometry); imported in the file's voxel order", False)):
+    for masks, note in (("ras", "turned by its affine to match"),
+                        ("near", "turned by its affine to match, but its grid lies 0.5 mm from its image's (0.083 of "
+                                 "a voxel)"),
+                        ("bogus", "it has no geometry of its own (no origin, its axes as stored); imported in the "
+                                 "file's voxel order"),
+                        ("none", "it has no geometry of its own (no origin, its axes as stored); imported in the "
+                                 "file's voxel order"),
+                        ("moved", "its affine places it elsewhere than its image (another origin, spacing or "
+                                  "direction); imported in the file's voxel order")):
         project, _ = create_project(tmp_path / masks / "proj", tmp_path / "ct", task="segmentation",
                                     names=["corner"], unit="image")
         with project:
@@ -208,7 +216,7 @@ def test_a_mask_stored_in_another_voxel_order_is_turned_by_its_affine(tmp_path, 
             assert report.labeled == 1 and not report.errors
             assert np.array_equal(project.load_label(project.samples()[0].id), truth), masks
         assert len(report.warnings) == 1 and note in report.warnings[0] and "ct.nii.gz" in report.warnings[0], masks
-    # 20 mm away: in neither voxel order would it be more than a guess
+    # in another voxel order and 20 mm (3.3 voxels) away: in neither order would it be more than a guess
     project, _ = create_project(tmp_path / "far" / "proj", tmp_path / "ct", task="segmentation", names=["corner"],
                                 unit="image")
     with project:
@@ -216,7 +224,8 @@ def test_a_mask_stored_in_another_voxel_order_is_turned_by_its_affine(tmp_path, 
         assert report.labeled == 0 and project.status()["labeled"] == 0
     (error,) = report.errors
     assert error.path == tmp_path / "far" / "ct.nii.gz" or str(error.path) == str(tmp_path / "far" / "ct.nii.gz")
-    assert "its grid lies 20 mm from its image's: not imported" in str(error)
+    assert "stored in another voxel order than its image, and its grid lies 3.3 voxels from its image's: not " \
+           "imported" in str(error)
 
 
 def test_mask_of_the_wrong_shape_is_reported_not_saved(tmp_path, brain):

@@ -222,3 +222,16 @@ def test_a_slice_says_which_scan_it_is_in_by_a_number_a_relink_keeps(moved, caps
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  sample ")]
     assert rows and all(re.search(r"  sample \d+ +(scan \d, slice \d+|train|val|test) ", row) for row in rows), rows
     assert any("scan " in row for row in rows)
+
+
+def test_a_read_only_handle_learns_the_scans_new_places_from_a_relink_elsewhere(moved):
+    """(A review.) The app's read-only handle beside a command that relinked kept numbers keyed by
+    the old paths, and its rows said "slice 3" where they had said "scan 2, slice 3"."""
+    root, new, _, _ = moved
+    with Project.open(root, readonly=True) as reader:
+        first = min((s for s in reader.samples() if s.slice_index is not None), key=lambda s: s.id)
+        assert reader.scan_number(first) == 1
+        with Project.open(root) as writer:
+            relink_images(writer, new)
+        reader._scan_numbers_read -= 2  # a second later
+        assert reader.scan_number(reader.sample(first.id)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -869,3 +870,8 @@ def test_the_lock_says_which_command_holds_the_project_never_its_arguments(tmp_p
             Project.open(root)
     assert raised.value.holder.endswith(", `medlabeler train`") and f"pid {os.getpid()}" in raised.value.holder
     assert "Doe_Jane" not in str(raised.value) and "another medlabeler app or command" in str(raised.value)
+    monkeypatch.setattr(sys, "argv", ["/scripts/medlabeler_batch.py", "DoeJane"])  # a script: its argument is a path
+    with Project.open(root):
+        with pytest.raises(ProjectLockedError) as raised:
+            Project.open(root)
+    assert "DoeJane" not in str(raised.value) and raised.value.holder.endswith(socket.gethostname())

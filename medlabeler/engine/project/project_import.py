@@ -503,6 +503,9 @@ def _exported_slices(folder: Path) -> dict[str, list[int]]:
 
 def _save_slice_mask(project: Project, mask_path: Path, samples: list, slice_index: int, warnings: list[str]) -> int:
     """One slice's 2D mask (``NAME_sliceNNNN.png``) for that slice of the volume."""
+    if len({(s.path, s.series_uid) for s in samples}) > 1:
+        raise InputError(mask_path, "several images in the project have the name it is named after; name the mask "
+                                    "after one of them unambiguously")
     target = next((s for s in samples if s.slice_index == slice_index), None)
     if target is None:
         raise InputError(mask_path, f"the image it is named after has no slice {slice_index} in the project")
@@ -531,6 +534,8 @@ def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     else:
         image = read_image(mask_path)
         array, affine = image.array, image.affine
+        if image.metadata.get("qform_code") == image.metadata.get("sform_code") == 0:
+            affine = np.eye(4)  # no geometry: nibabel's made-up affine (x flipped, centred) means nothing
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype == np.uint8:
         raise InputError(mask_path, "mask is an RGB image; expected one integer label per pixel")
     if array.dtype.kind not in "biuf":
@@ -579,13 +584,22 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
                                     "after one of them unambiguously (a DICOM series: by its SeriesInstanceUID)")
     members = next(iter(sources.values()))
     expected = _source_mask_shape(members)
-    if mask_affine is not None and mask.ndim == 3:
+    file_shape = tuple(mask.shape)
+    if len(expected) == 2 and mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]  # a 2D image's mask as a NIfTI of one slice (as our NIfTI export writes it)
+    elif mask_affine is not None and mask.ndim == 3:
         mask = _on_image_grid(mask, mask_affine, members[0], mask_path, warnings)
     if tuple(mask.shape) != expected:
-        raise InputError(mask_path, _shape_mismatch(mask_path, tuple(mask.shape), expected))
+        raise InputError(mask_path, _shape_mismatch(mask_path, file_shape, expected))
     dtype = _label_dtype(project)
-    if only_slices is not None:
-        members = [s for s in members if s.slice_index is None or s.slice_index in set(only_slices)]
+    if only_slices is not None:  # and any slice painted since the export (a stale or foreign labels.json)
+        painted = {s.slice_index for s in members if s.slice_index is not None and mask[s.slice_index].any()}
+        unlisted = sorted(painted - set(only_slices))
+        if unlisted:
+            many = len(unlisted) > 1
+            warnings.append(f"{mask_path}: slice{'s' * many} {', '.join(map(str, unlisted))} hold{'' if many else 's'} "
+                            "labels its labels.json does not list as labeled: imported too")
+        members = [s for s in members if s.slice_index is None or s.slice_index in set(only_slices) | painted]
     for sample in members:
         part = mask if sample.slice_index is None else mask[sample.slice_index]
         project.save_label(sample.id, part.astype(dtype), origin="imported")
@@ -597,63 +611,70 @@ def _shape_mismatch(mask_path: Path, mask_shape: tuple[int, ...], expected: tupl
     if mask_path.name.lower().endswith((".nii", ".nii.gz")):
         return (f"mask shape {'x'.join(map(str, mask_shape[::-1]))} does not match image shape "
                 f"{'x'.join(map(str, expected[::-1]))} (x, y, z, as NIfTI tools show them)")
-    return f"mask shape {'x'.join(map(str, mask_shape))} does not match image shape {'x'.join(map(str, expected))}"
+    return (f"mask shape {'x'.join(map(str, mask_shape))} does not match image shape {'x'.join(map(str, expected))} "
+            "(rows x columns)")
 
 
 def _on_image_grid(mask: np.ndarray, mask_affine: np.ndarray, sample, mask_path: Path, warnings: list[str]) -> np.ndarray:
     """The mask in its image's voxel order. Another tool may store the same grid in another voxel
     order (an RAS-ordered NIfTI of an LPS-ordered DICOM series): taken as it lies in the file, the
     label would be mirrored. Such a mask is turned by its affine, also when its grid lies less than
-    a voxel from the image's (a rounded or resampled origin: a warning says how far). A mask with
-    no geometry (the identity affine) keeps its file's order, with a warning; one whose affine
-    places it further away, or on another spacing, is refused (InputError naming it): in either
-    voxel order it would be a guess."""
+    half a voxel from the image's (a rounded origin: a warning says how far). A mask whose voxels
+    lie in its image's order is taken as it is, with a warning when its affine differs (no geometry,
+    another tool's, a tilt, a registration). Only a mask that would need turning and whose grid does
+    not match in any voxel order is refused (InputError naming it): either order would be a guess."""
     from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
     image_affine = read_image(sample.path, sample.series_uid).affine
     if image_affine is None or _same_grid(mask_affine, image_affine):
         return mask
+    if _no_geometry(mask_affine):
+        warnings.append(f"{mask_path}: it has no geometry of its own (no origin, its axes as stored); imported in "
+                        "the file's voxel order: check it on the image")
+        return mask
     turn = ornt_transform(io_orientation(mask_affine), io_orientation(image_affine))
     turned = not np.array_equal(turn, [[axis, 1] for axis in range(len(turn))])
-    turned_affine = mask_affine @ inv_ornt_aff(turn, mask.shape)
-    shift = _shift_on_the_same_axes(turned_affine, image_affine)
+    turned_affine = np.asarray(mask_affine @ inv_ornt_aff(turn, mask.shape), float)
+    offset = _offset_in_voxels(turned_affine, image_affine)
     how = "stored in another voxel order than its image; turned by its affine to match" if turned else ""
-    if shift is not None and shift <= _TOLERANCE_MM:
+    if offset is not None and offset < 0.5:  # every voxel lands on its own: the same grid, rounded
+        mm = float(np.linalg.norm(turned_affine[:3, 3] - np.asarray(image_affine, float)[:3, 3]))
+        if mm > _TOLERANCE_MM:
+            how = (f"{how + ', but ' if how else ''}its grid lies {mm:.2g} mm from its image's ({offset:.2g} of a "
+                   "voxel): imported on the image's grid; check it on the image")
         warnings.append(f"{mask_path}: {how}")
         return np.ascontiguousarray(apply_orientation(mask, turn))
-    voxel = float(np.min(np.linalg.norm(np.asarray(image_affine, float)[:3, :3], axis=0)))
-    if shift is not None and shift < voxel and not _no_geometry(mask_affine):
-        warnings.append(f"{mask_path}: {how + ', but ' if how else ''}its grid lies {shift:.2g} mm from its image's "
-                        f"(less than a voxel of {voxel:.2g} mm): imported on the image's grid; check it on the image")
-        return np.ascontiguousarray(apply_orientation(mask, turn))
-    if _no_geometry(mask_affine):
-        warnings.append(f"{mask_path}: its affine is the identity (no geometry); imported in the file's voxel order: "
-                        "check it on the image")
+    if not turned:  # its voxels lie in the image's order: as another tool, a tilted gantry or a registration left them
+        warnings.append(f"{mask_path}: its affine places it elsewhere than its image (another origin, spacing or "
+                        "direction); imported in the file's voxel order: check it on the image")
         return mask
-    where = (f"its grid lies {shift:.3g} mm from its image's" if shift is not None else
+    where = (f"its grid lies {offset:.2g} voxels from its image's" if offset is not None else
              "its affine gives it another voxel spacing or direction than its image")
-    raise InputError(mask_path, f"{where}: not imported (a mask of another scan?). Save it with its image's affine, "
-                                "or with none to take its voxels in the file's order")
+    raise InputError(mask_path, f"stored in another voxel order than its image, and {where}: not imported (in "
+                                "neither order would it be more than a guess; a mask of another scan?). Save it "
+                                "with its image's affine")
 
 
 #: Grids closer than this are the same grid (a float written and read back)
 _TOLERANCE_MM = 0.01
 
 
-def _shift_on_the_same_axes(a: np.ndarray, b: np.ndarray) -> float | None:
-    """How far apart (mm) two grids of the same voxel axes and spacing lie; None when their axes
-    or spacings differ."""
+def _offset_in_voxels(a: np.ndarray, b: np.ndarray) -> float | None:
+    """How far grid ``a`` lies from grid ``b``, in ``b``'s voxels along its axes (the largest); None
+    when their axes or spacings differ."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if not np.allclose(a[:3, :3], b[:3, :3], atol=1e-3 * max(1.0, float(np.abs(b[:3, :3]).max()))):
         return None
-    return float(np.linalg.norm(a[:3, 3] - b[:3, 3]))
+    return float(np.abs(np.linalg.solve(b[:3, :3], a[:3, 3] - b[:3, 3])).max())
 
 
 def _no_geometry(affine: np.ndarray) -> bool:
-    """An identity affine (a mask saved with none), in any axis order: unit voxels, no origin."""
+    """An affine no scanner gives: no origin and the axes as stored, whatever the spacing (a mask
+    saved with none, a NIfTI whose qform and sform codes are both 0 as `read_mask` gives it, or
+    SimpleITK's array given a spacing only): its voxels are in the order they were painted in."""
     a = np.asarray(affine, float)
-    return bool(np.allclose(a[:3, 3], 0) and np.allclose(np.abs(a[:3, :3]) @ np.abs(a[:3, :3]).T, np.eye(3))
-                and np.allclose(np.abs(a[:3, :3]).sum(axis=0), 1))
+    axes = np.abs(a[:3, :3]) > 1e-6
+    return bool(np.allclose(a[:3, 3], 0) and (axes.sum(axis=0) == 1).all() and (axes.sum(axis=1) == 1).all())
 
 
 def _same_grid(a: np.ndarray, b: np.ndarray, tolerance_mm: float = _TOLERANCE_MM) -> bool:

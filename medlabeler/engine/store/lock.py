@@ -100,6 +100,6 @@ def _read_holder(fd: int) -> str:
 def _what_runs() -> str:
     """", `medlabeler train`" (the command's name only: its arguments name files), or ", napari"."""
     argv = [os.path.basename(a) for a in sys.argv[:2]]
-    if argv and argv[0].startswith("medlabeler") and len(argv) > 1 and argv[1].replace("-", "").isalpha():
-        return f", `medlabeler {argv[1]}`"
+    if argv and argv[0] == "medlabeler" and len(argv) > 1 and argv[1].replace("-", "").isalpha():
+        return f", `medlabeler {argv[1]}`"  # the console script: its first argument is its command
     return f", {argv[0]}" if argv and argv[0] in ("napari", "medlabeler") else ""

@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -182,6 +183,8 @@ class Project:
         self._mutex = threading.RLock()  # the connection: held for one query or one transaction
         self._label_saves = threading.RLock()  # label saves one at a time (version numbers), files outside _mutex
         self._revision = 0  # committed write transactions other than label saves (see ranking_revision)
+        self._scan_numbers: tuple[int | None, dict] = (None, {})  # (revision, `scan_numbers`), and when read
+        self._scan_numbers_read = 0.0
         self._schema = SCHEMA_VERSION  # the database's (an older one only when open read-only)
         self._pixels: OrderedDict[tuple[str, str | None], np.ndarray] = OrderedDict()
         self._pixels_mutex = threading.Lock()
@@ -740,12 +743,26 @@ class Project:
         (so a relink changes none), for a project of slices of more than one scan; else empty.
         What a list shows beside the slice ("scan 3, slice 84"): never the file's name."""
         revision = self._revision
-        if getattr(self, "_scan_numbers", (None, None))[0] != revision:
+        if self._scan_numbers[0] != revision:
             rows = self._query("SELECT path, series_uid FROM samples WHERE slice_index IS NOT NULL "
                                "GROUP BY path, series_uid ORDER BY MIN(id)")
             numbers = {(path, series): n for n, (path, series) in enumerate(rows, 1)} if len(rows) > 1 else {}
             self._scan_numbers = (revision, numbers)
+            self._scan_numbers_read = time.monotonic()
         return self._scan_numbers[1]
+
+    def scan_number(self, sample: Sample) -> int | None:
+        """`scan_numbers` of a slice sample (None for a 2D image, or in a project of one scan). A
+        source it does not know (added or relinked through another handle: this one's revision
+        did not move) reads them again, at most once a second."""
+        if sample.slice_index is None:
+            return None
+        key = (sample.path, sample.series_uid)
+        numbers = self.scan_numbers()
+        if key not in numbers and time.monotonic() - self._scan_numbers_read > 1.0:
+            self._scan_numbers = (None, {})
+            numbers = self.scan_numbers()
+        return numbers.get(key)
 
     def missing_sources(self) -> list[tuple[str, str | None, tuple[int, ...]]]:
         """`sources` whose path is gone (moved, renamed or deleted since the import;

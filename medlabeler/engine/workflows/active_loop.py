@@ -139,7 +139,7 @@ def where(sample, project=None) -> str:
     slice 44`` in a project of several scans (given ``project``), else its split."""
     if sample.slice_index is None:
         return sample.split
-    scan = project.scan_numbers().get((sample.path, sample.series_uid)) if project is not None else None
+    scan = project.scan_number(sample) if project is not None else None
     return f"scan {scan}, slice {sample.slice_index}" if scan else f"slice {sample.slice_index}"
 
 
