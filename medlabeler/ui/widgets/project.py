@@ -71,9 +71,7 @@ class ProjectWidget(QWidget):
                                       "in now. Each is taken only if it is the same image (size, DICOM series); "
                                       "sample ids, labels and models stay")
         layout.addWidget(self.relink_button)
-        self.relink_report = hint("")
-        self.relink_report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.relink_report.setVisible(False)
+        self.relink_report = _report_label()
         layout.addWidget(self.relink_report)
 
         self._exporting = False
@@ -87,9 +85,7 @@ class ProjectWidget(QWidget):
                                       "import-labels`). An imported label is a new version: the one it replaces "
                                       "stays in the sample's history")
         import_form.addRow(self.import_button)
-        self.import_report = hint("")
-        self.import_report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.import_report.setVisible(False)
+        self.import_report = _report_label()
         import_form.addRow(self.import_report)
         layout.addWidget(imports)
 
@@ -327,6 +323,15 @@ def counts_text(status: dict, kind: str) -> str:
     if per_class:
         lines.append("; ".join(calls.per_class_text(kind, per_class)))
     return "\n".join(lines)
+
+
+def _report_label() -> QLabel:
+    """Where the tab says what an import or a relink did (hidden until there is something to say;
+    selectable, so that a skipped file's path can be copied)."""
+    label = hint("")
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setVisible(False)
+    return label
 
 
 def _show_report_in(label: QLabel, report: str) -> None:
