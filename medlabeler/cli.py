@@ -245,7 +245,7 @@ def cmd_relink(args) -> int:
     if not report.found and not report.missing:
         print("no image of the project is missing")
     else:
-        print(report.summary(args.folder) + (" (a dry run: nothing changed)" if args.dry_run else ""))
+        print(report.summary(args.folder))
     return 0 if report.found or not report.missing else 1  # a script sees that nothing was found
 
 

@@ -90,7 +90,8 @@ def test_the_command_relinks_and_says_what_is_still_missing(moved, capsys):
     root, new, before, _ = moved
     (new / "photos" / "p1.png").unlink()
     assert main(["relink", str(root), str(new), "--dry-run"]) == 0
-    assert capsys.readouterr().out.strip().endswith("1 still missing (a dry run: nothing changed)")
+    assert capsys.readouterr().out.strip().endswith("would be read from there (a dry run: nothing changed); 1 still "
+                                                    "missing")
     assert main(["relink", str(root), str(new)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == f"found 4 of 5 missing images under {new}: {len(before) - 1} samples read from there now; 1 still missing"
@@ -184,8 +185,9 @@ def test_a_name_two_missing_images_share_is_not_enough_to_tell_them_apart(tmp_pa
     shutil.copyfile(tmp_path / "old" / "b" / "scan.nii.gz", tmp_path / "new" / "scan.nii.gz")  # which was it?
     shutil.rmtree(tmp_path / "old")
     with Project.open(tmp_path / "proj") as project:
-        report = relink_images(project, tmp_path / "new")
-        assert report.found == {} and len(report.missing) == 2
+        report = relink_images(project, tmp_path / "new")  # not by name: by what the file holds
+        assert report.found == {str(tmp_path / "old/b/scan.nii.gz"): str(tmp_path / "new/scan.nii.gz")}
+        assert report.missing == [str(tmp_path / "old/a/scan.nii.gz")]
 
 
 def test_renamed_images_are_not_looked_for_under_a_folder_too_large_and_the_report_says_so(moved, monkeypatch):
@@ -235,3 +237,36 @@ def test_a_read_only_handle_learns_the_scans_new_places_from_a_relink_elsewhere(
             relink_images(writer, new)
         reader._scan_numbers_read -= 2  # a second later
         assert reader.scan_number(reader.sample(first.id)) == 1
+
+
+def test_another_patients_scan_of_the_same_name_and_size_is_never_taken(tmp_path, brain):
+    """A trial: pat1 moved away, a copy of pat2's t1.nii.gz (same name, same size) under the folder
+    chosen: relink gave pat1's samples pat2's scan. What a file holds is kept at import now."""
+    _make_project(tmp_path, {"pat1/t1.nii.gz": brain[:4], "pat2/t1.nii.gz": brain[4:8]})
+    (tmp_path / "other" / "Q").mkdir(parents=True)
+    shutil.copyfile(tmp_path / "old" / "pat2" / "t1.nii.gz", tmp_path / "other" / "Q" / "t1.nii.gz")
+    shutil.rmtree(tmp_path / "old" / "pat1")
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, tmp_path / "other")
+        assert report.found == {} and report.missing == [str(tmp_path / "old/pat1/t1.nii.gz")]
+        assert "its size or bytes differ from the image imported" in str(report.refused[0])
+
+
+def test_a_project_made_before_contents_were_kept_says_what_it_found_by_name_only(tmp_path, brain):
+    import sqlite3
+
+    _make_project(tmp_path, {"pat1/t1.nii.gz": brain[:4]})
+    db = sqlite3.connect(tmp_path / "proj" / "project.sqlite")
+    db.execute("UPDATE samples SET content_key = NULL")  # as a project made before the key was kept
+    db.commit()
+    db.close()
+    (tmp_path / "new" / "renamed_folder").mkdir(parents=True)
+    shutil.copyfile(tmp_path / "old" / "pat1" / "t1.nii.gz", tmp_path / "new" / "renamed_folder" / "t1.nii.gz")
+    shutil.rmtree(tmp_path / "old")
+    with Project.open(tmp_path / "proj") as project:
+        report = relink_images(project, tmp_path / "new", dry_run=True)
+    new = str(tmp_path / "new" / "renamed_folder" / "t1.nii.gz")
+    assert report.lines() == [f"found by its name only, check it: {new} (for {tmp_path / 'old/pat1/t1.nii.gz'}; the "
+                              "project was made before medlabeler kept what its images hold)",
+                              f"would read {tmp_path / 'old/pat1/t1.nii.gz'} from {new}"]
+    assert report.summary("X").endswith("4 samples would be read from there (a dry run: nothing changed)")

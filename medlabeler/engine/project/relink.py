@@ -52,19 +52,27 @@ class RelinkReport:
     refused: list[InputError] = field(default_factory=list)
     samples: int = 0
     fingerprints_skipped: bool = False  # the folder was too large to look for renamed images in
+    by_name_only: list[str] = field(default_factory=list)  # old paths found by name, their contents unknown
+    dry_run: bool = False
 
     def summary(self, folder: str | Path) -> str:
         looked = len(self.found) + len(self.missing)
+        read = "would be read from there (a dry run: nothing changed)" if self.dry_run else "read from there now"
         text = (f"found {len(self.found)} of {looked} missing image{'s' * (looked != 1)} under {folder}: "
-                f"{self.samples} sample{'s' * (self.samples != 1)} read from there now")
+                f"{self.samples} sample{'s' * (self.samples != 1)} {read}")
         if self.missing:
             text += f"; {len(self.missing)} still missing"
         return text
 
     def lines(self) -> list[str]:
-        """A line per image still missing and per candidate refused."""
+        """A line per image still missing, per candidate refused, per image found by its name only
+        (and, in a dry run, per image found)."""
         lines = ([f"still missing: {path}" for path in self.missing]
-                 + [f"not the same image: {error}" for error in self.refused])
+                 + [f"not the same image: {error}" for error in self.refused]
+                 + [f"found by its name only, check it: {self.found[old]} (for {old}; the project was made before "
+                    "medlabeler kept what its images hold)" for old in self.by_name_only])
+        if self.dry_run:
+            lines += [f"would read {old} from {new}" for old, new in self.found.items()]
         if self.fingerprints_skipped:
             lines.append(f"renamed images were not looked for: the folder holds more than {FINGERPRINTS_AT_MOST:,} "
                          "files and folders (choose one closer to the images)")
@@ -77,7 +85,7 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
     folder = Path(os.path.abspath(folder))
     if not folder.is_dir():
         raise InputError(folder, "is not a folder")
-    report = RelinkReport()
+    report = RelinkReport(dry_run=dry_run)
     sources = project.sources()
     lost: dict[str, Wanted] = {}
     for path, series, shape in sources:
@@ -89,24 +97,34 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
     shared_names = {name for name, n in Counter(_pure(old).name for old in lost).items() if n > 1}
     refusals: dict[str, InputError] = {}
     pending = sorted(lost)
+    keys = {old: project.source_content_key(old) for old in lost}
     for candidates_of in (_by_place, lambda old, tree: _by_name(old, tree, shared_names),
-                          lambda old, tree: _by_fingerprint(old, tree, project)):
-        pending = [old for old in pending if not _take(old, lost[old], candidates_of, tree, report, refusals)]
+                          lambda old, tree: _by_contents(old, tree, project, keys[old])):
+        pending = [old for old in pending
+                   if not _take(old, (lost[old], keys[old]), candidates_of, tree, report, refusals)]
+    report.by_name_only = [old for old in report.found if keys[old] is None and _found_by_name_only(old, report)]
     report.missing = pending
     report.refused = [refusals[old] for old in pending if old in refusals]
     report.fingerprints_skipped = tree.fingerprints_skipped
     if report.found:
-        fingerprints = {new: files.source_fingerprint(new) for new in report.found.values()}
+        now = {new: (files.source_fingerprint(new), files.content_key(new)) for new in report.found.values()}
         report.samples = project.count_samples_of(report.found) if dry_run else project.move_sources(
-            {old: (new, fingerprints[new]) for old, new in report.found.items()})
+            {old: (new, *now[new]) for old, new in report.found.items()})
     return report
 
 
-def _take(old: str, wanted: Wanted, candidates_of: Callable, tree: "_Tree", report: RelinkReport,
+def _found_by_name_only(old: str, report: RelinkReport) -> bool:
+    """Its new place shares no folder with its old one: the name alone was the clue."""
+    return Path(report.found[old]).parent.name != _pure(old).parent.name
+
+
+def _take(old: str, known: tuple[Wanted, str | None], candidates_of: Callable, tree: "_Tree", report: RelinkReport,
           refusals: dict[str, InputError]) -> bool:
-    """Give ``old`` the first free candidate of this round that holds the same image(s)."""
+    """Give ``old`` the first free candidate of this round that holds the same image(s): the same
+    bytes where the project kept what it held (``known``: its images, and its content key)."""
+    wanted, key = known
     for candidate in [c for c in candidates_of(old, tree) if tree.is_free(c)][:3]:
-        refusal = _differs(candidate, wanted)
+        refusal = _differs(candidate, wanted) or _other_bytes(candidate, key)
         if refusal is None:
             report.found[old] = candidate
             tree.claim(candidate)
@@ -131,7 +149,7 @@ class _Tree:
                 path = os.path.join(where, name)
                 self.paths.append(path)
                 self.by_name.setdefault(name, []).append(path)
-        self._fingerprints: dict[str, str | None] | None = None
+        self._read: dict[str, dict[str, str | None]] = {}  # "fingerprint" / "key" -> path -> value
         self.fingerprints_skipped = False
 
     def is_free(self, path: str) -> bool:
@@ -141,17 +159,20 @@ class _Tree:
         self._taken.add(_real(path))
 
     def by_fingerprint(self, fingerprint: str) -> list[str]:
+        return self._with("fingerprint", fingerprint)
+
+    def by_key(self, key: str) -> list[str]:
+        return self._with("key", key)
+
+    def _with(self, kind: str, value: str) -> list[str]:
+        """The paths whose fingerprint or content key is ``value`` (each read once, on first use)."""
         if len(self.paths) > FINGERPRINTS_AT_MOST:
             self.fingerprints_skipped = True  # a home folder: reading the ends of every file would take minutes
             return []
-        if self._fingerprints is None:
-            self._fingerprints = {}
-            for path in self.paths:
-                try:
-                    self._fingerprints[path] = files.source_fingerprint(path)
-                except InputError:
-                    self._fingerprints[path] = None
-        return [p for p, f in self._fingerprints.items() if f == fingerprint]
+        if kind not in self._read:
+            self._read[kind] = {path: _quietly(files.source_fingerprint if kind == "fingerprint" else files.content_key,
+                                               path) for path in self.paths}
+        return [p for p, v in self._read[kind].items() if v == value]
 
 
 def _by_place(old: str, tree: _Tree) -> list[str]:
@@ -172,9 +193,27 @@ def _by_name(old: str, tree: _Tree, shared_names: set[str]) -> list[str]:
     return found if name not in shared_names and len(found) == 1 else []
 
 
-def _by_fingerprint(old: str, tree: _Tree, project) -> list[str]:
+def _by_contents(old: str, tree: _Tree, project, key: str | None) -> list[str]:
+    """The files holding what the old one held (its content key: a copy that lost its time too),
+    or, for a source imported before keys were kept, of its fingerprint (a move or `cp -p`)."""
+    if key is not None:
+        return tree.by_key(key)
     recorded = project.source_fingerprint_recorded(old)
     return tree.by_fingerprint(recorded) if recorded and recorded != _NOTHING else []
+
+
+def _other_bytes(candidate: str, key: str | None) -> InputError | None:
+    if key is None or files.content_key(candidate) == key:
+        return None
+    return InputError(candidate, "its size or bytes differ from the image imported (another patient's scan of the "
+                                 "same name and size?)")
+
+
+def _quietly(read: Callable, path: str) -> str | None:
+    try:
+        return read(path)
+    except InputError:
+        return None
 
 
 def _pure(path: str) -> PurePath:

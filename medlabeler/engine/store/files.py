@@ -141,6 +141,32 @@ def source_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def content_key(path: str | Path) -> str | None:
+    """What a source holds, whatever its name, place or time: sha1 of its size and its first and
+    last 64 KiB (a DICOM series' folder: the names and sizes of its files). A copy keeps it, where
+    `source_fingerprint` changes with the time. None for a folder that holds no file itself."""
+    p = Path(path)
+    digest = hashlib.sha1()
+    try:
+        if p.is_dir():
+            children = [(c.name, c.stat().st_size) for c in sorted(p.iterdir()) if c.is_file()]
+            if not children:
+                return None
+            for name, size in children:
+                digest.update(f"{name}\0{size}\n".encode())
+        else:
+            size = p.stat().st_size
+            digest.update(f"{size}\n".encode())
+            with open(p, "rb") as f:
+                digest.update(f.read(_HEAD_TAIL))
+                if size > 2 * _HEAD_TAIL:
+                    f.seek(-_HEAD_TAIL, os.SEEK_END)
+                    digest.update(f.read(_HEAD_TAIL))
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
 def encode_mask(mask: np.ndarray) -> bytes:
     """A mask as compressed .npz bytes (one array named ``mask``)."""
     buffer = io.BytesIO()

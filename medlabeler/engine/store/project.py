@@ -589,7 +589,8 @@ class Project:
             fingerprint = files.source_fingerprint(path)
             group = str(getattr(info, "group", "") or "") or files.sha256_bytes(path.encode())[:40]
             hint = getattr(info, "label_hint", None)
-            prepared.append((info, path, shape, spacing, is_volume, fingerprint, group, hint))
+            prepared.append((info, path, shape, spacing, is_volume, (fingerprint, files.content_key(path)), group,
+                             hint))
         added: list[int] = []
         with self._write() as conn:
             existing = dict(conn.execute("SELECT key, split FROM groups").fetchall())
@@ -599,7 +600,7 @@ class Project:
             conn.executemany("INSERT INTO groups (key, split) VALUES (?, ?)", sorted(new_splits.items()))
             splits = {**existing, **new_splits}
             now = _now()
-            for info, path, shape, spacing, is_volume, fingerprint, group, hint in prepared:
+            for info, path, shape, spacing, is_volume, (fingerprint, key), group, hint in prepared:
                 series = getattr(info, "series_uid", None)
                 modality = str(getattr(info, "modality", "") or "OT")
                 if self.task.unit == "slice" and is_volume:
@@ -611,11 +612,11 @@ class Project:
                     slice_group = self._slice_group(group, slice_index if self._by_slab(is_volume) else None, shape[0])
                     cur = conn.execute(
                         "INSERT OR IGNORE INTO samples (path, series_uid, slice_index, group_key, split, "
-                        "shape, spacing, source_shape, modality, is_volume, content_hash, added) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "shape, spacing, source_shape, modality, is_volume, content_hash, added, content_key) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (path, series, slice_index, slice_group, splits[slice_group], _dumps(list(sample_shape)),
                          _dumps(list(sample_spacing)), _dumps(list(shape)), modality, int(is_volume),
-                         fingerprint, now),
+                         fingerprint, now, key),
                     )
                     if cur.rowcount != 1:
                         continue
@@ -775,16 +776,25 @@ class Project:
         rows = self._query("SELECT content_hash FROM samples WHERE path = ? LIMIT 1", (path,))
         return rows[0][0] if rows else ""
 
+    def source_content_key(self, path: str) -> str | None:
+        """`files.content_key` of ``path`` when it was imported (None for a source imported before
+        medlabeler kept it, or in a database too old to hold it, opened read-only)."""
+        if self._schema < 4:
+            return None
+        rows = self._query("SELECT content_key FROM samples WHERE path = ? LIMIT 1", (path,))
+        return rows[0][0] if rows else None
+
     def count_samples_of(self, paths: Iterable[str]) -> int:
         return sum(self._query("SELECT COUNT(*) FROM samples WHERE path = ?", (p,))[0][0] for p in paths)
 
-    def move_sources(self, moves: Mapping[str, tuple[str, str]]) -> int:
+    def move_sources(self, moves: Mapping[str, tuple[str, str, str | None]]) -> int:
         """Read the samples of each old path from its new one from now on: old path -> (new path,
-        its fingerprint now). Sample ids, labels and scores stay. Returns the samples moved."""
+        its fingerprint and content key now). Sample ids, labels and scores stay. Returns the
+        samples moved."""
         self._check_writable()
         moved: set[int] = set()
         with self._write() as conn:
-            for old, (new, fingerprint) in sorted(moves.items()):
+            for old, (new, fingerprint, key) in sorted(moves.items()):
                 new = os.path.abspath(new)
                 clash = conn.execute("SELECT 1 FROM samples a JOIN samples b ON b.path = ? AND "
                                      "ifnull(b.series_uid, '') = ifnull(a.series_uid, '') WHERE a.path = ? LIMIT 1",
@@ -793,7 +803,8 @@ class Project:
                     raise InputError(new, "is already in the project (imported from there too): relink to "
                                           "another folder")
                 moved.update(int(r[0]) for r in conn.execute("SELECT id FROM samples WHERE path = ?", (old,)))
-                conn.execute("UPDATE samples SET path = ?, content_hash = ? WHERE path = ?", (new, fingerprint, old))
+                conn.execute("UPDATE samples SET path = ?, content_hash = ?, content_key = ifnull(content_key, ?) "
+                             "WHERE path = ?", (new, fingerprint, key, old))
             self._insert_audit(conn, "sources_relinked", {"sources": len(moves), "samples": len(moved)})
         for name in ("_unreadable", "_lost_slices"):  # what was noted of the old paths no longer holds
             self._drop_session_ids(name, moved)

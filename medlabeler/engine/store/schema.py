@@ -118,12 +118,20 @@ _V3 = [
         OR (action = 'model_added' AND json_extract(detail, '$.active')))""",
 ]
 
+# What a source's bytes are, whatever its name and time (`files.content_key`): an image moved or
+# renamed is found again by it, and another patient's scan of the same name and size is not taken
+# for it (`project.relink`). Sources imported before it was kept have none.
+_V4 = [
+    "ALTER TABLE samples ADD COLUMN content_key TEXT",
+]
+
 # MIGRATIONS[n] takes a database at version n - 1 to version n.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 SCHEMA_VERSION = max(MIGRATIONS)
 #: the oldest schema a read-only handle still opens: version 2 only adds sample_facts, which such a
 #: handle reads as empty (nothing known to be blank); version 3 the models' `removed` and
-#: `was_active`, read as "weights present" and "active now"
+#: `was_active`, read as "weights present" and "active now"; version 4 the samples' `content_key`,
+#: which only a relink reads (as unknown)
 OLDEST_READABLE = 1
 
 
