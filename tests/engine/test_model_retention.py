@@ -119,6 +119,7 @@ def test_a_schema_2_project_upgrades_with_its_activation_history(project, tmp_pa
     db = sqlite3.connect(root / "project.sqlite")  # as medlabeler wrote it before schema 3
     db.execute("ALTER TABLE models DROP COLUMN removed")
     db.execute("ALTER TABLE models DROP COLUMN was_active")
+    db.execute("ALTER TABLE samples DROP COLUMN content_key")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

@@ -97,6 +97,7 @@ def test_a_project_of_schema_1_opens_read_only_and_is_checked_once_open_for_writ
     db.execute("DROP TABLE sample_facts")
     db.execute("ALTER TABLE models DROP COLUMN removed")
     db.execute("ALTER TABLE models DROP COLUMN was_active")
+    db.execute("ALTER TABLE samples DROP COLUMN content_key")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
