@@ -461,3 +461,23 @@ def test_many_files_skipped_for_one_reason_make_one_line_and_twin_series_one_cou
                      "/d/MR2: series 2 'PILOT' (3 files): mixed orientation (2 series alike: the same number and "
                      "description)",
                      "/d/TINY/SE0/odd.dcm: not a DICOM file"]
+
+
+def test_masks_in_folders_named_as_their_images_import_for_a_folder_per_patient(tmp_path, brain):
+    """A trial: images/p01/t1.nii.gz, images/p02/t1.nii.gz ... could take no mask: t1.nii.gz named
+    several images, and no other name matched one."""
+    for patient, offset in (("p01", 0), ("p02", 8)):
+        write_nifti(tmp_path / "images" / patient / "t1.nii.gz", brain[offset:offset + 4])
+        mask = np.zeros((4, *brain.shape[1:]), np.uint8)
+        mask[:, offset:offset + 3] = 1  # each patient's own
+        write_nifti(tmp_path / "masks" / patient / "t1.nii.gz", mask)
+    write_nifti(tmp_path / "flat" / "t1.nii.gz", np.zeros((4, *brain.shape[1:]), np.uint8))
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="segmentation", names=["tissue"])
+    with project:
+        report = import_labels(project, tmp_path / "masks")
+        assert (report.labeled, report.errors) == (8, [])
+        for sample in project.samples():
+            offset = 0 if "/p01/" in sample.path else 8
+            assert project.load_label(sample.id)[offset:offset + 3].all(), sample.path
+        (error,) = import_labels(project, tmp_path / "flat").errors
+        assert "2 images in the project have this name; put the mask in folders named as its image's" in str(error)

@@ -457,6 +457,7 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
     exported = _exported_slices(folder)
     for mask_path in files:
         samples, slice_index = _images_of(mask_path, by_key)
+        samples = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts)
         if not samples:
             report.errors.append(InputError(mask_path, "no image in the project has this name (a mask is named as "
                                                        "its image, with or without _labels, _seg, -label or _mask)"))
@@ -488,6 +489,15 @@ def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | No
     if one_slice and one_slice["key"] in by_key:
         return by_key[one_slice["key"]], int(one_slice["z"])
     return [], None
+
+
+def _in_the_same_folders(samples: list, folders: tuple[str, ...]) -> list:
+    """Of the images of one name (a folder per patient, each holding t1.nii.gz), those whose folders
+    end as the mask's do below the folder of masks (masks/p01/t1.nii.gz for images/p01/t1.nii.gz)."""
+    if not folders or len({(s.path, s.series_uid) for s in samples}) < 2:
+        return samples
+    mine = [s for s in samples if Path(s.path).parent.parts[-len(folders):] == folders]
+    return mine or samples
 
 
 def _exported_slices(folder: Path) -> dict[str, list[int]]:
@@ -580,8 +590,10 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
     for sample in samples:
         sources.setdefault((sample.path, sample.series_uid), []).append(sample)
     if len(sources) > 1:
-        raise InputError(mask_path, f"{len(sources)} images in the project have this name; name the mask "
-                                    "after one of them unambiguously (a DICOM series: by its SeriesInstanceUID)")
+        raise InputError(mask_path, f"{len(sources)} images in the project have this name; put the mask in "
+                                    "folders named as its image's (masks/p01/t1.nii.gz for images/p01/t1.nii.gz), "
+                                    "or name it after one of them unambiguously (a DICOM series: by its "
+                                    "SeriesInstanceUID)")
     members = next(iter(sources.values()))
     expected = _source_mask_shape(members)
     file_shape = tuple(mask.shape)
