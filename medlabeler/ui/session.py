@@ -202,6 +202,13 @@ def _said(words: str, *, error: bool = False, warn: bool = False) -> str:
     return words
 
 
+def _moved_hint(sample) -> str:
+    """What to do about an image gone from where it was imported (moved or renamed, most often)."""
+    if os.path.exists(sample.path):
+        return ""
+    return "\nMoved or renamed? The Project tab's Find moved images… points the project at its new place."
+
+
 def missing_slice_note(sample_id: int) -> str:
     return f"sample {sample_id} {MISSING_SLICE}, and strokes on it are not saved"
 
@@ -641,8 +648,13 @@ class Session(QObject):
         if project is self.project:
             self._relinks += 1
             self.queue_changed.emit()  # their samples are queued again
-            if self.sample is None:  # nothing could be opened before
-                self.open_next()
+            if self.sample is None:  # nothing could be opened before: the next to label, else the first
+                first = self.next_sample_id()
+                if first is None:
+                    unreadable = project.unreadable_ids()
+                    first = min((s.id for s in project.samples() if s.id not in unreadable), default=None)
+                if first is not None:
+                    self.open_sample(first, save_first=False)
         _said(summary + (": the Project tab names them" if lines else ""), warn=bool(lines))
         return "\n".join([summary, *lines])
 
@@ -784,7 +796,7 @@ class Session(QObject):
             self.view.show(sample, prediction=cached)  # a prediction made ahead is drawn with the slice
         except MedlabelerError as exc:  # a file damaged since the import: the open sample stays
             labeled = self.project.label(sample.id) is not None
-            show_error_message(f"Cannot open sample {sample.id}: {error_text(exc)}" + (
+            show_error_message(f"Cannot open sample {sample.id}: {error_text(exc)}{_moved_hint(sample)}" + (
                 "\nIts label stays: to take it back, right-click its row in the queue (labeled) > Remove label."
                 if labeled else ""))
             self.queue_changed.emit()  # the store left it out of the queue: `n` does not stop there again
@@ -891,7 +903,8 @@ class Session(QObject):
         if isinstance(volume, Exception):
             self.reading = None
             self._forget_reading_note()
-            show_error_message(f"Cannot read the images of sample {sample.id}: {error_text(volume)}")
+            show_error_message(f"Cannot read the images of sample {sample.id}: {error_text(volume)}"
+                               + _moved_hint(sample))
             return
         self.view.keep_volume(sample, volume, labels)
         self.open_sample(sample.id)
@@ -1033,6 +1046,9 @@ class Session(QObject):
         next_id = self.next_sample_id()
         if next_id is not None:
             self.open_sample(next_id, save_first=False)
+        elif self.viewer is not None and self.project is not None:  # said: `n` seemed to do nothing (a trial)
+            self.viewer.status = ("nothing left to label: every sample that can be opened is labeled (the queue's "
+                                  "labeled view lists them)")
 
     @main_thread_only
     def save_current(self) -> int:

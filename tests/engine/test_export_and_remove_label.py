@@ -237,6 +237,10 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
         assert main(["export", str(tmp_path / "proj"), "--format", fmt, "--out", str(tmp_path / fmt),
                      "--keep-names"]) == 0
     assert sorted(os.listdir(tmp_path / "png")) == ["brain_slice0001.png", "brain_slice0002.png", "labels.json"]
+    assert main(["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "numbered")]) == 0
+    with Project.open(tmp_path / "proj") as project:  # the default export names no image: said how to import one
+        (error,) = import_labels(project, tmp_path / "numbered").errors
+    assert "an export's numbered file, which names no image: export with the images' names" in str(error)
     (tmp_path / "slicer").mkdir()
     shutil.copy(tmp_path / "nifti" / "brain_labels.nii.gz", tmp_path / "slicer" / "brain-label.nii.gz")
     shutil.copytree(tmp_path / "nifti", tmp_path / "edited")  # a slice painted in another tool since the export

@@ -488,13 +488,17 @@ def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napar
                                 colors=COLORS, unit="slice")
     with project:
         first = project.samples()[0]
-        project.save_label(first.id, np.ones(first.shape, np.uint8))
+        for sample in project.samples():  # every sample labeled: nothing is left to label after the relink
+            project.save_label(sample.id, np.ones(sample.shape, np.uint8))
     new = tmp_path / "moved here"
     shutil.move(tmp_path / "old", new)
+    errors = []
+    monkeypatch.setattr("medlabeler.ui.session.show_error_message", errors.append)
     viewer = make_napari_viewer()
     widget = build_app(viewer, tmp_path / "project")
     session, form = widget.session, widget.project
     assert session.sample is None  # every image is missing
+    assert errors and all("Find moved images" in error for error in errors)  # what to do about it
     said = []
     session.images_relinked.connect(said.append)
     assert form.relink_button.isEnabled() and form.relink(str(new))
@@ -504,6 +508,9 @@ def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napar
     assert not form.relink_report.isHidden() and form.relink_report.text() == said[0]
     assert session.project.missing_sources() == []
     qtbot.waitUntil(lambda: session.sample is not None, timeout=10_000)  # the first sample opens now
+    assert session.sample.id == first.id
+    session.open_next()  # `n` with nothing left to label says so (a trial: it did nothing, without a word)
+    assert viewer.status.startswith("nothing left to label: every sample that can be opened is labeled")
     checked.set()
     for thread in threading.enumerate():
         if thread.name == "medlabeler-labeled-check":
@@ -535,14 +542,15 @@ def test_an_earlier_version_of_a_label_is_restored_from_the_queue(make_napari_vi
     queue.view_combo.setCurrentText("labeled")
     qtbot.waitUntil(lambda: sample.id in queue.sample_ids(), timeout=5000)
     _, _, restore = queue.row_actions(queue.sample_ids().index(sample.id))
-    (earlier,) = restore.menu().actions()  # its label now is not offered
+    now, earlier = restore.menu().actions()  # its label now is listed, marked, and not to be chosen
+    assert now.text().startswith("v2 · by hand") and now.text().endswith("(its label now)") and not now.isEnabled()
     assert restore.isEnabled() and earlier.text().startswith("v1 · by hand") and earlier.text().endswith("white_matter")
     earlier.trigger()
     assert session.project.label(sample.id).version == 1
     assert np.array_equal(np.asarray(layer.data)[sample.slice_index], first)  # on screen at once
     assert viewer.status == f"sample {sample.id}: version 1 is its label again (version 2 stays in the history)"
     _, _, restore = queue.row_actions(queue.sample_ids().index(sample.id))
-    assert [a.text()[:2] for a in restore.menu().actions()] == ["v2"]
+    assert [(a.text()[:2], a.isEnabled()) for a in restore.menu().actions()] == [("v2", True), ("v1", False)]
 
 
 def test_strokes_painted_while_an_import_runs_stay_and_its_report_waits_for_its_project(

@@ -459,15 +459,18 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
         samples, slice_index = _images_of(mask_path, by_key)
         samples = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts)
         if not samples:
-            report.errors.append(InputError(mask_path, "no image in the project has this name (a mask is named as "
-                                                       "its image, with or without _labels, _seg, -label or _mask)"))
+            numbered = _NUMBERED_EXPORT.match(mask_path.name) and exported is not None
+            report.errors.append(InputError(mask_path, "no image in the project has this name (" + (
+                "an export's numbered file, which names no image: export with the images' names, `--keep-names` or "
+                "'files named as the images', to import it" if numbered else
+                "a mask is named as its image, with or without _labels, _seg, -label or _mask") + ")"))
             continue
         try:
             if slice_index is not None:
                 report.labeled += _save_slice_mask(project, mask_path, samples, slice_index, report.warnings)
             else:
                 report.labeled += _save_mask_file(project, mask_path, samples, report.warnings,
-                                                  only_slices=exported.get(mask_path.name))
+                                                  only_slices=(exported or {}).get(mask_path.name))
         except InputError as exc:
             report.errors.append(exc)
     return report
@@ -476,6 +479,8 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
 #: What tools add to an image's name for its mask (ours: _labels; 3D Slicer: -label; nnU-Net, ITK-SNAP users: _seg)
 MASK_NAME_ENDINGS = ("_labels", "_label", "-labels", "-label", "_seg", "-seg", "_segmentation", "_mask", "-mask")
 _SLICE_ENDING = re.compile(r"^(?P<key>.+)_slice(?P<z>\d{4})$")
+#: The files of an export without the images' names (`export.py`: volume_0001_labels.nii.gz, image_0001.png)
+_NUMBERED_EXPORT = re.compile(r"^(volume|image)_\d{4}")
 
 
 def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | None]:
@@ -500,15 +505,16 @@ def _in_the_same_folders(samples: list, folders: tuple[str, ...]) -> list:
     return mine or samples
 
 
-def _exported_slices(folder: Path) -> dict[str, list[int]]:
+def _exported_slices(folder: Path) -> dict[str, list[int]] | None:
     """Mask file name -> the slices that were labeled, from the ``labels.json`` of a NIfTI export of
-    a slice project (its other slices are zeros, not background someone painted)."""
+    a slice project (its other slices are zeros, not background someone painted); None when the
+    folder holds no export's ``labels.json``."""
     try:
         index = json.loads((folder / "labels.json").read_text())
         return {entry["file"]: [int(z) for z in entry["labeled_slices"]] for entry in index.get("volumes", [])
                 if isinstance(entry.get("labeled_slices"), list)}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return {}
+        return None
 
 
 def _save_slice_mask(project: Project, mask_path: Path, samples: list, slice_index: int, warnings: list[str]) -> int:

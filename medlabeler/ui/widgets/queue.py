@@ -310,17 +310,17 @@ class QueueWidget(QWidget):
         return [open_it, remove, self._restore_menu(sample_id).menuAction()]
 
     def _restore_menu(self, sample_id: int) -> QMenu:
-        """The sample's saved versions other than its label now, newest first: choosing one makes
-        it the label again (an import or a correction replaced a better one)."""
+        """The sample's saved versions, newest first: choosing an earlier one makes it the label
+        again (an import or a correction replaced a better one)."""
         from medlabeler.ui.engine_calls import saved_versions
 
         menu = QMenu(f"Restore a saved version of sample {sample_id}", self.table)
-        menu.setToolTipsVisible(True)
-        earlier = [(v, text) for v, text, current in saved_versions(self.session.project, sample_id) if not current]
-        for version, text in earlier:
-            action = menu.addAction(text)
+        versions = saved_versions(self.session.project, sample_id)
+        for version, text, current in versions:  # its label now listed too, marked and not to be chosen
+            action = menu.addAction(text + ("   (its label now)" if current else ""))
+            action.setEnabled(not current)
             action.triggered.connect(lambda _=False, v=version: self.session.restore_label(sample_id, v))
-        menu.setEnabled(bool(earlier) and self.session.writer is not None)
+        menu.setEnabled(any(not current for *_, current in versions) and self.session.writer is not None)
         return menu
 
     def _context_menu(self, position) -> None:
