@@ -233,18 +233,21 @@ def test_a_mask_folder_mixing_good_and_bad_keeps_the_good_ones(tmp_path, monkeyp
         good = corpus.write_good_masks(tmp_path / "masks")
         bad = {c.name: c.build(tmp_path / "masks" / "more") for c in MASK_CASES}
         report = import_labels(project, tmp_path / "masks")
-        assert report.labeled == 1 + 6
+        # the two samples labeled by hand hold the good masks already: no new version of those
+        assert (report.labeled, report.unchanged) == (1 + 6 - 2, 2)
         assert len(report.errors) == len(MASK_CASES)
         reported = " | ".join(str(e) for e in report.errors)
         for path in bad.values():
             assert str(path) in reported
         image = next(s for s in project.samples() if s.slice_index is None)
         assert np.array_equal(project.load_label(image.id), corpus.good_image_mask())
-        assert project.label(image.id).version == before[image.id][0] + 1
+        assert project.label(image.id).version == before[image.id][0]
         volume = np.stack([project.load_label(s.id) for s in project.samples() if s.slice_index is not None])
         assert np.array_equal(volume, corpus.good_volume_mask())
-        assert {project.label(s.id).origin for s in project.samples()} == {"imported"}
-        assert len(project.label_history(image.id)) == 2  # the hand-made version is kept
+        by_hand = {s.id for s in project.samples() if before.get(s.id) is not None}
+        assert {project.label(s.id).origin for s in project.samples() if s.id not in by_hand} == {"imported"}
+        assert {project.label(s.id).origin for s in project.samples() if s.id in by_hand} == {"manual"}
+        assert len(project.label_history(image.id)) == 1  # the hand-made version stays the label
 
 
 def test_a_mask_name_shared_by_two_images_is_refused_not_applied_to_both(tmp_path):
@@ -373,7 +376,7 @@ def test_cli_import_masks_reports_skipped_files(tmp_path, capsys):
     bad = [c.build(tmp_path / "masks" / "more") for c in MASK_CASES[:6]]
     assert main(["import-labels", str(tmp_path / "project"), str(tmp_path / "masks")]) == 0
     out, err = capsys.readouterr()
-    assert "imported 7 labels" in out and "6 problems" in out
+    assert "imported 5 labels" in out and "2 more as the samples held them already (no new version), 6 problems" in out
     for path in bad:
         assert any(line.startswith("skipped ") and str(path) in line for line in err.splitlines())
 

@@ -481,3 +481,10 @@ def test_masks_in_folders_named_as_their_images_import_for_a_folder_per_patient(
             assert project.load_label(sample.id)[offset:offset + 3].all(), sample.path
         (error,) = import_labels(project, tmp_path / "flat").errors
         assert "2 images in the project have this name; put the mask in folders named as its image's" in str(error)
+        again = import_labels(project, tmp_path / "masks")  # the same folder twice: no second version of each
+        assert (again.labeled, again.unchanged) == (0, 8)
+        assert all(len(project.label_history(s.id)) == 1 for s in project.samples())
+    from medlabeler.engine.project.project_import import imported_text
+
+    assert imported_text(again, "M") == "imported 0 labels from M, 8 more as the samples held them already (no new " \
+                                        "version)"

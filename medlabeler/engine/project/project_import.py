@@ -34,6 +34,7 @@ class ImportReport:
 
     added: int = 0
     labeled: int = 0
+    unchanged: int = 0  # labels imported that each sample held already (no new version saved)
     blank: int = 0  # samples added whose image is blank: the queue leaves them out
     errors: list[InputError] = field(default_factory=list)
     files_used: int = 0  # image files behind the samples added
@@ -75,8 +76,9 @@ class ImportReport:
 
 def imported_text(report: ImportReport, path: str | Path) -> str:
     """What an import of labels did, in one line: the command line and the app say it alike."""
-    n, problems = report.labeled, len(report.errors)
+    n, problems, same = report.labeled, len(report.errors), report.unchanged
     text = f"imported {n} label{'s' * (n != 1)} from {path}"
+    text += f", {same} more as the samples held them already (no new version)" if same else ""
     return text + (f", {problems} problem{'s' * (problems != 1)}" if problems else "")
 
 
@@ -431,8 +433,10 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
                                                    "gone from where it was imported: put it back, then import again"))
             samples = [s for s in samples if s not in gone]
         for sample in samples:
-            project.save_label(sample.id, task.names.index(label), origin="imported")
-            report.labeled += 1
+            if _save_imported(project, sample.id, task.names.index(label)):
+                report.labeled += 1
+            else:
+                report.unchanged += 1
     return report
 
 
@@ -467,10 +471,12 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
             continue
         try:
             if slice_index is not None:
-                report.labeled += _save_slice_mask(project, mask_path, samples, slice_index, report.warnings)
+                saved, same = _save_slice_mask(project, mask_path, samples, slice_index, report.warnings)
             else:
-                report.labeled += _save_mask_file(project, mask_path, samples, report.warnings,
-                                                  only_slices=(exported or {}).get(mask_path.name))
+                saved, same = _save_mask_file(project, mask_path, samples, report.warnings,
+                                              only_slices=(exported or {}).get(mask_path.name))
+            report.labeled += saved
+            report.unchanged += same
         except InputError as exc:
             report.errors.append(exc)
     return report
@@ -517,7 +523,8 @@ def _exported_slices(folder: Path) -> dict[str, list[int]] | None:
         return None
 
 
-def _save_slice_mask(project: Project, mask_path: Path, samples: list, slice_index: int, warnings: list[str]) -> int:
+def _save_slice_mask(project: Project, mask_path: Path, samples: list, slice_index: int,
+                     warnings: list[str]) -> tuple[int, int]:
     """One slice's 2D mask (``NAME_sliceNNNN.png``) for that slice of the volume."""
     if len({(s.path, s.series_uid) for s in samples}) > 1:
         raise InputError(mask_path, "several images in the project have the name it is named after; name the mask "
@@ -529,8 +536,8 @@ def _save_slice_mask(project: Project, mask_path: Path, samples: list, slice_ind
     mask = _checked_values(project, mask, mask_path, warnings)
     if tuple(mask.shape) != tuple(target.spatial_shape):
         raise InputError(mask_path, _shape_mismatch(mask_path, tuple(mask.shape), tuple(target.spatial_shape)))
-    project.save_label(target.id, mask.astype(_label_dtype(project)), origin="imported")
-    return 1
+    saved = _save_imported(project, target.id, mask.astype(_label_dtype(project)))
+    return int(saved), int(not saved)
 
 
 def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -587,7 +594,7 @@ def _label_dtype(project: Project):
 
 
 def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: list[str], *,
-                    only_slices: list[int] | None = None) -> int:
+                    only_slices: list[int] | None = None) -> tuple[int, int]:
     """Check the mask against every image it names, then save it (nothing is saved if a check
     fails); of a volume's slices, ``only_slices`` when given (those an export says were labeled)."""
     mask, mask_affine = read_mask(mask_path)
@@ -618,10 +625,19 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
             warnings.append(f"{mask_path}: slice{'s' * many} {', '.join(map(str, unlisted))} hold{'' if many else 's'} "
                             "labels its labels.json does not list as labeled: imported too")
         members = [s for s in members if s.slice_index is None or s.slice_index in set(only_slices) | painted]
-    for sample in members:
-        part = mask if sample.slice_index is None else mask[sample.slice_index]
-        project.save_label(sample.id, part.astype(dtype), origin="imported")
-    return len(members)
+    saved = sum(_save_imported(project, sample.id, (mask if sample.slice_index is None else
+                                                    mask[sample.slice_index]).astype(dtype)) for sample in members)
+    return saved, len(members) - saved
+
+
+def _save_imported(project: Project, sample_id: int, value) -> bool:
+    """Save an imported label unless it is the sample's label already (importing a folder twice
+    made a second version of every label, and a long list to restore from); True if saved."""
+    current = project.load_label(sample_id) if project.label(sample_id) is not None else None
+    if current is not None and np.array_equal(np.asarray(current), np.asarray(value)):
+        return False
+    project.save_label(sample_id, value, origin="imported")
+    return True
 
 
 def _shape_mismatch(mask_path: Path, mask_shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
