@@ -316,6 +316,7 @@ def test_the_labels_are_exported_from_the_project_tab(make_napari_viewer, qtbot,
     qtbot.mouseClick(form.export_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: bool(said), timeout=30_000)
     assert said == [f"exported 1 mask file and labels.json to {tmp_path / 'out'}"]
+    assert not form.export_report.isHidden() and form.export_report.text() == said[0]  # in the tab, as an import's
     assert form.export_button.isEnabled()
     assert session.project.audit_log()[-1]["action"] == "export"  # recorded by the app's own handle
     (entry,) = json.loads((tmp_path / "out" / "labels.json").read_text())["masks"]

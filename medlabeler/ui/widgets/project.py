@@ -108,6 +108,8 @@ class ProjectWidget(QWidget):
         export_form.addRow(self.deidentify_box)
         self.export_button = QPushButton("Export")
         export_form.addRow(self.export_button)
+        self.export_report = _report_label()  # what was written, as the import says what came in (a trial)
+        export_form.addRow(self.export_report)
         layout.addWidget(export)
 
         create = QGroupBox("New project from a folder")
@@ -254,11 +256,14 @@ class ProjectWidget(QWidget):
         self._exporting = self.session.export_labels(folder, fmt=self.format_combo.currentData(),
                                                      keep_names=self.keep_names_box.isChecked(),
                                                      deidentify=self.deidentify_box.isChecked())
+        if self._exporting:
+            self.export_report.setVisible(False)  # the last export's words, until this one's
         self._enable_export()
         return self._exporting
 
-    def _export_ended(self, _words: str) -> None:
+    def _export_ended(self, words: str) -> None:
         self._exporting = False
+        _show_report_in(self.export_report, words)
         self._enable_export()
 
     def _enable_export(self) -> None:
@@ -296,8 +301,8 @@ class ProjectWidget(QWidget):
             self.report_label.setVisible(False)
         self._enable_export()
         self._enable_import()
-        self.import_report.setVisible(False)  # the reports were about the project before
-        self.relink_report.setVisible(False)
+        for report in (self.import_report, self.relink_report, self.export_report):
+            report.setVisible(False)  # about the project before
         if project is None:
             self.path_label.setText("No project open")
             self.counts_label.setText("")
