@@ -112,6 +112,8 @@ def test_volume_project_round_trip_and_deidentified_copy(tmp_path, brain):
         report = import_labels(project, seg_file)
         assert report.labeled == 1 and not report.errors
         np.testing.assert_array_equal(project.load_label(sample.id), brain["mask"])
+        again = import_labels(project, seg_file)  # the label it holds already: no new version
+        assert (again.labeled, again.unchanged) == (0, 1) and len(project.label_history(sample.id)) == 3
 
 
 def test_seg_of_other_images_or_unknown_segments_is_refused_naming_the_file(tmp_path, brain):

@@ -491,9 +491,10 @@ def _assign(members: list, per_slice: dict[int, np.ndarray], seg_path: Path) -> 
     return [(first, volume)]
 
 
-def import_segs(project, files: list[Path]) -> tuple[int, list[InputError]]:
-    """Save the labels of SEG files; returns (labels saved, one error per SEG that was refused)."""
-    saved, errors = 0, []
+def import_segs(project, files: list[Path], save) -> tuple[int, int, list[InputError]]:
+    """Save the labels of SEG files with ``save(project, sample_id, mask)`` (False: the sample held
+    that label already); returns (labels saved, labels held already, one error per SEG refused)."""
+    saved, held, errors = 0, 0, []
     for path in files:
         try:
             pairs = read_seg_masks(project, path)
@@ -501,6 +502,8 @@ def import_segs(project, files: list[Path]) -> tuple[int, list[InputError]]:
             errors.append(exc)
             continue
         for sample, mask in pairs:
-            project.save_label(sample.id, mask, origin="imported")
-            saved += 1
-    return saved, errors
+            if save(project, sample.id, mask):
+                saved += 1
+            else:
+                held += 1
+    return saved, held, errors

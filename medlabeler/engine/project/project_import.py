@@ -382,8 +382,8 @@ def _import_dicom_segs(project: Project, path: Path) -> ImportReport | None:
         return None
     if project.task.kind != "segmentation":
         raise InputError(path, "DICOM-SEG labels need a segmentation project")
-    saved, errors = import_segs(project, files)
-    return ImportReport(labeled=saved, errors=errors)
+    saved, held, errors = import_segs(project, files, _save_imported)
+    return ImportReport(labeled=saved, unchanged=held, errors=errors)
 
 
 def _samples_by_key(project: Project) -> dict[str, list]:
