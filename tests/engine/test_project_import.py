@@ -488,3 +488,20 @@ def test_masks_in_folders_named_as_their_images_import_for_a_folder_per_patient(
 
     assert imported_text(again, "M") == "imported 0 labels from M, 8 more as the samples held them already (no new " \
                                         "version)"
+
+
+def test_an_import_replaces_a_label_whose_mask_file_is_damaged(tmp_path, brain):
+    """The check that an imported label is not the sample's label already read the current mask:
+    a damaged one stopped the whole import, where an import is a way to mend it."""
+    write_nifti(tmp_path / "images" / "brain.nii.gz", brain[:3])
+    mask = np.zeros((3, *brain.shape[1:]), np.uint8)
+    mask[:, :5] = 1
+    write_nifti(tmp_path / "masks" / "brain.nii.gz", mask)
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="segmentation", names=["tissue"])
+    with project:
+        first = project.samples()[0]
+        project.save_label(first.id, np.zeros(first.shape, np.uint8))
+        (tmp_path / "proj" / project.label(first.id).mask_relpath).write_bytes(b"torn")
+        report = import_labels(project, tmp_path / "masks")
+        assert (report.labeled, report.errors) == (3, [])
+        assert np.array_equal(project.load_label(first.id), mask[first.slice_index])

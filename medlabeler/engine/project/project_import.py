@@ -633,7 +633,10 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
 def _save_imported(project: Project, sample_id: int, value) -> bool:
     """Save an imported label unless it is the sample's label already (importing a folder twice
     made a second version of every label, and a long list to restore from); True if saved."""
-    current = project.load_label(sample_id) if project.label(sample_id) is not None else None
+    try:
+        current = project.load_label(sample_id)  # None when unlabeled
+    except ProjectError:  # its mask file is damaged: the import replaces it
+        current = None
     if current is not None and np.array_equal(np.asarray(current), np.asarray(value)):
         return False
     project.save_label(sample_id, value, origin="imported")
