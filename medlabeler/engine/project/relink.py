@@ -97,17 +97,18 @@ def relink_images(project, folder: str | Path, *, dry_run: bool = False) -> Reli
     shared_names = {name for name, n in Counter(_pure(old).name for old in lost).items() if n > 1}
     refusals: dict[str, InputError] = {}
     pending = sorted(lost)
-    keys = {old: project.source_content_key(old) for old in lost}
+    recorded = {old: project.recorded_keys(old) for old in lost}  # (fingerprint, content key) at import
     for candidates_of in (_by_place, lambda old, tree: _by_name(old, tree, shared_names),
-                          lambda old, tree: _by_contents(old, tree, project, keys[old])):
+                          lambda old, tree: _by_contents(tree, *recorded[old])):
         pending = [old for old in pending
-                   if not _take(old, (lost[old], keys[old]), candidates_of, tree, report, refusals)]
-    report.by_name_only = [old for old in report.found if keys[old] is None and _found_by_name_only(old, report)]
+                   if not _take(old, (lost[old], recorded[old][1]), candidates_of, tree, report, refusals)]
+    report.by_name_only = [old for old in report.found
+                           if recorded[old][1] is None and _found_by_name_only(old, report)]
     report.missing = pending
     report.refused = [refusals[old] for old in pending if old in refusals]
     report.fingerprints_skipped = tree.fingerprints_skipped
     if report.found:
-        now = {new: (files.source_fingerprint(new), files.content_key(new)) for new in report.found.values()}
+        now = {new: files.source_keys(new) for new in report.found.values()}
         report.samples = project.count_samples_of(report.found) if dry_run else project.move_sources(
             {old: (new, *now[new]) for old, new in report.found.items()})
     return report
@@ -149,7 +150,7 @@ class _Tree:
                 path = os.path.join(where, name)
                 self.paths.append(path)
                 self.by_name.setdefault(name, []).append(path)
-        self._read: dict[str, dict[str, str | None]] = {}  # "fingerprint" / "key" -> path -> value
+        self._keys: dict[str, tuple[str | None, str | None]] | None = None  # path -> `files.source_keys`
         self.fingerprints_skipped = False
 
     def is_free(self, path: str) -> bool:
@@ -158,21 +159,16 @@ class _Tree:
     def claim(self, path: str) -> None:
         self._taken.add(_real(path))
 
-    def by_fingerprint(self, fingerprint: str) -> list[str]:
-        return self._with("fingerprint", fingerprint)
-
-    def by_key(self, key: str) -> list[str]:
-        return self._with("key", key)
-
-    def _with(self, kind: str, value: str) -> list[str]:
-        """The paths whose fingerprint or content key is ``value`` (each read once, on first use)."""
+    def holding(self, fingerprint: str, key: str | None) -> list[str]:
+        """The paths whose content key is ``key``, or without one, whose fingerprint is
+        ``fingerprint`` (both read once for every path, on first use)."""
         if len(self.paths) > FINGERPRINTS_AT_MOST:
             self.fingerprints_skipped = True  # a home folder: reading the ends of every file would take minutes
             return []
-        if kind not in self._read:
-            self._read[kind] = {path: _quietly(files.source_fingerprint if kind == "fingerprint" else files.content_key,
-                                               path) for path in self.paths}
-        return [p for p, v in self._read[kind].items() if v == value]
+        if self._keys is None:
+            self._keys = {path: _quietly(path) for path in self.paths}
+        which, value = (1, key) if key is not None else (0, fingerprint)
+        return [path for path, keys in self._keys.items() if keys[which] == value]
 
 
 def _by_place(old: str, tree: _Tree) -> list[str]:
@@ -193,13 +189,12 @@ def _by_name(old: str, tree: _Tree, shared_names: set[str]) -> list[str]:
     return found if name not in shared_names and len(found) == 1 else []
 
 
-def _by_contents(old: str, tree: _Tree, project, key: str | None) -> list[str]:
+def _by_contents(tree: _Tree, fingerprint: str, key: str | None) -> list[str]:
     """The files holding what the old one held (its content key: a copy that lost its time too),
     or, for a source imported before keys were kept, of its fingerprint (a move or `cp -p`)."""
-    if key is not None:
-        return tree.by_key(key)
-    recorded = project.source_fingerprint_recorded(old)
-    return tree.by_fingerprint(recorded) if recorded and recorded != _NOTHING else []
+    if key is None and (not fingerprint or fingerprint == _NOTHING):
+        return []
+    return tree.holding(fingerprint, key)
 
 
 def _other_bytes(candidate: str, key: str | None) -> InputError | None:
@@ -209,11 +204,11 @@ def _other_bytes(candidate: str, key: str | None) -> InputError | None:
                                  "same name and size?)")
 
 
-def _quietly(read: Callable, path: str) -> str | None:
+def _quietly(path: str) -> tuple[str | None, str | None]:
     try:
-        return read(path)
+        return files.source_keys(path)
     except InputError:
-        return None
+        return None, None
 
 
 def _pure(path: str) -> PurePath:

@@ -113,58 +113,46 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     return candidate
 
 
+def source_keys(path: str | Path) -> tuple[str, str | None]:
+    """A source's `source_fingerprint` and `content_key`, from one stat and one read of its ends."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            children = [(child.name, child.stat()) for child in sorted(p.iterdir()) if child.is_file()]
+            timed = "".join(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n" for name, st in children).encode()
+            sized = "".join(f"{name}\0{st.st_size}\n" for name, st in children).encode()
+            return hashlib.sha1(timed).hexdigest(), hashlib.sha1(sized).hexdigest() if children else None
+        st = p.stat()
+        with open(p, "rb") as f:
+            ends = f.read(_HEAD_TAIL)
+            if st.st_size > 2 * _HEAD_TAIL:
+                f.seek(-_HEAD_TAIL, os.SEEK_END)
+                ends += f.read(_HEAD_TAIL)
+    except FileNotFoundError:
+        raise InputError(p, "source image is missing (moved or deleted?)") from None
+    except OSError as exc:
+        raise InputError(p, f"cannot read source: {exc.strerror or exc}") from None
+    return (hashlib.sha1(f"{st.st_size}\0{st.st_mtime_ns}\n".encode() + ends).hexdigest(),
+            hashlib.sha1(f"{st.st_size}\n".encode() + ends).hexdigest())
+
+
 def source_fingerprint(path: str | Path) -> str:
     """A cheap content hash of a source: sha1 of size, mtime and the first and last 64 KiB.
 
     A folder (DICOM series) hashes the names, sizes and mtimes of the files it holds.
     """
-    p = Path(path)
-    digest = hashlib.sha1()
-    try:
-        if p.is_dir():
-            for child in sorted(p.iterdir()):
-                if child.is_file():
-                    st = child.stat()
-                    digest.update(f"{child.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        else:
-            st = p.stat()
-            digest.update(f"{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            with open(p, "rb") as f:
-                digest.update(f.read(_HEAD_TAIL))
-                if st.st_size > 2 * _HEAD_TAIL:
-                    f.seek(-_HEAD_TAIL, os.SEEK_END)
-                    digest.update(f.read(_HEAD_TAIL))
-    except FileNotFoundError:
-        raise InputError(p, "source image is missing (moved or deleted?)") from None
-    except OSError as exc:
-        raise InputError(p, f"cannot read source: {exc.strerror or exc}") from None
-    return digest.hexdigest()
+    return source_keys(path)[0]
 
 
 def content_key(path: str | Path) -> str | None:
     """What a source holds, whatever its name, place or time: sha1 of its size and its first and
     last 64 KiB (a DICOM series' folder: the names and sizes of its files). A copy keeps it, where
-    `source_fingerprint` changes with the time. None for a folder that holds no file itself."""
-    p = Path(path)
-    digest = hashlib.sha1()
+    `source_fingerprint` changes with the time. None for a folder that holds no file itself, or a
+    source that cannot be read."""
     try:
-        if p.is_dir():
-            children = [(c.name, c.stat().st_size) for c in sorted(p.iterdir()) if c.is_file()]
-            if not children:
-                return None
-            for name, size in children:
-                digest.update(f"{name}\0{size}\n".encode())
-        else:
-            size = p.stat().st_size
-            digest.update(f"{size}\n".encode())
-            with open(p, "rb") as f:
-                digest.update(f.read(_HEAD_TAIL))
-                if size > 2 * _HEAD_TAIL:
-                    f.seek(-_HEAD_TAIL, os.SEEK_END)
-                    digest.update(f.read(_HEAD_TAIL))
-    except OSError:
+        return source_keys(path)[1]
+    except InputError:
         return None
-    return digest.hexdigest()
 
 
 def encode_mask(mask: np.ndarray) -> bytes:

@@ -586,11 +586,10 @@ class Project:
             is_volume = bool(info.is_volume)
             if len(shape) not in (2, 3, 4) or min(shape) < 1:
                 raise InputError(path, f"unusable image shape {shape}")
-            fingerprint = files.source_fingerprint(path)
+            keys = files.source_keys(path)  # (fingerprint, content key): one read of the file's ends
             group = str(getattr(info, "group", "") or "") or files.sha256_bytes(path.encode())[:40]
             hint = getattr(info, "label_hint", None)
-            prepared.append((info, path, shape, spacing, is_volume, (fingerprint, files.content_key(path)), group,
-                             hint))
+            prepared.append((info, path, shape, spacing, is_volume, keys, group, hint))
         added: list[int] = []
         with self._write() as conn:
             existing = dict(conn.execute("SELECT key, split FROM groups").fetchall())
@@ -770,19 +769,15 @@ class Project:
         `project.relink` finds moved ones)."""
         return [source for source in self.sources() if not os.path.exists(source[0])]
 
-    def source_fingerprint_recorded(self, path: str) -> str:
-        """The fingerprint `files.source_fingerprint` gave ``path`` when it was imported (or last
-        refreshed)."""
-        rows = self._query("SELECT content_hash FROM samples WHERE path = ? LIMIT 1", (path,))
-        return rows[0][0] if rows else ""
-
-    def source_content_key(self, path: str) -> str | None:
-        """`files.content_key` of ``path`` when it was imported (None for a source imported before
-        medlabeler kept it, or in a database too old to hold it, opened read-only)."""
-        if self._schema < 4:
-            return None
-        rows = self._query("SELECT content_key FROM samples WHERE path = ? LIMIT 1", (path,))
-        return rows[0][0] if rows else None
+    def recorded_keys(self, path: str) -> tuple[str, str | None]:
+        """`files.source_keys` of ``path`` as recorded: its fingerprint when it was imported (or last
+        refreshed), and its content key (None for a source imported before medlabeler kept it, or
+        in a database too old to hold it, opened read-only)."""
+        key = ", content_key" if self._schema >= 4 else ""
+        rows = self._query(f"SELECT content_hash{key} FROM samples WHERE path = ? LIMIT 1", (path,))
+        if not rows:
+            return "", None
+        return rows[0][0], rows[0][1] if key else None
 
     def count_samples_of(self, paths: Iterable[str]) -> int:
         return sum(self._query("SELECT COUNT(*) FROM samples WHERE path = ?", (p,))[0][0] for p in paths)
