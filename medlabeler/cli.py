@@ -212,7 +212,7 @@ def cmd_remove_label(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from medlabeler.engine.store.project import version_text
+    from medlabeler.engine.store.project import restored_text, version_text
 
     with _open(args.project, readonly=args.restore is None) as project:
         sample = project.sample(args.sample)
@@ -222,8 +222,7 @@ def cmd_history(args) -> int:
                 print(f"sample {sample.id}: version {args.restore} is its label already")
                 return 0
             project.revert_label(sample.id, args.restore)
-            stays = f" (version {before.version} stays in the history)" if before is not None else ""
-            print(f"sample {sample.id}: version {args.restore} is its label again{stays}")
+            print(restored_text(sample.id, args.restore, before))
             return 0
         versions = project.label_history(sample.id)
         print(f"sample {sample.id} ({project.task.kind}, {sample.split}): "

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
-from medlabeler.engine.store.project import MISSING_SLICE
+from medlabeler.engine.store.project import MISSING_SLICE, restored_text
 from medlabeler.engine.errors import MedlabelerError, error_text
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
@@ -1223,8 +1223,7 @@ class Session(QObject):
         self._from_prediction.discard(sample_id)
         self.labels_changed.emit()
         self.queue_changed.emit()
-        stays = f" (version {before.version} stays in the history)" if before is not None else ""
-        self.viewer.status = f"sample {sample_id}: version {version} is its label again{stays}"
+        self.viewer.status = restored_text(sample_id, version, before)
         return True
 
     def _split_of(self, sample_id: int) -> str | None:

@@ -97,6 +97,13 @@ def version_text(lv: LabelVersion, task) -> str:
     return f"v{lv.version} · {how}{f', {lv.author}' if lv.author else ''} · {when} · {holds}"
 
 
+def restored_text(sample_id: int, version: int, replaced: LabelVersion | None) -> str:
+    """What making ``version`` a sample's label again did (``replaced``: its label before), said
+    alike by `medlabeler history --restore` and the app."""
+    stays = f" (version {replaced.version} stays in the history)" if replaced is not None else ""
+    return f"sample {sample_id}: version {version} is its label again{stays}"
+
+
 #: How a label version came to be, in a clinician's words
 _ORIGIN_WORDS = {"manual": "by hand", "imported": "imported", "accepted_prediction": "prediction accepted",
                  "corrected_prediction": "prediction corrected"}
