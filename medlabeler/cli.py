@@ -272,7 +272,8 @@ def cmd_export(args) -> int:
         by = {"csv": "rows go by sample id",
               "nifti": "files are numbered volumes, and labels.json lists the sample ids in each",
               "png": "files are numbered images, and labels.json lists the sample id of each"}[args.format]
-        print(f"the images' file names are left out (they can name the patient): {by}; --keep-names adds them")
+        back = " (`import-labels` reads the folder back into this project by them)" if args.format != "csv" else ""
+        print(f"the images' file names are left out (they can name the patient): {by}{back}; --keep-names adds them")
     if other:
         print(f"note: {args.out} holds {_count(other, 'other file')}, not from this export (an earlier one, of labels "
               "since removed or of another format?): left as they are")

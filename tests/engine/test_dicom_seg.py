@@ -246,6 +246,26 @@ def test_two_series_give_two_segs_each_of_its_own_series(tmp_path, brain):
             np.testing.assert_array_equal(project.load_label(members[2].id), brain["mask"][2])
 
 
+def test_two_series_of_one_folder_keep_their_names_without_one_seg_over_the_other(tmp_path, brain):
+    """With --keep-names both SEGs were named after the folder the two series share: the second
+    was written over the first, and only one series came back."""
+    volume = brain["volume"][:5]
+    for number in (1, 2):
+        write_dicom_series(tmp_path / "scan", volume, spacing=(8.0, 8.0, 8.0), modality="MR", rescale=(1.0, 0.0),
+                           series_number=number, prefix=f"s{number}_", seed=number)
+    project, _ = create_project(tmp_path / "p", tmp_path / "scan", task="segmentation", names=LABELS.split(","))
+    with project:
+        by_series = {}
+        for sample in project.samples():
+            by_series.setdefault(sample.series_uid, []).append(sample)
+        assert len(by_series) == 2 and len({s.path for s in project.samples()}) == 1
+        for members in by_series.values():
+            project.save_label(members[2].id, brain["mask"][2])
+        files = export_project(project, tmp_path / "out", fmt="dicom-seg", keep_names=True)
+        assert sorted(f.name for f in files) == ["scan_0002_seg.dcm", "scan_seg.dcm"]
+        assert {str(pydicom.dcmread(f).ReferencedSeriesSequence[0].SeriesInstanceUID) for f in files} == set(by_series)
+
+
 def test_single_dicom_image_round_trip(tmp_path):
     from pydicom.data import get_testdata_file
 

@@ -238,9 +238,6 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
                      "--keep-names"]) == 0
     assert sorted(os.listdir(tmp_path / "png")) == ["brain_slice0001.png", "brain_slice0002.png", "labels.json"]
     assert main(["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "numbered")]) == 0
-    with Project.open(tmp_path / "proj") as project:  # the default export names no image: said how to import one
-        (error,) = import_labels(project, tmp_path / "numbered").errors
-    assert "an export's numbered file, which names no image: export with the images' names" in str(error)
     (tmp_path / "slicer").mkdir()
     shutil.copy(tmp_path / "nifti" / "brain_labels.nii.gz", tmp_path / "slicer" / "brain-label.nii.gz")
     shutil.copytree(tmp_path / "nifti", tmp_path / "edited")  # a slice painted in another tool since the export
@@ -249,7 +246,8 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
     data[..., 4] = 1  # slice 4 (the NIfTI's last axis is our first)
     nib.save(nib.Nifti1Image(data, edited.affine, edited.header), tmp_path / "edited" / "brain_labels.nii.gz")
     masks[4] = np.ones((6, 4), np.uint8)
-    for folder, expected in (("nifti", 2), ("png", 2), ("slicer", 5), ("edited", 3)):  # Slicer's: no index
+    # the default export names no image: its labels.json brings it back (test below)
+    for folder, expected in (("nifti", 2), ("png", 2), ("numbered", 2), ("slicer", 5), ("edited", 3)):
         fresh, _ = create_project(tmp_path / f"again_{folder}", tmp_path / "images", task="segmentation",
                                   names=["a", "b"])
         with fresh:
@@ -259,12 +257,83 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
             for z, mask in masks.items():
                 if folder == "edited" or z != 4:
                     assert np.array_equal(fresh.load_label(by_slice[z]), mask), (folder, z)
-            if folder in ("nifti", "png"):
+            if folder in ("nifti", "png", "numbered"):
                 assert fresh.labeled_ids() == {by_slice[1], by_slice[2]}
             if folder == "edited":
                 assert fresh.labeled_ids() == {by_slice[1], by_slice[2], by_slice[4]}
                 assert report.warnings == [f"{tmp_path / 'edited' / 'brain_labels.nii.gz'}: slice 4 holds labels its "
                                            "labels.json does not list as labeled: imported too"]
+
+
+def test_an_export_imports_back_by_its_labels_json_without_names_and_never_into_another_image(tmp_path, capsys):
+    """A de-identified export (volume_0001_labels.nii.gz, image_0001.png: the default) did not import
+    back at all, and a `--keep-names` export of two scans of one name (ct, ct_0002) not the second:
+    a clinician corrects masks in another tool and brings them back. Its labels.json lists each
+    file's sample ids and its image's content key; an import takes the ids only where this
+    project's image under them is the one exported, and otherwise goes by name, as before."""
+    from PIL import Image
+
+    from medlabeler.engine.project.project_import import import_labels
+
+    rng = np.random.default_rng(0)
+    for patient in ("p1", "p2"):  # one file name, two patients: the way many hospitals' folders look
+        write_nifti(tmp_path / "scans" / patient / "ct.nii.gz", rng.normal(size=(4, 6, 5)).astype(np.float32))
+    project, _ = create_project(tmp_path / "proj", tmp_path / "scans", task="segmentation", names=["a", "b"])
+    masks = {}
+    with project:
+        for sample in project.samples()[::3]:  # slices of both scans
+            masks[sample.id] = rng.integers(0, 3, (6, 5)).astype(np.uint8)
+            project.save_label(sample.id, masks[sample.id])
+        assert len({project.sample(i).path for i in masks}) == 2
+    exports = {}
+    for fmt in ("nifti", "png"):
+        for names in ((), ("--keep-names",)):
+            out = tmp_path / f"{fmt}{''.join(names)}"
+            assert main(["export", str(tmp_path / "proj"), "--format", fmt, "--out", str(out), *names]) == 0
+            exports[out.name] = out
+    assert sorted(os.listdir(exports["nifti--keep-names"])) == ["ct_0002_labels.nii.gz", "ct_labels.nii.gz",
+                                                               "labels.json"]
+    assert "import-labels" in capsys.readouterr().out  # the export says it comes back
+    for name, out in exports.items():
+        with Project.open(tmp_path / "proj") as project:
+            for sample_id in masks:
+                project.save_label(sample_id, np.zeros((6, 5), np.uint8))  # since changed
+            report = import_labels(project, out)
+            assert (report.labeled, report.errors) == (len(masks), []), name
+            for sample_id, mask in masks.items():
+                assert np.array_equal(project.load_label(sample_id), mask), (name, sample_id)
+            assert project.labeled_ids() == set(masks)
+    # another project, whose sample ids name other images: never by id; the name then finds no image
+    other, _ = create_project(tmp_path / "other", tmp_path / "scans" / "p2", task="segmentation", names=["a", "b"])
+    with other:
+        report = import_labels(other, exports["nifti"])
+        assert report.labeled == 0 and other.status()["labeled"] == 0
+        assert len(report.errors) == 2 and all("is not the one exported" in str(e) for e in report.errors)
+        # an image changed since its export is not that image any more
+        index = json.loads((exports["png"] / "labels.json").read_text())
+        for entry in index["masks"]:
+            entry["image_key"] = "0" * len(entry["image_key"])
+        (exports["png"] / "labels.json").write_text(json.dumps(index))
+        assert import_labels(other, exports["png"]).labeled == 0
+        # an export written before the keys names no image, and says to export again
+        for entry in index["masks"]:
+            del entry["image_key"]
+        (exports["png"] / "labels.json").write_text(json.dumps(index))
+        error = import_labels(other, exports["png"]).errors[0]
+        assert "does not say which image it was (an older export): export again" in str(error)
+    # the PNGs of 2D images, by their index too
+    (tmp_path / "tiles").mkdir()
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 255, (8, 7), dtype=np.uint8)).save(tmp_path / "tiles" / f"t{k}.png")
+    tiles, _ = create_project(tmp_path / "tiles_proj", tmp_path / "tiles", task="segmentation", names=["a"])
+    with tiles:
+        mask = rng.integers(0, 2, (8, 7)).astype(np.uint8)
+        tiles.save_label(tiles.samples()[1].id, mask)
+    assert main(["export", str(tmp_path / "tiles_proj"), "--format", "png", "--out", str(tmp_path / "t_out")]) == 0
+    with Project.open(tmp_path / "tiles_proj") as tiles:
+        tiles.remove_label(tiles.samples()[1].id)
+        assert import_labels(tiles, tmp_path / "t_out").labeled == 1
+        assert np.array_equal(tiles.load_label(tiles.samples()[1].id), mask)
 
 
 def test_a_2d_images_nifti_mask_imports_back_and_a_slice_mask_of_an_ambiguous_name_is_refused(tmp_path):

@@ -341,6 +341,36 @@ def test_predict_command_writes_masks_in_the_source_geometry(tmp_path, capsys):
                                  "samples": [{"sample": i, "slice": k, "split": s} for i, k, s in slices]}]
 
 
+def test_predict_keeps_two_scans_of_one_name_apart(tmp_path, capsys):
+    """`predict --keep-names` named both patients' `ct.nii.gz` predictions ct_prediction.nii.gz:
+    the second was written over the first, and model.json listed one file twice."""
+    import json
+
+    from medlabeler.cli import main
+    from medlabeler.engine.io import read_image
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.train import train_project
+    from tests.engine.io_fixtures import mni_volume, write_nifti
+
+    brain = mni_volume(step=8)
+    for patient, volume in (("p1", brain), ("p2", brain[:, ::-1].copy())):
+        write_nifti(tmp_path / "scans" / patient / "ct.nii.gz", volume, spacing=(8.0, 8.0, 8.0))
+    project, _ = create_project(tmp_path / "p", tmp_path / "scans", task="segmentation", names=["tissue"])
+    with project:
+        for sample in project.samples(split="train")[:4]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype("uint8"))
+        run_to_end(train_project(project, method="supervised",
+                                 config={"image_size": 32, "features": [4, 8], "steps": 1, "batch_size": 2}))
+        first = {s.path: s for s in project.samples()}  # one sample of each scan
+    ids = ",".join(str(s.id) for s in first.values())
+    assert main(["predict", str(tmp_path / "p"), "--samples", ids, "--out", str(tmp_path / "o"), "--keep-names"]) == 0
+    files = json.loads((tmp_path / "o" / "model.json").read_text())["volumes"]
+    assert sorted(entry["file"] for entry in files) == ["ct_0002_prediction.nii.gz", "ct_prediction.nii.gz"]
+    for entry in files:
+        assert read_image(tmp_path / "o" / entry["file"]).array.shape == brain.shape
+
+
 def test_whole_volumes_train_with_the_built_in_semi_supervised_method(tmp_path):
     """arch unet3d on (D, H, W) volumes: mean teacher's augmentation handles 5D batches."""
     from medlabeler.engine.workflows.evaluate import evaluate_project

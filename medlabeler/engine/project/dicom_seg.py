@@ -276,7 +276,7 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
     """One SEG per (path, series_uid) of ``masks_by_source`` (slice index -> mask) under ``out``.
 
     Every SEG is built before any is written: one source that cannot get a SEG writes nothing."""
-    from medlabeler.engine.project.names import file_stem
+    from medlabeler.engine.project.names import export_stem
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -287,10 +287,10 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
     if algorithm is not None:
         description += f" (model v{algorithm.model_version})"
     series_number = PREDICTION_SERIES_NUMBER if algorithm is not None else LABEL_SERIES_NUMBER
-    built = []
+    built, stems = [], set()
     with identifiers_kept_out_of_warnings([ds for source in sources for ds in source.datasets]):
         for number, (((path, _uid), masks), source) in enumerate(zip(ordered, sources), 1):
-            stem = file_stem(path) if keep_names else f"volume_{number:04d}"
+            stem = export_stem(path, number, "volume", keep_names, stems)
             built.append((out / f"{stem}_{suffix}.dcm", build_seg(
                 source, masks, names, colors, algorithm=algorithm, deidentify=deidentify, description=description,
                 series_number=series_number)))

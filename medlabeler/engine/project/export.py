@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medlabeler.engine.errors import ProjectError
-from medlabeler.engine.project.names import file_stem
+from medlabeler.engine.project.names import export_stem
 from medlabeler.engine.store import Project
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -106,7 +106,7 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
     files, index, stems = [], [], set()
     dtype = np.uint16 if len(project.task.names) > 255 else np.uint8
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")), 1):
-        stem = _unique_stem(path, number, "volume", keep_names, stems)
+        stem = export_stem(path, number, "volume", keep_names, stems)
         target = write_mask_nifti(out / f"{stem}_labels.nii.gz", path, series_uid, masks, dtype)
         files.append(target)
         labeled_slices = sorted(k for k in masks if k is not None)
@@ -115,7 +115,7 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
         samples = [{"sample": s.id, "slice": s.slice_index, "split": s.split}
                    for s in sorted(samples_of[(path, series_uid)], key=lambda s: s.slice_index or 0)]
         index.append({"file": target.name, "labeled_slices": labeled_slices or "all", "samples": samples,
-                      **({"source": path} if keep_names else {})})
+                      **_image_key(project, path), **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "volumes": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))
     return files + [out / "labels.json"]
@@ -137,29 +137,27 @@ def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
         by_source[(sample.path, sample.series_uid)].append(sample)
     planned, stems = [], set()
     for number, ((path, _), samples) in enumerate(sorted(by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")), 1):
-        stem = _unique_stem(path, number, "image", keep_names, stems)
+        stem = export_stem(path, number, "image", keep_names, stems)
         for sample in sorted(samples, key=lambda s: s.slice_index or 0):
             name = f"{stem}.png" if sample.slice_index is None else f"{stem}_slice{sample.slice_index:04d}.png"
             planned.append((name, sample, path))
     files, index = [], []
+    keys = {path: _image_key(project, path) for path in {path for _, _, path in planned}}
     for name, sample, path in planned:
         files.append(write_mask_png(out / name, project.load_label(sample.id)))
         index.append({"file": name, "sample": sample.id, "slice": sample.slice_index, "split": sample.split,
-                      **({"source": path} if keep_names else {})})
+                      **keys[path], **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "masks": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))
     return files + [out / "labels.json"]
 
 
-def _unique_stem(path: str, number: int, word: str, keep_names: bool, stems: set[str]) -> str:
-    """The name of the ``number``-th source's files: its own name (``keep_names``; the number added
-    where another source had it: two series of one folder, two folders' ``image.png``), else
-    ``word_NNNN``."""
-    stem = file_stem(path) if keep_names else f"{word}_{number:04d}"
-    if stem in stems:
-        stem = f"{stem}_{number:04d}"
-    stems.add(stem)
-    return stem
+def _image_key(project: Project, path: str) -> dict[str, str]:
+    """The content key of a mask's image (a hash of its size and its file's ends, no name): how
+    `import-labels` knows that the sample id beside a de-identified file is this project's image
+    of it, and takes the mask back by id. Empty for an image recorded without one (schema < 4)."""
+    key = project.recorded_keys(path)[1]
+    return {"image_key": key} if key else {}
 
 
 def refuse_the_images_folder(project: Project, out: Path) -> None:

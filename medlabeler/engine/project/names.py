@@ -9,3 +9,14 @@ def file_stem(path: str) -> str:
     """The image file's name without its extension (``.nii.gz`` counts as one)."""
     name = Path(path).name
     return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+
+
+def export_stem(path: str, number: int, word: str, keep_names: bool, taken: set[str]) -> str:
+    """The name of the ``number``-th source's files in an export: its own name (``keep_names``; the
+    number added where another source had it: two series of one folder, two folders' ``ct.nii.gz``,
+    which would otherwise write one file over the other), else ``word_NNNN``. Adds it to ``taken``."""
+    stem = file_stem(path) if keep_names else f"{word}_{number:04d}"
+    if stem in taken:
+        stem = f"{stem}_{number:04d}"
+    taken.add(stem)
+    return stem

@@ -386,9 +386,9 @@ def _import_dicom_segs(project: Project, path: Path) -> ImportReport | None:
     return ImportReport(labeled=saved, unchanged=held, errors=errors)
 
 
-def _samples_by_key(project: Project) -> dict[str, list]:
+def _samples_by_key(samples: list) -> dict[str, list]:
     by_key: dict[str, list] = {}
-    for sample in project.samples():
+    for sample in samples:
         by_key.setdefault(_source_key(sample.path), []).append(sample)
         if Path(sample.path).is_dir() and sample.series_uid:
             by_key.setdefault(sample.series_uid, []).append(sample)
@@ -400,7 +400,7 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
     if task.kind != "classification":
         raise InputError(path, "a CSV of labels needs a classification project")
     report = ImportReport()
-    by_key = _samples_by_key(project)
+    by_key = _samples_by_key(project.samples())
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -454,27 +454,30 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
     if project.task.kind != "segmentation":
         raise InputError(folder, "a folder of masks needs a segmentation project")
     report = ImportReport()
-    by_key = _samples_by_key(project)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(MASK_SUFFIXES))
     if not files:
         raise InputError(folder, f"no mask files ({', '.join(MASK_SUFFIXES)}) found")
-    exported = _exported_slices(folder)
+    every_sample = project.samples()
+    by_key = _samples_by_key(every_sample)
+    by_source: dict[tuple, list] = {}
+    for sample in every_sample:
+        by_source.setdefault((sample.path, sample.series_uid), []).append(sample)
+    entries = {folder / name: entry for name, entry in (_export_index(folder) or {}).items()}
     for mask_path in files:
-        samples, slice_index = _images_of(mask_path, by_key)
-        samples = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts)
+        entry = entries.get(mask_path)
+        samples, slice_index = _images_by_id(project, entry, by_source) if entry else ([], None)
         if not samples:
-            numbered = _NUMBERED_EXPORT.match(mask_path.name) and exported is not None
-            report.errors.append(InputError(mask_path, "no image in the project has this name (" + (
-                "an export's numbered file, which names no image: export with the images' names, `--keep-names` or "
-                "'files named as the images', to import it" if numbered else
-                "a mask is named as its image, with or without _labels, _seg, -label or _mask") + ")"))
+            samples, slice_index = _images_of(mask_path, by_key)
+            samples = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts)
+        if not samples:
+            report.errors.append(InputError(mask_path, _no_image_text(entry)))
             continue
         try:
             if slice_index is not None:
                 saved, same = _save_slice_mask(project, mask_path, samples, slice_index, report.warnings)
             else:
                 saved, same = _save_mask_file(project, mask_path, samples, report.warnings,
-                                              only_slices=(exported or {}).get(mask_path.name))
+                                              only_slices=entry.labeled_slices if entry else None)
             report.labeled += saved
             report.unchanged += same
         except InputError as exc:
@@ -485,8 +488,6 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
 #: What tools add to an image's name for its mask (ours: _labels; 3D Slicer: -label; nnU-Net, ITK-SNAP users: _seg)
 MASK_NAME_ENDINGS = ("_labels", "_label", "-labels", "-label", "_seg", "-seg", "_segmentation", "_mask", "-mask")
 _SLICE_ENDING = re.compile(r"^(?P<key>.+)_slice(?P<z>\d{4})$")
-#: The files of an export without the images' names (`export.py`: volume_0001_labels.nii.gz, image_0001.png)
-_NUMBERED_EXPORT = re.compile(r"^(volume|image)_\d{4}")
 
 
 def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | None]:
@@ -511,16 +512,64 @@ def _in_the_same_folders(samples: list, folders: tuple[str, ...]) -> list:
     return mine or samples
 
 
-def _exported_slices(folder: Path) -> dict[str, list[int]] | None:
-    """Mask file name -> the slices that were labeled, from the ``labels.json`` of a NIfTI export of
-    a slice project (its other slices are zeros, not background someone painted); None when the
-    folder holds no export's ``labels.json``."""
+@dataclass(frozen=True)
+class _Exported:
+    """What an export's ``labels.json`` says of one of its mask files."""
+
+    samples: tuple[int, ...]  # the project's sample ids it holds the labels of
+    slice_index: int | None  # a PNG of one slice of a volume: that slice
+    labeled_slices: list[int] | None  # a NIfTI of a slice project: the slices labeled (others are zeros)
+    image_key: str | None  # its image's content key when exported (`export._image_key`)
+
+
+def _export_index(folder: Path) -> dict[str, _Exported] | None:
+    """Mask file name -> what the ``labels.json`` of an export (NIfTI or PNG) in ``folder`` says of
+    it; None when the folder holds none (or one this reader cannot make sense of)."""
     try:
         index = json.loads((folder / "labels.json").read_text())
-        return {entry["file"]: [int(z) for z in entry["labeled_slices"]] for entry in index.get("volumes", [])
-                if isinstance(entry.get("labeled_slices"), list)}
+        found = {}
+        for entry in index.get("volumes", []):
+            slices = entry.get("labeled_slices")
+            found[entry["file"]] = _Exported(tuple(int(s["sample"]) for s in entry.get("samples", [])), None,
+                                             [int(z) for z in slices] if isinstance(slices, list) else None,
+                                             entry.get("image_key"))
+        for entry in index.get("masks", []):
+            z = entry.get("slice")
+            found[entry["file"]] = _Exported((int(entry["sample"]),), None if z is None else int(z), None,
+                                             entry.get("image_key"))
+        return found
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def _images_by_id(project: Project, entry: _Exported, by_source: dict[tuple, list]) -> tuple[list, int | None]:
+    """The samples of the image an export's mask file holds labels of, found by the sample ids its
+    ``labels.json`` lists: taken only when this project's image under those ids is the one exported
+    (the same content key), so a de-identified export (``volume_0001_labels.nii.gz``) or one of two
+    images of one name comes back, and an index of another project is never trusted. ([], None)
+    when it is not this project's image, or the export recorded no key."""
+    listed = project.samples(ids=entry.samples) if entry.image_key and entry.samples else []
+    sources = {(s.path, s.series_uid) for s in listed}
+    if len(listed) != len(set(entry.samples)) or len(sources) != 1:
+        return [], None
+    path, series_uid = sources.pop()
+    if project.recorded_keys(path)[1] != entry.image_key:
+        return [], None
+    return by_source[(path, series_uid)], entry.slice_index
+
+
+def _no_image_text(entry: _Exported | None) -> str:
+    """Why a mask file found no image: by name, and by its export's ``labels.json`` if it has one."""
+    if entry is None or not entry.samples:
+        return "no image in the project has this name (a mask is named as its image, with or without _labels, _seg, -label or _mask)"
+    ids = entry.samples
+    listed = f"sample{'s' * (len(ids) > 1)} " + ", ".join(map(str, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    if entry.image_key is None:  # an export made before exports recorded their images' keys
+        return (f"no image in the project has this name, and its export's labels.json (listing {listed}) does not say "
+                "which image it was (an older export): export again to import it back, or export with the images' "
+                "names (`--keep-names`)")
+    return (f"no image in the project has this name, and its export's labels.json lists {listed}, whose image in this "
+            "project is not the one exported (another project's export, or the image changed since)")
 
 
 def _save_slice_mask(project: Project, mask_path: Path, samples: list, slice_index: int,

@@ -98,12 +98,12 @@ def _write_segs(project, out: Path, predictions, samples, model, keep_names: boo
 def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> list[dict]:
     """NIfTI masks, one per source; returns each file with the samples (id, slice, split) it holds."""
     from medlabeler.engine.project.export import write_mask_nifti
-    from medlabeler.engine.project.names import file_stem
+    from medlabeler.engine.project.names import export_stem
 
     by_source = _masks_by_source(predictions, samples)
-    index = []
+    index, stems = [], set()
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
-        stem = file_stem(path) if keep_names else f"volume_{number:04d}"
+        stem = export_stem(path, number, "volume", keep_names, stems)
         target = write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)
         held = sorted((s for s in samples.values() if (s.path, s.series_uid) == (path, series_uid)
                        and s.slice_index in masks), key=lambda s: s.slice_index or 0)

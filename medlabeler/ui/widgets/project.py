@@ -98,7 +98,8 @@ class ProjectWidget(QWidget):
                                              "CSV: one row per label")
         self.keep_names_box = QCheckBox("files named as the images")
         self.keep_names_box.setToolTip("Image file names can name the patient: the exported files are numbered "
-                                       "(labels.json maps them to sample ids) unless this is ticked. A DICOM-SEG "
+                                       "(labels.json maps them to sample ids, and Import labels reads the folder "
+                                       "back) unless this is ticked. A DICOM-SEG "
                                        "carries its series' patient and study whatever the name (below)")
         self.deidentify_box = QCheckBox("DICOM-SEG without patient identifiers")
         self.deidentify_box.setToolTip("DICOM requires a SEG to carry the patient and study of its series for it to "
