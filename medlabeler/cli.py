@@ -623,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="the project folder")
     p.add_argument("path", help="a folder of masks named after the images (0 background, 1..N the labels in "
                                 "the order init's --labels gave them), a DICOM-SEG file or folder, or a CSV "
-                                "file of image,label rows (label: a class name)")
+                                "file of image,label rows (label: a class name), or an export's labels.csv "
+                                "(rows by sample id)")
     p.set_defaults(func=cmd_import_labels)
 
     p = _command(sub, "remove-label", help="make samples unlabeled again (labels saved by mistake); "

@@ -336,6 +336,63 @@ def test_an_export_imports_back_by_its_labels_json_without_names_and_never_into_
         assert np.array_equal(tiles.load_label(tiles.samples()[1].id), mask)
 
 
+def test_a_csv_export_edited_in_a_spreadsheet_imports_back_by_sample_id(tmp_path):
+    """labels.csv could not be read back (its first column is the sample id, not an image): a
+    colleague's corrections of the classes in a spreadsheet had no way in. Rows go by sample id
+    where the project's image under it is the one exported; a row of another project's export never
+    lands on this one's images."""
+    import csv
+
+    from medlabeler.engine.project.export import export_project
+    from medlabeler.engine.project.project_import import import_labels
+    from tests.engine.io_fixtures import make_isic_folder
+
+    make_isic_folder(tmp_path / "isic", {"nevus": 3, "melanoma": 3})
+    project, _ = create_project(tmp_path / "proj", tmp_path / "isic", task="classification")
+    with project:
+        names = project.task.names
+        export_project(project, tmp_path / "out", fmt="csv")
+        before = {s.id: int(project.load_label(s.id)) for s in project.samples()}
+    table = list(csv.reader(open(tmp_path / "out" / "labels.csv", newline="")))
+    assert table[0] == ["sample", "split", "slice", "label", "origin", "image_key"]
+    changed = int(table[2][0])
+    table[2][3] = names[1 - before[changed]]  # the colleague's one correction
+    with open(tmp_path / "edited.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(table)
+    with Project.open(tmp_path / "proj") as project:
+        report = import_labels(project, tmp_path / "edited.csv")
+        assert (report.labeled, report.unchanged, report.errors) == (1, 5, [])
+        assert {s.id: int(project.load_label(s.id)) for s in project.samples()} == {
+            **before, changed: 1 - before[changed]}
+    # another project of some of the images, other ids: nothing by id; by name where the export kept them
+    make_isic_folder(tmp_path / "other_images", {"melanoma": 2, "nevus": 2}, seed=1)
+    other, _ = create_project(tmp_path / "other", tmp_path / "other_images", task="classification")
+    with other:
+        report = import_labels(other, tmp_path / "edited.csv")
+        assert report.labeled == report.unchanged == 0 and len(report.errors) == 6
+        assert "is not the one exported" in str(report.errors[0]) and "line 2" in str(report.errors[0])
+    with Project.open(tmp_path / "proj") as project:
+        export_project(project, tmp_path / "named", fmt="csv", keep_names=True)
+        named = list(csv.reader(open(tmp_path / "named" / "labels.csv", newline="")))
+        assert named[0][5:] == ["image_key", "source"]
+        for row in named[1:]:
+            row[5] = "0" * len(row[5])  # not these images' keys: found by their names, which the export kept
+        with open(tmp_path / "named" / "labels.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows(named)
+        for sample in project.samples():
+            project.remove_label(sample.id)
+        report = import_labels(project, tmp_path / "named" / "labels.csv")
+        assert (report.labeled, report.errors) == (6, [])
+        assert {s.id: int(project.load_label(s.id)) for s in project.samples()} == {
+            **before, changed: 1 - before[changed]}
+    older = [row[:5] for row in table]  # an export from before the image keys
+    with open(tmp_path / "older.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(older)
+    with Project.open(tmp_path / "proj") as project:
+        report = import_labels(project, tmp_path / "older.csv")
+        assert report.labeled == 0 and "(an older one): export again" in str(report.errors[0])
+
+
 def test_a_2d_images_nifti_mask_imports_back_and_a_slice_mask_of_an_ambiguous_name_is_refused(tmp_path):
     """(A review.) Our NIfTI export of 2D images (one slice deep) did not import back; and a
     NAME_sliceNNNN.png went to the first of two scans of that name without a word."""

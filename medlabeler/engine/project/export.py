@@ -65,12 +65,17 @@ def written_text(files: list, fmt: str) -> str:
     return " and ".join(part for part in (what, *index) if part) or "nothing"
 
 
+#: The first columns of a CSV export: `import-labels` knows its own export by them (and reads it back).
+CSV_EXPORT_COLUMNS = ("sample", "split", "slice", "label", "origin")
+
+
 def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
     task = project.task
     path = out / "labels.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["sample", "split", "slice", "label", "origin"] + (["source"] if keep_names else []))
+        writer.writerow([*CSV_EXPORT_COLUMNS, "image_key"] + (["source"] if keep_names else []))
+        keys: dict[str, str] = {}
         for sample in project.samples(labeled=True):
             version = project.label(sample.id)
             value = project.load_label(sample.id)
@@ -79,7 +84,9 @@ def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
             else:
                 present = sorted(int(v) for v in np.unique(value) if v)
                 label = ";".join(task.names[v - 1] for v in present)
-            row = [sample.id, sample.split, "" if sample.slice_index is None else sample.slice_index, label, version.origin]
+            key = keys.setdefault(sample.path, _image_key(project, sample.path).get("image_key", ""))
+            row = [sample.id, sample.split, "" if sample.slice_index is None else sample.slice_index, label,
+                   version.origin, key]
             writer.writerow(row + ([sample.path] if keep_names else []))
     return path
 

@@ -19,6 +19,7 @@ import numpy as np
 from medlabeler.engine.errors import InputError, ProjectError
 from medlabeler.engine.io import read_image, scan_sources
 from medlabeler.engine.project.blank_samples import check_blank_samples, is_blank
+from medlabeler.engine.project.export import CSV_EXPORT_COLUMNS
 from medlabeler.engine.store import Project
 
 SLABS_PER_VOLUME = 10
@@ -400,13 +401,16 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
     if task.kind != "classification":
         raise InputError(path, "a CSV of labels needs a classification project")
     report = ImportReport()
-    by_key = _samples_by_key(project.samples())
+    every_sample = project.samples()
+    by_key = _samples_by_key(every_sample)
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             rows = [(reader.line_num, row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read CSV: {exc}") from exc
+    if rows and tuple(c.strip().lower() for c in rows[0][1][:len(CSV_EXPORT_COLUMNS)]) == CSV_EXPORT_COLUMNS:
+        return _import_exported_csv(project, path, rows, every_sample, by_key)
     if rows and _is_header(rows[0][1]):
         rows = rows[1:]
     rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
@@ -422,22 +426,59 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
         if not samples:
             report.errors.append(InputError(where, f"no sample in the project matches image {image!r}"))
             continue
-        if label not in task.names:
-            report.errors.append(
-                InputError(where, f"unknown class {label!r} (classes: {', '.join(task.names)})")
-            )
-            continue
-        gone = [s for s in samples if not Path(s.path).exists()]
-        if gone:  # a label on it would stop every training run (a labeled image is never passed over)
-            report.errors.append(InputError(where, f"the image of sample {gone[0].id} ({Path(gone[0].path).name}) is "
-                                                   "gone from where it was imported: put it back, then import again"))
-            samples = [s for s in samples if s not in gone]
-        for sample in samples:
-            if _save_imported(project, sample.id, task.names.index(label)):
-                report.labeled += 1
-            else:
-                report.unchanged += 1
+        _save_class(project, where, samples, label, report)
     return report
+
+
+def _import_exported_csv(project: Project, path: Path, rows: list, every_sample: list,
+                         by_key: dict[str, list]) -> ImportReport:
+    """A CSV export of this project (``labels.csv``: sample, split, slice, label, origin,
+    image_key[, source]), edited in a spreadsheet, say: each row's sample by its id, where the
+    project's image under that id is the one exported (the same content key); else by its
+    ``source`` when the export kept the names; else the row is named as skipped."""
+    report = ImportReport()
+    columns = [c.strip().lower() for c in rows[0][1]]
+    at = {name: columns.index(name) for name in ("sample", "label", "image_key", "source") if name in columns}
+    samples = {s.id: s for s in every_sample}
+    keys: dict[str, str | None] = {}
+    for line, row in rows[1:]:
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{path}, line {line}"
+        cell = {name: row[i].strip() if i < len(row) else "" for name, i in at.items()}
+        sample = samples.get(int(cell["sample"])) if cell["sample"].isdigit() else None
+        if sample is not None and cell.get("image_key") and cell["image_key"] == keys.setdefault(
+                sample.path, project.recorded_keys(sample.path)[1]):
+            _save_class(project, where, [sample], cell["label"], report)
+        elif cell.get("source") and by_key.get(_source_key(cell["source"])):
+            _save_class(project, where, by_key[_source_key(cell["source"])], cell["label"], report)
+        elif not cell.get("image_key"):
+            report.errors.append(InputError(where, f"sample {cell['sample'] or '?'}: an export that does not say "
+                                                   "which image each row is (an older one): export again to import "
+                                                   "it back, or export with the images' names (`--keep-names`)"))
+        else:
+            report.errors.append(InputError(where, f"sample {cell['sample']}: this project's image of it is not the "
+                                                   "one exported (another project's export, or the image changed "
+                                                   "since)"))
+    return report
+
+
+def _save_class(project: Project, where: str, samples: list, label: str, report: ImportReport) -> None:
+    """Give ``samples`` the class ``label``, or say why not in ``report``."""
+    task = project.task
+    if label not in task.names:
+        report.errors.append(InputError(where, f"unknown class {label!r} (classes: {', '.join(task.names)})"))
+        return
+    gone = [s for s in samples if not Path(s.path).exists()]
+    if gone:  # a label on it would stop every training run (a labeled image is never passed over)
+        report.errors.append(InputError(where, f"the image of sample {gone[0].id} ({Path(gone[0].path).name}) is "
+                                               "gone from where it was imported: put it back, then import again"))
+        samples = [s for s in samples if s not in gone]
+    for sample in samples:
+        if _save_imported(project, sample.id, task.names.index(label)):
+            report.labeled += 1
+        else:
+            report.unchanged += 1
 
 
 _HEADER_IMAGE = ("image", "file", "filename", "file_name", "path", "image_id", "name")
