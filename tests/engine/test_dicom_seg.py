@@ -248,7 +248,13 @@ def test_two_series_give_two_segs_each_of_its_own_series(tmp_path, brain):
 
 def test_two_series_of_one_folder_keep_their_names_without_one_seg_over_the_other(tmp_path, brain):
     """With --keep-names both SEGs were named after the folder the two series share: the second
-    was written over the first, and only one series came back."""
+    was written over the first, and only one series came back; and `predict`'s model.json listed
+    no SEG with its samples, as it does each NIfTI."""
+    import json
+
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.train import train_project
+
     volume = brain["volume"][:5]
     for number in (1, 2):
         write_dicom_series(tmp_path / "scan", volume, spacing=(8.0, 8.0, 8.0), modality="MR", rescale=(1.0, 0.0),
@@ -264,6 +270,16 @@ def test_two_series_of_one_folder_keep_their_names_without_one_seg_over_the_othe
         files = export_project(project, tmp_path / "out", fmt="dicom-seg", keep_names=True)
         assert sorted(f.name for f in files) == ["scan_0002_seg.dcm", "scan_seg.dcm"]
         assert {str(pydicom.dcmread(f).ReferencedSeriesSequence[0].SeriesInstanceUID) for f in files} == set(by_series)
+        run_to_end(train_project(project, method="supervised", config={**TINY, "steps": 1}))
+    # predictions too, and model.json says which samples each SEG holds (it listed no file)
+    ids = ",".join(str(s.id) for members in reversed(by_series.values()) for s in members)  # the last series first
+    assert main(["predict", str(tmp_path / "p"), "--format", "dicom-seg", "--keep-names", "--samples", ids,
+                 "--out", str(tmp_path / "pred")]) == 0
+    volumes = json.loads((tmp_path / "pred" / "model.json").read_text())["volumes"]
+    assert sorted(entry["file"] for entry in volumes) == ["scan_0002_prediction_seg.dcm", "scan_prediction_seg.dcm"]
+    for entry in volumes:
+        series = str(pydicom.dcmread(tmp_path / "pred" / entry["file"]).ReferencedSeriesSequence[0].SeriesInstanceUID)
+        assert [s["sample"] for s in entry["samples"]] == [s.id for s in by_series[series]]
 
 
 def test_single_dicom_image_round_trip(tmp_path):

@@ -271,6 +271,11 @@ def _deidentify(seg) -> None:
     seg.DeidentificationMethod = "medlabeler: patient identifiers removed, UIDs kept"  # LO: 64 chars
 
 
+def in_seg_order(masks_by_source: dict) -> list[tuple]:
+    """The (source, masks) items in the order `write_label_segs` writes them and returns their files."""
+    return sorted(masks_by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+
+
 def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorithm: Algorithm | None = None,
                      deidentify: bool = False, keep_names: bool = False, suffix: str = "seg") -> list[Path]:
     """One SEG per (path, series_uid) of ``masks_by_source`` (slice index -> mask) under ``out``.
@@ -280,7 +285,7 @@ def write_label_segs(project, out: str | Path, masks_by_source: dict, *, algorit
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(masks_by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+    ordered = in_seg_order(masks_by_source)
     sources = [source_series(path, uid) for (path, uid), _ in ordered]
     names, colors = project.task.names, project.task.colors
     description = "medlabeler prediction" if algorithm is not None else "medlabeler labels"

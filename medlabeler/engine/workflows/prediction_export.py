@@ -57,7 +57,7 @@ def write_predictions(project, out: str | Path, *, sample_ids: list[int] | None 
     if project.task.kind == "classification":
         _write_classes(project, out, predictions, samples, keep_names)
     elif fmt == "dicom-seg":
-        _write_segs(project, out, predictions, samples, bundle[2], keep_names, deidentify)
+        index = _write_segs(project, out, predictions, samples, bundle[2], keep_names, deidentify)
     else:
         index = _write_masks(project, out, predictions, samples, keep_names)
     about = {"model_version": bundle[2].version, "method": bundle[2].method, "names": list(project.task.names)}
@@ -86,13 +86,23 @@ def _masks_by_source(predictions, samples) -> dict[tuple[str, str | None], dict]
     return by_source
 
 
-def _write_segs(project, out: Path, predictions, samples, model, keep_names: bool, deidentify: bool) -> None:
+def _write_segs(project, out: Path, predictions, samples, model, keep_names: bool, deidentify: bool) -> list[dict]:
+    """One DICOM-SEG per series; returns each file with the samples it holds, as `_write_masks`."""
     from medlabeler import __version__
-    from medlabeler.engine.project.dicom_seg import Algorithm, write_label_segs
+    from medlabeler.engine.project.dicom_seg import Algorithm, in_seg_order, write_label_segs
 
     algorithm = Algorithm(name="medlabeler", version=__version__, model_version=model.version, method=model.method)
-    write_label_segs(project, out, _masks_by_source(predictions, samples), algorithm=algorithm,
-                     deidentify=deidentify, keep_names=keep_names, suffix="prediction_seg")
+    by_source = _masks_by_source(predictions, samples)
+    files = write_label_segs(project, out, by_source, algorithm=algorithm, deidentify=deidentify,
+                             keep_names=keep_names, suffix="prediction_seg")
+    return [_held(target, source, masks, samples) for target, (source, masks) in zip(files, in_seg_order(by_source))]
+
+
+def _held(target: Path, source: tuple[str, str | None], masks: dict, samples: dict) -> dict:
+    """An index entry: a written file and the samples (id, slice, split) of ``source`` it holds."""
+    held = sorted((s for s in samples.values() if (s.path, s.series_uid) == source and s.slice_index in masks),
+                  key=lambda s: s.slice_index or 0)
+    return {"file": target.name, "samples": [{"sample": s.id, "slice": s.slice_index, "split": s.split} for s in held]}
 
 
 def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> list[dict]:
@@ -105,8 +115,5 @@ def _write_masks(project, out: Path, predictions, samples, keep_names: bool) -> 
     for number, ((path, series_uid), masks) in enumerate(sorted(by_source.items(), key=lambda kv: kv[0][0]), 1):
         stem = export_stem(path, number, "volume", keep_names, stems)
         target = write_mask_nifti(out / f"{stem}_prediction.nii.gz", path, series_uid, masks)
-        held = sorted((s for s in samples.values() if (s.path, s.series_uid) == (path, series_uid)
-                       and s.slice_index in masks), key=lambda s: s.slice_index or 0)
-        index.append({"file": target.name, "samples": [{"sample": s.id, "slice": s.slice_index, "split": s.split}
-                                                       for s in held]})
+        index.append(_held(target, (path, series_uid), masks, samples))
     return index
