@@ -207,9 +207,10 @@ class ProjectWidget(QWidget):
         start = self.import_edit.text() or str(Path.home())
         project = self.session.project
         if project is not None and project.task.kind == "classification":
-            path, _ = QFileDialog.getOpenFileName(self, "A CSV of image,label rows", start, "CSV (*.csv);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(self, "A CSV of image,label rows, or an export's labels.csv", start,
+                                                  "CSV (*.csv);;All files (*)")
         else:
-            path = QFileDialog.getExistingDirectory(self, "A folder of masks or DICOM-SEGs", start)
+            path = QFileDialog.getExistingDirectory(self, "A folder of masks or DICOM-SEGs, or an export's folder", start)
         if path:
             self.import_edit.setText(path)
 
