@@ -431,6 +431,10 @@ class SampleView:
         if self.shown is None or self.shown.key != key or any(
                 layer is None or layer not in self.viewer.layers for layer in core):  # or the user deleted one
             self._replace_layers(sample, key)
+        elif LABELS in self.layers and self.sample is not None and self.sample.id != sample.id:
+            # another slice of the volume on screen: Ctrl+Z here undid the stroke of the slice
+            # before (saved already), and the next save wrote it there as a new version, unpainted
+            forget_strokes(self.layers[LABELS])
         self.sample = sample
         pred = prediction if prediction is not None and prediction.sample_id == sample.id else None
         if pred is not None and self.shown.is_stack:

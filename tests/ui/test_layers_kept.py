@@ -222,6 +222,35 @@ def test_undo_does_not_reach_into_the_image_before(make_napari_viewer, qtbot, fl
     assert labels.data.all()
 
 
+def test_undo_does_not_reach_into_the_slice_before(make_napari_viewer, qtbot, brain_project):
+    """A trial: a stroke, `n` to another slice of the same volume, Ctrl+Z there (nothing to see),
+    `n` again: the undo had taken the stroke off the slice before, and leaving saved that slice
+    again, unpainted, as its label's new version (a validation sample's, that time)."""
+    from medlabeler.engine.store import Project
+
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    labels = session.view.layers[LABELS]
+    qtbot.waitUntil(lambda: labels.visible and labels.mode == "paint", timeout=10_000)
+    first = session.sample
+    stroke(viewer, [(20, 15), (22, 20), (24, 25)])
+    painted = labels.data[first.slice_index].copy()
+    assert painted.any()
+    with Project.open(brain_project, readonly=True) as project:
+        same_volume = next(s for s in project.samples() if s.path == first.path and s.series_uid == first.series_uid
+                           and s.id != first.id and s.split == first.split)
+    session.open_sample(same_volume.id)  # saves the stroke, as `n` does
+    qtbot.waitUntil(lambda: session.sample.id == same_volume.id and session.reading is None, timeout=30_000)
+    assert session.view.layers[LABELS] is labels
+    labels.undo()
+    assert np.array_equal(labels.data[first.slice_index], painted)
+    session.save_current()
+    assert session.flush_saves()
+    project = session.project
+    assert project.label(first.id).version == 1 and np.array_equal(project.load_label(first.id), painted)
+    assert project.label(same_volume.id) is None
+
+
 def test_the_overlays_shown_stay_the_clinicians_choice_in_the_next_project(make_napari_viewer, qtbot, trained_project):
     """The Review tab's boxes and the keys choose which overlays show: a project opened next shows
     what the boxes say (the boxes kept the choice, the new project's layers had the defaults)."""
