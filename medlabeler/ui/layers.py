@@ -413,6 +413,7 @@ class SampleView:
         self._steps: list = []  # what is left of an opening, one step a turn (`_later`)
         self._paint_when_shown = False  # the labels layer, taken from before, gets the brush once shown
         self._stepping: Shown | None = None  # what the steps under way are for
+        self._guarded = None  # the labels layer whose label numbers are kept to the project's
         self._take(spare or {})
         for emitter in (viewer.dims.events.order, viewer.dims.events.ndisplay):
             emitter.connect(self._place_markers)
@@ -454,6 +455,7 @@ class SampleView:
             if pred is not None:
                 self.show_prediction(pred)
         if LABELS in self.layers:
+            self._keep_to_the_labels(self.layers[LABELS])
             self.layers[LABELS].selected_label = max(1, self.layers[LABELS].selected_label)
             if self.project.readonly:  # nothing painted could be saved: napari then pans and zooms.
                 self.layers[LABELS].editable = False  # after every data change, which makes it editable
@@ -779,7 +781,30 @@ class SampleView:
         for emitter in (self.viewer.dims.events.order, self.viewer.dims.events.ndisplay):
             emitter.disconnect(self._place_markers)
             emitter.disconnect(self._view_turned)
+        self._keep_to_the_labels(None)
         return kept
+
+    def _keep_to_the_labels(self, layer) -> None:
+        """Keep ``layer``'s label number to the project's labels (None: let the layer go). napari's
+        own keys pick any number (`=` the next one, `m` a new one): a trial painted label 2 in a
+        project of one label, with no word, and the save was refused."""
+        if layer is self._guarded:
+            return
+        if self._guarded is not None:
+            self._guarded.events.selected_label.disconnect(self._label_chosen)
+        self._guarded = layer
+        if layer is not None:
+            layer.events.selected_label.connect(self._label_chosen)
+
+    def _label_chosen(self, _event=None) -> None:
+        layer, names = self._guarded, self.task.names
+        if layer is None or layer.selected_label <= len(names):
+            return
+        chosen = layer.selected_label
+        layer.selected_label = len(names)
+        listed = ", ".join(f"{i} {name}" for i, name in enumerate(names[:9], 1)) + (", ..." if len(names) > 9 else "")
+        self.viewer.status = (f"label {chosen} is none of this project's {len(names)} ({listed}): "
+                              f"painting {names[-1]}")
 
     # --- labels -------------------------------------------------------------------------------
     @property

@@ -209,6 +209,13 @@ def _moved_hint(sample) -> str:
     return "\nMoved or renamed? The Project tab's Find moved images… points the project at its new place."
 
 
+def unsavable_note(sample_id: int, value: int, names) -> str:
+    """Why strokes of a label number the project does not have are not saved, and what to do."""
+    return (f"The label of sample {sample_id} is not saved: it holds label {value}, and the project's labels are "
+            f"1-{len(names)} ({', '.join(names[:9])}{', ...' if len(names) > 9 else ''}). Paint over those strokes "
+            "with one of them (keys 1-9), or undo them (Ctrl+Z); the sample stays open until then.")
+
+
 def missing_slice_note(sample_id: int) -> str:
     return f"sample {sample_id} {MISSING_SLICE}, and strokes on it are not saved"
 
@@ -315,6 +322,7 @@ class Session(QObject):
         self.author = _author()
         self.auto_refresh = True
         self.advance_after_class = True  # a class key labels and opens the next sample
+        self.unsavable: list[int] = []  # samples the last save refused (a label number the project lacks)
         self.warm_up_on_open = True  # import torch in the background when a project opens (or the app starts)
         self.last_training = None  # the EngineJob of the last run
         self.timings: dict[str, float] = {}
@@ -784,6 +792,8 @@ class Session(QObject):
             return
         if save_first:
             self.save_current()
+            if self.unsavable:
+                return  # leaving would lose the strokes the save refused
         sample = self.project.sample(int(sample_id))
         if self.view.needs_reading(sample) and volume_bytes(sample) >= READ_ON_A_THREAD_BYTES:
             self._read_then_open(sample)
@@ -1043,6 +1053,8 @@ class Session(QObject):
         """Save, then open the top of the queue as it stands with the labels just saved (or, when
         the open sample was left unlabeled, the row after it)."""
         self.save_current()
+        if self.unsavable:
+            return  # leaving would lose the strokes the save refused
         next_id = self.next_sample_id()
         if next_id is not None:
             self.open_sample(next_id, save_first=False)
@@ -1060,10 +1072,15 @@ class Session(QObject):
         submitted = 0
         changed = self.view.changed_masks()
         missing = self.project.missing_slice_ids() if changed else frozenset()
+        self.unsavable = []
         for sample_id, mask in changed:
             if sample_id in missing:  # the store would refuse it: say why here, and drop the strokes
                 self.view.show_stored_labels([sample_id])
                 self.viewer.status = missing_slice_note(sample_id)
+                continue
+            if int(mask.max(initial=0)) > len(self.project.task.names):  # the store would refuse it: the strokes stay
+                self.unsavable.append(sample_id)
+                _warn(unsavable_note(sample_id, int(mask.max()), self.project.task.names))
                 continue
             self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
             self._unjudged.pop(sample_id, None)  # an earlier mask of it: replaced by this one

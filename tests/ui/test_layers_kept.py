@@ -251,6 +251,28 @@ def test_undo_does_not_reach_into_the_slice_before(make_napari_viewer, qtbot, br
     assert project.label(same_volume.id) is None
 
 
+def test_a_label_number_the_project_lacks_is_never_painted_nor_left_behind(make_napari_viewer, qtbot, brain_project):
+    """A trial: napari's `=` picked label 3 in a project of two; the strokes painted grey, the save
+    was refused, and `n` opened the next sample anyway: the strokes were lost."""
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    labels = session.view.layers[LABELS]
+    qtbot.waitUntil(lambda: labels.visible and labels.mode == "paint", timeout=10_000)
+    labels.selected_label = len(NAMES) + 1  # napari's `=` and `m` keys
+    assert labels.selected_label == len(NAMES) and "is none of this project's" in viewer.status
+    opened = session.sample
+    labels.data[opened.slice_index, 20:24, 20:24] = len(NAMES) + 1  # as a script or another plugin may
+    labels.refresh()
+    session.open_next()
+    assert session.sample.id == opened.id and session.unsavable == [opened.id]  # stays, strokes kept
+    assert (labels.data[opened.slice_index] == len(NAMES) + 1).any()
+    assert session.flush_saves() and session.project.label(opened.id) is None
+    labels.data[opened.slice_index][labels.data[opened.slice_index] > len(NAMES)] = 1  # painted over
+    session.open_next()
+    qtbot.waitUntil(lambda: session.sample.id != opened.id, timeout=30_000)
+    assert session.flush_saves() and session.project.label(opened.id) is not None
+
+
 def test_the_overlays_shown_stay_the_clinicians_choice_in_the_next_project(make_napari_viewer, qtbot, trained_project):
     """The Review tab's boxes and the keys choose which overlays show: a project opened next shows
     what the boxes say (the boxes kept the choice, the new project's layers had the defaults)."""
