@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -390,7 +391,112 @@ def test_a_csv_export_edited_in_a_spreadsheet_imports_back_by_sample_id(tmp_path
         csv.writer(handle).writerows(older)
     with Project.open(tmp_path / "proj") as project:
         report = import_labels(project, tmp_path / "older.csv")
-        assert report.labeled == 0 and "(an older one): export again" in str(report.errors[0])
+        assert report.labeled == 0 and "(an export older than the image_key column): export again" in str(report.errors[0])
+
+
+def test_an_export_never_lands_on_another_patients_series_nor_on_another_series_of_its_folder(tmp_path):
+    """(A review.) A DICOM folder's content key is its files' names and sizes, which two patients'
+    series from one scanner can share, and two series of one folder share one folder: the key
+    of an export's file holds its series too."""
+    import sqlite3
+
+    from medlabeler.engine.project.export import export_project
+    from medlabeler.engine.project.project_import import import_labels
+    from tests.engine.io_fixtures import write_dicom_series
+
+    rng = np.random.default_rng(0)
+    for patient in ("p1", "p2"):  # the same file names and sizes
+        write_dicom_series(tmp_path / patient / "series", rng.integers(0, 500, (4, 8, 8)).astype(np.float32),
+                           patient_id=f"PAT-000{patient[-1]}")
+    for number in (1, 2):  # two series in one folder
+        write_dicom_series(tmp_path / "study" / "both", rng.integers(0, 500, (4, 8, 8)).astype(np.float32),
+                           prefix=f"s{number}_", series_number=number, seed=number)
+    first, _ = create_project(tmp_path / "first", tmp_path / "p1", task="segmentation", names=["tumour"])
+    with first:
+        first.save_label(first.samples()[1].id, np.ones((8, 8), np.uint8))
+        export_project(first, tmp_path / "out_p1", fmt="nifti")
+    study, _ = create_project(tmp_path / "study_a", tmp_path / "study" / "both", task="segmentation",
+                              names=["tumour"])
+    with study:
+        second_series = sorted({s.series_uid for s in study.samples()})[1]
+        target = [s for s in study.samples() if s.series_uid == second_series][2]
+        study.save_label(target.id, np.ones((8, 8), np.uint8))
+        export_project(study, tmp_path / "out_study", fmt="nifti")
+    other, _ = create_project(tmp_path / "other", tmp_path / "p2", task="segmentation", names=["tumour"])
+    write_nifti(tmp_path / "study" / "a_first.nii.gz", rng.normal(size=(4, 8, 8)).astype(np.float32))
+    shifted, _ = create_project(tmp_path / "study_b", tmp_path / "study", task="segmentation", names=["tumour"])
+    for project, out in ((other, "out_p1"), (shifted, "out_study")):
+        with project:
+            report = import_labels(project, tmp_path / out)
+            assert report.labeled == 0 and "is not the one exported" in str(report.errors[0]), out
+    # a project made before medlabeler kept content keys: its images' keys are read from the files
+    sqlite3.connect(tmp_path / "first" / "project.sqlite").execute(
+        "UPDATE samples SET content_key = NULL").connection.commit()
+    with Project.open(tmp_path / "first") as project:
+        export_project(project, tmp_path / "out_old", fmt="nifti")
+        project.remove_label(project.samples()[1].id)
+        assert import_labels(project, tmp_path / "out_old").labeled == 1
+
+
+def test_a_csv_of_classes_names_one_image_or_says_which_it_cannot_tell(tmp_path):
+    """(A review.) Rows went to every image of the name they gave (two folders' img.png both took
+    one row's class); an export's CSV saved by a spreadsheet (semicolons, columns moved, a blank
+    first line) was read as image,label rows."""
+    import csv
+
+    from PIL import Image
+
+    from medlabeler.engine.project.export import export_project
+    from medlabeler.engine.project.project_import import import_labels
+
+    rng = np.random.default_rng(0)
+    for patient in ("p1", "p2"):
+        (tmp_path / "images" / patient).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (8, 7, 3), dtype=np.uint8)).save(tmp_path / "images" / patient / "img.png")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification",
+                                names=["benign", "malignant"])
+    with project:
+        by_folder = {Path(s.path).parent.name: s.id for s in project.samples()}
+        (tmp_path / "plain.csv").write_text("image,label\nimg.png,benign\np2/img.png,malignant\n")
+        report = import_labels(project, tmp_path / "plain.csv")
+        assert report.labeled == 1 and "2 images in the project are named 'img.png'" in str(report.errors[0])
+        assert project.labeled_ids() == {by_folder["p2"]} and project.load_label(by_folder["p2"]) == 1
+        project.save_label(by_folder["p1"], 0)
+        export_project(project, tmp_path / "out", fmt="csv", keep_names=True)
+        table = list(csv.reader(open(tmp_path / "out" / "labels.csv", newline="")))
+        at = {name: table[0].index(name) for name in table[0]}
+        for row in table[1:]:
+            row[at["image_key"]] = "stale"  # not vouched for: by the source column's path
+            row[at["label"]] = "malignant" if row[at["label"]] == "benign" else "benign"
+        moved = [[row[at[c]] for c in ("label", "image_key", "sample", "source")] for row in table]
+        (tmp_path / "spreadsheet.csv").write_text("\n" + "\n".join(";".join(row) for row in moved) + "\n")
+        report = import_labels(project, tmp_path / "spreadsheet.csv")
+        assert (report.labeled, report.errors) == (2, [])
+        assert project.load_label(by_folder["p1"]) == 1 and project.load_label(by_folder["p2"]) == 0
+
+
+def test_a_png_export_never_writes_two_masks_in_one_file(tmp_path):
+    """(A review.) --keep-names: a volume `brain` writes brain_slice0001.png, and so did a 2D image
+    of that name; and `CT` and `ct` are one file on macOS and Windows."""
+    from PIL import Image
+
+    from medlabeler.engine.project.export import export_project
+
+    rng = np.random.default_rng(0)
+    write_nifti(tmp_path / "images" / "b" / "brain.nii.gz", rng.normal(size=(4, 6, 5)).astype(np.float32))
+    for folder, name in (("a", "brain_slice0001.png"), ("c", "CT.png"), ("d", "ct.png")):  # the image first
+        (tmp_path / "images" / folder).mkdir()
+        Image.fromarray(rng.integers(0, 255, (6, 5), dtype=np.uint8)).save(tmp_path / "images" / folder / name)
+    project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="segmentation", names=["a"])
+    with project:
+        for sample in project.samples():
+            if sample.slice_index in (None, 1):
+                project.save_label(sample.id, np.ones((6, 5), np.uint8))
+        files = export_project(project, tmp_path / "out", fmt="png", keep_names=True)
+        volumes = export_project(project, tmp_path / "nifti", fmt="nifti", keep_names=True)
+    names = [f.name.lower() for f in files]
+    assert len(names) == len(set(names)) == 5 and len(os.listdir(tmp_path / "out")) == 5
+    assert len({f.name.lower() for f in volumes}) == len(volumes) == 5  # four sources and labels.json
 
 
 def test_a_2d_images_nifti_mask_imports_back_and_a_slice_mask_of_an_ambiguous_name_is_refused(tmp_path):

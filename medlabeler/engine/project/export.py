@@ -8,6 +8,7 @@ asking for source names.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections import defaultdict
@@ -65,7 +66,7 @@ def written_text(files: list, fmt: str) -> str:
     return " and ".join(part for part in (what, *index) if part) or "nothing"
 
 
-#: The first columns of a CSV export: `import-labels` knows its own export by them (and reads it back).
+#: The columns of a CSV export (then image_key, and source with the names kept): `import-labels` reads it back.
 CSV_EXPORT_COLUMNS = ("sample", "split", "slice", "label", "origin")
 
 
@@ -75,7 +76,7 @@ def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([*CSV_EXPORT_COLUMNS, "image_key"] + (["source"] if keep_names else []))
-        keys: dict[str, str] = {}
+        keys: dict[tuple, str] = {}
         for sample in project.samples(labeled=True):
             version = project.label(sample.id)
             value = project.load_label(sample.id)
@@ -84,7 +85,8 @@ def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
             else:
                 present = sorted(int(v) for v in np.unique(value) if v)
                 label = ";".join(task.names[v - 1] for v in present)
-            key = keys.setdefault(sample.path, _image_key(project, sample.path).get("image_key", ""))
+            source = (sample.path, sample.series_uid)
+            key = keys.setdefault(source, image_key(project, *source) or "")
             row = [sample.id, sample.split, "" if sample.slice_index is None else sample.slice_index, label,
                    version.origin, key]
             writer.writerow(row + ([sample.path] if keep_names else []))
@@ -122,7 +124,7 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
         samples = [{"sample": s.id, "slice": s.slice_index, "split": s.split}
                    for s in sorted(samples_of[(path, series_uid)], key=lambda s: s.slice_index or 0)]
         index.append({"file": target.name, "labeled_slices": labeled_slices or "all", "samples": samples,
-                      **_image_key(project, path), **({"source": path} if keep_names else {})})
+                      **_keyed(image_key(project, path, series_uid)), **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "volumes": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))
     return files + [out / "labels.json"]
@@ -143,28 +145,45 @@ def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
                                "export it as NIfTI or DICOM-SEG")
         by_source[(sample.path, sample.series_uid)].append(sample)
     planned, stems = [], set()
-    for number, ((path, _), samples) in enumerate(sorted(by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")), 1):
+    for number, ((path, series_uid), samples) in enumerate(sorted(by_source.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")), 1):
+        samples = sorted(samples, key=lambda s: s.slice_index or 0)
         stem = export_stem(path, number, "image", keep_names, stems)
-        for sample in sorted(samples, key=lambda s: s.slice_index or 0):
-            name = f"{stem}.png" if sample.slice_index is None else f"{stem}_slice{sample.slice_index:04d}.png"
-            planned.append((name, sample, path))
+        if any(_png_name(stem, s).lower()[:-4] in stems for s in samples if s.slice_index is not None):
+            stem = f"{stem}_{number:04d}"  # a slice's name that an image has already (brain_slice0001.png)
+        stems.update(_png_name(stem, s).lower()[:-4] for s in samples)
+        key = _keyed(image_key(project, path, series_uid))
+        planned.extend((_png_name(stem, sample), sample, path, key) for sample in samples)
     files, index = [], []
-    keys = {path: _image_key(project, path) for path in {path for _, _, path in planned}}
-    for name, sample, path in planned:
+    for name, sample, path, key in planned:
         files.append(write_mask_png(out / name, project.load_label(sample.id)))
         index.append({"file": name, "sample": sample.id, "slice": sample.slice_index, "split": sample.split,
-                      **keys[path], **({"source": path} if keep_names else {})})
+                      **key, **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "masks": index}
     (out / "labels.json").write_text(json.dumps(names, indent=1))
     return files + [out / "labels.json"]
 
 
-def _image_key(project: Project, path: str) -> dict[str, str]:
-    """The content key of a mask's image (a hash of its size and its file's ends, no name): how
-    `import-labels` knows that the sample id beside a de-identified file is this project's image
-    of it, and takes the mask back by id. Empty for an image recorded without one (schema < 4)."""
-    key = project.recorded_keys(path)[1]
+def _png_name(stem: str, sample) -> str:
+    return f"{stem}.png" if sample.slice_index is None else f"{stem}_slice{sample.slice_index:04d}.png"
+
+
+def _keyed(key: str | None) -> dict[str, str]:
     return {"image_key": key} if key else {}
+
+
+def image_key(project: Project, path: str, series_uid: str | None) -> str | None:
+    """What ties a de-identified export's file (or CSV row) to its image, with no name in it: a
+    hash of the image's content key (its size and its file's ends; a DICOM folder's file names and
+    sizes, which two patients' series can share) and its series UID. `import-labels` takes an
+    export's sample ids only where this project's image under them gives the same key. The key
+    recorded at the import, else the file's as it is now (a project made before medlabeler kept
+    them); None when neither can be had."""
+    from medlabeler.engine.store.files import content_key
+
+    key = project.recorded_keys(path)[1] or content_key(path)
+    if key is None:
+        return None
+    return key if series_uid is None else hashlib.sha1(f"{key}\0{series_uid}".encode()).hexdigest()
 
 
 def refuse_the_images_folder(project: Project, out: Path) -> None:

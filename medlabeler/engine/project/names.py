@@ -14,9 +14,10 @@ def file_stem(path: str) -> str:
 def export_stem(path: str, number: int, word: str, keep_names: bool, taken: set[str]) -> str:
     """The name of the ``number``-th source's files in an export: its own name (``keep_names``; the
     number added where another source had it: two series of one folder, two folders' ``ct.nii.gz``,
-    which would otherwise write one file over the other), else ``word_NNNN``. Adds it to ``taken``."""
+    which would otherwise write one file over the other), else ``word_NNNN``. Adds it to ``taken``
+    (in lower case: ``taken`` holds lower-case names)."""
     stem = file_stem(path) if keep_names else f"{word}_{number:04d}"
-    if stem in taken:
+    if stem.lower() in taken:  # CT and ct are one file name on macOS and Windows
         stem = f"{stem}_{number:04d}"
-    taken.add(stem)
+    taken.add(stem.lower())
     return stem

@@ -19,7 +19,7 @@ import numpy as np
 from medlabeler.engine.errors import InputError, ProjectError
 from medlabeler.engine.io import read_image, scan_sources
 from medlabeler.engine.project.blank_samples import check_blank_samples, is_blank
-from medlabeler.engine.project.export import CSV_EXPORT_COLUMNS
+from medlabeler.engine.project.export import image_key
 from medlabeler.engine.store import Project
 
 SLABS_PER_VOLUME = 10
@@ -397,23 +397,16 @@ def _samples_by_key(samples: list) -> dict[str, list]:
 
 
 def _import_csv(project: Project, path: Path) -> ImportReport:
-    task = project.task
-    if task.kind != "classification":
+    if project.task.kind != "classification":
         raise InputError(path, "a CSV of labels needs a classification project")
     report = ImportReport()
     every_sample = project.samples()
     by_key = _samples_by_key(every_sample)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            rows = [(reader.line_num, row) for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(path, f"cannot read CSV: {exc}") from exc
-    if rows and tuple(c.strip().lower() for c in rows[0][1][:len(CSV_EXPORT_COLUMNS)]) == CSV_EXPORT_COLUMNS:
+    rows = [(line, row) for line, row in _csv_rows(path) if any(cell.strip() for cell in row)]
+    if rows and _is_export_header(rows[0][1]):
         return _import_exported_csv(project, path, rows, every_sample, by_key)
     if rows and _is_header(rows[0][1]):
         rows = rows[1:]
-    rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
     if not rows:
         raise InputError(path, "CSV is empty: no image,label rows to import")
     for line, row in rows:
@@ -422,44 +415,83 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
             report.errors.append(InputError(where, "expected two columns: image,label"))
             continue
         image, label = row[0].strip(), row[1].strip()
-        samples = by_key.get(_source_key(image))
-        if not samples:
-            report.errors.append(InputError(where, f"no sample in the project matches image {image!r}"))
+        samples, problem = _images_named(image, by_key)
+        if problem:
+            report.errors.append(InputError(where, problem))
             continue
         _save_class(project, where, samples, label, report)
     return report
+
+
+def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of each row; separated by commas, or by semicolons or tabs where the
+    first row holds those and no comma (a spreadsheet saved in a locale that writes decimal commas)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            text = handle.read()
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        delimiter = next((d for d in (";", "\t") if d in first and "," not in first), ",")
+        reader = csv.reader(text.splitlines(), delimiter=delimiter)
+        return [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(path, f"cannot read CSV: {exc}") from exc
+
+
+def _is_export_header(row: list[str]) -> bool:
+    """The header of a CSV export of labels (`export.CSV_EXPORT_COLUMNS`), its columns in any order
+    and some of them left out, as a spreadsheet may have them."""
+    cells = {c.strip().lower() for c in row}
+    return {"sample", "label"} <= cells and bool(cells & {"image_key", "split", "origin"})
+
+
+def _images_named(image: str, by_key: dict[str, list]) -> tuple[list, str | None]:
+    """The samples of the image a CSV row names (a file name, or a path whose last folders tell
+    two images of one name apart); ([], why) when none, or more than one image, has it."""
+    samples = by_key.get(_source_key(image), [])
+    if not samples:
+        return [], f"no sample in the project matches image {image!r}"
+    parts = Path(image.replace("\\", "/")).parts
+    if len({(s.path, s.series_uid) for s in samples}) > 1 and len(parts) > 1:
+        samples = [s for s in samples if Path(s.path).parts[-len(parts):] == parts] or samples
+    count = len({(s.path, s.series_uid) for s in samples})
+    if count > 1:
+        return [], (f"{count} images in the project are named {Path(image).name!r}: name it with its folder "
+                    "(p01/image.png) to say which")
+    return samples, None
 
 
 def _import_exported_csv(project: Project, path: Path, rows: list, every_sample: list,
                          by_key: dict[str, list]) -> ImportReport:
     """A CSV export of this project (``labels.csv``: sample, split, slice, label, origin,
     image_key[, source]), edited in a spreadsheet, say: each row's sample by its id, where the
-    project's image under that id is the one exported (the same content key); else by its
+    project's image under that id is the one exported (`export.image_key`); else by its
     ``source`` when the export kept the names; else the row is named as skipped."""
     report = ImportReport()
     columns = [c.strip().lower() for c in rows[0][1]]
     at = {name: columns.index(name) for name in ("sample", "label", "image_key", "source") if name in columns}
     samples = {s.id: s for s in every_sample}
-    keys: dict[str, str | None] = {}
+    keys: dict[tuple, str | None] = {}
     for line, row in rows[1:]:
-        if not any(cell.strip() for cell in row):
-            continue
         where = f"{path}, line {line}"
         cell = {name: row[i].strip() if i < len(row) else "" for name, i in at.items()}
         sample = samples.get(int(cell["sample"])) if cell["sample"].isdigit() else None
+        source = None if sample is None else (sample.path, sample.series_uid)
         if sample is not None and cell.get("image_key") and cell["image_key"] == keys.setdefault(
-                sample.path, project.recorded_keys(sample.path)[1]):
+                source, image_key(project, *source)):
             _save_class(project, where, [sample], cell["label"], report)
-        elif cell.get("source") and by_key.get(_source_key(cell["source"])):
-            _save_class(project, where, by_key[_source_key(cell["source"])], cell["label"], report)
+            continue
+        if cell.get("source"):
+            named, problem = _images_named(cell["source"], by_key)
+            if not problem:
+                _save_class(project, where, named, cell["label"], report)
+                continue
         elif not cell.get("image_key"):
-            report.errors.append(InputError(where, f"sample {cell['sample'] or '?'}: an export that does not say "
-                                                   "which image each row is (an older one): export again to import "
-                                                   "it back, or export with the images' names (`--keep-names`)"))
+            problem = (f"sample {cell['sample'] or '?'}: the row does not say which image it is (an export older "
+                       "than the image_key column): export again to import it back")
         else:
-            report.errors.append(InputError(where, f"sample {cell['sample']}: this project's image of it is not the "
-                                                   "one exported (another project's export, or the image changed "
-                                                   "since)"))
+            problem = (f"sample {cell['sample']}: this project's image of it is not the one exported (another "
+                       "project's export, or the image changed since)")
+        report.errors.append(InputError(where, problem))
     return report
 
 
@@ -560,7 +592,7 @@ class _Exported:
     samples: tuple[int, ...]  # the project's sample ids it holds the labels of
     slice_index: int | None  # a PNG of one slice of a volume: that slice
     labeled_slices: list[int] | None  # a NIfTI of a slice project: the slices labeled (others are zeros)
-    image_key: str | None  # its image's content key when exported (`export._image_key`)
+    image_key: str | None  # its image's key when exported (`export.image_key`)
 
 
 def _export_index(folder: Path) -> dict[str, _Exported] | None:
@@ -594,7 +626,7 @@ def _images_by_id(project: Project, entry: _Exported, by_source: dict[tuple, lis
     if len(listed) != len(set(entry.samples)) or len(sources) != 1:
         return [], None
     path, series_uid = sources.pop()
-    if project.recorded_keys(path)[1] != entry.image_key:
+    if image_key(project, path, series_uid) != entry.image_key:
         return [], None
     return by_source[(path, series_uid)], entry.slice_index
 
@@ -607,8 +639,7 @@ def _no_image_text(entry: _Exported | None) -> str:
     listed = f"sample{'s' * (len(ids) > 1)} " + ", ".join(map(str, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
     if entry.image_key is None:  # an export made before exports recorded their images' keys
         return (f"no image in the project has this name, and its export's labels.json (listing {listed}) does not say "
-                "which image it was (an older export): export again to import it back, or export with the images' "
-                "names (`--keep-names`)")
+                "which image it was (an older export): export again to import it back")
     return (f"no image in the project has this name, and its export's labels.json lists {listed}, whose image in this "
             "project is not the one exported (another project's export, or the image changed since)")
 
