@@ -16,6 +16,7 @@ alone: E eraser, P paint, F fill, L picker, Z pan/zoom, [ and ] brush size, M a 
 
 from __future__ import annotations
 
+import inspect
 import weakref
 
 NEXT_KEY = "n"
@@ -85,27 +86,45 @@ def install_viewer_keys(viewer, session) -> None:
             GRADCAM_KEY: _overlay_key(ref, "grad-cam"), WINDOW_KEY: _window_key(ref),
             **{str(digit): _digit_key(ref, digit) for digit in range(1, 10)}}
     for key, action in keys.items():
-        viewer.bind_key(key, _on_our_layers(ref, key, action), overwrite=True)
+        press = _on_our_layers(ref, key, action)
+        press.before = viewer.bind_key(key, press, overwrite=True)  # (installed again: the press before, then theirs)
 
 
 def _on_our_layers(ref, key: str, action):
     """``action`` when a medlabeler project is open and the active layer is one of its layers (or
-    no layer is active); otherwise the status line says why the key did nothing."""
+    no layer is active). Otherwise the key does what it did before medlabeler took it (a user's
+    own binding: a trial's `n` for their next frame did nothing, also after the dock closed), or
+    the status line says why it did nothing."""
     def press(target):
         s = ref()
         if s is None or s.viewer is None:
-            return
+            return _as_before(press, target)
         if s.project is None or s.view is None:
-            s.viewer.status = f"{key}: no medlabeler project is open (open one in the medlabeler dock)"
+            if not _as_before(press, target):
+                s.viewer.status = f"{key}: no medlabeler project is open (open one in the medlabeler dock)"
             return
         active = s.viewer.layers.selection.active
         if active is not None and not any(active is layer for layer in s.view.layers.values()):
-            s.viewer.status = (f"{key} is medlabeler's key for its own layers: the active layer, {active.name}, "
-                               "is not one (select a medlabeler layer first)")
+            if not _as_before(press, target):
+                s.viewer.status = (f"{key} is medlabeler's key for its own layers: the active layer, {active.name}, "
+                                   "is not one (select a medlabeler layer first)")
             return
         action(target)
 
+    press.before = None
     return press
+
+
+def _as_before(press, target) -> bool:
+    """Run the binding ``press`` replaced, if any (its press part: napari runs a function that
+    yields up to the yield on press, the rest on release); True if there was one."""
+    before = getattr(press, "before", None)
+    if not callable(before):
+        return False
+    result = before(target)
+    if inspect.isgenerator(result):
+        next(result, None)
+    return True
 
 
 #: The status-bar hint napari shows for a layer; its own names the digit mode keys taken here.

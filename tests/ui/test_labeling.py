@@ -1498,6 +1498,34 @@ def test_medlabeler_keys_leave_the_users_own_layers_alone(make_napari_viewer, br
     assert session.flush_saves() and session.project.label(sample.id) is not None  # all background, as asked
 
 
+def test_a_napari_users_own_key_bindings_still_work_where_medlabeler_has_nothing_to_do(make_napari_viewer,
+                                                                                     brain_project):
+    """A trial: a napari user's own `n` (their next frame) was replaced by medlabeler's, and after
+    the dock closed `n` only said that no project was open."""
+    viewer = make_napari_viewer(show=True)
+    ran = []
+
+    @viewer.bind_key("n", overwrite=True)
+    def my_next_frame(_viewer):
+        ran.append("press")
+        yield
+        ran.append("release")
+
+    session = build_app(viewer, brain_project).session
+    opened = session.sample
+    mine = viewer.add_labels(np.zeros((8, 8), np.uint8), name="my labels")
+    viewer.layers.selection.active = mine
+    press(viewer, "n")
+    assert ran == ["press"] and session.sample.id == opened.id
+    viewer.layers.selection.active = session.view.labels_layer
+    press(viewer, "n")
+    assert ran == ["press"] and session.sample.id != opened.id  # medlabeler's next, on its layer
+    build_app(viewer)  # a second panel binds the keys again: the user's stays the one before
+    session.close_project()
+    press(viewer, "n")
+    assert ran == ["press", "press"] and "no medlabeler project" not in (viewer.status or "")
+
+
 def test_the_metric_plot_leaves_room_above_a_perfect_score():
     """A new user's classifier at validation AUC 1.000 sat on the plot's top edge, the axis ticked
     0.960, 0.975, 0.990 and no tick at 1."""
