@@ -1082,9 +1082,14 @@ class Session(QObject):
                 self.unsavable.append(sample_id)
                 _warn(unsavable_note(sample_id, int(mask.max()), self.project.task.names))
                 continue
-            self.writer.submit(sample_id, mask, author=self.author, origin=self._origin_for(sample_id, mask))
+            origin = self._origin_for(sample_id, mask)
+            self.writer.submit(sample_id, mask, author=self.author, origin=origin)
             self._unjudged.pop(sample_id, None)  # an earlier mask of it: replaced by this one
             role = HELD_OUT_ROLES.get(self._split_of(sample_id))  # None: a training sample
+            if role is not None and origin == "accepted_prediction":  # 'Correct it…', then s with no edit
+                _warn(f"sample {sample_id}: saved unedited from the model's prediction. A {role[0]} label "
+                      f"{role[1]}, and this one is the model's own answer: keep it only if you checked it pixel by "
+                      "pixel; otherwise correct it and save again.")
             note = self._incomplete_note(sample_id, mask, role)
             if role is None and note is None and mask.any():  # a sample saved again counts once
                 self._painted_shares.pop(sample_id, None)

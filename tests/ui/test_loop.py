@@ -186,6 +186,14 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     press(viewer, "a")  # refused: the sample stays open, its status line saying why
     assert session.sample.id == held_out.id and "Correct it" in viewer.status
     assert session.flush_saves() and held_out.id not in project.labeled_ids()
+    # 'Correct it…' then s with no edit saves it (checked, maybe), with a warning that says what it is
+    warned = []
+    monkeypatch.setattr("medlabeler.ui.session._warn", warned.append)
+    assert session.edit_prediction()
+    press(viewer, "s")
+    assert session.flush_saves() and project.label(held_out.id).origin == "accepted_prediction"
+    assert [w for w in warned if "saved unedited from the model's prediction. A test label measures" in w]
+    project.remove_label(held_out.id)
     # Nor does it replace a label someone drew or corrected.
     hand = next(i for i in labeled if project.sample(i).split == "train")
     session.open_sample(hand)
