@@ -29,6 +29,30 @@ def test_manifest_is_valid_and_points_at_real_callables():
     assert "napari/layers/annotate" in contributions.menus
 
 
+def test_panels_docked_one_by_one_keep_the_window_on_a_small_screen(make_napari_viewer, qtbot, brain_project):
+    """A trial on 1366x768: Queue, Project and Label from the Plugins menu made the window 1366x1144
+    (1427 once a project was open): the Project panel asked for its whole height. Each panel now
+    scrolls what it holds."""
+    from qtpy.QtWidgets import QApplication
+
+    from medlabeler.ui.widgets import ProjectWidget
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1366, 740)
+    QApplication.processEvents()
+    for name in ("Queue", "Project", "Label", "Train"):
+        _, panel = viewer.window.add_plugin_dock_widget("medlabeler", name)
+        QApplication.processEvents()
+    panel.session.open_project(brain_project)
+    qtbot.waitUntil(lambda: panel.session.sample is not None, timeout=30_000)
+    qtbot.wait(300)
+    assert window.height() <= 740
+    project = next(w for w in viewer.window.dock_widgets.values() if isinstance(w, ProjectWidget))
+    assert project.minimumSizeHint().height() < 200  # it scrolls
+    assert project.session is panel.session and project.isVisible()
+
+
 def test_plugin_widgets_share_one_session(make_napari_viewer, qtbot, brain_project):
     from medlabeler.ui.session import get_session
 

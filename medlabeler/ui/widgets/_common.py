@@ -33,6 +33,28 @@ class _PanelWatcher(QObject):
         return False
 
 
+def scrolled(panel: QWidget) -> QWidget:
+    """``panel``, docked on its own (the Plugins menu's Project, Label, ... entries), with what it
+    holds in a page that scrolls: napari's dock asks for a panel's whole height, and a trial's
+    Project panel (692 px) pushed the window past a 768 px screen, then drew over the panel below.
+    The panel stays the widget docked (its attributes, its watcher of the ×)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout
+
+    page = QWidget()
+    page.setLayout(panel.layout())  # the panel's widgets move with their layout
+    area = QScrollArea()
+    area.setWidget(page)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    outer = QVBoxLayout(panel)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    leave_keys_to_the_canvas(area)
+    return panel
+
+
 def close_with_the_panel(widget: QWidget) -> None:
     """Closing the last medlabeler panel (the dock's ×) saves and closes the project, as closing
     the window does: learning never goes on in a window that shows none of it."""
