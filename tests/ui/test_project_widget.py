@@ -43,6 +43,23 @@ def test_create_from_folder_then_reopen_from_recent(make_napari_viewer, qtbot, b
     assert session.project is not None and session.project.root == tmp_path / "made-here"
 
 
+def test_a_new_project_offers_the_images_opened_in_napari(make_napari_viewer, brain_files):
+    """A napari user opened a scan with File > Open, then had to type its path again into the
+    Project panel's Images field."""
+    images, _ = brain_files
+    scans = sorted(images.glob("*.nii.gz"))
+    viewer = make_napari_viewer()
+    viewer.open(str(scans[0]), plugin="medlabeler")
+    widget = ProjectWidget(viewer)
+    assert widget.images_edit.text() == str(scans[0])
+    viewer.open(str(scans[1]), plugin="medlabeler")  # a field filled stays as it is
+    assert widget.images_edit.text() == str(scans[0])
+    widget.images_edit.clear()
+    viewer.add_image(np.zeros((4, 4)), name="made in the console")  # no file: nothing to offer
+    viewer.open(str(scans[2]), plugin="medlabeler")
+    assert widget.images_edit.text() == str(scans[2])
+
+
 def test_a_bad_folder_is_reported_not_raised(make_napari_viewer, monkeypatch, tmp_path):
     shown = []
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)

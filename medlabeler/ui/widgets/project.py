@@ -169,6 +169,25 @@ class ProjectWidget(QWidget):
         self.refresh()
         leave_keys_to_the_canvas(self)
         close_with_the_panel(self)
+        napari_viewer.layers.events.inserted.connect(self._offer_opened_images)  # a method: held weakly
+        for layer in reversed(list(napari_viewer.layers)):  # the newest first
+            if self._offer(layer):
+                break
+
+    def _offer_opened_images(self, event) -> None:
+        try:
+            self._offer(event.value)
+        except RuntimeError:  # the panel is gone
+            pass
+
+    def _offer(self, layer) -> bool:
+        """An empty Images field takes the file or folder of an image the user opened in napari
+        (File > Open): a trial typed again the path it had just opened. True if it did."""
+        path = getattr(getattr(layer, "source", None), "path", None)
+        if not path or layer.__class__.__name__ != "Image" or self.images_edit.text().strip():
+            return False
+        self.images_edit.setText(str(path))
+        return True
 
     def _browse(self, edit: QLineEdit) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder", edit.text() or str(Path.home()))
