@@ -414,6 +414,7 @@ class SampleView:
         self._paint_when_shown = False  # the labels layer, taken from before, gets the brush once shown
         self._stepping: Shown | None = None  # what the steps under way are for
         self._guarded = None  # the labels layer whose label numbers are kept to the project's
+        self._axis_labels_before: tuple | None = None  # napari's slider names before a volume named it "slice"
         self._take(spare or {})
         for emitter in (viewer.dims.events.order, viewer.dims.events.ndisplay):
             emitter.connect(self._place_markers)
@@ -567,6 +568,8 @@ class SampleView:
             self._set_layer(LABELS, labels, "labels", scale=scale, **self._layer_spec(LABELS)[2])
         self._blank_overlays()
         if pixels.ndim == 3 and not rgb:  # the slider reads "slice 50", as the queue does (from 0)
+            if self._axis_labels_before is None:
+                self._axis_labels_before = tuple(self.viewer.dims.axis_labels)
             self.viewer.dims.axis_labels = ("slice", "y", "x")
         camera = self._camera()
         turned = (hasattr(camera, "orientation2d")  # napari >= 0.5.5
@@ -775,6 +778,9 @@ class SampleView:
         if self._camera_before is not None:  # the user's own layers are shown as before the project
             self._camera().orientation2d = self._camera_before
             self._camera_before = None
+        before, self._axis_labels_before = self._axis_labels_before, None
+        if before is not None and len(before) == self.viewer.dims.ndim:  # their slider as it was named
+            self.viewer.dims.axis_labels = before
         self.shown = None
         self._markers = None
         self._place_markers()

@@ -1526,6 +1526,19 @@ def test_a_napari_users_own_key_bindings_still_work_where_medlabeler_has_nothing
     assert ran == ["press", "press"] and "no medlabeler project" not in (viewer.status or "")
 
 
+def test_closing_a_project_gives_the_slider_its_name_back(make_napari_viewer, brain_project):
+    """A trial: after the dock closed, napari's slider still read "slice" for the user's own stack."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((5, 16, 16)), name="my stack")
+    before = tuple(viewer.dims.axis_labels)
+    session = build_app(viewer).session
+    session.open_project(brain_project)
+    assert tuple(viewer.dims.axis_labels) == ("slice", "y", "x")
+    session.keep_layers = False  # as docked into a user's viewer
+    session.close_project()
+    assert tuple(viewer.dims.axis_labels) == before != ("slice", "y", "x")
+
+
 def test_the_metric_plot_leaves_room_above_a_perfect_score():
     """A new user's classifier at validation AUC 1.000 sat on the plot's top edge, the axis ticked
     0.960, 0.975, 0.990 and no tick at 1."""
