@@ -377,7 +377,13 @@ def test_a_csv_export_edited_in_a_spreadsheet_imports_back_by_sample_id(tmp_path
         named = list(csv.reader(open(tmp_path / "named" / "labels.csv", newline="")))
         assert named[0][5:] == ["image_key", "source"]
         for row in named[1:]:
-            row[5] = "0" * len(row[5])  # not these images' keys: found by their names, which the export kept
+            row[5] = "0" * len(row[5])  # not these images' keys: refused, also by their names
+        with open(tmp_path / "named" / "labels.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows(named)
+        report = import_labels(project, tmp_path / "named" / "labels.csv")
+        assert report.labeled == 0 and "of this name is not the one exported" in str(report.errors[0])
+        for row in named[1:]:
+            row[5] = ""  # no keys (an older export): by the names the export kept
         with open(tmp_path / "named" / "labels.csv", "w", newline="") as handle:
             csv.writer(handle).writerows(named)
         for sample in project.samples():
@@ -391,7 +397,7 @@ def test_a_csv_export_edited_in_a_spreadsheet_imports_back_by_sample_id(tmp_path
         csv.writer(handle).writerows(older)
     with Project.open(tmp_path / "proj") as project:
         report = import_labels(project, tmp_path / "older.csv")
-        assert report.labeled == 0 and "(an export older than the image_key column): export again" in str(report.errors[0])
+        assert report.labeled == 0 and "(no image_key: an export older than that column" in str(report.errors[0])
 
 
 def test_an_export_never_lands_on_another_patients_series_nor_on_another_series_of_its_folder(tmp_path):
@@ -450,29 +456,78 @@ def test_a_csv_of_classes_names_one_image_or_says_which_it_cannot_tell(tmp_path)
     from medlabeler.engine.project.project_import import import_labels
 
     rng = np.random.default_rng(0)
-    for patient in ("p1", "p2"):
+    for patient, name in (("p1", "img.png"), ("p2", "img.png"), ("p3", "other.png")):
         (tmp_path / "images" / patient).mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 255, (8, 7, 3), dtype=np.uint8)).save(tmp_path / "images" / patient / "img.png")
+        Image.fromarray(rng.integers(0, 255, (8, 7, 3), dtype=np.uint8)).save(tmp_path / "images" / patient / name)
     project, _ = create_project(tmp_path / "proj", tmp_path / "images", task="classification",
                                 names=["benign", "malignant"])
     with project:
         by_folder = {Path(s.path).parent.name: s.id for s in project.samples()}
-        (tmp_path / "plain.csv").write_text("image,label\nimg.png,benign\np2/img.png,malignant\n")
+        (tmp_path / "plain.csv").write_text("image,label\nimg.png,benign\np2/img.png,malignant\np3/img.png,benign\n")
         report = import_labels(project, tmp_path / "plain.csv")
         assert report.labeled == 1 and "2 images in the project are named 'img.png'" in str(report.errors[0])
+        assert "it names folder 'p3'" in str(report.errors[1])  # p3's patient has no img.png
         assert project.labeled_ids() == {by_folder["p2"]} and project.load_label(by_folder["p2"]) == 1
         project.save_label(by_folder["p1"], 0)
         export_project(project, tmp_path / "out", fmt="csv", keep_names=True)
         table = list(csv.reader(open(tmp_path / "out" / "labels.csv", newline="")))
         at = {name: table[0].index(name) for name in table[0]}
         for row in table[1:]:
-            row[at["image_key"]] = "stale"  # not vouched for: by the source column's path
+            row[at["image_key"]] = ""  # no key (an older export): by the source column's path
             row[at["label"]] = "malignant" if row[at["label"]] == "benign" else "benign"
         moved = [[row[at[c]] for c in ("label", "image_key", "sample", "source")] for row in table]
         (tmp_path / "spreadsheet.csv").write_text("\n" + "\n".join(";".join(row) for row in moved) + "\n")
         report = import_labels(project, tmp_path / "spreadsheet.csv")
         assert (report.labeled, report.errors) == (2, [])
         assert project.load_label(by_folder["p1"]) == 1 and project.load_label(by_folder["p2"]) == 0
+
+
+def test_masks_back_from_another_site_land_on_their_own_patients_slices_or_nowhere(tmp_path):
+    """A trial: a mask in masks/p02/ named t1 went onto p01's t1 (p02 had none); a --keep-names
+    export of site A's brain imported into site B's other brain of the same name; a tool renamed
+    brain_labels.nii.gz to brain-label.nii.gz and every slice never labeled came in as painted
+    background."""
+    import shutil
+
+    from PIL import Image
+
+    from medlabeler.engine.project.export import export_project
+    from medlabeler.engine.project.project_import import import_labels
+
+    rng = np.random.default_rng(0)
+    write_nifti(tmp_path / "scans" / "p01" / "t1.nii.gz", rng.normal(size=(5, 6, 4)).astype(np.float32))
+    write_nifti(tmp_path / "scans" / "p02" / "flair.nii.gz", rng.normal(size=(5, 6, 4)).astype(np.float32))
+    project, _ = create_project(tmp_path / "proj", tmp_path / "scans", task="segmentation", names=["a"])
+    (tmp_path / "masks" / "p02").mkdir(parents=True)
+    Image.fromarray(np.ones((6, 4), np.uint8)).save(tmp_path / "masks" / "p02" / "t1_slice0002.png")
+    with project:
+        report = import_labels(project, tmp_path / "masks")
+        assert report.labeled == 0 and project.status()["labeled"] == 0
+        assert "it names folder 'p02', and no image of this name in the project is in a folder of that name (one " \
+               "is in p01)" in str(report.errors[0])
+        (tmp_path / "masks" / "p02" / "t1_slice0002.png").rename(tmp_path / "masks" / "p02" / "flair_slice0002.png")
+        assert import_labels(project, tmp_path / "masks").labeled == 1  # its own patient's: in
+        t1 = [s for s in project.samples() if s.path.endswith("t1.nii.gz")]
+        for sample in t1[1:3]:
+            project.save_label(sample.id, np.ones((6, 4), np.uint8))
+        export_project(project, tmp_path / "site_a", fmt="nifti", keep_names=True)
+        for sample in t1[1:3]:
+            project.remove_label(sample.id)
+    # the tool renamed the file: labels.json still says which slices were labeled (its image's key)
+    shutil.copytree(tmp_path / "site_a", tmp_path / "renamed")
+    (tmp_path / "renamed" / "t1_labels.nii.gz").rename(tmp_path / "renamed" / "t1-label.nii.gz")
+    with Project.open(tmp_path / "proj") as project:
+        report = import_labels(project, tmp_path / "renamed")
+        assert report.labeled == 2 and {project.sample(i).slice_index for i in project.labeled_ids()
+                                        if project.sample(i).path.endswith("t1.nii.gz")} == {1, 2}
+    # site B: another patient's t1.nii.gz in a project of its own
+    write_nifti(tmp_path / "site_b_scans" / "t1.nii.gz", rng.normal(size=(5, 6, 4)).astype(np.float32))
+    other, _ = create_project(tmp_path / "site_b", tmp_path / "site_b_scans", task="segmentation", names=["a"])
+    with other:
+        report = import_labels(other, tmp_path / "site_a")
+        assert report.labeled == 0 and other.status()["labeled"] == 0
+        (error,) = [e for e in report.errors if "t1_labels" in str(e)]
+        assert "says it holds the labels of another image than this project's image of its name" in str(error)
 
 
 def test_a_png_export_never_writes_two_masks_in_one_file(tmp_path):

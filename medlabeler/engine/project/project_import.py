@@ -409,13 +409,14 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
         rows = rows[1:]
     if not rows:
         raise InputError(path, "CSV is empty: no image,label rows to import")
+    known = _folders_of(every_sample)
     for line, row in rows:
         where = f"{path}, line {line}"
         if len(row) < 2:
             report.errors.append(InputError(where, "expected two columns: image,label"))
             continue
         image, label = row[0].strip(), row[1].strip()
-        samples, problem = _images_named(image, by_key)
+        samples, problem = _images_named(image, by_key, known)
         if problem:
             report.errors.append(InputError(where, problem))
             continue
@@ -444,15 +445,15 @@ def _is_export_header(row: list[str]) -> bool:
     return {"sample", "label"} <= cells and bool(cells & {"image_key", "split", "origin"})
 
 
-def _images_named(image: str, by_key: dict[str, list]) -> tuple[list, str | None]:
+def _images_named(image: str, by_key: dict[str, list], known: set[str]) -> tuple[list, str | None]:
     """The samples of the image a CSV row names (a file name, or a path whose last folders tell
     two images of one name apart); ([], why) when none, or more than one image, has it."""
     samples = by_key.get(_source_key(image), [])
     if not samples:
         return [], f"no sample in the project matches image {image!r}"
-    parts = Path(image.replace("\\", "/")).parts
-    if len({(s.path, s.series_uid) for s in samples}) > 1 and len(parts) > 1:
-        samples = [s for s in samples if Path(s.path).parts[-len(parts):] == parts] or samples
+    samples, problem = _in_the_same_folders(samples, Path(image.replace("\\", "/")).parts[:-1], known)
+    if problem:
+        return [], f"{image}: {problem}"
     count = len({(s.path, s.series_uid) for s in samples})
     if count > 1:
         return [], (f"{count} images in the project are named {Path(image).name!r}: name it with its folder "
@@ -470,24 +471,37 @@ def _import_exported_csv(project: Project, path: Path, rows: list, every_sample:
     columns = [c.strip().lower() for c in rows[0][1]]
     at = {name: columns.index(name) for name in ("sample", "label", "image_key", "source") if name in columns}
     samples = {s.id: s for s in every_sample}
+    known = _folders_of(every_sample)
     keys: dict[tuple, str | None] = {}
+
+    def key_of(sample) -> str | None:
+        source = (sample.path, sample.series_uid)
+        return keys[source] if source in keys else keys.setdefault(source, image_key(project, *source))
+
     for line, row in rows[1:]:
         where = f"{path}, line {line}"
         cell = {name: row[i].strip() if i < len(row) else "" for name, i in at.items()}
         sample = samples.get(int(cell["sample"])) if cell["sample"].isdigit() else None
-        source = None if sample is None else (sample.path, sample.series_uid)
-        if sample is not None and cell.get("image_key") and cell["image_key"] == keys.setdefault(
-                source, image_key(project, *source)):
+        exported = cell.get("image_key")
+        if sample is not None and exported and exported == key_of(sample):
             _save_class(project, where, [sample], cell["label"], report)
             continue
-        if cell.get("source"):
-            named, problem = _images_named(cell["source"], by_key)
+        if cell.get("source"):  # by name, where the row's image is this project's image of the name
+            named, problem = _images_named(cell["source"], by_key, known)
+            if not problem and exported and key_of(named[0]) != exported:
+                problem = (f"{cell['source']}: the project's image of this name is not the one exported (another "
+                           "project's image of the same name, or the image changed since)")
             if not problem:
                 _save_class(project, where, named, cell["label"], report)
                 continue
-        elif not cell.get("image_key"):
-            problem = (f"sample {cell['sample'] or '?'}: the row does not say which image it is (an export older "
-                       "than the image_key column): export again to import it back")
+        elif not cell["sample"].isdigit():
+            problem = "no sample id in the row's sample column"
+        elif sample is None:
+            problem = f"sample {cell['sample']}: the project has no sample with this id"
+        elif not exported:
+            problem = (f"sample {cell['sample']}: the row does not say which image it is (no image_key: an export "
+                       "older than that column, or a row added by hand): give it the image's name in an "
+                       "image,label CSV instead")
         else:
             problem = (f"sample {cell['sample']}: this project's image of it is not the one exported (another "
                        "project's export, or the image changed since)")
@@ -536,15 +550,20 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
     for sample in every_sample:
         by_source.setdefault((sample.path, sample.series_uid), []).append(sample)
     entries = {folder / name: entry for name, entry in (_export_index(folder) or {}).items()}
+    keyed = Counter(e.image_key for e in entries.values() if e.image_key and e.slice_index is None)
+    by_image_key = {e.image_key: e for e in entries.values() if e.image_key and keyed[e.image_key] == 1}
+    known = _folders_of(every_sample)
     for mask_path in files:
         entry = entries.get(mask_path)
         samples, slice_index = _images_by_id(project, entry, by_source) if entry else ([], None)
-        if not samples:
+        if not samples:  # by name
             samples, slice_index = _images_of(mask_path, by_key)
-            samples = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts)
-        if not samples:
-            report.errors.append(InputError(mask_path, _no_image_text(entry)))
-            continue
+            samples, problem = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts, known)
+            if not problem and samples:
+                samples, problem, entry = _the_exported_image(project, samples, entry, by_image_key)
+            if problem or not samples:
+                report.errors.append(InputError(mask_path, problem or _no_image_text(entry)))
+                continue
         try:
             if slice_index is not None:
                 saved, same = _save_slice_mask(project, mask_path, samples, slice_index, report.warnings)
@@ -576,13 +595,27 @@ def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | No
     return [], None
 
 
-def _in_the_same_folders(samples: list, folders: tuple[str, ...]) -> list:
-    """Of the images of one name (a folder per patient, each holding t1.nii.gz), those whose folders
-    end as the mask's do below the folder of masks (masks/p01/t1.nii.gz for images/p01/t1.nii.gz)."""
-    if not folders or len({(s.path, s.series_uid) for s in samples}) < 2:
-        return samples
+def _in_the_same_folders(samples: list, folders: tuple[str, ...], known: set[str]) -> tuple[list, str | None]:
+    """Of the images a mask or a CSV row names, those in the folders it lies in below the folder of
+    masks, or names (masks/p01/t1.nii.gz for images/p01/t1.nii.gz). A folder of the project's own
+    images (``known``, a patient's) that holds no image of that name matches none, with why: a trial's
+    masks/p02/t1.nii.gz went onto p01's t1 where p02 had none. Other folders (a dated folder of
+    corrections) say nothing of the image."""
+    if not folders or not samples:
+        return samples, None
     mine = [s for s in samples if Path(s.path).parent.parts[-len(folders):] == folders]
-    return mine or samples
+    if mine:
+        return mine, None
+    if folders[-1] in known:
+        held = ", ".join(sorted({Path(s.path).parent.name for s in samples}))
+        return [], (f"it names folder {folders[-1]!r}, and no image of this name in the project is in a folder of that "
+                    f"name (one is in {held}): not put on another folder's image")
+    return samples, None
+
+
+def _folders_of(samples: list) -> set[str]:
+    """The names of the folders the project's images are in (a folder per patient, often)."""
+    return {Path(s.path).parent.name for s in samples}
 
 
 @dataclass(frozen=True)
@@ -629,6 +662,30 @@ def _images_by_id(project: Project, entry: _Exported, by_source: dict[tuple, lis
     if image_key(project, path, series_uid) != entry.image_key:
         return [], None
     return by_source[(path, series_uid)], entry.slice_index
+
+
+def _the_exported_image(project: Project, samples: list, entry: _Exported | None,
+                        by_image_key: dict[str, _Exported]) -> tuple[list, str | None, _Exported | None]:
+    """Of the images a mask file is named after, the one its export's ``labels.json`` says it was
+    exported from, when it says (``entry``: listed under the file's own name; else found by the
+    image's key: a tool renamed brain_labels.nii.gz to brain-label.nii.gz, and the slices never
+    labeled came in as painted background). A `--keep-names` export of another project's image of
+    the same name matches none. Returns (samples, why none, the entry)."""
+    sources: dict[tuple, list] = {}
+    for sample in samples:
+        sources.setdefault((sample.path, sample.series_uid), []).append(sample)
+    keys = {source: image_key(project, *source) for source in sources}
+    if entry is None:
+        found = [by_image_key[k] for k in keys.values() if k in by_image_key]
+        entry = found[0] if len(found) == 1 else None
+    if entry is None or not entry.image_key:
+        return samples, None, entry
+    mine = [s for source, members in sources.items() if keys[source] == entry.image_key for s in members]
+    if not mine:
+        return [], ("its export's labels.json says it holds the labels of another image than this project's image "
+                    "of its name (another project's image of the same name, or the image changed since): not "
+                    "imported; take labels.json out of the folder to import the masks by their names alone"), entry
+    return mine, None, entry
 
 
 def _no_image_text(entry: _Exported | None) -> str:
