@@ -241,6 +241,9 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
     assert main(["export", str(tmp_path / "proj"), "--format", "nifti", "--out", str(tmp_path / "numbered")]) == 0
     (tmp_path / "slicer").mkdir()
     shutil.copy(tmp_path / "nifti" / "brain_labels.nii.gz", tmp_path / "slicer" / "brain-label.nii.gz")
+    (tmp_path / "tools").mkdir()  # slices as other tools name them, no labels.json
+    shutil.copy(tmp_path / "png" / "brain_slice0001.png", tmp_path / "tools" / "brain_slice0001_seg.png")
+    shutil.copy(tmp_path / "png" / "brain_slice0002.png", tmp_path / "tools" / "brain_labels_slice0002.png")
     shutil.copytree(tmp_path / "nifti", tmp_path / "edited")  # a slice painted in another tool since the export
     edited = nib.load(tmp_path / "edited" / "brain_labels.nii.gz")
     data = np.asarray(edited.dataobj).copy()
@@ -248,7 +251,7 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
     nib.save(nib.Nifti1Image(data, edited.affine, edited.header), tmp_path / "edited" / "brain_labels.nii.gz")
     masks[4] = np.ones((6, 4), np.uint8)
     # the default export names no image: its labels.json brings it back (test below)
-    for folder, expected in (("nifti", 2), ("png", 2), ("numbered", 2), ("slicer", 5), ("edited", 3)):
+    for folder, expected in (("nifti", 2), ("png", 2), ("numbered", 2), ("tools", 2), ("slicer", 5), ("edited", 3)):
         fresh, _ = create_project(tmp_path / f"again_{folder}", tmp_path / "images", task="segmentation",
                                   names=["a", "b"])
         with fresh:
@@ -258,7 +261,7 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
             for z, mask in masks.items():
                 if folder == "edited" or z != 4:
                     assert np.array_equal(fresh.load_label(by_slice[z]), mask), (folder, z)
-            if folder in ("nifti", "png", "numbered"):
+            if folder in ("nifti", "png", "numbered", "tools"):
                 assert fresh.labeled_ids() == {by_slice[1], by_slice[2]}
             if folder == "edited":
                 assert fresh.labeled_ids() == {by_slice[1], by_slice[2], by_slice[4]}
@@ -304,6 +307,26 @@ def test_an_export_imports_back_by_its_labels_json_without_names_and_never_into_
             for sample_id, mask in masks.items():
                 assert np.array_equal(project.load_label(sample_id), mask), (name, sample_id)
             assert project.labeled_ids() == set(masks)
+    # renamed in another tool as tools name masks (a trial: each was "no image has this name")
+    renames = {"nifti": {"volume_0001_labels.nii.gz": "volume_0001_seg.nii.gz",
+                         "volume_0002_labels.nii.gz": "volume_0002_labels-label.nii"},
+               "png--keep-names": {"ct_slice0000.png": "ct_seg_slice0000.png",
+                                   "ct_0002_slice0002.png": "ct_0002_slice0002_seg.png"}}
+    for name, moves in renames.items():
+        for old, new in moves.items():
+            image = nib.load(exports[name] / old) if old.endswith(".nii.gz") else None
+            if image is not None:
+                nib.save(image, exports[name] / new)  # uncompressed, as the name says
+                (exports[name] / old).unlink()
+            else:
+                (exports[name] / old).rename(exports[name] / new)
+        with Project.open(tmp_path / "proj") as project:
+            for sample_id in masks:
+                project.save_label(sample_id, np.zeros((6, 5), np.uint8))
+            report = import_labels(project, exports[name])
+            assert (report.labeled, report.errors) == (len(masks), []), name
+            assert all(np.array_equal(project.load_label(i), mask) for i, mask in masks.items())
+            assert project.labeled_ids() == set(masks)  # only the slices labeled
     # another project, whose sample ids name other images: never by id; the name then finds no image
     other, _ = create_project(tmp_path / "other", tmp_path / "scans" / "p2", task="segmentation", names=["a", "b"])
     with other:

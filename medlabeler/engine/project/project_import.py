@@ -550,11 +550,14 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
     for sample in every_sample:
         by_source.setdefault((sample.path, sample.series_uid), []).append(sample)
     entries = {folder / name: entry for name, entry in (_export_index(folder) or {}).items()}
+    bases = Counter(_mask_base(path.name) for path in entries)
+    renamed = {_mask_base(path.name): entry for path, entry in entries.items() if bases[_mask_base(path.name)] == 1}
     keyed = Counter(e.image_key for e in entries.values() if e.image_key and e.slice_index is None)
     by_image_key = {e.image_key: e for e in entries.values() if e.image_key and keyed[e.image_key] == 1}
     known = _folders_of(every_sample)
     for mask_path in files:
-        entry = entries.get(mask_path)
+        entry = entries.get(mask_path) or (renamed.get(_mask_base(mask_path.name)) if mask_path.parent == folder
+                                           else None)  # by a tool: volume_0001_seg.nii.gz
         samples, slice_index = _images_by_id(project, entry, by_source) if entry else ([], None)
         if not samples:  # by name
             samples, slice_index = _images_of(mask_path, by_key)
@@ -582,6 +585,26 @@ MASK_NAME_ENDINGS = ("_labels", "_label", "-labels", "-label", "_seg", "-seg", "
 _SLICE_ENDING = re.compile(r"^(?P<key>.+)_slice(?P<z>\d{4})$")
 
 
+def _without_endings(key: str) -> str:
+    """``key`` without what tools add for a mask, however many (volume_0001_labels-label: volume_0001)."""
+    while True:
+        end = next((e for e in MASK_NAME_ENDINGS if key.lower().endswith(e) and len(key) > len(e)), None)
+        if end is None:
+            return key
+        key = key[: -len(end)]
+
+
+def _mask_base(name: str) -> tuple[str, int | None]:
+    """(the image name a mask file's name stands for, the slice it names or None): brain_labels,
+    brain-label, brain_slice0080_seg and brain_seg_slice0080 all name brain (the last two slice 80)."""
+    key = _source_key(name)
+    bare = _without_endings(key)
+    one_slice = _SLICE_ENDING.match(bare)
+    if one_slice:
+        return _without_endings(one_slice["key"]), int(one_slice["z"])
+    return bare, None
+
+
 def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | None]:
     """The samples of the image a mask file is named after, and the slice it holds when it is one
     slice of a volume (``NAME_sliceNNNN``, as a PNG export of slices names them)."""
@@ -589,9 +612,9 @@ def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | No
     for candidate in (key, *(key[: -len(end)] for end in MASK_NAME_ENDINGS if key.lower().endswith(end))):
         if candidate in by_key:
             return by_key[candidate], None
-    one_slice = _SLICE_ENDING.match(key)
-    if one_slice and one_slice["key"] in by_key:
-        return by_key[one_slice["key"]], int(one_slice["z"])
+    base, z = _mask_base(mask_path.name)
+    if base in by_key:
+        return by_key[base], z
     return [], None
 
 
