@@ -553,6 +553,34 @@ def test_masks_back_from_another_site_land_on_their_own_patients_slices_or_nowhe
         assert "says it holds the labels of another image than this project's image of its name" in str(error)
 
 
+def test_palette_and_grey_rgb_pngs_import_their_label_numbers_and_a_colour_one_is_refused(tmp_path):
+    """A trial: a label map saved as a palette PNG (its indices the label numbers) was refused as
+    "an RGB image", and so was one saved as RGB with three equal channels."""
+    from PIL import Image
+
+    from medlabeler.engine.project.project_import import import_labels
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "tiles").mkdir()
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (8, 7), dtype=np.uint8)).save(tmp_path / "tiles" / f"t{k}.png")
+    project, _ = create_project(tmp_path / "proj", tmp_path / "tiles", task="segmentation", names=["a", "b"])
+    labels = rng.integers(0, 3, (8, 7)).astype(np.uint8)
+    (tmp_path / "masks").mkdir()
+    palette = Image.fromarray(labels, mode="P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    palette.save(tmp_path / "masks" / "t0.png")
+    Image.fromarray(np.stack([labels] * 3, axis=-1)).save(tmp_path / "masks" / "t1.png")
+    colour = np.stack([labels, labels, labels * 0 + 1], axis=-1)
+    Image.fromarray(colour).save(tmp_path / "masks" / "t2.png")
+    with project:
+        report = import_labels(project, tmp_path / "masks")
+        assert report.labeled == 2 and "mask is a colour image" in str(report.errors[0])
+        by_name = {Path(s.path).stem: s.id for s in project.samples()}
+        for name in ("t0", "t1"):
+            assert np.array_equal(project.load_label(by_name[name]), labels), name
+
+
 def test_a_png_export_never_writes_two_masks_in_one_file(tmp_path):
     """(A review.) --keep-names: a volume `brain` writes brain_slice0001.png, and so did a 2D image
     of that name; and `CT` and `ct` are one file on macOS and Windows."""

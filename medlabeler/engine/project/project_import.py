@@ -755,18 +755,38 @@ def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if not isinstance(array, np.ndarray):  # np.load opens a .npz archive whatever its name
             array.close()
             raise InputError(mask_path, "cannot read mask: not a .npy array (a .npz archive?)")
+    elif (indices := _palette_indices(mask_path)) is not None:
+        array = indices
     else:
         image = read_image(mask_path)
         array, affine = image.array, image.affine
         if image.metadata.get("qform_code") == image.metadata.get("sform_code") == 0:
             affine = np.eye(4)  # no geometry: nibabel's made-up affine (x flipped, centred) means nothing
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.dtype == np.uint8:
-        raise InputError(mask_path, "mask is an RGB image; expected one integer label per pixel")
+        colour = array[..., :3]
+        if not (colour == colour[..., :1]).all():
+            raise InputError(mask_path, "mask is a colour image; expected one label number per pixel (a greyscale "
+                                        "or palette image whose values are the label numbers)")
+        array = colour[..., 0]  # a tool saved the label numbers as grey RGB: the same number in each channel
     if array.dtype.kind not in "biuf":
         raise InputError(mask_path, f"mask values must be non-negative integers, not {array.dtype} values")
     if not np.all(np.isfinite(array)) or np.any(array != np.round(array)) or np.any(array < 0):
         raise InputError(mask_path, "mask values must be non-negative integers")
     return array.astype(np.int64), affine
+
+
+def _palette_indices(mask_path: Path) -> np.ndarray | None:
+    """A palette PNG's pixel values (its colour table's indices), which tools save label maps as:
+    read as an image, they became colours. None for any other file."""
+    if mask_path.suffix.lower() != ".png":
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(mask_path) as image:
+            return np.asarray(image) if image.mode == "P" else None
+    except OSError:
+        return None  # read_image says what is wrong with it
 
 
 #: Said once per import that read 0/255 masks as label 1.
