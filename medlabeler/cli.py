@@ -810,6 +810,9 @@ def main(argv: list[str] | None = None) -> int:
     except MedlabelerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `medlabeler status P | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 1
     except OSError as exc:  # a folder that cannot be written, a disk full: name the path, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

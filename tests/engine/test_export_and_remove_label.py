@@ -491,6 +491,9 @@ def test_a_csv_of_classes_names_one_image_or_says_which_it_cannot_tell(tmp_path)
         assert report.labeled == 1 and "2 images in the project are named 'img.png'" in str(report.errors[0])
         assert "it names folder 'p3'" in str(report.errors[1])  # p3's patient has no img.png
         assert project.labeled_ids() == {by_folder["p2"]} and project.load_label(by_folder["p2"]) == 1
+        (tmp_path / "sheet.csv").write_text("source;label\np1/img.png; Malignant \n")  # a spreadsheet's
+        report = import_labels(project, tmp_path / "sheet.csv")
+        assert (report.labeled, report.errors) == (1, []) and project.load_label(by_folder["p1"]) == 1
         project.save_label(by_folder["p1"], 0)
         export_project(project, tmp_path / "out", fmt="csv", keep_names=True)
         table = list(csv.reader(open(tmp_path / "out" / "labels.csv", newline="")))

@@ -71,3 +71,15 @@ def test_json_output_has_null_where_a_figure_could_not_be_measured(capsys):
 
     _print_json({"dice": math.nan, "n": np.int64(0), "per_label": [np.float32(0.5), math.inf]})
     assert json.loads(capsys.readouterr().out) == {"dice": None, "n": 0, "per_label": [0.5, None]}
+
+
+def test_a_reader_that_stops_early_gets_no_error_line(monkeypatch, capfd):
+    """`medlabeler status P | head` ended with "error: [Errno 32] Broken pipe" (a trial)."""
+    import medlabeler.cli as cli
+
+    def a_long_listing(_args):
+        raise BrokenPipeError(32, "Broken pipe")  # what print raises once `head` has gone
+
+    monkeypatch.setattr(cli, "cmd_status", a_long_listing)
+    assert cli.main(["status", "anywhere"]) == 1
+    assert "error" not in capfd.readouterr().err

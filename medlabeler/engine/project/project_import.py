@@ -512,6 +512,9 @@ def _import_exported_csv(project: Project, path: Path, rows: list, every_sample:
 def _save_class(project: Project, where: str, samples: list, label: str, report: ImportReport) -> None:
     """Give ``samples`` the class ``label``, or say why not in ``report``."""
     task = project.task
+    named = {name.casefold(): name for name in task.names}
+    if label not in task.names and named.get(label.strip().casefold()) is not None:
+        label = named[label.strip().casefold()]  # a spreadsheet's "Grey " for grey
     if label not in task.names:
         report.errors.append(InputError(where, f"unknown class {label!r} (classes: {', '.join(task.names)})"))
         return
@@ -527,7 +530,7 @@ def _save_class(project: Project, where: str, samples: list, label: str, report:
             report.unchanged += 1
 
 
-_HEADER_IMAGE = ("image", "file", "filename", "file_name", "path", "image_id", "name")
+_HEADER_IMAGE = ("image", "file", "filename", "file_name", "path", "image_id", "name", "source")
 _HEADER_LABEL = ("label", "class", "class_name", "diagnosis", "dx")
 
 
