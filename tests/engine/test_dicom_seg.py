@@ -97,6 +97,27 @@ def test_import_of_a_written_seg_gives_the_same_labels(tmp_path, brain, capsys):
         np.testing.assert_array_equal(got[k], expected[k])
 
 
+def test_a_slice_erased_in_another_tool_comes_back_as_background(tmp_path, brain, monkeypatch):
+    """A trial: a radiologist cleared a slice in a SEG editor, which left its empty frame out (as
+    highdicom and most tools do) while the SEG still references the image: the import skipped
+    the slice and its old label stayed."""
+    slices = (5, 9, 12)
+    with labeled_slice_project(tmp_path / "a", brain, slices) as project:
+        erased = next(s for s in project.samples() if s.slice_index == 9)
+        project.save_label(erased.id, np.zeros_like(brain["mask"][9]))  # as the other tool left it
+        segmentation = hd.seg.Segmentation
+        monkeypatch.setattr(hd.seg, "Segmentation", lambda *a, **k: segmentation(*a, **{**k, "omit_empty_frames": True}))
+        (seg_file,) = export_project(project, tmp_path / "edited", fmt="dicom-seg")
+        monkeypatch.undo()
+        raw = pydicom.dcmread(seg_file)
+        assert int(raw.NumberOfFrames) == 2 * len(LABELS.split(",")) and len(
+            raw.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 3  # the erased slice: no frame
+        project.save_label(erased.id, brain["mask"][9])  # its label before the edit
+        report = import_labels(project, tmp_path / "edited")
+        assert report.errors == [] and (report.labeled, report.unchanged) == (1, 2)
+        assert not project.load_label(erased.id).any() and project.label(erased.id).origin == "imported"
+
+
 def test_volume_project_round_trip_and_deidentified_copy(tmp_path, brain):
     project, _ = create_project(tmp_path / "v", brain["series"], task="segmentation", names=LABELS.split(","), unit="image")
     with project:

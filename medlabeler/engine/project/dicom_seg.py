@@ -409,9 +409,22 @@ def _single_frame_slices(seg, seg_path: Path, source: SourceSeries, refs) -> dic
     foreign = {uid for uid, _ in refs if uid not in slice_of}
     if foreign:
         raise InputError(seg_path, f"references {len(foreign)} images that are not in the project's series")
-    wanted = sorted({uid for uid, _ in refs}, key=slice_of.get)
-    numbers = _pixels(seg_path, seg.get_pixels_by_source_instance, source_sop_instance_uids=wanted)
-    return {slice_of[uid]: numbers[i] for i, uid in enumerate(wanted)}
+    framed = sorted({uid for uid, _ in refs}, key=slice_of.get)
+    numbers = _pixels(seg_path, seg.get_pixels_by_source_instance, source_sop_instance_uids=framed)
+    per_slice = {slice_of[uid]: numbers[i] for i, uid in enumerate(framed)}
+    # an image the SEG segments with no frame of its own holds no segment: background (a slice a
+    # radiologist erased; tools leave empty frames out, and its old label had stayed)
+    empty = np.zeros_like(numbers[0]) if len(framed) else None
+    for uid in _referenced_instances(seg):
+        if uid in slice_of and slice_of[uid] not in per_slice and empty is not None:
+            per_slice[slice_of[uid]] = empty
+    return per_slice
+
+
+def _referenced_instances(seg) -> list[str]:
+    """The SOP instance UIDs of the images the SEG says it segments (ReferencedSeriesSequence)."""
+    return [str(item.ReferencedSOPInstanceUID) for series in seg.get("ReferencedSeriesSequence", [])
+            for item in series.get("ReferencedInstanceSequence", [])]
 
 
 def _multi_frame_slices(seg, seg_path: Path, source: SourceSeries, refs) -> dict[int, np.ndarray]:
