@@ -263,6 +263,10 @@ def test_the_masks_of_a_slice_project_export_import_again_as_they_are_named(tmp_
                     assert np.array_equal(fresh.load_label(by_slice[z]), mask), (folder, z)
             if folder in ("nifti", "png", "numbered", "tools"):
                 assert fresh.labeled_ids() == {by_slice[1], by_slice[2]}
+            if folder == "slicer":  # a whole scan's mask: the slices nobody painted, said
+                (warning,) = report.warnings
+                assert warning.startswith(f"{tmp_path / 'slicer' / 'brain-label.nii.gz'}: 3 slices nobody had "
+                                          "labeled come in as all background")
             if folder == "edited":
                 assert fresh.labeled_ids() == {by_slice[1], by_slice[2], by_slice[4]}
                 assert report.warnings == [f"{tmp_path / 'edited' / 'brain_labels.nii.gz'}: slice 4 holds labels its "

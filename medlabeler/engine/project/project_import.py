@@ -849,9 +849,26 @@ def _save_mask_file(project: Project, mask_path: Path, samples: list, warnings: 
             warnings.append(f"{mask_path}: slice{'s' * many} {', '.join(map(str, unlisted))} hold{'' if many else 's'} "
                             "labels its labels.json does not list as labeled: imported too")
         members = [s for s in members if s.slice_index is None or s.slice_index in set(only_slices) | painted]
+    elif len(members) > 1:  # a whole volume's mask, no export listing its slices: every slice is labeled
+        _say_unpainted_slices(project, mask_path, mask, members, warnings)
     saved = sum(_save_imported(project, sample.id, (mask if sample.slice_index is None else
                                                     mask[sample.slice_index]).astype(dtype)) for sample in members)
     return saved, len(members) - saved
+
+
+def _say_unpainted_slices(project: Project, mask_path: Path, mask: np.ndarray, members: list,
+                          warnings: list[str]) -> None:
+    """A warning when a volume's mask labels slices nobody labeled as all background (a trial: a
+    renamed export of 60 labeled slices labeled all 189, validation slices included): right for a
+    whole segmentation from another tool, wrong for one of some slices."""
+    labeled = project.labeled_ids()
+    empty = [s for s in members if s.slice_index is not None and s.id not in labeled and not mask[s.slice_index].any()]
+    if empty:
+        held_out = sum(s.split != "train" for s in empty)
+        warnings.append(f"{mask_path}: {len(empty)} slices nobody had labeled come in as all background (the mask "
+                        f"holds nothing there{f'; {held_out} of them validation or test slices' if held_out else ''}): "
+                        "right if it segments the whole scan; if it holds only some slices, import those as "
+                        "NAME_sliceNNNN.png files, or keep the export's labels.json beside it")
 
 
 def _save_imported(project: Project, sample_id: int, value) -> bool:
