@@ -498,6 +498,10 @@ def test_a_csv_of_classes_names_one_image_or_says_which_it_cannot_tell(tmp_path)
         (tmp_path / "sheet.csv").write_text("source;label\np1/img.png; Malignant \n")  # a spreadsheet's
         report = import_labels(project, tmp_path / "sheet.csv")
         assert (report.labeled, report.errors) == (1, []) and project.load_label(by_folder["p1"]) == 1
+        (tmp_path / "elsewhere.csv").write_text("image,label\n/home/alice/study/p2/img.png,benign\n")  # another root
+        report = import_labels(project, tmp_path / "elsewhere.csv")
+        assert (report.labeled, report.errors) == (1, []) and project.load_label(by_folder["p2"]) == 0
+        project.save_label(by_folder["p2"], 1)
         project.save_label(by_folder["p1"], 0)
         export_project(project, tmp_path / "out", fmt="csv", keep_names=True)
         table = list(csv.reader(open(tmp_path / "out" / "labels.csv", newline="")))
@@ -586,6 +590,52 @@ def test_palette_and_grey_rgb_pngs_import_their_label_numbers_and_a_colour_one_i
         by_name = {Path(s.path).stem: s.id for s in project.samples()}
         for name in ("t0", "t1"):
             assert np.array_equal(project.load_label(by_name[name]), labels), name
+
+
+def test_an_image_whose_own_name_ends_as_a_mask_does_keeps_its_masks(tmp_path):
+    """(A review.) With liver.nii.gz and liver_seg.nii.gz in a project, liver_seg_slice0002.png went
+    onto liver's slice 2 once tool suffixes were read; and a tool's liver_slice0002_seg.png took the
+    labels.json entry of liver_seg's slice 2. Masks under folders from another root or a dated
+    folder above the patient's were refused."""
+    from PIL import Image
+
+    from medlabeler.engine.project.export import export_project
+    from medlabeler.engine.project.project_import import import_labels
+
+    rng = np.random.default_rng(0)
+    for name in ("liver", "liver_seg"):
+        write_nifti(tmp_path / "data" / "p01" / f"{name}.nii.gz", rng.normal(size=(5, 6, 4)).astype(np.float32))
+    project, _ = create_project(tmp_path / "proj", tmp_path / "data", task="segmentation", names=["a"])
+    mask = np.zeros((6, 4), np.uint8)
+    mask[1:3, 1:3] = 1
+    with project:
+        slice_2 = {Path(s.path).name.split(".")[0]: s.id for s in project.samples() if s.slice_index == 2}
+        project.save_label(slice_2["liver_seg"], mask)
+        export_project(project, tmp_path / "out", fmt="png", keep_names=True)
+        project.remove_label(slice_2["liver_seg"])
+    (tmp_path / "out" / "labels.json").rename(tmp_path / "labels.json")
+    with Project.open(tmp_path / "proj") as project:  # by its name alone
+        assert import_labels(project, tmp_path / "out").labeled == 1
+        assert project.labeled_ids() == {slice_2["liver_seg"]}
+        project.remove_label(slice_2["liver_seg"])
+    (tmp_path / "labels.json").rename(tmp_path / "out" / "labels.json")
+    (tmp_path / "out" / "liver_seg_slice0002.png").rename(tmp_path / "out" / "liver_slice0002_seg.png")
+    with Project.open(tmp_path / "proj") as project:  # a name that names liver beats the entry of liver_seg
+        assert import_labels(project, tmp_path / "out").labeled == 1
+        assert project.labeled_ids() == {slice_2["liver"]}
+        export_project(project, tmp_path / "out_liver", fmt="png", keep_names=True)  # lists liver_slice0002.png
+        project.remove_label(slice_2["liver"])
+    (tmp_path / "out_liver" / "liver_slice0002.png").rename(tmp_path / "out_liver" / "liver_seg_slice0002.png")
+    with Project.open(tmp_path / "proj") as project:  # ...and one that names liver_seg beats liver's entry
+        assert import_labels(project, tmp_path / "out_liver").labeled == 1
+        assert project.labeled_ids() == {slice_2["liver_seg"]}
+        project.remove_label(slice_2["liver_seg"])
+    dated = tmp_path / "corrections" / "round2" / "p01"
+    dated.mkdir(parents=True)
+    Image.fromarray(mask).save(dated / "liver_seg_slice0003.png")
+    with Project.open(tmp_path / "proj") as project:
+        report = import_labels(project, tmp_path / "corrections")
+        assert (report.labeled, report.errors) == (1, [])
 
 
 def test_a_png_export_never_writes_two_masks_in_one_file(tmp_path):

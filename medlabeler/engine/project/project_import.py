@@ -553,15 +553,20 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
     for sample in every_sample:
         by_source.setdefault((sample.path, sample.series_uid), []).append(sample)
     entries = {folder / name: entry for name, entry in (_export_index(folder) or {}).items()}
-    bases = Counter(_mask_base(path.name) for path in entries)
-    renamed = {_mask_base(path.name): entry for path, entry in entries.items() if bases[_mask_base(path.name)] == 1}
+    readings = Counter(_export_reading(path.name) for path in entries)
+    renamed = {_export_reading(path.name): entry for path, entry in entries.items()
+               if readings[_export_reading(path.name)] == 1}
     keyed = Counter(e.image_key for e in entries.values() if e.image_key and e.slice_index is None)
     by_image_key = {e.image_key: e for e in entries.values() if e.image_key and keyed[e.image_key] == 1}
     known = _folders_of(every_sample)
     for mask_path in files:
-        entry = entries.get(mask_path) or (renamed.get(_mask_base(mask_path.name)) if mask_path.parent == folder
-                                           else None)  # by a tool: volume_0001_seg.nii.gz
-        samples, slice_index = _images_by_id(project, entry, by_source) if entry else ([], None)
+        entry = entries.get(mask_path)
+        if entry is not None:
+            samples, slice_index = _images_by_id(project, entry, by_source)
+        elif mask_path.parent == folder:  # renamed by a tool: volume_0001_seg.nii.gz
+            entry, samples, slice_index = _renamed_entry(project, mask_path, renamed, by_key, by_source)
+        else:
+            samples, slice_index = [], None
         if not samples:  # by name
             samples, slice_index = _images_of(mask_path, by_key)
             samples, problem = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts, known)
@@ -597,28 +602,54 @@ def _without_endings(key: str) -> str:
         key = key[: -len(end)]
 
 
-def _mask_base(name: str) -> tuple[str, int | None]:
-    """(the image name a mask file's name stands for, the slice it names or None): brain_labels,
-    brain-label, brain_slice0080_seg and brain_seg_slice0080 all name brain (the last two slice 80)."""
+def _readings(name: str) -> list[tuple[str, int | None]]:
+    """The (image name, slice or None) a mask file's name may stand for, the closest reading first:
+    liver_seg_slice0002 is slice 2 of an image liver_seg before it is one of liver (a review);
+    brain_slice0080_seg and brain_seg_slice0080 are slice 80 of brain, volume_0001_labels-label
+    is volume_0001."""
     key = _source_key(name)
-    bare = _without_endings(key)
-    one_slice = _SLICE_ENDING.match(bare)
+    shorter = [key[: -len(e)] for e in MASK_NAME_ENDINGS if key.lower().endswith(e) and len(key) > len(e)]
+    found = [(key, None), *((k, None) for k in shorter)]
+    for whole in (key, *shorter, _without_endings(key)):
+        one_slice = _SLICE_ENDING.match(whole)
+        if one_slice:
+            z, image = int(one_slice["z"]), one_slice["key"]
+            found += [(image, z), *((image[: -len(e)], z) for e in MASK_NAME_ENDINGS
+                                    if image.lower().endswith(e) and len(image) > len(e)),
+                      (_without_endings(image), z)]
+    found.append((_without_endings(key), None))
+    return list(dict.fromkeys(found))
+
+
+def _export_reading(name: str) -> tuple[str, int | None]:
+    """The (image name, slice) an export's own file name stands for (`export.py`: NAME_labels.nii.gz,
+    NAME.png, NAME_sliceNNNN.png)."""
+    key = _source_key(name)
+    one_slice = _SLICE_ENDING.match(key)
     if one_slice:
-        return _without_endings(one_slice["key"]), int(one_slice["z"])
-    return bare, None
+        return one_slice["key"], int(one_slice["z"])
+    return (key[: -len("_labels")] if key.endswith("_labels") else key), None
 
 
 def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | None]:
     """The samples of the image a mask file is named after, and the slice it holds when it is one
     slice of a volume (``NAME_sliceNNNN``, as a PNG export of slices names them)."""
-    key = _source_key(str(mask_path))
-    for candidate in (key, *(key[: -len(end)] for end in MASK_NAME_ENDINGS if key.lower().endswith(end))):
-        if candidate in by_key:
-            return by_key[candidate], None
-    base, z = _mask_base(mask_path.name)
-    if base in by_key:
-        return by_key[base], z
+    for image, z in _readings(mask_path.name):
+        if image in by_key:
+            return by_key[image], z
     return [], None
+
+
+def _renamed_entry(project: Project, mask_path: Path, renamed: dict, by_key: dict[str, list],
+                   by_source: dict[tuple, list]) -> tuple[_Exported | None, list, int | None]:
+    """The labels.json entry of an export's file a tool renamed (volume_0001_seg.nii.gz), with the
+    samples its ids give; none where the file's name names another image of the project."""
+    entry = next((renamed[r] for r in _readings(mask_path.name) if r in renamed), None)
+    samples, z = _images_by_id(project, entry, by_source) if entry else ([], None)
+    named, _ = _images_of(mask_path, by_key)
+    if named and {(s.path, s.series_uid) for s in named}.isdisjoint({(s.path, s.series_uid) for s in samples}):
+        return None, [], None
+    return entry, samples, z
 
 
 def _in_the_same_folders(samples: list, folders: tuple[str, ...], known: set[str]) -> tuple[list, str | None]:
@@ -631,6 +662,9 @@ def _in_the_same_folders(samples: list, folders: tuple[str, ...], known: set[str
         return samples, None
     mine = [s for s in samples if Path(s.path).parent.parts[-len(folders):] == folders]
     if mine:
+        return mine, None
+    mine = [s for s in samples if Path(s.path).parent.name == folders[-1]]  # other roots above it
+    if mine:  # (/home/alice/isic/images for .../bob/isic/images; corrections/round2/p01 for data/p01)
         return mine, None
     if folders[-1] in known:
         held = ", ".join(sorted({Path(s.path).parent.name for s in samples}))
