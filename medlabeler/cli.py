@@ -798,6 +798,19 @@ def _version() -> str:
     return f"medlabeler {__version__}"
 
 
+def _stdout_gone() -> bool:
+    """Whether the broken pipe is standard output's (`| head` closed its end): the pipe's write end
+    then polls as in error. Where poll is missing (Windows), taken to be."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from medlabeler.engine.errors import MedlabelerError
@@ -810,7 +823,10 @@ def main(argv: list[str] | None = None) -> int:
     except MedlabelerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `medlabeler status P | head`: the reader has all it wanted
+    except BrokenPipeError as exc:  # `medlabeler status P | head`: the reader has all it wanted
+        if not _stdout_gone():
+            print(f"error: {exc}", file=sys.stderr)  # another pipe than ours to the reader
+            return 2
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         return 1
     except OSError as exc:  # a folder that cannot be written, a disk full: name the path, no traceback

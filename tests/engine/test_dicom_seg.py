@@ -116,6 +116,20 @@ def test_a_slice_erased_in_another_tool_comes_back_as_background(tmp_path, brain
         report = import_labels(project, tmp_path / "edited")
         assert report.errors == [] and (report.labeled, report.unchanged) == (1, 2)
         assert not project.load_label(erased.id).any() and project.label(erased.id).origin == "imported"
+        assert report.warnings == []  # it was labeled: an edit, not news
+        # a SEG of the whole series with two slices segmented (as Slicer and OHIF write them), into a
+        # project where nobody labeled anything: every slice comes in, and the import says so
+        for sample in project.samples():
+            if sample.slice_index not in slices:
+                project.save_label(sample.id, np.zeros_like(brain["mask"][0]))
+        monkeypatch.setattr(hd.seg, "Segmentation", lambda *a, **k: segmentation(*a, **{**k, "omit_empty_frames": True}))
+        export_project(project, tmp_path / "whole", fmt="dicom-seg")
+        monkeypatch.undo()
+        total = len(project.samples())
+    with labeled_slice_project(tmp_path / "fresh", brain, slices=()) as fresh:
+        report = import_labels(fresh, tmp_path / "whole")
+        assert report.labeled == total and len(report.warnings) == 1
+        assert f"{total - 2} slices nobody had labeled come in as all background (the SEG references" in report.warnings[0]
 
 
 def test_volume_project_round_trip_and_deidentified_copy(tmp_path, brain):

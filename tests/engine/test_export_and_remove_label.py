@@ -582,11 +582,17 @@ def test_palette_and_grey_rgb_pngs_import_their_label_numbers_and_a_colour_one_i
     palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
     palette.save(tmp_path / "masks" / "t0.png")
     Image.fromarray(np.stack([labels] * 3, axis=-1)).save(tmp_path / "masks" / "t1.png")
-    colour = np.stack([labels, labels, labels * 0 + 1], axis=-1)
+    colour = np.stack([labels * 120, labels * 0, labels * 0], axis=-1)  # red on black
     Image.fromarray(colour).save(tmp_path / "masks" / "t2.png")
+    (tmp_path / "quantized").mkdir()  # the same picture as an optimizer stores it: red may be index 0
+    quantized = Image.fromarray(colour).quantize(colors=3)
+    assert tuple(quantized.getpalette()[:3]) != (0, 0, 0)
+    quantized.save(tmp_path / "quantized" / "t2.png")
     with project:
         report = import_labels(project, tmp_path / "masks")
         assert report.labeled == 2 and "mask is a colour image" in str(report.errors[0])
+        report = import_labels(project, tmp_path / "quantized")
+        assert report.labeled == 0 and "mask is a colour image" in str(report.errors[0])
         by_name = {Path(s.path).stem: s.id for s in project.samples()}
         for name in ("t0", "t1"):
             assert np.array_equal(project.load_label(by_name[name]), labels), name

@@ -383,8 +383,22 @@ def _import_dicom_segs(project: Project, path: Path) -> ImportReport | None:
         return None
     if project.task.kind != "segmentation":
         raise InputError(path, "DICOM-SEG labels need a segmentation project")
-    saved, held, errors = import_segs(project, files, _save_imported)
-    return ImportReport(labeled=saved, unchanged=held, errors=errors)
+    labeled, unpainted = project.labeled_ids(), []
+
+    def save(project: Project, sample_id: int, mask) -> bool:
+        if sample_id not in labeled and not np.asarray(mask).any():
+            unpainted.append(sample_id)
+        return _save_imported(project, sample_id, mask)
+
+    saved, held, errors = import_segs(project, files, save)
+    report = ImportReport(labeled=saved, unchanged=held, errors=errors)
+    if len(unpainted) > 1:  # a SEG of the whole series (as 3D Slicer and OHIF write them): say so
+        held_out = sum(s.split != "train" for s in project.samples(ids=unpainted))
+        report.warnings.append(f"{path}: {len(unpainted)} slices nobody had labeled come in as all background (the SEG "
+                               "references them with nothing segmented"
+                               f"{f'; {held_out} of them validation or test slices' if held_out else ''}): right if it "
+                               "segments the whole series; if not, remove those labels (`medlabeler remove-label`)")
+    return report
 
 
 def _samples_by_key(samples: list) -> dict[str, list]:
@@ -813,15 +827,19 @@ def read_mask(mask_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _palette_indices(mask_path: Path) -> np.ndarray | None:
-    """A palette PNG's pixel values (its colour table's indices), which tools save label maps as:
-    read as an image, they became colours. None for any other file."""
+    """A palette PNG's pixel values (its colour table's indices), which tools save label maps as
+    (index 0 black, the background): read as an image, they became colours. None for any other
+    file, and for a palette whose index 0 is not black: a colour picture an optimizer stored with a
+    palette (a review: its red index 0 came in as background, its black as label 1)."""
     if mask_path.suffix.lower() != ".png":
         return None
     from PIL import Image
 
     try:
         with Image.open(mask_path) as image:
-            return np.asarray(image) if image.mode == "P" else None
+            if image.mode != "P" or tuple((image.getpalette() or [1])[:3]) != (0, 0, 0):
+                return None
+            return np.asarray(image)
     except OSError:
         return None  # read_image says what is wrong with it
 
