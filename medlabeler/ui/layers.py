@@ -415,6 +415,7 @@ class SampleView:
         self._stepping: Shown | None = None  # what the steps under way are for
         self._guarded = None  # the labels layer whose label numbers are kept to the project's
         self._axis_labels_before: tuple | None = None  # napari's slider names before a volume named it "slice"
+        self._tool_outside: str | None = None  # the labels tool while the slider stands past the scan
         self._take(spare or {})
         for emitter in (viewer.dims.events.order, viewer.dims.events.ndisplay):
             emitter.connect(self._place_markers)
@@ -900,6 +901,26 @@ class SampleView:
         z = int(round(self.viewer.dims.point[0] / self.shown.scale[0]))
         sample_id = self.shown.slices.get(z)
         return None if sample_id is None else (sample_id, data[z])
+
+    @main_thread_only
+    def keep_strokes_in_the_scan(self) -> None:
+        """No painting where the slider stands past the scan's slices (a user's own layer of more
+        slices or another spacing sets the slider's range): napari's brush there raised an
+        IndexError at each stroke (a trial). Its tool comes back with the scan's slices."""
+        layer = self.labels_layer
+        if layer is None or self.shown is None or not self.shown.is_stack or self.project.readonly:
+            return
+        z = int(round(self.viewer.dims.point[0] / self.shown.scale[0]))
+        outside = not 0 <= z < layer.data.shape[0]
+        if outside and layer.editable:  # (a new scan's data makes it editable again)
+            self._tool_outside = self._tool_outside or layer.mode
+            layer.editable = False
+            self.viewer.status = (f"past the scan: it has slices 0-{layer.data.shape[0] - 1} (a layer of your own "
+                                  "reaches further); nothing to paint here")
+        elif not outside and self._tool_outside is not None:
+            tool, self._tool_outside = self._tool_outside, None
+            layer.editable = True
+            layer.mode = tool
 
     def current_mask(self) -> np.ndarray | None:
         """The labels of the open sample as painted (not necessarily saved)."""

@@ -862,6 +862,7 @@ class Session(QObject):
         try:
             if not self._closing and self.view is not None and self.view.shown is not None and self.view.shown.is_stack:
                 self._follow_timer.start()  # restarted by every step: a scroll opens where it stops
+                self.view.keep_strokes_in_the_scan()
         except RuntimeError:  # the session's Qt side is gone (the window closed)
             pass
 

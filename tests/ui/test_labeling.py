@@ -1539,6 +1539,31 @@ def test_closing_a_project_gives_the_slider_its_name_back(make_napari_viewer, br
     assert tuple(viewer.dims.axis_labels) == before != ("slice", "y", "x")
 
 
+def test_no_stroke_past_the_scan_when_a_users_layer_reaches_further(make_napari_viewer, qtbot, brain_project):
+    """A trial: with the user's own taller stack in the viewer, the slider went past the scan and
+    each brush stroke there raised napari's IndexError."""
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    labels = session.view.layers[LABELS]
+    qtbot.waitUntil(lambda: labels.visible and labels.mode == "paint", timeout=10_000)
+    depth, scale = labels.data.shape[0], session.view.shown.scale
+    viewer.add_image(np.zeros((depth * 3, 8, 8)), scale=scale, name="my taller stack")
+    viewer.layers.selection.active = labels
+    viewer.dims.set_point(0, (depth + 2) * scale[0])
+    assert not labels.editable and "past the scan" in viewer.status
+    before = labels.data.copy()
+    errors = []
+    from napari.utils.notifications import notification_manager  # a callback's error becomes a notification
+
+    notification_manager.notification_ready.connect(errors.append)
+    stroke(viewer, [(20 * scale[1], 15 * scale[2]), (22 * scale[1], 20 * scale[2])])
+    notification_manager.notification_ready.disconnect(errors.append)
+    assert np.array_equal(labels.data, before) and not [e for e in errors if "IndexError" in str(e.message) or
+                                                         "out of bounds" in str(e.message)]
+    viewer.dims.set_point(0, 1 * scale[0])
+    assert labels.editable and labels.mode == "paint"
+
+
 def test_the_metric_plot_leaves_room_above_a_perfect_score():
     """A new user's classifier at validation AUC 1.000 sat on the plot's top edge, the axis ticked
     0.960, 0.975, 0.990 and no tick at 1."""
