@@ -476,6 +476,26 @@ def test_classes_are_imported_from_a_csv_in_the_project_tab(make_napari_viewer, 
     assert {by_name[name]: c for name, c in rows} == session.project.labels()
 
 
+def test_an_empty_queue_says_why(make_napari_viewer, brain_files, tmp_path):
+    """With every image of a project missing the queue opened on an empty "to label" saying "the
+    next 0 to label"."""
+    import shutil
+
+    from medlabeler.engine.project.project_import import create_project
+    from medlabeler.ui.app import build_app
+    from tests.ui.projects import COLORS
+
+    images, _ = brain_files
+    shutil.copytree(images, tmp_path / "images")
+    create_project(tmp_path / "project", tmp_path / "images", task="segmentation", names=NAMES, colors=COLORS,
+                   unit="slice")[0].close()
+    shutil.move(tmp_path / "images", tmp_path / "elsewhere")
+    widget = build_app(make_napari_viewer(), tmp_path / "project")
+    widget.queue.refresh(wait=True)
+    assert widget.queue.rows == [] and widget.queue.status.text().startswith("nothing to label now: the ")
+    assert "Find moved images" in widget.queue.status.text()
+
+
 def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napari_viewer, qtbot, brain_files,
                                                                       tmp_path, monkeypatch):
     """The image folder moved (another disk, another computer): nothing opens until the Project
@@ -529,6 +549,8 @@ def test_images_moved_since_the_import_are_found_from_the_project_tab(make_napar
     assert session.sample.id == first.id
     session.open_next()  # `n` with nothing left to label says so (a trial: it did nothing, without a word)
     assert viewer.status.startswith("nothing left to label: every sample that can be opened is labeled")
+    widget.queue.refresh(wait=True)  # and the queue, empty, says why
+    assert widget.queue.status.text() == "nothing left to label: every sample is labeled (the labeled view lists them)"
     checked.set()
     for thread in threading.enumerate():
         if thread.name == "medlabeler-labeled-check":

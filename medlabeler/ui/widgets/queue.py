@@ -259,6 +259,13 @@ class QueueWidget(QWidget):
             total = counts.get("labeled" if view == "labeled" else "samples", len(self.rows))
             return (f"{total} samples" if total <= len(self.rows) else
                     f"the first {len(self.rows)} of {total} samples (by sample id)")
+        if not self.rows:  # said: an empty table looked like a queue still being made
+            counts = self.session.counts()
+            unlabeled = counts.get("samples", 0) - counts.get("labeled", 0)
+            if unlabeled <= 0:
+                return "nothing left to label: every sample is labeled (the labeled view lists them)"
+            return (f"nothing to label now: the {unlabeled} unlabeled samples are blank, or their images no longer "
+                    "read (moved? the Project tab's Find moved images…)")
         return f"the next {len(self.rows)} to label; {model}"
 
     def _mark_open(self) -> None:
