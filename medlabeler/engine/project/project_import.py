@@ -393,11 +393,9 @@ def _import_dicom_segs(project: Project, path: Path) -> ImportReport | None:
     saved, held, errors = import_segs(project, files, save)
     report = ImportReport(labeled=saved, unchanged=held, errors=errors)
     if len(unpainted) > 1:  # a SEG of the whole series (as 3D Slicer and OHIF write them): say so
-        held_out = sum(s.split != "train" for s in project.samples(ids=unpainted))
-        report.warnings.append(f"{path}: {len(unpainted)} slices nobody had labeled come in as all background (the SEG "
-                               "references them with nothing segmented"
-                               f"{f'; {held_out} of them validation or test slices' if held_out else ''}): right if it "
-                               "segments the whole series; if not, remove those labels (`medlabeler remove-label`)")
+        report.warnings.append(_unpainted_note(path, project.samples(ids=unpainted),
+                                               "the SEG references them with nothing segmented", "series",
+                                               "remove those labels (`medlabeler remove-label`)"))
     return report
 
 
@@ -410,27 +408,48 @@ def _samples_by_key(samples: list) -> dict[str, list]:
     return by_key
 
 
+class _ProjectImages:
+    """The project's samples as an import of labels looks them up, read once per import; each
+    image's key (`export.image_key`: a query, or a read of its file's ends) computed once, where
+    a folder of 200 slice masks had asked for it 200 times."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.samples = project.samples()
+        self.by_id = {s.id: s for s in self.samples}
+        self.by_key = _samples_by_key(self.samples)
+        self.by_source: dict[tuple, list] = {}
+        for sample in self.samples:
+            self.by_source.setdefault((sample.path, sample.series_uid), []).append(sample)
+        # the names of the folders the images are in (a folder per patient, often)
+        self.folders = {Path(s.path).parent.name for s in self.samples}
+        self._keys: dict[tuple, str | None] = {}
+
+    def key(self, source: tuple[str, str | None]) -> str | None:
+        if source not in self._keys:
+            self._keys[source] = image_key(self.project, *source)
+        return self._keys[source]
+
+
 def _import_csv(project: Project, path: Path) -> ImportReport:
     if project.task.kind != "classification":
         raise InputError(path, "a CSV of labels needs a classification project")
     report = ImportReport()
-    every_sample = project.samples()
-    by_key = _samples_by_key(every_sample)
+    images = _ProjectImages(project)
     rows = [(line, row) for line, row in _csv_rows(path) if any(cell.strip() for cell in row)]
     if rows and _is_export_header(rows[0][1]):
-        return _import_exported_csv(project, path, rows, every_sample, by_key)
+        return _import_exported_csv(project, path, rows, images)
     if rows and _is_header(rows[0][1]):
         rows = rows[1:]
     if not rows:
         raise InputError(path, "CSV is empty: no image,label rows to import")
-    known = _folders_of(every_sample)
     for line, row in rows:
         where = f"{path}, line {line}"
         if len(row) < 2:
             report.errors.append(InputError(where, "expected two columns: image,label"))
             continue
         image, label = row[0].strip(), row[1].strip()
-        samples, problem = _images_named(image, by_key, known)
+        samples, problem = _images_named(image, images)
         if problem:
             report.errors.append(InputError(where, problem))
             continue
@@ -459,13 +478,13 @@ def _is_export_header(row: list[str]) -> bool:
     return {"sample", "label"} <= cells and bool(cells & {"image_key", "split", "origin"})
 
 
-def _images_named(image: str, by_key: dict[str, list], known: set[str]) -> tuple[list, str | None]:
+def _images_named(image: str, images: _ProjectImages) -> tuple[list, str | None]:
     """The samples of the image a CSV row names (a file name, or a path whose last folders tell
     two images of one name apart); ([], why) when none, or more than one image, has it."""
-    samples = by_key.get(_source_key(image), [])
+    samples = images.by_key.get(_source_key(image), [])
     if not samples:
         return [], f"no sample in the project matches image {image!r}"
-    samples, problem = _in_the_same_folders(samples, Path(image.replace("\\", "/")).parts[:-1], known)
+    samples, problem = _in_the_same_folders(samples, Path(image.replace("\\", "/")).parts[:-1], images.folders)
     if problem:
         return [], f"{image}: {problem}"
     count = len({(s.path, s.series_uid) for s in samples})
@@ -475,8 +494,7 @@ def _images_named(image: str, by_key: dict[str, list], known: set[str]) -> tuple
     return samples, None
 
 
-def _import_exported_csv(project: Project, path: Path, rows: list, every_sample: list,
-                         by_key: dict[str, list]) -> ImportReport:
+def _import_exported_csv(project: Project, path: Path, rows: list, images: _ProjectImages) -> ImportReport:
     """A CSV export of this project (``labels.csv``: sample, split, slice, label, origin,
     image_key[, source]), edited in a spreadsheet, say: each row's sample by its id, where the
     project's image under that id is the one exported (`export.image_key`); else by its
@@ -484,25 +502,17 @@ def _import_exported_csv(project: Project, path: Path, rows: list, every_sample:
     report = ImportReport()
     columns = [c.strip().lower() for c in rows[0][1]]
     at = {name: columns.index(name) for name in ("sample", "label", "image_key", "source") if name in columns}
-    samples = {s.id: s for s in every_sample}
-    known = _folders_of(every_sample)
-    keys: dict[tuple, str | None] = {}
-
-    def key_of(sample) -> str | None:
-        source = (sample.path, sample.series_uid)
-        return keys[source] if source in keys else keys.setdefault(source, image_key(project, *source))
-
     for line, row in rows[1:]:
         where = f"{path}, line {line}"
         cell = {name: row[i].strip() if i < len(row) else "" for name, i in at.items()}
-        sample = samples.get(int(cell["sample"])) if cell["sample"].isdigit() else None
+        sample = images.by_id.get(int(cell["sample"])) if cell["sample"].isdigit() else None
         exported = cell.get("image_key")
-        if sample is not None and exported and exported == key_of(sample):
+        if sample is not None and exported and exported == images.key((sample.path, sample.series_uid)):
             _save_class(project, where, [sample], cell["label"], report)
             continue
         if cell.get("source"):  # by name, where the row's image is this project's image of the name
-            named, problem = _images_named(cell["source"], by_key, known)
-            if not problem and exported and key_of(named[0]) != exported:
+            named, problem = _images_named(cell["source"], images)
+            if not problem and exported and images.key((named[0].path, named[0].series_uid)) != exported:
                 problem = (f"{cell['source']}: the project's image of this name is not the one exported (another "
                            "project's image of the same name, or the image changed since)")
             if not problem:
@@ -561,31 +571,24 @@ def _import_masks(project: Project, folder: Path) -> ImportReport:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(MASK_SUFFIXES))
     if not files:
         raise InputError(folder, f"no mask files ({', '.join(MASK_SUFFIXES)}) found")
-    every_sample = project.samples()
-    by_key = _samples_by_key(every_sample)
-    by_source: dict[tuple, list] = {}
-    for sample in every_sample:
-        by_source.setdefault((sample.path, sample.series_uid), []).append(sample)
+    images = _ProjectImages(project)
     entries = {folder / name: entry for name, entry in (_export_index(folder) or {}).items()}
-    readings = Counter(_export_reading(path.name) for path in entries)
-    renamed = {_export_reading(path.name): entry for path, entry in entries.items()
-               if readings[_export_reading(path.name)] == 1}
-    keyed = Counter(e.image_key for e in entries.values() if e.image_key and e.slice_index is None)
-    by_image_key = {e.image_key: e for e in entries.values() if e.image_key and keyed[e.image_key] == 1}
-    known = _folders_of(every_sample)
+    renamed = _listed_once((_export_reading(path.name), entry) for path, entry in entries.items())
+    by_image_key = _listed_once((e.image_key, e) for e in entries.values() if e.image_key and e.slice_index is None)
     for mask_path in files:
         entry = entries.get(mask_path)
         if entry is not None:
-            samples, slice_index = _images_by_id(project, entry, by_source)
+            samples, slice_index = _images_by_id(entry, images)
         elif mask_path.parent == folder:  # renamed by a tool: volume_0001_seg.nii.gz
-            entry, samples, slice_index = _renamed_entry(project, mask_path, renamed, by_key, by_source)
+            entry, samples, slice_index = _renamed_entry(mask_path, renamed, images)
         else:
             samples, slice_index = [], None
         if not samples:  # by name
-            samples, slice_index = _images_of(mask_path, by_key)
-            samples, problem = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts, known)
+            samples, slice_index = _images_of(mask_path, images.by_key)
+            samples, problem = _in_the_same_folders(samples, mask_path.relative_to(folder).parent.parts,
+                                                    images.folders)
             if not problem and samples:
-                samples, problem, entry = _the_exported_image(project, samples, entry, by_image_key)
+                samples, problem, entry = _the_exported_image(samples, entry, by_image_key, images)
             if problem or not samples:
                 report.errors.append(InputError(mask_path, problem or _no_image_text(entry)))
                 continue
@@ -607,13 +610,24 @@ MASK_NAME_ENDINGS = ("_labels", "_label", "-labels", "-label", "_seg", "-seg", "
 _SLICE_ENDING = re.compile(r"^(?P<key>.+)_slice(?P<z>\d{4})$")
 
 
+def _listed_once(pairs) -> dict:
+    """{key: value} of the keys that come once in ``pairs``: a key two labels.json entries share
+    names neither."""
+    pairs = list(pairs)
+    counts = Counter(key for key, _ in pairs)
+    return {key: value for key, value in pairs if counts[key] == 1}
+
+
+def _one_ending_off(key: str) -> list[str]:
+    """``key`` without each of the endings tools add for a mask that it ends with (brain_seg: brain)."""
+    return [key[: -len(e)] for e in MASK_NAME_ENDINGS if key.lower().endswith(e) and len(key) > len(e)]
+
+
 def _without_endings(key: str) -> str:
     """``key`` without what tools add for a mask, however many (volume_0001_labels-label: volume_0001)."""
-    while True:
-        end = next((e for e in MASK_NAME_ENDINGS if key.lower().endswith(e) and len(key) > len(e)), None)
-        if end is None:
-            return key
-        key = key[: -len(end)]
+    while shorter := _one_ending_off(key):
+        key = shorter[0]
+    return key
 
 
 def _readings(name: str) -> list[tuple[str, int | None]]:
@@ -622,15 +636,13 @@ def _readings(name: str) -> list[tuple[str, int | None]]:
     brain_slice0080_seg and brain_seg_slice0080 are slice 80 of brain, volume_0001_labels-label
     is volume_0001."""
     key = _source_key(name)
-    shorter = [key[: -len(e)] for e in MASK_NAME_ENDINGS if key.lower().endswith(e) and len(key) > len(e)]
+    shorter = _one_ending_off(key)
     found = [(key, None), *((k, None) for k in shorter)]
     for whole in (key, *shorter, _without_endings(key)):
         one_slice = _SLICE_ENDING.match(whole)
         if one_slice:
             z, image = int(one_slice["z"]), one_slice["key"]
-            found += [(image, z), *((image[: -len(e)], z) for e in MASK_NAME_ENDINGS
-                                    if image.lower().endswith(e) and len(image) > len(e)),
-                      (_without_endings(image), z)]
+            found += [(image, z), *((k, z) for k in _one_ending_off(image)), (_without_endings(image), z)]
     found.append((_without_endings(key), None))
     return list(dict.fromkeys(found))
 
@@ -654,13 +666,12 @@ def _images_of(mask_path: Path, by_key: dict[str, list]) -> tuple[list, int | No
     return [], None
 
 
-def _renamed_entry(project: Project, mask_path: Path, renamed: dict, by_key: dict[str, list],
-                   by_source: dict[tuple, list]) -> tuple[_Exported | None, list, int | None]:
+def _renamed_entry(mask_path: Path, renamed: dict, images: _ProjectImages) -> tuple[_Exported | None, list, int | None]:
     """The labels.json entry of an export's file a tool renamed (volume_0001_seg.nii.gz), with the
     samples its ids give; none where the file's name names another image of the project."""
     entry = next((renamed[r] for r in _readings(mask_path.name) if r in renamed), None)
-    samples, z = _images_by_id(project, entry, by_source) if entry else ([], None)
-    named, _ = _images_of(mask_path, by_key)
+    samples, z = _images_by_id(entry, images) if entry else ([], None)
+    named, _ = _images_of(mask_path, images.by_key)
     if named and {(s.path, s.series_uid) for s in named}.isdisjoint({(s.path, s.series_uid) for s in samples}):
         return None, [], None
     return entry, samples, z
@@ -685,11 +696,6 @@ def _in_the_same_folders(samples: list, folders: tuple[str, ...], known: set[str
         return [], (f"it names folder {folders[-1]!r}, and no image of this name in the project is in a folder of that "
                     f"name (one is in {held}): not put on another folder's image")
     return samples, None
-
-
-def _folders_of(samples: list) -> set[str]:
-    """The names of the folders the project's images are in (a folder per patient, often)."""
-    return {Path(s.path).parent.name for s in samples}
 
 
 @dataclass(frozen=True)
@@ -722,24 +728,24 @@ def _export_index(folder: Path) -> dict[str, _Exported] | None:
         return None
 
 
-def _images_by_id(project: Project, entry: _Exported, by_source: dict[tuple, list]) -> tuple[list, int | None]:
+def _images_by_id(entry: _Exported, images: _ProjectImages) -> tuple[list, int | None]:
     """The samples of the image an export's mask file holds labels of, found by the sample ids its
     ``labels.json`` lists: taken only when this project's image under those ids is the one exported
     (the same content key), so a de-identified export (``volume_0001_labels.nii.gz``) or one of two
     images of one name comes back, and an index of another project is never trusted. ([], None)
     when it is not this project's image, or the export recorded no key."""
-    listed = project.samples(ids=entry.samples) if entry.image_key and entry.samples else []
-    sources = {(s.path, s.series_uid) for s in listed}
-    if len(listed) != len(set(entry.samples)) or len(sources) != 1:
+    listed = [images.by_id.get(i) for i in set(entry.samples)] if entry.image_key and entry.samples else []
+    sources = {(s.path, s.series_uid) for s in listed if s is not None}
+    if not listed or None in listed or len(sources) != 1:
         return [], None
-    path, series_uid = sources.pop()
-    if image_key(project, path, series_uid) != entry.image_key:
+    source = sources.pop()
+    if images.key(source) != entry.image_key:
         return [], None
-    return by_source[(path, series_uid)], entry.slice_index
+    return images.by_source[source], entry.slice_index
 
 
-def _the_exported_image(project: Project, samples: list, entry: _Exported | None,
-                        by_image_key: dict[str, _Exported]) -> tuple[list, str | None, _Exported | None]:
+def _the_exported_image(samples: list, entry: _Exported | None, by_image_key: dict[str, _Exported],
+                        images: _ProjectImages) -> tuple[list, str | None, _Exported | None]:
     """Of the images a mask file is named after, the one its export's ``labels.json`` says it was
     exported from, when it says (``entry``: listed under the file's own name; else found by the
     image's key: a tool renamed brain_labels.nii.gz to brain-label.nii.gz, and the slices never
@@ -748,7 +754,7 @@ def _the_exported_image(project: Project, samples: list, entry: _Exported | None
     sources: dict[tuple, list] = {}
     for sample in samples:
         sources.setdefault((sample.path, sample.series_uid), []).append(sample)
-    keys = {source: image_key(project, *source) for source in sources}
+    keys = {source: images.key(source) for source in sources}
     if entry is None:
         found = [by_image_key[k] for k in keys.values() if k in by_image_key]
         entry = found[0] if len(found) == 1 else None
@@ -916,11 +922,18 @@ def _say_unpainted_slices(project: Project, mask_path: Path, mask: np.ndarray, m
     labeled = project.labeled_ids()
     empty = [s for s in members if s.slice_index is not None and s.id not in labeled and not mask[s.slice_index].any()]
     if empty:
-        held_out = sum(s.split != "train" for s in empty)
-        warnings.append(f"{mask_path}: {len(empty)} slices nobody had labeled come in as all background (the mask "
-                        f"holds nothing there{f'; {held_out} of them validation or test slices' if held_out else ''}): "
-                        "right if it segments the whole scan; if it holds only some slices, import those as "
-                        "NAME_sliceNNNN.png files, or keep the export's labels.json beside it")
+        warnings.append(_unpainted_note(mask_path, empty, "the mask holds nothing there", "scan",
+                                        "import those as NAME_sliceNNNN.png files, or keep the export's labels.json "
+                                        "beside it"))
+
+
+def _unpainted_note(where, empty: list, why: str, whole: str, remedy: str) -> str:
+    """A file labels ``empty`` slices nobody had labeled as all background: right for a whole
+    ``whole``'s segmentation, a surprise for one of some slices."""
+    held_out = sum(s.split != "train" for s in empty)
+    return (f"{where}: {len(empty)} slices nobody had labeled come in as all background ({why}"
+            f"{f'; {held_out} of them validation or test slices' if held_out else ''}): right if it segments the "
+            f"whole {whole}; if it holds only some slices, {remedy}")
 
 
 def _save_imported(project: Project, sample_id: int, value) -> bool:
