@@ -322,6 +322,11 @@ def contrast_limits(array: np.ndarray | None, window: tuple[float, float] | None
 _COMPARE_BYTES = 16 * 2**20
 
 
+def labels_listed(names) -> str:
+    """A project's labels with their numbers, as the keys pick them: "1 grey, 2 white"."""
+    return ", ".join(f"{i} {name}" for i, name in enumerate(names[:9], 1)) + (", ..." if len(names) > 9 else "")
+
+
 def _changed_slices(data: np.ndarray, baseline: np.ndarray) -> list[int]:
     """Indices of the slices (first axis) in which ``data`` and ``baseline`` differ."""
     per = max(1, _COMPARE_BYTES // max(1, data[0].nbytes))
@@ -809,8 +814,7 @@ class SampleView:
             return
         chosen = layer.selected_label
         layer.selected_label = len(names)
-        listed = ", ".join(f"{i} {name}" for i, name in enumerate(names[:9], 1)) + (", ..." if len(names) > 9 else "")
-        self.viewer.status = (f"label {chosen} is none of this project's {len(names)} ({listed}): "
+        self.viewer.status = (f"label {chosen} is none of this project's {len(names)} ({labels_listed(names)}): "
                               f"painting {names[-1]}")
 
     # --- labels -------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from medlabeler.engine.store.project import MISSING_SLICE, restored_text
 from medlabeler.engine.errors import MedlabelerError, error_text
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
-from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, make_spare_layers, read_volume,
-                                  read_volume_labels, volume_bytes, volume_key, warm_up_layers)
+from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, labels_listed, make_spare_layers,
+                                  read_volume, read_volume_labels, volume_bytes, volume_key, warm_up_layers)
 from medlabeler.ui.ranking import Rankings, queue_key
 from medlabeler.ui.workers import EngineJob, JobSlots, main_thread_only, show_error_message
 
@@ -212,8 +212,8 @@ def _moved_hint(sample) -> str:
 def unsavable_note(sample_id: int, value: int, names) -> str:
     """Why strokes of a label number the project does not have are not saved, and what to do."""
     return (f"The label of sample {sample_id} is not saved: it holds label {value}, and the project's labels are "
-            f"1-{len(names)} ({', '.join(names[:9])}{', ...' if len(names) > 9 else ''}). Paint over those strokes "
-            "with one of them (keys 1-9), or undo them (Ctrl+Z); the sample stays open until then.")
+            f"{labels_listed(names)}. Paint over those strokes with one of them (keys 1-9), or undo them (Ctrl+Z); "
+            "the sample stays open until then.")
 
 
 def missing_slice_note(sample_id: int) -> str:
