@@ -311,6 +311,28 @@ def test_csv_line_numbers_are_those_of_the_file_with_or_without_header(tmp_path)
         assert [str(e).split(": ", 1)[0].rsplit(", ", 1)[1] for e in report.errors] == ["line 3", "line 4"]
 
 
+
+def test_a_title_above_a_csv_header_is_left_out_and_named(tmp_path):
+    """A spreadsheet's title and date lines above the header were read as two images nobody had
+    (two errors), and the header itself as a third."""
+    project, _ = _csv_project(tmp_path)
+    with project:
+        titled = tmp_path / "titled.csv"
+        titled.write_text("Dermatology review 2026,\nreader: A,\n\nimage,label\nimg_01.png,benign\n")
+        report = import_labels(project, titled)
+        assert (report.labeled, report.errors) == (1, [])
+        assert report.warnings == [f"{titled}: lines 1, 2 above the header ('Dermatology review 2026') read as "
+                                   "a title, not as labels"]
+        semicolons = tmp_path / "semicolons.csv"  # the title holds no separator
+        semicolons.write_text("Review\nimage;label\nimg_03.png;malignant\n")
+        report = import_labels(project, semicolons)
+        assert (report.labeled, report.errors, len(report.warnings)) == (1, [], 1)
+        no_header = tmp_path / "no_header.csv"  # rows without a header are all read, as before
+        no_header.write_text("img_02.png,benign\nimg_99.png,benign\n")
+        report = import_labels(project, no_header)
+        assert report.labeled == 1 and len(report.errors) == 1 and report.warnings == []
+
+
 # ----------------------------------------------------------------------------- command line
 
 

@@ -24,6 +24,7 @@ from medlabeler.engine.store import Project
 
 SLABS_PER_VOLUME = 10
 LISTED_PROBLEMS = 10  # problems an import that found nothing names one by one
+TITLE_ROWS = 5  # lines a spreadsheet may hold above a CSV's header (a title, a date, notes)
 MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".npy")
 
 
@@ -437,8 +438,9 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
     report = ImportReport()
     images = _ProjectImages(project)
     rows = [(line, row) for line, row in _csv_rows(path) if any(cell.strip() for cell in row)]
+    rows = _from_the_header(path, rows, report)
     if rows and _is_export_header(rows[0][1]):
-        return _import_exported_csv(project, path, rows, images)
+        return _import_exported_csv(project, path, rows, images, report)
     if rows and _is_header(rows[0][1]):
         rows = rows[1:]
     if not rows:
@@ -459,16 +461,33 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, cells) of each row; separated by commas, or by semicolons or tabs where the
-    first row holds those and no comma (a spreadsheet saved in a locale that writes decimal commas)."""
+    first rows hold those and no comma (a spreadsheet saved in a locale that writes decimal commas)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             text = handle.read()
-        first = next((line for line in text.splitlines() if line.strip()), "")
+        first = "\n".join([line for line in text.splitlines() if line.strip()][:TITLE_ROWS + 1])
         delimiter = next((d for d in (";", "\t") if d in first and "," not in first), ",")
         reader = csv.reader(text.splitlines(), delimiter=delimiter)
         return [(reader.line_num, row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read CSV: {exc}") from exc
+
+
+def _from_the_header(path: Path, rows: list, report: ImportReport) -> list:
+    """The rows from the header on, where a spreadsheet put a title (or a few lines of notes) above
+    it: those lines are left out and named in a warning, not read as images."""
+    for at, (line, row) in enumerate(rows[:TITLE_ROWS + 1]):
+        if _is_export_header(row) or _is_header(row):
+            if at:
+                lines = ", ".join(str(n) for n, _ in rows[:at])
+                report.warnings.append(f"{path}: line{'s' * (at > 1)} {lines} above the header "
+                                       f"({_first_cell(rows[0][1])!r}) read as a title, not as labels")
+            return rows[at:]
+    return rows
+
+
+def _first_cell(row: list[str]) -> str:
+    return next((cell.strip() for cell in row if cell.strip()), "")
 
 
 def _is_export_header(row: list[str]) -> bool:
@@ -494,12 +513,12 @@ def _images_named(image: str, images: _ProjectImages) -> tuple[list, str | None]
     return samples, None
 
 
-def _import_exported_csv(project: Project, path: Path, rows: list, images: _ProjectImages) -> ImportReport:
+def _import_exported_csv(project: Project, path: Path, rows: list, images: _ProjectImages,
+                         report: ImportReport) -> ImportReport:
     """A CSV export of this project (``labels.csv``: sample, split, slice, label, origin,
     image_key[, source]), edited in a spreadsheet, say: each row's sample by its id, where the
     project's image under that id is the one exported (`export.image_key`); else by its
     ``source`` when the export kept the names; else the row is named as skipped."""
-    report = ImportReport()
     columns = [c.strip().lower() for c in rows[0][1]]
     at = {name: columns.index(name) for name in ("sample", "label", "image_key", "source") if name in columns}
     for line, row in rows[1:]:
