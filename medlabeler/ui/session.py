@@ -137,6 +137,20 @@ def get_session(viewer) -> Session:
     return session
 
 
+def _samples_text(sample_ids) -> str:
+    ids = list(sample_ids)
+    return f"sample{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}"
+
+
+def not_saved_text(sample_ids, error) -> str:
+    """Why the labels of ``sample_ids`` were not saved, and that what was painted is kept."""
+    many = len(sample_ids) > 1
+    return (f"The label{'s' * many} of {_samples_text(sample_ids)} {'were' if many else 'was'} not saved: {error}. "
+            f"{'They are' if many else 'It is'} kept while the project is open (shown when the sample opens) and "
+            "saved again with your next save; closing keeps what still fails in your medlabeler folder. If the "
+            "disk is full, free space on it.")
+
+
 def medlabeler_home() -> Path:
     return Path(os.environ.get("MEDLABELER_HOME", Path.home() / ".medlabeler"))
 
@@ -298,6 +312,10 @@ class Session(QObject):
         self._landed: collections.deque = collections.deque()  # PendingSaves landed, not reported yet
         self._save_landed_signal.connect(self._report_landed)
         self._landed_since_signal: list[int] = []  # samples whose saves landed since the last report
+        # saves that failed (a full disk), newest per sample: shown when the sample opens, saved again
+        # with the next save, and kept in the user's folder if they still fail when the project closes
+        self._not_saved: dict[int, object] = {}
+        self._kept_files: dict[int, object] = {}  # sample id -> its label kept at a closing, being saved now
         self.import_report = ""  # what the last "Create and open" found: the Project tab shows it whole
         self._failed_first: set[int] = set()  # samples that failed to open while none was on screen
         self._save_note: str | None = None  # said with the next "saved" (a save that painted little or nothing)
@@ -456,6 +474,7 @@ class Session(QObject):
         self._back_to_2d()
         self.project = project
         self.writer = None if project.readonly else calls.label_writer(project, self._save_landed_on_writer)
+        self._save_kept(project)
         spare, self._spare_layers = self._spare_layers, {}
         self.view = SampleView(self.viewer, project, pending=self.pending_labels, spare=spare,
                                overlay_visible=self.overlay_visible)
@@ -703,6 +722,7 @@ class Session(QObject):
         status = self.viewer.status if self.viewer is not None else None
         self.save_current()
         self.flush_saves()  # every label on disk before the project closes
+        self._keep_what_did_not_save()
         self._say_what_closing_discards()
         self.jobs.cancel_all()
         self.jobs.wait_idle(60)
@@ -730,6 +750,53 @@ class Session(QObject):
             self.viewer.status = "Ready"  # ("saved sample 68") over the next; what its last save said stays
         self.project_changed.emit()
         self.sample_opened.emit(None)
+
+    def _keep_what_did_not_save(self) -> None:
+        """Labels whose save still fails as the project closes (its disk full) go to the user's
+        folder, and into the project when it next opens (`_save_kept`); said, with where."""
+        if not self._not_saved:
+            return
+        self._save_again()  # space freed since the last try?
+        self.flush_saves()
+        kept, lost = [], []
+        for sample_id, save in self._not_saved.items():
+            try:
+                calls.keep_unsaved(medlabeler_home(), self.project, save)
+                kept.append(sample_id)
+            except OSError as exc:
+                lost.append((sample_id, exc))
+        self._not_saved.clear()
+        self._kept_files.clear()
+        words = []
+        if kept:
+            words.append(f"{_samples_text(kept)}: saving into the project failed, so {'their labels are' if len(kept) > 1 else 'its label is'} "
+                         f"kept in {medlabeler_home() / 'unsaved'} and saved into the project when it opens again")
+        if lost:
+            words.append(f"{_samples_text([sid for sid, _ in lost])}: not saved, and not kept either ({lost[-1][1]})")
+        message = "Closing the project: " + "; ".join(words) + "."
+        log.warning(message)
+        if not self._shutting_down:
+            (show_error_message if lost else _warn)(message)
+
+    def _save_kept(self, project) -> None:
+        """Save the labels kept when a save failed as ``project`` last closed (`_keep_what_did_not_save`)."""
+        if self.writer is None:  # read-only here: they wait for an opening that can write
+            return
+        try:
+            kept = calls.unsaved_labels(medlabeler_home(), project)
+        except OSError as exc:
+            log.debug("labels kept at a failed save not read: %s", exc)
+            return
+        known = {s.id for s in project.samples(ids=[k.sample_id for k in kept])} if kept else set()
+        for label in kept:
+            if label.sample_id in known:
+                self.writer.submit(label.sample_id, label.value, author=label.author, origin=label.origin)
+                self._kept_files[label.sample_id] = label
+        if self._kept_files:
+            many = len(self._kept_files) > 1
+            _warn(f"Saving into the project the label{'s' * many} of {_samples_text(sorted(self._kept_files))}: "
+                  f"{'they were' if many else 'it was'} kept in your medlabeler folder when the project closed on "
+                  f"{kept[-1].kept_at} with {'saves' if many else 'a save'} that had failed.")
 
     def _say_what_closing_discards(self) -> None:
         """A run stopped half-way leaves no model: say so rather than drop it silently (in a
@@ -945,8 +1012,11 @@ class Session(QObject):
         self.rank_ahead()
 
     def pending_labels(self) -> dict:
-        """Sample id -> label being written (submitted, not on disk yet)."""
-        return self.writer.pending() if self.writer is not None else {}
+        """Sample id -> label being written (submitted, not on disk yet), or whose save failed."""
+        pending = {sample_id: save.value for sample_id, save in self._not_saved.items()}
+        if self.writer is not None:
+            pending.update(self.writer.pending())
+        return pending
 
     def queue_key(self, *, assume=()):
         """What the "to label" ranking depends on now (saves being written count as labeled)."""
@@ -1105,10 +1175,20 @@ class Session(QObject):
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
             submitted += 1
+        submitted += self._save_again(done={sample_id for sample_id, _ in changed})
         if submitted:
             self.viewer.status = f"saving {submitted} label{'s' if submitted > 1 else ''}…"
             self.saves_submitted.emit()
         return submitted
+
+    def _save_again(self, done=()) -> int:
+        """Hand the saves that failed to the writer again (all but ``done``: saved from the screen
+        just now); returns how many."""
+        in_flight = self.writer.pending_ids()
+        again = [save for sample_id, save in self._not_saved.items() if sample_id not in done and sample_id not in in_flight]
+        for save in again:
+            self.writer.submit(save.sample_id, save.value, author=save.author, origin=save.origin)
+        return len(again)
 
     def _judge_later(self, sample_id: int, mask: np.ndarray) -> None:
         """A held-out mask saved before the model's prediction of its sample arrived was judged on
@@ -1211,7 +1291,12 @@ class Session(QObject):
             on_screen = self.view.sample_on_screen() if self.project.task.kind == "segmentation" else None
             sample_id = on_screen[0] if on_screen is not None else self.sample.id
         self.flush_saves()  # a save still being written would land after the removal
+        failed = self._not_saved.pop(sample_id, None) is not None  # taken back with the label
         version = self.project.remove_label(sample_id)
+        if version is None and failed:
+            self.view.show_stored_labels([sample_id])
+            self.viewer.status = f"dropped the strokes of sample {sample_id}, whose save had failed; it has no saved label"
+            return True
         if version is None:
             self.viewer.status = f"sample {sample_id} has no saved label to remove"
             return False
@@ -1293,14 +1378,25 @@ class Session(QObject):
     @main_thread_only
     def _report_landed(self) -> None:
         """Report the saves that landed: errors at once, successes as one ``labels_changed``."""
+        failed: list = []
         while self._landed:
             pending = self._landed.popleft()
             if pending.error is not None:
-                show_error_message(f"The label of sample {pending.sample_id} was not saved: {pending.error}")
+                failed.append(pending)
+                self._not_saved[pending.sample_id] = pending  # its strokes are not lost with the screen
                 if self.view is not None:
                     self.view.mark_unsaved(pending.sample_id)  # saved again with the next save, if on screen
             else:
+                self._not_saved.pop(pending.sample_id, None)
+                kept = self._kept_files.pop(pending.sample_id, None)
+                if kept is not None:  # kept at an earlier closing: in the project now
+                    calls.forget_unsaved(kept)
                 self._landed_since_signal.append(pending.sample_id)
+        if failed:
+            text = not_saved_text(sorted({p.sample_id for p in failed}), failed[-1].error)
+            show_error_message(text)
+            if self.viewer is not None:
+                self.viewer.status = text.split(". ", 1)[0]  # not "saving 1 label…" any more
         if self._landed_since_signal and not self.saving:  # one report for a burst of saves
             landed, self._landed_since_signal = sorted(set(self._landed_since_signal)), []
             self.labels_changed.emit()
@@ -1331,6 +1427,7 @@ class Session(QObject):
             show_error_message(f"The label was not saved: class {value} is not one of {', '.join(names)}")
             return False
         self.writer.submit(self.sample.id, int(value), author=self.author, origin=origin)
+        self._save_again(done={self.sample.id})
         self.saves_submitted.emit()
         name = names[int(value)]
         if self.advance_after_class and origin == "manual":

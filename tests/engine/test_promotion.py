@@ -316,3 +316,28 @@ def test_evaluate_names_the_version_it_measured_and_takes_it_as_shown(project, c
     assert lines[1].startswith("  (dice: each sample's Dice, its labels averaged, then the mean over the samples")
     assert main(["evaluate", str(project.root), "--split", "val", "--version", f"v{version}"]) == 0
     assert f" of v{version} (active) on " in capsys.readouterr().out
+
+
+def test_a_model_that_cannot_be_written_on_a_full_disk_says_where_and_the_active_one_stays(project, monkeypatch):
+    """`train` on a full disk ran every step, then ended in "error: [Errno 28] No space left on
+    device", naming no project or disk."""
+    import errno
+
+    from medlabeler.engine.errors import ProjectError
+    from medlabeler.engine.training import checkpoint
+    import torch
+
+    from medlabeler.engine.workflows.model_versions import save_version
+
+    active, versions = project.active_model(), len(project.models())
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", full)
+    with pytest.raises(ProjectError, match=f"{project.root}: the trained model could not be saved in the project: "
+                                           "No space left on device"):
+        save_version(project, method_label="supervised", state={"w": torch.zeros(2)}, record={}, metrics={},
+                     parent=None, activate=True)
+    assert project.active_model() == active and len(project.models()) == versions
+    assert [p.name for p in project.root.iterdir() if p.name.startswith(".train-")] == []

@@ -1616,3 +1616,81 @@ def test_the_brush_and_the_prediction_outline_fit_the_image_size(make_napari_vie
     brush.setValue(5)  # the clinician's choice
     session.open_sample(ids["c_tiny.png"])
     assert brush.value() == 5 and session.view.labels_layer.brush_size == 5
+
+
+def _disk(monkeypatch, root):
+    """A switch that makes files under ``root`` fail to write as on a full disk."""
+    import errno
+
+    from medlabeler.engine.store import files
+
+    full = {"on": False}
+    write = files._write_durable
+
+    def write_or_fail(path, data):
+        if full["on"] and Path(path).is_relative_to(root):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, data)
+
+    monkeypatch.setattr(files, "_write_durable", write_or_fail)
+    return full
+
+
+def _paint(session, value=1):
+    layer = session.view.labels_layer
+    z = session.sample.slice_index
+    layer.data[z, 10:20, 10:20] = value
+    return np.asarray(layer.data[z]).copy()
+
+
+def test_strokes_whose_save_failed_on_a_full_disk_are_kept_and_saved_once_there_is_room(make_napari_viewer, qtbot,
+                                                                                     brain_project, monkeypatch):
+    """A full disk: the save behind `n` failed after the next sample had opened, and its strokes were
+    gone for good (reopened empty once space was freed); the status said "saving 1 label…" on."""
+    full = _disk(monkeypatch, brain_project)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    project = session.project
+    first = session.sample.id
+    full["on"] = True
+    painted = _paint(session)
+    press(viewer, "n")
+    session.flush_saves()
+    assert project.label(first) is None and session.sample.id != first
+    assert viewer.status.startswith(f"The label of sample {first} was not saved: [Errno 28] No space left on device")
+    assert str(brain_project / "masks") in viewer.status  # the disk it failed on
+    second = session.sample.id
+    _paint(session, value=2)
+    press(viewer, "n")  # fails again, for both
+    session.flush_saves()
+    assert project.label(first) is None and project.label(second) is None
+    assert viewer.status.startswith(f"The labels of samples {first}, {second} were not saved")
+    session.open_sample(first)  # the strokes show when the sample opens again
+    assert np.array_equal(session.view.current_mask(), painted)
+    full["on"] = False  # space freed: the next save takes both
+    press(viewer, "s")
+    session.flush_saves()
+    assert np.array_equal(project.load_label(first), painted)
+    assert project.load_label(second).max() == 2
+    assert viewer.status.startswith("saved the labels of samples")
+    assert not session._not_saved
+
+
+def test_strokes_whose_save_still_fails_at_closing_are_kept_and_saved_when_the_project_opens(
+        make_napari_viewer, qtbot, brain_project, monkeypatch, tmp_path):
+    full = _disk(monkeypatch, brain_project)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    sample = session.sample.id
+    full["on"] = True
+    painted = _paint(session)
+    press(viewer, "n")
+    session.close_project()
+    kept = list((tmp_path / "home" / "unsaved").rglob("*.npz"))
+    assert len(kept) == 1 and "project" not in kept[0].name  # named by a hash of the folder
+    full["on"] = False
+    session.open_project(brain_project)
+    session.flush_saves()
+    assert np.array_equal(session.project.load_label(sample), painted)
+    assert session.project.label(sample).author == "tester"
+    assert not list((tmp_path / "home" / "unsaved").rglob("*.npz"))  # saved: the kept file goes

@@ -66,11 +66,22 @@ def write_atomic(directory: Path, final_name: str, data: bytes) -> Path:
     try:
         _write_durable(tmp, data)
         _rename(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, directory) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(directory)
     return final
+
+
+def _naming(exc: OSError, directory: Path) -> OSError:
+    """``exc`` with the folder it failed in: a write or an fsync on a full disk says only "[Errno
+    28] No space left on device", and the user cannot tell which disk."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror, str(directory))
 
 
 def copy_atomic(source: Path, directory: Path, final_name: str) -> tuple[Path, str]:
@@ -86,6 +97,9 @@ def copy_atomic(source: Path, directory: Path, final_name: str) -> tuple[Path, s
             dst.flush()
             os.fsync(dst.fileno())
         _rename(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, directory) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

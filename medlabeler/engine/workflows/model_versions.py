@@ -40,7 +40,11 @@ def save_version(project, *, method_label: str, state: dict, record: dict, metri
             return project.add_model(method=method_label, weights_file=path, record=record,
                                      metrics=finite_metrics(metrics), parent=parent, activate=activate)
 
-    return on_main(save)  # under torchrun rank 0 alone writes; every rank gets the version
+    try:
+        return on_main(save)  # under torchrun rank 0 alone writes; every rank gets the version
+    except OSError as exc:  # a full disk said "[Errno 28] No space left on device" and no more
+        raise ProjectError(f"{project.root}: the trained model could not be saved in the project: "
+                           f"{exc.strerror or exc}") from exc
 
 
 def read_weights(project, mv):
