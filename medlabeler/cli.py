@@ -251,7 +251,7 @@ def cmd_relink(args) -> int:
 def cmd_export(args) -> int:
     from medlabeler.engine.project.export import export_project, written_text
 
-    from medlabeler.engine.errors import ProjectLockedError
+    from medlabeler.engine.errors import ProjectLockedError, ProjectReadOnlyError
 
     try:
         project = _open(args.project)  # writable: the export is recorded in the audit log
@@ -259,6 +259,9 @@ def cmd_export(args) -> int:
         project = _open(args.project, readonly=True)
         print(f"note: the project is open in another app or command{f' ({exc.holder})' if exc.holder else ''}: exporting "
               "the labels saved there so far, read-only (this export is not recorded in the project's audit log)")
+    except ProjectReadOnlyError as exc:  # an archive, a read-only share, a full disk: its labels still come out
+        project = _open(args.project, readonly=True)
+        print(f"note: {exc}\nexporting read-only (this export is not recorded in the project's audit log)")
     before = _files_under(Path(args.out))
     with project:
         files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,

@@ -33,6 +33,11 @@ class ProjectError(MedlabelerError):
     """The project folder is missing, damaged, or used by another app."""
 
 
+class ProjectReadOnlyError(ProjectError):
+    """The project cannot be written (a read-only disk or share, no permission, a full disk): it can
+    be opened read-only."""
+
+
 class ProjectLockedError(ProjectError):
     """Another app holds the project open for writing. `holder`: who, as far as the lock file
     says ("pid 123 on host", or "")."""

@@ -378,7 +378,7 @@ class Session(QObject):
     def open_project(self, path, *, open_first: bool = True) -> bool:
         """Open a project folder in place of the one open; False with a message when it cannot
         (the one open stays open)."""
-        from medlabeler.engine.errors import MedlabelerError, ProjectLockedError
+        from medlabeler.engine.errors import MedlabelerError, ProjectLockedError, ProjectReadOnlyError
 
         self._close_if_open(path)  # opened again: this app's own lock would make it read-only
         locked_note = None
@@ -391,6 +391,10 @@ class Session(QObject):
                 locked_note = (f"{project.root.name} is open for writing in another app or command{other}, so it opened "
                                "read-only here: images, labels and predictions can be looked at; labeling and "
                                "training need it closed there.")
+            except ProjectReadOnlyError as exc:  # an archive, a read-only share, a full disk
+                project = calls.open_project(path, readonly=True)
+                locked_note = (f"{error_text(exc)}. So it opened read-only: images, labels and predictions can be "
+                               "looked at and exported, not changed.")
         except MedlabelerError as exc:
             show_error_message(f"Cannot open the project: {error_text(exc)}")
             return False

@@ -195,6 +195,34 @@ def test_a_project_another_app_writes_to_opens_read_only_and_cannot_be_painted(m
     assert Project.open(brain_project).close() is None  # the read-only app took no lock
 
 
+def test_a_project_on_a_read_only_disk_opens_read_only_and_says_why(make_napari_viewer, monkeypatch, brain_project):
+    """An archived project on a read-only share: "Cannot open the project" (its lock file could not
+    be made), though the app looks at projects read-only."""
+    import errno
+
+    from medlabeler.engine.store.lock import LOCK_NAME
+    from medlabeler.ui.app import build_app
+
+    warnings = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
+    real_open = os.open
+
+    def read_only_disk(path, flags, *args):
+        if str(path) == str(brain_project / LOCK_NAME):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only_disk)
+    viewer = make_napari_viewer()
+    session = build_app(viewer).session
+    session.warm_up_on_open = False
+    assert session.open_project(brain_project)
+    assert session.project.readonly and session.writer is None and session.sample is not None
+    assert len(warnings) == 1 and "cannot be written (Read-only file system)" in warnings[0]
+    assert "opened read-only" in warnings[0]
+    session.close_project()
+
+
 def test_a_save_updates_the_counts_without_rebuilding_the_recent_list(make_napari_viewer, monkeypatch,
                                                                       brain_project):
     from medlabeler.ui import session as session_module

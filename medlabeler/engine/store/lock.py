@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..errors import ProjectError, ProjectLockedError
+from ..errors import ProjectError, ProjectLockedError, ProjectReadOnlyError
 
 try:
     import fcntl
@@ -38,6 +38,11 @@ class ProjectLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ProjectReadOnlyError(
+                    f"{self.root}: the project folder cannot be written ({exc.strerror}): it can be looked at and "
+                    "exported (the app opens it read-only); to label or train, copy it to a folder that can be "
+                    "written") from None
             raise ProjectError(f"{self.root}: cannot open the lock file: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ProjectError
+from ..errors import InputError, ProjectError, ProjectReadOnlyError
 from . import files
 from .lock import ProjectLock
 from .records import (
@@ -172,6 +173,46 @@ class LabeledSourceCheck:
     readable: dict[str, str]  # path -> fingerprint now, of sources changed since the import that read as before
 
 
+FULL_DISK_BYTES = 1 << 20  # free space under which a failure to open is put down to a full disk
+
+
+def _connect_readonly(db: Path) -> sqlite3.Connection:
+    """A read-only connection. SQLite reads a WAL database through a ``-shm`` file beside it, which
+    a read-only folder or a full disk cannot hold ("unable to open database file", "disk I/O
+    error": a project on an archive share could not even be exported). With no write-ahead log
+    left to read (the project closed cleanly), the file alone is the database: read it as such."""
+    conn = sqlite3.connect(db.as_uri() + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False,
+                           timeout=30)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        wal = db.with_name(db.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+    return sqlite3.connect(db.as_uri() + "?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+
+
+def _not_opened(db: Path, exc: Exception) -> ProjectError:
+    """Why the database at ``db`` did not open: a full disk or a read-only folder said "unreadable or
+    damaged", and a user told so may delete a sound project. Those two can still be opened read-only
+    (`ProjectReadOnlyError`)."""
+    try:
+        free = shutil.disk_usage(db.parent).free
+        read_only = bool(os.statvfs(db.parent).f_flag & os.ST_RDONLY) or not os.access(db.parent, os.W_OK)
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        free, read_only = None, False
+    if free is not None and free < FULL_DISK_BYTES:
+        return ProjectReadOnlyError(
+            f"{db}: cannot open the project for writing: the disk holding it is full ({free // 1024} KB free); free "
+            f"space there and open it again (the database is not known to be damaged: {exc})")
+    if read_only:
+        return ProjectReadOnlyError(f"{db}: cannot open the project for writing: its folder is read-only ({exc}); "
+                                    "it can be looked at and exported, or copied to a folder that can be written")
+    return ProjectError(f"{db}: project database is unreadable or damaged ({exc})")
+
+
 class Project:
     """An open project. Create with ``Project.create``, open with ``Project.open``; close when done.
 
@@ -209,11 +250,15 @@ class Project:
         db = root / DB_NAME
         try:
             if readonly:
-                conn = sqlite3.connect(db.as_uri() + "?mode=ro", uri=True, isolation_level=None,
-                                       check_same_thread=False, timeout=30)
+                conn = _connect_readonly(db)
             else:
                 conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=30)
             self._conn = conn
+            if schema_version(conn) == 0:  # before WAL mode, which would write to it
+                raise ProjectError(f"{db}: the project database holds no project "
+                                   f"({'0 bytes' if db.stat().st_size == 0 else 'no tables'}): it was cut short or "
+                                   "damaged; restore project.sqlite from a backup (masks/ and models/ beside it "
+                                   "are left as they are)")
             conn.execute("PRAGMA foreign_keys = ON")
             if not readonly:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -237,7 +282,7 @@ class Project:
                 self._remove_orphans()
         except sqlite3.DatabaseError as exc:
             self._close_connection()
-            raise ProjectError(f"{db}: project database is unreadable or damaged ({exc})") from None
+            raise _not_opened(db, exc) from None
         except BaseException:
             self._close_connection()
             raise
