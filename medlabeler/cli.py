@@ -249,7 +249,7 @@ def cmd_relink(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from medlabeler.engine.project.export import export_project, written_text
+    from medlabeler.engine.project.export import LEFT_OUT, ExportIncomplete, export_project, written_text
 
     from medlabeler.engine.errors import ProjectLockedError, ProjectReadOnlyError
 
@@ -263,9 +263,13 @@ def cmd_export(args) -> int:
         project = _open(args.project, readonly=True)
         print(f"note: {exc}\nexporting read-only (this export is not recorded in the project's audit log)")
     before = _files_under(Path(args.out))
+    left_out = None
     with project:
-        files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,
-                               deidentify=args.deidentify)
+        try:
+            files = export_project(project, args.out, fmt=args.format, keep_names=args.keep_names,
+                                   deidentify=args.deidentify)
+        except ExportIncomplete as exc:  # the others are written: said, then the exit status says it
+            files, left_out = exc.files, exc
     _say_seg_identity(args)
     written = {Path(f).resolve() for f in files}
     replaced, other = len(before & written), len(before - written)
@@ -280,6 +284,13 @@ def cmd_export(args) -> int:
     if other:
         print(f"note: {args.out} holds {_count(other, 'other file')}, not from this export (an earlier one, of labels "
               "since removed or of another format?): left as they are")
+    if left_out is not None:
+        for problem in left_out.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {len(left_out.problems)} label{'s' * (len(left_out.problems) > 1)} {LEFT_OUT}: the saved "
+              "file is damaged (see above: an earlier intact version can be restored with `medlabeler history`)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

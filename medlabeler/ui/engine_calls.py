@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from medlabeler.engine.project.export import LEFT_OUT as EXPORT_LEFT_OUT  # noqa: F401 - a partial export's words
 from medlabeler.engine.workflows.active_loop import QUEUE_DEPTH  # noqa: F401 - rows ranked at once (shorter: a prefix)
 from medlabeler.engine.workflows.promotion import (  # noqa: F401 - a version's figure, and where it comes from
     MEASURED_AT_DECISION,
@@ -95,13 +96,19 @@ def export_labels(project, out: str | Path, *, fmt: str, keep_names: bool, deide
     """Write the project's labels to ``out`` (`export_project`); what was written, in words (a
     DICOM-SEG's words say whether it carries the patient's identifiers)."""
     from medlabeler.engine.project.dicom_seg import REQUIRES_IDENTIFIERS
-    from medlabeler.engine.project.export import export_project, written_text
+    from medlabeler.engine.errors import error_text
+    from medlabeler.engine.project.export import ExportIncomplete, export_project, written_text
 
-    files = export_project(project, out, fmt=fmt, keep_names=keep_names, deidentify=deidentify)
+    try:
+        files, left_out = export_project(project, out, fmt=fmt, keep_names=keep_names, deidentify=deidentify), None
+    except ExportIncomplete as exc:  # the others are written
+        files, left_out = exc.files, exc
     said = f"exported {written_text(files, fmt)} to {out}"
     if fmt == "dicom-seg":
         said += ("; without patient identifiers" if deidentify else
                  "; " + REQUIRES_IDENTIFIERS.split(";")[0] + ": tick 'without patient identifiers' to leave them out")
+    if left_out is not None:
+        said += f"; {error_text(left_out)}"
     return said
 
 

@@ -592,14 +592,14 @@ class Session(QObject):
 
     @main_thread_only
     def _exported(self, project, result, details) -> None:
-        from napari.utils.notifications import show_info
+        from napari.utils.notifications import show_info, show_warning
 
         if isinstance(result, Exception):
             words = f"Cannot export the labels: {error_text(result)}"
             show_error_message(words)
         else:
             words = str(result)
-            show_info(words)
+            (show_warning if calls.EXPORT_LEFT_OUT in words else show_info)(words)  # a damaged mask file
             if project is self.project and not project.closed and not project.readonly:
                 project.audit("export", **details)  # the export's own handle was read-only
         if self.viewer is not None and str(self.viewer.status).startswith("exporting the labels"):

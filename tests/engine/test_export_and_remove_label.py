@@ -699,3 +699,31 @@ def test_a_2d_images_nifti_mask_imports_back_and_a_slice_mask_of_an_ambiguous_na
         report = import_labels(project, tmp_path / "slices")
         assert report.labeled == 0 and project.status()["labeled"] == 0
         assert "several images in the project have the name it is named after" in str(report.errors[0])
+
+
+def test_one_damaged_mask_file_leaves_its_label_out_of_the_export_not_every_label(tmp_path, capsys):
+    """A torn copy of one mask of six: `export` wrote nothing and exited 2, so the five intact labels
+    could not be taken out either."""
+    import json
+
+    from medlabeler.cli import main
+    from medlabeler.engine.project.export import ExportIncomplete, export_project
+    from tests.engine.test_pipeline_datasets import make_seg_project
+
+    project = make_seg_project(tmp_path, n=2, depth=3)
+    torn = project.label(project.samples(labeled=True)[0].id)
+    (project.root / torn.mask_relpath).write_bytes(b"PK torn")
+    for fmt in ("png", "nifti", "csv"):
+        with pytest.raises(ExportIncomplete, match="1 label left out of the export, its saved file damaged: .*"
+                                                   f"sample {torn.sample_id}, label version 1"):
+            export_project(project, tmp_path / fmt, fmt=fmt)
+    assert len(list((tmp_path / "png").glob("*.png"))) == 5
+    volumes = json.loads((tmp_path / "nifti" / "labels.json").read_text())["volumes"]
+    listed = [s["sample"] for v in volumes for s in v["samples"]]
+    assert len(listed) == 5 and torn.sample_id not in listed
+    assert len((tmp_path / "csv" / "labels.csv").read_text().splitlines()) == 1 + 5
+    project.close()
+    assert main(["export", str(tmp_path / "project"), "--format", "png", "--out", str(tmp_path / "cli")]) == 1
+    out, err = capsys.readouterr()
+    assert "exported 5 mask files and labels.json" in out
+    assert "damaged" in err and "1 label left out of the export" in err

@@ -384,6 +384,29 @@ def test_the_labels_are_exported_from_the_project_tab(make_napari_viewer, qtbot,
     assert said[2] == f"exported 1 mask file and labels.json to {tmp_path / 'out3'}"
 
 
+def test_an_export_from_the_app_with_a_damaged_mask_file_writes_the_others_and_warns(make_napari_viewer, qtbot,
+                                                                                    brain_project, tmp_path,
+                                                                                    monkeypatch):
+    from medlabeler.ui.app import build_app
+
+    warnings = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    project = session.project
+    ids = [s.id for s in project.samples()[:2]]
+    for sample_id in ids:
+        project.save_label(sample_id, np.ones(project.load_pixels(project.sample(sample_id)).shape, np.uint8))
+    (brain_project / project.label(ids[0]).mask_relpath).write_bytes(b"torn")
+    said = []
+    session.labels_exported.connect(said.append)
+    session.export_labels(tmp_path / "out", fmt="png")
+    qtbot.waitUntil(lambda: bool(said), timeout=30_000)
+    assert said[0].startswith(f"exported 1 mask file and labels.json to {tmp_path / 'out'}; ")
+    assert "1 label left out of the export" in said[0] and f"sample {ids[0]}" in said[0]
+    assert warnings == said
+
+
 def test_a_dicom_seg_export_from_the_app_says_it_carries_the_patient(tmp_path):
     """The command says so and has --deidentify; the app wrote the patient's name and ID without a
     word (a review). DICOM-SEG is offered only for DICOM images, PNG only where there are 2D ones."""

@@ -330,13 +330,20 @@ def identifiers_kept_out_of_warnings(datasets):
         warnings.warn(text, warning.category, stacklevel=3)
 
 
-def export_segs(project, out: str | Path, *, deidentify: bool = False, keep_names: bool = False) -> list[Path]:
-    """The current labels of a segmentation project, one SEG per source series."""
+def export_segs(project, out: str | Path, *, deidentify: bool = False, keep_names: bool = False,
+                damaged: list | None = None) -> list[Path]:
+    """The current labels of a segmentation project, one SEG per source series (a label whose file
+    is damaged left out, its error put in ``damaged``)."""
     if project.task.kind != "segmentation":
         raise ProjectError(f"{project.root}: DICOM-SEG export needs a segmentation project; use --format csv")
     by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
-    for sample in project.samples(labeled=True):
-        by_source[(sample.path, sample.series_uid)][sample.slice_index] = project.load_label(sample.id)
+    intact, errors = project.labels_that_read(project.samples(labeled=True))
+    if damaged is not None:
+        damaged.extend(errors)
+    elif errors:
+        raise errors[0]
+    for sample, value in intact:
+        by_source[(sample.path, sample.series_uid)][sample.slice_index] = value
     return write_label_segs(project, out, by_source, deidentify=deidentify, keep_names=keep_names)
 
 

@@ -23,32 +23,56 @@ from medlabeler.engine.store import Project
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+LEFT_OUT = "left out of the export"
+
+
+def _intact(project: Project, samples, damaged: list) -> list[tuple]:
+    intact, errors = project.labels_that_read(samples)
+    damaged.extend(errors)
+    return intact
+
+
+class ExportIncomplete(ProjectError):
+    """The export wrote every label but those whose saved file is damaged (``problems``, each naming
+    its file): one torn mask file had stopped the export of all the others. ``files``: what it wrote."""
+
+    def __init__(self, files: list[Path], problems: list[Exception]):
+        self.files, self.problems = files, problems
+        many = len(problems) > 1
+        super().__init__(f"{len(problems)} label{'s' * many} {LEFT_OUT}, {'their' if many else 'its'} saved file "
+                         f"damaged: {problems[0]}" + (f" (and {len(problems) - 1} more)" if many else ""))
+
+
 def export_project(project: Project, out: str | Path, *, fmt: str, keep_names: bool = False,
                    deidentify: bool = False) -> list[Path]:
-    """Write the current labels to ``out``; returns the files written.
+    """Write the current labels to ``out``; returns the files written. Labels whose file is damaged
+    are left out, and then `ExportIncomplete` says which, after the others are written.
 
     ``deidentify`` applies to DICOM-SEG, which otherwise carries its source's patient and study."""
     out = Path(out)
     if fmt in ("nifti", "png"):
         refuse_the_images_folder(project, out)
     out.mkdir(parents=True, exist_ok=True)
+    damaged: list[Exception] = []
     if fmt == "csv":
-        files = [_export_csv(project, out, keep_names)]
+        files = [_export_csv(project, out, keep_names, damaged)]
     elif fmt == "nifti":
         if project.task.kind != "segmentation":
             raise ProjectError(f"{project.root}: NIfTI export needs a segmentation project; use --format csv")
-        files = _export_nifti(project, out, keep_names)
+        files = _export_nifti(project, out, keep_names, damaged)
     elif fmt == "png":
-        files = _export_png(project, out, keep_names)
+        files = _export_png(project, out, keep_names, damaged)
     elif fmt == "dicom-seg":
         from medlabeler.engine.project.dicom_seg import export_segs
 
-        files = export_segs(project, out, deidentify=deidentify, keep_names=keep_names)
+        files = export_segs(project, out, deidentify=deidentify, keep_names=keep_names, damaged=damaged)
     else:
         raise ValueError(f"unknown export format {fmt!r} (nifti, png, csv or dicom-seg)")
     if not project.readonly:  # a read-only handle (the app holds the project) cannot record it
-        project.audit("export", format=fmt, files=len(files), keep_names=keep_names,
+        project.audit("export", format=fmt, files=len(files), keep_names=keep_names, left_out=len(damaged),
                       **({"deidentify": deidentify} if fmt == "dicom-seg" else {}))
+    if damaged:
+        raise ExportIncomplete(files, damaged)
     return files
 
 
@@ -70,16 +94,15 @@ def written_text(files: list, fmt: str) -> str:
 CSV_EXPORT_COLUMNS = ("sample", "split", "slice", "label", "origin")
 
 
-def _export_csv(project: Project, out: Path, keep_names: bool) -> Path:
+def _export_csv(project: Project, out: Path, keep_names: bool, damaged: list) -> Path:
     task = project.task
     path = out / "labels.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([*CSV_EXPORT_COLUMNS, "image_key"] + (["source"] if keep_names else []))
         keys: dict[tuple, str] = {}
-        for sample in project.samples(labeled=True):
+        for sample, value in _intact(project, project.samples(labeled=True), damaged):
             version = project.label(sample.id)
-            value = project.load_label(sample.id)
             if task.kind == "classification":
                 label = task.names[int(value)]
             else:
@@ -106,11 +129,11 @@ def nifti_affine(image) -> np.ndarray:
     return LPS_TO_RAS @ affine if image.metadata.get("space", "LPS") == "LPS" else affine
 
 
-def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
+def _export_nifti(project: Project, out: Path, keep_names: bool, damaged: list) -> list[Path]:
     by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
     samples_of: dict[tuple[str, str | None], list] = defaultdict(list)
-    for sample in project.samples(labeled=True):
-        by_source[(sample.path, sample.series_uid)][sample.slice_index] = project.load_label(sample.id)
+    for sample, value in _intact(project, project.samples(labeled=True), damaged):
+        by_source[(sample.path, sample.series_uid)][sample.slice_index] = value
         samples_of[(sample.path, sample.series_uid)].append(sample)
     files, index, stems = [], [], set()
     dtype = np.uint16 if len(project.task.names) > 255 else np.uint8
@@ -130,7 +153,7 @@ def _export_nifti(project: Project, out: Path, keep_names: bool) -> list[Path]:
     return files + [out / "labels.json"]
 
 
-def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
+def _export_png(project: Project, out: Path, keep_names: bool, damaged: list) -> list[Path]:
     """One PNG per labeled 2D image or slice, its pixels the label numbers (0 background), in the
     image's own rows and columns: what `import-labels` reads and what a 2D tool expects (a NIfTI of
     a PNG holds it transposed, as (X, Y, 1)). With ``keep_names`` a 2D image's mask is named as the
@@ -154,8 +177,11 @@ def _export_png(project: Project, out: Path, keep_names: bool) -> list[Path]:
         key = _keyed(image_key(project, path, series_uid))
         planned.extend((_png_name(stem, sample), sample, path, key) for sample in samples)
     files, index = [], []
+    masks = {sample.id: mask for sample, mask in _intact(project, [p[1] for p in planned], damaged)}
     for name, sample, path, key in planned:
-        files.append(write_mask_png(out / name, project.load_label(sample.id)))
+        if sample.id not in masks:
+            continue
+        files.append(write_mask_png(out / name, masks.pop(sample.id)))
         index.append({"file": name, "sample": sample.id, "slice": sample.slice_index, "split": sample.split,
                       **key, **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "masks": index}
