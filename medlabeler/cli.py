@@ -158,6 +158,7 @@ def cmd_import_labels(args) -> int:
 def cmd_status(args) -> int:
     from medlabeler.engine.errors import error_text
     from medlabeler.engine.store.project import per_class_text
+    from medlabeler.engine.workflows.model_versions import weights_problem
     from medlabeler.engine.workflows.promotion import version_figures
 
     with _open(args.project, readonly=True) as project:
@@ -180,6 +181,10 @@ def cmd_status(args) -> int:
     for line in per_class_text(kind, status["per_class"]):
         print(f"  {line}")
     print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, figure)})' if active else 'none'}")
+    unloadable = weights_problem(active) if active is not None else None
+    if unloadable:
+        print(f"  it cannot be loaded: {unloadable}; `medlabeler models PROJECT --activate V` makes another version "
+              "active, and the next training run (or `learn`) starts from scratch")
     for ids, problem in unreadable:
         print(f"labeled {_ids_text(ids)}: {error_text(problem)}", file=sys.stderr)
     if unreadable:
@@ -349,6 +354,7 @@ def _share(text: str) -> float:
 
 def cmd_train(args) -> int:
     from medlabeler.engine.errors import InitMismatchError
+    from medlabeler.engine.workflows.model_versions import weights_problem
     from medlabeler.engine.workflows.train import train_project, train_recommended
 
     config = _config(args.config)
@@ -359,8 +365,11 @@ def cmd_train(args) -> int:
         by_default = init is None
         if init in (None, "active"):  # as the app's Retrain and the learning loop: on from the active model
             active = project.active_model()
-            init = active.version if active is not None else None
-            if active is not None:
+            unloadable = weights_problem(active) if active is not None else None
+            init = active.version if active is not None and unloadable is None else None
+            if unloadable:  # every run from it would fail: as the learning loop, start afresh
+                print(f"the active model v{active.version} cannot be loaded: {unloadable}; training from scratch")
+            elif active is not None:
                 print(f"starting from the active model v{active.version} (--init scratch starts afresh)")
         elif init == "scratch":
             init = None

@@ -459,3 +459,26 @@ def test_a_classifier_waits_for_labels_of_two_classes_before_its_first_model(tmp
         project.save_label(next(s for s in train if classes[str(s.path)] == 1).id, 1)
         summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False))
         assert len(summary.decisions) == 1 and summary.decisions[0].promoted
+
+
+def test_an_active_model_whose_weights_are_gone_is_replaced_not_trained_from_round_after_round(project, capsys):
+    """The active model's weights file deleted (or torn): every round failed ("weights file not
+    found"), `status` still called it active, and no message named a way out."""
+    from medlabeler.cli import main
+
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    gone = project.active_model()
+    gone.path.unlink()
+    assert main(["status", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"it cannot be loaded: its weights file {gone.path.name} is missing" in out and "--activate V" in out
+    for sample in project.samples(split="train", labeled=False)[:3]:
+        _label(project, sample)
+    events = []
+    summary = run_to_end(learn(project, config=TINY, until_idle=True, score=False), events.append)
+    assert not summary.failures and summary.decisions[0].promoted
+    assert any(f"active v{gone.version} cannot be loaded" in e.message and "from scratch instead" in e.message
+               for e in events)
+    assert summary.decisions[0].message.startswith(f"promoted v{gone.version + 1} (val dice ")
+    assert f"active v{gone.version} cannot be loaded" in summary.decisions[0].message
+    assert project.active_model().version == gone.version + 1 and project.active_model().parent is None

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medlabeler.engine.errors import MedlabelerError, error_text
-from medlabeler.engine.workflows.model_versions import newest_pretrained, remove_old_weights, removed_text
+from medlabeler.engine.workflows.model_versions import (newest_pretrained, remove_old_weights, removed_text,
+                                                        weights_problem)
 from medlabeler.engine.workflows.recommended import WARM_START_MIN_STEPS, WARM_START_SHARE
 from medlabeler.engine.workflows.run_config import recommendation
 
@@ -466,12 +467,16 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
 
     active = project.active_model()
     run_config = {**rec.config, **(config or {})}
-    if active is not None:
+    unloadable = weights_problem(active) if active is not None else None
+    if active is not None and unloadable is None:
         init, origin = active.version, f"from v{active.version}"
     elif rec.init == "pretrained" and newest_pretrained(project) is not None:
         init, origin = "pretrained", "from the pretrained encoder"
     else:
         init, origin = None, "from scratch"
+    if unloadable:  # a run from it would fail, round after round: start afresh (the decision says why)
+        yield _phase(project, "training", f"active v{active.version} cannot be loaded: {unloadable}; training "
+                                          f"a candidate {origin} instead")
     # every round while labels arrive trains a share of the steps, the first one too (its labels
     # come sooner: the clinician goes on labeling meanwhile); a full run at rest trains them all
     if full_run is None:

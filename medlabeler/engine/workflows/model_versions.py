@@ -57,6 +57,25 @@ def read_weights(project, mv):
     return load_weights(mv.path)
 
 
+def weights_problem(mv) -> str | None:
+    """Why model version ``mv``'s weights cannot be loaded (removed to save space, the file missing
+    or changed since it was saved), or None. It reads the file once (megabytes) to check it."""
+    from medlabeler.engine.store.files import sha256_bytes
+    from medlabeler.engine.store.project import weights_removed_text
+
+    if mv.removed is not None:
+        return weights_removed_text(mv.removed)
+    try:
+        data = mv.path.read_bytes()
+    except FileNotFoundError:
+        return f"its weights file {mv.path.name} is missing (in {mv.path.parent})"
+    except OSError as exc:
+        return f"its weights file {mv.path.name} cannot be read ({exc.strerror or exc})"
+    if mv.checksum and sha256_bytes(data) != mv.checksum:
+        return f"its weights file {mv.path.name} is damaged (changed since it was saved)"
+    return None
+
+
 def old_versions(project, keep_newest: int = KEEP_NEWEST, keep_roll_back: int = KEEP_ROLL_BACK) -> list[int]:
     """Versions whose weights `remove_old_weights` removes (see KEEP_NEWEST, KEEP_ROLL_BACK)."""
     present = [m for m in project.models() if m.removed is None]

@@ -36,7 +36,7 @@ from typing import Any
 
 from medlabeler.engine.project.project_import import ONE_CLASS_NOTE, only_validation_class
 from medlabeler.engine.workflows.evaluate import evaluate_project
-from medlabeler.engine.workflows.model_versions import label_fingerprint
+from medlabeler.engine.workflows.model_versions import label_fingerprint, weights_problem
 
 #: A candidate may be this much below the active model and still be promoted: validation Dice on
 #: a handful of slices moves by about this much between equally good models.
@@ -242,6 +242,9 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
     no_val_note = comparison_note(project, split)
     if active is not None and active.version == candidate:
         return Decision(candidate, True, f"v{candidate} is already active", active=candidate, n_val=n_val, split=split)
+    unloadable = weights_problem(active) if active is not None else None
+    if unloadable is not None:  # kept active, it would stay so for good, and every run from it fail
+        return _in_place_of_unloadable(project, candidate, active, unloadable, n_val, split, device)
     if n_val == 0:
         if active is None:
             return Decision(candidate, True, f"promoted v{candidate}: the first model (no validation labels yet "
@@ -289,6 +292,17 @@ def decide(project, candidate: int, *, tolerance: float = TOLERANCE, device=None
                         **common)
     return Decision(candidate, False, f"v{candidate} not better: {shown} vs active v{active.version} "
                                       f"{shown_active} ({on})", **common)
+
+
+def _in_place_of_unloadable(project, candidate: int, active, problem: str, n_val: int, split: str, device) -> Decision:
+    """Promote ``candidate`` in place of an active model whose weights cannot be loaded any more."""
+    name = value = None
+    if n_val:
+        name, value, _ = validation_metric(project, candidate, device=device, split=split)
+    measured = f" ({split} {name} {value:.3f})" if value is not None else ""
+    return Decision(candidate, True, f"promoted v{candidate}{measured}: active v{active.version} cannot be loaded: "
+                                     f"{problem}", metric=name or "", candidate_value=value, active=active.version,
+                    n_val=n_val, val_state=validation_state(project, split) if n_val else "", split=split)
 
 
 def figures_apart(a: float, b: float) -> tuple[str, str]:
