@@ -15,7 +15,6 @@ from pathlib import Path
 
 from medlabeler.engine.training.progress import drive, torchrun_rank as _torchrun_rank
 
-DEFAULT_DEMO_DIR = Path.home() / ".medlabeler" / "demo"
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -604,7 +603,9 @@ def cmd_benchmark(args) -> int:
 def cmd_demo(args) -> int:
     from medlabeler.engine.workflows.demo_loop import prepare_demo, run_headless_round
 
-    root = prepare_demo(Path(args.dir), fresh=args.fresh)
+    from medlabeler.engine.home import medlabeler_home
+
+    root = prepare_demo(Path(args.dir) if args.dir else medlabeler_home() / "demo", fresh=args.fresh)
     if args.headless:
         return run_headless_round(root, steps=args.steps)
     from medlabeler.ui.app import run_app
@@ -802,7 +803,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_benchmark)
 
     p = _command(sub, "demo", help="create the demo project (a real brain MRI) and open it")
-    p.add_argument("--dir", default=str(DEFAULT_DEMO_DIR))
+    p.add_argument("--dir", default=None, help="where the demo project is made (default: demo in $MEDLABELER_HOME, "
+                                               "else ~/.medlabeler/demo, as the app's Open demo)")
     p.add_argument("--headless", action="store_true", help="run the same loop without a display")
     p.add_argument("--fresh", action="store_true", help="start the demo project again from scratch")
     p.add_argument("--steps", type=int, default=None,

@@ -24,6 +24,7 @@ from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.engine.store.project import MISSING_SLICE, restored_text
 from medlabeler.engine.errors import MedlabelerError, error_text
+from medlabeler.engine.home import medlabeler_home
 from medlabeler.ui import engine_calls as calls
 from medlabeler.ui.qt_fixes import guard_singletons
 from medlabeler.ui.layers import (DEFAULT_VISIBLE, PredictionView, SampleView, labels_listed, make_spare_layers,
@@ -149,10 +150,6 @@ def not_saved_text(sample_ids, error) -> str:
             f"{'They are' if many else 'It is'} kept while the project is open (shown when the sample opens) and "
             "saved again with your next save; closing keeps what still fails in your medlabeler folder. If the "
             "disk is full, free space on it.")
-
-
-def medlabeler_home() -> Path:
-    return Path(os.environ.get("MEDLABELER_HOME", Path.home() / ".medlabeler"))
 
 
 def recent_projects() -> list[str]:

@@ -38,3 +38,17 @@ def test_the_headless_demo_trains_the_recommended_pipeline_and_suggests_the_queu
     assert main(["queue", str(root), "--n", "1", "--json"]) == 0
     queue_first = int(re.search(r'"sample": (\d+)', capsys.readouterr().out).group(1))
     assert suggested[0] == queue_first
+
+
+def test_the_demo_command_makes_its_project_in_the_users_medlabeler_folder(tmp_path, monkeypatch):
+    """`medlabeler demo` opened ~/.medlabeler/demo whatever MEDLABELER_HOME said, and the app's
+    Open demo the one in MEDLABELER_HOME: two demos, and a tester opened another user's."""
+    from medlabeler import cli
+
+    made = []
+    monkeypatch.setenv("MEDLABELER_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("medlabeler.engine.workflows.demo_loop.prepare_demo", lambda root, fresh: made.append(root))
+    monkeypatch.setattr("medlabeler.engine.workflows.demo_loop.run_headless_round", lambda root, steps: 0)
+    assert cli.main(["demo", "--headless"]) == 0
+    assert cli.main(["demo", "--headless", "--dir", str(tmp_path / "mine")]) == 0
+    assert made == [tmp_path / "home" / "demo", tmp_path / "mine"]
