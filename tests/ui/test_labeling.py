@@ -1205,6 +1205,28 @@ def test_the_metrics_curve_breaks_where_the_validation_labels_changed(make_napar
     assert "the line breaks where the validation labels changed" in metrics.caption.text()
 
 
+def test_the_metrics_legend_covers_no_point(make_napari_viewer, qtbot, brain_project, monkeypatch):
+    """A trial at 125% scaling: the newest model, re-measured lower on changed validation labels, sat
+    in the plot's lower right corner under the legend, and the curve seemed to end at v2."""
+    from medlabeler.ui.widgets import metrics as metrics_module
+
+    curve = [(1, 0.668, 1), (7, 0.745, 2), (10, 0.420, 3)]  # as the trial's project had them
+    monkeypatch.setattr(metrics_module, "active_curve", lambda project: ("dice", curve, [(9, 0.41, 4)], ["a", "a", "b"]))
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    widget.tabs.setCurrentWidget(widget.metrics)
+    metrics = widget.metrics
+    qtbot.waitUntil(lambda: bool(metrics.points), timeout=10_000)
+    metrics.canvas.draw()
+    renderer = metrics.figure.canvas.get_renderer()
+    boxes = [legend.get_window_extent(renderer) for legend in [metrics.ax.get_legend(), *metrics.figure.legends]
+             if legend is not None]
+    assert len(boxes) == 1
+    for x, y, _ in curve + [(9, 0.41, 4)]:
+        px, py = metrics.ax.transData.transform((x, y))
+        assert not (boxes[0].x0 <= px <= boxes[0].x1 and boxes[0].y0 <= py <= boxes[0].y1), (x, y)
+
+
 @pytest.mark.parametrize("gone", ["before the import", "after the import"])
 def test_a_slice_missing_from_its_series_is_not_labeled_in_the_app(make_napari_viewer, tmp_path, gone):
     """A CT series with one file gone is read with that slice blank: the dock says there is nothing

@@ -89,8 +89,8 @@ class MetricsWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         layout = QVBoxLayout(self)
-        self.figure = Figure(figsize=(4, 3))
-        self.figure.subplots_adjust(left=0.17, right=0.96, bottom=0.17, top=0.9)
+        self.figure = Figure(figsize=(4, 3.4))
+        self.figure.subplots_adjust(left=0.17, right=0.96, bottom=0.27, top=0.91)  # the legend below
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(200)
         self.ax = self.figure.add_subplot(111)
@@ -167,7 +167,11 @@ class MetricsWidget(QWidget):
             # over the axes, not beside them: a rotated label is cut off in a narrow dock
             self.ax.set_title(f"{on} {name}", loc="left", fontsize=9, y=1.0, pad=3)
             self.ax.grid(alpha=0.3)
-            self.ax.legend(fontsize=7, loc="lower right")
+            # below the axes: inside them it hid the active model's point once it sat in its corner
+            for old in self.figure.legends:
+                old.remove()
+            self.figure.legend(*self.ax.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=2,
+                               frameon=False, handlelength=1.5, columnspacing=1.2, borderaxespad=0.2)
             self.canvas.draw_idle()
             self.caption.setText(f"active model v{last[2]}: {on} {name} {last[1]:.3f} when the project had "
                                  f"{last[0]} training label{'' if last[0] == 1 else 's'} "
