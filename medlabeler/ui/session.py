@@ -276,6 +276,7 @@ class Session(QObject):
     background_state = Signal(bool)  # prediction/scoring running
     overlay_toggled = Signal(str, bool)  # overlay kind, visible (keys and the Review tab's boxes)
     saves_submitted = Signal()  # labels handed to the writer (shown as "saving" until labels_changed)
+    save_warning_changed = Signal(str)  # what the last save needs the clinician to know ("" once it is past)
     _save_landed_signal = Signal()  # from the writer thread: saves landed (see _landed)
     _volume_read = Signal(object, object, object)  # project, sample, (Volume | exception, LabelsRead | None)
     labels_exported = Signal(str)  # what was written, or why not
@@ -312,6 +313,8 @@ class Session(QObject):
         # saves that failed (a full disk), newest per sample: shown when the sample opens, saved again
         # with the next save, and kept in the user's folder if they still fail when the project closes
         self._not_saved: dict[int, object] = {}
+        self.save_warning = ""  # the Label tab shows it (`_warn_of_save`)
+        self._not_saved_said = False  # save_warning says that saves failed
         self._kept_files: dict[int, object] = {}  # sample id -> its label kept at a closing, being saved now
         self.import_report = ""  # what the last "Create and open" found: the Project tab shows it whole
         self._failed_first: set[int] = set()  # samples that failed to open while none was on screen
@@ -747,6 +750,7 @@ class Session(QObject):
         self.predictions.clear()
         self._unjudged.clear()
         self._painted_shares.clear()  # another project paints other structures
+        self._set_save_warning("")
         if self.viewer is not None and self.viewer.status == status:  # not the closed project's last words
             self.viewer.status = "Ready"  # ("saved sample 68") over the next; what its last save said stays
         self.project_changed.emit()
@@ -1145,6 +1149,7 @@ class Session(QObject):
         changed = self.view.changed_masks()
         missing = self.project.missing_slice_ids() if changed else frozenset()
         self.unsavable = []
+        warned = self.save_warning
         for sample_id, mask in changed:
             if sample_id in missing:  # the store would refuse it: say why here, and drop the strokes
                 self.view.show_stored_labels([sample_id])
@@ -1152,14 +1157,14 @@ class Session(QObject):
                 continue
             if int(mask.max(initial=0)) > len(self.project.task.names):  # the store would refuse it: the strokes stay
                 self.unsavable.append(sample_id)
-                _warn(unsavable_note(sample_id, int(mask.max()), self.project.task.names))
+                self._warn_of_save(unsavable_note(sample_id, int(mask.max()), self.project.task.names))
                 continue
             origin = self._origin_for(sample_id, mask)
             self.writer.submit(sample_id, mask, author=self.author, origin=origin)
             self._unjudged.pop(sample_id, None)  # an earlier mask of it: replaced by this one
             role = HELD_OUT_ROLES.get(self._split_of(sample_id))  # None: a training sample
             if role is not None and origin == "accepted_prediction":  # 'Correct it…', then s with no edit
-                _warn(f"sample {sample_id}: saved unedited from the model's prediction. A {role[0]} label "
+                self._warn_of_save(f"sample {sample_id}: saved unedited from the model's prediction. A {role[0]} label "
                       f"{role[1]}, and this one is the model's own answer: keep it only if you checked it pixel by "
                       "pixel; otherwise correct it and save again.")
             note = self._incomplete_note(sample_id, mask, role)
@@ -1172,15 +1177,32 @@ class Session(QObject):
             if role is not None and note is None:
                 self._judge_later(sample_id, mask)  # against the prediction, when it arrives
             elif role is not None:
-                _warn(note)  # a partial held-out label misjudges models: more than a status line
+                self._warn_of_save(note)  # a partial held-out label misjudges models: more than a status line
             self.view.mark_saved(sample_id, mask)  # the baseline: what is being written
             self._from_prediction.discard(sample_id)
             submitted += 1
         submitted += self._save_again(done={sample_id for sample_id, _ in changed})
+        if submitted and self.save_warning == warned and not self._not_saved:  # a save past the last warning
+            self._set_save_warning("")
         if submitted:
             self.viewer.status = f"saving {submitted} label{'s' if submitted > 1 else ''}…"
             self.saves_submitted.emit()
         return submitted
+
+    def _warn_of_save(self, text: str) -> None:
+        """A notification, and the Label tab's line until a later save (a notification shows one line for
+        4 s in the canvas's corner: a trial at 125% scaling read 39 of 175 characters)."""
+        _warn(text)
+        self._set_save_warning(text)
+
+    def _set_save_warning(self, text: str) -> None:
+        if text != self.save_warning:
+            self.save_warning = text
+            self.save_warning_changed.emit(text)
+
+    def not_saved_ids(self) -> frozenset[int]:
+        """Samples whose last save failed (kept, saved again with the next save)."""
+        return frozenset(self._not_saved)
 
     def _save_again(self, done=()) -> int:
         """Hand the saves that failed to the writer again (all but ``done``: saved from the screen
@@ -1208,7 +1230,7 @@ class Session(QObject):
         note = None if mask is None else self._incomplete_note(sample_id, mask,
                                                                HELD_OUT_ROLES.get(self._split_of(sample_id)))
         if note is not None:  # the clinician may be on another sample by now: a notification, not the status
-            _warn(f"Saved earlier: {note}")
+            self._warn_of_save(f"Saved earlier: {note}")
 
     def _incomplete_note(self, sample_id: int, mask: np.ndarray, role: tuple[str, str] | None) -> str | None:
         """A note when a saved mask looks like strokes, not whole structures: every unpainted pixel
@@ -1393,11 +1415,16 @@ class Session(QObject):
                 if kept is not None:  # kept at an earlier closing: in the project now
                     calls.forget_unsaved(kept)
                 self._landed_since_signal.append(pending.sample_id)
-        if failed:
-            text = not_saved_text(sorted({p.sample_id for p in failed}), failed[-1].error)
+        still = sorted({p.sample_id for p in failed} & set(self._not_saved))  # (not saved by a later try since)
+        if still:
+            text = not_saved_text(still, failed[-1].error)
             show_error_message(text)
+            self._set_save_warning(text)
             if self.viewer is not None:
                 self.viewer.status = text.split(". ", 1)[0]  # not "saving 1 label…" any more
+        elif self._not_saved_said and not self._not_saved:  # what had failed is saved now
+            self._set_save_warning("")
+        self._not_saved_said = bool(self._not_saved)
         if self._landed_since_signal and not self.saving:  # one report for a burst of saves
             landed, self._landed_since_signal = sorted(set(self._landed_since_signal)), []
             self.labels_changed.emit()

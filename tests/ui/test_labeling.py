@@ -924,11 +924,12 @@ def _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project, mo
     warned = []
     monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
     viewer = make_napari_viewer(show=True)
-    session = build_app(viewer, trained_project).session
+    widget = build_app(viewer, trained_project)
+    session = widget.session
     project = session.project
     val = next(s for s in project.samples(split="val") if project.label(s.id) is None)
     session.open_sample(val.id)
-    return viewer, session, val, warned
+    return viewer, widget, val, warned
 
 
 def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_viewer, qtbot, trained_project,
@@ -936,8 +937,9 @@ def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_vie
     """A held-out label chooses or measures the model: painted far less than the structure the
     model finds, the save says every unpainted pixel is background and what the label is for, in
     the status line and in a notification (the line is cut on a 1366 px screen)."""
-    viewer, session, val, warned = _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project,
-                                                                        monkeypatch)
+    viewer, widget, val, warned = _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project,
+                                                                       monkeypatch)
+    session = widget.session
     project = session.project
     qtbot.waitUntil(lambda: session.current_prediction is not None, timeout=60_000)
     predicted = session.current_prediction.label
@@ -951,6 +953,18 @@ def test_strokes_on_a_validation_sample_are_called_what_they_are(make_napari_vie
     assert "unpainted pixels count as background and a validation label chooses the model" in viewer.status
     assert f"(the model finds {found:.1%})" in viewer.status, viewer.status
     assert len(warned) == 1 and warned[0] in viewer.status
+    # and in the Label tab, whole, until a later save: the notification shows one line for 4 s, in the
+    # canvas's corner (a trial at 125% scaling read 39 of its 175 characters, after n had moved on)
+    line = widget.label.save_warning
+    assert line.isVisibleTo(widget.label) and line.text() == warned[0]
+    train = next(s for s in project.samples(split="train") if project.label(s.id) is None)
+    session.open_sample(train.id)
+    layer = session.view.labels_layer
+    np.asarray(layer.data)[train.slice_index] = 1  # painted whole: nothing to say
+    layer.refresh()
+    press(viewer, "s")
+    assert session.flush_saves() and len(warned) == 1
+    assert not line.isVisibleTo(widget.label)  # a later save that needed no word takes the line away
 
 
 def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_it_does(make_napari_viewer, qtbot,
@@ -958,8 +972,9 @@ def test_a_validation_label_saved_before_its_prediction_arrived_is_judged_when_i
     """A grey-matter ring saved on a validation sample before the model's prediction of it had
     arrived went into validation without a word (painted 7%: more than strokes, less than half of
     what the model finds)."""
-    viewer, session, val, warned = _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project,
-                                                                        monkeypatch)
+    viewer, widget, val, warned = _open_an_unlabeled_validation_sample(make_napari_viewer, trained_project,
+                                                                       monkeypatch)
+    session = widget.session
     project = session.project
     assert session.current_prediction is None  # it is made on a thread: not here before the save
     layer = session.view.labels_layer
@@ -1671,7 +1686,8 @@ def test_strokes_whose_save_failed_on_a_full_disk_are_kept_and_saved_once_there_
     gone for good (reopened empty once space was freed); the status said "saving 1 label…" on."""
     full = _disk(monkeypatch, brain_project)
     viewer = make_napari_viewer(show=True)
-    session = build_app(viewer, brain_project).session
+    widget = build_app(viewer, brain_project)
+    session, dock = widget.session, widget.label
     project = session.project
     first = session.sample.id
     full["on"] = True
@@ -1687,8 +1703,11 @@ def test_strokes_whose_save_failed_on_a_full_disk_are_kept_and_saved_once_there_
     session.flush_saves()
     assert project.label(first) is None and project.label(second) is None
     assert viewer.status.startswith(f"The labels of samples {first}, {second} were not saved")
+    assert dock.save_warning.isVisibleTo(dock) and dock.save_warning.text().startswith(
+        f"The labels of samples {first}, {second} were not saved: [Errno 28] No space left on device")
     session.open_sample(first)  # the strokes show when the sample opens again
     assert np.array_equal(session.view.current_mask(), painted)
+    assert dock.current_label.text().startswith("not saved")
     full["on"] = False  # space freed: the next save takes both
     press(viewer, "s")
     session.flush_saves()
@@ -1696,6 +1715,7 @@ def test_strokes_whose_save_failed_on_a_full_disk_are_kept_and_saved_once_there_
     assert project.load_label(second).max() == 2
     assert viewer.status.startswith("saved the labels of samples")
     assert not session._not_saved
+    assert not dock.save_warning.isVisibleTo(dock)
 
 
 def test_strokes_whose_save_still_fails_at_closing_are_kept_and_saved_when_the_project_opens(

@@ -58,6 +58,11 @@ class LabelWidget(QWidget):
         buttons.addWidget(self.next_button)
         buttons.addWidget(self.remove_button)
         layout.addLayout(buttons)
+        self.save_warning = QLabel("")  # what the last save needs the clinician to know, until a later save
+        self.save_warning.setWordWrap(True)
+        self.save_warning.setStyleSheet("color: #f0a030;")
+        self.save_warning.setVisible(False)
+        layout.addWidget(self.save_warning)
         self.help = hint("")
         layout.addWidget(self.help)
         self.keys = QLabel("")  # the keys help: one scheme, from keys.py
@@ -74,6 +79,7 @@ class LabelWidget(QWidget):
         connect(self, self.session.sample_opened, self._sample_opened)
         connect(self, self.session.labels_changed, self._show_current)
         connect(self, self.session.saves_submitted, self._show_current)
+        connect(self, self.session.save_warning_changed, self._show_save_warning)
         self.rebuild()
         if self.session.sample is not None:  # docked after a sample opened: no signal will say which
             self._sample_opened(self.session.sample)
@@ -173,10 +179,18 @@ class LabelWidget(QWidget):
         except RuntimeError:  # the widget is gone (the dock closed)
             pass
 
+    def _show_save_warning(self, text: str) -> None:
+        self.save_warning.setText(text)
+        self.save_warning.setVisible(bool(text))
+        self._show_current()
+
     def _show_current(self) -> None:
         session = self.session
         if session.project is None or session.sample is None:
             self.current_label.setText("")
+            return
+        if session.sample.id in session.not_saved_ids():
+            self.current_label.setText("not saved (see below): kept, saved again with the next save")
             return
         if session.sample.id in session.pending_labels():
             self.current_label.setText("saving…")  # "saved" only once it is on disk
