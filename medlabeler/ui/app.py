@@ -49,8 +49,17 @@ def _dock_name() -> str:
     return menu_item_template.format("medlabeler", "medlabeler")
 
 
+#: Screens narrower than this (in Qt's logical pixels: 1366 px at 125% scaling is 1093) start the
+#: app with napari's layer controls hidden: with them, the scan had a third of the width.
+NARROW_SCREEN = 1200
+
+LAYER_CONTROLS_HIDDEN_NOTE = ("napari's layer controls are hidden to give the scan room on this screen: Window > "
+                              "Layer Controls shows them (the Label tab has the labels, the brush and the keys)")
+
+
 def fit_window(viewer) -> None:
-    """Fill the screen: maximized, and sized to the screen where no window manager maximizes."""
+    """Fill the screen: maximized, and sized to the screen where no window manager maximizes. On a
+    narrow screen napari's layer controls start hidden (`NARROW_SCREEN`)."""
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
@@ -60,8 +69,23 @@ def fit_window(viewer) -> None:
     screen = window.screen() or QApplication.primaryScreen()
     if screen is not None:
         window.setGeometry(screen.availableGeometry())
+        if screen.availableGeometry().width() < NARROW_SCREEN:
+            _hide_layer_controls(viewer)
     window.showMaximized()
     QTimer.singleShot(0, viewer.reset_view)  # once the canvas has its new size: the image fills it
+
+
+def _hide_layer_controls(viewer) -> None:
+    controls = getattr(getattr(viewer.window, "_qt_viewer", None), "dockLayerControls", None)  # napari's (private)
+    if controls is None or not controls.isVisible():
+        return
+    import logging
+
+    from napari.utils.notifications import show_info
+
+    controls.setVisible(False)
+    logging.getLogger(__name__).info(LAYER_CONTROLS_HIDDEN_NOTE)
+    show_info(LAYER_CONTROLS_HIDDEN_NOTE[0].upper() + LAYER_CONTROLS_HIDDEN_NOTE[1:] + ".")
 
 
 def new_viewer(title: str = "medlabeler", show: bool = True):

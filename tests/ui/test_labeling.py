@@ -251,6 +251,25 @@ def open_predicted(make_napari_viewer, qtbot, project_dir):
     return viewer, widget, settled
 
 
+@pytest.mark.parametrize("narrow", [True, False])
+def test_on_a_narrow_screen_the_app_starts_with_napari_layer_controls_hidden(make_napari_viewer, qtbot, monkeypatch,
+                                                                              narrow):
+    """A 1366 px laptop at 125% scaling (1093 of Qt's pixels): napari's layer controls and the dock
+    each at their narrowest left the scan 362 of them, a third of the width."""
+    from medlabeler.ui import app
+
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_info", shown.append)
+    monkeypatch.setattr(app, "NARROW_SCREEN", 10_000 if narrow else 1_000)  # this screen: 1600 wide
+    viewer = make_napari_viewer(show=True)
+    build_app(viewer)
+    controls = viewer.window._qt_viewer.dockLayerControls
+    fit_window(viewer)
+    qtbot.wait(50)
+    assert controls.isVisible() is not narrow and viewer.window._qt_viewer.dockLayerList.isVisible()
+    assert (shown == [app.LAYER_CONTROLS_HIDDEN_NOTE[0].upper() + app.LAYER_CONTROLS_HIDDEN_NOTE[1:] + "."]) is narrow
+
+
 def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer, qtbot, trained_project, tmp_path,
                                                               caplog, capsys):
     caplog.set_level(logging.INFO, logger="medlabeler.ui.session")
