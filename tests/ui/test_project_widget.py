@@ -691,3 +691,38 @@ def test_strokes_painted_while_an_import_runs_stay_and_its_report_waits_for_its_
     session.close_project()
     qtbot.wait(100)
     assert form.path_label.text() == "No project open" and form.import_report.isHidden() and len(said) == 1
+
+
+def test_creating_or_opening_a_project_while_a_run_trains_asks_first(make_napari_viewer, qtbot, brain_project,
+                                                                     tmp_path, brain_files, monkeypatch):
+    """A trial's "Create and open" closed the demo and threw away a training round 23% done; a
+    notification said so, gone from the screen in 4 s."""
+    from qtpy.QtWidgets import QMessageBox
+
+    from medlabeler.ui.app import build_app
+    from tests.ui.projects import TINY
+
+    asked, answer = [], [QMessageBox.StandardButton.No]
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a: asked.append(text) or answer[0])
+    viewer = make_napari_viewer()
+    widget = build_app(viewer, brain_project)
+    session, form = widget.session, widget.project
+    project = session.project
+    layer = session.view.labels_layer
+    np.asarray(layer.data)[session.sample.slice_index, 10:30, 10:30] = 1
+    session.save_current()
+    session.flush_saves()
+    assert session.start_training("supervised", steps=2000, config=TINY)
+    images, _ = brain_files
+    form.images_edit.setText(str(images))
+    form.root_edit.setText(str(tmp_path / "second"))
+    form.names_edit.setText("tumour")
+    assert form.create_from_form() is None  # "No": nothing made, nothing stopped
+    assert asked[0].startswith("Creating a project stops the run under way") and "active model stays" in asked[0]
+    assert session.project is project and session.training_running and not (tmp_path / "second").exists()
+    answer[0] = QMessageBox.StandardButton.Yes
+    assert form.create_from_form()
+    assert session.project.root == tmp_path / "second" and len(asked) == 2
+    assert not session.training_running
+    form.may_stop_the_run("Closing the project")  # nothing runs now: nothing asked
+    assert len(asked) == 2
