@@ -167,9 +167,11 @@ def cmd_status(args) -> int:
         figure = version_figures(project, [active]).get(active.version) if active is not None else None
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
         unreadable = project.check_labeled_sources().unreadable
+        _, damaged = project.labels_that_read(project.samples(labeled=True)) if kind == "segmentation" else ([], [])
     if args.json:
         _print_json({**status, "unreadable_labeled": [
-            {"samples": ids, "problem": error_text(problem)} for ids, problem in unreadable]})
+            {"samples": ids, "problem": error_text(problem)} for ids, problem in unreadable],
+            "damaged_labels": [str(problem) for problem in damaged]})
         return 0
     print(f"{status['samples']} samples, {status['labeled']} labeled")
     if slabs:
@@ -189,6 +191,12 @@ def cmd_status(args) -> int:
     if unreadable:
         print("  a labeled image that no longer reads stops every training run: put the file back, or take "
               f"its label back with `medlabeler remove-label {args.project} ID ...`", file=sys.stderr)
+    for problem in damaged:
+        print(f"error: {problem}", file=sys.stderr)
+    if damaged:
+        print(f"  {_count(len(damaged), 'label')} whose saved mask file is damaged or missing stop every training run and "
+              "are left out of exports: restore an intact version (`medlabeler history PROJECT ID --restore V`) or "
+              "take the label back (`medlabeler remove-label`)", file=sys.stderr)
     return 0
 
 

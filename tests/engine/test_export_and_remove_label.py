@@ -727,3 +727,6 @@ def test_one_damaged_mask_file_leaves_its_label_out_of_the_export_not_every_labe
     out, err = capsys.readouterr()
     assert "exported 5 mask files and labels.json" in out
     assert "damaged" in err and "1 label left out of the export" in err
+    assert main(["status", str(tmp_path / "project")]) == 0  # said before an export or a run meets it
+    err = capsys.readouterr().err
+    assert f"sample {torn.sample_id}, label version 1) is damaged" in err and "1 label whose saved mask file" in err

@@ -23,7 +23,9 @@ def root(tmp_path):
     return tmp_path / "project"
 
 
-def _lock_file_unwritable(monkeypatch, root):
+def make_the_lock_file_unwritable(monkeypatch, root):
+    """The project at ``root`` as on a read-only disk: its lock file cannot be opened (tests run as
+    root, whom file modes do not stop)."""
     from medlabeler.engine.store.lock import LOCK_NAME
 
     real_open = os.open
@@ -39,7 +41,7 @@ def _lock_file_unwritable(monkeypatch, root):
 def test_a_read_only_project_folder_opens_read_only_and_exports(root, tmp_path, monkeypatch, capsys):
     """An archived project (a read-only share): `export` and the app said "cannot open the lock
     file: Read-only file system" and took nothing out."""
-    _lock_file_unwritable(monkeypatch, root)
+    make_the_lock_file_unwritable(monkeypatch, root)
     with pytest.raises(ProjectReadOnlyError, match="cannot be written .*the app opens it read-only"):
         Project.open(root)
     assert main(["export", str(root), "--format", "png", "--out", str(tmp_path / "out")]) == 0

@@ -198,21 +198,12 @@ def test_a_project_another_app_writes_to_opens_read_only_and_cannot_be_painted(m
 def test_a_project_on_a_read_only_disk_opens_read_only_and_says_why(make_napari_viewer, monkeypatch, brain_project):
     """An archived project on a read-only share: "Cannot open the project" (its lock file could not
     be made), though the app looks at projects read-only."""
-    import errno
-
-    from medlabeler.engine.store.lock import LOCK_NAME
     from medlabeler.ui.app import build_app
+    from tests.engine.test_project_disk_trouble import make_the_lock_file_unwritable
 
     warnings = []
     monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
-    real_open = os.open
-
-    def read_only_disk(path, flags, *args):
-        if str(path) == str(brain_project / LOCK_NAME):
-            raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", read_only_disk)
+    make_the_lock_file_unwritable(monkeypatch, brain_project)
     viewer = make_napari_viewer()
     session = build_app(viewer).session
     session.warm_up_on_open = False
