@@ -167,7 +167,10 @@ def cmd_status(args) -> int:
         figure = version_figures(project, [active]).get(active.version) if active is not None else None
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
         unreadable = project.check_labeled_sources().unreadable
-        _, damaged = project.labels_that_read(project.samples(labeled=True)) if kind == "segmentation" else ([], [])
+        damaged: list = []
+        if kind == "segmentation":  # each mask read once, none kept
+            for _ in project.labels_that_read(project.samples(labeled=True), damaged):
+                pass
     if args.json:
         _print_json({**status, "unreadable_labeled": [
             {"samples": ids, "problem": error_text(problem)} for ids, problem in unreadable],

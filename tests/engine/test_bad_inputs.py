@@ -327,6 +327,10 @@ def test_a_title_above_a_csv_header_is_left_out_and_named(tmp_path):
         semicolons.write_text("Review\nimage;label\nimg_03.png;malignant\n")
         report = import_labels(project, semicolons)
         assert (report.labeled, report.errors, len(report.warnings)) == (1, [], 1)
+        decimal_commas = tmp_path / "decimal_commas.csv"  # a locale's spreadsheet: ; between, , inside numbers
+        decimal_commas.write_text("image;label;score\nimg_04.png;benign;0,93\n")
+        report = import_labels(project, decimal_commas)
+        assert (report.unchanged, report.errors) == (1, [])
         no_header = tmp_path / "no_header.csv"  # rows without a header are all read, as before
         no_header.write_text("img_02.png,benign\nimg_99.png,benign\n")
         report = import_labels(project, no_header)

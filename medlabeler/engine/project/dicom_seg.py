@@ -337,13 +337,11 @@ def export_segs(project, out: str | Path, *, deidentify: bool = False, keep_name
     if project.task.kind != "segmentation":
         raise ProjectError(f"{project.root}: DICOM-SEG export needs a segmentation project; use --format csv")
     by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
-    intact, errors = project.labels_that_read(project.samples(labeled=True))
-    if damaged is not None:
-        damaged.extend(errors)
-    elif errors:
-        raise errors[0]
-    for sample, value in intact:
+    errors = [] if damaged is None else damaged
+    for sample, value in project.labels_that_read(project.samples(labeled=True), errors):
         by_source[(sample.path, sample.series_uid)][sample.slice_index] = value
+    if damaged is None and errors:
+        raise errors[0]
     return write_label_segs(project, out, by_source, deidentify=deidentify, keep_names=keep_names)
 
 

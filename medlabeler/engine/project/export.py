@@ -26,11 +26,6 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 LEFT_OUT = "left out of the export"
 
 
-def _intact(project: Project, samples, damaged: list) -> list[tuple]:
-    intact, errors = project.labels_that_read(samples)
-    damaged.extend(errors)
-    return intact
-
 
 class ExportIncomplete(ProjectError):
     """The export wrote every label but those whose saved file is damaged (``problems``, each naming
@@ -101,7 +96,7 @@ def _export_csv(project: Project, out: Path, keep_names: bool, damaged: list) ->
         writer = csv.writer(handle)
         writer.writerow([*CSV_EXPORT_COLUMNS, "image_key"] + (["source"] if keep_names else []))
         keys: dict[tuple, str] = {}
-        for sample, value in _intact(project, project.samples(labeled=True), damaged):
+        for sample, value in project.labels_that_read(project.samples(labeled=True), damaged):
             version = project.label(sample.id)
             if task.kind == "classification":
                 label = task.names[int(value)]
@@ -132,7 +127,7 @@ def nifti_affine(image) -> np.ndarray:
 def _export_nifti(project: Project, out: Path, keep_names: bool, damaged: list) -> list[Path]:
     by_source: dict[tuple[str, str | None], dict] = defaultdict(dict)
     samples_of: dict[tuple[str, str | None], list] = defaultdict(list)
-    for sample, value in _intact(project, project.samples(labeled=True), damaged):
+    for sample, value in project.labels_that_read(project.samples(labeled=True), damaged):
         by_source[(sample.path, sample.series_uid)][sample.slice_index] = value
         samples_of[(sample.path, sample.series_uid)].append(sample)
     files, index, stems = [], [], set()
@@ -177,11 +172,11 @@ def _export_png(project: Project, out: Path, keep_names: bool, damaged: list) ->
         key = _keyed(image_key(project, path, series_uid))
         planned.extend((_png_name(stem, sample), sample, path, key) for sample in samples)
     files, index = [], []
-    masks = {sample.id: mask for sample, mask in _intact(project, [p[1] for p in planned], damaged)}
     for name, sample, path, key in planned:
-        if sample.id not in masks:
+        read = next(project.labels_that_read([sample], damaged), None)  # one mask in memory at a time
+        if read is None:
             continue
-        files.append(write_mask_png(out / name, masks.pop(sample.id)))
+        files.append(write_mask_png(out / name, read[1]))
         index.append({"file": name, "sample": sample.id, "slice": sample.slice_index, "split": sample.split,
                       **key, **({"source": path} if keep_names else {})})
     names = {"labels": {str(i + 1): n for i, n in enumerate(project.task.names)}, "masks": index}

@@ -461,11 +461,13 @@ def _import_csv(project: Project, path: Path) -> ImportReport:
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, cells) of each row; separated by commas, or by semicolons or tabs where the
-    first rows hold those and no comma (a spreadsheet saved in a locale that writes decimal commas)."""
+    first line with a separator holds those and no comma (a spreadsheet saved in a locale that
+    writes decimal commas)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             text = handle.read()
-        first = "\n".join([line for line in text.splitlines() if line.strip()][:TITLE_ROWS + 1])
+        # the first line with a separator: a title above the header may hold none
+        first = next((line for line in text.splitlines()[:TITLE_ROWS + 1] if any(d in line for d in ",;\t")), "")
         delimiter = next((d for d in (";", "\t") if d in first and "," not in first), ",")
         reader = csv.reader(text.splitlines(), delimiter=delimiter)
         return [(reader.line_num, row) for row in reader]

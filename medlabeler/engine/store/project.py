@@ -1104,16 +1104,17 @@ class Project:
             lv = self._label_version(sample_id, version)
         return self._label_content(lv)
 
-    def labels_that_read(self, samples) -> tuple[list[tuple[Sample, Any]], list[ProjectError]]:
-        """(sample, current label) of each of ``samples`` whose label reads, and the error of each
-        whose does not (a damaged or missing mask file, named): an export writes the others."""
-        intact, damaged = [], []
+    def labels_that_read(self, samples, damaged: list) -> Iterator[tuple[Sample, Any]]:
+        """(sample, current label) of each of ``samples`` whose label reads, one at a time; the
+        error of each whose does not (a damaged or missing mask file, named) goes to ``damaged``:
+        an export writes the others."""
         for sample in samples:
             try:
-                intact.append((sample, self.load_label(sample.id)))
+                value = self.load_label(sample.id)
             except ProjectError as exc:
                 damaged.append(exc)
-        return intact, damaged
+                continue
+            yield sample, value
 
     def _label_version(self, sample_id: int, version: int) -> LabelVersion:
         rows = self._query(f"SELECT {_LABEL_COLUMNS} FROM labels WHERE sample_id = ? AND version = ?",

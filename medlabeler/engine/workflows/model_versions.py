@@ -58,7 +58,7 @@ def read_weights(project, mv):
 
 
 def weights_problem(mv) -> str | None:
-    """Why model version ``mv``'s weights cannot be loaded (removed to save space, the file missing
+    """Why model version ``mv``'s weights are gone for good (removed to save space, the file missing
     or changed since it was saved), or None. It reads the file once (megabytes) to check it."""
     from medlabeler.engine.store.files import sha256_bytes
     from medlabeler.engine.store.project import weights_removed_text
@@ -69,8 +69,8 @@ def weights_problem(mv) -> str | None:
         data = mv.path.read_bytes()
     except FileNotFoundError:
         return f"its weights file {mv.path.name} is missing (in {mv.path.parent})"
-    except OSError as exc:
-        return f"its weights file {mv.path.name} cannot be read ({exc.strerror or exc})"
+    except OSError:  # a share's hiccup, no permission: not a lost model (the run that reads it says why)
+        return None
     if mv.checksum and sha256_bytes(data) != mv.checksum:
         return f"its weights file {mv.path.name} is damaged (changed since it was saved)"
     return None
