@@ -411,14 +411,14 @@ def keep_unsaved(home: Path, project, pending) -> Path:
     """Keep a label whose save failed outside the project (engine.store.unsaved), for its next opening."""
     from medlabeler.engine.store.unsaved import keep_unsaved as keep
 
-    return keep(home, project.root, pending.sample_id, pending.value, author=pending.author, origin=pending.origin)
+    return keep(home, project, pending.sample_id, pending.value, author=pending.author, origin=pending.origin)
 
 
 def unsaved_labels(home: Path, project) -> list:
     """The labels kept for ``project`` because their save failed when it last closed."""
     from medlabeler.engine.store.unsaved import unsaved_labels as kept
 
-    return kept(home, project.root)
+    return kept(home, project)
 
 
 def forget_unsaved(label) -> None:

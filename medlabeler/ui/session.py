@@ -143,6 +143,23 @@ def _samples_text(sample_ids) -> str:
     return f"sample{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}"
 
 
+def ask_about_lost_labels(sample_ids) -> str:
+    """"retry", "close" (and lose them) or "stay": what to do about labels that can be neither saved
+    nor kept."""
+    from qtpy.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Warning, "Labels not saved",
+                      f"The labels of {_samples_text(sample_ids)} cannot be saved into the project, nor kept in your "
+                      f"medlabeler folder ({medlabeler_home()}): the disk is full or cannot be written. Free space "
+                      "on it, then Retry. Close anyway loses them.")
+    retry = box.addButton("Retry", QMessageBox.ButtonRole.AcceptRole)
+    close = box.addButton("Close anyway", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(retry)
+    box.exec()
+    return {retry: "retry", close: "close"}.get(box.clickedButton(), "stay")
+
+
 def not_saved_text(sample_ids, error) -> str:
     """Why the labels of ``sample_ids`` were not saved, and that what was painted is kept."""
     many = len(sample_ids) > 1
@@ -192,6 +209,10 @@ class _CloseWatcher(QObject):
     def eventFilter(self, obj, event):  # noqa: N802 - Qt name
         kind = event.type()
         if kind == QEvent.Type.Close:
+            session = self._session()
+            if session is not None and not session.may_close():  # labels a full disk would lose: stay
+                event.ignore()
+                return True
             self._closing = True
             QTimer.singleShot(0, self._forget)  # a vetoed close leaves the window shown
         elif kind == QEvent.Type.Hide and self._closing:
@@ -792,16 +813,17 @@ class Session(QObject):
         except OSError as exc:
             log.debug("labels kept at a failed save not read: %s", exc)
             return
-        known = {s.id for s in project.samples(ids=[k.sample_id for k in kept])} if kept else set()
-        for label in kept:
-            if label.sample_id in known:
-                self.writer.submit(label.sample_id, label.value, author=label.author, origin=label.origin)
-                self._kept_files[label.sample_id] = label
-        if self._kept_files:
-            many = len(self._kept_files) > 1
+        for label in kept:  # (each of this project, and of the image its sample id names now)
+            self.writer.submit(label.sample_id, label.value, author=label.author, origin=label.origin)
+            self._kept_files[label.sample_id] = label
+        if kept:
+            many = len(kept) > 1
+            replaced = "".join(f" Sample {k.sample_id}'s replaces its label v{k.replaces}, saved since by another app "
+                               "(it stays in the history: the queue's labeled view restores it)."
+                               for k in kept if k.replaces is not None)
             _warn(f"Saving into the project the label{'s' * many} of {_samples_text(sorted(self._kept_files))}: "
                   f"{'they were' if many else 'it was'} kept in your medlabeler folder when the project closed on "
-                  f"{kept[-1].kept_at} with {'saves' if many else 'a save'} that had failed.")
+                  f"{kept[-1].kept_at} with {'saves' if many else 'a save'} that had failed.{replaced}")
 
     def _say_what_closing_discards(self) -> None:
         """A run stopped half-way leaves no model: say so rather than drop it silently (in a
@@ -1200,6 +1222,43 @@ class Session(QObject):
             self.save_warning = text
             self.save_warning_changed.emit(text)
 
+    def _drop_not_saved(self, sample_id: int) -> bool:
+        """Forget a failed save of ``sample_id`` (its label removed or restored by hand), and the file
+        keeping it from an earlier closing; True if there was one."""
+        kept = self._kept_files.pop(sample_id, None)
+        if kept is not None:
+            calls.forget_unsaved(kept)
+        return self._not_saved.pop(sample_id, None) is not None or kept is not None
+
+    @main_thread_only
+    def labels_closing_would_lose(self) -> list[int]:
+        """Samples whose failed save can be neither saved now nor kept in the user's folder: closing
+        now loses them (the folder on the full disk too)."""
+        if self.project is None or self.writer is None:
+            return []
+        self.flush_saves()  # (a save that fails now counts)
+        if not self._not_saved:
+            return []
+        self._save_again()
+        self.flush_saves()
+        lost = []
+        for sample_id, save in self._not_saved.items():
+            try:
+                calls.keep_unsaved(medlabeler_home(), self.project, save)
+            except OSError:
+                lost.append(sample_id)
+        return lost
+
+    @main_thread_only
+    def may_close(self) -> bool:
+        """Whether the project may close: yes, unless labels would be lost (`labels_closing_would_lose`),
+        then the clinician chooses: try again (after freeing space), close anyway, or stay."""
+        while lost := self.labels_closing_would_lose():
+            answer = ask_about_lost_labels(lost)
+            if answer != "retry":
+                return answer == "close"
+        return True
+
     def not_saved_ids(self) -> frozenset[int]:
         """Samples whose last save failed (kept, saved again with the next save)."""
         return frozenset(self._not_saved)
@@ -1314,7 +1373,7 @@ class Session(QObject):
             on_screen = self.view.sample_on_screen() if self.project.task.kind == "segmentation" else None
             sample_id = on_screen[0] if on_screen is not None else self.sample.id
         self.flush_saves()  # a save still being written would land after the removal
-        failed = self._not_saved.pop(sample_id, None) is not None  # taken back with the label
+        failed = self._drop_not_saved(sample_id)  # taken back with the label
         version = self.project.remove_label(sample_id)
         if version is None and failed:
             self.view.show_stored_labels([sample_id])
@@ -1344,6 +1403,7 @@ class Session(QObject):
             return False
         self.save_current()
         self.flush_saves()  # a save still being written would land after the restore
+        self._drop_not_saved(sample_id)  # else saved again over the version restored
         before = self.project.label(sample_id)
         try:
             self.project.revert_label(sample_id, version)

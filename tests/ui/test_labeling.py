@@ -1755,3 +1755,65 @@ def test_strokes_whose_save_still_fails_at_closing_are_kept_and_saved_when_the_p
     assert np.array_equal(session.project.load_label(sample), painted)
     assert session.project.label(sample).author == "tester"
     assert not list((tmp_path / "home" / "unsaved").rglob("*.npz"))  # saved: the kept file goes
+
+
+def test_a_failed_save_taken_back_by_hand_is_never_saved_again(make_napari_viewer, qtbot, brain_project, monkeypatch,
+                                                                tmp_path):
+    """A review: a version restored (or the label removed) while the sample's last save had failed
+    on a full disk, and the next save of any sample wrote the failed strokes over it; strokes dropped
+    with Remove label came back from the user's folder at the next opening."""
+    full = _disk(monkeypatch, brain_project)
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    project = session.project
+    first = session.sample.id
+    v1 = _paint(session)
+    session.save_current()
+    session.flush_saves()
+    full["on"] = True
+    _paint(session, value=2)  # painted over v1, not saved
+    press(viewer, "n")
+    session.flush_saves()
+    assert first in session.not_saved_ids()
+    assert session.restore_label(first, 1)  # the disk still full: a row of the database, no file
+    full["on"] = False
+    press(viewer, "s")  # another sample's save
+    session.flush_saves()
+    assert np.array_equal(project.load_label(first), v1) and project.label(first).version == 1
+    # kept at a closing, then dropped with Remove label: not back at the next opening
+    second = session.sample.id
+    full["on"] = True
+    _paint(session)
+    session.close_project()
+    session.open_project(brain_project)  # still full: its kept label fails again
+    session.flush_saves()
+    assert second in session.not_saved_ids()
+    assert session.remove_label(second)
+    full["on"] = False
+    session.close_project()
+    session.open_project(brain_project)
+    session.flush_saves()
+    assert session.project.label(second) is None
+    assert not list((tmp_path / "home" / "unsaved").rglob("*.npz"))
+
+
+def test_closing_when_the_failed_saves_cannot_be_kept_either_asks_first(make_napari_viewer, qtbot, brain_project,
+                                                                       monkeypatch, tmp_path):
+    """The user's folder on the same full disk: closing dropped the strokes after promising to keep them."""
+    from medlabeler.ui import session as session_module
+
+    full = _disk(monkeypatch, tmp_path)  # the project and the user's folder on one disk
+    asked, answers = [], ["stay", "retry", "close"]
+    monkeypatch.setattr(session_module, "ask_about_lost_labels", lambda ids: asked.append(ids) or answers.pop(0))
+    viewer = make_napari_viewer(show=True)
+    session = build_app(viewer, brain_project).session
+    sample = session.sample.id
+    full["on"] = True
+    _paint(session)
+    press(viewer, "n")
+    assert not session.may_close() and asked == [[sample]]  # stay: nothing closes, the strokes stay kept
+    assert session.project is not None and sample in session.not_saved_ids()
+    assert session.may_close() and len(asked) == 3  # retry (still full), then close anyway
+    full["on"] = False
+    assert session.may_close() and len(asked) == 3  # saved now: nothing to ask
+    assert session.project.label(sample) is not None

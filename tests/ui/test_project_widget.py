@@ -715,5 +715,5 @@ def test_creating_or_opening_a_project_while_a_run_trains_asks_first(make_napari
     assert form.create_from_form()
     assert session.project.root == tmp_path / "second" and len(asked) == 2
     assert not session.training_running
-    form.may_stop_the_run("Closing the project")  # nothing runs now: nothing asked
+    form.may_close_the_project("Closing the project")  # nothing runs now: nothing asked
     assert len(asked) == 2

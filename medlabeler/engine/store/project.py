@@ -571,6 +571,12 @@ class Project:
         with self._write() as conn:
             self._insert_audit(conn, action, detail)
 
+    @property
+    def created(self) -> str:
+        """When the project was made (its identity beside its folder: a project made again in the
+        same folder is another one)."""
+        return str(self._query("SELECT created FROM task WHERE id = 1")[0][0])
+
     def _load_task(self) -> TaskSpec:
         row = self._query("SELECT kind, names, colors, unit, seed, split_fractions, slabs FROM task WHERE id = 1")
         if not row:

@@ -146,8 +146,9 @@ class ProjectWidget(QWidget):
         layout.addStretch(1)
 
         self.open_button.clicked.connect(self._choose_and_open)
-        self.demo_button.clicked.connect(lambda: self.may_stop_the_run("Opening the demo") and self.session.open_demo())
-        self.close_button.clicked.connect(lambda: self.may_stop_the_run("Closing the project")
+        self.demo_button.clicked.connect(lambda: self.may_close_the_project("Opening the demo")
+                                         and self.session.open_demo())
+        self.close_button.clicked.connect(lambda: self.may_close_the_project("Closing the project")
                                           and self.session.close_project())
         self.recent_button.clicked.connect(self._open_recent)
         browse_images.clicked.connect(lambda: self._browse(self.images_edit))
@@ -198,19 +199,22 @@ class ProjectWidget(QWidget):
 
     def _choose_and_open(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a medlabeler project", str(Path.home()))
-        if folder and self.may_stop_the_run("Opening another project"):
+        if folder and self.may_close_the_project("Opening another project"):
             self.session.open_project(folder)
 
     def _open_recent(self) -> None:
         path = self.recent.currentText()
-        if path and self.may_stop_the_run("Opening another project"):
+        if path and self.may_close_the_project("Opening another project"):
             self.session.open_project(path)
 
-    def may_stop_the_run(self, doing: str) -> bool:
-        """Whether to go on with ``doing`` (it closes the project) while a training run is under way:
-        the clinician is asked, as the run is lost (a trial's "Create and open" threw away a run 23% done,
-        said in a notification gone in 4 s)."""
+    def may_close_the_project(self, doing: str) -> bool:
+        """Whether to go on with ``doing``, which closes the project: the clinician is asked while a
+        training run is under way, as the run is lost (a trial's "Create and open" threw away a run 23%
+        done, said in a notification gone in 4 s), and while labels a full disk keeps from being
+        saved would be lost (`Session.may_close`)."""
         session = self.session
+        if session.project is not None and not session.may_close():  # labels a full disk would lose
+            return False
         if session.project is None or not (session.learning.run_under_way or session.training_running):
             return True
         what = session.learning.now if session.learning.run_under_way else "a training run"
@@ -221,7 +225,7 @@ class ProjectWidget(QWidget):
         return answer == QMessageBox.StandardButton.Yes
 
     def create_from_form(self) -> str | None:
-        if not self.may_stop_the_run("Creating a project"):
+        if not self.may_close_the_project("Creating a project"):
             return None
         names = [n.strip() for n in self.names_edit.text().split(",") if n.strip()]
         colors = [c.strip() for c in self.colors_edit.text().split(",") if c.strip()]
