@@ -53,8 +53,8 @@ def _dock_name() -> str:
 #: app with napari's layer controls hidden: with them, the scan had a third of the width.
 NARROW_SCREEN = 1200
 
-LAYER_CONTROLS_HIDDEN_NOTE = ("napari's layer controls are hidden to give the scan room on this screen: Window > "
-                              "Layer Controls shows them (the Label tab has the labels, the brush and the keys)")
+LAYER_CONTROLS_HIDDEN_NOTE = ("The scan gets more room on this screen: napari's layer controls are hidden (Window > "
+                              "Layer Controls shows them; the Label tab has the labels, the brush and the keys).")
 
 
 def fit_window(viewer) -> None:
@@ -85,7 +85,7 @@ def _hide_layer_controls(viewer) -> None:
 
     controls.setVisible(False)
     logging.getLogger(__name__).info(LAYER_CONTROLS_HIDDEN_NOTE)
-    show_info(LAYER_CONTROLS_HIDDEN_NOTE[0].upper() + LAYER_CONTROLS_HIDDEN_NOTE[1:] + ".")
+    show_info(LAYER_CONTROLS_HIDDEN_NOTE)
 
 
 def new_viewer(title: str = "medlabeler", show: bool = True):

@@ -267,7 +267,7 @@ def test_on_a_narrow_screen_the_app_starts_with_napari_layer_controls_hidden(mak
     fit_window(viewer)
     qtbot.wait(50)
     assert controls.isVisible() is not narrow and viewer.window._qt_viewer.dockLayerList.isVisible()
-    assert (shown == [app.LAYER_CONTROLS_HIDDEN_NOTE[0].upper() + app.LAYER_CONTROLS_HIDDEN_NOTE[1:] + "."]) is narrow
+    assert (shown == [app.LAYER_CONTROLS_HIDDEN_NOTE]) is narrow
 
 
 def test_label_three_samples_from_the_keyboard_and_the_queue(make_napari_viewer, qtbot, trained_project, tmp_path,
