@@ -407,11 +407,16 @@ def label_writer(project, on_landed):
     return LabelWriter(project, on_landed=on_landed)
 
 
-def keep_unsaved(home: Path, project, pending) -> Path:
-    """Keep a label whose save failed outside the project (engine.store.unsaved), for its next opening."""
+def keep_unsaved(home: Path, project, pending, *, trial: bool = False) -> Path:
+    """Keep a label whose save failed outside the project (engine.store.unsaved), for its next opening;
+    ``trial``: only find out whether it can be kept (the file written, then removed)."""
     from medlabeler.engine.store.unsaved import keep_unsaved as keep
 
-    return keep(home, project, pending.sample_id, pending.value, author=pending.author, origin=pending.origin)
+    path = keep(home, project, pending.sample_id, pending.value, author=pending.author, origin=pending.origin,
+                replace=not trial)
+    if trial:
+        path.unlink(missing_ok=True)
+    return path
 
 
 def unsaved_labels(home: Path, project) -> list:

@@ -1243,8 +1243,8 @@ class Session(QObject):
         self.flush_saves()
         lost = []
         for sample_id, save in self._not_saved.items():
-            try:
-                calls.keep_unsaved(medlabeler_home(), self.project, save)
+            try:  # a trial: a file kept now and left would be saved over later labels at the next opening
+                calls.keep_unsaved(medlabeler_home(), self.project, save, trial=True)
             except OSError:
                 lost.append(sample_id)
         return lost

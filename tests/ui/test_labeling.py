@@ -1700,7 +1700,8 @@ def _paint(session, value=1):
 
 
 def test_strokes_whose_save_failed_on_a_full_disk_are_kept_and_saved_once_there_is_room(make_napari_viewer, qtbot,
-                                                                                     brain_project, monkeypatch):
+                                                                                     brain_project, monkeypatch,
+                                                                                     tmp_path):
     """A full disk: the save behind `n` failed after the next sample had opened, and its strokes were
     gone for good (reopened empty once space was freed); the status said "saving 1 label…" on."""
     full = _disk(monkeypatch, brain_project)
@@ -1727,6 +1728,9 @@ def test_strokes_whose_save_failed_on_a_full_disk_are_kept_and_saved_once_there_
     session.open_sample(first)  # the strokes show when the sample opens again
     assert np.array_equal(session.view.current_mask(), painted)
     assert dock.current_label.text().startswith("not saved")
+    # the user's folder can keep them: closing may go on, and nothing is kept until it does (a file
+    # kept now would be saved over the labels saved later, at the next opening)
+    assert session.may_close() and not list((tmp_path / "home" / "unsaved").rglob("*.npz"))
     full["on"] = False  # space freed: the next save takes both
     press(viewer, "s")
     session.flush_saves()

@@ -51,8 +51,10 @@ def _sample_key(sample) -> str:
     return hashlib.sha1(f"{sample.path}\0{sample.series_uid}\0{sample.slice_index}".encode()).hexdigest()
 
 
-def keep_unsaved(home: Path, project, sample_id: int, value: Any, *, author: str = "", origin: str = "manual") -> Path:
-    """Write one label that could not be saved into ``project``; a newer one of the sample replaces it."""
+def keep_unsaved(home: Path, project, sample_id: int, value: Any, *, author: str = "", origin: str = "manual",
+                 replace: bool = True) -> Path:
+    """Write one label that could not be saved into ``project``; it replaces the one kept of the
+    sample before unless ``replace`` is False (a trial write, removed by the caller)."""
     folder = unsaved_folder(home, project.root)
     folder.mkdir(parents=True, exist_ok=True)
     base = project.label(sample_id)
@@ -63,7 +65,7 @@ def keep_unsaved(home: Path, project, sample_id: int, value: Any, *, author: str
     np.savez_compressed(buffer, value=np.asarray(value), meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
     older = list(folder.glob(f"s{int(sample_id)}-*{SUFFIX}"))
     path = write_atomic(folder, f"s{int(sample_id)}-{time.time_ns()}{SUFFIX}", buffer.getvalue())
-    for old in older:
+    for old in older if replace else []:
         old.unlink(missing_ok=True)
     return path
 
