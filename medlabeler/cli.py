@@ -157,6 +157,8 @@ def cmd_import_labels(args) -> int:
 def cmd_status(args) -> int:
     from medlabeler.engine.errors import error_text
     from medlabeler.engine.store.project import per_class_text
+    from medlabeler.engine.home import medlabeler_home
+    from medlabeler.engine.store.unsaved import unsaved_labels
     from medlabeler.engine.workflows.model_versions import weights_problem
     from medlabeler.engine.workflows.promotion import version_figures
 
@@ -167,6 +169,7 @@ def cmd_status(args) -> int:
         figure = version_figures(project, [active]).get(active.version) if active is not None else None
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
         unreadable = project.check_labeled_sources().unreadable
+        kept = unsaved_labels(medlabeler_home(), project)
         damaged: list = []
         if kind == "segmentation":  # each mask read once, none kept
             for _ in project.labels_that_read(project.samples(labeled=True), damaged):
@@ -194,6 +197,10 @@ def cmd_status(args) -> int:
     if unreadable:
         print("  a labeled image that no longer reads stops every training run: put the file back, or take "
               f"its label back with `medlabeler remove-label {args.project} ID ...`", file=sys.stderr)
+    if kept:
+        print(f"  {_count(len(kept), 'label')} whose save into the project failed (a full disk) "
+              f"{'wait' if len(kept) > 1 else 'waits'} in {medlabeler_home() / 'unsaved'}: the app saves "
+              f"{'them' if len(kept) > 1 else 'it'} when it opens the project ({_ids_text([k.sample_id for k in kept])})")
     for problem in damaged:
         print(f"error: {problem}", file=sys.stderr)
     if damaged:

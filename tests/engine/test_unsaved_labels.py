@@ -10,7 +10,7 @@ from medlabeler.engine.store.unsaved import forget_unsaved, keep_unsaved, unsave
 from .test_pipeline_datasets import make_seg_project
 
 
-def test_a_kept_label_comes_back_for_its_own_project_and_image_only(tmp_path):
+def test_a_kept_label_comes_back_for_its_own_project_and_image_only(tmp_path, capsys, monkeypatch):
     home = tmp_path / "home"
     project = make_seg_project(tmp_path, n=2, depth=3, label_fraction=0.0)
     first, second = (s.id for s in project.samples()[:2])
@@ -29,10 +29,17 @@ def test_a_kept_label_comes_back_for_its_own_project_and_image_only(tmp_path):
     # a label saved since, by another app: the kept one says it replaces it (it stays in the history)
     project.save_label(second, mask * 0, author="reviewer")
     assert [k.replaces for k in unsaved_labels(home, project)] == [None, 1]
-    for label in kept:
-        forget_unsaved(label)
-    assert unsaved_labels(home, project) == []
     project.close()
+    from medlabeler.cli import main
+
+    monkeypatch.setenv("MEDLABELER_HOME", str(home))
+    assert main(["status", str(project.root)]) == 0
+    assert (f"2 labels whose save into the project failed (a full disk) wait in {home / 'unsaved'}: the app saves "
+            f"them when it opens the project (samples {first}, {second})") in capsys.readouterr().out
+    with Project.open(project.root) as project:
+        for label in kept:
+            forget_unsaved(label)
+        assert unsaved_labels(home, project) == []
 
 
 def test_a_new_project_in_the_same_folder_never_takes_the_old_ones_kept_labels(tmp_path):
