@@ -170,10 +170,7 @@ def cmd_status(args) -> int:
         slabs = _slabs_per_scan(project) if project.task.slabs else ""
         unreadable = project.check_labeled_sources().unreadable
         kept = unsaved_labels(medlabeler_home(), project)
-        damaged: list = []
-        if kind == "segmentation":  # each mask read once, none kept
-            for _ in project.labels_that_read(project.samples(labeled=True), damaged):
-                pass
+        damaged = project.check_labels()
     if args.json:
         _print_json({**status, "unreadable_labeled": [
             {"samples": ids, "problem": error_text(problem)} for ids, problem in unreadable],
