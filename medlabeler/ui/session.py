@@ -307,6 +307,7 @@ class Session(QObject):
     _export_done = Signal(object, object, object)  # project, words | exception, audit details (from the export thread)
     _rechecked = Signal(object, object)  # project, ids of samples noted unreadable that read again
     _labeled_checked = Signal(object, object, int)  # project, LabeledSourceCheck, relinks done when it began
+    _label_files_checked = Signal(object, object)  # project, the ProjectErrors of damaged or missing mask files
 
     def __init__(self, viewer):
         super().__init__()
@@ -352,6 +353,7 @@ class Session(QObject):
         self._volume_on_its_way: tuple | None = None  # (project, volume_key) being read: read once
         self._volume_read.connect(self._volume_arrived)
         self._labeled_checked.connect(self._unreadable_labeled_found)
+        self._label_files_checked.connect(self._damaged_labels_found)
         self._rechecked.connect(self._read_again)
         self._export_done.connect(self._exported)
         self._worked.connect(self._worked_out)
@@ -534,10 +536,25 @@ class Session(QObject):
         def checked(found) -> None:
             if isinstance(found, Exception):  # a check ahead of the runs, which say it themselves
                 log.debug("labeled images not checked: %s", found)
-            elif found.unreadable or found.readable:
-                self._labeled_checked.emit(project, found, relinks)
+                return
+            sources, damaged = found
+            if sources.unreadable or sources.readable:
+                self._labeled_checked.emit(project, sources, relinks)
+            if damaged:
+                self._label_files_checked.emit(project, damaged)
 
-        _on_own_handle("medlabeler-labeled-check", project.root, lambda own: own.check_labeled_sources(), checked)
+        _on_own_handle("medlabeler-labeled-check", project.root,
+                       lambda own: (own.check_labeled_sources(), own.check_labels()), checked)
+
+    @main_thread_only
+    def _damaged_labels_found(self, project, damaged) -> None:
+        """Labels whose saved mask file is damaged or missing (a torn copy): said when the project
+        opens, not first by a training run that stops at one or an export that leaves it out."""
+        if project is not self.project or project.closed:
+            return
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        _warn(f"{len(damaged)} label{'s' * (len(damaged) > 1)} whose saved mask file is damaged or missing: "
+              f"{error_text(damaged[0])}{more}. Training stops at such a label and exports leave it out.")
 
     @main_thread_only
     def recheck_unreadable(self) -> bool:

@@ -1821,3 +1821,20 @@ def test_closing_when_the_failed_saves_cannot_be_kept_either_asks_first(make_nap
     full["on"] = False
     assert session.may_close() and len(asked) == 3  # saved now: nothing to ask
     assert session.project.label(sample) is not None
+
+
+def test_a_damaged_mask_file_is_said_when_the_project_opens(make_napari_viewer, qtbot, brain_project, monkeypatch):
+    """A torn mask file was said by nothing until a training run stopped at it (a trial)."""
+    from medlabeler.engine.store import Project
+
+    with Project.open(brain_project) as project:
+        sample = project.samples()[3]
+        project.save_label(sample.id, np.ones(sample.shape, np.uint8))
+        (brain_project / project.label(sample.id).mask_relpath).write_bytes(b"torn")
+    warned = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", warned.append)
+    viewer = make_napari_viewer(show=True)
+    build_app(viewer, brain_project)
+    qtbot.waitUntil(lambda: any("saved mask file is damaged or missing" in w for w in warned), timeout=10_000)
+    (said,) = [w for w in warned if "saved mask file" in w]
+    assert said.startswith("1 label whose saved mask file is damaged or missing: ") and f"sample {sample.id}" in said
