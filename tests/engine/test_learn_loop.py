@@ -482,3 +482,22 @@ def test_an_active_model_whose_weights_are_gone_is_replaced_not_trained_from_rou
     assert summary.decisions[0].message.startswith(f"promoted v{gone.version + 1} (val dice ")
     assert f"active v{gone.version} cannot be loaded" in summary.decisions[0].message
     assert project.active_model().version == gone.version + 1 and project.active_model().parent is None
+
+
+def test_an_active_model_of_another_network_is_not_warm_started_from_round_after_round(project):
+    """A trial: the active model came from a run of narrower features; after reopening with the
+    defaults every round failed ("model v8 was trained with unet on 1 channel(s); this run uses unet
+    on 1: its weights do not fit", the difference unsaid) and the loop trained nothing again."""
+    run_to_end(learn(project, config=TINY, until_idle=True, score=False))
+    narrow = project.active_model()
+    for sample in project.samples(split="train", labeled=False)[:3]:
+        _label(project, sample)
+    events = []
+    wider = {**TINY, "features": [8, 16, 32, 64]}
+    summary = run_to_end(learn(project, config=wider, until_idle=True, score=False), events.append)
+    assert not summary.failures and summary.decisions  # a candidate, decided on as any other
+    said = [e.message for e in events if "another network" in e.message]
+    assert said and said[0].startswith(f"model v{narrow.version} is another network than this run's (features "
+                                       "[8, 16, 32] against [8, 16, 32, 64])")
+    assert said[0].endswith("training a candidate from scratch instead")
+    assert project.model(summary.decisions[0].candidate).parent is None

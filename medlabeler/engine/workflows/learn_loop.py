@@ -37,7 +37,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from medlabeler.engine.errors import MedlabelerError, error_text
+from medlabeler.engine.errors import InitMismatchError, MedlabelerError, error_text
 from medlabeler.engine.workflows.model_versions import (newest_pretrained, remove_old_weights, removed_text,
                                                         weights_problem)
 from medlabeler.engine.workflows.recommended import WARM_START_MIN_STEPS, WARM_START_SHARE
@@ -485,23 +485,36 @@ def _train_candidate(project, rec, control, budget_s, config, since, summary, wa
     steps = run_config.get("steps")
     doing = "training"  # the first words of each progress line: the dock cuts the rest at 1366 px
     new = labels_since(project, active) if full_run is not None else 0  # read once: the words and the tolerance agree
-    if full_run is None:
-        what = f"training a candidate {origin} with {labels}"
-        yield _phase(project, "training", what + f" ({since} new)" + (f", {steps} steps" if steps else ""))
-    else:
-        seen = "on the same labels" if not new else f"with {new} label{'s' * (new != 1)} new since v{active.version}"
-        what = f"a full run of {steps} steps {origin} {seen} ({labels}; new labels stop it)"
-        yield _phase(project, "training", what)
+    if full_run is not None:
         doing = "full run"
+
+    def what(origin: str) -> str:
+        if full_run is None:
+            return f"training a candidate {origin} with {labels}"
+        seen = "on the same labels" if not new else f"with {new} label{'s' * (new != 1)} new since v{active.version}"
+        return f"a full run of {steps} steps {origin} {seen} ({labels}; new labels stop it)"
+
+    yield _phase(project, "training", what(origin) + ("" if full_run is not None else
+                                                      f" ({since} new)" + (f", {steps} steps" if steps else "")))
     stop = _FullRunStop(control, project, full_run) if full_run is not None else None
     same_labels = stop is not None and not new
-    try:
+
+    def run(init, origin: str):
         gen = train_project(project, method=rec.method, init=init, budget_s=budget_s, config=run_config,
                             cancel=stop or control.token, tolerance=FULL_RUN_TOLERANCE if same_labels else None)
-        result = yield from _drive_run(gen, "train", control,
-                                       lambda e, left: _training_progress(e, left, origin, labels, doing)
-                                       if e.total_steps else what,
-                                       check=stop.check if stop is not None else None)
+        return (yield from _drive_run(gen, "train", control,
+                                      lambda e, left: _training_progress(e, left, origin, labels, doing)
+                                      if e.total_steps else what(origin),
+                                      check=stop.check if stop is not None else None))
+
+    try:
+        try:
+            result = yield from run(init, origin)
+        except InitMismatchError as exc:  # the active model is of another network (a `train --config` of
+            if init is None:  # another width): every round from it would fail, so this one starts afresh
+                raise
+            yield _phase(project, "training", f"{error_text(exc)}; training a candidate from scratch instead")
+            result = yield from run(None, "from scratch")
     except (MedlabelerError, ValueError, RuntimeError) as exc:
         summary.failures.append(str(exc))
         yield LoopEvent("failed", phase="training", message=f"training failed, the active model stays: {error_text(exc)}")

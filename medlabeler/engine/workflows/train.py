@@ -214,10 +214,11 @@ def _apply_init(project, method, init, model_args: dict):
     state, record = read_weights(project, mv)
     saved_args = record.get("model", {})
     if not _model_args_match(saved_args, model_args, ("arch", "in_channels", "features", "stem")):
-        raise InitMismatchError(
-            f"model v{mv.version} was trained with {saved_args.get('arch')} on "
-            f"{saved_args.get('in_channels')} channel(s); this run uses {model_args.get('arch')} on "
-            f"{model_args.get('in_channels')}: its weights do not fit")
+        differ = [f"{key} {saved_args.get(key)} against {model_args.get(key)}" for key in
+                  ("arch", "in_channels", "features", "stem") if saved_args.get(key) != model_args.get(key)
+                  and (key in saved_args or key in model_args)]
+        raise InitMismatchError(f"model v{mv.version} is another network than this run's ({'; '.join(differ)}): "
+                                "its weights do not fit")
     if record.get("kind") == "encoder":
         method.load_encoder_state(state)
         return mv.version, f"encoder of v{mv.version} ({mv.method})"
