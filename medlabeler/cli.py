@@ -16,7 +16,6 @@ from pathlib import Path
 from medlabeler.engine.training.progress import drive, torchrun_rank as _torchrun_rank
 
 
-
 def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
@@ -208,8 +207,9 @@ def cmd_status(args) -> int:
 
 
 def _ids_text(ids: list[int]) -> str:
-    shown = ", ".join(str(i) for i in ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-    return f"sample{'s' if len(ids) > 1 else ''} {shown}"
+    from medlabeler.engine.store.records import samples_text
+
+    return samples_text(ids, at_most=8)
 
 
 def _slabs_per_scan(project) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer, Signal
 
 from medlabeler.engine.store.project import MISSING_SLICE, restored_text
+from medlabeler.engine.store.records import samples_text
 from medlabeler.engine.errors import MedlabelerError, error_text
 from medlabeler.engine.home import medlabeler_home
 from medlabeler.ui import engine_calls as calls
@@ -138,18 +139,13 @@ def get_session(viewer) -> Session:
     return session
 
 
-def _samples_text(sample_ids) -> str:
-    ids = list(sample_ids)
-    return f"sample{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}"
-
-
 def ask_about_lost_labels(sample_ids) -> str:
     """"retry", "close" (and lose them) or "stay": what to do about labels that can be neither saved
     nor kept."""
     from qtpy.QtWidgets import QMessageBox
 
     box = QMessageBox(QMessageBox.Icon.Warning, "Labels not saved",
-                      f"The labels of {_samples_text(sample_ids)} cannot be saved into the project, nor kept in your "
+                      f"The labels of {samples_text(sample_ids)} cannot be saved into the project, nor kept in your "
                       f"medlabeler folder ({medlabeler_home()}): the disk is full or cannot be written. Free space "
                       "on it, then Retry. Close anyway loses them.")
     retry = box.addButton("Retry", QMessageBox.ButtonRole.AcceptRole)
@@ -163,7 +159,7 @@ def ask_about_lost_labels(sample_ids) -> str:
 def not_saved_text(sample_ids, error) -> str:
     """Why the labels of ``sample_ids`` were not saved, and that what was painted is kept."""
     many = len(sample_ids) > 1
-    return (f"The label{'s' * many} of {_samples_text(sample_ids)} {'were' if many else 'was'} not saved: {error}. "
+    return (f"The label{'s' * many} of {samples_text(sample_ids)} {'were' if many else 'was'} not saved: {error}. "
             f"{'They are' if many else 'It is'} kept while the project is open (shown when the sample opens) and "
             "saved again with your next save; closing keeps what still fails in your medlabeler folder. If the "
             "disk is full, free space on it.")
@@ -799,23 +795,15 @@ class Session(QObject):
         folder, and into the project when it next opens (`_save_kept`); said, with where."""
         if not self._not_saved:
             return
-        self._save_again()  # space freed since the last try?
-        self.flush_saves()
-        kept, lost = [], []
-        for sample_id, save in self._not_saved.items():
-            try:
-                calls.keep_unsaved(medlabeler_home(), self.project, save)
-                kept.append(sample_id)
-            except OSError as exc:
-                lost.append((sample_id, exc))
+        kept, lost = self._keep_failed_saves(trial=False)
         self._not_saved.clear()
         self._kept_files.clear()
         words = []
         if kept:
-            words.append(f"{_samples_text(kept)}: saving into the project failed, so {'their labels are' if len(kept) > 1 else 'its label is'} "
+            words.append(f"{samples_text(kept)}: saving into the project failed, so {'their labels are' if len(kept) > 1 else 'its label is'} "
                          f"kept in {medlabeler_home() / 'unsaved'} and saved into the project when it opens again")
         if lost:
-            words.append(f"{_samples_text([sid for sid, _ in lost])}: not saved, and not kept either ({lost[-1][1]})")
+            words.append(f"{samples_text([sid for sid, _ in lost])}: not saved, and not kept either ({lost[-1][1]})")
         message = "Closing the project: " + "; ".join(words) + "."
         log.warning(message)
         if not self._shutting_down:
@@ -838,7 +826,7 @@ class Session(QObject):
             replaced = "".join(f" Sample {k.sample_id}'s replaces its label v{k.replaces}, saved since by another app "
                                "(it stays in the history: the queue's labeled view restores it)."
                                for k in kept if k.replaces is not None)
-            _warn(f"Saving into the project the label{'s' * many} of {_samples_text(sorted(self._kept_files))}: "
+            _warn(f"Saving into the project the label{'s' * many} of {samples_text(sorted(self._kept_files))}: "
                   f"{'they were' if many else 'it was'} kept in your medlabeler folder when the project closed on "
                   f"{kept[-1].kept_at} with {'saves' if many else 'a save'} that had failed.{replaced}")
 
@@ -1256,15 +1244,23 @@ class Session(QObject):
         self.flush_saves()  # (a save that fails now counts)
         if not self._not_saved:
             return []
+        # a trial: a file kept now and left would be saved over later labels at the next opening
+        return [sample_id for sample_id, _ in self._keep_failed_saves(trial=True)[1]]
+
+    def _keep_failed_saves(self, *, trial: bool) -> tuple[list[int], list[tuple[int, OSError]]]:
+        """Try the failed saves again (space freed since?), then keep those that still fail in the
+        user's folder (``trial``: only find out whether they can be, the files removed); the samples
+        kept, and those that could not be, with why."""
         self._save_again()
         self.flush_saves()
-        lost = []
+        kept, lost = [], []
         for sample_id, save in self._not_saved.items():
-            try:  # a trial: a file kept now and left would be saved over later labels at the next opening
-                calls.keep_unsaved(medlabeler_home(), self.project, save, trial=True)
-            except OSError:
-                lost.append(sample_id)
-        return lost
+            try:
+                calls.keep_unsaved(medlabeler_home(), self.project, save, trial=trial)
+                kept.append(sample_id)
+            except OSError as exc:
+                lost.append((sample_id, exc))
+        return kept, lost
 
     @main_thread_only
     def may_close(self) -> bool:

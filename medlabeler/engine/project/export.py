@@ -26,7 +26,6 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 LEFT_OUT = "left out of the export"
 
 
-
 class ExportIncomplete(ProjectError):
     """The export wrote every label but those whose saved file is damaged (``problems``, each naming
     its file): one torn mask file had stopped the export of all the others. ``files``: what it wrote."""

@@ -21,6 +21,7 @@ from medlabeler.engine.io import read_image, scan_sources
 from medlabeler.engine.project.blank_samples import check_blank_samples, is_blank
 from medlabeler.engine.project.export import image_key
 from medlabeler.engine.store import Project
+from medlabeler.engine.store.records import samples_text
 
 SLABS_PER_VOLUME = 10
 LISTED_PROBLEMS = 10  # problems an import that found nothing names one by one
@@ -794,7 +795,7 @@ def _no_image_text(entry: _Exported | None) -> str:
     if entry is None or not entry.samples:
         return "no image in the project has this name (a mask is named as its image, with or without _labels, _seg, -label or _mask)"
     ids = entry.samples
-    listed = f"sample{'s' * (len(ids) > 1)} " + ", ".join(map(str, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    listed = samples_text(ids, at_most=5)
     if entry.image_key is None:  # an export made before exports recorded their images' keys
         return (f"no image in the project has this name, and its export's labels.json (listing {listed}) does not say "
                 "which image it was (an older export): export again to import it back")

@@ -1115,8 +1115,9 @@ class Project:
         error of each whose does not (a damaged or missing mask file, named) goes to ``damaged``:
         an export writes the others."""
         for sample in samples:
+            lv = self.label(sample.id)
             try:
-                value = self.load_label(sample.id)
+                value = None if lv is None else self._label_content(lv, sample)
             except ProjectError as exc:
                 damaged.append(exc)
                 continue
@@ -1203,13 +1204,9 @@ class Project:
 
     def check_labels(self) -> list[ProjectError]:
         """One ProjectError per current label whose mask file is missing or damaged."""
-        problems = []
-        for s in self.samples(labeled=True):
-            lv = self.label(s.id)
-            try:
-                self._label_content(lv, s)
-            except ProjectError as exc:
-                problems.append(exc)
+        problems: list[ProjectError] = []
+        for _ in self.labels_that_read(self.samples(labeled=True), problems):
+            pass
         return problems
 
     # --------------------------------------------------------------------------------- models

@@ -11,6 +11,14 @@ UNITS = ("image", "slice")
 SPLITS = ("train", "val", "test")
 ORIGINS = ("manual", "accepted_prediction", "corrected_prediction", "imported")
 
+def samples_text(ids, at_most: int | None = None) -> str:
+    """Sample ids as messages name them: "sample 3", "samples 3, 5" ("… and 12 more" past ``at_most``)."""
+    ids = list(ids)
+    shown = ids if at_most is None else ids[:at_most]
+    more = f" and {len(ids) - len(shown)} more" if len(ids) > len(shown) else ""
+    return f"sample{'s' * (len(ids) > 1)} {', '.join(map(str, shown))}{more}"
+
+
 DEFAULT_COLORS = (
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
     "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",

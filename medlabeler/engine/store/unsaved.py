@@ -78,6 +78,7 @@ def unsaved_labels(home: Path, project) -> list[UnsavedLabel]:
     if not folder.is_dir():
         return []
     found: dict[int, UnsavedLabel] = {}
+    created = project.created
     for path in sorted(folder.glob(f"s*{SUFFIX}"), key=lambda p: p.stat().st_mtime_ns):
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -86,7 +87,7 @@ def unsaved_labels(home: Path, project) -> list[UnsavedLabel]:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             continue
         sample_id = int(meta["sample_id"])
-        if meta.get("project_created") != project.created or not _same_sample(project, sample_id, meta.get("sample")):
+        if meta.get("project_created") != created or not _same_sample(project, sample_id, meta.get("sample")):
             continue
         current = project.label(sample_id)
         current_version = current.version if current is not None else None

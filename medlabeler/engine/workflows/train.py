@@ -213,10 +213,9 @@ def _apply_init(project, method, init, model_args: dict):
             raise TrainingError(f"init must be 'scratch', 'pretrained' or a model version, not {init!r}") from None
     state, record = read_weights(project, mv)
     saved_args = record.get("model", {})
-    if not _model_args_match(saved_args, model_args, ("arch", "in_channels", "features", "stem")):
-        differ = [f"{key} {saved_args.get(key)} against {model_args.get(key)}" for key in
-                  ("arch", "in_channels", "features", "stem") if saved_args.get(key) != model_args.get(key)
-                  and (key in saved_args or key in model_args)]
+    differ = [f"{key} {saved_args.get(key)} against {model_args.get(key)}" for key in
+              ("arch", "in_channels", "features", "stem") if not _model_args_match(saved_args, model_args, (key,))]
+    if differ:
         raise InitMismatchError(f"model v{mv.version} is another network than this run's ({'; '.join(differ)}): "
                                 "its weights do not fit")
     if record.get("kind") == "encoder":
