@@ -37,8 +37,11 @@ def _train_eval(project, data, config: dict, args, label: str, init=None) -> tup
     seconds = watch()
     # What the clinician gets: the active model after the promotion rule (engine.workflows.promotion), which
     # also scores the next round's queue.
-    metric, metrics = common.evaluate(project, project.active_model().version, data.metric)
-    return metric, metrics, {"train_s": seconds, "version": result.version,
+    active = project.active_model().version
+    metric, metrics = common.evaluate(project, active, data.metric)
+    # Validation too: a choice between queue settings is made on it, never on test.
+    val_metric, _ = common.evaluate(project, active, data.metric, split="val")
+    return metric, metrics, {"train_s": seconds, "version": result.version, "val": val_metric,
                              "images_per_second": result.images_per_second}
 
 
@@ -92,7 +95,7 @@ def run(args) -> int:
             f"labels revealed; round 0 ({len(initial)} random labels): test {data.metric} {metric0:.4f} "
             f"(train {info['train_s']:.1f} s)")
         rows.append({"strategy": "(initial)", "seed": seed, "round": 0, "labels": len(initial), data.metric: metric0,
-                     "train_s": info["train_s"], "score_s": 0.0, "chosen": _ids(initial)})
+                     "val": info["val"], "train_s": info["train_s"], "score_s": 0.0, "chosen": _ids(initial)})
         base_root = Path(base.root)
         base.close()
         for strategy in strategies:
@@ -112,10 +115,10 @@ def run(args) -> int:
                     curve.metrics.append(metric)
                     curve.chosen.append([s.id for s in chosen])
                     rows.append({"strategy": strategy, "seed": seed, "round": rnd, "labels": labels, data.metric: metric,
-                                 "train_s": info["train_s"], "score_s": score_s, "chosen": _ids(chosen),
+                                 "val": info["val"], "train_s": info["train_s"], "score_s": score_s, "chosen": _ids(chosen),
                                  "reasons": " | ".join(p.reason for p in picks)})
                     say(f"  seed {seed} {strategy:<8} round {rnd}: {labels:>4} labels  test {data.metric} {metric:.4f}"
-                        f"  (score+rank {score_s:.1f} s, train {info['train_s']:.1f} s)")
+                        f" (val {info['val']:.4f})  (score+rank {score_s:.1f} s, train {info['train_s']:.1f} s)")
             finally:
                 project.close()
                 if not args.keep_projects:
@@ -135,7 +138,7 @@ def run(args) -> int:
             if not args.keep_projects:
                 shutil.rmtree(project.root, ignore_errors=True)
         rows.append({"strategy": "(full supervision)", "seed": seed, "round": -1, "labels": n_full,
-                     data.metric: full[seed], "train_s": info["train_s"], "score_s": 0.0, "chosen": ""})
+                     data.metric: full[seed], "val": info["val"], "train_s": info["train_s"], "score_s": 0.0, "chosen": ""})
         say(f"seed {seed}: full supervision ({n_full} labels): test {data.metric} {full[seed]:.4f} "
             f"(train {info['train_s']:.1f} s); {total() / 60:.1f} min so far")
 
@@ -189,7 +192,7 @@ def _check_strategies(strategies: list[str]) -> None:
 
 
 def _write_rows(path: Path, rows: list[dict], metric: str) -> None:
-    fields = ["strategy", "seed", "round", "labels", metric, "train_s", "score_s", "chosen", "reasons"]
+    fields = ["strategy", "seed", "round", "labels", metric, "val", "train_s", "score_s", "chosen", "reasons"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()

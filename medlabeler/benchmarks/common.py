@@ -194,10 +194,10 @@ def copy_project(src: Path, dest: Path):
     return Project.open(dest)
 
 
-def evaluate(project, version: int, metric: str) -> tuple[float, dict[str, float]]:
+def evaluate(project, version: int, metric: str, split: str = "test") -> tuple[float, dict[str, float]]:
     from medlabeler.engine.workflows.evaluate import evaluate_project
 
-    metrics = evaluate_project(project, split="test", version=version)
+    metrics = evaluate_project(project, split=split, version=version)
     return float(metrics.get(metric, math.nan)), metrics
 
 
