@@ -147,6 +147,9 @@ def run(args) -> int:
                          title=f"Active learning on {data.name} (simulated clinician)")
     _write_rows(out / "rounds.csv", rows, data.metric)
     table = _reach_rows(reach_table(curves, full_mean, args.fraction), curves, summarize(curves), args.per_round)
+    for r in table:  # validation over the curve too (the initial round included, as in the test column)
+        mine = [row["val"] for row in rows if row["strategy"] in (r["strategy"], "(initial)")]
+        r["val_curve_mean"] = float(np.mean(mine)) if mine else math.nan
     text = _report_text(args, data, table, full_mean, full_std, n_full, total())
     (out / "results.md").write_text(text)
     say(text)
@@ -247,14 +250,15 @@ def _report_text(args, data, table: list[dict], full_mean: float, full_std: floa
         "",
         f"| strategy | labels to target (seeds reaching: mean ± std) | seeds reaching | labels, all seeds "
         f"(lower bound) | ratio vs random | {m} at {table[0]['final_labels'] if table else 0} labels | "
-        f"mean {m} over the curve |",
-        "|---|---|---|---|---|---|---|",
+        f"mean {m} over the curve | mean validation {m} over the curve |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         lines.append(
             f"| {r['strategy']} | {_fmt(r['labels_mean'])} ± {_fmt(r['labels_std'])} | {r['seeds_reached']}/{r['seeds']} "
             f"| {_fmt(r['labels_censored'])} | {_fmt(r['ratio_vs_random'], 2)} "
-            f"| {_fmt(r['final_mean'], 4)} ± {_fmt(r['final_std'], 4)} | {_fmt(r['curve_mean'], 4)} |")
+            f"| {_fmt(r['final_mean'], 4)} ± {_fmt(r['final_std'], 4)} | {_fmt(r['curve_mean'], 4)} "
+            f"| {_fmt(r['val_curve_mean'], 4)} |")
     lines += ["", "Labels to target: the first label count whose test metric reaches the target. \"All seeds\" "
               f"counts a seed that never reached it as the last count + {args.per_round} (a lower bound); the "
               "ratio to random uses that column.", "", f"Machine: {common.machine_text()}; wall time {seconds / 60:.1f} min.",

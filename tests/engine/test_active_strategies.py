@@ -197,6 +197,17 @@ def test_adjacent_slices_of_one_volume_are_avoided():
     assert ids_of(select("entropy", n=3, min_slice_gap=0, **kw)) == [0, 1, 2]
 
 
+def test_slices_either_side_of_a_slab_edge_are_neighbours_too():
+    # A project of one scan splits it into slabs (split groups): slices 9 and 10 lie in two of
+    # them, and are still neighbours in the volume.
+    p = FakeProject()
+    p._samples = [SimpleNamespace(id=i, group=f"v/slab{i // 10}", path="v.nii", series_uid=None, slice_index=i,
+                                  split="train") for i in range(20)]
+    p._labeled, p._emb = set(), {}
+    p._scores = {2: {i: {"entropy": 1.0 - abs(i - 9.5) / 40} for i in range(20)}}
+    assert ids_of(S.select_for_project(p, "entropy", 2)) == [9, 11]
+
+
 # ---------------------------------------------------------------- never labeled (property)
 
 
@@ -299,7 +310,7 @@ class FakeProject:
     """Just the store contract the strategies use."""
 
     def __init__(self):
-        mk = lambda i, sl=None: SimpleNamespace(id=i, group="v", slice_index=sl, split="train")
+        mk = lambda i, sl=None: SimpleNamespace(id=i, group="v", path="v.nii", series_uid=None, slice_index=sl, split="train")
         self._samples = [mk(i, i) for i in range(6)]
         self._labeled = {0}
         self._scores = {1: {1: {"entropy": 0.99}}, 2: {2: {"entropy": 0.3}, 4: {"entropy": 0.6}}}

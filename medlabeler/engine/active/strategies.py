@@ -596,7 +596,9 @@ def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 
     labeled = [s.id for s in project.samples(labeled=True)] if labeled is None else list(labeled)
     done = set(labeled) | project.blank_ids()  # a blank image is never worth a label
     candidates = [s.id for s in samples if (split is None or s.split == split) and s.id not in done]
-    groups = {s.id: (s.group, s.slice_index) for s in samples if s.slice_index is not None}
+    # By volume, not by split group: a project of one scan splits it into slabs, and the slices on
+    # either side of a slab's edge are neighbours all the same.
+    groups = {s.id: ((s.path, s.series_uid), s.slice_index) for s in samples if s.slice_index is not None}
     return select(
         strategy, candidates=candidates, scores=scores, embeddings=_newest_embeddings(project),
         labeled=labeled, n=n, seed=seed, groups=groups or None, model_version=version, **options,
