@@ -507,7 +507,7 @@ def _label_lines(metrics: dict, split: str) -> list[str]:
         scored, held = int(metrics[f"scored_{name}"]), int(metrics[f"in_reference_{name}"])
         dice = metrics[f"dice_{name}"]
         if held == 0 and scored == 0:
-            lines.append(f"  {name}: in no {split} label and found by the model in none (counted as 1.000)")
+            lines.append(f"  {name}: in no {split} label and found by the model in none (left out of the mean dice)")
         elif held == 0:
             lines.append(f"  {name}: dice {dice:.3f}: no {split} label holds {name}, so this counts only the "
                          f"{_count(scored, 'sample')} where the model finds some (label {split} samples that "

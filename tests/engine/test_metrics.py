@@ -116,9 +116,17 @@ def test_segmentation_case_and_split_metrics():
     assert m["dice"] == pytest.approx((16 / 17 + 0.0) / 2)
     assert math.isnan(m["hd95_tumour"]) and m["n"] == 2
     assert (m["scored_liver"], m["in_reference_liver"], m["scored_tumour"], m["in_reference_tumour"]) == (1, 1, 1, 1)
-    # a label never present anywhere scores 1 (nothing to find, nothing found)
+    # a label never present anywhere scores 1 (nothing to find, nothing found), and is left out of
+    # the headline: a tumour nobody labeled or found does not lift the liver's 16/17
     never = segmentation_metrics([pred], [ref], ["liver", "tumour"])
-    assert never["dice_tumour"] == 1.0
+    assert never["dice_tumour"] == 1.0 and never["scored_tumour"] == 0
+    assert never["dice"] == pytest.approx(16 / 17) and never["iou"] == pytest.approx(never["iou_liver"])
+    # found by the model only (false finds): it counts, with Dice 0
+    stray = pred.copy()
+    stray[5, 5] = 2
+    assert segmentation_metrics([stray], [ref], names)["dice"] == pytest.approx((16 / 17 + 0.0) / 2)
+    # no label anywhere, in the references or the predictions: nothing to find, nothing found
+    assert segmentation_metrics([np.zeros((6, 6), int)], [np.zeros((6, 6), int)], names)["dice"] == 1.0
     assert math.isnan(SegmentationScores(names).result()["dice"])
     with pytest.raises(ValueError, match="differ in shape"):
         segmentation_case_metrics(np.zeros((2, 2)), np.zeros((3, 3)), names)
@@ -136,7 +144,7 @@ def test_evaluate_says_what_a_labels_dice_stands_on():
     lines = _label_lines(segmentation_metrics([found], [empty], names), "test")
     assert lines[0].startswith("  brain: dice 0.000: no test label holds brain")
     assert "the 1 sample where the model finds some" in lines[0]
-    assert lines[1] == "  lesion: in no test label and found by the model in none (counted as 1.000)"
+    assert lines[1] == "  lesion: in no test label and found by the model in none (left out of the mean dice)"
     brain = empty.copy()
     brain[1:5, 1:5] = 1
     lines = _label_lines(segmentation_metrics([brain, found], [brain, empty], names), "validation")
