@@ -492,8 +492,9 @@ def cmd_evaluate(args) -> int:
         which = f"v{version}" + (" (active)" if active is not None and version == active.version else "")
         print(f"{args.split}: {_metrics_text(metrics)} of {which} on {_count(int(metrics['n']), f'labeled {split} sample')}")
         if "dice" in metrics:  # a trial compared it with one Dice over a whole scan's voxels (0.763 against 0.905)
-            print("  (dice: each sample's Dice, its labels averaged, then the mean over the samples: a slice "
-                  "that holds little of a label weighs as much as one that holds much of it)")
+            print("  (dice: each label's Dice averaged over the samples that hold it, in the label or the "
+                  "prediction, then the mean over the labels that appear: a slice that holds little of a label "
+                  "weighs as much as one that holds much of it)")
         for line in _label_lines(metrics, split):
             print(line)
     return 0

@@ -316,7 +316,7 @@ def test_evaluate_names_the_version_it_measured_and_takes_it_as_shown(project, c
     assert main(["evaluate", str(project.root), "--split", "val"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert f" of v{version} (active) on {n_val} labeled validation sample" in lines[0]
-    assert lines[1].startswith("  (dice: each sample's Dice, its labels averaged, then the mean over the samples")
+    assert lines[1].startswith("  (dice: each label's Dice averaged over the samples that hold it")
     assert main(["evaluate", str(project.root), "--split", "val", "--version", f"v{version}"]) == 0
     assert f" of v{version} (active) on " in capsys.readouterr().out
 
