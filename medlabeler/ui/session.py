@@ -252,13 +252,6 @@ def missing_slice_note(sample_id: int) -> str:
 HELD_OUT_ROLES = {"val": ("validation", "chooses the model"), "test": ("test", "measures the model")}
 
 
-def _warn(text: str) -> None:
-    """A notification in the viewer's corner (the status line is one line, cut on a small screen)."""
-    from napari.utils.notifications import show_warning
-
-    show_warning(text)
-
-
 READING_NOTE = "reading the images of sample "
 
 
@@ -549,8 +542,8 @@ class Session(QObject):
         if project is not self.project or project.closed:
             return
         more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
-        _warn(f"{len(damaged)} label{'s' * (len(damaged) > 1)} whose saved mask file is damaged or missing: "
-              f"{error_text(damaged[0])}{more}. Training stops at such a label and exports leave it out.")
+        _said(f"{len(damaged)} label{'s' * (len(damaged) > 1)} whose saved mask file is damaged or missing: "
+              f"{error_text(damaged[0])}{more}. Training stops at such a label and exports leave it out.", warn=True)
 
     @main_thread_only
     def recheck_unreadable(self) -> bool:
@@ -807,7 +800,7 @@ class Session(QObject):
         message = "Closing the project: " + "; ".join(words) + "."
         log.warning(message)
         if not self._shutting_down:
-            (show_error_message if lost else _warn)(message)
+            _said(message, error=bool(lost), warn=not lost)
 
     def _save_kept(self, project) -> None:
         """Save the labels kept when a save failed as ``project`` last closed (`_keep_what_did_not_save`)."""
@@ -826,9 +819,9 @@ class Session(QObject):
             replaced = "".join(f" Sample {k.sample_id}'s replaces its label v{k.replaces}, saved since by another app "
                                "(it stays in the history: the queue's labeled view restores it)."
                                for k in kept if k.replaces is not None)
-            _warn(f"Saving into the project the label{'s' * many} of {samples_text(sorted(self._kept_files))}: "
+            _said(f"Saving into the project the label{'s' * many} of {samples_text(sorted(self._kept_files))}: "
                   f"{'they were' if many else 'it was'} kept in your medlabeler folder when the project closed on "
-                  f"{kept[-1].kept_at} with {'saves' if many else 'a save'} that had failed.{replaced}")
+                  f"{kept[-1].kept_at} with {'saves' if many else 'a save'} that had failed.{replaced}", warn=True)
 
     def _say_what_closing_discards(self) -> None:
         """A run stopped half-way leaves no model: say so rather than drop it silently (in a
@@ -1219,7 +1212,7 @@ class Session(QObject):
     def _warn_of_save(self, text: str) -> None:
         """A notification, and the Label tab's line until a later save (a notification shows one line for
         4 s in the canvas's corner: a trial at 125% scaling read 39 of 175 characters)."""
-        _warn(text)
+        _said(text, warn=True)
         self._set_save_warning(text)
 
     def _set_save_warning(self, text: str) -> None:

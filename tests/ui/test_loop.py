@@ -188,7 +188,7 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     assert session.flush_saves() and held_out.id not in project.labeled_ids()
     # 'Correct it…' then s with no edit saves it (checked, maybe), with a warning that says what it is
     warned = []
-    monkeypatch.setattr("medlabeler.ui.session._warn", warned.append)
+    monkeypatch.setattr("medlabeler.ui.session._said", lambda words, **how: warned.append(words) or words)
     assert session.edit_prediction()
     press(viewer, "s")
     assert session.flush_saves() and project.label(held_out.id).origin == "accepted_prediction"

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from medlabeler.engine.errors import InputError
+from medlabeler.engine.store.files import fsync_dir
 
 FORMAT = "medlabeler-weights/1"
 RECORD_KEY = "medlabeler"
@@ -25,19 +26,6 @@ RECORD_KEY = "medlabeler"
 def sidecar_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name.removesuffix(".safetensors") + ".json")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -54,7 +42,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _plain_state(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
