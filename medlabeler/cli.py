@@ -155,7 +155,7 @@ def cmd_import_labels(args) -> int:
 
 def cmd_status(args) -> int:
     from medlabeler.engine.errors import error_text
-    from medlabeler.engine.store.project import per_class_text
+    from medlabeler.engine.store.project import per_class_text, unmeasured_text
     from medlabeler.engine.home import medlabeler_home
     from medlabeler.engine.store.unsaved import unsaved_labels
     from medlabeler.engine.workflows.model_versions import weights_problem
@@ -183,6 +183,8 @@ def cmd_status(args) -> int:
         print(f"  {name:<6} {part['samples']:>6} samples  {part['labeled']:>6} labeled")
     for line in per_class_text(kind, status["per_class"]):
         print(f"  {line}")
+    if unmeasured := unmeasured_text(kind, status):
+        print(f"  {unmeasured}")
     print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, figure)})' if active else 'none'}")
     unloadable = weights_problem(active) if active is not None else None
     if unloadable:
@@ -493,8 +495,8 @@ def cmd_evaluate(args) -> int:
         print(f"{args.split}: {_metrics_text(metrics)} of {which} on {_count(int(metrics['n']), f'labeled {split} sample')}")
         if "dice" in metrics:  # a trial compared it with one Dice over a whole scan's voxels (0.763 against 0.905)
             print("  (dice: each label's Dice averaged over the samples that hold it, in the label or the "
-                  "prediction, then the mean over the labels that appear: a slice that holds little of a label "
-                  "weighs as much as one that holds much of it)")
+                  f"prediction, then the mean over the labels that some {split} label holds: a slice that holds "
+                  "little of a label weighs as much as one that holds much of it)")
         for line in _label_lines(metrics, split):
             print(line)
     return 0
@@ -504,15 +506,18 @@ def _label_lines(metrics: dict, split: str) -> list[str]:
     """Per label of a segmentation: its Dice and what it stands on. A label no reference holds
     scores 0 wherever the model finds it, and a reader of "dice 0.000" should know that."""
     lines = []
-    for name in (k[len("scored_"):] for k in metrics if k.startswith("scored_")):
+    names = [k[len("scored_"):] for k in metrics if k.startswith("scored_")]
+    measurable = any(metrics[f"in_reference_{name}"] for name in names)  # else the headline counts the model's finds
+    for name in names:
         scored, held = int(metrics[f"scored_{name}"]), int(metrics[f"in_reference_{name}"])
         dice = metrics[f"dice_{name}"]
         if held == 0 and scored == 0:
             lines.append(f"  {name}: in no {split} label and found by the model in none (left out of the mean dice)")
         elif held == 0:
             lines.append(f"  {name}: dice {dice:.3f}: no {split} label holds {name}, so this counts only the "
-                         f"{_count(scored, 'sample')} where the model finds some (label {split} samples that "
-                         f"show {name} to measure it)")
+                         f"{_count(scored, 'sample')} where the model finds some ("
+                         + ("left out of the mean dice; " if measurable else "")
+                         + f"label {split} samples that show {name} to measure it)")
         else:
             extra = scored - held
             lines.append(f"  {name}: dice {dice:.3f} over {_count(scored, 'sample')} ({held} with {name} in the label"

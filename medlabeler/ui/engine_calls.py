@@ -193,6 +193,12 @@ def per_class_text(kind: str, per_class) -> list[str]:
     return text(kind, per_class)
 
 
+def unmeasured_text(kind: str, status) -> str:
+    from medlabeler.engine.store.project import unmeasured_text as text
+
+    return text(kind, status)
+
+
 def weights_removed_text(removed: str) -> str:
     from medlabeler.engine.store.project import weights_removed_text as text
 

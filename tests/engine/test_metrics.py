@@ -121,12 +121,17 @@ def test_segmentation_case_and_split_metrics():
     never = segmentation_metrics([pred], [ref], ["liver", "tumour"])
     assert never["dice_tumour"] == 1.0 and never["scored_tumour"] == 0
     assert never["dice"] == pytest.approx(16 / 17) and never["iou"] == pytest.approx(never["iou_liver"])
-    # found by the model only (false finds): it counts, with Dice 0
+    # found by the model only (one stray pixel): the split cannot measure the tumour, so the headline
+    # stays the liver's; the tumour's own figure says what it stands on
     stray = pred.copy()
     stray[5, 5] = 2
-    assert segmentation_metrics([stray], [ref], names)["dice"] == pytest.approx((16 / 17 + 0.0) / 2)
-    # no label anywhere, in the references or the predictions: nothing to find, nothing found
-    assert segmentation_metrics([np.zeros((6, 6), int)], [np.zeros((6, 6), int)], names)["dice"] == 1.0
+    m = segmentation_metrics([stray], [ref], names)
+    assert m["dice"] == pytest.approx(16 / 17) and m["dice_tumour"] == 0.0
+    assert (m["scored_tumour"], m["in_reference_tumour"]) == (1, 0)
+    # no reference holds any label: the model's finds are all wrong (0), and none found is right (1)
+    empty = np.zeros((6, 6), int)
+    assert segmentation_metrics([stray], [empty], names)["dice"] == 0.0
+    assert segmentation_metrics([empty], [empty], names)["dice"] == 1.0
     assert math.isnan(SegmentationScores(names).result()["dice"])
     with pytest.raises(ValueError, match="differ in shape"):
         segmentation_case_metrics(np.zeros((2, 2)), np.zeros((3, 3)), names)
@@ -149,3 +154,10 @@ def test_evaluate_says_what_a_labels_dice_stands_on():
     brain[1:5, 1:5] = 1
     lines = _label_lines(segmentation_metrics([brain, found], [brain, empty], names), "validation")
     assert lines[0] == "  brain: dice 0.500 over 2 samples (1 with brain in the label, 1 where only the model finds it)"
+    # a label only the model finds, beside one the labels hold: left out of the headline, and said so
+    both = empty.copy()
+    both[6:, 6:] = 2
+    m = segmentation_metrics([brain + both], [brain], names)
+    assert m["dice"] == 1.0
+    assert _label_lines(m, "validation")[1].endswith("(left out of the mean dice; label validation samples that show "
+                                                     "lesion to measure it)")

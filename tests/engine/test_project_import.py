@@ -49,6 +49,22 @@ def test_status_says_when_a_single_scan_is_split_by_slabs(tmp_path, brain, capsy
     assert "10 contiguous slabs of slices per scan" in capsys.readouterr().out
 
 
+def test_status_names_a_label_no_validation_label_holds(tmp_path, brain, capsys):
+    """A rare label on training slices only: the validation Dice cannot measure it, and says so."""
+    source = write_nifti(tmp_path / "brain.nii.gz", brain)
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue", "lesion"])
+    with project:
+        train = next(s for s in project.samples() if s.split == "train")
+        val = next(s for s in project.samples() if s.split == "val")
+        mask = np.zeros(train.shape, np.uint8)
+        mask[2:6, 2:6], mask[10:12, 10:12] = 1, 2
+        project.save_label(train.id, mask)
+        project.save_label(val.id, (mask == 1).astype(np.uint8))
+    assert main(["status", str(tmp_path / "proj")]) == 0
+    assert ("no validation label holds lesion: the validation Dice (what promotion compares) leaves it out"
+            in capsys.readouterr().out)
+
+
 def test_single_scan_is_split_by_contiguous_slabs(tmp_path, brain):
     source = write_nifti(tmp_path / "brain.nii.gz", brain, spacing=(6.0, 6.0, 6.0))
     project, report = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue"])

@@ -19,7 +19,7 @@ import pytest
 from medlabeler.engine.errors import InputError, ProjectError, ProjectLockedError
 from medlabeler.engine.io import SourceInfo
 from medlabeler.engine.store import Project, Sample
-from medlabeler.engine.store.project import per_class_text
+from medlabeler.engine.store.project import per_class_text, unmeasured_text
 from medlabeler.engine.store.schema import SCHEMA_VERSION
 from medlabeler.engine.store.splits import assign_splits, group_hash, split_of
 
@@ -353,6 +353,9 @@ def test_status_counts(cls, seg):
     # "brain 3" in the Project tab read as nothing in particular
     assert per_class_text("segmentation", st["per_class"]) == ["liver: in 1 label", "tumour: in 2 labels"]
     assert per_class_text("classification", {"benign": 1}) == ["benign: 1 labeled"]
+    by_split = st["per_class_split"]
+    assert {name: sum(by.values()) for name, by in by_split.items()} == st["per_class"]
+    assert by_split["liver"] == {"train": 0, "val": 0, "test": 0, s0.split: 1}
     for project in (cls, seg):  # the loop's counts at each pass: one count query, the same numbers
         for split in (None, "train", "val", "test"):
             for labeled in (None, True, False):
@@ -875,3 +878,19 @@ def test_the_lock_says_which_command_holds_the_project_never_its_arguments(tmp_p
         with pytest.raises(ProjectLockedError) as raised:
             Project.open(root)
     assert "DoeJane" not in str(raised.value) and raised.value.holder.endswith(socket.gethostname())
+
+
+def test_labels_no_validation_label_holds_are_named():
+    """A radiologist's validation slices held no lesion, and the headline Dice (what promotion
+    compares) read as if it measured the lesion too."""
+    status = {"per_split": {"val": {"labeled": 4}},
+              "per_class_split": {"bone": {"train": 8, "val": 4, "test": 1}, "lesion": {"train": 3, "val": 0, "test": 0}}}
+    assert unmeasured_text("segmentation", status) == (
+        "no validation label holds lesion: the validation Dice (what promotion compares) leaves it out; label "
+        "validation samples that show lesion to measure it")
+    assert "no validation label is lesion: the validation AUC" in unmeasured_text("classification", status)
+    status["per_class_split"]["lesion"]["val"] = 1
+    assert unmeasured_text("segmentation", status) == ""
+    status["per_class_split"]["lesion"]["val"] = 0
+    status["per_split"]["val"]["labeled"] = 0  # no validation label at all: promotion waits, and says so
+    assert unmeasured_text("segmentation", status) == ""

@@ -383,3 +383,35 @@ def test_the_sample_whose_image_stopped_a_loop_run_comes_first_among_the_labeled
     rows = calls.queue_rows(session.project, view="labeled", n=2)
     assert last in {row.sample for row in rows} and all("its image no longer reads" in row.reason for row in rows)
     assert last in session.project.unreadable_ids()
+
+
+def test_metrics_and_project_tabs_name_a_label_the_validation_labels_lack(make_napari_viewer, qtbot, brain_project,
+                                                                           monkeypatch):
+    """A radiologist's validation slices held no lesion: the Metrics tab showed the headline Dice
+    alone, as if it measured the lesion too."""
+    from medlabeler.engine.store import Project
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.train import train_project
+    from medlabeler.ui.widgets.project import counts_text
+
+    monkeypatch.setenv("MEDLABELER_LEARN", "0")
+    with Project.open(brain_project) as project:
+        train = [s for s in project.samples(split="train")][:2]
+        val = next(s for s in project.samples(split="val"))
+        for sample in train:
+            mask = np.zeros(sample.shape, np.uint8)
+            mask[10:30, 10:30], mask[32:40, 32:40] = 1, 2
+            project.save_label(sample.id, mask)
+        grey = np.zeros(val.shape, np.uint8)
+        grey[10:30, 10:30] = 1  # no white matter in the validation label
+        project.save_label(val.id, grey)
+        run_to_end(train_project(project, method="supervised", steps=4, config={**TINY, "cap_threads": False}))
+        words = counts_text(project.status(), "segmentation")
+    assert words.endswith("No validation label holds white_matter: the validation Dice (what promotion compares) "
+                          "leaves it out; label validation samples that show white_matter to measure it.")
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer)
+    assert widget.session.open_project(brain_project)
+    widget.tabs.setCurrentWidget(widget.metrics)
+    qtbot.waitUntil(lambda: bool(widget.metrics.points), timeout=10_000)
+    assert ". No validation label holds white_matter: the validation Dice" in widget.metrics.caption.text()

@@ -83,6 +83,23 @@ def per_class_text(kind: str, per_class: Mapping[str, int]) -> list[str]:
     return [f"{name}: {count} labeled" for name, count in per_class.items()]
 
 
+def unmeasured_text(kind: str, status: Mapping[str, Any]) -> str:
+    """What the validation figures leave out: labels that training labels hold and validation labels
+    do not ("" when none, or before any validation label). A radiologist whose validation slices held
+    no lesion read the headline Dice as if it measured the lesion."""
+    if not status.get("per_split", {}).get("val", {}).get("labeled"):
+        return ""
+    missing = [name for name, by in status.get("per_class_split", {}).items() if by.get("train") and not by.get("val")]
+    if not missing:
+        return ""
+    names = ", ".join(missing)
+    metric = "Dice" if kind == "segmentation" else "AUC"
+    which = "holds" if kind == "segmentation" else "is"
+    return (f"no validation label {which} {names}: the validation {metric} (what promotion compares) leaves "
+            f"{'it' if len(missing) == 1 else 'them'} out; label validation samples that show {names} to measure "
+            f"{'it' if len(missing) == 1 else 'them'}")
+
+
 def version_text(lv: LabelVersion, task) -> str:
     """One saved version of a label, said: "v2 · prediction corrected, dr_a · 2026-12-07 10:32
     (local time) · grey_matter, white_matter" (what it holds; "background only" for an empty mask)."""
@@ -1439,7 +1456,8 @@ class Project:
         """Counts: samples, labeled, per_split {split: {samples, labeled}}, per_class {name: count}.
 
         per_class counts current labels of each class (classification) or labeled samples whose
-        mask contains each label (segmentation).
+        mask contains each label (segmentation); per_class_split {name: {split: count}} the same by
+        split (`unmeasured_text` reads it).
         """
         per_split = {split: {"samples": 0, "labeled": 0} for split in SPLITS}
         rows = self._query(
@@ -1447,16 +1465,19 @@ class Project:
             "AND l.is_current = 1)) FROM samples GROUP BY split")
         for split, n, labeled in rows:
             per_split[split] = {"samples": int(n), "labeled": int(labeled or 0)}
-        counts: Counter[int] = Counter()
-        for (present,) in self._query("SELECT present FROM labels WHERE is_current = 1"):
-            offset = 0 if self.task.kind == "classification" else 1
-            counts.update(int(v) - offset for v in json.loads(present))
+        counts: Counter[tuple[int, str]] = Counter()
+        offset = 0 if self.task.kind == "classification" else 1
+        for present, split in self._query("SELECT l.present, s.split FROM labels l JOIN samples s ON s.id = l.sample_id "
+                                          "WHERE l.is_current = 1"):
+            counts.update((int(v) - offset, split) for v in json.loads(present))
         active = self.active_model()
         return {
             "samples": sum(v["samples"] for v in per_split.values()),
             "labeled": sum(v["labeled"] for v in per_split.values()),
             "per_split": per_split,
-            "per_class": {name: counts.get(i, 0) for i, name in enumerate(self.task.names)},
+            "per_class": {name: sum(counts[(i, split)] for split in SPLITS) for i, name in enumerate(self.task.names)},
+            "per_class_split": {name: {split: counts[(i, split)] for split in SPLITS}
+                                for i, name in enumerate(self.task.names)},
             "models": int(self._query("SELECT count(*) FROM models")[0][0]),
             "active_model": active.version if active else None,
         }

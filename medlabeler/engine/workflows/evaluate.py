@@ -16,7 +16,7 @@ def evaluate_project(project, split: str = "test", version: int | None = None, *
                      batch_size: int = 8, unreadable: list | None = None) -> dict[str, float]:
     """Metrics of a model version (default: active) on the labeled samples of `split`, at the
     samples' original resolution. Classification: auc, accuracy, balanced_accuracy,
-    recall_<class>. Segmentation: dice (mean over labels), iou, dice_<label>, iou_<label>,
+    recall_<class>. Segmentation: dice (mean over the labels some reference holds), iou, dice_<label>, iou_<label>,
     hd95_<label> (in spacing units). Always "n" (samples evaluated). With a list as `unreadable`,
     a labeled sample whose image no longer reads is left out and its InputError put there (else
     the first one stops the evaluation)."""

@@ -132,6 +132,12 @@ class MetricsWidget(QWidget):
         wants_val = project.task.split_fractions[1] > 0
         return NO_VALIDATION_NOTE + (f" {ADD_SCANS_NOTE}" if wants_val else "")
 
+    @staticmethod
+    def _unmeasured_note(project) -> str:
+        """The labels the validation figure leaves out (none of the validation labels holds them)."""
+        text = calls.unmeasured_text(project.task.kind, project.status())
+        return f". {text[0].upper()}{text[1:]}" if text else ""
+
     def _redraw(self) -> None:
         from matplotlib.ticker import MaxNLocator
 
@@ -178,7 +184,8 @@ class MetricsWidget(QWidget):
                                  f"({len(self.points)} decision{'' if len(self.points) == 1 else 's'})"
                                  + (f"; the line breaks where the {on} labels changed (the figures on either "
                                     "side are measured on different labels)" if len(self.runs) > 1 else "")
-                                 + (f". {self._no_validation_note(project)}" if on == "training" else ""))
+                                 + (f". {self._no_validation_note(project)}" if on == "training" else "")
+                                 + self._unmeasured_note(project))
         elif on == "training":
             self.caption.setText(self._no_validation_note(project))
         elif project is not None and not project.samples(split="val", labeled=True):

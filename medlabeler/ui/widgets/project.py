@@ -370,6 +370,9 @@ def counts_text(status: dict, kind: str) -> str:
     per_class = status.get("per_class") or {}
     if per_class:
         lines.append("; ".join(calls.per_class_text(kind, per_class)))
+    unmeasured = calls.unmeasured_text(kind, status)
+    if unmeasured:
+        lines.append(unmeasured[0].upper() + unmeasured[1:] + ".")
     return "\n".join(lines)
 
 
