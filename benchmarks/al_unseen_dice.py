@@ -3,8 +3,8 @@
 `medlabeler benchmark active-learning` reports test Dice, and on a one-scan dataset the test split
 is one slab of the brain: a queue that labels the slices next to that slab looks better than it
 is. This reads the projects a run kept (`--keep-projects`) and scores each arm's active model on
-every slice of the scan that holds brain and that the arm left unlabeled, the test slab left out
-(so the figure can choose between queue settings): what a clinician would review next. Per-slice
+every training slice that holds brain and that the arm left unlabeled (neither the validation
+slabs, which chose the models, nor the test slab): what a clinician would review next. Per-slice
 Dice as `evaluate` computes it (engine.metrics), per label and the mean. Only for the built-in
 slice datasets (mni-tissue-seg, mni-tissue3-seg):
 
@@ -29,8 +29,8 @@ def unseen_dice(root: Path, truth) -> dict[str, float]:
     project = Project.open(root, readonly=True)
     try:
         trained = {s.id for s in project.samples(split="train", labeled=True)}
-        ids = [s.id for s in project.samples()
-               if s.id not in trained and s.split != "test" and truth(s) is not None and truth(s).any()]
+        ids = [s.id for s in project.samples(split="train")  # validation chose the models, test is test's
+               if s.id not in trained and truth(s) is not None and truth(s).any()]
         bundle = load_model(project)
         scores = SegmentationScores(list(project.task.names), with_hd95=False)
         for sample_id, probs in predict_samples(project, ids, model_bundle=bundle, batch_size=8):
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             arms.setdefault(root.name, []).append(got["dice"])
         for arm, values in arms.items():
             spread = f" ± {statistics.pstdev(values):.4f}" if len(values) > 1 else ""
-            print(f"{run} {arm}: mean dice on unseen slices {statistics.mean(values):.4f}{spread} over {len(values)} seeds")
+            print(f"{run} {arm}: mean dice on unseen slices {statistics.mean(values):.4f}{spread} (± the standard "
+                  f"deviation) over {len(values)} seeds")
     return 0
 
 

@@ -147,9 +147,12 @@ def run(args) -> int:
                          title=f"Active learning on {data.name} (simulated clinician)")
     _write_rows(out / "rounds.csv", rows, data.metric)
     table = _reach_rows(reach_table(curves, full_mean, args.fraction), curves, summarize(curves), args.per_round)
-    for r in table:  # validation over the curve too (the initial round included, as in the test column)
-        mine = [row["val"] for row in rows if row["strategy"] in (r["strategy"], "(initial)")]
-        r["val_curve_mean"] = float(np.mean(mine)) if mine else math.nan
+    for r in table:  # validation over the curve too, as the test column: the mean over label counts of the seeds' mean
+        by_count: dict[int, list[float]] = {}
+        for row in rows:
+            if row["strategy"] in (r["strategy"], "(initial)"):
+                by_count.setdefault(row["labels"], []).append(row["val"])
+        r["val_curve_mean"] = float(np.mean([np.mean(v) for v in by_count.values()])) if by_count else math.nan
     text = _report_text(args, data, table, full_mean, full_std, n_full, total())
     (out / "results.md").write_text(text)
     say(text)

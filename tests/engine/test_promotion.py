@@ -344,3 +344,24 @@ def test_a_model_that_cannot_be_written_on_a_full_disk_says_where_and_the_active
                      parent=None, activate=True)
     assert project.active_model() == active and len(project.models()) == versions
     assert [p.name for p in project.root.iterdir() if p.name.startswith(".train-")] == []
+
+
+def test_figures_logged_before_the_headline_changed_set_no_bar(tmp_path):
+    """A decision logged when segmentation's Dice still counted a label no reference held (1.000)
+    is measured otherwise: its figure must not be the best a candidate has to come near."""
+    from medlabeler.engine.workflows import promotion
+    from medlabeler.engine.workflows.model_versions import label_fingerprint
+
+    project = make_seg_project(tmp_path, n=3, depth=4)
+    with project:
+        val = [s.id for s in project.samples(split="val", labeled=True)]
+        assert val, "the fixture labels validation samples"
+        old_state = label_fingerprint(project, val)  # what a decision of before recorded
+        now = promotion.validation_state(project)
+        assert now != old_state and now.startswith(old_state)
+        project.audit(promotion.AUDIT_ACTION, candidate=2, promoted=True, metric="dice", candidate_value=0.93,
+                      active=1, active_value=0.90, val_state=old_state)
+        assert promotion.best_value(project, now, "dice") is None
+        project.audit(promotion.AUDIT_ACTION, candidate=3, promoted=False, metric="dice", candidate_value=0.85,
+                      active=2, active_value=0.86, val_state=now)
+        assert promotion.best_value(project, now, "dice") == 0.86

@@ -888,7 +888,14 @@ def test_labels_no_validation_label_holds_are_named():
     assert unmeasured_text("segmentation", status) == (
         "no validation label holds lesion: the validation Dice (what promotion compares) leaves it out; label "
         "validation samples that show lesion to measure it")
-    assert "no validation label is lesion: the validation AUC" in unmeasured_text("classification", status)
+    three = {**status, "per_class_split": {**status["per_class_split"], "other": {"train": 2, "val": 2, "test": 0}}}
+    assert "no validation label is lesion: the validation AUC" in unmeasured_text("classification", three)
+    status["per_class_split"]["bone"]["val"] = 0  # validation masks of background only
+    assert ("no validation label holds bone, lesion: the validation Dice (what promotion compares) counts only "
+            "what the model finds there" in unmeasured_text("segmentation", status))
+    # classification, one class in validation: promotion compares on the training labels (said elsewhere)
+    assert unmeasured_text("classification", status) == ""
+    status["per_class_split"]["bone"]["val"] = 4
     status["per_class_split"]["lesion"]["val"] = 1
     assert unmeasured_text("segmentation", status) == ""
     status["per_class_split"]["lesion"]["val"] = 0

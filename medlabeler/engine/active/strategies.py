@@ -585,7 +585,8 @@ def select_for_project(project: Any, strategy: str = DEFAULT_STRATEGY, n: int = 
 
     Embeddings: the active model's, else the newest model's that has any (e.g. an SSL
     pretraining run), else those stored under version 0 (no model), for k-center and cold start.
-    Samples found blank at import (`project.blank_ids`) are never candidates.
+    Samples found blank at import (`project.blank_ids`) are never candidates. Slices are grouped
+    by volume: the `groups` a strategy receives map a slice to ((path, series UID), slice index).
     `samples` (all of the project's) and `labeled` (their labeled ids) save reading them again
     when one ranking makes several calls.
     """

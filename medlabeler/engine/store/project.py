@@ -89,15 +89,21 @@ def unmeasured_text(kind: str, status: Mapping[str, Any]) -> str:
     no lesion read the headline Dice as if it measured the lesion."""
     if not status.get("per_split", {}).get("val", {}).get("labeled"):
         return ""
-    missing = [name for name, by in status.get("per_class_split", {}).items() if by.get("train") and not by.get("val")]
-    if not missing:
+    by_class = status.get("per_class_split", {})
+    missing = [name for name, by in by_class.items() if by.get("train") and not by.get("val")]
+    held = [name for name, by in by_class.items() if by.get("val")]
+    if not missing or (kind == "classification" and len(held) < 2):  # one class: compared on training labels
         return ""
     names = ", ".join(missing)
-    metric = "Dice" if kind == "segmentation" else "AUC"
+    them = "it" if len(missing) == 1 else "them"
+    if kind == "segmentation" and not held:  # the headline then counts what the model finds (`metrics`)
+        return (f"no validation label holds {names}: the validation Dice (what promotion compares) counts only "
+                f"what the model finds there (0 for a label it finds, 1 when it finds none); label validation "
+                f"samples that show {names} to measure {them}")
     which = "holds" if kind == "segmentation" else "is"
+    metric = "Dice" if kind == "segmentation" else "AUC"
     return (f"no validation label {which} {names}: the validation {metric} (what promotion compares) leaves "
-            f"{'it' if len(missing) == 1 else 'them'} out; label validation samples that show {names} to measure "
-            f"{'it' if len(missing) == 1 else 'them'}")
+            f"{them} out; label validation samples that show {names} to measure {them}")
 
 
 def version_text(lv: LabelVersion, task) -> str:

@@ -187,10 +187,17 @@ def validation_metric(project, version: int, *, device=None, metric: str | None 
     return name, value, n
 
 
+#: Bumped when the way a headline figure is computed changes: figures logged before are measured
+#: otherwise, and must not set the bar a candidate meets (2026-12-07: segmentation's Dice counts the
+#: labels some reference holds; a label none held had counted 1.000, or 0.000 for a stray pixel).
+HEADLINE_REVISION = {"segmentation": "+dice2"}
+
+
 def validation_state(project, split: str = "val") -> str:
-    """A fingerprint of the current labels of `split` (which samples, which label versions):
-    metrics measured under the same state are comparable."""
-    return label_fingerprint(project, [s.id for s in project.samples(split=split, labeled=True)])
+    """A fingerprint of the current labels of `split` (which samples, which label versions) and of
+    how the headline figure is computed: metrics measured under the same state are comparable."""
+    labels = label_fingerprint(project, [s.id for s in project.samples(split=split, labeled=True)])
+    return labels + HEADLINE_REVISION.get(project.task.kind, "")
 
 
 def comparison_split(project) -> str:
