@@ -230,6 +230,14 @@ def _said(words: str, *, error: bool = False, warn: bool = False) -> str:
     return words
 
 
+def label_shares_text(mask, names) -> str:
+    """"grey_matter 12.3%, white_matter 8.0%": each label's share of a mask's pixels (the Review tab,
+    and `a`'s status line, where a rare label's few accepted pixels had gone unseen)."""
+    mask = np.asarray(mask)
+    total = max(mask.size, 1)
+    return ", ".join(f"{name} {100 * np.count_nonzero(mask == i + 1) / total:.1f}%" for i, name in enumerate(names))
+
+
 def _moved_hint(sample) -> str:
     """What to do about an image gone from where it was imported (moved or renamed, most often)."""
     if os.path.exists(sample.path):
@@ -1588,7 +1596,8 @@ class Session(QObject):
         self.view.set_current_mask(pred.label)
         self._from_prediction.add(self.sample.id)
         if self.save_current() > 0:  # said with "saved" (on this thread, after this): a run of `a` is seen
-            accepted = f"the prediction of v{pred.model_version}, accepted"
+            accepted = (f"the prediction of v{pred.model_version}, accepted "
+                        f"({label_shares_text(pred.label, self.project.task.names)})")
             self._save_note = f"{self._save_note}; {accepted}" if self._save_note else accepted
             return True
         return self._already_saved(pred)

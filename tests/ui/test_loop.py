@@ -164,7 +164,10 @@ def test_label_retrain_review_cancel(make_napari_viewer, qtbot, brain_project, b
     press(viewer, "a")
     assert session.flush_saves() and project.label(pending).origin == "accepted_prediction"
     assert session.sample.id != pending
-    assert viewer.status == f"saved the label of sample {pending}; the prediction of v{model}, accepted"
+    saved = np.asarray(project.load_label(pending))
+    shares = ", ".join(f"{name} {100 * (saved == i + 1).sum() / saved.size:.1f}%" for i, name in enumerate(NAMES))
+    # what `a` saved, said: a trial's accepted slices held a rare label's stray pixels, seen nowhere
+    assert viewer.status == f"saved the label of sample {pending}; the prediction of v{model}, accepted ({shares})"
     # ...but never over strokes painted and not saved yet: they stay, and the status line says why
     stroked = next(s.id for s in project.samples(split="train") if s.id not in project.labeled_ids())
     session.open_sample(stroked)

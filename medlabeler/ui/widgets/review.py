@@ -16,7 +16,7 @@ from qtpy.QtWidgets import (
 )
 
 from medlabeler.ui.layers import GRADCAM, PREDICTION, UNCERTAINTY
-from medlabeler.ui.session import held_out_refusal
+from medlabeler.ui.session import held_out_refusal, label_shares_text
 from medlabeler.ui.widgets._common import close_with_the_panel, connect, hint, leave_keys_to_the_canvas, session_for
 
 
@@ -129,10 +129,7 @@ class ReviewWidget(QWidget):
                 for name, p in zip(names, np.asarray(probs).reshape(-1)):
                     self._add_bar(name, float(p))
         else:
-            mask = np.asarray(pred.label)
-            total = max(mask.size, 1)
-            parts = [f"{name} {100 * np.count_nonzero(mask == i + 1) / total:.1f}%" for i, name in enumerate(names)]
-            text = f"Model v{pred.model_version} prediction: " + ", ".join(parts)
+            text = f"Model v{pred.model_version} prediction: " + label_shares_text(pred.label, names)
             if pred.probabilities is not None:
                 confidence = float(np.asarray(pred.probabilities).max(axis=0).mean())
                 text += f"; mean confidence {confidence:.2f}"
