@@ -193,10 +193,11 @@ def per_class_text(kind: str, per_class) -> list[str]:
     return text(kind, per_class)
 
 
-def unmeasured_text(kind: str, status) -> str:
-    from medlabeler.engine.store.project import unmeasured_text as text
+def label_split_notes(kind: str, status) -> list[str]:
+    """What the labels' splits leave out: labels no validation label holds, or no training label."""
+    from medlabeler.engine.store.project import unmeasured_text, untrained_text
 
-    return text(kind, status)
+    return [text for text in (untrained_text(kind, status), unmeasured_text(kind, status)) if text]
 
 
 def weights_removed_text(removed: str) -> str:

@@ -65,6 +65,22 @@ def test_status_names_a_label_no_validation_label_holds(tmp_path, brain, capsys)
             in capsys.readouterr().out)
 
 
+def test_status_names_a_label_no_training_label_holds(tmp_path, brain, capsys):
+    """Every slice of a rare structure in held-out slabs: no model can learn it, and `status` says so."""
+    source = write_nifti(tmp_path / "brain.nii.gz", brain)
+    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue", "lesion"])
+    with project:
+        train = next(s for s in project.samples() if s.split == "train")
+        test = next(s for s in project.samples() if s.split == "test")
+        mask = np.zeros(train.shape, np.uint8)
+        mask[2:6, 2:6] = 1
+        project.save_label(train.id, mask)
+        mask[10:12, 10:12] = 2
+        project.save_label(test.id, mask)
+    assert main(["status", str(tmp_path / "proj")]) == 0
+    assert "no training label holds lesion (held-out labels do): the models cannot learn it" in capsys.readouterr().out
+
+
 def test_single_scan_is_split_by_contiguous_slabs(tmp_path, brain):
     source = write_nifti(tmp_path / "brain.nii.gz", brain, spacing=(6.0, 6.0, 6.0))
     project, report = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue"])

@@ -19,7 +19,7 @@ import pytest
 from medlabeler.engine.errors import InputError, ProjectError, ProjectLockedError
 from medlabeler.engine.io import SourceInfo
 from medlabeler.engine.store import Project, Sample
-from medlabeler.engine.store.project import per_class_text, unmeasured_text
+from medlabeler.engine.store.project import per_class_text, unmeasured_text, untrained_text
 from medlabeler.engine.store.schema import SCHEMA_VERSION
 from medlabeler.engine.store.splits import assign_splits, group_hash, split_of
 
@@ -901,3 +901,18 @@ def test_labels_no_validation_label_holds_are_named():
     status["per_class_split"]["lesion"]["val"] = 0
     status["per_split"]["val"]["labeled"] = 0  # no validation label at all: promotion waits, and says so
     assert unmeasured_text("segmentation", status) == ""
+
+
+def test_labels_no_training_label_holds_are_named():
+    """A one-scan project's slabs put every slice of a rare structure into test: no model could
+    learn it, and nothing said so."""
+    status = {"per_split": {"train": {"labeled": 6}},
+              "per_class_split": {"bone": {"train": 6, "val": 2, "test": 1}, "lesion": {"train": 0, "val": 0, "test": 2}}}
+    assert untrained_text("segmentation", status) == (
+        "no training label holds lesion (held-out labels do): the models cannot learn it; label training samples "
+        "that show lesion")
+    assert untrained_text("classification", status).startswith("no training label is lesion")
+    status["per_class_split"]["lesion"]["test"] = 0  # nobody labeled it anywhere yet: nothing to say
+    assert untrained_text("segmentation", status) == ""
+    status["per_class_split"]["lesion"]["val"], status["per_split"]["train"]["labeled"] = 1, 0
+    assert untrained_text("segmentation", status) == ""  # no training label at all: the loop says it waits

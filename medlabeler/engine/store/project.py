@@ -106,6 +106,22 @@ def unmeasured_text(kind: str, status: Mapping[str, Any]) -> str:
             f"{them} out; label validation samples that show {names} to measure {them}")
 
 
+def untrained_text(kind: str, status: Mapping[str, Any]) -> str:
+    """Labels that validation or test labels hold and no training label does ("" when none, or before
+    any training label): the models cannot learn them. A split of one scan into slabs put every
+    slice of a rare structure into test."""
+    if not status.get("per_split", {}).get("train", {}).get("labeled"):
+        return ""
+    missing = [name for name, by in status.get("per_class_split", {}).items()
+               if not by.get("train") and (by.get("val") or by.get("test"))]
+    if not missing:
+        return ""
+    names, them = ", ".join(missing), "it" if len(missing) == 1 else "them"
+    which = "holds" if kind == "segmentation" else "is"
+    return (f"no training label {which} {names} (held-out labels do): the models cannot learn {them}; label "
+            f"training samples that show {names}")
+
+
 def version_text(lv: LabelVersion, task) -> str:
     """One saved version of a label, said: "v2 · prediction corrected, dr_a · 2026-12-07 10:32
     (local time) · grey_matter, white_matter" (what it holds; "background only" for an empty mask)."""

@@ -134,9 +134,9 @@ class MetricsWidget(QWidget):
 
     @staticmethod
     def _unmeasured_note(project) -> str:
-        """The labels the validation figure leaves out (none of the validation labels holds them)."""
-        text = calls.unmeasured_text(project.task.kind, project.status())
-        return f". {text[0].upper()}{text[1:]}" if text else ""
+        """The labels the validation figure leaves out, and those no model can learn (`label_split_notes`)."""
+        notes = calls.label_split_notes(project.task.kind, project.status())
+        return "".join(f". {text[0].upper()}{text[1:]}" for text in notes)
 
     def _redraw(self) -> None:
         from matplotlib.ticker import MaxNLocator

@@ -370,9 +370,7 @@ def counts_text(status: dict, kind: str) -> str:
     per_class = status.get("per_class") or {}
     if per_class:
         lines.append("; ".join(calls.per_class_text(kind, per_class)))
-    unmeasured = calls.unmeasured_text(kind, status)
-    if unmeasured:
-        lines.append(unmeasured[0].upper() + unmeasured[1:] + ".")
+    lines += [note[0].upper() + note[1:] + "." for note in calls.label_split_notes(kind, status)]
     return "\n".join(lines)
 
 
