@@ -49,36 +49,25 @@ def test_status_says_when_a_single_scan_is_split_by_slabs(tmp_path, brain, capsy
     assert "10 contiguous slabs of slices per scan" in capsys.readouterr().out
 
 
-def test_status_names_a_label_no_validation_label_holds(tmp_path, brain, capsys):
-    """A rare label on training slices only: the validation Dice cannot measure it, and says so."""
+@pytest.mark.parametrize("lesion_in, said", [
+    # a rare label on training slices only: the validation Dice cannot measure it
+    ("train", "no validation label holds lesion: the validation Dice (what promotion compares) leaves it out"),
+    # every slice of it in held-out slabs: no model can learn it
+    ("test", "no training label holds lesion (held-out labels do): the models cannot learn it"),
+])
+def test_status_names_a_label_a_split_lacks(tmp_path, brain, capsys, lesion_in, said):
     source = write_nifti(tmp_path / "brain.nii.gz", brain)
     project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue", "lesion"])
     with project:
-        train = next(s for s in project.samples() if s.split == "train")
-        val = next(s for s in project.samples() if s.split == "val")
-        mask = np.zeros(train.shape, np.uint8)
-        mask[2:6, 2:6], mask[10:12, 10:12] = 1, 2
-        project.save_label(train.id, mask)
-        project.save_label(val.id, (mask == 1).astype(np.uint8))
+        first = {split: next(s for s in project.samples() if s.split == split) for split in ("train", "val", "test")}
+        tissue = np.zeros(first["train"].shape, np.uint8)
+        tissue[2:6, 2:6] = 1
+        lesion = tissue.copy()
+        lesion[10:12, 10:12] = 2
+        for split, sample in first.items():
+            project.save_label(sample.id, lesion if split == lesion_in else tissue)
     assert main(["status", str(tmp_path / "proj")]) == 0
-    assert ("no validation label holds lesion: the validation Dice (what promotion compares) leaves it out"
-            in capsys.readouterr().out)
-
-
-def test_status_names_a_label_no_training_label_holds(tmp_path, brain, capsys):
-    """Every slice of a rare structure in held-out slabs: no model can learn it, and `status` says so."""
-    source = write_nifti(tmp_path / "brain.nii.gz", brain)
-    project, _ = create_project(tmp_path / "proj", source, task="segmentation", names=["tissue", "lesion"])
-    with project:
-        train = next(s for s in project.samples() if s.split == "train")
-        test = next(s for s in project.samples() if s.split == "test")
-        mask = np.zeros(train.shape, np.uint8)
-        mask[2:6, 2:6] = 1
-        project.save_label(train.id, mask)
-        mask[10:12, 10:12] = 2
-        project.save_label(test.id, mask)
-    assert main(["status", str(tmp_path / "proj")]) == 0
-    assert "no training label holds lesion (held-out labels do): the models cannot learn it" in capsys.readouterr().out
+    assert said in capsys.readouterr().out
 
 
 def test_single_scan_is_split_by_contiguous_slabs(tmp_path, brain):
