@@ -155,7 +155,7 @@ def cmd_import_labels(args) -> int:
 
 def cmd_status(args) -> int:
     from medlabeler.engine.errors import error_text
-    from medlabeler.engine.store.project import per_class_text, unmeasured_text, untrained_text
+    from medlabeler.engine.store.project import label_split_notes, per_class_text
     from medlabeler.engine.home import medlabeler_home
     from medlabeler.engine.store.unsaved import unsaved_labels
     from medlabeler.engine.workflows.model_versions import weights_problem
@@ -183,9 +183,8 @@ def cmd_status(args) -> int:
         print(f"  {name:<6} {part['samples']:>6} samples  {part['labeled']:>6} labeled")
     for line in per_class_text(kind, status["per_class"]):
         print(f"  {line}")
-    for note in (untrained_text(kind, status), unmeasured_text(kind, status)):
-        if note:
-            print(f"  {note}")
+    for note in label_split_notes(kind, status):
+        print(f"  {note}")
     print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, figure)})' if active else 'none'}")
     unloadable = weights_problem(active) if active is not None else None
     if unloadable:

@@ -194,10 +194,9 @@ def per_class_text(kind: str, per_class) -> list[str]:
 
 
 def label_split_notes(kind: str, status) -> list[str]:
-    """What the labels' splits leave out: labels no validation label holds, or no training label."""
-    from medlabeler.engine.store.project import unmeasured_text, untrained_text
+    from medlabeler.engine.store.project import label_split_notes as notes
 
-    return [text for text in (untrained_text(kind, status), unmeasured_text(kind, status)) if text]
+    return notes(kind, status)
 
 
 def weights_removed_text(removed: str) -> str:

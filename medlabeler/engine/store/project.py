@@ -122,6 +122,12 @@ def untrained_text(kind: str, status: Mapping[str, Any]) -> str:
             f"training samples that show {names}")
 
 
+def label_split_notes(kind: str, status: Mapping[str, Any]) -> list[str]:
+    """What the labels' splits leave out (`untrained_text`, `unmeasured_text`), as `status` and the
+    app's Project and Metrics tabs say it."""
+    return [text for text in (untrained_text(kind, status), unmeasured_text(kind, status)) if text]
+
+
 def version_text(lv: LabelVersion, task) -> str:
     """One saved version of a label, said: "v2 · prediction corrected, dr_a · 2026-12-07 10:32
     (local time) · grey_matter, white_matter" (what it holds; "background only" for an empty mask)."""
