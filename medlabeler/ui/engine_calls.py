@@ -471,12 +471,14 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
     scores = project.scores(active.version) if active is not None else {}
     labeled = {s.id for s in project.samples(labeled=True)}
     unreadable = project.unreadable_ids() & labeled  # a labeled image damaged since: first, to be taken back
+    skipped = set(project.skipped_ids())
     samples = project.samples(labeled=True if view == "labeled" else None)
     rows = []
     for s in sorted(samples, key=lambda s: s.id not in unreadable)[:n]:  # stable: by id otherwise
         entry = scores.get(s.id) or {}
         value = entry.get("entropy", next(iter(entry.values()), None))
-        word = _label_word(project, s.id) if s.id in labeled else "not labeled"
+        word = (_label_word(project, s.id) if s.id in labeled else
+                "not labeled, skipped with n" if s.id in skipped else "not labeled")
         broken = (", its image no longer reads: right-click > Remove label, or put the file back and Refresh"
                   if s.id in unreadable else "")
         rows.append(QueueRow(s.id, value, f"{word} ({s.split}){broken}"))

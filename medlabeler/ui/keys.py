@@ -39,14 +39,15 @@ SEGMENTATION_KEYS = (
     ("Ctrl+Z", "undo (napari)"),
     (SAVE_KEY, "save the labels (nothing painted on a new sample: saved as all background; twice on a "
                "validation or test sample)"),
-    (NEXT_KEY, "save and open the next sample of the queue"),
+    (NEXT_KEY, "save and open the next sample of the queue (one left unlabeled is skipped: asked for after "
+               "the rest)"),
     (ACCEPT_KEY, ACCEPT_HELP),
     (UNCERTAINTY_KEY, "show / hide the uncertainty map"),
     (WINDOW_KEY, WINDOW_HELP),
 )
 CLASSIFICATION_KEYS = (
     ("1-9", "label the image as class 1-9 and open the next"),
-    (NEXT_KEY, "open the next sample of the queue"),
+    (NEXT_KEY, "open the next sample of the queue (this one, unlabeled, is skipped: asked for after the rest)"),
     (ACCEPT_KEY, ACCEPT_HELP),
     (GRADCAM_KEY, "show / hide Grad-CAM (where the model looked)"),
     (WINDOW_KEY, WINDOW_HELP),

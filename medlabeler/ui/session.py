@@ -13,6 +13,7 @@ import getpass
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -1155,16 +1156,37 @@ class Session(QObject):
     @main_thread_only
     def open_next(self) -> None:
         """Save, then open the top of the queue as it stands with the labels just saved (or, when
-        the open sample was left unlabeled, the row after it)."""
+        the open sample was left unlabeled, the row after it: the open one is skipped, and the
+        queue asks for it again only after the rest)."""
         self.save_current()
         if self.unsavable:
             return  # leaving would lose the strokes the save refused
         next_id = self.next_sample_id()
+        skipped = self._skip_if_unlabeled(next_id)
         if next_id is not None:
             self.open_sample(next_id, save_first=False)
+            if skipped is not None and self.viewer is not None and self.reading is None:
+                self.viewer.status = (f"skipped sample {skipped} (left unlabeled): the queue asks for it after the "
+                                      f"rest; opened sample {next_id}")
         elif self.viewer is not None and self.project is not None:  # said: `n` seemed to do nothing (a trial)
             self.viewer.status = ("nothing left to label: every sample that can be opened is labeled (the queue's "
                                   "labeled view lists them)")
+
+    def _skip_if_unlabeled(self, next_id: int | None) -> int | None:
+        """`n` on a sample left unlabeled skips it (`Project.skip`): after the next save the queue
+        would otherwise put it back on top (a test-label request on a slice a radiologist passed
+        over came back after every save). Returns the id skipped, if one was."""
+        sample, project = self.sample, self.project
+        if sample is None or project is None or project.readonly or next_id in (None, sample.id):
+            return None
+        if sample.id in self.pending_labels() or sample.id in project.labeled_ids():
+            return None
+        try:
+            project.skip(sample.id)
+        except (MedlabelerError, OSError, sqlite3.Error) as exc:  # a full disk: `n` still moves on
+            log.warning("could not record that sample %d was skipped: %s", sample.id, exc)
+            return None
+        return sample.id
 
     @main_thread_only
     def save_current(self) -> int:
@@ -1404,6 +1426,23 @@ class Session(QObject):
         self.viewer.status = (f"removed the label of sample {sample_id}: it is unlabeled again (version {version} "
                               "stays in the project's history)")
         return True
+
+    @main_thread_only
+    def unskip(self, sample_id: int) -> bool:
+        """Put a sample skipped with `n` back in its place in the queue (a slip of the key)."""
+        if self.project is None or self.writer is None:
+            return False
+        try:
+            undone = self.project.unskip([sample_id])
+        except (MedlabelerError, OSError, sqlite3.Error) as exc:
+            show_error_message(f"Could not put sample {sample_id} back in the queue: {exc}")
+            return False
+        self.queue_changed.emit()
+        self.rank_ahead()
+        if self.viewer is not None:
+            self.viewer.status = (f"sample {sample_id} is back in its place in the queue" if undone else
+                                  f"sample {sample_id} was not skipped")
+        return bool(undone)
 
     @main_thread_only
     def restore_label(self, sample_id: int, version: int) -> bool:

@@ -90,3 +90,42 @@ def test_a_save_in_flight_ranks_as_labeled_as_it_will_once_stored(tmp_path):
             project.save_label(first, (project.load_pixels(sample) > 80).astype(np.uint8))
             assert [p.sample for p in next_samples(project, strategy="kcenter", n=8)] == assumed
             assert first not in assumed
+
+
+def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_path):
+    """A radiologist passed over a test-label request with `n`; after the next save the same slice
+    was on top again, every time. A skipped sample now waits behind every other one, a held-out
+    request moves to another sample of its split, and the store keeps it (the CLI's queue agrees)."""
+    from medlabeler.engine.store.project import Project
+    from medlabeler.engine.workflows.active_loop import SKIPPED_REASON, is_request, shown_score
+
+    project, _ = _project(tmp_path)
+    with project:
+        for sample in project.samples(split="train")[:6]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        before = next_samples(project, strategy="kcenter", n=100)
+        splits = {s.id: s.split for s in project.samples()}
+        request = next(p.sample for p in before if splits[p.sample] == "test")
+        train_top = next(p.sample for p in before if splits[p.sample] == "train")
+        project.skip(request)
+        project.skip(train_top)
+        after = next_samples(project, strategy="kcenter", n=100)
+        # moved behind, the longest skipped first; the rest keeps its order
+        assert [p.sample for p in after] == [p.sample for p in before if p.sample not in (request, train_top)] + [
+            request, train_top]
+        assert all(p.reason == SKIPPED_REASON and p.score is None and not is_request(p) for p in after[-2:])
+        assert all(shown_score(p, has_model=True) is None for p in after[-2:])  # no uncertainty shown
+        assert after[:-2] == [p for p in before if p.sample not in (request, train_top)]
+        # the queue's top ten: the test label is still asked for, of another slice
+        tests = [p.sample for p in after[:10] if splits[p.sample] == "test"]
+        assert tests and request not in tests and all(is_request(p) for p in after if p.sample in tests)
+        assert next_samples(project, strategy="kcenter", n=100, split="test")[-1].sample == request
+        project.skip(request)  # skipped again: behind the other skipped one now
+        assert [p.sample for p in next_samples(project, strategy="kcenter", n=100)[-2:]] == [train_top, request]
+        assert project.unskip([request, train_top, request]) == 2
+        assert next_samples(project, strategy="kcenter", n=100) == before  # back in their places
+        project.skip(train_top)
+        project.save_label(train_top, (project.load_pixels(project.sample(train_top)) > 80).astype(np.uint8))
+        assert train_top not in {p.sample for p in next_samples(project, strategy="kcenter", n=100)}
+    with Project.open(project.root, readonly=True) as again:  # kept in the store
+        assert again.skipped_ids() == [train_top]

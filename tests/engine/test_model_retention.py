@@ -120,6 +120,7 @@ def test_a_schema_2_project_upgrades_with_its_activation_history(project, tmp_pa
     db.execute("ALTER TABLE models DROP COLUMN removed")
     db.execute("ALTER TABLE models DROP COLUMN was_active")
     db.execute("ALTER TABLE samples DROP COLUMN content_key")
+    db.execute("DROP TABLE skips")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

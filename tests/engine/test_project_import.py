@@ -11,6 +11,7 @@ import pytest
 from medlabeler.cli import main
 from medlabeler.engine.io import read_image
 from medlabeler.engine.project.project_import import create_project, import_labels
+from medlabeler.engine.workflows.active_loop import next_samples
 from medlabeler.engine.store import Project
 from tests.engine.io_fixtures import make_isic_folder, mni_volume, write_dicom_series, write_nifti
 
@@ -119,11 +120,13 @@ def test_a_project_of_schema_1_opens_read_only_and_is_checked_once_open_for_writ
     db.execute("ALTER TABLE models DROP COLUMN removed")
     db.execute("ALTER TABLE models DROP COLUMN was_active")
     db.execute("ALTER TABLE samples DROP COLUMN content_key")
+    db.execute("DROP TABLE skips")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     with Project.open(tmp_path / "proj", readonly=True) as project:
         assert project.blank_ids() == frozenset() and project.unchecked_for_blank() == []
+        assert project.skipped_ids() == [] and len(next_samples(project, n=3)) == 3  # nothing skipped then
     with Project.open(tmp_path / "proj") as project:  # migrated: nothing checked yet
         assert len(project.unchecked_for_blank()) == 10
         expected = sum(1 for z in padded if z.min() == z.max())

@@ -424,25 +424,64 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
 
 
 def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain_project):
-    """Leaving a sample unlabeled, `n` opens the row after it, not the queue's top again."""
+    """Leaving a sample unlabeled, `n` opens the row after it, not the queue's top again; the
+    samples passed over go behind the rest of the queue, in the order they were skipped."""
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, brain_project)
     session = widget.session
     rows = [row.sample for row in session.queue_rows()]
-    assert session.sample.id == rows[0]
+    assert session.sample.id == rows[0] and len(rows) < 50  # the whole queue is listed
     for expected in rows[1:4]:
-        press(viewer, "n")  # nothing painted: nothing saved, the queue stays as it was
+        press(viewer, "n")  # nothing painted: nothing saved
         assert session.sample.id == expected
-    assert not session.project.labeled_ids()
+    assert not session.project.labeled_ids() and session.project.skipped_ids() == rows[:3]
+    qtbot.waitUntil(lambda: widget.queue.sample_ids() == rows[3:] + rows[:3], timeout=5_000)
     # A click opens its row; after `n` the selection is on the row opened, not the row clicked.
     table = widget.queue.table
-    qtbot.waitUntil(lambda: len(widget.queue.rows) > 3, timeout=5_000)
+    shown = widget.queue.sample_ids()
     cell = table.visualRect(table.model().index(1, 0)).center()
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=cell)
-    assert session.sample.id == rows[1] == widget.queue.rows[1].sample
+    assert session.sample.id == shown[1]
     press(viewer, "n")
-    assert session.sample.id == rows[2]
-    qtbot.waitUntil(lambda: [i.row() for i in table.selectionModel().selectedRows()] == [2], timeout=5_000)
+    assert session.sample.id == shown[2]
+    qtbot.waitUntil(lambda: [i.row() for i in table.selectionModel().selectedRows()] == [
+        widget.queue.sample_ids().index(shown[2])] and widget.queue.sample_ids()[-1] == shown[1], timeout=5_000)
+
+
+def test_a_sample_left_unlabeled_at_n_is_asked_for_after_the_rest_until_put_back(make_napari_viewer, qtbot,
+                                                                                 brain_project, capsys):
+    """A radiologist passed over a test-label request with `n`; after each save elsewhere the same
+    slice was on top again. `n` on a sample left unlabeled skips it: the queue (the app's and the
+    CLI's) asks for it after the rest, until a right-click puts it back."""
+    viewer = make_napari_viewer(show=True)
+    widget = build_app(viewer, brain_project)
+    session, project = widget.session, widget.session.project
+    passed = session.sample.id
+    press(viewer, "n")  # nothing painted
+    assert project.skipped_ids() == [passed] and not project.labeled_ids()
+    assert viewer.status == (f"skipped sample {passed} (left unlabeled): the queue asks for it after the rest; "
+                             f"opened sample {session.sample.id}")
+    painted = session.sample.id
+    press(viewer, "1")
+    stroke(viewer, [(60.0, x) for x in np.linspace(40, 160, 16)])
+    press(viewer, "n")  # saved: the queue is ranked again, and the skipped sample stays behind
+    assert session.flush_saves() and project.labeled_ids() == {painted}
+    assert session.sample.id not in (passed, painted) and project.skipped_ids() == [passed]
+    assert session.sample.id == cli_first(brain_project, capsys)
+    capsys.readouterr()
+    assert main(["queue", str(brain_project), "--n", "500", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[-1]["sample"] == passed and listed[-1]["reason"].startswith("skipped")
+    qtbot.waitUntil(lambda: bool(widget.queue.rows) and widget.queue.rows[0].sample == session.sample.id, timeout=10_000)
+    row = widget.queue.sample_ids().index(passed)
+    assert widget.queue.table.item(row, 3).text().startswith("skipped")
+    put_back = widget.queue.row_actions(row)[-1]
+    assert put_back.text() == f"Put sample {passed} back in its place in the queue" and put_back.isEnabled()
+    put_back.trigger()
+    assert project.skipped_ids() == [] and viewer.status == f"sample {passed} is back in its place in the queue"
+    qtbot.waitUntil(lambda: passed in widget.queue.sample_ids() and not widget.queue.table.item(
+        widget.queue.sample_ids().index(passed), 3).text().startswith("skipped"), timeout=10_000)
+    assert not any(a.text().startswith("Put sample") for a in widget.queue.row_actions(0))
 
 
 def test_the_app_logs_each_sample_it_opens_on_stderr(monkeypatch, capsys):

@@ -585,6 +585,32 @@ class Project:
             conn.executemany("INSERT OR REPLACE INTO sample_facts (sample_id, blank) VALUES (?, ?)", rows)
             self._insert_audit(conn, "blank_checked", {"samples": len(rows), "blank": sum(f for _, f in rows)})
 
+    def skip(self, sample_id: int) -> None:
+        """Record that the clinician passed over this sample unlabeled: the queue then ranks it behind
+        every sample not skipped (a slice with an artefact or no anatomy is not asked for again at
+        each save). Skipping it again moves it to the back of the skipped ones."""
+        self.sample(sample_id)  # an unknown id raises
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO skips (sample_id, time) VALUES (?, ?)", (int(sample_id), _now()))
+            self._insert_audit(conn, "sample_skipped", {"sample": int(sample_id)})
+
+    def unskip(self, sample_ids: Iterable[int]) -> int:
+        """Put skipped samples back in their place in the queue; returns how many were skipped."""
+        ids = [(int(i),) for i in sample_ids]
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM skips WHERE sample_id = ?", ids)
+            undone = conn.total_changes - before
+            if undone:
+                self._insert_audit(conn, "sample_unskipped", {"samples": [i for (i,) in ids]})
+        return undone
+
+    def skipped_ids(self) -> list[int]:
+        """The skipped samples (labeled ones included), the longest skipped first."""
+        if self._schema < 5:  # an older project open read-only: nothing was skipped
+            return []
+        return [int(r[0]) for r in self._query("SELECT sample_id FROM skips ORDER BY id")]
+
     def labeled_ids(self) -> frozenset[int]:
         """Ids of the samples that have a current label (one cheap query)."""
         return frozenset(int(r[0]) for r in self._query("SELECT sample_id FROM labels WHERE is_current = 1"))

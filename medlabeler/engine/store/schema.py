@@ -125,13 +125,23 @@ _V4 = [
     "ALTER TABLE samples ADD COLUMN content_key TEXT",
 ]
 
+# Samples the clinician passed over unlabeled (`n` on them): the queue puts them behind every other
+# sample, so one that cannot be labeled (an artefact, no anatomy) is not asked for again at each save.
+_V5 = [
+    """CREATE TABLE skips (
+        id INTEGER PRIMARY KEY,
+        sample_id INTEGER NOT NULL UNIQUE REFERENCES samples(id),
+        time TEXT NOT NULL
+    )""",
+]
+
 # MIGRATIONS[n] takes a database at version n - 1 to version n.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 SCHEMA_VERSION = max(MIGRATIONS)
 #: the oldest schema a read-only handle still opens: version 2 only adds sample_facts, which such a
 #: handle reads as empty (nothing known to be blank); version 3 the models' `removed` and
 #: `was_active`, read as "weights present" and "active now"; version 4 the samples' `content_key`,
-#: which only a relink reads (as unknown)
+#: which only a relink reads (as unknown); version 5 the skipped samples, read as none
 OLDEST_READABLE = 1
 
 

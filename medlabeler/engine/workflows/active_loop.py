@@ -71,6 +71,8 @@ HELD_OUT_REASONS = {
     "val": "validation label needed: held out to choose the best model, never trained on",
     "test": "test label needed: held out to measure the model, never trained on nor used to choose",
 }
+#: Why a skipped sample is where it is: behind every sample not skipped (`Project.skip`).
+SKIPPED_REASON = "skipped (left unlabeled at n): asked for after the rest of the queue"
 #: The queue is always ranked this deep and then cut: the app's first sample, `n`, the queue
 #: table, `medlabeler queue` and the demo then agree on the order whatever length each shows.
 QUEUE_DEPTH = 50
@@ -90,16 +92,23 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
 
     ``assume_labeled``: samples ranked as labeled although the store has no label for them yet
     (a save still being written), so the queue is the one the store gives once the save lands.
+
+    Samples the clinician skipped (`Project.skip`) come after all the others, the longest skipped
+    first: a slice that cannot be labeled is not asked for again at each save, and stays in reach.
     """
     from medlabeler.engine.active.strategies import Selection, select_for_project
 
     depth = max(n, QUEUE_DEPTH)
     labeled = sorted({s.id for s in project.samples(labeled=True)} | {int(i) for i in assume_labeled})
     known = {"samples": project.samples(), "labeled": labeled}
+    skipped = _skipped(project, known, split)
+    later = {p.sample for p in skipped}
+    depth += len(later)  # ranked as if never skipped, then moved behind: the rest keeps its order
     try:
         if split is not None:
-            return select_for_project(project, strategy=strategy, n=depth, split=split, seed=seed, batch=QUEUE_BATCH,
-                                      **known)[:n]
+            queue = select_for_project(project, strategy=strategy, n=depth, split=split, seed=seed, batch=QUEUE_BATCH,
+                                       **known)
+            return ([p for p in queue if p.sample not in later] + skipped)[:n]
         plan = held_out_plan(project, depth, known=known)
         picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train", seed=seed,
                                    batch=QUEUE_BATCH, **known)
@@ -111,14 +120,24 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
     queue = []
     for name in plan:
         pick = next(train if name == "train" else held[name], None)
-        if pick is not None:
+        if pick is not None and pick.sample not in later:
             queue.append(pick if name == "train" else Selection(pick.sample, None, HELD_OUT_REASONS[name]))
-    return queue[:n]
+    return (queue + skipped)[:n]
+
+
+def _skipped(project, known: dict, split: str | None = None) -> list:
+    """The skipped samples (of ``split``) still to label, the longest skipped first."""
+    from medlabeler.engine.active.strategies import Selection
+
+    splits = {s.id: s.split for s in known["samples"]}
+    done = set(known["labeled"]) | project.blank_ids()
+    return [Selection(i, None, SKIPPED_REASON) for i in project.skipped_ids()
+            if i in splits and i not in done and split in (None, splits[i])]
 
 
 def is_request(selection) -> bool:
-    """A held-out label request (validation or test), not an uncertainty pick."""
-    return selection.score is None
+    """A held-out label request (validation or test), not an uncertainty pick nor a skipped sample."""
+    return selection.reason in HELD_OUT_REASONS.values()
 
 
 def shown_score(selection, *, has_model: bool) -> float | None:
@@ -128,7 +147,7 @@ def shown_score(selection, *, has_model: bool) -> float | None:
     held-out request."""
     from medlabeler.engine.active.strategies import is_first_pick
 
-    if not has_model or is_request(selection) or is_first_pick(selection.reason):
+    if not has_model or selection.score is None or is_first_pick(selection.reason):  # a request, a skip
         return None
     return float(selection.score)
 

@@ -303,18 +303,27 @@ class QueueWidget(QWidget):
     def row_actions(self, row: int) -> list[QAction]:
         """What a right-click on ``row`` offers: open its sample, take its label back, which
         reaches a sample whose image cannot be opened any more (a labeled file damaged after the
-        import stops every training run until it is put back or unlabeled), and restore an earlier
-        saved version of its label."""
-        if not 0 <= row < len(self.rows) or self.session.project is None:
+        import stops every training run until it is put back or unlabeled), restore an earlier
+        saved version of its label, and put a sample skipped with `n` back in its place."""
+        project = self.session.project
+        if not 0 <= row < len(self.rows) or project is None:
             return []
         sample_id = self.rows[row].sample
+        labeled = project.label(sample_id) is not None
         open_it = QAction(f"Open sample {sample_id}", self.table)
         open_it.triggered.connect(lambda: self.session.open_sample(sample_id))
         remove = QAction(f"Remove label of sample {sample_id}", self.table)
         remove.setToolTip("unlabeled again; its saved versions stay in the project's history")
-        remove.setEnabled(self.session.writer is not None and self.session.project.label(sample_id) is not None)
+        remove.setEnabled(self.session.writer is not None and labeled)
         remove.triggered.connect(lambda: self.session.remove_label(sample_id))
-        return [open_it, remove, self._restore_menu(sample_id).menuAction()]
+        actions = [open_it, remove, self._restore_menu(sample_id).menuAction()]
+        if not labeled and sample_id in project.skipped_ids():  # in any view
+            put_back = QAction(f"Put sample {sample_id} back in its place in the queue", self.table)
+            put_back.setToolTip("skipped with n; ranked again like the samples never skipped")
+            put_back.setEnabled(self.session.writer is not None)
+            put_back.triggered.connect(lambda: self.session.unskip(sample_id))
+            actions.append(put_back)
+        return actions
 
     def _restore_menu(self, sample_id: int) -> QMenu:
         """The sample's saved versions, newest first: choosing an earlier one makes it the label
