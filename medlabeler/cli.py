@@ -155,7 +155,7 @@ def cmd_import_labels(args) -> int:
 
 def cmd_status(args) -> int:
     from medlabeler.engine.errors import error_text
-    from medlabeler.engine.store.project import label_split_notes, per_class_text
+    from medlabeler.engine.store.project import label_split_notes, per_class_text, skipped_text
     from medlabeler.engine.home import medlabeler_home
     from medlabeler.engine.store.unsaved import unsaved_labels
     from medlabeler.engine.workflows.model_versions import weights_problem
@@ -185,6 +185,9 @@ def cmd_status(args) -> int:
         print(f"  {line}")
     for note in label_split_notes(kind, status):
         print(f"  {note}")
+    skipped = skipped_text(status)
+    if skipped:
+        print(f"  {skipped}")
     print(f"active model: {f'v{active.version} ({active.method}, {_model_figures(active, figure)})' if active else 'none'}")
     unloadable = weights_problem(active) if active is not None else None
     if unloadable:

@@ -193,6 +193,12 @@ def per_class_text(kind: str, per_class) -> list[str]:
     return text(kind, per_class)
 
 
+def skipped_text(status) -> str | None:
+    from medlabeler.engine.store.project import skipped_text as text
+
+    return text(status)
+
+
 def label_split_notes(kind: str, status) -> list[str]:
     from medlabeler.engine.store.project import label_split_notes as notes
 

@@ -92,10 +92,11 @@ def test_a_save_in_flight_ranks_as_labeled_as_it_will_once_stored(tmp_path):
             assert first not in assumed
 
 
-def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_path):
+def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_path, capsys):
     """A radiologist passed over a test-label request with `n`; after the next save the same slice
     was on top again, every time. A skipped sample now waits behind every other one, a held-out
     request moves to another sample of its split, and the store keeps it (the CLI's queue agrees)."""
+    from medlabeler.cli import main
     from medlabeler.engine.store.project import Project
     from medlabeler.engine.workflows.active_loop import SKIPPED_REASON, is_request, shown_score
 
@@ -109,6 +110,7 @@ def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_p
         train_top = next(p.sample for p in before if splits[p.sample] == "train")
         project.skip(request)
         project.skip(train_top)
+        assert project.status()["skipped"] == 2
         after = next_samples(project, strategy="kcenter", n=100)
         # moved behind, the longest skipped first; the rest keeps its order
         assert [p.sample for p in after] == [p.sample for p in before if p.sample not in (request, train_top)] + [
@@ -127,5 +129,10 @@ def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_p
         project.skip(train_top)
         project.save_label(train_top, (project.load_pixels(project.sample(train_top)) > 80).astype(np.uint8))
         assert train_top not in {p.sample for p in next_samples(project, strategy="kcenter", n=100)}
+        project.skip(request)
     with Project.open(project.root, readonly=True) as again:  # kept in the store
-        assert again.skipped_ids() == [train_top]
+        assert again.skipped_ids() == [train_top, request] and again.status()["skipped"] == 1  # one labeled since
+    capsys.readouterr()
+    assert main(["status", str(project.root)]) == 0
+    assert "  1 sample skipped in the app (`n` on it unlabeled): the queue asks for it after the rest" in (
+        capsys.readouterr().out)

@@ -467,6 +467,8 @@ def test_a_sample_left_unlabeled_at_n_is_asked_for_after_the_rest_until_put_back
     press(viewer, "n")  # saved: the queue is ranked again, and the skipped sample stays behind
     assert session.flush_saves() and project.labeled_ids() == {painted}
     assert session.sample.id not in (passed, painted) and project.skipped_ids() == [passed]
+    qtbot.waitUntil(lambda: "1 sample skipped in the app (`n` on it unlabeled): the queue asks for it after the rest."
+                    in widget.project.counts_label.text(), timeout=5_000)  # the Project tab says why
     assert session.sample.id == cli_first(brain_project, capsys)
     capsys.readouterr()
     assert main(["queue", str(brain_project), "--n", "500", "--json"]) == 0

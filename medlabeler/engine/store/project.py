@@ -128,6 +128,16 @@ def label_split_notes(kind: str, status: Mapping[str, Any]) -> list[str]:
     return [text for text in (untrained_text(kind, status), unmeasured_text(kind, status)) if text]
 
 
+def skipped_text(status: Mapping[str, Any]) -> str | None:
+    """"2 samples skipped in the app …": why the queue lists some samples last (`status`, the
+    Project tab)."""
+    n = int(status.get("skipped") or 0)
+    if not n:
+        return None
+    return (f"{n} sample{'s' if n > 1 else ''} skipped in the app (`n` on {'them' if n > 1 else 'it'} unlabeled): "
+            f"the queue asks for {'them' if n > 1 else 'it'} after the rest")
+
+
 def version_text(lv: LabelVersion, task) -> str:
     """One saved version of a label, said: "v2 · prediction corrected, dr_a · 2026-12-07 10:32
     (local time) · grey_matter, white_matter" (what it holds; "background only" for an empty mask)."""
@@ -1507,7 +1517,8 @@ class Project:
 
     # --------------------------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
-        """Counts: samples, labeled, per_split {split: {samples, labeled}}, per_class {name: count}.
+        """Counts: samples, labeled, per_split {split: {samples, labeled}}, per_class {name: count},
+        skipped (unlabeled samples skipped with `n`: the queue lists them last).
 
         per_class counts current labels of each class (classification) or labeled samples whose
         mask contains each label (segmentation); per_class_split {name: {split: count}} the same by
@@ -1534,6 +1545,7 @@ class Project:
                                 for i, name in enumerate(self.task.names)},
             "models": int(self._query("SELECT count(*) FROM models")[0][0]),
             "active_model": active.version if active else None,
+            "skipped": len(set(self.skipped_ids()) - self.labeled_ids()),
         }
 
     def integrity_check(self) -> str:

@@ -370,7 +370,9 @@ def counts_text(status: dict, kind: str) -> str:
     per_class = status.get("per_class") or {}
     if per_class:
         lines.append("; ".join(calls.per_class_text(kind, per_class)))
-    lines += [note[0].upper() + note[1:] + "." for note in calls.label_split_notes(kind, status)]
+    skipped = calls.skipped_text(status)
+    notes = calls.label_split_notes(kind, status) + ([skipped] if skipped else [])
+    lines += [note[0].upper() + note[1:] + "." for note in notes]
     return "\n".join(lines)
 
 
