@@ -598,10 +598,10 @@ def cmd_score(args) -> int:
 
 def cmd_queue(args) -> int:
     from medlabeler.engine.active.strategies import FIRST_PICK_PREFIXES
-    from medlabeler.engine.workflows.active_loop import next_samples, shown_score, where
+    from medlabeler.engine.workflows.active_loop import is_skipped, next_samples, shown_score, where
 
     with _open(args.project, readonly=True) as project:
-        picks = next_samples(project, strategy=args.strategy, n=args.n)
+        picks = next_samples(project, strategy=args.strategy, n=args.n, every_skipped=True)
         places = {s.id: where(s, project) for s in project.samples(ids=[p.sample for p in picks])}
         has_model = project.active_model() is not None
     scores = [shown_score(p, has_model=has_model) for p in picks]  # uncertainties only (as the app)
@@ -611,7 +611,10 @@ def cmd_queue(args) -> int:
     for p, value in zip(picks, scores):
         score = "" if value is None else f"score {value:.3f}"
         print(f"  sample {p.sample:<6} {places[p.sample]:<10} {score:<11}  {p.reason}")
-    print(f"{len(picks)} samples to label next ({args.strategy})")
+    skipped = sum(1 for p in picks if is_skipped(p))
+    print(f"{len(picks) - skipped} samples to label next ({args.strategy})" + (
+        f", then {_count(skipped, 'sample')} skipped in the app (`n` on {'them' if skipped > 1 else 'it'} unlabeled)"
+        if skipped else ""))
     if has_model and any(p.reason.startswith(FIRST_PICK_PREFIXES[1]) for p in picks):  # "no uncertainty scores yet"
         print("the active model has not scored the unlabeled samples yet (`train` does not; the app and `learn` "
               "do): `medlabeler score PROJECT` ranks them by its uncertainty", file=sys.stderr)

@@ -256,6 +256,13 @@ def comparison_split(project) -> str:
     return split(project)
 
 
+def is_skipped(row) -> bool:
+    """A row of a sample skipped with `n` (listed after the rest of the queue)."""
+    from medlabeler.engine.workflows.active_loop import is_skipped as skipped
+
+    return skipped(row)
+
+
 def shown_score(selection, *, has_model: bool):
     from medlabeler.engine.workflows.active_loop import shown_score as score
 
@@ -467,12 +474,14 @@ def queue_rows(project, *, view: str = "to label", n: int = 50, strategy: str = 
     """Rows of the queue table: the next samples to label (ranked; validation and test samples mixed
     in as their share of the labels falls behind), or the first ``n`` labeled / all samples.
 
-    ``assume_labeled``: samples whose labels are still being written, ranked as labeled."""
+    ``assume_labeled``: samples whose labels are still being written, ranked as labeled. The
+    samples skipped with `n` follow the ``n`` rows, all of them (in reach of a right-click)."""
     if view == "to label":
         from medlabeler.engine.workflows.active_loop import next_samples
 
         return [QueueRow(p.sample, None if p.score is None else float(p.score), p.reason)
-                for p in next_samples(project, strategy=strategy, n=n, assume_labeled=assume_labeled)]
+                for p in next_samples(project, strategy=strategy, n=n, assume_labeled=assume_labeled,
+                                      every_skipped=True)]
     active = project.active_model()
     scores = project.scores(active.version) if active is not None else {}
     labeled = {s.id for s in project.samples(labeled=True)}

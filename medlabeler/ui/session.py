@@ -333,6 +333,7 @@ class Session(QObject):
         # saves that failed (a full disk), newest per sample: shown when the sample opens, saved again
         # with the next save, and kept in the user's folder if they still fail when the project closes
         self._not_saved: dict[int, object] = {}
+        self._skip_said = False  # the first skip of a session is explained in a notification
         self.save_warning = ""  # the Label tab shows it (`_warn_of_save`)
         self._not_saved_said = False  # save_warning says that saves failed
         self._kept_files: dict[int, object] = {}  # sample id -> its label kept at a closing, being saved now
@@ -1068,7 +1069,8 @@ class Session(QObject):
         self._queue_wanted = False  # ranked here and now
         if n > calls.QUEUE_DEPTH:
             return calls.queue_rows(self.project, n=n, strategy=self.strategy, assume_labeled=key.labeled)
-        return self.rankings.rank_now(self.project, key)[:n]
+        rows = self.rankings.rank_now(self.project, key)
+        return rows[:n] + [row for row in rows[n:] if calls.is_skipped(row)]  # the skipped ones always listed
 
     def ranked_queue_rows(self) -> list | None:
         """The "to label" rows if they are ranked for the state as it stands, else None (and a
@@ -1165,12 +1167,22 @@ class Session(QObject):
         skipped = self._skip_if_unlabeled(next_id)
         if next_id is not None:
             self.open_sample(next_id, save_first=False)
-            if skipped is not None and self.viewer is not None and self.reading is None:
-                self.viewer.status = (f"skipped sample {skipped} (left unlabeled): the queue asks for it after the "
-                                      f"rest; opened sample {next_id}")
+            if skipped is not None:
+                self._say_skipped(skipped, next_id)
         elif self.viewer is not None and self.project is not None:  # said: `n` seemed to do nothing (a trial)
             self.viewer.status = ("nothing left to label: every sample that can be opened is labeled (the queue's "
                                   "labeled view lists them)")
+
+    def _say_skipped(self, skipped: int, opened: int) -> None:
+        """The status line says each skip; the first of a session is said in a notification too,
+        with how to undo it (napari's cursor readout replaces the status line at once while the
+        mouse rests on the scan: a trial never saw it)."""
+        if self.viewer is not None and self.reading is None:
+            self.viewer.status = f"skipped sample {skipped}: asked for after the rest of the queue; opened sample {opened}"
+        if not self._skip_said:
+            self._skip_said = True
+            _said(f"Skipped sample {skipped} (left unlabeled at n): the queue asks for it after every other sample. "
+                  "To put it back in its place, right-click its row at the end of the queue.")
 
     def _skip_if_unlabeled(self, next_id: int | None) -> int | None:
         """`n` on a sample left unlabeled skips it (`Project.skip`): after the next save the queue

@@ -98,7 +98,7 @@ def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_p
     request moves to another sample of its split, and the store keeps it (the CLI's queue agrees)."""
     from medlabeler.cli import main
     from medlabeler.engine.store.project import Project
-    from medlabeler.engine.workflows.active_loop import SKIPPED_REASON, is_request, shown_score
+    from medlabeler.engine.workflows.active_loop import SKIPPED_REASONS, is_request, is_skipped, shown_score
 
     project, _ = _project(tmp_path)
     with project:
@@ -112,15 +112,20 @@ def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_p
         project.skip(train_top)
         assert project.status()["skipped"] == 2
         after = next_samples(project, strategy="kcenter", n=100)
-        # moved behind, the longest skipped first; the rest keeps its order
-        assert [p.sample for p in after] == [p.sample for p in before if p.sample not in (request, train_top)] + [
-            request, train_top]
-        assert all(p.reason == SKIPPED_REASON and p.score is None and not is_request(p) for p in after[-2:])
-        assert all(shown_score(p, has_model=True) is None for p in after[-2:])  # no uncertainty shown
-        assert after[:-2] == [p for p in before if p.sample not in (request, train_top)]
-        # the queue's top ten: the test label is still asked for, of another slice
-        tests = [p.sample for p in after[:10] if splits[p.sample] == "test"]
-        assert tests and request not in tests and all(is_request(p) for p in after if p.sample in tests)
+        assert [p.sample for p in after[-2:]] == [request, train_top]  # behind the rest, the longest skipped first
+        assert [p.reason for p in after[-2:]] == [SKIPPED_REASONS["test"], SKIPPED_REASONS["train"]]
+        assert all(is_skipped(p) and not is_request(p) and shown_score(p, has_model=True) is None for p in after[-2:])
+        # the strategy's picks keep their order; the test request keeps its place, for another test sample
+        kept = [p for p in before if p.sample != train_top]
+        assert [splits[p.sample] for p in after[:20]] == [splits[p.sample] for p in kept[:20]]
+        assert [p.sample for p in after if splits[p.sample] == "train"][:-1] == [
+            p.sample for p in kept if splits[p.sample] == "train"]
+        assert [p.sample for p in after[:-2] if splits[p.sample] == "test"] == [
+            p.sample for p in before if splits[p.sample] == "test" and p.sample != request]
+        assert all(is_request(p) for p in after[:-2] if splits[p.sample] != "train")
+        # the app's table lists every skipped sample after its rows; the first rows are the same
+        assert [p.sample for p in next_samples(project, strategy="kcenter", n=3, every_skipped=True)] == [
+            p.sample for p in after[:3]] + [request, train_top]
         assert next_samples(project, strategy="kcenter", n=100, split="test")[-1].sample == request
         project.skip(request)  # skipped again: behind the other skipped one now
         assert [p.sample for p in next_samples(project, strategy="kcenter", n=100)[-2:]] == [train_top, request]
@@ -136,3 +141,7 @@ def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_p
     assert main(["status", str(project.root)]) == 0
     assert "  1 sample skipped in the app (`n` on it unlabeled): the queue asks for it after the rest" in (
         capsys.readouterr().out)
+    assert main(["queue", str(project.root), "--n", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].split()[1] == str(request) and lines[3].endswith(SKIPPED_REASONS["test"])
+    assert lines[4] == "3 samples to label next (hybrid), then 1 sample skipped in the app (`n` on it unlabeled)"

@@ -435,7 +435,7 @@ def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain
         press(viewer, "n")  # nothing painted: nothing saved
         assert session.sample.id == expected
     assert not session.project.labeled_ids() and session.project.skipped_ids() == rows[:3]
-    qtbot.waitUntil(lambda: widget.queue.sample_ids() == rows[3:] + rows[:3], timeout=5_000)
+    qtbot.waitUntil(lambda: widget.queue.sample_ids()[-3:] == rows[:3], timeout=5_000)
     # A click opens its row; after `n` the selection is on the row opened, not the row clicked.
     table = widget.queue.table
     shown = widget.queue.sample_ids()
@@ -453,14 +453,29 @@ def test_a_sample_left_unlabeled_at_n_is_asked_for_after_the_rest_until_put_back
     """A radiologist passed over a test-label request with `n`; after each save elsewhere the same
     slice was on top again. `n` on a sample left unlabeled skips it: the queue (the app's and the
     CLI's) asks for it after the rest, until a right-click puts it back."""
+    from napari.utils.notifications import notification_manager
+
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, brain_project)
     session, project = widget.session, widget.session.project
     passed = session.sample.id
-    press(viewer, "n")  # nothing painted
-    assert project.skipped_ids() == [passed] and not project.labeled_ids()
-    assert viewer.status == (f"skipped sample {passed} (left unlabeled): the queue asks for it after the rest; "
+    shown = []
+    notification_manager.notification_ready.connect(shown.append)
+    try:
+        press(viewer, "n")  # nothing painted
+        again = session.sample.id
+        press(viewer, "n")
+    finally:
+        notification_manager.notification_ready.disconnect(shown.append)
+    assert project.skipped_ids() == [passed, again] and not project.labeled_ids()
+    assert viewer.status == (f"skipped sample {again}: asked for after the rest of the queue; "
                              f"opened sample {session.sample.id}")
+    # the first skip is explained where the mouse readout does not replace it, once
+    assert [n.message for n in shown] == [f"Skipped sample {passed} (left unlabeled at n): the queue asks for it after "
+                                          "every other sample. To put it back in its place, right-click its row at the "
+                                          "end of the queue."]
+    assert [row.sample for row in session.queue_rows(n=2)][2:] == [passed, again]  # listed in reach whatever n
+    assert project.unskip([again]) == 1
     painted = session.sample.id
     press(viewer, "1")
     stroke(viewer, [(60.0, x) for x in np.linspace(40, 160, 16)])
@@ -477,6 +492,7 @@ def test_a_sample_left_unlabeled_at_n_is_asked_for_after_the_rest_until_put_back
     qtbot.waitUntil(lambda: bool(widget.queue.rows) and widget.queue.rows[0].sample == session.sample.id, timeout=10_000)
     row = widget.queue.sample_ids().index(passed)
     assert widget.queue.table.item(row, 3).text().startswith("skipped")
+    assert widget.queue.status.text().startswith(f"the next {row} to label, then 1 skipped with n (right-click one")
     put_back = widget.queue.row_actions(row)[-1]
     assert put_back.text() == f"Put sample {passed} back in its place in the queue" and put_back.isEnabled()
     put_back.trigger()

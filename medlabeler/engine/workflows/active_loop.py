@@ -72,7 +72,11 @@ HELD_OUT_REASONS = {
     "test": "test label needed: held out to measure the model, never trained on nor used to choose",
 }
 #: Why a skipped sample is where it is: behind every sample not skipped (`Project.skip`).
-SKIPPED_REASON = "skipped (left unlabeled at n): asked for after the rest of the queue"
+SKIPPED_REASONS = {
+    "train": "skipped (left unlabeled at n): asked for after the rest of the queue",
+    "val": "skipped (a validation sample left unlabeled at n): asked for after the rest of the queue",
+    "test": "skipped (a test sample left unlabeled at n): asked for after the rest of the queue",
+}
 #: The queue is always ranked this deep and then cut: the app's first sample, `n`, the queue
 #: table, `medlabeler queue` and the demo then agree on the order whatever length each shows.
 QUEUE_DEPTH = 50
@@ -81,7 +85,7 @@ QUEUE_BATCH = 10
 
 
 def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str | None = None, seed: int = 0,
-                 assume_labeled: Iterable[int] = ()):
+                 assume_labeled: Iterable[int] = (), every_skipped: bool = False):
     """The ``n`` unlabeled samples to label next, each with its score and the reason it was chosen.
 
     Deterministic for a given active model, label state, strategy and seed, and prefix-stable up
@@ -94,7 +98,10 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
     (a save still being written), so the queue is the one the store gives once the save lands.
 
     Samples the clinician skipped (`Project.skip`) come after all the others, the longest skipped
-    first: a slice that cannot be labeled is not asked for again at each save, and stays in reach.
+    first: a slice that cannot be labeled is not asked for again at each save. A skipped held-out
+    request gives its place to the next sample of its split; the strategy's picks keep their order.
+    ``every_skipped``: the skipped samples beyond the ``n`` are listed after them (the app's queue
+    table, where they stay in reach of a right-click).
     """
     from medlabeler.engine.active.strategies import Selection, select_for_project
 
@@ -108,13 +115,15 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
         if split is not None:
             queue = select_for_project(project, strategy=strategy, n=depth, split=split, seed=seed, batch=QUEUE_BATCH,
                                        **known)
-            return ([p for p in queue if p.sample not in later] + skipped)[:n]
+            return _cut([p for p in queue if p.sample not in later], skipped, n, every_skipped)
         plan = held_out_plan(project, depth, known=known)
         picks = select_for_project(project, strategy=strategy, n=plan.count("train"), split="train", seed=seed,
                                    batch=QUEUE_BATCH, **known)
     except ValueError as exc:
         raise ProjectError(f"{project.root}: cannot rank with strategy {strategy!r}: {exc}") from exc
-    held = {name: iter(select_for_project(project, strategy="random", n=plan.count(name), split=name, seed=seed, **known))
+    # a request skipped: the next sample of its split is asked for in its place
+    held = {name: iter([p for p in select_for_project(project, strategy="random", n=plan.count(name) + len(later),
+                                                      split=name, seed=seed, **known) if p.sample not in later])
             for name in ("val", "test")}
     train = iter(picks)
     queue = []
@@ -122,7 +131,7 @@ def next_samples(project, *, strategy: str = "hybrid", n: int = 10, split: str |
         pick = next(train if name == "train" else held[name], None)
         if pick is not None and pick.sample not in later:
             queue.append(pick if name == "train" else Selection(pick.sample, None, HELD_OUT_REASONS[name]))
-    return (queue + skipped)[:n]
+    return _cut(queue, skipped, n, every_skipped)
 
 
 def _skipped(project, known: dict, split: str | None = None) -> list:
@@ -131,8 +140,19 @@ def _skipped(project, known: dict, split: str | None = None) -> list:
 
     splits = {s.id: s.split for s in known["samples"]}
     done = set(known["labeled"]) | project.blank_ids()
-    return [Selection(i, None, SKIPPED_REASON) for i in project.skipped_ids()
+    return [Selection(i, None, SKIPPED_REASONS[splits[i]]) for i in project.skipped_ids()
             if i in splits and i not in done and split in (None, splits[i])]
+
+
+def _cut(queue: list, skipped: list, n: int, every_skipped: bool) -> list:
+    """The first ``n`` of the queue with the skipped samples behind it (all of them: ``every_skipped``)."""
+    shown = (queue + skipped)[:n]
+    return shown + [p for p in skipped if p not in shown] if every_skipped else shown
+
+
+def is_skipped(selection) -> bool:
+    """A sample the clinician skipped, listed after the rest of the queue."""
+    return selection.reason in SKIPPED_REASONS.values()
 
 
 def is_request(selection) -> bool:

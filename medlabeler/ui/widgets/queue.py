@@ -266,7 +266,9 @@ class QueueWidget(QWidget):
                 return "nothing left to label: every sample is labeled (the labeled view lists them)"
             return (f"nothing to label now: the {unlabeled} unlabeled samples are blank, or their images no longer "
                     "read (moved? the Project tab's Find moved images…)")
-        return f"the next {len(self.rows)} to label; {model}"
+        skipped = sum(1 for row in self.rows if calls.is_skipped(row))
+        then = f", then {skipped} skipped with n (right-click one to put it back)" if skipped else ""
+        return f"the next {len(self.rows) - skipped} to label{then}; {model}"
 
     def _mark_open(self) -> None:
         """The open sample's row in bold and selected, no other row selected (a click's selection
@@ -343,6 +345,7 @@ class QueueWidget(QWidget):
         actions = self.row_actions(self.table.rowAt(position.y()))
         if actions:
             menu = QMenu(self.table)
+            menu.setToolTipsVisible(True)  # what Remove label and Put back do (a trial never saw them)
             menu.addActions(actions)
             menu.exec(self.table.viewport().mapToGlobal(position))
             menu.deleteLater()  # and its actions with it: one menu a right-click
