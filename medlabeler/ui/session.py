@@ -1132,10 +1132,11 @@ class Session(QObject):
             return
         self._start_background(calls.prediction_only_run(self.project, upcoming), "Predicting ahead", preempt=False)
 
-    def next_sample_id(self, skip=()) -> int | None:
-        """The top of the queue that is not the open sample; when the open sample is still in the
-        queue (left unlabeled), the row after it: `n` without a label walks down the queue rather
-        than back to its top. ``skip``: samples not to open (they failed to)."""
+    def next_sample_id(self, skip=(), *, walk: bool = True) -> int | None:
+        """The top of the queue that is not the open sample. With ``walk``, when the open sample is
+        still in the queue (left unlabeled in a project where `n` cannot record a skip: open
+        read-only), the row after it: `n` walks down the queue rather than back and forth between
+        its first two rows. ``skip``: samples not to open (they failed to)."""
         if self.project is None:
             return None
         from medlabeler.engine.errors import MedlabelerError
@@ -1146,7 +1147,7 @@ class Session(QObject):
             log.warning("queue: %s", exc)
             rows = []
         current = self.sample.id if self.sample is not None else None
-        at = next((i for i, row in enumerate(rows) if row.sample == current), None)
+        at = next((i for i, row in enumerate(rows) if row.sample == current), None) if walk else None
         for row in rows[at + 1:] if at is not None else []:
             return row.sample
         for row in rows:
@@ -1157,14 +1158,16 @@ class Session(QObject):
 
     @main_thread_only
     def open_next(self) -> None:
-        """Save, then open the top of the queue as it stands with the labels just saved (or, when
-        the open sample was left unlabeled, the row after it: the open one is skipped, and the
-        queue asks for it again only after the rest)."""
+        """Save, then open the top of the queue as it stands with the labels just saved. The open
+        sample, when left unlabeled, is skipped: the queue asks for it again only after the rest,
+        and `n` opens the queue's top, the open sample left out (a sample put back in its place
+        is there; in a project open read-only, where nothing is recorded, the row after it)."""
         self.save_current()
         if self.unsavable:
             return  # leaving would lose the strokes the save refused
-        next_id = self.next_sample_id()
-        skipped = self._skip_if_unlabeled(next_id)
+        skipping = self._skippable()
+        next_id = self.next_sample_id(walk=not skipping)  # ranked before the skip: the ranking made ahead
+        skipped = self._skip(next_id) if skipping else None
         if next_id is not None:
             self.open_sample(next_id, save_first=False)
             if skipped is not None:
@@ -1184,14 +1187,19 @@ class Session(QObject):
             _said(f"Skipped sample {skipped} (left unlabeled at n): the queue asks for it after every other sample. "
                   "To put it back in its place, right-click its row at the end of the queue.")
 
-    def _skip_if_unlabeled(self, next_id: int | None) -> int | None:
-        """`n` on a sample left unlabeled skips it (`Project.skip`): after the next save the queue
-        would otherwise put it back on top (a test-label request on a slice a radiologist passed
-        over came back after every save). Returns the id skipped, if one was."""
+    def _skippable(self) -> bool:
+        """Whether `n` skips the open sample: it is left unlabeled, in a project that can record it
+        (`Project.skip`). Else after the next save the queue would put it back on top (a test-label
+        request a radiologist passed over came back after every save)."""
         sample, project = self.sample, self.project
-        if sample is None or project is None or project.readonly or next_id in (None, sample.id):
-            return None
-        if sample.id in self.pending_labels() or sample.id in project.labeled_ids():
+        if sample is None or project is None or project.readonly or self.writer is None:
+            return False
+        return sample.id not in self.pending_labels() and sample.id not in project.labeled_ids()
+
+    def _skip(self, next_id: int | None) -> int | None:
+        """Record the skip of the open sample (when another opens); returns its id, if recorded."""
+        sample, project = self.sample, self.project
+        if next_id in (None, sample.id):
             return None
         try:
             project.skip(sample.id)

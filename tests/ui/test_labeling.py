@@ -424,8 +424,9 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
 
 
 def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain_project):
-    """Leaving a sample unlabeled, `n` opens the row after it, not the queue's top again; the
-    samples passed over go behind the rest of the queue, in the order they were skipped."""
+    """Leaving a sample unlabeled, `n` skips it and opens the queue's top without it: pressed
+    again and again it walks down the rows, and the samples passed over go behind the rest of the
+    queue, in the order they were skipped."""
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, brain_project)
     session = widget.session
@@ -436,16 +437,17 @@ def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain
         assert session.sample.id == expected
     assert not session.project.labeled_ids() and session.project.skipped_ids() == rows[:3]
     qtbot.waitUntil(lambda: widget.queue.sample_ids()[-3:] == rows[:3], timeout=5_000)
-    # A click opens its row; after `n` the selection is on the row opened, not the row clicked.
+    # A click opens its row; `n` there opens the queue's top (not skipped: it was left by a click),
+    # and the selection is on the row opened, not the row clicked.
     table = widget.queue.table
     shown = widget.queue.sample_ids()
     cell = table.visualRect(table.model().index(1, 0)).center()
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=cell)
     assert session.sample.id == shown[1]
     press(viewer, "n")
-    assert session.sample.id == shown[2]
-    qtbot.waitUntil(lambda: [i.row() for i in table.selectionModel().selectedRows()] == [
-        widget.queue.sample_ids().index(shown[2])] and widget.queue.sample_ids()[-1] == shown[1], timeout=5_000)
+    assert session.sample.id == shown[0]
+    qtbot.waitUntil(lambda: [i.row() for i in table.selectionModel().selectedRows()] == [0]
+                    and widget.queue.sample_ids()[-1] == shown[1], timeout=5_000)
 
 
 def test_a_sample_left_unlabeled_at_n_is_asked_for_after_the_rest_until_put_back(make_napari_viewer, qtbot,
@@ -500,6 +502,11 @@ def test_a_sample_left_unlabeled_at_n_is_asked_for_after_the_rest_until_put_back
     qtbot.waitUntil(lambda: passed in widget.queue.sample_ids() and not widget.queue.table.item(
         widget.queue.sample_ids().index(passed), 3).text().startswith("skipped"), timeout=10_000)
     assert not any(a.text().startswith("Put sample") for a in widget.queue.row_actions(0))
+    # `n` now opens the queue's top, the open sample left out: the one put back where it ranks first
+    left = session.sample.id
+    top = next(row.sample for row in session.queue_rows() if row.sample != left)
+    press(viewer, "n")
+    assert session.sample.id == top == passed and project.skipped_ids() == [left]
 
 
 def test_the_app_logs_each_sample_it_opens_on_stderr(monkeypatch, capsys):
