@@ -601,7 +601,8 @@ def cmd_queue(args) -> int:
     from medlabeler.engine.workflows.active_loop import is_skipped, next_samples, shown_score, where
 
     with _open(args.project, readonly=True) as project:
-        picks = next_samples(project, strategy=args.strategy, n=args.n, every_skipped=True)
+        # the skipped samples listed after the rows, for a reader; a script's JSON gets --n rows
+        picks = next_samples(project, strategy=args.strategy, n=args.n, every_skipped=not args.json)
         places = {s.id: where(s, project) for s in project.samples(ids=[p.sample for p in picks])}
         has_model = project.active_model() is not None
     scores = [shown_score(p, has_model=has_model) for p in picks]  # uncertainties only (as the app)

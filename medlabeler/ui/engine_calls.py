@@ -256,6 +256,12 @@ def comparison_split(project) -> str:
     return split(project)
 
 
+def queue_after_skip(rows: list, sample: int) -> list:
+    from medlabeler.engine.workflows.active_loop import queue_after_skip as after
+
+    return after(rows, sample)
+
+
 def is_skipped(row) -> bool:
     """A row of a sample skipped with `n` (listed after the rest of the queue)."""
     from medlabeler.engine.workflows.active_loop import is_skipped as skipped

@@ -1132,11 +1132,12 @@ class Session(QObject):
             return
         self._start_background(calls.prediction_only_run(self.project, upcoming), "Predicting ahead", preempt=False)
 
-    def next_sample_id(self, skip=(), *, walk: bool = True) -> int | None:
-        """The top of the queue that is not the open sample. With ``walk``, when the open sample is
-        still in the queue (left unlabeled in a project where `n` cannot record a skip: open
-        read-only), the row after it: `n` walks down the queue rather than back and forth between
-        its first two rows. ``skip``: samples not to open (they failed to)."""
+    def next_sample_id(self, skip=(), *, skipping: bool = False) -> int | None:
+        """The top of the queue that is not the open sample. ``skipping``: the open sample is about
+        to be skipped: the top of the queue as it will be ranked then (`queue_after_skip`). Else,
+        when the open sample is still in the queue (left unlabeled in a project where `n` cannot
+        record a skip: open read-only), the row after it: `n` walks down the queue rather than back
+        and forth between its first two rows. ``skip``: samples not to open (they failed to)."""
         if self.project is None:
             return None
         from medlabeler.engine.errors import MedlabelerError
@@ -1147,7 +1148,9 @@ class Session(QObject):
             log.warning("queue: %s", exc)
             rows = []
         current = self.sample.id if self.sample is not None else None
-        at = next((i for i, row in enumerate(rows) if row.sample == current), None) if walk else None
+        if skipping:
+            rows = calls.queue_after_skip(rows, current)
+        at = next((i for i, row in enumerate(rows) if row.sample == current), None)
         for row in rows[at + 1:] if at is not None else []:
             return row.sample
         for row in rows:
@@ -1166,7 +1169,7 @@ class Session(QObject):
         if self.unsavable:
             return  # leaving would lose the strokes the save refused
         skipping = self._skippable()
-        next_id = self.next_sample_id(walk=not skipping)  # ranked before the skip: the ranking made ahead
+        next_id = self.next_sample_id(skipping=skipping)  # from the ranking made ahead, not ranked again
         skipped = self._skip(next_id) if skipping else None
         if next_id is not None:
             self.open_sample(next_id, save_first=False)

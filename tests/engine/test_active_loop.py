@@ -145,3 +145,43 @@ def test_a_skipped_sample_comes_after_the_rest_of_the_queue_until_put_back(tmp_p
     lines = capsys.readouterr().out.splitlines()
     assert lines[3].split()[1] == str(request) and lines[3].endswith(SKIPPED_REASONS["test"])
     assert lines[4] == "3 samples to label next (hybrid), then 1 sample skipped in the app (`n` on it unlabeled)"
+
+
+def test_the_queue_after_a_skip_is_known_without_ranking_again(tmp_path):
+    """The app's `n` on a sample left unlabeled opens the top of the queue the skip makes, from the
+    ranking made ahead (`queue_after_skip`): the same as `next_samples` ranks after the skip, with a
+    model's uncertainty (hybrid) and for a held-out request, whose place goes to the next sample of
+    its split (the app had opened the row after it while the table showed that sample on top)."""
+    from medlabeler.engine.training import run_to_end
+    from medlabeler.engine.workflows.active_loop import is_request, queue_after_skip, score_project
+    from medlabeler.engine.workflows.train import train_project
+
+    project, _ = _project(tmp_path)
+    with project:
+        for sample in project.samples(split="train")[:4]:
+            project.save_label(sample.id, (project.load_pixels(sample) > 80).astype(np.uint8))
+        config = {"image_size": 32, "features": [4, 8, 16, 32], "steps": 2, "batch_size": 2}
+        run_to_end(train_project(project, method="supervised", config=config))
+        run_to_end(score_project(project))
+        before = next_samples(project, n=50)  # hybrid, by the model's uncertainty
+        request = next(p for p in before if is_request(p))
+        pick = next(p for p in before if not is_request(p))
+        assert before.index(request) < 5 and "entropy" in pick.reason
+        for skipped in (request, pick):
+            expected = queue_after_skip(before, skipped.sample)
+            project.skip(skipped.sample)
+            after = next_samples(project, n=50)
+            assert after[:40] == expected[:40] and after[0].sample != skipped.sample
+            if skipped is request:  # its place: the next sample of its split, asked for as such
+                place = before.index(request)
+                assert after[place].reason == request.reason and after[place].sample != request.sample
+            before = after
+        # a label taken back takes its skip with it: to be labeled again, it is not put last
+        project.save_label(pick.sample, (project.load_pixels(project.sample(pick.sample)) > 80).astype(np.uint8))
+        project.remove_label(pick.sample)
+        assert project.skipped_ids() == [request.sample] and project.status()["skipped"] == 1
+        assert [p.reason for p in next_samples(project, n=100) if p.sample == pick.sample] == [pick.reason]
+        # a blank slice skipped (opened from the "all" view) is counted nowhere: the queue never lists it
+        blank = min(project.blank_ids())
+        project.skip(blank)
+        assert project.status()["skipped"] == 1 and blank not in {p.sample for p in next_samples(project, n=100)}

@@ -423,18 +423,25 @@ def test_s_on_a_new_sample_with_nothing_painted_saves_it_as_all_background(make_
     assert "unpainted pixels" not in viewer.status, viewer.status
 
 
-def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain_project):
-    """Leaving a sample unlabeled, `n` skips it and opens the queue's top without it: pressed
-    again and again it walks down the rows, and the samples passed over go behind the rest of the
-    queue, in the order they were skipped."""
+def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain_project, capsys):
+    """Leaving a sample unlabeled, `n` skips it and opens the queue's top without it, the first
+    line of `medlabeler queue` then: pressed again and again it walks down the rows, a validation
+    or test request passed over is asked of another sample of its split in its place, and the
+    samples passed over go behind the rest of the queue, in the order they were skipped."""
     viewer = make_napari_viewer(show=True)
     widget = build_app(viewer, brain_project)
     session = widget.session
-    rows = [row.sample for row in session.queue_rows()]
-    assert session.sample.id == rows[0] and len(rows) < 50  # the whole queue is listed
-    for expected in rows[1:4]:
-        press(viewer, "n")  # nothing painted: nothing saved
-        assert session.sample.id == expected
+    requests = {"validation label needed", "test label needed"}
+    rows = session.queue_rows()
+    assert session.sample.id == rows[0].sample and len(rows) < 50  # the whole queue is listed
+    assert [row.reason.split(":")[0] in requests for row in rows[:4]] == [False, False, True, True]
+    press(viewer, "n")  # nothing painted: nothing saved
+    press(viewer, "n")
+    assert session.sample.id == rows[2].sample == cli_first(brain_project, capsys)  # the validation request
+    press(viewer, "n")  # passed over: another validation sample asked for in its place
+    assert session.sample.id == cli_first(brain_project, capsys) not in {row.sample for row in rows[:4]}
+    assert session.project.sample(session.sample.id).split == "val"
+    rows = [row.sample for row in rows]
     assert not session.project.labeled_ids() and session.project.skipped_ids() == rows[:3]
     qtbot.waitUntil(lambda: widget.queue.sample_ids()[-3:] == rows[:3], timeout=5_000)
     # A click opens its row; `n` there opens the queue's top (not skipped: it was left by a click),

@@ -606,14 +606,13 @@ class Project:
 
     def unskip(self, sample_ids: Iterable[int]) -> int:
         """Put skipped samples back in their place in the queue; returns how many were skipped."""
-        ids = [(int(i),) for i in sample_ids]
+        ids = sorted(set(int(i) for i in sample_ids) & set(self.skipped_ids()))
+        if not ids:
+            return 0
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany("DELETE FROM skips WHERE sample_id = ?", ids)
-            undone = conn.total_changes - before
-            if undone:
-                self._insert_audit(conn, "sample_unskipped", {"samples": [i for (i,) in ids]})
-        return undone
+            conn.executemany("DELETE FROM skips WHERE sample_id = ?", [(i,) for i in ids])
+            self._insert_audit(conn, "sample_unskipped", {"samples": ids})
+        return len(ids)
 
     def skipped_ids(self) -> list[int]:
         """The skipped samples (labeled ones included), the longest skipped first."""
@@ -1263,12 +1262,16 @@ class Project:
         """Make the sample unlabeled again (a label saved by mistake); its versions stay in the history
         (`label_history`, `revert_label`). Returns the version that was current, None if none was."""
         self.sample(sample_id)  # an unknown id raises
-        with self._write(labels_only=True) as conn:
+        skipped = int(sample_id) in self.skipped_ids()
+        # a skip of the sample goes with its label (to be labeled again, it is not put last): not
+        # labels only then, so that rankings kept from before the label see the change
+        with self._write(labels_only=not skipped) as conn:
             row = conn.execute("SELECT version FROM labels WHERE sample_id = ? AND is_current = 1",
                                (int(sample_id),)).fetchone()
             if row is None:
                 return None
             _clear_current(conn, int(sample_id))
+            conn.execute("DELETE FROM skips WHERE sample_id = ?", (int(sample_id),))
             self._insert_audit(conn, "label_removed", {"sample": int(sample_id), "version": int(row[0])})
         return int(row[0])
 
@@ -1545,7 +1548,7 @@ class Project:
                                 for i, name in enumerate(self.task.names)},
             "models": int(self._query("SELECT count(*) FROM models")[0][0]),
             "active_model": active.version if active else None,
-            "skipped": len(set(self.skipped_ids()) - self.labeled_ids()),
+            "skipped": len(set(self.skipped_ids()) - self.labeled_ids() - self.blank_ids()),  # as the queue lists
         }
 
     def integrity_check(self) -> str:

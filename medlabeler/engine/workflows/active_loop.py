@@ -150,6 +150,26 @@ def _cut(queue: list, skipped: list, n: int, every_skipped: bool) -> list:
     return shown + [p for p in skipped if p not in shown] if every_skipped else shown
 
 
+def queue_after_skip(rows: list, sample: int) -> list:
+    """The queue ``rows`` as `next_samples` ranks it once ``sample`` is skipped, as far as the rows
+    go, without ranking again (the app's `n` opens its top at once): a pick leaves its place; a
+    held-out request's place goes to the next request of its split, and each later one of that
+    split moves up a place (the last place, whose sample lies beyond the rows, is left out).
+    ``rows``: selections or queue rows (anything with ``sample`` and ``reason``), as ranked before."""
+    import dataclasses
+
+    at = next((i for i, row in enumerate(rows) if row.sample == sample), None)
+    if at is None:
+        return list(rows)
+    reason = rows[at].reason
+    if reason not in HELD_OUT_REASONS.values():
+        return rows[:at] + rows[at + 1:]
+    places = [i for i, row in enumerate(rows) if row.reason == reason and i >= at]
+    moved = {i: rows[j].sample for i, j in zip(places, places[1:])}
+    return [dataclasses.replace(row, sample=moved[i]) if i in moved else row
+            for i, row in enumerate(rows) if i not in places or i in moved]
+
+
 def is_skipped(selection) -> bool:
     """A sample the clinician skipped, listed after the rest of the queue."""
     return selection.reason in SKIPPED_REASONS.values()
