@@ -613,7 +613,7 @@ def cmd_queue(args) -> int:
         score = "" if value is None else f"score {value:.3f}"
         print(f"  sample {p.sample:<6} {places[p.sample]:<10} {score:<11}  {p.reason}")
     skipped = sum(1 for p in picks if is_skipped(p))
-    print(f"{len(picks) - skipped} samples to label next ({args.strategy})" + (
+    print(f"{_count(len(picks) - skipped, 'sample')} to label next ({args.strategy})" + (
         f", then {_count(skipped, 'sample')} skipped in the app (`n` on {'them' if skipped > 1 else 'it'} unlabeled)"
         if skipped else ""))
     if has_model and any(p.reason.startswith(FIRST_PICK_PREFIXES[1]) for p in picks):  # "no uncertainty scores yet"

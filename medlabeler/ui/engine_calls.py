@@ -262,6 +262,13 @@ def queue_after_skip(rows: list, sample: int) -> list:
     return after(rows, sample)
 
 
+def held_out_reason(split: str) -> str:
+    """"validation label needed: held out to choose the best model, never trained on"."""
+    from medlabeler.engine.workflows.active_loop import HELD_OUT_REASONS
+
+    return HELD_OUT_REASONS[split]
+
+
 def is_skipped(row) -> bool:
     """A row of a sample skipped with `n` (listed after the rest of the queue)."""
     from medlabeler.engine.workflows.active_loop import is_skipped as skipped

@@ -1169,26 +1169,33 @@ class Session(QObject):
         if self.unsavable:
             return  # leaving would lose the strokes the save refused
         skipping = self._skippable()
+        split = self.sample.split if skipping else None  # (the open sample's, before another opens)
         next_id = self.next_sample_id(skipping=skipping)  # from the ranking made ahead, not ranked again
         skipped = self._skip(next_id) if skipping else None
         if next_id is not None:
             self.open_sample(next_id, save_first=False)
             if skipped is not None:
-                self._say_skipped(skipped, next_id)
+                self._say_skipped(skipped, next_id, replaced=split != "train" and self.sample is not None
+                                  and self.sample.id == next_id and self.sample.split == split)
         elif self.viewer is not None and self.project is not None:  # said: `n` seemed to do nothing (a trial)
             self.viewer.status = ("nothing left to label: every sample that can be opened is labeled (the queue's "
                                   "labeled view lists them)")
 
-    def _say_skipped(self, skipped: int, opened: int) -> None:
-        """The status line says each skip; the first of a session is said in a notification too,
-        with how to undo it (napari's cursor readout replaces the status line at once while the
-        mouse rests on the scan: a trial never saw it)."""
+    def _say_skipped(self, skipped: int, opened: int, *, replaced: bool = False) -> None:
+        """The status line says each skip; a notification says the first of a session, with how to
+        undo it, and each validation or test request passed over for another sample of its split
+        (napari's cursor readout replaces the status line at once while the mouse rests on the
+        scan: a trial never saw it; another saw a request move on with nothing said)."""
         if self.viewer is not None and self.reading is None:
             self.viewer.status = f"skipped sample {skipped}: asked for after the rest of the queue; opened sample {opened}"
-        if not self._skip_said:
-            self._skip_said = True
-            _said(f"Skipped sample {skipped} (left unlabeled at n): the queue asks for it after every other sample. "
-                  "To put it back in its place, right-click its row at the end of the queue.")
+        if replaced:
+            _said(f"Skipped sample {skipped}; asked instead: sample {opened} ({calls.where(self.sample, self.project)}), "
+                  f"{calls.held_out_reason(self.sample.split)}. To label a training sample first, click its row in "
+                  "the queue.")
+        elif not self._skip_said:
+            _said(f"Skipped sample {skipped}: asked for after every other sample (to put it back, right-click its "
+                  "row at the end of the queue).")
+        self._skip_said = True
 
     def _skippable(self) -> bool:
         """Whether `n` skips the open sample: it is left unlabeled, in a project that can record it

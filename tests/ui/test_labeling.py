@@ -438,9 +438,22 @@ def test_n_without_a_label_walks_down_the_queue(make_napari_viewer, qtbot, brain
     press(viewer, "n")  # nothing painted: nothing saved
     press(viewer, "n")
     assert session.sample.id == rows[2].sample == cli_first(brain_project, capsys)  # the validation request
-    press(viewer, "n")  # passed over: another validation sample asked for in its place
+    from napari.utils.notifications import notification_manager
+
+    from medlabeler.engine.workflows.active_loop import where
+
+    project, shown = session.project, []
+    notification_manager.notification_ready.connect(shown.append)
+    try:
+        press(viewer, "n")  # passed over: another validation sample asked for in its place, and said so
+    finally:
+        notification_manager.notification_ready.disconnect(shown.append)
     assert session.sample.id == cli_first(brain_project, capsys) not in {row.sample for row in rows[:4]}
-    assert session.project.sample(session.sample.id).split == "val"
+    assert session.sample.split == "val"
+    assert [n.message for n in shown] == [
+        f"Skipped sample {rows[2].sample}; asked instead: sample {session.sample.id} ({where(session.sample, project)}"
+        "), validation label needed: held out to choose the best model, never trained on. To label a training sample "
+        "first, click its row in the queue."]
     rows = [row.sample for row in rows]
     assert not session.project.labeled_ids() and session.project.skipped_ids() == rows[:3]
     qtbot.waitUntil(lambda: widget.queue.sample_ids()[-3:] == rows[:3], timeout=5_000)
@@ -480,9 +493,8 @@ def test_a_sample_left_unlabeled_at_n_is_asked_for_after_the_rest_until_put_back
     assert viewer.status == (f"skipped sample {again}: asked for after the rest of the queue; "
                              f"opened sample {session.sample.id}")
     # the first skip is explained where the mouse readout does not replace it, once
-    assert [n.message for n in shown] == [f"Skipped sample {passed} (left unlabeled at n): the queue asks for it after "
-                                          "every other sample. To put it back in its place, right-click its row at the "
-                                          "end of the queue."]
+    assert [n.message for n in shown] == [f"Skipped sample {passed}: asked for after every other sample (to put it "
+                                          "back, right-click its row at the end of the queue)."]
     assert [row.sample for row in session.queue_rows(n=2)][2:] == [passed, again]  # listed in reach whatever n
     assert project.unskip([again]) == 1
     painted = session.sample.id
