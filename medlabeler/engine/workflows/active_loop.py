@@ -7,6 +7,7 @@ writes scores and embeddings into the store under the model version that made th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any, Generator
 
@@ -156,15 +157,12 @@ def queue_after_skip(rows: list, sample: int) -> list:
     held-out request's place goes to the next request of its split, and each later one of that
     split moves up a place (the last place, whose sample lies beyond the rows, is left out).
     ``rows``: selections or queue rows (anything with ``sample`` and ``reason``), as ranked before."""
-    import dataclasses
-
     at = next((i for i, row in enumerate(rows) if row.sample == sample), None)
     if at is None:
         return list(rows)
-    reason = rows[at].reason
-    if reason not in HELD_OUT_REASONS.values():
+    if not is_request(rows[at]):
         return rows[:at] + rows[at + 1:]
-    places = [i for i, row in enumerate(rows) if row.reason == reason and i >= at]
+    places = [i for i, row in enumerate(rows) if row.reason == rows[at].reason and i >= at]
     moved = {i: rows[j].sample for i, j in zip(places, places[1:])}
     return [dataclasses.replace(row, sample=moved[i]) if i in moved else row
             for i, row in enumerate(rows) if i not in places or i in moved]
